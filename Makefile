@@ -1,0 +1,96 @@
+# telem: one non-recursive build for every executable, test and benchmark.
+# Every .c file that is not a main (main.c, *_main.c) goes into build/libtelem.a;
+# each executable is its main linked against that library, and each
+# tests/test_*.c or tests/e2e_*.c is a Criterion binary linked against it too.
+
+CC       ?= cc
+BUILD    ?= build
+BIN      ?= bin
+PREFIX   ?= /usr/local
+OPT      ?= -O2 -g
+SAN      ?=
+WARN     := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Werror
+CPPFLAGS := -std=c11 -D_GNU_SOURCE -I. -Icommon -MMD -MP
+CFLAGS   := $(OPT) $(WARN) $(SAN) $(EXTRA_CFLAGS)
+LDFLAGS  := $(SAN)
+LDLIBS   := -lrt -lpthread -lm
+
+PROGS    := telem-supervisor telem-ingest telem-filter telem-egress-ckms \
+            telem-egress-cma telemctl
+main_of   = $(firstword $(wildcard $(1)/main.c $(1)_main.c))
+MAINS    := supervisor/main.c ingest/main.c filter/main.c egress/ckms_main.c \
+            egress/cma_main.c supervisor/telemctl_main.c
+LIBSRC   := $(filter-out $(MAINS),$(wildcard common/*.c ingest/*.c filter/*.c \
+            egress/*.c supervisor/*.c))
+LIB      := $(BUILD)/libtelem.a
+TESTSRC  := $(wildcard tests/test_*.c tests/e2e_*.c)
+TESTLIB  := $(filter-out $(TESTSRC),$(wildcard tests/*.c))
+TESTS    := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TESTSRC))
+BENCHSRC := $(wildcard bench/*.c)
+BENCHES  := $(patsubst bench/%.c,$(BIN)/bench-%,$(BENCHSRC))
+
+obj = $(patsubst %.c,$(BUILD)/%.o,$(1))
+
+all: $(addprefix $(BIN)/,$(PROGS))
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+
+$(LIB): $(call obj,$(LIBSRC))
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BIN)/telem-supervisor: $(call obj,supervisor/main.c) $(LIB)
+$(BIN)/telem-ingest:     $(call obj,ingest/main.c) $(LIB)
+$(BIN)/telem-filter:     $(call obj,filter/main.c) $(LIB)
+$(BIN)/telem-egress-ckms: $(call obj,egress/ckms_main.c) $(LIB)
+$(BIN)/telem-egress-cma: $(call obj,egress/cma_main.c) $(LIB)
+$(BIN)/telemctl:         $(call obj,supervisor/telemctl_main.c) $(LIB)
+$(BIN)/%:
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/%: $(call obj,tests/%.c) $(call obj,$(TESTLIB)) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ -lcriterion $(LDLIBS)
+
+$(BIN)/bench-%: $(call obj,bench/%.c) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# deps: what the tests need, installed when missing (Debian, as root).
+deps:
+	@./tests/deps.sh
+
+tests: all $(TESTS)
+
+# The unit tests and the end-to-end tests, which drive $(BIN)/ for real.
+test: deps
+	@$(MAKE) --no-print-directory tests
+	@./tests/run.sh $(BUILD) $(BIN)
+
+# The same suite built with AddressSanitizer and UBSan, in its own folders.
+check: deps
+	@$(MAKE) --no-print-directory BUILD=build/asan BIN=build/asan/bin \
+	  SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
+	  OPT="-O1 -g" tests
+	@ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	  ./tests/run.sh build/asan build/asan/bin
+
+bench: all $(BENCHES)
+	@./bench/run.sh $(BIN)
+
+run: deps all
+	./$(BIN)/telem-supervisor
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin
+	install -m 0755 $(addprefix $(BIN)/,$(PROGS)) $(DESTDIR)$(PREFIX)/bin/
+
+clean:
+	rm -rf $(BUILD) $(BIN)
+
+.PHONY: all deps tests test check bench run install clean
+.SECONDARY:
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -1,0 +1,10 @@
+#!/bin/sh
+# make bench: every benchmark, each printing its own figures.
+bin=${1:-bin}
+set -e
+for b in "$bin"/bench-*; do
+	[ -x "$b" ] || continue
+	case $(basename "$b") in bench-loadgen|bench-floor) continue ;; esac
+	echo "== $(basename "$b")"
+	"$b"
+done

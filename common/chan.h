@@ -1,0 +1,65 @@
+/* chan.h - the one channel interface between stages (DESIGN §6), with two
+ * implementations: POSIX message queues (chan_mq.c) and a shared-memory ring
+ * guarded by a process-shared robust mutex (chan_shm.c).
+ *
+ * A channel carries whole messages of at most chan_msgsize() bytes, in
+ * order, from any number of writers to one reader. A full channel blocks the
+ * writer (backpressure); nothing is dropped here. Object names are
+ * "/telem.<instance>.<queue>", created mode 0600. */
+#ifndef TELEM_CHAN_H
+#define TELEM_CHAN_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+enum chan_kind { CHAN_MQUEUE, CHAN_SHM };
+
+enum { CHAN_READ = 1, CHAN_WRITE = 2 };
+
+#define CHAN_NAME_MAX 256
+#define CHAN_SHM_SLOTS_DEFAULT 64
+
+struct chan_attr {
+	enum chan_kind kind;
+	size_t msgsize;   /* bytes per message, WIRE_MSG_MIN..WIRE_MSG_MAX */
+	unsigned slots;   /* shm: ring capacity; mqueue: ignored (system max) */
+};
+
+struct chan;
+
+/* "mqueue" or "shm" -> kind. Returns 0, or -1 for anything else. */
+int chan_kind_parse(const char *s, enum chan_kind *kind);
+const char *chan_kind_name(enum chan_kind kind);
+
+/* Build "/telem.<instance>.<queue>" into buf. Returns 0, or -1 (EINVAL) if
+ * it does not fit or a part is empty or holds a '/'. */
+int chan_objname(char *buf, size_t cap, const char *instance, const char *queue);
+
+/* Create the object, mode 0600, failing with EEXIST if it exists.
+ * Returns 0 or -1 with errno set; nothing is left behind on failure. */
+int chan_create(const struct chan_attr *attr, const char *objname);
+/* Remove the object. Returns 0, or -1 with errno (ENOENT if absent). */
+int chan_unlink(enum chan_kind kind, const char *objname);
+
+/* Open an existing channel for CHAN_READ and/or CHAN_WRITE. Returns a handle
+ * the caller frees with chan_close, or NULL with errno set (a shm segment of
+ * another version or size fails with EPROTO). */
+struct chan *chan_open(enum chan_kind kind, const char *objname, int mode);
+void chan_close(struct chan *c);
+
+size_t chan_msgsize(const struct chan *c);
+
+/* Receive one message into buf (cap >= chan_msgsize). Waits up to
+ * timeout_ms (< 0: no limit). Returns its length (> 0), 0 on timeout, or -1
+ * with errno (EINTR when a signal arrived). */
+ssize_t chan_recv(struct chan *c, void *buf, size_t cap, int timeout_ms);
+
+/* Send one message of len bytes (1..chan_msgsize). Waits up to timeout_ms
+ * for room (< 0: no limit). Returns 0 once it is queued whole, 1 on timeout
+ * (nothing queued), or -1 with errno (EINTR when a signal arrived). */
+int chan_send(struct chan *c, const void *msg, size_t len, int timeout_ms);
+
+/* Messages now waiting, or -1 with errno. */
+long chan_depth(struct chan *c);
+
+#endif

@@ -1,0 +1,138 @@
+/* chan_mq.c - the POSIX message queue transport. One message of the wire
+ * format is one mqueue message; the kernel does the blocking, ordering and
+ * the many-writers case for us. Visible in /dev/mqueue when mounted. */
+#include "chan_impl.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <mqueue.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "clock.h"
+
+struct chan_mq {
+	struct chan base;
+	mqd_t mq;
+};
+
+/* The most messages an unprivileged process may ask for: msg_max (10 by
+ * default). Larger queues need CAP_SYS_RESOURCE, which we do not assume. */
+static long
+sys_msg_max(void)
+{
+	long v = 10;
+	FILE *f = fopen("/proc/sys/fs/mqueue/msg_max", "r");
+	if (f != NULL) {
+		if (fscanf(f, "%ld", &v) != 1 || v < 1)
+			v = 10;
+		fclose(f);
+	}
+	return v;
+}
+
+static int
+mq_create(const struct chan_attr *attr, const char *objname)
+{
+	struct mq_attr ma = { .mq_maxmsg = sys_msg_max(),
+	    .mq_msgsize = (long)attr->msgsize };
+	mqd_t mq = mq_open(objname, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600, &ma);
+	if (mq == (mqd_t)-1 && errno == EINVAL && ma.mq_maxmsg > 10) {
+		ma.mq_maxmsg = 10;
+		mq = mq_open(objname, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600, &ma);
+	}
+	if (mq == (mqd_t)-1)
+		return -1;
+	mq_close(mq);
+	return 0;
+}
+
+static int
+mq_remove(const char *objname)
+{
+	return mq_unlink(objname);
+}
+
+static struct chan *
+mq_attach(const char *objname, int mode)
+{
+	int flags = mode == (CHAN_READ | CHAN_WRITE) ? O_RDWR :
+	    mode == CHAN_WRITE ? O_WRONLY : O_RDONLY;
+	struct chan_mq *c = malloc(sizeof(*c));
+	if (c == NULL)
+		return NULL;
+	c->mq = mq_open(objname, flags | O_CLOEXEC);
+	if (c->mq == (mqd_t)-1) {
+		int e = errno;
+		free(c);
+		errno = e;
+		return NULL;
+	}
+	struct mq_attr ma;
+	if (mq_getattr(c->mq, &ma) == -1) {
+		int e = errno;
+		mq_close(c->mq);
+		free(c);
+		errno = e;
+		return NULL;
+	}
+	c->base.ops = &chan_mq_ops;
+	c->base.msgsize = (size_t)ma.mq_msgsize;
+	return &c->base;
+}
+
+static void
+mq_detach(struct chan *base)
+{
+	struct chan_mq *c = (struct chan_mq *)base;
+	mq_close(c->mq);
+	free(c);
+}
+
+static ssize_t
+mq_recv(struct chan *base, void *buf, size_t cap, int timeout_ms)
+{
+	struct chan_mq *c = (struct chan_mq *)base;
+	ssize_t n;
+	if (timeout_ms < 0) {
+		n = mq_receive(c->mq, buf, cap, NULL);
+	} else {
+		struct timespec ts = clock_realtime_after(timeout_ms);
+		n = mq_timedreceive(c->mq, buf, cap, NULL, &ts);
+		if (n == -1 && errno == ETIMEDOUT)
+			return 0;
+	}
+	return n;
+}
+
+static int
+mq_send_msg(struct chan *base, const void *msg, size_t len, int timeout_ms)
+{
+	struct chan_mq *c = (struct chan_mq *)base;
+	if (timeout_ms < 0)
+		return mq_send(c->mq, msg, len, 0);
+	struct timespec ts = clock_realtime_after(timeout_ms);
+	if (mq_timedsend(c->mq, msg, len, 0, &ts) == 0)
+		return 0;
+	return errno == ETIMEDOUT ? 1 : -1;
+}
+
+static long
+mq_depth(struct chan *base)
+{
+	struct chan_mq *c = (struct chan_mq *)base;
+	struct mq_attr ma;
+	if (mq_getattr(c->mq, &ma) == -1)
+		return -1;
+	return ma.mq_curmsgs;
+}
+
+const struct chan_ops chan_mq_ops = {
+	.create = mq_create,
+	.unlink = mq_remove,
+	.open = mq_attach,
+	.close = mq_detach,
+	.recv = mq_recv,
+	.send = mq_send_msg,
+	.depth = mq_depth,
+};

@@ -1,0 +1,119 @@
+/* log.c - stderr diagnostics shared by every telem program. Each line is
+ * written with a single write(2) so lines of different stages never mix. */
+#include "log.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "clock.h"
+
+static char tag[96] = "telem";
+
+void
+log_init(const char *prog, const char *stage)
+{
+	if (stage != NULL && *stage != '\0')
+		snprintf(tag, sizeof(tag), "%s[%s]", prog, stage);
+	else
+		snprintf(tag, sizeof(tag), "%s", prog);
+}
+
+const char *
+log_tag(void)
+{
+	return tag;
+}
+
+static void
+vlog(const char *fmt, va_list ap, int err)
+{
+	char line[1024];
+	int n = snprintf(line, sizeof(line), "%s: ", tag);
+	if (n < 0)
+		return;
+	int m = vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
+	if (m < 0)
+		return;
+	size_t len = (size_t)n + (size_t)m;
+	if (len > sizeof(line) - 2)
+		len = sizeof(line) - 2;
+	if (err >= 0)
+		len += (size_t)snprintf(line + len, sizeof(line) - len, ": %s",
+		    strerror(err));
+	if (len > sizeof(line) - 2)
+		len = sizeof(line) - 2;
+	line[len++] = '\n';
+	ssize_t w = write(STDERR_FILENO, line, len);
+	(void)w; /* nowhere left to report a failing stderr */
+}
+
+void
+log_warn(const char *fmt, ...)
+{
+	int saved = errno;
+	va_list ap;
+	va_start(ap, fmt);
+	vlog(fmt, ap, saved);
+	va_end(ap);
+	errno = saved;
+}
+
+void
+log_warnx(const char *fmt, ...)
+{
+	int saved = errno;
+	va_list ap;
+	va_start(ap, fmt);
+	vlog(fmt, ap, -1);
+	va_end(ap);
+	errno = saved;
+}
+
+void
+log_info(const char *fmt, ...)
+{
+	int saved = errno;
+	va_list ap;
+	va_start(ap, fmt);
+	vlog(fmt, ap, -1);
+	va_end(ap);
+	errno = saved;
+}
+
+void
+fatal(int status, const char *fmt, ...)
+{
+	int saved = errno;
+	va_list ap;
+	va_start(ap, fmt);
+	vlog(fmt, ap, saved);
+	va_end(ap);
+	exit(status);
+}
+
+void
+fatalx(int status, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vlog(fmt, ap, -1);
+	va_end(ap);
+	exit(status);
+}
+
+long long
+log_limit_pass(struct log_limit *l, long long interval_ms)
+{
+	long long now = clock_ms();
+	if (l->last_ms != 0 && now - l->last_ms < interval_ms) {
+		l->suppressed++;
+		return -1;
+	}
+	long long s = (long long)l->suppressed;
+	l->suppressed = 0;
+	l->last_ms = now;
+	return s;
+}

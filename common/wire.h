@@ -1,0 +1,70 @@
+/* wire.h - the message format between stages (DESIGN §5).
+ *
+ * A message is a header {u16 version, u16 reserved (0), u32 count} and then
+ * `count` records {u8 type, u8 name_len, u32 value, name bytes}, packed with
+ * no padding, integers in host byte order (every stage runs on one host).
+ * Messages are at most the channel's message size; a stage fills one with
+ * everything it has ready and sends it, never waiting for more. */
+#ifndef TELEM_WIRE_H
+#define TELEM_WIRE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define WIRE_VERSION 1
+#define WIRE_HDR 8
+#define WIRE_REC_HDR 6
+#define WIRE_NAME_MAX 255
+#define WIRE_MSG_MIN 512   /* smallest message size a channel may use */
+#define WIRE_MSG_MAX (1 << 20)
+
+enum wire_type {
+	WIRE_TELEMETRY = 1, /* name, value */
+	WIRE_FLUSH = 2,     /* report now; no name, value 0 */
+	WIRE_STOP = 3,      /* drain: everything before it is done, then exit */
+};
+
+struct wire_rec {
+	uint8_t type;
+	uint8_t name_len;
+	uint32_t value;
+	const char *name; /* points into the message; not NUL-terminated */
+};
+
+struct wire_writer {
+	unsigned char *buf;
+	size_t cap;
+	size_t len;
+	uint32_t count;
+};
+
+/* Start an empty message in buf[0..cap). cap must be >= WIRE_HDR. */
+void wire_writer_init(struct wire_writer *w, void *buf, size_t cap);
+/* Append one record. Returns 0, or -1 (nothing written) when it does not fit. */
+int wire_put(struct wire_writer *w, uint8_t type, const char *name,
+    size_t name_len, uint32_t value);
+/* Write the header and return the message length; the writer stays usable
+ * only after wire_writer_reset. */
+size_t wire_finish(struct wire_writer *w);
+void wire_writer_reset(struct wire_writer *w);
+
+/* Check a whole received message before any record of it is used: version,
+ * count, every record's type, length and name (wire_name_ok for telemetry,
+ * empty for flush and stop), no trailing bytes. Returns the record count, or
+ * -1 if anything is wrong (then nothing of the message may be used). */
+long wire_check(const void *msg, size_t len);
+
+/* Iterate over a message that passed wire_check. */
+struct wire_reader {
+	const unsigned char *p;
+	uint32_t left;
+};
+void wire_reader_init(struct wire_reader *r, const void *msg);
+/* Returns 1 and fills rec, or 0 at the end. */
+int wire_next(struct wire_reader *r, struct wire_rec *rec);
+
+/* A name is 1..255 bytes of valid UTF-8 with no whitespace, no C0 or C1
+ * control character and no DEL, so it cannot break or escape a report line. */
+int wire_name_ok(const char *name, size_t len);
+
+#endif

@@ -1,0 +1,16 @@
+#!/bin/sh
+# Install what the build and the tests need when it is missing (Debian).
+# Needs root (or sudo) only when something is missing.
+set -e
+missing=
+[ -f /usr/include/criterion/criterion.h ] || missing="$missing libcriterion-dev"
+command -v nc >/dev/null 2>&1 || missing="$missing netcat-openbsd"
+command -v socat >/dev/null 2>&1 || missing="$missing socat"
+command -v cc >/dev/null 2>&1 || missing="$missing gcc"
+[ -z "$missing" ] && exit 0
+echo "deps: installing$missing" >&2
+SUDO=
+[ "$(id -u)" -eq 0 ] || SUDO=sudo
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq $missing </dev/null
