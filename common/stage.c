@@ -1,0 +1,440 @@
+/* stage.c - the common life of a stage: options, channels, stats slot,
+ * signals, readiness, and the receive loop that hands records to the
+ * stage's callbacks and sends what they emit, one message per batch. */
+#include "stage.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "log.h"
+
+volatile sig_atomic_t stage_stopping;
+
+/* Once stopping, a full out-queue is retried this long before the batch is
+ * given up (its records stay in `inflight` and the supervisor books them as
+ * lost), so a stage whose downstream is gone still exits promptly. */
+#define STOP_SEND_GRACE_MS 500
+#define RECV_WAIT_MS 100
+
+static void
+on_stop_signal(int sig)
+{
+	(void)sig;
+	stage_stopping = 1;
+}
+
+static int
+install_signals(void)
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sigemptyset(&sa.sa_mask);
+	sa.sa_handler = on_stop_signal; /* no SA_RESTART: waits end in EINTR */
+	if (sigaction(SIGTERM, &sa, NULL) == -1 || sigaction(SIGINT, &sa, NULL) == -1)
+		return -1;
+	sa.sa_handler = SIG_IGN;
+	return sigaction(SIGPIPE, &sa, NULL);
+}
+
+int
+stage_parse_u32(const char *s, uint32_t *v)
+{
+	char *end;
+	if (*s < '0' || *s > '9')
+		return -1;
+	errno = 0;
+	unsigned long long x = strtoull(s, &end, 10);
+	if (errno != 0 || *end != '\0' || x > UINT32_MAX)
+		return -1;
+	*v = (uint32_t)x;
+	return 0;
+}
+
+static void
+usage(const struct stage_ops *ops, FILE *f)
+{
+	fprintf(f,
+	    "usage: %s %s[-i instance] [-n name] [-t mqueue|shm]\n"
+	    "       %*s %s--out QUEUE... [--slot N] [--ready-fd FD]\n"
+	    "%s"
+	    "  -i, --instance NAME  IPC objects are /telem.NAME.* (default: default)\n"
+	    "  -n, --name STAGE     stage name for logs (default: %s)\n"
+	    "  -t, --transport T    mqueue (default) or shm\n"
+	    "      --in QUEUE       read from /telem.INSTANCE.QUEUE\n"
+	    "      --out QUEUE      write to /telem.INSTANCE.QUEUE (repeatable)\n"
+	    "      --slot N         add to counter slot N of /telem.INSTANCE.stats\n"
+	    "      --ready-fd FD    write one byte to FD once ready\n"
+	    "  -h, --help           this text\n"
+	    "Exit status: 0 stopped, 100 configuration error, 111 temporary failure.\n",
+	    ops->prog, ops->synopsis, (int)strlen(ops->prog), "",
+	    ops->needs_in ? "--in QUEUE " : "", ops->help, ops->default_name);
+}
+
+enum { OPT_IN = 1000, OPT_OUT, OPT_SLOT, OPT_READY };
+
+static const struct option common_opts[] = {
+	{ "instance", required_argument, NULL, 'i' },
+	{ "name", required_argument, NULL, 'n' },
+	{ "transport", required_argument, NULL, 't' },
+	{ "in", required_argument, NULL, OPT_IN },
+	{ "out", required_argument, NULL, OPT_OUT },
+	{ "slot", required_argument, NULL, OPT_SLOT },
+	{ "ready-fd", required_argument, NULL, OPT_READY },
+	{ "help", no_argument, NULL, 'h' },
+};
+
+#define NCOMMON (sizeof(common_opts) / sizeof(common_opts[0]))
+
+/* Returns -1 to go on, else the exit status. */
+static int
+parse_args(struct stage *st, int argc, char **argv)
+{
+	const struct stage_ops *ops = st->ops;
+	struct option opts[NCOMMON + 16];
+	size_t n = 0;
+	for (size_t i = 0; i < NCOMMON; i++)
+		opts[n++] = common_opts[i];
+	for (const struct option *o = ops->longopts; o && o->name && n < NCOMMON + 15; o++)
+		opts[n++] = *o;
+	memset(&opts[n], 0, sizeof(opts[n]));
+
+	int c;
+	uint32_t u;
+	while ((c = getopt_long(argc, argv, "hi:n:t:", opts, NULL)) != -1) {
+		switch (c) {
+		case 'h':
+			usage(ops, stdout);
+			return 0;
+		case 'i':
+			st->instance = optarg;
+			break;
+		case 'n':
+			st->name = optarg;
+			log_init(ops->prog, st->name);
+			break;
+		case 't':
+			if (chan_kind_parse(optarg, &st->kind) == -1) {
+				log_warnx("-t %s: transport must be mqueue or shm", optarg);
+				return EXIT_PERMANENT;
+			}
+			break;
+		case OPT_IN:
+			st->in_name = optarg;
+			break;
+		case OPT_OUT:
+			if (st->nout == STAGE_OUT_MAX) {
+				log_warnx("--out: at most %d out-queues", STAGE_OUT_MAX);
+				return EXIT_PERMANENT;
+			}
+			st->out_name[st->nout++] = optarg;
+			break;
+		case OPT_SLOT:
+			if (stage_parse_u32(optarg, &u) == -1 || u >= STATS_SLOTS) {
+				log_warnx("--slot %s: must be 0..%d", optarg, STATS_SLOTS - 1);
+				return EXIT_PERMANENT;
+			}
+			st->slot = (int)u;
+			break;
+		case OPT_READY:
+			if (stage_parse_u32(optarg, &u) == -1 || u > 65535) {
+				log_warnx("--ready-fd %s: not a file descriptor", optarg);
+				return EXIT_PERMANENT;
+			}
+			st->ready_fd = (int)u;
+			break;
+		case '?':
+			usage(ops, stderr);
+			return EXIT_PERMANENT;
+		default:
+			if (ops->option == NULL || ops->option(st, c, optarg) == -1)
+				return EXIT_PERMANENT;
+		}
+	}
+	if (optind < argc) {
+		log_warnx("unexpected argument '%s'", argv[optind]);
+		return EXIT_PERMANENT;
+	}
+	if (ops->needs_in && st->in_name == NULL) {
+		log_warnx("--in QUEUE is required");
+		return EXIT_PERMANENT;
+	}
+	return -1;
+}
+
+/* A queue that is missing or of the wrong kind is a configuration error;
+ * anything else may pass. */
+static int
+open_status(int err)
+{
+	return err == ENOENT || err == EACCES || err == EPROTO || err == EINVAL ||
+	    err == ENOTSUP ? EXIT_PERMANENT : EXIT_TEMPORARY;
+}
+
+static struct chan *
+open_queue(struct stage *st, const char *queue, int mode, int *status)
+{
+	char obj[CHAN_NAME_MAX];
+	if (chan_objname(obj, sizeof(obj), st->instance, queue) == -1) {
+		log_warnx("queue name '%s' (instance '%s') is not valid", queue,
+		    st->instance);
+		*status = EXIT_PERMANENT;
+		return NULL;
+	}
+	struct chan *c = chan_open(st->kind, obj, mode);
+	if (c == NULL) {
+		log_warn("open %s %s", chan_kind_name(st->kind), obj);
+		*status = open_status(errno);
+	}
+	return c;
+}
+
+static int
+open_all(struct stage *st)
+{
+	int status = EXIT_TEMPORARY;
+	if (st->slot >= 0) {
+		char obj[CHAN_NAME_MAX];
+		if (chan_objname(obj, sizeof(obj), st->instance, "stats") == -1 ||
+		    (st->seg = stats_attach(obj)) == NULL) {
+			log_warn("attach stats segment of instance '%s'", st->instance);
+			return open_status(errno);
+		}
+		st->stats = &st->seg->slot[st->slot];
+	}
+	if (st->in_name != NULL) {
+		if ((st->in = open_queue(st, st->in_name, CHAN_READ, &status)) == NULL)
+			return status;
+		st->inbuf_cap = chan_msgsize(st->in);
+		if ((st->inbuf = malloc(st->inbuf_cap)) == NULL) {
+			log_warn("malloc");
+			return EXIT_TEMPORARY;
+		}
+	}
+	for (size_t i = 0; i < st->nout; i++) {
+		st->out[i] = open_queue(st, st->out_name[i], CHAN_WRITE, &status);
+		if (st->out[i] == NULL)
+			return status;
+		size_t cap = chan_msgsize(st->out[i]);
+		void *buf = malloc(cap);
+		if (buf == NULL) {
+			log_warn("malloc");
+			return EXIT_TEMPORARY;
+		}
+		wire_writer_init(&st->w[i], buf, cap);
+	}
+	return -1;
+}
+
+static void
+close_all(struct stage *st)
+{
+	chan_close(st->in);
+	free(st->inbuf);
+	for (size_t i = 0; i < st->nout; i++) {
+		chan_close(st->out[i]);
+		free(st->w[i].buf);
+	}
+	stats_detach(st->seg);
+}
+
+void
+stage_ready(struct stage *st)
+{
+	if (st->ready_fd < 0)
+		return;
+	ssize_t w;
+	do
+		w = write(st->ready_fd, "R", 1);
+	while (w == -1 && errno == EINTR);
+	if (w == -1)
+		log_warn("write readiness to fd %d", st->ready_fd);
+	close(st->ready_fd);
+	st->ready_fd = -1;
+}
+
+static int
+send_msg(struct stage *st, size_t i, const void *msg, size_t len)
+{
+	long long deadline = 0;
+	for (;;) {
+		int r = chan_send(st->out[i], msg, len, RECV_WAIT_MS);
+		if (r == 0)
+			return 0;
+		if (r == -1 && errno != EINTR) {
+			log_warn("send to queue %s", st->out_name[i]);
+			return -1;
+		}
+		if (stage_stopping) {
+			long long now = clock_ms();
+			if (deadline == 0)
+				deadline = now + STOP_SEND_GRACE_MS;
+			else if (now >= deadline) {
+				log_warnx("queue %s still full at shutdown: batch of "
+				    "%u records not sent", st->out_name[i], st->w[i].count);
+				return -1;
+			}
+		}
+	}
+}
+
+int
+stage_push(struct stage *st)
+{
+	for (size_t i = 0; i < st->nout; i++) {
+		struct wire_writer *w = &st->w[i];
+		if (w->count == 0)
+			continue;
+		size_t len = wire_finish(w);
+		if (send_msg(st, i, w->buf, len) == -1)
+			return -1;
+		wire_writer_reset(w);
+	}
+	/* Everything handled so far has left this process (or reached the
+	 * stage's own state): settle the shared counters once per batch. */
+	struct stats_slot *s = st->stats;
+	if (st->n_out)
+		stats_add(&s->out, st->n_out);
+	if (st->n_bad)
+		stats_add(&s->bad, st->n_bad);
+	if (st->n_done)
+		atomic_fetch_sub_explicit(&s->inflight, st->n_done, memory_order_relaxed);
+	st->n_out = st->n_bad = st->n_done = 0;
+	return 0;
+}
+
+int
+stage_emit(struct stage *st, uint8_t type, const char *name, size_t name_len,
+    uint32_t value)
+{
+	for (size_t i = 0; i < st->nout; i++) {
+		if (wire_put(&st->w[i], type, name, name_len, value) == 0)
+			continue;
+		if (stage_push(st) == -1)
+			return -1;
+		if (wire_put(&st->w[i], type, name, name_len, value) == -1) {
+			log_warnx("record of %zu bytes does not fit a message",
+			    name_len);
+			return -1;
+		}
+	}
+	if (type == WIRE_TELEMETRY)
+		st->n_out++;
+	return 0;
+}
+
+static uint64_t
+count_telemetry(const void *msg)
+{
+	struct wire_reader r;
+	struct wire_rec rec;
+	uint64_t n = 0;
+	wire_reader_init(&r, msg);
+	while (wire_next(&r, &rec))
+		n += rec.type == WIRE_TELEMETRY;
+	return n;
+}
+
+/* Handle one checked message. Returns 1 after a Stop record, 0 to go on,
+ * -1 when a send failed for good. */
+static int
+handle_msg(struct stage *st, const void *msg)
+{
+	struct wire_reader r;
+	struct wire_rec rec;
+	int stop = 0;
+	uint64_t n = count_telemetry(msg);
+	/* Booked before any record is handled, so that a SIGKILL at any
+	 * point leaves `inflight` covering every record not yet passed on. */
+	stats_add(&st->stats->in, n);
+	stats_add(&st->stats->inflight, n);
+	wire_reader_init(&r, msg);
+	while (!stop && wire_next(&r, &rec)) {
+		switch (rec.type) {
+		case WIRE_TELEMETRY:
+			st->ops->on_record(st, &rec);
+			st->n_done++;
+			break;
+		case WIRE_FLUSH:
+			st->ops->on_flush(st);
+			break;
+		case WIRE_STOP:
+			stop = 1;
+			break;
+		}
+	}
+	if (stage_push(st) == -1)
+		return -1;
+	return stop;
+}
+
+static int
+recv_loop(struct stage *st)
+{
+	struct log_limit lim = { 0, 0 };
+	while (!stage_stopping) {
+		ssize_t n = chan_recv(st->in, st->inbuf, st->inbuf_cap, RECV_WAIT_MS);
+		if (n == 0 || (n == -1 && errno == EINTR))
+			continue;
+		if (n == -1) {
+			log_warn("receive from queue %s", st->in_name);
+			return EXIT_TEMPORARY;
+		}
+		if (wire_check(st->inbuf, (size_t)n) < 0) {
+			stats_add(&st->stats->bad, 1);
+			long long s = log_limit_pass(&lim, 1000);
+			if (s >= 0)
+				log_warnx("malformed message of %zd bytes on queue %s "
+				    "dropped (%lld more suppressed)", n, st->in_name, s);
+			continue;
+		}
+		int r = handle_msg(st, st->inbuf);
+		if (r == -1)
+			return EXIT_TEMPORARY;
+		if (r == 1)
+			break;
+	}
+	return 0;
+}
+
+int
+stage_main(int argc, char **argv, const struct stage_ops *ops, void *ctx)
+{
+	struct stage st;
+	memset(&st, 0, sizeof(st));
+	st.ops = ops;
+	st.ctx = ctx;
+	st.name = ops->default_name;
+	st.instance = "default";
+	st.kind = CHAN_MQUEUE;
+	st.slot = -1;
+	st.ready_fd = -1;
+	st.stats = &st.local;
+	log_init(ops->prog, st.name);
+
+	int status = parse_args(&st, argc, argv);
+	if (status >= 0)
+		return status;
+	if (install_signals() == -1) {
+		log_warn("sigaction");
+		return EXIT_TEMPORARY;
+	}
+	status = open_all(&st);
+	if (status < 0 && ops->init != NULL && ops->init(&st) == -1)
+		status = EXIT_TEMPORARY;
+	if (status < 0) {
+		if (ops->run != NULL) {
+			status = ops->run(&st);
+		} else {
+			stage_ready(&st);
+			status = recv_loop(&st);
+		}
+		if (ops->fini != NULL)
+			ops->fini(&st);
+	}
+	close_all(&st);
+	return status;
+}

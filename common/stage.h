@@ -1,0 +1,85 @@
+/* stage.h - the skeleton every stage executable runs on (cf. Postfix's
+ * single-server skeleton). stage_main() owns the common options, logging,
+ * signals, the stats slot, readiness, the out-queues and - for stages with
+ * an in-queue - the receive loop; a stage supplies the callbacks below. */
+#ifndef TELEM_STAGE_H
+#define TELEM_STAGE_H
+
+#include <getopt.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "chan.h"
+#include "stats.h"
+#include "wire.h"
+
+#define STAGE_OUT_MAX 8
+
+struct stage;
+
+struct stage_ops {
+	const char *prog;          /* "telem-filter" */
+	const char *default_name;  /* stage name when --name is not given */
+	const char *synopsis;      /* the stage's own options, for usage */
+	const char *help;          /* their description, for -h */
+	const struct option *longopts; /* the stage's own long options; val >= 256 */
+	/* Take one of the stage's own options. Returns 0, or -1 after logging
+	 * why the value is bad (the stage then exits 100). */
+	int (*option)(struct stage *st, int opt, const char *arg);
+	/* After the channels are open, before readiness. Returns 0 or -1. */
+	int (*init)(struct stage *st);
+	/* Stages without an in-queue (ingest) run their own loop here and
+	 * return the exit status; NULL for queue-reading stages. */
+	int (*run)(struct stage *st);
+	void (*on_record)(struct stage *st, const struct wire_rec *r);
+	void (*on_flush)(struct stage *st);
+	void (*fini)(struct stage *st);
+	int needs_in;              /* 1 if --in is required */
+};
+
+struct stage {
+	const struct stage_ops *ops;
+	void *ctx;                 /* the stage's own state */
+	const char *name;
+	const char *instance;
+	enum chan_kind kind;
+	const char *in_name;
+	const char *out_name[STAGE_OUT_MAX];
+	size_t nout;
+	struct chan *in;
+	struct chan *out[STAGE_OUT_MAX];
+	struct wire_writer w[STAGE_OUT_MAX];
+	unsigned char *inbuf;
+	size_t inbuf_cap;
+	struct stats_seg *seg;
+	struct stats_slot *stats;  /* the shared slot, or `local` */
+	struct stats_slot local;
+	int slot;
+	int ready_fd;
+	/* Counted locally per message, added to the shared slot once. */
+	uint64_t n_out, n_bad, n_done;
+};
+
+/* Set by SIGTERM/SIGINT (and the parent's death); the loops check it. */
+extern volatile sig_atomic_t stage_stopping;
+
+/* Parse argv, open everything, run the stage; returns the exit status
+ * (0, EXIT_PERMANENT for configuration errors, EXIT_TEMPORARY otherwise). */
+int stage_main(int argc, char **argv, const struct stage_ops *ops, void *ctx);
+
+/* Append one record to every out-queue's batch, sending a batch first when
+ * it is full. Telemetry counts once in `out`, whatever the fan-out. Returns
+ * 0, or -1 if a send failed for good (logged). */
+int stage_emit(struct stage *st, uint8_t type, const char *name,
+    size_t name_len, uint32_t value);
+/* Send every non-empty batch now and settle the counters of the records
+ * handled so far. Returns 0 or -1 (logged). */
+int stage_push(struct stage *st);
+/* Announce readiness on --ready-fd (once; later calls do nothing). */
+void stage_ready(struct stage *st);
+
+/* Parse a decimal u32 option value. Returns 0 or -1. */
+int stage_parse_u32(const char *s, uint32_t *v);
+
+#endif

@@ -1,0 +1,82 @@
+/* stats.c - create, attach and remove the shared stats segment. */
+#include "stats.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define STATS_MAGIC 0x7473746cU /* "ltst" */
+#define STATS_VERSION 1
+
+static struct stats_seg *
+map(int fd)
+{
+	void *p = mmap(NULL, sizeof(struct stats_seg), PROT_READ | PROT_WRITE,
+	    MAP_SHARED, fd, 0);
+	return p == MAP_FAILED ? NULL : p;
+}
+
+struct stats_seg *
+stats_create(const char *objname)
+{
+	int fd = shm_open(objname, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd == -1)
+		return NULL;
+	struct stats_seg *seg = NULL;
+	if (fchmod(fd, 0600) == 0 &&
+	    ftruncate(fd, sizeof(struct stats_seg)) == 0)
+		seg = map(fd);
+	int e = errno;
+	close(fd);
+	if (seg == NULL) {
+		shm_unlink(objname);
+		errno = e;
+		return NULL;
+	}
+	seg->magic = STATS_MAGIC;
+	seg->version = STATS_VERSION;
+	seg->nslots = STATS_SLOTS;
+	return seg;
+}
+
+struct stats_seg *
+stats_attach(const char *objname)
+{
+	int fd = shm_open(objname, O_RDWR | O_CLOEXEC, 0);
+	if (fd == -1)
+		return NULL;
+	struct stat st;
+	struct stats_seg *seg = NULL;
+	if (fstat(fd, &st) == 0) {
+		if ((size_t)st.st_size != sizeof(struct stats_seg))
+			errno = EPROTO;
+		else
+			seg = map(fd);
+	}
+	int e = errno;
+	close(fd);
+	if (seg != NULL && (seg->magic != STATS_MAGIC ||
+	    seg->version != STATS_VERSION || seg->nslots != STATS_SLOTS)) {
+		stats_detach(seg);
+		seg = NULL;
+		e = EPROTO;
+	}
+	errno = e;
+	return seg;
+}
+
+void
+stats_detach(struct stats_seg *seg)
+{
+	if (seg != NULL)
+		munmap(seg, sizeof(*seg));
+}
+
+int
+stats_unlink(const char *objname)
+{
+	return shm_unlink(objname);
+}
