@@ -1,0 +1,32 @@
+/* parse.h - the ingest stage's datagram parser (DESIGN §9).
+ *
+ * A datagram holds `name value` lines separated by '\n'; each line is judged
+ * alone. Parsing happens in place: nothing is allocated or copied. */
+#ifndef TELEM_PARSE_H
+#define TELEM_PARSE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Called for each accepted line. name points into the datagram, not
+ * NUL-terminated, and is valid only while the datagram is. */
+typedef void parse_fn(void *ctx, const char *name, size_t name_len,
+    uint32_t value);
+
+/* Parse one datagram of len bytes (any bytes at all; buf may be NULL only
+ * when len is 0). Lines are separated by '\n'; a trailing '\n' or "\r\n"
+ * ends the last line and adds no empty line. Calls fn for every accepted
+ * line, in order, and returns the number of rejected lines; an empty
+ * datagram counts as one rejected line. Never fails otherwise. */
+size_t parse_datagram(const char *buf, size_t len, parse_fn *fn, void *ctx);
+
+/* Judge one line of len bytes, without its '\n'; one final '\r' is allowed
+ * and ignored. A line is two fields separated by spaces or tabs, leading and
+ * trailing spaces or tabs allowed: a name that passes wire_name_ok and a
+ * value of plain decimal digits (leading zeros allowed) <= 4294967295.
+ * Returns 0 and fills *name (pointing into line), *name_len and *value, or
+ * returns -1 and leaves them unchanged. */
+int parse_line(const char *line, size_t len, const char **name,
+    size_t *name_len, uint32_t *value);
+
+#endif
