@@ -47,7 +47,7 @@ $(BIN)/telem-filter:     $(call obj,filter/main.c) $(LIB)
 $(BIN)/telem-egress-ckms: $(call obj,egress/ckms_main.c) $(LIB)
 $(BIN)/telem-egress-cma: $(call obj,egress/cma_main.c) $(LIB)
 $(BIN)/telemctl:         $(call obj,supervisor/telemctl_main.c) $(LIB)
-$(BIN)/%:
+$(addprefix $(BIN)/,$(PROGS)):
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 

@@ -1,0 +1,114 @@
+/* telem-egress-ckms: one CKMS sketch per name; on Flush, if anything
+ * arrived since the last report, prints quantiles 0, 0.25, 0.5, 0.75, 0.9
+ * and 0.99 of every name, names in ascending byte order (DESIGN §4). */
+#include <stdlib.h>
+
+#include "egress/ckms.h"
+#include "egress/egress.h"
+
+struct ckms_egress {
+	struct egress e;
+	double eps;
+};
+
+enum { OPT_ERROR = 256 };
+
+static const struct option opts[] = {
+	{ "error", required_argument, NULL, OPT_ERROR },
+	EGRESS_OPTS,
+	{ NULL, 0, NULL, 0 },
+};
+
+static int
+ckms_option(struct stage *st, int opt, const char *arg)
+{
+	struct ckms_egress *c = st->ctx;
+	if (opt != OPT_ERROR)
+		return egress_option(&c->e, opt, arg);
+	char *end;
+	c->eps = strtod(arg, &end);
+	if (*arg == '\0' || *end != '\0' || !(c->eps > 0 && c->eps < 0.5)) {
+		log_warnx("--error %s: must be a number in (0, 0.5)", arg);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+ckms_init(struct stage *st)
+{
+	struct ckms_egress *c = st->ctx;
+	return egress_init(&c->e, sizeof(struct ckms *));
+}
+
+static void
+ckms_record(struct stage *st, const struct wire_rec *r)
+{
+	struct ckms_egress *c = st->ctx;
+	int created;
+	struct ckms **s = egress_lookup(st, &c->e, r->name, r->name_len, &created);
+	if (s == NULL)
+		return;
+	if (created && (*s = ckms_new(c->eps)) == NULL)
+		fatal(EXIT_TEMPORARY, "ckms_new");
+	ckms_insert(*s, r->value);
+	st->n_out++;
+	c->e.dirty = 1;
+}
+
+static void
+report_one(void *ctx, const char *name, size_t len, void *payload)
+{
+	static const double q[] = { 0, 0.25, 0.5, 0.75, 0.9, 0.99 };
+	static const char *const label[] = { "0", "0.25", "0.5", "0.75", "0.9", "0.99" };
+	struct report *rep = ctx;
+	struct ckms *s = *(struct ckms **)payload;
+	for (size_t i = 0; i < sizeof(q) / sizeof(q[0]); i++)
+		report_printf(rep, "[CKMS] %.*s %s:%u\n", (int)len, name, label[i],
+		    (unsigned)ckms_query(s, q[i]));
+}
+
+static void
+ckms_flush(struct stage *st)
+{
+	struct ckms_egress *c = st->ctx;
+	if (!c->e.dirty)
+		return;
+	names_foreach_sorted(c->e.names, report_one, &c->e.rep);
+	report_flush(&c->e.rep);
+	c->e.dirty = 0;
+}
+
+static void
+free_sketch(void *payload)
+{
+	ckms_free(*(struct ckms **)payload);
+}
+
+static void
+ckms_fini(struct stage *st)
+{
+	struct ckms_egress *c = st->ctx;
+	egress_fini(&c->e, free_sketch);
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct stage_ops ops = {
+		.prog = "telem-egress-ckms",
+		.default_name = "ckms",
+		.synopsis = "[--error EPS] [--max-names N] ",
+		.help = "      --error EPS      rank error of the sketch, in (0, 0.5)"
+		        " (default 0.01)\n" EGRESS_HELP,
+		.longopts = opts,
+		.option = ckms_option,
+		.init = ckms_init,
+		.on_record = ckms_record,
+		.on_flush = ckms_flush,
+		.fini = ckms_fini,
+		.needs_in = 1,
+	};
+	struct ckms_egress c = { .eps = 0.01 };
+	return stage_main(argc, argv, &ops, &c);
+}

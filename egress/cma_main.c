@@ -1,0 +1,82 @@
+/* telem-egress-cma: a cumulative moving average per name; on Flush, if
+ * anything arrived since the last report, prints every name's average as
+ * the shortest decimal that reads back to the same double (DESIGN §4). */
+#include "egress/cma.h"
+#include "egress/egress.h"
+
+static const struct option opts[] = {
+	EGRESS_OPTS,
+	{ NULL, 0, NULL, 0 },
+};
+
+static int
+cma_option(struct stage *st, int opt, const char *arg)
+{
+	return egress_option(st->ctx, opt, arg);
+}
+
+static int
+cma_init(struct stage *st)
+{
+	return egress_init(st->ctx, sizeof(struct cma));
+}
+
+static void
+cma_record(struct stage *st, const struct wire_rec *r)
+{
+	struct egress *e = st->ctx;
+	int created;
+	struct cma *m = egress_lookup(st, e, r->name, r->name_len, &created);
+	if (m == NULL)
+		return;
+	cma_add(m, r->value);
+	st->n_out++;
+	e->dirty = 1;
+}
+
+static void
+report_one(void *ctx, const char *name, size_t len, void *payload)
+{
+	const struct cma *m = payload;
+	char num[64];
+	if (cma_format(m->mean, num, sizeof(num)) < 0)
+		return;
+	report_printf(ctx, "[CMA] %.*s %s\n", (int)len, name, num);
+}
+
+static void
+cma_flush(struct stage *st)
+{
+	struct egress *e = st->ctx;
+	if (!e->dirty)
+		return;
+	names_foreach_sorted(e->names, report_one, &e->rep);
+	report_flush(&e->rep);
+	e->dirty = 0;
+}
+
+static void
+cma_fini(struct stage *st)
+{
+	egress_fini(st->ctx, NULL);
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct stage_ops ops = {
+		.prog = "telem-egress-cma",
+		.default_name = "cma",
+		.synopsis = "[--max-names N] ",
+		.help = EGRESS_HELP,
+		.longopts = opts,
+		.option = cma_option,
+		.init = cma_init,
+		.on_record = cma_record,
+		.on_flush = cma_flush,
+		.fini = cma_fini,
+		.needs_in = 1,
+	};
+	struct egress e = { 0 };
+	return stage_main(argc, argv, &ops, &e);
+}

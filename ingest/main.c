@@ -1,0 +1,165 @@
+/* telem-ingest: the head of the pipeline. Receives `name value` datagrams
+ * on UDP, parses them in place, and fans every event out to all its
+ * out-queues, one message per received batch and queue. */
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+
+#include "ingest/parse.h"
+#include "ingest/udp.h"
+#include "log.h"
+#include "stage.h"
+
+struct ingest {
+	const char *host, *port;
+	uint32_t rcvbuf;
+	struct udp udp;
+	struct udp_batch *batch;
+	struct { const char *name; size_t len; uint32_t value; } *ev;
+	size_t nev;
+	struct log_limit bad_log;
+};
+
+enum { OPT_HOST = 256, OPT_PORT, OPT_RCVBUF };
+
+static const struct option opts[] = {
+	{ "host", required_argument, NULL, OPT_HOST },
+	{ "port", required_argument, NULL, OPT_PORT },
+	{ "rcvbuf", required_argument, NULL, OPT_RCVBUF },
+	{ NULL, 0, NULL, 0 },
+};
+
+static int
+ingest_option(struct stage *st, int opt, const char *arg)
+{
+	struct ingest *g = st->ctx;
+	uint32_t v;
+	if (opt == OPT_HOST) {
+		g->host = arg;
+	} else if (opt == OPT_PORT) {
+		if (stage_parse_u32(arg, &v) == -1 || v > 65535) {
+			log_warnx("--port %s: must be 0..65535", arg);
+			return -1;
+		}
+		g->port = arg;
+	} else {
+		if (stage_parse_u32(arg, &g->rcvbuf) == -1 || g->rcvbuf > INT32_MAX / 2) {
+			log_warnx("--rcvbuf %s: must be 0..1073741823 bytes", arg);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static void
+take_event(void *ctx, const char *name, size_t len, uint32_t value)
+{
+	struct ingest *g = ctx;
+	g->ev[g->nev].name = name;
+	g->ev[g->nev].len = len;
+	g->ev[g->nev++].value = value;
+}
+
+static int
+ingest_init(struct stage *st)
+{
+	struct ingest *g = st->ctx;
+	int permanent;
+	g->batch = malloc(sizeof(*g->batch));
+	g->ev = malloc(sizeof(*g->ev) * (UDP_DGRAM_MAX / 2 + 1));
+	if (g->batch == NULL || g->ev == NULL)
+		fatal(EXIT_TEMPORARY, "malloc");
+	if (udp_open(&g->udp, g->host, g->port, (int)g->rcvbuf, &permanent) == -1)
+		exit(permanent ? EXIT_PERMANENT : EXIT_TEMPORARY);
+	log_info("listening on %s, receive buffer %d bytes", g->udp.s[0].addr,
+	    g->udp.rcvbuf);
+	return 0;
+}
+
+/* Parse one datagram, book its events as taken, then emit them. */
+static int
+ingest_datagram(struct stage *st, struct ingest *g, const char *buf, size_t len,
+    int trunc)
+{
+	g->nev = 0;
+	size_t bad = trunc ? 1 : parse_datagram(buf, len, take_event, g);
+	if (bad > 0) {
+		st->n_bad += bad;
+		long long s = log_limit_pass(&g->bad_log, 1000);
+		if (s >= 0)
+			log_warnx("rejected %s datagram line(s) (%lld more suppressed "
+			    "in the last second)", trunc ? "an oversize" : "bad", s);
+	}
+	stats_add(&st->stats->in, g->nev);
+	stats_add(&st->stats->inflight, g->nev);
+	for (size_t i = 0; i < g->nev; i++) {
+		if (stage_emit(st, WIRE_TELEMETRY, g->ev[i].name, g->ev[i].len,
+		    g->ev[i].value) == -1)
+			return -1;
+		st->n_done++;
+	}
+	return 0;
+}
+
+static int
+ingest_run(struct stage *st)
+{
+	struct ingest *g = st->ctx;
+	struct pollfd pfd[UDP_MAX_SOCKS];
+	for (size_t i = 0; i < g->udp.n; i++)
+		pfd[i] = (struct pollfd){ .fd = g->udp.s[i].fd, .events = POLLIN };
+	stage_ready(st);
+	while (!stage_stopping) {
+		if (poll(pfd, g->udp.n, 100) == -1 && errno != EINTR) {
+			log_warn("poll");
+			return EXIT_TEMPORARY;
+		}
+		for (size_t i = 0; i < g->udp.n; i++) {
+			uint64_t drops;
+			int n = udp_recv(&g->udp, i, g->batch, &drops);
+			if (n == -1) {
+				log_warn("recvmmsg %s", g->udp.s[i].addr);
+				return EXIT_TEMPORARY;
+			}
+			if (drops)
+				stats_add(&st->stats->dropped, drops);
+			for (int k = 0; k < n; k++)
+				if (ingest_datagram(st, g, g->batch->buf[k],
+				    g->batch->len[k], g->batch->trunc[k]) == -1)
+					return EXIT_TEMPORARY;
+			if (n > 0 && stage_push(st) == -1)
+				return EXIT_TEMPORARY;
+		}
+	}
+	return 0;
+}
+
+static void
+ingest_fini(struct stage *st)
+{
+	struct ingest *g = st->ctx;
+	udp_close(&g->udp);
+	free(g->batch);
+	free(g->ev);
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct stage_ops ops = {
+		.prog = "telem-ingest",
+		.default_name = "ingest",
+		.synopsis = "[--host H] [--port P] [--rcvbuf BYTES] ",
+		.help = "      --host H         address or name to bind, every address it\n"
+		        "                       resolves to (default 127.0.0.1)\n"
+		        "      --port P         UDP port (default 1990)\n"
+		        "      --rcvbuf BYTES   socket receive buffer (default 4194304)\n",
+		.longopts = opts,
+		.option = ingest_option,
+		.init = ingest_init,
+		.run = ingest_run,
+		.fini = ingest_fini,
+	};
+	struct ingest g = { .host = "127.0.0.1", .port = "1990", .rcvbuf = 4u << 20 };
+	return stage_main(argc, argv, &ops, &g);
+}

@@ -1,0 +1,166 @@
+/* udp.c - binding and batch receiving for telem-ingest. */
+#include "udp.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+
+static void
+fmt_addr(const struct sockaddr *sa, char *buf, size_t cap)
+{
+	char host[INET6_ADDRSTRLEN] = "?";
+	unsigned port = 0;
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *in = (const void *)sa;
+		inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+		port = ntohs(in->sin_port);
+		snprintf(buf, cap, "%s:%u", host, port);
+	} else if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const void *)sa;
+		inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+		port = ntohs(in6->sin6_port);
+		snprintf(buf, cap, "[%s]:%u", host, port);
+	} else {
+		snprintf(buf, cap, "?");
+	}
+}
+
+/* Ask for `want` bytes; SO_RCVBUFFORCE passes net.core.rmem_max when we
+ * may, else SO_RCVBUF gives what the system allows. Returns the effective
+ * size (the kernel reports double what it grants; we report half). */
+static int
+set_rcvbuf(int fd, int want)
+{
+	if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &want, sizeof(want)) == -1)
+		(void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &want, sizeof(want));
+	int got = 0;
+	socklen_t len = sizeof(got);
+	if (getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &got, &len) == -1)
+		return -1;
+	return got / 2;
+}
+
+static int
+open_one(struct udp *u, const struct addrinfo *ai, int rcvbuf)
+{
+	struct udp_sock *s = &u->s[u->n];
+	fmt_addr(ai->ai_addr, s->addr, sizeof(s->addr));
+	s->drops = 0;
+	s->fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK,
+	    ai->ai_protocol);
+	if (s->fd == -1) {
+		log_warn("socket %s", s->addr);
+		return -1;
+	}
+	int one = 1;
+	if (setsockopt(s->fd, SOL_SOCKET, SO_RXQ_OVFL, &one, sizeof(one)) == -1)
+		log_warn("setsockopt SO_RXQ_OVFL %s (kernel drops not counted)", s->addr);
+	if (ai->ai_family == AF_INET6)
+		(void)setsockopt(s->fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	int got = set_rcvbuf(s->fd, rcvbuf);
+	if (got < 0) {
+		log_warn("getsockopt SO_RCVBUF %s", s->addr);
+		close(s->fd);
+		return -1;
+	}
+	u->rcvbuf = got;
+	if (bind(s->fd, ai->ai_addr, ai->ai_addrlen) == -1) {
+		log_warn("bind %s", s->addr);
+		close(s->fd);
+		return -1;
+	}
+	u->n++;
+	return 0;
+}
+
+int
+udp_open(struct udp *u, const char *host, const char *port, int rcvbuf,
+    int *permanent)
+{
+	struct addrinfo hints, *res, *ai;
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_DGRAM;
+	hints.ai_flags = AI_NUMERICSERV;
+	u->n = 0;
+	*permanent = 0;
+	int rc = getaddrinfo(host, port, &hints, &res);
+	if (rc != 0) {
+		log_warnx("resolve %s port %s: %s", host, port, gai_strerror(rc));
+		*permanent = rc != EAI_AGAIN;
+		return -1;
+	}
+	for (ai = res; ai != NULL && u->n < UDP_MAX_SOCKS; ai = ai->ai_next) {
+		size_t i;
+		for (i = 0; i < u->n; i++) {  /* getaddrinfo repeats addresses */
+			char a[64];
+			fmt_addr(ai->ai_addr, a, sizeof(a));
+			if (strcmp(a, u->s[i].addr) == 0)
+				break;
+		}
+		if (i < u->n)
+			continue;
+		if (open_one(u, ai, rcvbuf) == -1) {
+			freeaddrinfo(res);
+			udp_close(u);
+			return -1;
+		}
+	}
+	freeaddrinfo(res);
+	return 0;
+}
+
+void
+udp_close(struct udp *u)
+{
+	for (size_t i = 0; i < u->n; i++)
+		close(u->s[i].fd);
+	u->n = 0;
+}
+
+int
+udp_recv(struct udp *u, size_t i, struct udp_batch *b, uint64_t *new_drops)
+{
+	struct udp_sock *s = &u->s[i];
+	struct mmsghdr msgs[UDP_BATCH];
+	struct iovec iov[UDP_BATCH];
+	union {
+		char buf[CMSG_SPACE(sizeof(uint32_t))];
+		struct cmsghdr align;
+	} ctl[UDP_BATCH];
+
+	for (size_t k = 0; k < UDP_BATCH; k++) {
+		iov[k].iov_base = b->buf[k];
+		iov[k].iov_len = UDP_DGRAM_MAX;
+		memset(&msgs[k].msg_hdr, 0, sizeof(msgs[k].msg_hdr));
+		msgs[k].msg_hdr.msg_iov = &iov[k];
+		msgs[k].msg_hdr.msg_iovlen = 1;
+		msgs[k].msg_hdr.msg_control = ctl[k].buf;
+		msgs[k].msg_hdr.msg_controllen = sizeof(ctl[k].buf);
+	}
+	*new_drops = 0;
+	b->n = 0;
+	int n = recvmmsg(s->fd, msgs, UDP_BATCH, MSG_DONTWAIT, NULL);
+	if (n == -1)
+		return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;
+	for (int k = 0; k < n; k++) {
+		struct msghdr *h = &msgs[k].msg_hdr;
+		b->len[k] = msgs[k].msg_len < UDP_DGRAM_MAX ? msgs[k].msg_len : UDP_DGRAM_MAX;
+		b->trunc[k] = (h->msg_flags & MSG_TRUNC) != 0;
+		for (struct cmsghdr *c = CMSG_FIRSTHDR(h); c; c = CMSG_NXTHDR(h, c)) {
+			if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SO_RXQ_OVFL) {
+				uint32_t d;
+				memcpy(&d, CMSG_DATA(c), sizeof(d));
+				*new_drops += (uint32_t)(d - s->drops);
+				s->drops = d;
+			}
+		}
+	}
+	b->n = (size_t)n;
+	return n;
+}

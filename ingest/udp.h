@@ -1,0 +1,49 @@
+/* udp.h - the ingest's sockets: one UDP socket per address the host
+ * resolves to, each with a large receive buffer and the kernel's drop
+ * counter (SO_RXQ_OVFL), drained with recvmmsg in batches. */
+#ifndef TELEM_UDP_H
+#define TELEM_UDP_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#define UDP_MAX_SOCKS 8
+#define UDP_BATCH 64
+#define UDP_DGRAM_MAX 16384  /* longer datagrams are counted bad */
+
+struct udp_sock {
+	int fd;
+	uint32_t drops;   /* last SO_RXQ_OVFL value seen */
+	char addr[64];    /* "127.0.0.1:1990" for messages */
+};
+
+struct udp {
+	struct udp_sock s[UDP_MAX_SOCKS];
+	size_t n;
+	int rcvbuf;       /* effective receive buffer, bytes */
+};
+
+/* Bind every address `host` resolves to on `port`, with a receive buffer
+ * of `rcvbuf` bytes (or the most the system allows). Returns 0, or -1 after
+ * logging the failing call ("bind 127.0.0.1:1990: Address already in use")
+ * with *permanent set when retrying cannot help (host does not resolve). */
+int udp_open(struct udp *u, const char *host, const char *port, int rcvbuf,
+    int *permanent);
+void udp_close(struct udp *u);
+
+/* One received batch: datagram i is buf[i][0..len[i]), trunc[i] set when it
+ * was longer than UDP_DGRAM_MAX. */
+struct udp_batch {
+	char buf[UDP_BATCH][UDP_DGRAM_MAX];
+	size_t len[UDP_BATCH];
+	int trunc[UDP_BATCH];
+	size_t n;
+};
+
+/* Receive what is waiting on socket i without blocking. Returns the number
+ * of datagrams (0 if none), or -1 with errno. *new_drops gets the kernel
+ * drops counted since the last call. */
+int udp_recv(struct udp *u, size_t i, struct udp_batch *b, uint64_t *new_drops);
+
+#endif

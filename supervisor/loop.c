@@ -1,0 +1,239 @@
+/* loop.c - the supervisor's one poll loop: signals from a signalfd, Flush
+ * ticks from a timerfd, readiness pipes, restart deadlines and the control
+ * socket; then the ordered shutdown: ingest first, then each filter drains
+ * its queue up to a final Flush and a Stop, then each egress. */
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "log.h"
+#include "supervisor/control.h"
+#include "supervisor/sup.h"
+#include "wire.h"
+
+enum { C_CKMS, C_CMA, C_LOW, C_HIGH, C_INGEST };
+
+void
+sup_begin_stop(struct sup *s, int status)
+{
+	if (!s->stopping) {
+		s->stopping = 1;
+		s->status = status;
+	}
+}
+
+void
+sup_flush(struct sup *s)
+{
+	static struct log_limit lim;
+	for (int i = C_LOW; i <= C_HIGH; i++) {
+		/* A Flush must not wait behind a full queue: the tick is late
+		 * anyway, so it is skipped and said. */
+		if (sup_send_record(s, s->ch[i].in_queue, WIRE_FLUSH, 0) != 0) {
+			long long n = log_limit_pass(&lim, 10000);
+			if (n >= 0)
+				log_warnx("queue %s full: Flush tick skipped (%lld more)",
+				    s->ch[i].in_queue, n);
+		}
+	}
+}
+
+void
+sup_restart(struct sup *s, struct sup_child *c)
+{
+	if (c->pid > 0) {
+		c->state = (enum sup_state)sup_next(c->state, E_STOP);
+		c->kill_at_ms = clock_ms() + SUP_STOP_GRACE_MS;
+		sup_kill(c, SIGTERM);
+	} else if (c->state == S_THROTTLED) {
+		c->restart_at_ms = clock_ms();
+	}
+	(void)s;
+}
+
+static int
+start_timer(struct sup *s)
+{
+	struct itimerspec its;
+	memset(&its, 0, sizeof(its));
+	its.it_interval.tv_sec = s->cfg.flush_ms / 1000;
+	its.it_interval.tv_nsec = (s->cfg.flush_ms % 1000) * 1000000L;
+	its.it_value = its.it_interval;
+	if (timerfd_settime(s->timerfd, 0, &its, NULL) == -1) {
+		log_warn("timerfd_settime");
+		return -1;
+	}
+	return 0;
+}
+
+static void
+on_signal(struct sup *s)
+{
+	struct signalfd_siginfo si;
+	while (read(s->sigfd, &si, sizeof(si)) == sizeof(si)) {
+		if (si.ssi_signo == SIGCHLD)
+			sup_reap(s);
+		else if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
+			log_info("%s: stopping", strsignal((int)si.ssi_signo));
+			sup_begin_stop(s, 0);
+		}
+	}
+}
+
+/* Start whatever is due: at boot one stage at a time, each after the one
+ * downstream of it is ready; afterwards any stage whose backoff ran out. */
+static long long
+start_due(struct sup *s, int *booted)
+{
+	long long now = clock_ms(), next = -1;
+	for (int i = 0; i < SUP_STAGES && !s->stopping; i++) {
+		struct sup_child *c = &s->ch[i];
+		if (c->state == S_STOPPING && c->kill_at_ms > 0) {
+			if (c->kill_at_ms <= now) {
+				log_warnx("stage %s did not stop in %d ms: SIGKILL",
+				    c->name, SUP_STOP_GRACE_MS);
+				sup_kill(c, SIGKILL);
+				c->kill_at_ms = 0;
+			} else {
+				long long d = c->kill_at_ms - now;
+				next = next < 0 || d < next ? d : next;
+			}
+		}
+		if (c->state == S_THROTTLED) {
+			if (c->restart_at_ms > now) {
+				long long d = c->restart_at_ms - now;
+				next = next < 0 || d < next ? d : next;
+				continue;
+			}
+			c->state = (enum sup_state)sup_next(c->state, E_TIMER);
+		}
+		if (c->state == S_DOWN && (*booted || i == 0 || s->ch[i - 1].state == S_UP)) {
+			if (sup_spawn(s, c) == -1) {
+				c->state = S_THROTTLED;
+				c->restart_at_ms = now + SUP_BACKOFF_MIN_MS;
+				next = next < 0 || SUP_BACKOFF_MIN_MS < next ?
+				    SUP_BACKOFF_MIN_MS : next;
+			}
+		}
+	}
+	if (!*booted && s->ch[SUP_STAGES - 1].state == S_UP) {
+		*booted = 1;
+		log_info("pipeline up (instance %s, transport %s)", s->cfg.instance,
+		    chan_kind_name(s->cfg.chan.kind));
+		if (start_timer(s) == -1)
+			sup_begin_stop(s, 1);
+	}
+	return next;
+}
+
+static void
+wait_events(struct sup *s, long long timeout_ms)
+{
+	struct pollfd pfd[3 + SUP_STAGES];
+	struct sup_child *who[3 + SUP_STAGES];
+	nfds_t n = 0;
+	pfd[n++] = (struct pollfd){ .fd = s->sigfd, .events = POLLIN };
+	pfd[n++] = (struct pollfd){ .fd = s->timerfd, .events = POLLIN };
+	if (s->ctlfd != -1)
+		pfd[n++] = (struct pollfd){ .fd = s->ctlfd, .events = POLLIN };
+	for (int i = 0; i < SUP_STAGES; i++) {
+		if (s->ch[i].ready_fd == -1)
+			continue;
+		who[n] = &s->ch[i];
+		pfd[n++] = (struct pollfd){ .fd = s->ch[i].ready_fd, .events = POLLIN };
+	}
+	if (poll(pfd, n, (int)timeout_ms) == -1) {
+		if (errno != EINTR) {
+			log_warn("poll");
+			sup_begin_stop(s, 1);
+		}
+		return;
+	}
+	if (pfd[0].revents)
+		on_signal(s);
+	if (pfd[1].revents) {
+		uint64_t ticks;
+		if (read(s->timerfd, &ticks, sizeof(ticks)) == sizeof(ticks))
+			sup_flush(s);
+	}
+	for (nfds_t i = 2; i < n; i++) {
+		if (!pfd[i].revents)
+			continue;
+		if (pfd[i].fd == s->ctlfd)
+			ctl_accept(s);
+		else
+			sup_on_ready(s, who[i]);
+	}
+}
+
+/* Wait for c to exit, up to ms; then SIGKILL it and wait for that. */
+static void
+await_exit(struct sup *s, struct sup_child *c, long long ms)
+{
+	long long deadline = clock_ms() + ms;
+	int killed = 0;
+	while (c->pid > 0) {
+		long long left = deadline - clock_ms();
+		if (left <= 0 && !killed) {
+			log_warnx("stage %s did not stop in time: SIGKILL", c->name);
+			sup_kill(c, SIGKILL);
+			killed = 1;
+			deadline = clock_ms() + 1000;
+			continue;
+		}
+		if (left <= 0)
+			break;
+		struct pollfd p = { .fd = s->sigfd, .events = POLLIN };
+		if (poll(&p, 1, (int)left) > 0)
+			on_signal(s);
+	}
+}
+
+static void
+shutdown_pipeline(struct sup *s)
+{
+	struct sup_child *c = &s->ch[C_INGEST];
+	for (int i = 0; i < SUP_STAGES; i++)
+		if (s->ch[i].state != S_STOPPING)
+			s->ch[i].state = (enum sup_state)sup_next(s->ch[i].state, E_STOP);
+	/* Ingest first: nothing new enters once it is gone. */
+	sup_kill(c, SIGTERM);
+	await_exit(s, c, SUP_STOP_GRACE_MS);
+	/* Each filter reads up to the final Flush and the Stop behind it, so
+	 * the last events reach the egresses before the Flush does. */
+	for (int i = C_LOW; i <= C_HIGH; i++) {
+		c = &s->ch[i];
+		if (sup_send_record(s, c->in_queue, WIRE_FLUSH, 1000) != 0 ||
+		    sup_send_record(s, c->in_queue, WIRE_STOP, 1000) != 0)
+			sup_kill(c, SIGTERM);
+	}
+	for (int i = C_LOW; i <= C_HIGH; i++)
+		await_exit(s, &s->ch[i], SUP_STOP_GRACE_MS);
+	for (int i = C_CKMS; i <= C_CMA; i++) {
+		c = &s->ch[i];
+		if (sup_send_record(s, c->in_queue, WIRE_STOP, 1000) != 0)
+			sup_kill(c, SIGTERM);
+	}
+	for (int i = C_CKMS; i <= C_CMA; i++)
+		await_exit(s, &s->ch[i], SUP_STOP_GRACE_MS);
+}
+
+int
+sup_run(struct sup *s)
+{
+	int booted = 0;
+	while (!s->stopping) {
+		long long next = start_due(s, &booted);
+		if (s->stopping)
+			break;
+		wait_events(s, next);
+	}
+	shutdown_pipeline(s);
+	ctl_finish(s);
+	return s->status;
+}

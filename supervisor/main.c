@@ -1,0 +1,159 @@
+/* telem-supervisor: creates the instance's queues and stats segment,
+ * starts every stage downstream-first, restarts what dies, sends Flush
+ * every interval, serves telemctl, and shuts down in order (DESIGN §3, §7). */
+#include <errno.h>
+#include <getopt.h>
+#include <libgen.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "supervisor/control.h"
+#include "supervisor/sup.h"
+#include "wire.h"
+
+static const char usage[] =
+    "usage: telem-supervisor [-H host] [-p port] [-l limit] [-e error] [-f flush_ms]\n"
+    "                        [-t mqueue|shm] [-m msg_bytes] [-s slots] [-i instance]\n"
+    "                        [--control path]\n"
+    "  -H host      UDP address or name to listen on (default 127.0.0.1)\n"
+    "  -p port      UDP port (default 1990)\n"
+    "  -l limit     low keeps value <= limit, high keeps value >= limit (default 100)\n"
+    "  -e error     CKMS rank error, in (0, 0.5) (default 0.01)\n"
+    "  -f flush_ms  report interval in milliseconds (default 1000)\n"
+    "  -t kind      transport between stages: mqueue (default) or shm\n"
+    "  -m bytes     message size, 512..1048576 (default 8192, the mqueue maximum)\n"
+    "  -s slots     shm ring capacity in messages (default 64)\n"
+    "  -i instance  IPC objects are /telem.INSTANCE.* (default: default)\n"
+    "  --control p  control socket (default $XDG_RUNTIME_DIR/telem/INSTANCE.sock)\n"
+    "Reports go to stdout, logs to stderr. telemctl talks to a running one.\n";
+
+static _Noreturn void
+bad(const char *opt, const char *val, const char *why)
+{
+	log_warnx("-%s %s: %s", opt, val, why);
+	exit(EXIT_USAGE);
+}
+
+static long
+number(const char *opt, const char *val, long lo, long hi)
+{
+	char *end;
+	errno = 0;
+	long v = strtol(val, &end, 10);
+	if (*val == '\0' || *end != '\0' || errno != 0 || v < lo || v > hi) {
+		char why[80];
+		snprintf(why, sizeof(why), "must be a whole number in %ld..%ld", lo, hi);
+		bad(opt, val, why);
+	}
+	return v;
+}
+
+static void
+parse(struct sup_config *cfg, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "control", required_argument, NULL, 'C' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int c;
+	char *end;
+	while ((c = getopt_long(argc, argv, "hH:p:l:e:f:t:m:s:i:", opts, NULL)) != -1) {
+		switch (c) {
+		case 'H': cfg->host = optarg; break;
+		case 'p': number("p", optarg, 0, 65535); cfg->port = optarg; break;
+		case 'l': cfg->limit = (uint32_t)number("l", optarg, 0, UINT32_MAX); break;
+		case 'e':
+			cfg->eps = strtod(optarg, &end);
+			if (*optarg == '\0' || *end != '\0' || !(cfg->eps > 0 && cfg->eps < 0.5))
+				bad("e", optarg, "must be a number in (0, 0.5)");
+			break;
+		case 'f': cfg->flush_ms = number("f", optarg, 1, 86400000); break;
+		case 't':
+			if (chan_kind_parse(optarg, &cfg->chan.kind) == -1)
+				bad("t", optarg, "must be mqueue or shm");
+			break;
+		case 'm': cfg->chan.msgsize = (size_t)number("m", optarg, WIRE_MSG_MIN, WIRE_MSG_MAX); break;
+		case 's': cfg->chan.slots = (unsigned)number("s", optarg, 2, 65536); break;
+		case 'i':
+			if (*optarg == '\0' || strlen(optarg) > 64 || strpbrk(optarg, "/. \t\n"))
+				bad("i", optarg, "must be 1..64 characters without '/', '.' or spaces");
+			cfg->instance = optarg;
+			break;
+		case 'C': cfg->control = optarg; break;
+		case 'h': fputs(usage, stdout); exit(0);
+		default: fputs(usage, stderr); exit(EXIT_USAGE);
+		}
+	}
+	if (optind < argc) {
+		log_warnx("unexpected argument '%s'", argv[optind]);
+		exit(EXIT_USAGE);
+	}
+}
+
+/* The stage executables live next to this one. */
+static int
+find_bindir(char *dir, size_t cap)
+{
+	char self[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	if (n == -1) {
+		log_warn("readlink /proc/self/exe");
+		return -1;
+	}
+	self[n] = '\0';
+	snprintf(dir, cap, "%s", dirname(self));
+	return 0;
+}
+
+static int
+open_fds(struct sup *s)
+{
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGCHLD);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGPIPE);
+	if (sigprocmask(SIG_BLOCK, &set, NULL) == -1 ||
+	    (s->sigfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK)) == -1) {
+		log_warn("signalfd");
+		return -1;
+	}
+	s->timerfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	if (s->timerfd == -1) {
+		log_warn("timerfd_create");
+		return -1;
+	}
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	static struct sup s = {
+		.cfg = { .host = "127.0.0.1", .port = "1990", .limit = 100,
+		    .eps = 0.01, .flush_ms = 1000, .instance = "default",
+		    .chan = { CHAN_MQUEUE, 8192, CHAN_SHM_SLOTS_DEFAULT } },
+		.sigfd = -1, .timerfd = -1, .lockfd = -1, .ctlfd = -1, .stop_fd = -1,
+	};
+	log_init("telem-supervisor", NULL);
+	parse(&s.cfg, argc, argv);
+	if (find_bindir(s.cfg.bindir, sizeof(s.cfg.bindir)) == -1 ||
+	    open_fds(&s) == -1)
+		return 1;
+	int status = 1;
+	if (sup_ipc_setup(&s) == 0 && ctl_open(&s) == 0) {
+		sup_define_stages(&s);
+		status = sup_run(&s);
+	}
+	ctl_finish(&s);
+	sup_ipc_teardown(&s);
+	return status;
+}

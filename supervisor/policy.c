@@ -1,0 +1,70 @@
+/* policy.c - when a stage is restarted, and when the supervisor gives up:
+ * an explicit state x event table, exponential backoff (100 ms doubling to
+ * 5 s), and an intensity limit (more than 5 restarts of one stage in 10 s
+ * stops the whole pipeline), as an OTP supervisor would. */
+#include <sys/wait.h>
+
+#include "log.h"
+#include "supervisor/sup.h"
+
+static const char *const names[S_NSTATES] = {
+	"down", "starting", "up", "stopping", "throttled",
+};
+
+const char *
+sup_state_name(enum sup_state s)
+{
+	return (unsigned)s < S_NSTATES ? names[s] : "?";
+}
+
+/* -1: the event cannot happen in that state and is ignored. */
+static const signed char table[S_NSTATES][E_NEVENTS] = {
+	/*               SPAWNED      READY  EXITED       TIMER   STOP */
+	[S_DOWN]      = { S_STARTING, -1,    -1,          -1,     S_DOWN },
+	[S_STARTING]  = { -1,         S_UP,  S_THROTTLED, -1,     S_STOPPING },
+	[S_UP]        = { -1,         -1,    S_THROTTLED, -1,     S_STOPPING },
+	[S_STOPPING]  = { -1,         -1,    S_DOWN,      -1,     S_STOPPING },
+	[S_THROTTLED] = { -1,         -1,    -1,          S_DOWN, S_DOWN },
+};
+
+int
+sup_next(enum sup_state s, enum sup_event e)
+{
+	if ((unsigned)s >= S_NSTATES || (unsigned)e >= E_NEVENTS)
+		return -1;
+	return table[s][e];
+}
+
+int
+sup_after_exit(struct sup_child *c, int wst, long long now, long long *delay_ms)
+{
+	if (WIFEXITED(wst) && WEXITSTATUS(wst) == EXIT_PERMANENT) {
+		log_warnx("stage %s exited 100 (configuration error): not restarted",
+		    c->name);
+		return 0;
+	}
+	/* A stage that ran long enough earned a fresh start. */
+	if (now - c->started_ms >= SUP_PERIOD_MS)
+		c->backoff_ms = 0;
+	c->backoff_ms = c->backoff_ms == 0 ? SUP_BACKOFF_MIN_MS :
+	    c->backoff_ms * 2 > SUP_BACKOFF_MAX_MS ? SUP_BACKOFF_MAX_MS :
+	    c->backoff_ms * 2;
+
+	/* Keep the times of the last SUP_INTENSITY + 1 restarts; if the oldest
+	 * of them is inside the period, that is one too many. */
+	unsigned n = c->nhistory < SUP_INTENSITY + 1 ? c->nhistory : SUP_INTENSITY + 1;
+	if (n == SUP_INTENSITY + 1)
+		for (unsigned i = 1; i < n; i++)
+			c->history[i - 1] = c->history[i];
+	else
+		n++;
+	c->history[n - 1] = now;
+	c->nhistory = n;
+	if (n == SUP_INTENSITY + 1 && now - c->history[0] <= SUP_PERIOD_MS) {
+		log_warnx("stage %s restarted more than %d times in %d s: giving up",
+		    c->name, SUP_INTENSITY, SUP_PERIOD_MS / 1000);
+		return 0;
+	}
+	*delay_ms = c->backoff_ms;
+	return 1;
+}

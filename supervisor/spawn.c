@@ -1,0 +1,255 @@
+/* spawn.c - the children: their command lines, fork/exec with a readiness
+ * pipe and a parent-death signal, and reaping in a loop. Each spawn bumps
+ * the child's generation, so news of an old process is never taken for
+ * the current one. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <fcntl.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "log.h"
+#include "supervisor/control.h"
+#include "supervisor/sup.h"
+
+static void
+set_own(struct sup_child *c, const char *const *args)
+{
+	for (int i = 0; i < c->nown; i++)
+		free(c->own[i]);
+	c->nown = 0;
+	for (; *args != NULL && c->nown < SUP_ARGS_MAX; args++)
+		if ((c->own[c->nown++] = strdup(*args)) == NULL)
+			fatal(EXIT_TEMPORARY, "strdup");
+}
+
+static void
+define(struct sup *s, int i, const char *name, const char *exe, const char *in,
+    const char *out0, const char *out1, const char *const *own)
+{
+	struct sup_child *c = &s->ch[i];
+	memset(c, 0, sizeof(*c));
+	snprintf(c->name, sizeof(c->name), "%s", name);
+	snprintf(c->in_queue, sizeof(c->in_queue), "%s", in ? in : "");
+	if (out0)
+		snprintf(c->out_queue[c->nout++], sizeof(c->out_queue[0]), "%s", out0);
+	if (out1)
+		snprintf(c->out_queue[c->nout++], sizeof(c->out_queue[0]), "%s", out1);
+	if (snprintf(c->exe, sizeof(c->exe), "%s/%s", s->cfg.bindir, exe) >=
+	    (int)sizeof(c->exe))
+		fatalx(EXIT_TEMPORARY, "path of %s is too long", exe);
+	c->slot = i;
+	c->ready_fd = -1;
+	c->reply_fd = -1;
+	c->state = S_DOWN;
+	set_own(c, own);
+	snprintf(s->stats->slot[i].stage, STATS_NAME_MAX, "%s", name);
+}
+
+void
+sup_define_stages(struct sup *s)
+{
+	char lim[16], eps[32];
+	snprintf(lim, sizeof(lim), "%u", (unsigned)s->cfg.limit);
+	snprintf(eps, sizeof(eps), "%.17g", s->cfg.eps);
+	const char *ckms[] = { "--error", eps, NULL };
+	const char *cma[] = { NULL };
+	const char *low[] = { "--keep-below", lim, NULL };
+	const char *high[] = { "--keep-above", lim, NULL };
+	const char *ingest[] = { "--host", s->cfg.host, "--port", s->cfg.port, NULL };
+	/* Downstream first: this is the start order. */
+	define(s, 0, "ckms", "telem-egress-ckms", "ckms", NULL, NULL, ckms);
+	define(s, 1, "cma", "telem-egress-cma", "cma", NULL, NULL, cma);
+	define(s, 2, "low", "telem-filter", "low", "ckms", NULL, low);
+	define(s, 3, "high", "telem-filter", "high", "cma", NULL, high);
+	define(s, 4, "ingest", "telem-ingest", NULL, "low", "high", ingest);
+}
+
+void
+sup_set_program(struct sup_child *c, const char *exe, const char *const *own)
+{
+	snprintf(c->exe, sizeof(c->exe), "%s", exe);
+	set_own(c, own);
+}
+
+struct sup_child *
+sup_find(struct sup *s, const char *name)
+{
+	for (int i = 0; i < SUP_STAGES; i++)
+		if (strcmp(s->ch[i].name, name) == 0)
+			return &s->ch[i];
+	return NULL;
+}
+
+/* In the child, between fork and exec: only async-signal-safe calls. */
+static _Noreturn void
+exec_child(struct sup *s, struct sup_child *c, int ready_wr, pid_t parent)
+{
+	sigset_t none;
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	/* Its own process group: a terminal's ^C reaches the supervisor only,
+	 * which then stops the stages in order. */
+	setpgid(0, 0);
+	if (prctl(PR_SET_PDEATHSIG, SIGTERM) == -1 || getppid() != parent)
+		_exit(EXIT_TEMPORARY);
+	if (ready_wr != 3) {
+		if (dup2(ready_wr, 3) == -1)
+			_exit(EXIT_TEMPORARY);
+	} else if (fcntl(3, F_SETFD, 0) == -1) {
+		_exit(EXIT_TEMPORARY);
+	}
+
+	char slot[8];
+	char *argv[SUP_ARGS_MAX * 2 + 24];
+	int n = 0;
+	snprintf(slot, sizeof(slot), "%d", c->slot);
+	argv[n++] = c->exe;
+	argv[n++] = "-i";
+	argv[n++] = (char *)s->cfg.instance;
+	argv[n++] = "-n";
+	argv[n++] = c->name;
+	argv[n++] = "-t";
+	argv[n++] = (char *)chan_kind_name(s->cfg.chan.kind);
+	if (c->in_queue[0] != '\0') {
+		argv[n++] = "--in";
+		argv[n++] = c->in_queue;
+	}
+	for (int i = 0; i < c->nout; i++) {
+		argv[n++] = "--out";
+		argv[n++] = c->out_queue[i];
+	}
+	argv[n++] = "--slot";
+	argv[n++] = slot;
+	argv[n++] = "--ready-fd";
+	argv[n++] = "3";
+	for (int i = 0; i < c->nown; i++)
+		argv[n++] = c->own[i];
+	argv[n] = NULL;
+	execv(c->exe, argv);
+	log_warn("exec %s", c->exe);
+	_exit(errno == ENOENT || errno == EACCES ? EXIT_PERMANENT : EXIT_TEMPORARY);
+}
+
+int
+sup_spawn(struct sup *s, struct sup_child *c)
+{
+	int p[2];
+	if (pipe2(p, O_CLOEXEC) == -1) {
+		log_warn("pipe for stage %s", c->name);
+		return -1;
+	}
+	pid_t parent = getpid();
+	pid_t pid = fork();
+	if (pid == -1) {
+		log_warn("fork for stage %s", c->name);
+		close(p[0]);
+		close(p[1]);
+		return -1;
+	}
+	if (pid == 0)
+		exec_child(s, c, p[1], parent);
+	close(p[1]);
+	c->pid = pid;
+	c->gen++;
+	c->ready_fd = p[0];
+	c->started_ms = clock_ms();
+	c->state = (enum sup_state)sup_next(c->state, E_SPAWNED);
+	atomic_store(&s->stats->slot[c->slot].pid, pid);
+	return 0;
+}
+
+void
+sup_on_ready(struct sup *s, struct sup_child *c)
+{
+	char b;
+	ssize_t n = read(c->ready_fd, &b, 1);
+	if (n == -1 && errno == EINTR)
+		return;
+	close(c->ready_fd);
+	c->ready_fd = -1;
+	if (n == 1 && c->state == S_STARTING) {
+		c->state = (enum sup_state)sup_next(c->state, E_READY);
+		ctl_stage_ready(s, c);
+	}
+}
+
+void
+sup_kill(struct sup_child *c, int sig)
+{
+	if (c->pid > 0 && kill(c->pid, sig) == -1 && errno != ESRCH)
+		log_warn("kill %s (pid %d)", c->name, (int)c->pid);
+}
+
+static void
+log_exit(const struct sup_child *c, int wst)
+{
+	if (WIFSIGNALED(wst))
+		log_warnx("stage %s (pid %d) killed by signal %d (%s)", c->name,
+		    (int)c->pid, WTERMSIG(wst), strsignal(WTERMSIG(wst)));
+	else if (WEXITSTATUS(wst) != 0 || c->state != S_STOPPING)
+		log_warnx("stage %s (pid %d) exited %d", c->name, (int)c->pid,
+		    WEXITSTATUS(wst));
+}
+
+static void
+on_exit_of(struct sup *s, struct sup_child *c, int wst)
+{
+	struct stats_slot *st = &s->stats->slot[c->slot];
+	long long now = clock_ms(), delay;
+
+	log_exit(c, wst);
+	if (c->ready_fd != -1) {
+		close(c->ready_fd);
+		c->ready_fd = -1;
+	}
+	c->pid = 0;
+	atomic_store(&st->pid, 0);
+	/* What the stage had taken and not passed on went with it. */
+	uint64_t held = atomic_exchange(&st->inflight, 0);
+	if (held > 0) {
+		stats_add(&st->lost, held);
+		log_warnx("stage %s lost %llu records it held", c->name,
+		    (unsigned long long)held);
+	}
+	int was_stopping = c->state == S_STOPPING;
+	c->state = (enum sup_state)sup_next(c->state, E_EXITED);
+	c->kill_at_ms = 0;
+	/* Stopped on purpose (restart, swap, shutdown), or a swapped-in
+	 * program that failed and was rolled back: start it again now. */
+	if (s->stopping || was_stopping || ctl_stage_exited(s, c, wst)) {
+		c->state = S_DOWN;
+		return;
+	}
+	if (!sup_after_exit(c, wst, now, &delay)) {
+		sup_begin_stop(s, 1);
+		return;
+	}
+	c->restart_at_ms = now + delay;
+	stats_add(&st->restarts, 1);
+	log_info("restarting stage %s in %lld ms", c->name, delay);
+}
+
+void
+sup_reap(struct sup *s)
+{
+	for (;;) {
+		int wst;
+		pid_t pid = waitpid(-1, &wst, WNOHANG);
+		if (pid == 0 || (pid == -1 && errno == ECHILD))
+			return;
+		if (pid == -1) {
+			if (errno != EINTR)
+				log_warn("waitpid");
+			return;
+		}
+		for (int i = 0; i < SUP_STAGES; i++)
+			if (s->ch[i].pid == pid)
+				on_exit_of(s, &s->ch[i], wst);
+	}
+}

@@ -1,0 +1,111 @@
+/* sup.h - the supervisor's parts and what they share. One prototype group
+ * per file, in the order a run uses them (cf. Postfix master.h). */
+#ifndef TELEM_SUP_H
+#define TELEM_SUP_H
+
+#include <limits.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "chan.h"
+#include "stats.h"
+
+#define SUP_STAGES 5
+#define SUP_ARGS_MAX 32
+#define SUP_BACKOFF_MIN_MS 100
+#define SUP_BACKOFF_MAX_MS 5000
+#define SUP_INTENSITY 5           /* more restarts than this ... */
+#define SUP_PERIOD_MS 10000       /* ... within this: give up */
+#define SUP_STOP_GRACE_MS 2000    /* SIGTERM, then SIGKILL after this */
+
+struct sup_config {
+	const char *host, *port;
+	uint32_t limit;
+	double eps;
+	long flush_ms;
+	struct chan_attr chan;
+	const char *instance;
+	const char *control;        /* control socket path, or NULL for default */
+	char bindir[PATH_MAX];      /* where the stage executables are */
+};
+
+/* policy.c: supervision as a table of states x events (s6-style). */
+enum sup_state { S_DOWN, S_STARTING, S_UP, S_STOPPING, S_THROTTLED, S_NSTATES };
+enum sup_event { E_SPAWNED, E_READY, E_EXITED, E_TIMER, E_STOP, E_NEVENTS };
+const char *sup_state_name(enum sup_state s);
+/* The next state, or -1 if the event cannot happen in that state. */
+int sup_next(enum sup_state s, enum sup_event e);
+/* After an exit with wait status `wst` of a child that had been up
+ * `up_ms`: returns 1 to restart after *delay_ms, 0 to give up on the whole
+ * pipeline (exit 100, or the intensity limit), updating the child's
+ * backoff and restart history. */
+struct sup_child;
+int sup_after_exit(struct sup_child *c, int wst, long long now, long long *delay_ms);
+
+struct sup_child {
+	char name[16];
+	char in_queue[16];
+	char out_queue[2][16];
+	int nout;
+	int slot;
+	char exe[PATH_MAX];
+	char *own[SUP_ARGS_MAX];   /* the stage's own options (owned strings) */
+	int nown;
+	pid_t pid;
+	unsigned gen;              /* bumped per spawn */
+	enum sup_state state;
+	int ready_fd;              /* read end of the readiness pipe, or -1 */
+	long long started_ms;
+	long long restart_at_ms;
+	long long backoff_ms;
+	long long history[SUP_INTENSITY + 1]; /* times of recent restarts */
+	unsigned nhistory;
+	long long kill_at_ms;      /* stopping: SIGKILL if still alive then */
+	int reply_fd;              /* telemctl waiting for this stage, or -1 */
+	int swapping;              /* running a swapped-in program, not yet ready */
+	char prev_exe[PATH_MAX];   /* what a failed swap rolls back to */
+	char *prev_own[SUP_ARGS_MAX];
+	int prev_nown;
+};
+
+struct sup {
+	struct sup_config cfg;
+	struct sup_child ch[SUP_STAGES];  /* downstream first: start order */
+	struct stats_seg *stats;
+	struct chan *flushq[2];           /* the filters' in-queues */
+	int sigfd;
+	int timerfd;
+	int lockfd;
+	int ctlfd;                        /* listening control socket */
+	char ctlpath[PATH_MAX];
+	int stop_fd;                      /* telemctl waiting for `stop` */
+	int stopping;
+	int status;                       /* exit status once stopping */
+};
+
+/* ipc.c: the instance's IPC objects. */
+int sup_ipc_setup(struct sup *s);      /* 0, or -1 logged */
+void sup_ipc_teardown(struct sup *s);
+void sup_ipc_unlink_all(const struct sup_config *cfg);
+int sup_send_record(struct sup *s, const char *queue, uint8_t type, int timeout_ms);
+/* Messages waiting in a queue of the instance, or -1. */
+long sup_queue_depth(struct sup *s, const char *queue);
+
+/* spawn.c: starting, signalling and reaping children. */
+void sup_define_stages(struct sup *s);
+int sup_spawn(struct sup *s, struct sup_child *c);   /* 0, or -1 logged */
+void sup_reap(struct sup *s);
+void sup_on_ready(struct sup *s, struct sup_child *c);
+void sup_kill(struct sup_child *c, int sig);
+struct sup_child *sup_find(struct sup *s, const char *name);
+/* Replace the program and its own options (for swap). */
+void sup_set_program(struct sup_child *c, const char *exe, const char *const *own);
+
+/* loop.c: the event loop, Flush ticks and the ordered shutdown. */
+int sup_run(struct sup *s);
+void sup_flush(struct sup *s);
+void sup_begin_stop(struct sup *s, int status);
+/* Stop c (SIGTERM, SIGKILL after the grace period); it starts again. */
+void sup_restart(struct sup *s, struct sup_child *c);
+
+#endif

@@ -1,0 +1,98 @@
+/* telemctl: sends one command to a running telem-supervisor over its
+ * control socket and prints the reply. Exit 0 when the reply ends in `ok`,
+ * 1 on `error: ...` or a failure to talk, 2 on a bad command line. */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "ctlpath.h"
+#include "log.h"
+
+static const char usage[] =
+    "usage: telemctl [-i instance | --control path] COMMAND\n"
+    "  status                     one line per stage, then ok\n"
+    "  restart STAGE              stop the stage and start it again\n"
+    "  swap STAGE EXEC [ARGS...]  run EXEC with ARGS as the stage's program\n"
+    "  flush                      send a Flush now\n"
+    "  stop                       shut the pipeline down in order\n"
+    "Stages: ingest low high ckms cma.\n";
+
+int
+main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "control", required_argument, NULL, 'C' },
+		{ "instance", required_argument, NULL, 'i' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *instance = "default", *path = NULL;
+	char def[108], req[4096];
+	int c;
+	log_init("telemctl", NULL);
+	while ((c = getopt_long(argc, argv, "+hi:", opts, NULL)) != -1) {
+		switch (c) {
+		case 'i': instance = optarg; break;
+		case 'C': path = optarg; break;
+		case 'h': fputs(usage, stdout); return 0;
+		default: fputs(usage, stderr); return EXIT_USAGE;
+		}
+	}
+	if (optind == argc) {
+		fputs(usage, stderr);
+		return EXIT_USAGE;
+	}
+	size_t len = 0;
+	for (int i = optind; i < argc; i++) {
+		int n = snprintf(req + len, sizeof(req) - len, "%s%s", argv[i],
+		    i + 1 < argc ? " " : "\n");
+		if (n < 0 || (size_t)n >= sizeof(req) - len)
+			fatalx(EXIT_USAGE, "command too long");
+		len += (size_t)n;
+	}
+	if (path == NULL) {
+		if (ctl_default_path(def, sizeof(def), instance, 0) == -1)
+			fatal(1, "control socket path of instance %s", instance);
+		path = def;
+	}
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	if (strlen(path) >= sizeof(sa.sun_path))
+		fatalx(EXIT_USAGE, "control socket path %s is too long", path);
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd == -1)
+		fatal(1, "socket");
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == -1)
+		fatal(1, "connect %s (is telem-supervisor -i %s running?)", path, instance);
+	if (send(fd, req, len, MSG_NOSIGNAL) != (ssize_t)len)
+		fatal(1, "send to %s", path);
+	/* Print the reply as it comes; remember how its last line starts. */
+	char buf[4096], last[8] = "";
+	size_t lastlen = 0;
+	int at_start = 1;
+	for (;;) {
+		ssize_t n = read(fd, buf, sizeof(buf));
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1)
+			fatal(1, "read from %s", path);
+		if (n == 0)
+			break;
+		fwrite(buf, 1, (size_t)n, stdout);
+		for (ssize_t i = 0; i < n; i++) {
+			if (at_start)
+				lastlen = 0;
+			at_start = buf[i] == '\n';
+			if (!at_start && lastlen < sizeof(last) - 1)
+				last[lastlen++] = buf[i];
+		}
+	}
+	last[lastlen] = '\0';
+	fflush(stdout);
+	close(fd);
+	return strcmp(last, "ok") == 0 ? 0 : 1;
+}
