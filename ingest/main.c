@@ -101,11 +101,38 @@ ingest_datagram(struct stage *st, struct ingest *g, const char *buf, size_t len,
 	return 0;
 }
 
+/* Take in what waits on every socket now. Returns 0, or -1 when a stage
+ * or socket failed for good (logged). */
+static int
+ingest_poll_once(struct stage *st, struct ingest *g, size_t *got)
+{
+	*got = 0;
+	for (size_t i = 0; i < g->udp.n; i++) {
+		uint64_t drops;
+		int n = udp_recv(&g->udp, i, g->batch, &drops);
+		if (n == -1) {
+			log_warn("recvmmsg %s", g->udp.s[i].addr);
+			return -1;
+		}
+		if (drops)
+			stats_add(&st->stats->dropped, drops);
+		for (int k = 0; k < n; k++)
+			if (ingest_datagram(st, g, g->batch->buf[k], g->batch->len[k],
+			    g->batch->trunc[k]) == -1)
+				return -1;
+		if (n > 0 && stage_push(st) == -1)
+			return -1;
+		*got += (size_t)n;
+	}
+	return 0;
+}
+
 static int
 ingest_run(struct stage *st)
 {
 	struct ingest *g = st->ctx;
 	struct pollfd pfd[UDP_MAX_SOCKS];
+	size_t got;
 	for (size_t i = 0; i < g->udp.n; i++)
 		pfd[i] = (struct pollfd){ .fd = g->udp.s[i].fd, .events = POLLIN };
 	stage_ready(st);
@@ -114,23 +141,14 @@ ingest_run(struct stage *st)
 			log_warn("poll");
 			return EXIT_TEMPORARY;
 		}
-		for (size_t i = 0; i < g->udp.n; i++) {
-			uint64_t drops;
-			int n = udp_recv(&g->udp, i, g->batch, &drops);
-			if (n == -1) {
-				log_warn("recvmmsg %s", g->udp.s[i].addr);
-				return EXIT_TEMPORARY;
-			}
-			if (drops)
-				stats_add(&st->stats->dropped, drops);
-			for (int k = 0; k < n; k++)
-				if (ingest_datagram(st, g, g->batch->buf[k],
-				    g->batch->len[k], g->batch->trunc[k]) == -1)
-					return EXIT_TEMPORARY;
-			if (n > 0 && stage_push(st) == -1)
-				return EXIT_TEMPORARY;
-		}
+		if (ingest_poll_once(st, g, &got) == -1)
+			return EXIT_TEMPORARY;
 	}
+	/* Stopping: what the kernel already holds was sent before the stop,
+	 * so it still goes in (bounded, in case senders keep sending). */
+	for (int round = 0; round < 256; round++)
+		if (ingest_poll_once(st, g, &got) == -1 || got == 0)
+			break;
 	return 0;
 }
 

@@ -64,7 +64,8 @@ parse(struct sup_config *cfg, int argc, char **argv)
 	};
 	int c;
 	char *end;
-	while ((c = getopt_long(argc, argv, "hH:p:l:e:f:t:m:s:i:", opts, NULL)) != -1) {
+	opterr = 0;  /* our own one-line messages */
+	while ((c = getopt_long(argc, argv, ":hH:p:l:e:f:t:m:s:i:", opts, NULL)) != -1) {
 		switch (c) {
 		case 'H': cfg->host = optarg; break;
 		case 'p': number("p", optarg, 0, 65535); cfg->port = optarg; break;
@@ -88,7 +89,12 @@ parse(struct sup_config *cfg, int argc, char **argv)
 			break;
 		case 'C': cfg->control = optarg; break;
 		case 'h': fputs(usage, stdout); exit(0);
-		default: fputs(usage, stderr); exit(EXIT_USAGE);
+		case ':':
+			log_warnx("option %s needs a value (see -h)", argv[optind - 1]);
+			exit(EXIT_USAGE);
+		default:
+			log_warnx("unknown option %s (see -h)", argv[optind - 1]);
+			exit(EXIT_USAGE);
 		}
 	}
 	if (optind < argc) {

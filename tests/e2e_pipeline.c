@@ -1,0 +1,233 @@
+/* e2e_pipeline.c - the default pipeline driven for real: bin/telem-supervisor
+ * on its own instance and port, `nc -u` as the client, real signals, real
+ * queues in /dev/mqueue (or /dev/shm with TELEM_TRANSPORT=shm). */
+#include <criterion/criterion.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+static struct pl P;
+
+static void setup(void) { pl_init(&P); }
+static void teardown(void) { pl_cleanup(&P); }
+
+TestSuite(pipeline, .init = setup, .fini = teardown, .timeout = 60);
+
+#define START(...) cr_assert(pl_start(&P, __VA_ARGS__, NULL), \
+	"supervisor did not come up:\n%s", h_slurp(P.err))
+#define WAIT_OUT(text, n) cr_assert(h_wait_text(P.out, text, n, 5000), \
+	"stdout never held %d x '%s':\n%s\nstderr:\n%s", n, text, \
+	h_slurp(P.out), h_slurp(P.err))
+#define WAIT_ERR(text) cr_assert(h_wait_text(P.err, text, 1, 5000), \
+	"stderr never held '%s':\n%s", text, h_slurp(P.err))
+
+Test(pipeline, seed_session_prints_exactly_the_seed_output)
+{
+	/* The chapter's session, with the default message size. */
+	START("-f", "200");
+	pl_nc(&P, "a 10\n");
+	WAIT_OUT("[CKMS] a 0.99:10\n", 1);
+	pl_nc(&P, "a 55\n");
+	WAIT_OUT("[CKMS] a 0.99:55\n", 1);
+	pl_nc(&P, "b 1000\n");
+	WAIT_OUT("[CMA] b 1000\n", 1);
+	pl_nc(&P, "b 2000\n");
+	WAIT_OUT("[CMA] b 1500\n", 1);
+	pl_nc(&P, "b 3000\n");
+	WAIT_OUT("[CMA] b 2000\n", 1);
+	int st = pl_signal_wait(&P, SIGTERM, 5000);
+	cr_assert(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	cr_assert_str_eq(h_slurp(P.out),
+	    "[CKMS] a 0:10\n[CKMS] a 0.25:10\n[CKMS] a 0.5:10\n"
+	    "[CKMS] a 0.75:10\n[CKMS] a 0.9:10\n[CKMS] a 0.99:10\n"
+	    "[CKMS] a 0:10\n[CKMS] a 0.25:10\n[CKMS] a 0.5:10\n"
+	    "[CKMS] a 0.75:55\n[CKMS] a 0.9:55\n[CKMS] a 0.99:55\n"
+	    "[CMA] b 1000\n[CMA] b 1500\n[CMA] b 2000\n");
+}
+
+/* Wait until `telemctl status` shows the stage up with a pid other than
+ * `old`; returns the new pid or -1. */
+static pid_t
+wait_restarted(const char *stage, pid_t old)
+{
+	for (int i = 0; i < 500; i++) {
+		char out[8192], key[64];
+		pid_t pid = pl_stage_pid(&P, stage);
+		snprintf(key, sizeof(key), "stage=%s pid=%d state=up", stage, (int)pid);
+		if (pid > 0 && pid != old && pl_ctl(&P, out, sizeof(out), "status") == 0 &&
+		    strstr(out, key) != NULL)
+			return pid;
+		usleep(10000);
+	}
+	return -1;
+}
+
+static void
+kill_and_recover(const char *stage)
+{
+	char text[128];
+	START("-f", "100", "-m", "2048");
+	pl_nc(&P, "a 10\n");
+	WAIT_OUT("[CKMS] a 0:", 1);
+	pl_nc(&P, "b 1000\n");
+	WAIT_OUT("[CMA] b ", 1);
+
+	pid_t pid = pl_stage_pid(&P, stage);
+	cr_assert(pid > 0, "no pid for %s", stage);
+	cr_assert_eq(kill(pid, SIGKILL), 0);
+	snprintf(text, sizeof(text), "stage %s (pid %d) killed by signal 9", stage, (int)pid);
+	WAIT_ERR(text);
+	/* The first restart comes after the 100 ms minimum backoff. */
+	snprintf(text, sizeof(text), "restarting stage %s in 100 ms", stage);
+	WAIT_ERR(text);
+	cr_assert(wait_restarted(stage, pid) > 0, "%s not restarted:\n%s", stage,
+	    h_slurp(P.err));
+	cr_assert_eq(pl_stat(&P, stage, "restarts"), 1);
+
+	pl_nc(&P, "a 20\n");
+	WAIT_OUT("[CKMS] a 0:", 2);
+	pl_nc(&P, "b 3000\n");
+	WAIT_OUT("[CMA] b ", 2);
+	/* A restarted egress starts afresh; the others keep their state. */
+	char *out = h_slurp(P.out);
+	cr_assert(strstr(out, strcmp(stage, "ckms") == 0 ?
+	    "[CKMS] a 0:20\n" : "[CKMS] a 0.99:20\n") != NULL, "%s", out);
+	cr_assert(strstr(out, strcmp(stage, "cma") == 0 ?
+	    "[CMA] b 3000\n" : "[CMA] b 2000\n") != NULL, "%s", out);
+	free(out);
+}
+
+Test(pipeline, kill_9_ingest_is_restarted) { kill_and_recover("ingest"); }
+Test(pipeline, kill_9_low_is_restarted) { kill_and_recover("low"); }
+Test(pipeline, kill_9_high_is_restarted) { kill_and_recover("high"); }
+Test(pipeline, kill_9_ckms_is_restarted) { kill_and_recover("ckms"); }
+Test(pipeline, kill_9_cma_is_restarted) { kill_and_recover("cma"); }
+
+Test(pipeline, queued_messages_survive_their_stage)
+{
+	START("-f", "100", "-m", "2048");
+	pid_t pid = pl_stage_pid(&P, "low");
+	cr_assert(pid > 0);
+	/* Freeze the filter so the event waits in its queue, then kill it. */
+	cr_assert_eq(kill(pid, SIGSTOP), 0);
+	pl_nc(&P, "q 7\n");
+	int queued = 0;
+	for (int i = 0; i < 500 && !queued; i++, usleep(10000))
+		queued = pl_stat(&P, "low", "in") == 0 && pl_stat(&P, "ingest", "out") == 1;
+	cr_assert(queued, "event never reached the low queue");
+	cr_assert_eq(kill(pid, SIGKILL), 0);
+	cr_assert(wait_restarted("low", pid) > 0);
+	WAIT_OUT("[CKMS] q 0.5:7\n", 1);
+	cr_assert_eq(pl_stat(&P, "low", "in"), 1);
+	cr_assert_eq(pl_stat(&P, "low", "lost"), 0);
+}
+
+Test(pipeline, stage_that_cannot_bind_stops_the_supervisor, .timeout = 60)
+{
+	int fd = socket(AF_INET, SOCK_DGRAM, 0);
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(P.port) };
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	cr_assert_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	pl_spawn(&P, "-m", "1024", NULL);
+	int st = pl_wait(&P, 30000);
+	close(fd);
+	cr_assert(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 1,
+	    "supervisor did not give up: %d\n%s", st, h_slurp(P.err));
+	char text[128];
+	snprintf(text, sizeof(text),
+	    "telem-ingest[ingest]: bind 127.0.0.1:%d: Address already in use\n", P.port);
+	char *err = h_slurp(P.err);
+	cr_assert(strstr(err, text) != NULL, "%s", err);
+	cr_assert(strstr(err, "restarted more than 5 times in 10 s: giving up") != NULL, "%s", err);
+	cr_assert_eq(pl_objects_left(&P), 0);
+	free(err);
+}
+
+static void
+stop_with(int sig)
+{
+	START("-f", "60000", "-m", "2048");
+	pl_nc(&P, "a 10\nb 1000\n");
+	int st = pl_signal_wait(&P, sig, 5000);
+	cr_assert(st != -1, "supervisor still running 5 s after the signal");
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %d\n%s", st, h_slurp(P.err));
+	char *out = h_slurp(P.out);
+	cr_assert(strstr(out, "[CKMS] a 0.5:10\n") != NULL, "final flush missing:\n%s", out);
+	cr_assert(strstr(out, "[CMA] b 1000\n") != NULL, "final flush missing:\n%s", out);
+	cr_assert_eq(pl_objects_left(&P), 0);
+	free(out);
+	/* Every stage has exited: none is left in the supervisor's tree. */
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "pgrep -f 'telem-.* -i %s ' >/dev/null", P.instance);
+	cr_assert_neq(system(cmd), 0, "a stage outlived the supervisor");
+}
+
+Test(pipeline, sigterm_drains_and_reports_last_data) { stop_with(SIGTERM); }
+Test(pipeline, sigint_drains_and_reports_last_data) { stop_with(SIGINT); }
+
+Test(pipeline, queues_are_visible_in_dev_mqueue)
+{
+	if (strcmp(P.transport, "mqueue") != 0)
+		cr_skip_test("queues are files in /dev/shm with -t shm");
+	START("-m", "1024");
+	static const char *const q[] = { "low", "high", "ckms", "cma" };
+	for (int i = 0; i < 4; i++) {
+		char path[128];
+		struct stat st;
+		snprintf(path, sizeof(path), "/dev/mqueue/telem.%s.%s", P.instance, q[i]);
+		cr_assert_eq(stat(path, &st), 0, "%s missing", path);
+		cr_assert_eq(st.st_mode & 0777, 0600, "%s mode %o", path, st.st_mode & 0777);
+		char *s = h_slurp(path);
+		cr_assert(strncmp(s, "QSIZE:", 6) == 0, "%s: %s", path, s);
+		free(s);
+	}
+}
+
+Test(pipeline, two_instances_run_side_by_side)
+{
+	struct pl Q;
+	pl_init(&Q);
+	START("-f", "100", "-m", "1024");
+	int up = pl_start(&Q, "-f", "100", "-m", "1024", NULL);
+	if (up) {
+		pl_nc(&P, "p 1\n");
+		pl_nc(&Q, "q 2\n");
+		up = h_wait_text(P.out, "[CKMS] p 0:1\n", 1, 5000) &&
+		    h_wait_text(Q.out, "[CKMS] q 0:2\n", 1, 5000);
+	}
+	char *po = h_slurp(P.out), *qo = h_slurp(Q.out), *qe = h_slurp(Q.err);
+	pl_cleanup(&Q);
+	cr_assert(up, "second pipeline:\n%s", qe);
+	cr_assert(strstr(po, " q ") == NULL && strstr(qo, " p ") == NULL);
+}
+
+Test(pipeline, help_and_bad_options)
+{
+	char exe[256], cmd[512];
+	h_bin("telem-supervisor", exe, sizeof(exe));
+	snprintf(cmd, sizeof(cmd), "%s -h | grep -q '^usage: telem-supervisor'", exe);
+	cr_assert_eq(system(cmd), 0);
+	static const char *const bad[] = {
+		"-p 70000", "-p x", "-l -1", "-l 4294967296", "-e 0", "-e 0.5", "-e x",
+		"-f 0", "-t pipe", "-m 100", "-m 2000000", "-i a/b", "-i ''", "-Z",
+		"extra", "-p",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(cmd, sizeof(cmd), "%s %s 2>%s >/dev/null", exe, bad[i], P.err);
+		int st = system(cmd);
+		cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 2, "'%s' -> %d", bad[i], st);
+		char *err = h_slurp(P.err);
+		cr_assert_eq(h_count(err, "\n"), 1, "'%s':\n%s", bad[i], err);
+		cr_assert(strncmp(err, "telem-supervisor: ", 18) == 0, "%s", err);
+		free(err);
+	}
+}

@@ -1,0 +1,384 @@
+/* harness.c - see harness.h. */
+#include "harness.h"
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <mqueue.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static long long
+now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void
+nap(int ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+	nanosleep(&ts, NULL);
+}
+
+const char *
+h_transport(void)
+{
+	const char *t = getenv("TELEM_TRANSPORT");
+	return t != NULL && *t != '\0' ? t : "mqueue";
+}
+
+const char *
+h_bin(const char *prog, char *buf, size_t cap)
+{
+	const char *dir = getenv("TELEM_BIN");
+	snprintf(buf, cap, "%s/%s", dir != NULL ? dir : "bin", prog);
+	return buf;
+}
+
+int
+h_free_port(void)
+{
+	int fd = socket(AF_INET, SOCK_DGRAM, 0);
+	struct sockaddr_in sa = { .sin_family = AF_INET };
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	socklen_t len = sizeof(sa);
+	if (fd == -1 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == -1 ||
+	    getsockname(fd, (struct sockaddr *)&sa, &len) == -1) {
+		perror("h_free_port");
+		abort();
+	}
+	close(fd);
+	return ntohs(sa.sin_port);
+}
+
+void
+pl_init(struct pl *p)
+{
+	static int seq;
+	memset(p, 0, sizeof(*p));
+	snprintf(p->instance, sizeof(p->instance), "t%d_%d", (int)getpid(), seq++);
+	p->port = h_free_port();
+	p->transport = h_transport();
+	p->status = -1;
+	snprintf(p->dir, sizeof(p->dir), "/tmp/telem-test-%s-XXXXXX", p->instance);
+	if (mkdtemp(p->dir) == NULL) {
+		perror("mkdtemp");
+		abort();
+	}
+	snprintf(p->out, sizeof(p->out), "%s/out", p->dir);
+	snprintf(p->err, sizeof(p->err), "%s/err", p->dir);
+}
+
+static void
+vspawn(struct pl *p, va_list ap)
+{
+	char exe[256], port[16];
+	char *argv[64];
+	int n = 0;
+	h_bin("telem-supervisor", exe, sizeof(exe));
+	snprintf(port, sizeof(port), "%d", p->port);
+	argv[n++] = exe;
+	argv[n++] = "-i";
+	argv[n++] = p->instance;
+	argv[n++] = "-p";
+	argv[n++] = port;
+	argv[n++] = "-t";
+	argv[n++] = (char *)p->transport;
+	const char *a;
+	while ((a = va_arg(ap, const char *)) != NULL && n < 62)
+		argv[n++] = (char *)a;
+	argv[n] = NULL;
+	pid_t parent = getpid();
+	p->pid = fork();
+	if (p->pid == -1) {
+		perror("fork");
+		abort();
+	}
+	if (p->pid == 0) {
+		/* If the test process dies, the supervisor shuts down and
+		 * removes the instance's objects itself. */
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
+		if (getppid() != parent)
+			_exit(127);
+		int o = open(p->out, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0600);
+		int e = open(p->err, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0600);
+		int z = open("/dev/null", O_RDONLY);
+		if (o == -1 || e == -1 || z == -1)
+			_exit(127);
+		dup2(z, 0);
+		dup2(o, 1);
+		dup2(e, 2);
+		execv(exe, argv);
+		_exit(127);
+	}
+}
+
+void
+pl_spawn(struct pl *p, ...)
+{
+	va_list ap;
+	va_start(ap, p);
+	vspawn(p, ap);
+	va_end(ap);
+}
+
+int
+pl_start(struct pl *p, ...)
+{
+	va_list ap;
+	va_start(ap, p);
+	vspawn(p, ap);
+	va_end(ap);
+	long long end = now_ms() + 10000;
+	while (now_ms() < end) {
+		if (h_wait_text(p->err, "pipeline up", 1, 20))
+			return 1;
+		if (pl_wait(p, 0) != -1)
+			return 0;
+	}
+	return 0;
+}
+
+void
+pl_nc(const struct pl *p, const char *payload)
+{
+	char cmd[512];
+	int fd[2];
+	if (pipe(fd) == -1)
+		abort();
+	snprintf(cmd, sizeof(cmd), "%d", p->port);
+	pid_t pid = fork();
+	if (pid == 0) {
+		dup2(fd[0], 0);
+		close(fd[0]);
+		close(fd[1]);
+		execlp("nc", "nc", "-u", "-w0", "127.0.0.1", cmd, (char *)NULL);
+		_exit(127);
+	}
+	close(fd[0]);
+	size_t len = strlen(payload);
+	if (write(fd[1], payload, len) != (ssize_t)len)
+		perror("write to nc");
+	close(fd[1]);
+	int st;
+	waitpid(pid, &st, 0);
+}
+
+void
+pl_sendto(const struct pl *p, const void *buf, size_t len)
+{
+	static int fd = -1;
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(p->port) };
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (fd == -1)
+		fd = socket(AF_INET, SOCK_DGRAM, 0);
+	while (sendto(fd, buf, len, 0, (struct sockaddr *)&sa, sizeof(sa)) == -1) {
+		if (errno != ENOBUFS && errno != EAGAIN && errno != ECONNREFUSED) {
+			perror("sendto");
+			return;
+		}
+		nap(1);
+	}
+}
+
+char *
+h_slurp(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	size_t cap = 4096, len = 0;
+	char *buf = malloc(cap);
+	if (buf == NULL)
+		abort();
+	if (f != NULL) {
+		size_t n;
+		while ((n = fread(buf + len, 1, cap - len - 1, f)) > 0) {
+			len += n;
+			if (cap - len - 1 == 0 && (buf = realloc(buf, cap *= 2)) == NULL)
+				abort();
+		}
+		fclose(f);
+	}
+	buf[len] = '\0';
+	return buf;
+}
+
+int
+h_count(const char *hay, const char *needle)
+{
+	int n = 0;
+	size_t l = strlen(needle);
+	for (const char *s = hay; (s = strstr(s, needle)) != NULL; s += l)
+		n++;
+	return n;
+}
+
+int
+h_wait_text(const char *path, const char *needle, int count, int timeout_ms)
+{
+	long long end = now_ms() + timeout_ms;
+	for (;;) {
+		char *s = h_slurp(path);
+		int n = h_count(s, needle);
+		free(s);
+		if (n >= count)
+			return 1;
+		if (now_ms() >= end)
+			return 0;
+		nap(10);
+	}
+}
+
+int
+pl_wait(struct pl *p, int timeout_ms)
+{
+	if (p->status != -1)
+		return p->status;
+	if (p->pid <= 0)
+		return -1;
+	long long end = now_ms() + timeout_ms;
+	for (;;) {
+		int st;
+		pid_t r = waitpid(p->pid, &st, WNOHANG);
+		if (r == p->pid) {
+			p->status = st;
+			return st;
+		}
+		if (now_ms() >= end)
+			return -1;
+		nap(5);
+	}
+}
+
+int
+pl_signal_wait(struct pl *p, int sig, int timeout_ms)
+{
+	if (p->status == -1 && p->pid > 0)
+		kill(p->pid, sig);
+	return pl_wait(p, timeout_ms);
+}
+
+int
+pl_ctl(const struct pl *p, char *out, size_t cap, const char *cmd)
+{
+	char exe[256], line[1024];
+	h_bin("telemctl", exe, sizeof(exe));
+	snprintf(line, sizeof(line), "%s -i %s %s 2>&1", exe, p->instance, cmd);
+	FILE *f = popen(line, "r");
+	if (f == NULL)
+		abort();
+	size_t len = 0, n;
+	while (len < cap - 1 && (n = fread(out + len, 1, cap - 1 - len, f)) > 0)
+		len += n;
+	out[len] = '\0';
+	int st = pclose(f);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static const char *
+status_line(const char *all, const char *stage, char *line, size_t cap)
+{
+	char key[64];
+	snprintf(key, sizeof(key), "stage=%s ", stage);
+	const char *s = strstr(all, key);
+	if (s == NULL)
+		return NULL;
+	size_t n = strcspn(s, "\n");
+	if (n >= cap)
+		n = cap - 1;
+	memcpy(line, s, n);
+	line[n] = '\0';
+	return line;
+}
+
+long long
+pl_stat(const struct pl *p, const char *stage, const char *field)
+{
+	char out[8192], line[1024], key[64];
+	if (pl_ctl(p, out, sizeof(out), "status") != 0)
+		return -1;
+	if (status_line(out, stage, line, sizeof(line)) == NULL)
+		return -1;
+	snprintf(key, sizeof(key), " %s=", field);
+	const char *v = strstr(line, key);
+	return v == NULL ? -1 : strtoll(v + strlen(key), NULL, 10);
+}
+
+pid_t
+pl_stage_pid(const struct pl *p, const char *stage)
+{
+	return (pid_t)pl_stat(p, stage, "pid");
+}
+
+static int
+scan(const char *dir, const char *prefix, int remove_them)
+{
+	DIR *d = opendir(dir);
+	int n = 0;
+	if (d == NULL)
+		return 0;
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL) {
+		if (strncmp(e->d_name, prefix, strlen(prefix)) != 0)
+			continue;
+		n++;
+		if (remove_them) {
+			char name[300];
+			snprintf(name, sizeof(name), "/%s", e->d_name);
+			if (strcmp(dir, "/dev/mqueue") == 0)
+				mq_unlink(name);
+			else
+				shm_unlink(name);
+		}
+	}
+	closedir(d);
+	return n;
+}
+
+int
+pl_objects_left(const struct pl *p)
+{
+	char prefix[64];
+	snprintf(prefix, sizeof(prefix), "telem.%s.", p->instance);
+	return scan("/dev/mqueue", prefix, 0) + scan("/dev/shm", prefix, 0);
+}
+
+void
+pl_cleanup(struct pl *p)
+{
+	if (p->pid > 0 && pl_signal_wait(p, SIGTERM, 6000) == -1) {
+		kill(p->pid, SIGKILL);
+		pl_wait(p, 2000);
+	}
+	/* Stages leave with their supervisor (parent-death signal); then
+	 * remove whatever a failed test may have left behind. */
+	nap(50);
+	char prefix[64], name[300];
+	snprintf(prefix, sizeof(prefix), "telem.%s.", p->instance);
+	scan("/dev/mqueue", prefix, 1);
+	scan("/dev/shm", prefix, 1);
+	static const char *const q[] = { "low", "high", "ckms", "cma", "stats" };
+	for (size_t i = 0; i < 5; i++) {
+		snprintf(name, sizeof(name), "/telem.%s.%s", p->instance, q[i]);
+		mq_unlink(name);
+		shm_unlink(name);
+	}
+	if (getenv("TELEM_KEEP") == NULL) {
+		unlink(p->out);
+		unlink(p->err);
+		rmdir(p->dir);
+	}
+}

@@ -1,0 +1,59 @@
+/* harness.h - end-to-end test support: runs the real bin/telem-supervisor
+ * on a unique instance and a free port, sends with real clients, reads its
+ * stdout and stderr, and removes every IPC object of the instance after. */
+#ifndef TELEM_HARNESS_H
+#define TELEM_HARNESS_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+struct pl {
+	char instance[32];
+	int port;
+	pid_t pid;
+	char dir[128];          /* temp folder holding out, err */
+	char out[160], err[160];
+	const char *transport;  /* "mqueue" or "shm" */
+	int status;             /* wait status once reaped, else -1 */
+};
+
+/* The transport the suite runs with: $TELEM_TRANSPORT, else "mqueue". */
+const char *h_transport(void);
+/* Path of a program in bin/ ($TELEM_BIN, else ./bin). */
+const char *h_bin(const char *prog, char *buf, size_t cap);
+/* A UDP port free on 127.0.0.1 now. */
+int h_free_port(void);
+
+/* Prepare p (instance, port, temp files); nothing started yet. */
+void pl_init(struct pl *p);
+/* Start the supervisor with "-i inst -p port -t transport" and the extra
+ * arguments (NULL-terminated); returns once its log says the pipeline is
+ * up (1), or when it exited or 10 s passed (0). */
+int pl_start(struct pl *p, ...);
+/* Like pl_start but does not wait for anything. */
+void pl_spawn(struct pl *p, ...);
+/* Send one datagram with `nc -u -w0` (the real client). */
+void pl_nc(const struct pl *p, const char *payload);
+/* Send datagrams from this process (for volume). */
+void pl_sendto(const struct pl *p, const void *buf, size_t len);
+/* Wait until the file holds `needle` `count` times; 1 if so, 0 on timeout. */
+int h_wait_text(const char *path, const char *needle, int count, int timeout_ms);
+/* The file's whole content (malloc'd, NUL-terminated; "" if missing). */
+char *h_slurp(const char *path);
+int h_count(const char *hay, const char *needle);
+/* Signal the supervisor and wait up to timeout_ms for it; returns its wait
+ * status, or -1 if it did not exit. */
+int pl_signal_wait(struct pl *p, int sig, int timeout_ms);
+int pl_wait(struct pl *p, int timeout_ms);
+/* Run telemctl for this instance; the reply goes into out. Exit status. */
+int pl_ctl(const struct pl *p, char *out, size_t cap, const char *cmd);
+/* The pid of a stage from `telemctl status`, or -1. */
+pid_t pl_stage_pid(const struct pl *p, const char *stage);
+/* A counter of a stage from `telemctl status` (e.g. "in"), or -1. */
+long long pl_stat(const struct pl *p, const char *stage, const char *field);
+/* Count /dev/mqueue and /dev/shm entries named telem.<instance>.* */
+int pl_objects_left(const struct pl *p);
+/* Kill everything left and remove the instance's objects and files. */
+void pl_cleanup(struct pl *p);
+
+#endif
