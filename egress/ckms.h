@@ -1,0 +1,33 @@
+/* ckms.h - the CKMS quantile sketch of DESIGN §11, one per name in the
+ * ckms egress. It answers exactly as the seed's sketch does, but inserts in
+ * batches so that millions of values per second go in. */
+#ifndef TELEM_CKMS_H
+#define TELEM_CKMS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct ckms;
+
+/* A new empty sketch with error eps, which must lie in (0, 0.5): the caller
+ * validates it. Returns NULL with errno ENOMEM; free it with ckms_free. */
+struct ckms *ckms_new(double eps);
+/* Free s and everything it holds; NULL is allowed. */
+void ckms_free(struct ckms *s);
+/* Add one value. Usually only buffers it; every floor(1/(2eps)) values the
+ * buffer is merged in and the sketch compressed. There is no error return:
+ * if memory runs out while the sample array grows, the process exits 111
+ * (EXIT_TEMPORARY) through fatal(), as the egress does on ENOMEM. */
+void ckms_insert(struct ckms *s, uint32_t v);
+/* The value at quantile q (0 <= q <= 1) over every value inserted so far;
+ * s must hold at least one value. Merges a partly filled buffer first (so s
+ * is not const); the answer is the same as with one-at-a-time insertion.
+ * Exits 111 on ENOMEM like ckms_insert. */
+uint32_t ckms_query(struct ckms *s, double q);
+/* The number of values inserted. */
+uint64_t ckms_count(const struct ckms *s);
+/* The number of stored samples after merging any buffered values (for
+ * memory figures and tests). Exits 111 on ENOMEM like ckms_insert. */
+size_t ckms_samples(struct ckms *s);
+
+#endif

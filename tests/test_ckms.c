@@ -1,0 +1,441 @@
+/* test_ckms.c - the CKMS sketch (egress/ckms.c): the seed's answers from
+ * tests/data/ckms-reference.txt, batched inserts against a one-at-a-time
+ * model of DESIGN §11, accuracy and bounded memory for 1 M values. */
+#include <criterion/criterion.h>
+#include <criterion/parameterized.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "egress/ckms.h"
+
+#define REFERENCE "tests/data/ckms-reference.txt"
+#define BIG 1000000
+
+static const double qs[6] = {0, 0.25, 0.5, 0.75, 0.9, 0.99};
+
+static uint64_t rng_state;
+
+static uint64_t
+rng(void)
+{
+	/* xorshift64*: fast, and the same sequence on every run */
+	rng_state ^= rng_state >> 12;
+	rng_state ^= rng_state << 25;
+	rng_state ^= rng_state >> 27;
+	return rng_state * UINT64_C(2685821657736338717);
+}
+
+static struct ckms *
+new_sketch(double eps)
+{
+	struct ckms *s = ckms_new(eps);
+	cr_assert_not_null(s);
+	return s;
+}
+
+/* ---- the seed's answers ------------------------------------------------ */
+
+struct small_case {
+	uint32_t in[4];
+	size_t n;
+	uint32_t out[6];
+};
+
+Test(ckms, seed_small_cases)
+{
+	static const struct small_case cases[] = {
+		{{10}, 1, {10, 10, 10, 10, 10, 10}},
+		{{10, 55}, 2, {10, 10, 10, 55, 55, 55}},
+		{{55, 10}, 2, {10, 10, 10, 55, 55, 55}},
+		{{7, 7, 7}, 3, {7, 7, 7, 7, 7, 7}},
+	};
+	for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+		struct ckms *s = new_sketch(0.01);
+		for (size_t i = 0; i < cases[c].n; i++)
+			ckms_insert(s, cases[c].in[i]);
+		cr_expect_eq(ckms_count(s), cases[c].n);
+		for (int i = 0; i < 6; i++)
+			cr_expect_eq(ckms_query(s, qs[i]), cases[c].out[i],
+			    "case %zu q=%g: got %u want %u", c, qs[i],
+			    ckms_query(s, qs[i]), cases[c].out[i]);
+		ckms_free(s);
+	}
+}
+
+/* Parse "in v1 v2 ..." into s; returns the count. */
+static size_t
+feed_line(struct ckms *s, const char *p)
+{
+	size_t n = 0;
+	for (;;) {
+		char *end;
+		unsigned long v = strtoul(p, &end, 10);
+		if (end == p)
+			return n;
+		ckms_insert(s, (uint32_t)v);
+		n++;
+		p = end;
+	}
+}
+
+Test(ckms, reference_cases)
+{
+	FILE *f = fopen(REFERENCE, "r");
+	cr_assert_not_null(f, "open %s (run from the top of the tree)",
+	    REFERENCE);
+	char line[8192];
+	struct ckms *s = NULL;
+	int cases = 0, lineno = 0;
+	while (fgets(line, sizeof(line), f) != NULL) {
+		lineno++;
+		if (strncmp(line, "in ", 3) == 0) {
+			ckms_free(s);
+			s = new_sketch(0.01);
+			cr_assert_gt(feed_line(s, line + 3), 0);
+		} else if (strncmp(line, "out ", 4) == 0) {
+			cr_assert_not_null(s, "line %d: out before in", lineno);
+			const char *p = line + 4;
+			for (int i = 0; i < 6; i++) {
+				char *end;
+				double q = strtod(p, &end);
+				cr_assert_eq(*end, ':', "line %d", lineno);
+				unsigned long want = strtoul(end + 1, &end, 10);
+				p = end;
+				cr_expect_eq(q, qs[i], "line %d", lineno);
+				uint32_t got = ckms_query(s, q);
+				cr_expect_eq(got, want,
+				    "line %d q=%g: got %u want %lu", lineno, q,
+				    got, want);
+			}
+			cases++;
+		}
+	}
+	fclose(f);
+	ckms_free(s);
+	cr_expect_eq(cases, 150, "%d reference cases read", cases);
+}
+
+/* ---- batched inserts against a one-at-a-time model ----------------------- */
+
+/* DESIGN §11 taken literally: sorted insertion with memmove, compress
+ * every floor(1/(2eps)) inserts. Slow, obviously right, test-only. */
+struct model {
+	uint32_t *v, *g, *d;
+	size_t ns;
+	uint64_t n, period;
+	double twoeps;
+};
+
+static uint32_t
+model_f(const struct model *m, double x)
+{
+	double y = floor(m->twoeps * x);
+	return y < 1 ? 1 : y > 4294967295.0 ? UINT32_MAX : (uint32_t)y;
+}
+
+static void
+model_remove(struct model *m, size_t i)
+{
+	size_t k = m->ns - i - 1;
+	memmove(m->v + i, m->v + i + 1, k * sizeof(uint32_t));
+	memmove(m->g + i, m->g + i + 1, k * sizeof(uint32_t));
+	memmove(m->d + i, m->d + i + 1, k * sizeof(uint32_t));
+	m->ns--;
+}
+
+static void
+model_compress(struct model *m)
+{
+	uint64_t r = 0;
+	size_t i = 0;
+	while (i + 1 < m->ns) {
+		uint64_t lhs = (uint64_t)m->g[i] + m->g[i + 1] + m->d[i + 1];
+		if (i > 0 && lhs <= model_f(m, (double)r)) {
+			m->g[i + 1] += m->g[i];
+			model_remove(m, i);
+		} else {
+			r += m->g[i];
+			i++;
+		}
+	}
+}
+
+static void
+model_insert(struct model *m, uint32_t x)
+{
+	size_t i = 0;
+	uint64_t r = 0;
+	while (i < m->ns && m->v[i] < x)
+		r += m->g[i++];
+	size_t k = m->ns - i;
+	memmove(m->v + i + 1, m->v + i, k * sizeof(uint32_t));
+	memmove(m->g + i + 1, m->g + i, k * sizeof(uint32_t));
+	memmove(m->d + i + 1, m->d + i, k * sizeof(uint32_t));
+	m->v[i] = x;
+	m->g[i] = 1;
+	m->d[i] = (i == 0 || i == m->ns) ? 0 : model_f(m, (double)r) - 1;
+	m->ns++;
+	if (++m->n % m->period == 0)
+		model_compress(m);
+}
+
+static uint32_t
+model_query(const struct model *m, double q)
+{
+	double t = q * (double)m->n;
+	double rhs = t + model_f(m, t) / 2.0;
+	uint64_t r = 0;
+	for (size_t i = 1; i < m->ns; i++) {
+		r += m->g[i - 1];
+		if ((double)(r + m->g[i] + m->d[i]) > rhs)
+			return m->v[i - 1];
+	}
+	return m->v[m->ns - 1];
+}
+
+struct stream_case {
+	double eps;
+	uint32_t domain;    /* values are drawn from [0, domain) ... */
+	int shape;          /* 0 random, 1 ascending, 2 descending, 3 zigzag */
+	size_t n;
+	unsigned query_every; /* ... with a query about every this many */
+};
+
+ParameterizedTestParameters(ckms, same_as_one_at_a_time)
+{
+	static struct stream_case cases[] = {
+		{0.01, UINT32_MAX, 0, 20000, 997},
+		{0.01, 200, 0, 20000, 331},
+		{0.01, 3, 0, 5000, 17},
+		{0.01, 1, 0, 3000, 41},
+		{0.01, 1000, 1, 20000, 1009},
+		{0.01, 1000, 2, 20000, 503},
+		{0.01, 5000, 3, 20000, 97},
+		{0.1, 100, 0, 10000, 7},
+		{0.001, UINT32_MAX, 0, 30000, 2999},
+		{0.001, 50, 0, 30000, 0},
+		{0.3, 1000, 0, 5000, 3},
+		{0.49, 10, 0, 2000, 5},
+		{0.0001, 100000, 0, 40000, 4001},
+	};
+	return cr_make_param_array(struct stream_case, cases,
+	    sizeof(cases) / sizeof(cases[0]));
+}
+
+ParameterizedTest(struct stream_case *c, ckms, same_as_one_at_a_time)
+{
+	struct model m = {0};
+	m.v = malloc(c->n * sizeof(uint32_t));
+	m.g = malloc(c->n * sizeof(uint32_t));
+	m.d = malloc(c->n * sizeof(uint32_t));
+	cr_assert(m.v && m.g && m.d);
+	m.twoeps = 2.0 * c->eps;
+	m.period = (uint64_t)(1.0 / (2.0 * c->eps));
+	struct ckms *s = new_sketch(c->eps);
+	rng_state = UINT64_C(0x9e3779b97f4a7c15) ^ c->n ^ c->shape;
+
+	for (size_t i = 0; i < c->n; i++) {
+		uint32_t x;
+		switch (c->shape) {
+		case 1: x = (uint32_t)(i * c->domain / c->n); break;
+		case 2: x = (uint32_t)((c->n - i) * c->domain / c->n); break;
+		case 3: x = (uint32_t)((i % 1000) * 7 + rng() % 3) % c->domain;
+			break;
+		default: x = (uint32_t)(rng() % c->domain); break;
+		}
+		model_insert(&m, x);
+		ckms_insert(s, x);
+		if (c->query_every && rng() % c->query_every == 0) {
+			double q = (double)(rng() % 1001) / 1000.0;
+			cr_assert_eq(ckms_query(s, q), model_query(&m, q),
+			    "after %zu values, q=%g", i + 1, q);
+		}
+		if (i % 499 == 0 || i + 1 == c->n) {
+			cr_assert_eq(ckms_samples(s), m.ns,
+			    "eps %g shape %d: %zu samples after %zu values, "
+			    "model %zu", c->eps, c->shape, ckms_samples(s),
+			    i + 1, m.ns);
+			for (int k = 0; k < 6; k++)
+				cr_assert_eq(ckms_query(s, qs[k]),
+				    model_query(&m, qs[k]),
+				    "after %zu values, q=%g", i + 1, qs[k]);
+		}
+	}
+	cr_expect_eq(ckms_count(s), c->n);
+	ckms_free(s);
+	free(m.v);
+	free(m.g);
+	free(m.d);
+}
+
+/* ---- accuracy and memory for 1 M values ---------------------------------- */
+
+enum dist { UNIFORM, ASCENDING, DESCENDING, PARETO, EQUAL, DOMAIN200 };
+
+static uint32_t
+draw(enum dist d, size_t i, size_t n)
+{
+	switch (d) {
+	case UNIFORM:
+		return (uint32_t)(rng() >> 32);
+	case ASCENDING:
+		return (uint32_t)((uint64_t)i * 4294967295u / n);
+	case DESCENDING:
+		return (uint32_t)((uint64_t)(n - i) * 4294967295u / n);
+	case PARETO: {
+		/* alpha 1.2, scale 1000: a heavy tail, capped at 2^32 - 1 */
+		double u = ((double)(rng() >> 11) + 1.0) / 9007199254740993.0;
+		double x = 1000.0 / pow(u, 1.0 / 1.2);
+		return x >= 4294967295.0 ? UINT32_MAX : (uint32_t)x;
+	}
+	case EQUAL:
+		return 424242;
+	case DOMAIN200:
+		return (uint32_t)(rng() % 200) * 1000003u;
+	}
+	return 0;
+}
+
+static int
+cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+	return (x > y) - (x < y);
+}
+
+/* Ranks (1-based) that v holds in sorted[0..n): [*lo, *hi]. */
+static void
+ranks_of(const uint32_t *sorted, size_t n, uint32_t v, size_t *lo,
+    size_t *hi)
+{
+	size_t a = 0, b = n;
+	while (a < b) {
+		size_t mid = a + (b - a) / 2;
+		if (sorted[mid] < v) a = mid + 1; else b = mid;
+	}
+	*lo = a + 1;
+	b = n;
+	while (a < b) {
+		size_t mid = a + (b - a) / 2;
+		if (sorted[mid] <= v) a = mid + 1; else b = mid;
+	}
+	*hi = a;
+}
+
+struct acc_case {
+	const char *name;
+	enum dist dist;
+};
+
+ParameterizedTestParameters(ckms, accuracy_1m)
+{
+	static struct acc_case cases[] = {
+		{"uniform", UNIFORM}, {"ascending", ASCENDING},
+		{"descending", DESCENDING}, {"pareto", PARETO},
+		{"all equal", EQUAL}, {"200 distinct", DOMAIN200},
+	};
+	return cr_make_param_array(struct acc_case, cases,
+	    sizeof(cases) / sizeof(cases[0]));
+}
+
+ParameterizedTest(struct acc_case *c, ckms, accuracy_1m)
+{
+	const double eps = 0.01;
+	uint32_t *data = malloc(BIG * sizeof(*data));
+	cr_assert_not_null(data);
+	struct ckms *s = new_sketch(eps);
+	rng_state = UINT64_C(0x243f6a8885a308d3) + c->dist;
+	for (size_t i = 0; i < BIG; i++) {
+		data[i] = draw(c->dist, i, BIG);
+		ckms_insert(s, data[i]);
+	}
+	qsort(data, BIG, sizeof(*data), cmp_u32);
+
+	uint32_t prev = 0;
+	for (int i = 0; i < 6; i++) {
+		uint32_t v = ckms_query(s, qs[i]);
+		size_t lo, hi;
+		ranks_of(data, BIG, v, &lo, &hi);
+		cr_assert_leq(lo, hi, "%s q=%g: %u was never inserted",
+		    c->name, qs[i], v);
+		double want = qs[i] * BIG, slack = eps * BIG;
+		double dist = want < lo ? lo - want : want > hi ? want - hi : 0;
+		cr_expect_leq(dist, slack, "%s q=%g: %u has ranks %zu..%zu, "
+		    "want %.0f +- %.0f", c->name, qs[i], v, lo, hi, want,
+		    slack);
+		if (i == 0)
+			cr_expect_eq(v, data[0], "%s: q=0 is %u, minimum %u",
+			    c->name, v, data[0]);
+		else
+			cr_expect_geq(v, prev, "%s: q=%g below q=%g",
+			    c->name, qs[i], qs[i - 1]);
+		prev = v;
+	}
+	cr_expect_eq(ckms_count(s), BIG);
+	ckms_free(s);
+	free(data);
+}
+
+/* O((1/eps)·ln(eps·n)) samples, with constant 2 plus one batch; measured
+ * for eps = 0.01: about 490 at 10^4, 820 at 10^6, 1000 at 10^7. */
+static double
+sample_bound(double eps, double n)
+{
+	return 2.0 / eps * log(eps * n) + 1.0 / (2.0 * eps);
+}
+
+Test(ckms, samples_bounded, .timeout = 60)
+{
+	const double eps = 0.01;
+	struct ckms *s = new_sketch(eps);
+	rng_state = 12345;
+	size_t checks[] = {10000, 100000, 1000000, 10000000};
+	size_t next = 0, last = 0;
+	for (size_t i = 1; i <= 10000000; i++) {
+		ckms_insert(s, (uint32_t)(rng() >> 32));
+		if (i == checks[next]) {
+			size_t ns = ckms_samples(s);
+			cr_expect_leq(ns, sample_bound(eps, (double)i),
+			    "%zu samples after %zu values", ns, i);
+			cr_expect_geq(ns, last, "sample count fell");
+			last = ns;
+			next++;
+		}
+	}
+	ckms_free(s);
+}
+
+Test(ckms, samples_bounded_sorted)
+{
+	/* Sorted input is the usual worst case for rank-based sketches. */
+	for (int dir = 0; dir < 2; dir++) {
+		struct ckms *s = new_sketch(0.01);
+		for (uint32_t i = 0; i < BIG; i++)
+			ckms_insert(s, dir ? BIG - i : i);
+		size_t ns = ckms_samples(s);
+		cr_expect_leq(ns, sample_bound(0.01, BIG), "%s: %zu samples",
+		    dir ? "descending" : "ascending", ns);
+		ckms_free(s);
+	}
+}
+
+Test(ckms, query_sees_every_value)
+{
+	/* Queries between inserts flush a partial buffer. */
+	struct ckms *s = new_sketch(0.01);
+	for (uint32_t i = 1; i <= 130; i++) {
+		ckms_insert(s, 1000 - i);
+		cr_expect_eq(ckms_query(s, 0), 1000 - i);
+		cr_expect_eq(ckms_count(s), i);
+	}
+	ckms_insert(s, 5000);
+	cr_expect_eq(ckms_query(s, 1), 5000);
+	ckms_free(s);
+}
+
+Test(ckms, free_null)
+{
+	ckms_free(NULL);
+}
