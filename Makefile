@@ -92,7 +92,7 @@ clean:
 	rm -rf $(BUILD) $(BIN)
 
 .PHONY: all deps tests test check bench run install clean
-.SECONDARY:
+.PRECIOUS: $(BUILD)/%.o
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
 
 # fuzz: the libFuzzer targets (issue #6 item 2), built with clang in their

@@ -44,16 +44,16 @@ take_lock(struct sup *s)
 }
 
 void
-sup_ipc_unlink_all(const struct sup_config *cfg)
+sup_ipc_unlink_all(const struct sup_config *cfg, int stale)
 {
 	char obj[CHAN_NAME_MAX];
 	for (size_t i = 0; i < NQUEUES; i++) {
 		if (chan_objname(obj, sizeof(obj), cfg->instance, queues[i]) == -1)
 			continue;
-		if (chan_unlink(CHAN_MQUEUE, obj) == 0)
-			log_info("removed mqueue %s", obj);
-		if (chan_unlink(CHAN_SHM, obj) == 0)
-			log_info("removed shm %s", obj);
+		if (chan_unlink(CHAN_MQUEUE, obj) == 0 && stale)
+			log_info("removed stale mqueue %s", obj);
+		if (chan_unlink(CHAN_SHM, obj) == 0 && stale)
+			log_info("removed stale shm %s", obj);
 	}
 	if (chan_objname(obj, sizeof(obj), cfg->instance, "stats") == 0)
 		stats_unlink(obj);
@@ -79,7 +79,7 @@ sup_ipc_setup(struct sup *s)
 		return -1;
 	/* We hold the lock, so whatever carries this instance's name is left
 	 * over from a run that died: remove it before creating ours. */
-	sup_ipc_unlink_all(&s->cfg);
+	sup_ipc_unlink_all(&s->cfg, 1);
 	for (size_t i = 0; i < NQUEUES; i++) {
 		if (chan_objname(obj, sizeof(obj), s->cfg.instance, queues[i]) == -1) {
 			log_warnx("instance name '%s' is not usable", s->cfg.instance);
@@ -115,7 +115,7 @@ sup_ipc_teardown(struct sup *s)
 	stats_detach(s->stats);
 	s->stats = NULL;
 	if (s->lockfd != -1) {
-		sup_ipc_unlink_all(&s->cfg);
+		sup_ipc_unlink_all(&s->cfg, 0);
 		close(s->lockfd);  /* releases the lock; the file may stay */
 		s->lockfd = -1;
 	}

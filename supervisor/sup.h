@@ -86,7 +86,7 @@ struct sup {
 /* ipc.c: the instance's IPC objects. */
 int sup_ipc_setup(struct sup *s);      /* 0, or -1 logged */
 void sup_ipc_teardown(struct sup *s);
-void sup_ipc_unlink_all(const struct sup_config *cfg);
+void sup_ipc_unlink_all(const struct sup_config *cfg, int stale);
 int sup_send_record(struct sup *s, const char *queue, uint8_t type, int timeout_ms);
 /* Messages waiting in a queue of the instance, or -1. */
 long sup_queue_depth(struct sup *s, const char *queue);
