@@ -167,7 +167,7 @@ stop_with(int sig)
 	free(out);
 	/* Every stage has exited: none is left in the supervisor's tree. */
 	char cmd[128];
-	snprintf(cmd, sizeof(cmd), "pgrep -f 'telem-.* -i %s ' >/dev/null", P.instance);
+	snprintf(cmd, sizeof(cmd), "pgrep -f '[t]elem-[a-z-]* -i %s ' >/dev/null", P.instance);
 	cr_assert_neq(system(cmd), 0, "a stage outlived the supervisor");
 }
 
