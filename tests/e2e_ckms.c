@@ -1,0 +1,77 @@
+/* e2e_ckms.c - the seed's 150 CKMS reference cases end to end: each case's
+ * values go over UDP under a name of its own, with -l 4294967295 so every
+ * value reaches the CKMS egress, and the report must match the seed's. */
+#include <criterion/criterion.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include "harness.h"
+
+static struct pl P;
+
+static void setup(void) { pl_init(&P); }
+static void teardown(void) { pl_cleanup(&P); }
+
+#define MAXCASES 200
+
+Test(ckms_e2e, reference_cases_over_udp, .init = setup, .fini = teardown,
+    .timeout = 60)
+{
+	FILE *f = fopen("tests/data/ckms-reference.txt", "r");
+	cr_assert_not_null(f, "tests/data/ckms-reference.txt");
+	static char want[MAXCASES][256];
+	static char dgram[8192];
+	char line[8192];
+	int ncase = 0;
+	long long values = 0;
+
+	cr_assert(pl_start(&P, "-l", "4294967295", "-f", "60000", "-m", "2048", NULL),
+	    "%s", h_slurp(P.err));
+	while (fgets(line, sizeof(line), f) != NULL && ncase < MAXCASES) {
+		if (strncmp(line, "in ", 3) == 0) {
+			/* One datagram per case keeps the values in order. */
+			size_t len = 0;
+			for (char *t = strtok(line + 3, " \n"); t; t = strtok(NULL, " \n")) {
+				len += (size_t)snprintf(dgram + len, sizeof(dgram) - len,
+				    "r%d %s\n", ncase, t);
+				values++;
+			}
+			pl_sendto(&P, dgram, len);
+		} else if (strncmp(line, "out ", 4) == 0) {
+			line[strcspn(line, "\n")] = '\0';
+			snprintf(want[ncase++], sizeof(want[0]), "%.250s", line + 4);
+		}
+	}
+	fclose(f);
+	cr_assert_eq(ncase, 150);
+
+	int drained = 0;
+	for (int i = 0; i < 1000 && !drained; i++) {
+		drained = pl_stat(&P, "ckms", "in") == values;
+		if (!drained)
+			usleep(10000);
+	}
+	cr_assert(drained, "ckms took in %lld of %lld values", pl_stat(&P, "ckms", "in"), values);
+	char reply[256];
+	cr_assert_eq(pl_ctl(&P, reply, sizeof(reply), "flush"), 0, "%s", reply);
+	cr_assert(h_wait_text(P.out, "[CKMS] ", ncase * 6, 5000), "%s", h_slurp(P.out));
+
+	char *out = h_slurp(P.out);
+	for (int c = 0; c < ncase; c++) {
+		/* Rebuild "0:x 0.25:x ..." from the six report lines of r<c>. */
+		char got[256] = "", key[32];
+		size_t glen = 0;
+		snprintf(key, sizeof(key), "[CKMS] r%d ", c);
+		for (const char *s = out; (s = strstr(s, key)) != NULL; s += strlen(key)) {
+			const char *v = s + strlen(key);
+			size_t n = strcspn(v, "\n");
+			glen += (size_t)snprintf(got + glen, sizeof(got) - glen, "%s%.*s",
+			    glen ? " " : "", (int)n, v);
+		}
+		cr_expect_str_eq(got, want[c], "case %d", c);
+	}
+	free(out);
+}
