@@ -48,7 +48,7 @@
  *    the earlier one), so the batch is sorted by (value, arrival descending).
  * Compress is fused into the same forward pass. Its walk starts just below
  * the smallest new value, or lower if the last compress left a mergeable
- * pair (see emit): below that, samples keep their g, Δ and r, and every
+ * pair (see flush): below that, samples keep their g, Δ and r, and every
  * neighbour pair there already failed the merge test. `clean` tracks it.
  */
 
@@ -90,6 +90,25 @@ invariant(double twoeps, double x)
 	if (y >= 4294967295.0)
 		return UINT32_MAX;
 	return (uint32_t)y;
+}
+
+/* A rank as a double. Ranks stay far below 2^63, and the signed conversion
+ * is one instruction where the unsigned one branches. */
+static double
+u2d(uint64_t r)
+{
+	return (double)(int64_t)r;
+}
+
+/* Set bits of w; the portable SWAR count (no popcnt in the baseline ISA,
+ * and the libgcc fallback is a call). */
+static uint32_t
+popcount64(uint64_t w)
+{
+	w -= (w >> 1) & 0x5555555555555555ULL;
+	w = (w & 0x3333333333333333ULL) + ((w >> 2) & 0x3333333333333333ULL);
+	w = (w + (w >> 4)) & 0x0f0f0f0f0f0f0f0fULL;
+	return (uint32_t)((w * 0x0101010101010101ULL) >> 56);
 }
 
 struct ckms *
@@ -177,9 +196,9 @@ annotate(struct ckms *s)
 		uint32_t j = UINT32_MAX - (uint32_t)s->keys[i];
 		uint32_t c = 0;
 		for (uint32_t w = 0; w < j / 64; w++)
-			c += (uint32_t)__builtin_popcountll(s->seen[w]);
+			c += popcount64(s->seen[w]);
 		if (j % 64)
-			c += (uint32_t)__builtin_popcountll(s->seen[j / 64] &
+			c += popcount64(s->seen[j / 64] &
 			    ((UINT64_C(1) << (j % 64)) - 1));
 		s->seen[j / 64] |= UINT64_C(1) << (j % 64);
 		s->keys[i] = (s->keys[i] & ~(uint64_t)UINT32_MAX) | c |
@@ -192,9 +211,11 @@ reserve(struct ckms *s, size_t need)
 {
 	if (need <= s->cap)
 		return;
+	/* grow by half: the count grows only logarithmically, and with many
+	 * names the slack of doubling would be a third of the memory */
 	size_t cap = s->cap ? s->cap : 16;
 	while (cap < need)
-		cap *= 2;
+		cap += cap / 2;
 	struct ckms_sample *p = realloc(s->smp, cap * sizeof(*p));
 	if (p == NULL)
 		fatal(EXIT_TEMPORARY, "ckms: grow to %zu samples", cap);
@@ -217,34 +238,22 @@ lower_bound(const struct ckms_sample *smp, size_t n, uint32_t v)
 	return lo;
 }
 
-/* The compress walk tests a sample against its successor before that
- * successor absorbs the samples after it, so a pair can become mergeable
- * once both are final. When `cur` is written out having absorbed samples,
- * test it against the sample below it and remember the first such pair:
- * the next compress must walk from there. */
-struct pass {
-	struct ckms_sample *smp;
-	size_t w;           /* next output slot */
-	uint64_t rcur;      /* g of the output below smp[w] */
-	size_t dirty;       /* first mergeable pair (w-1, w) found, or SIZE_MAX */
-	double twoeps;
-};
-
-static void
-emit(struct pass *p, struct ckms_sample cur, int absorbed)
+/* Would a merge into b, a's successor, pass the compress test? r_a is the
+ * g below a. */
+static int
+mergeable(struct ckms_sample a, struct ckms_sample b, uint64_t r_a,
+    double twoeps)
 {
-	if (absorbed && p->w > 0 && p->dirty == SIZE_MAX) {
-		struct ckms_sample prev = p->smp[p->w - 1];
-		uint64_t rprev = p->rcur - prev.g;
-		if ((uint64_t)prev.g + cur.g + cur.delta <=
-		    invariant(p->twoeps, (double)rprev))
-			p->dirty = p->w;
-	}
-	p->smp[p->w++] = cur;
-	p->rcur += cur.g;
+	return (uint64_t)a.g + b.g + b.delta <= invariant(twoeps, u2d(r_a));
 }
 
-/* Merge the buffer into the samples; compress too when `compress`. */
+/* Merge the buffer into the samples; compress too when `compress`.
+ *
+ * The compress walk tests a sample against its successor before that
+ * successor absorbs the samples after it, so a pair can become mergeable
+ * once both are final. When `cur` is written out having absorbed samples,
+ * it is tested against the sample below it, and the first such pair is
+ * remembered in `dirty`: the next compress must walk from there. */
 static void
 flush(struct ckms *s, int compress)
 {
@@ -267,11 +276,12 @@ flush(struct ckms *s, int compress)
 	/* Open a gap of nb slots: the pass reads old samples from above the
 	 * gap and writes its output from w0, never overtaking its reads. */
 	memmove(smp + w0 + nb, smp + w0, (s->ns - w0) * sizeof(*smp));
-	size_t ri = w0 + nb, re = s->ns + nb, bi = 0;
+	size_t ri = w0 + nb, re = s->ns + nb, bi = 0, w = w0;
+	size_t dirty = SIZE_MAX;
 	const uint64_t *keys = s->keys;
 	double twoeps = s->twoeps;
-	struct pass p = {smp, w0, gs, SIZE_MAX, twoeps};
-	uint64_t fcur = 0;
+	uint64_t rcur = gs; /* g of the output below cur */
+	uint64_t fcur = 0;  /* f(rcur) */
 	struct ckms_sample cur = {0, 0, 0}, x;
 	int have = 0, absorbed = 0;
 
@@ -282,7 +292,7 @@ flush(struct ckms *s, int compress)
 			x.v = (uint32_t)(key >> 32);
 			x.g = 1;
 			x.delta = (key & KEY_EXTREME) ? 0 :
-			    invariant(twoeps, (double)(gs + (key & KEY_COUNT))) - 1;
+			    invariant(twoeps, u2d(gs + (key & KEY_COUNT))) - 1;
 		} else if (ri < re) {
 			x = smp[ri++];
 			gs += x.g;
@@ -290,11 +300,11 @@ flush(struct ckms *s, int compress)
 			break;
 		}
 		if (!compress) {
-			smp[p.w++] = x;
+			smp[w++] = x;
 		} else if (!have) {
 			cur = x;
 			have = 1;
-			fcur = invariant(twoeps, (double)p.rcur);
+			fcur = invariant(twoeps, u2d(rcur));
 		} else if ((uint64_t)cur.g + x.g + x.delta <= fcur) {
 			/* cur merges into x: x's v and Δ, the summed g */
 			cur.v = x.v;
@@ -302,18 +312,27 @@ flush(struct ckms *s, int compress)
 			cur.delta = x.delta;
 			absorbed = 1;
 		} else {
-			emit(&p, cur, absorbed);
-			fcur = invariant(twoeps, (double)p.rcur);
+			if (absorbed && dirty == SIZE_MAX && w > 0 &&
+			    mergeable(smp[w - 1], cur, rcur - smp[w - 1].g,
+			    twoeps))
+				dirty = w;
+			smp[w++] = cur;
+			rcur += cur.g;
+			fcur = invariant(twoeps, u2d(rcur));
 			cur = x;
 			absorbed = 0;
 		}
 	}
-	if (have)
-		emit(&p, cur, absorbed);
-	s->ns = p.w;
+	if (have) {
+		if (absorbed && dirty == SIZE_MAX && w > 0 &&
+		    mergeable(smp[w - 1], cur, rcur - smp[w - 1].g, twoeps))
+			dirty = w;
+		smp[w++] = cur;
+	}
+	s->ns = w;
 	s->nbuf = 0;
 	if (compress)
-		s->clean = p.dirty < p.w ? p.dirty : p.w;
+		s->clean = dirty < w ? dirty : w;
 	else if (k < s->clean)
 		s->clean = k;
 }
