@@ -3,6 +3,8 @@
  * queues in /dev/mqueue (or /dev/shm with TELEM_TRANSPORT=shm). */
 #include <criterion/criterion.h>
 #include <arpa/inet.h>
+#include <fcntl.h>
+#include <mqueue.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
@@ -229,5 +231,47 @@ Test(pipeline, help_and_bad_options)
 		cr_assert_eq(h_count(err, "\n"), 1, "'%s':\n%s", bad[i], err);
 		cr_assert(strncmp(err, "telem-supervisor: ", 18) == 0, "%s", err);
 		free(err);
+	}
+}
+
+Test(pipeline, every_supervisor_option_reaches_its_stage)
+{
+	char ctl[200], cmd[512], reply[8192];
+	snprintf(ctl, sizeof(ctl), "%s/ctl.sock", P.dir);
+	START("-H", "localhost", "-l", "50", "-e", "0.125", "-f", "100", "-m", "1024",
+	    "--control", ctl);
+	/* -l 50: 60 goes high only, 50 both ways, 40 low only. */
+	pl_nc(&P, "x 60\ny 50\nz 40\n");
+	WAIT_OUT("[CMA] y 50\n", 1);
+	WAIT_OUT("[CKMS] z 0:40\n", 1);
+	WAIT_OUT("[CKMS] y 0:50\n", 1);
+	char *out = h_slurp(P.out);
+	cr_assert(strstr(out, "[CMA] x 60\n") && !strstr(out, "[CKMS] x ") &&
+	    !strstr(out, "[CMA] z "), "%s", out);
+	free(out);
+	/* --control: telemctl finds the supervisor there, not at the default. */
+	char exe[256];
+	snprintf(cmd, sizeof(cmd), "%s --control %s status", h_bin("telemctl", exe,
+	    sizeof(exe)), ctl);
+	FILE *f = popen(cmd, "r");
+	size_t n = fread(reply, 1, sizeof(reply) - 1, f);
+	reply[n] = '\0';
+	cr_assert_eq(pclose(f), 0, "%s", reply);
+	cr_assert(strstr(reply, "stage=ckms ") && strstr(reply, "\nok\n"), "%s", reply);
+	/* -e and -m reach the stages' command lines and queues. */
+	pid_t pid = -1;
+	char *p = strstr(reply, "stage=ckms pid=");
+	if (p)
+		pid = (pid_t)atoi(p + strlen("stage=ckms pid="));
+	snprintf(cmd, sizeof(cmd), "tr '\\0' ' ' </proc/%d/cmdline | grep -q -- '--error 0.125 '",
+	    (int)pid);
+	cr_assert_eq(system(cmd), 0, "ckms does not run with --error 0.125");
+	if (strcmp(P.transport, "mqueue") == 0) {
+		snprintf(cmd, sizeof(cmd), "/telem.%s.low", P.instance);
+		mqd_t q = mq_open(cmd, O_RDONLY);
+		struct mq_attr a;
+		cr_assert(q != (mqd_t)-1 && mq_getattr(q, &a) == 0);
+		cr_expect_eq(a.mq_msgsize, 1024);
+		mq_close(q);
 	}
 }
