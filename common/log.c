@@ -73,17 +73,6 @@ log_warnx(const char *fmt, ...)
 }
 
 void
-log_info(const char *fmt, ...)
-{
-	int saved = errno;
-	va_list ap;
-	va_start(ap, fmt);
-	vlog(fmt, ap, -1);
-	va_end(ap);
-	errno = saved;
-}
-
-void
 fatal(int status, const char *fmt, ...)
 {
 	int saved = errno;

@@ -19,7 +19,8 @@ const char *log_tag(void);
 
 void log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_warnx(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Notices (a stage restarted, the pipeline is up) read like warnings. */
+#define log_info log_warnx
 _Noreturn void fatal(int status, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 _Noreturn void fatalx(int status, const char *fmt, ...)
