@@ -1,0 +1,367 @@
+/* test_chan.c - the channel contract of chan.h, one table of tests run
+ * against both transports: BOTH(name) registers the body twice, as
+ * chan_mqueue::name and chan_shm::name. Every test makes its own object
+ * "/telem.t<pid>x.<test>" and the fixture removes it, pass or fail. */
+#include <criterion/criterion.h>
+
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "chan.h"
+#include "clock.h"
+
+/* mqueue: msg_max 10 and RLIMIT_MSGQUEUE shared with every test running
+ * beside us, so small messages; shm gets the same size and capacity. */
+#define MSG 1024
+#define SLOTS 10
+
+static char objname[CHAN_NAME_MAX];
+
+static void
+setup(void)
+{
+	objname[0] = '\0';
+}
+
+static void
+teardown(void)
+{
+	if (objname[0] != '\0') {
+		chan_unlink(CHAN_MQUEUE, objname);
+		chan_unlink(CHAN_SHM, objname);
+	}
+}
+
+#define BOTH(name, secs) \
+	static void body_##name(enum chan_kind kind); \
+	Test(chan_mqueue, name, .init = setup, .fini = teardown, \
+	    .timeout = secs) { body_##name(CHAN_MQUEUE); } \
+	Test(chan_shm, name, .init = setup, .fini = teardown, \
+	    .timeout = secs) { body_##name(CHAN_SHM); } \
+	static void body_##name(enum chan_kind kind)
+
+/* Create the test's channel and open it with `mode`. */
+static struct chan *
+make(enum chan_kind kind, const char *queue, int mode)
+{
+	char inst[32];
+	snprintf(inst, sizeof(inst), "t%dx", (int)getpid());
+	cr_assert_eq(chan_objname(objname, sizeof(objname), inst, queue), 0);
+	struct chan_attr a = { .kind = kind, .msgsize = MSG, .slots = SLOTS };
+	cr_assert_eq(chan_create(&a, objname), 0, "chan_create %s: %s",
+	    objname, strerror(errno));
+	struct chan *c = chan_open(kind, objname, mode);
+	cr_assert_not_null(c, "chan_open %s: %s", objname, strerror(errno));
+	return c;
+}
+
+/* A test message: who wrote it, its number, a length that varies with the
+ * number and a body that a checksum covers, so a torn, reordered or
+ * duplicated message is caught. */
+struct msg {
+	uint32_t writer;
+	uint32_t seq;
+	uint32_t sum;
+};
+
+static uint32_t
+body_sum(const unsigned char *p, size_t n)
+{
+	uint32_t h = 2166136261u;
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ p[i]) * 16777619u;
+	return h;
+}
+
+static size_t
+msg_fill(unsigned char *buf, uint32_t writer, uint32_t seq)
+{
+	size_t len = sizeof(struct msg) + (seq * 7919u + writer) % (MSG - sizeof(struct msg) + 1);
+	for (size_t i = sizeof(struct msg); i < len; i++)
+		buf[i] = (unsigned char)(seq + writer * 31 + i);
+	struct msg m = { writer, seq,
+	    body_sum(buf + sizeof(m), len - sizeof(m)) };
+	memcpy(buf, &m, sizeof(m));
+	return len;
+}
+
+/* 1 if buf[0..len) is an intact message; its header in *m. */
+static int
+msg_check(const unsigned char *buf, ssize_t len, struct msg *m)
+{
+	if (len < (ssize_t)sizeof(*m))
+		return 0;
+	memcpy(m, buf, sizeof(*m));
+	unsigned char want[MSG];
+	return msg_fill(want, m->writer, m->seq) == (size_t)len &&
+	    memcmp(want, buf, (size_t)len) == 0;
+}
+
+/* Run fn in a child that dies with us; its exit code is its verdict. */
+static pid_t
+spawn(int (*fn)(enum chan_kind, int), enum chan_kind kind, int arg)
+{
+	pid_t pid = fork();
+	cr_assert_neq(pid, -1, "fork: %s", strerror(errno));
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		_exit(fn(kind, arg));
+	}
+	return pid;
+}
+
+static void
+reap_ok(pid_t pid)
+{
+	int st;
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+	    "child %d: status 0x%x", (int)pid, st);
+}
+
+/* Writer child: messages 0..n-1 as writer `w` (n and w packed in arg). */
+static int
+writer(enum chan_kind kind, int arg)
+{
+	uint32_t w = (uint32_t)arg >> 24, n = (uint32_t)arg & 0xffffff;
+	struct chan *c = chan_open(kind, objname, CHAN_WRITE);
+	if (c == NULL)
+		return 2;
+	unsigned char buf[MSG];
+	for (uint32_t i = 0; i < n; i++) {
+		size_t len = msg_fill(buf, w, i);
+		if (chan_send(c, buf, len, 10000) != 0)
+			return 3;
+	}
+	chan_close(c);
+	return 0;
+}
+
+BOTH(order_10000, 30)
+{
+	struct chan *c = make(kind, "order", CHAN_READ);
+	enum { N = 10000 };
+	pid_t pid = spawn(writer, kind, N);
+	unsigned char buf[MSG];
+	struct msg m;
+	for (uint32_t i = 0; i < N; i++) {
+		ssize_t n = chan_recv(c, buf, sizeof(buf), 10000);
+		cr_assert_gt(n, 0, "message %u: %zd (%s)", i, n, strerror(errno));
+		cr_assert(msg_check(buf, n, &m), "message %u is damaged", i);
+		cr_assert_eq(m.seq, i, "message %u came as %u", i, m.seq);
+	}
+	reap_ok(pid);
+	cr_assert_eq(chan_recv(c, buf, sizeof(buf), 0), 0);
+	chan_close(c);
+}
+
+BOTH(many_writers_one_reader, 30)
+{
+	struct chan *c = make(kind, "writers", CHAN_READ);
+	enum { W = 4, N = 2500 };
+	pid_t pids[W];
+	for (int w = 0; w < W; w++)
+		pids[w] = spawn(writer, kind, w << 24 | N);
+	uint32_t next[W] = { 0 };
+	unsigned char buf[MSG];
+	struct msg m;
+	for (int i = 0; i < W * N; i++) {
+		ssize_t n = chan_recv(c, buf, sizeof(buf), 10000);
+		cr_assert_gt(n, 0, "message %d: %zd (%s)", i, n, strerror(errno));
+		cr_assert(msg_check(buf, n, &m), "message %d is damaged", i);
+		cr_assert_lt(m.writer, W);
+		cr_assert_eq(m.seq, next[m.writer], "writer %u: got %u, want %u",
+		    m.writer, m.seq, next[m.writer]);
+		next[m.writer]++;
+	}
+	for (int w = 0; w < W; w++)
+		reap_ok(pids[w]);
+	cr_assert_eq(chan_recv(c, buf, sizeof(buf), 0), 0, "a message too many");
+	chan_close(c);
+}
+
+/* Blocked-writer child: a byte on fd before the send, one after. */
+static int
+blocked_writer(enum chan_kind kind, int fd)
+{
+	struct chan *c = chan_open(kind, objname, CHAN_WRITE);
+	unsigned char buf[MSG];
+	if (c == NULL || write(fd, "a", 1) != 1)
+		return 2;
+	if (chan_send(c, buf, msg_fill(buf, 9, 9), -1) != 0)
+		return 3;
+	return write(fd, "b", 1) == 1 ? 0 : 4;
+}
+
+static int
+byte_within(int fd, int ms)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	char b;
+	return poll(&p, 1, ms) == 1 && read(fd, &b, 1) == 1;
+}
+
+BOTH(full_blocks_writer, 20)
+{
+	struct chan *c = make(kind, "full", CHAN_READ | CHAN_WRITE);
+	unsigned char buf[MSG];
+	long cap = 0;
+	int r;
+	while ((r = chan_send(c, buf, msg_fill(buf, 0, (uint32_t)cap), 0)) == 0)
+		cap++;
+	cr_assert_eq(r, 1, "send on a full channel: %d (%s)", r, strerror(errno));
+	cr_assert_geq(cap, 1);
+	cr_assert_eq(chan_depth(c), cap);
+
+	long long t0 = clock_ms();
+	cr_assert_eq(chan_send(c, buf, 100, 100), 1);
+	long long dt = clock_ms() - t0;
+	cr_assert(dt >= 90 && dt < 1000, "timed send took %lld ms", dt);
+
+	int fds[2];
+	cr_assert_eq(pipe(fds), 0);
+	pid_t pid = spawn(blocked_writer, kind, fds[1]);
+	cr_assert(byte_within(fds[0], 5000), "writer did not start");
+	cr_assert(!byte_within(fds[0], 200), "writer did not block");
+	struct msg m;
+	ssize_t n = chan_recv(c, buf, sizeof(buf), 1000);
+	cr_assert(msg_check(buf, n, &m) && m.seq == 0);
+	cr_assert(byte_within(fds[0], 5000), "writer still blocked");
+	reap_ok(pid);
+	cr_assert_eq(chan_depth(c), cap);
+	for (long i = 1; i <= cap; i++) {
+		n = chan_recv(c, buf, sizeof(buf), 1000);
+		cr_assert(msg_check(buf, n, &m));
+		cr_assert_eq(m.seq, i < cap ? (uint32_t)i : 9u);
+	}
+	close(fds[0]);
+	close(fds[1]);
+	chan_close(c);
+}
+
+/* Reader child: takes `n` messages, checks they are 0..n-1, exits. */
+static int
+short_reader(enum chan_kind kind, int n)
+{
+	struct chan *c = chan_open(kind, objname, CHAN_READ);
+	unsigned char buf[MSG];
+	struct msg m;
+	if (c == NULL)
+		return 2;
+	for (int i = 0; i < n; i++) {
+		ssize_t len = chan_recv(c, buf, sizeof(buf), 5000);
+		if (!msg_check(buf, len, &m) || m.seq != (uint32_t)i)
+			return 3;
+	}
+	return 0; /* no chan_close: a reader that just goes away */
+}
+
+BOTH(reader_gone_messages_stay, 20)
+{
+	struct chan *c = make(kind, "gone", CHAN_WRITE);
+	unsigned char buf[MSG];
+	for (uint32_t i = 0; i < 5; i++)
+		cr_assert_eq(chan_send(c, buf, msg_fill(buf, 0, i), 1000), 0);
+	reap_ok(spawn(short_reader, kind, 2));
+	cr_assert_eq(chan_depth(c), 3);
+	chan_close(c);
+
+	c = chan_open(kind, objname, CHAN_READ);
+	cr_assert_not_null(c);
+	struct msg m;
+	for (uint32_t i = 2; i < 5; i++) {
+		ssize_t n = chan_recv(c, buf, sizeof(buf), 1000);
+		cr_assert(msg_check(buf, n, &m));
+		cr_assert_eq(m.seq, i);
+	}
+	cr_assert_eq(chan_recv(c, buf, sizeof(buf), 0), 0);
+	chan_close(c);
+}
+
+BOTH(message_too_large, 10)
+{
+	struct chan *c = make(kind, "large", CHAN_READ | CHAN_WRITE);
+	static unsigned char buf[MSG + 1];
+	cr_assert_eq(chan_msgsize(c), MSG);
+	errno = 0;
+	cr_assert_eq(chan_send(c, buf, MSG + 1, 0), -1);
+	cr_assert_eq(errno, EMSGSIZE);
+	errno = 0;
+	cr_assert_eq(chan_send(c, buf, 0, 0), -1);
+	cr_assert_eq(errno, EMSGSIZE);
+	cr_assert_eq(chan_depth(c), 0);
+	memset(buf, 0xa5, MSG);
+	cr_assert_eq(chan_send(c, buf, MSG, 0), 0);
+	errno = 0;
+	cr_assert_eq(chan_recv(c, buf, MSG - 1, 0), -1);
+	cr_assert_eq(errno, EMSGSIZE);
+	memset(buf, 0, sizeof(buf));
+	cr_assert_eq(chan_recv(c, buf, sizeof(buf), 0), MSG);
+	cr_assert_eq(buf[0], 0xa5);
+	cr_assert_eq(buf[MSG - 1], 0xa5);
+	cr_assert_eq(buf[MSG], 0);
+	chan_close(c);
+}
+
+BOTH(depth, 10)
+{
+	struct chan *c = make(kind, "depth", CHAN_READ | CHAN_WRITE);
+	unsigned char buf[MSG];
+	cr_assert_eq(chan_depth(c), 0);
+	for (uint32_t i = 0; i < 3; i++)
+		cr_assert_eq(chan_send(c, buf, msg_fill(buf, 0, i), 0), 0);
+	cr_assert_eq(chan_depth(c), 3);
+	cr_assert_gt(chan_recv(c, buf, sizeof(buf), 0), 0);
+	cr_assert_eq(chan_depth(c), 2);
+	struct chan *other = chan_open(kind, objname, CHAN_WRITE);
+	cr_assert_not_null(other);
+	cr_assert_eq(chan_depth(other), 2, "depth seen from another handle");
+	chan_close(other);
+	chan_close(c);
+}
+
+BOTH(recv_timeout, 10)
+{
+	struct chan *c = make(kind, "timeout", CHAN_READ);
+	unsigned char buf[MSG];
+	long long t0 = clock_ms();
+	cr_assert_eq(chan_recv(c, buf, sizeof(buf), 0), 0);
+	cr_assert_lt(clock_ms() - t0, 50);
+	t0 = clock_ms();
+	cr_assert_eq(chan_recv(c, buf, sizeof(buf), 100), 0);
+	long long dt = clock_ms() - t0;
+	cr_assert(dt >= 90 && dt < 300, "recv(100) took %lld ms", dt);
+	chan_close(c);
+}
+
+BOTH(create_open_unlink_errors, 10)
+{
+	struct chan *c = make(kind, "errors", CHAN_READ);
+	struct chan_attr a = { .kind = kind, .msgsize = MSG, .slots = SLOTS };
+	errno = 0;
+	cr_assert_eq(chan_create(&a, objname), -1);
+	cr_assert_eq(errno, EEXIST);
+	errno = 0;
+	cr_assert_eq(chan_send(c, "x", 1, 0), -1, "send on a read-only handle");
+	cr_assert_eq(errno, EBADF);
+	chan_close(c);
+	cr_assert_eq(chan_unlink(kind, objname), 0);
+	errno = 0;
+	cr_assert_eq(chan_unlink(kind, objname), -1);
+	cr_assert_eq(errno, ENOENT);
+	errno = 0;
+	cr_assert_null(chan_open(kind, objname, CHAN_READ));
+	cr_assert_eq(errno, ENOENT);
+	a.msgsize = 100;
+	errno = 0;
+	cr_assert_eq(chan_create(&a, objname), -1, "a message size below the minimum");
+	cr_assert_eq(errno, EINVAL);
+}
