@@ -51,7 +51,10 @@ size_t chan_msgsize(const struct chan *c);
 
 /* Receive one message into buf (cap >= chan_msgsize). Waits up to
  * timeout_ms (< 0: no limit). Returns its length (> 0), 0 on timeout, or -1
- * with errno (EINTR when a signal arrived). */
+ * with errno (EINTR when a signal arrived; EBADMSG when a message that
+ * cannot be one was taken off the channel and dropped -- an empty mqueue
+ * message, a shm slot that fails its checks -- so the caller counts it and
+ * goes on). */
 ssize_t chan_recv(struct chan *c, void *buf, size_t cap, int timeout_ms);
 
 /* Send one message of len bytes (1..chan_msgsize). Waits up to timeout_ms

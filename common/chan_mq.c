@@ -102,6 +102,11 @@ mq_recv(struct chan *base, void *buf, size_t cap, int timeout_ms)
 		if (n == -1 && errno == ETIMEDOUT)
 			return 0;
 	}
+	/* mq_send takes empty messages, which would read as a timeout. */
+	if (n == 0) {
+		errno = EBADMSG;
+		return -1;
+	}
 	return n;
 }
 

@@ -379,16 +379,20 @@ recv_loop(struct stage *st)
 		ssize_t n = chan_recv(st->in, st->inbuf, st->inbuf_cap, RECV_WAIT_MS);
 		if (n == 0 || (n == -1 && errno == EINTR))
 			continue;
-		if (n == -1) {
+		if (n == -1 && errno != EBADMSG) {
 			log_warn("receive from queue %s", st->in_name);
 			return EXIT_TEMPORARY;
 		}
-		if (wire_check(st->inbuf, (size_t)n) < 0) {
+		/* Anyone with our uid can write to the queue: a message that
+		 * is not one is counted and dropped, never fatal (EBADMSG: the
+		 * channel already dropped it as empty or torn). */
+		if (n == -1 || wire_check(st->inbuf, (size_t)n) < 0) {
 			stats_add(&st->stats->bad, 1);
 			long long s = log_limit_pass(&lim, 1000);
 			if (s >= 0)
 				log_warnx("malformed message of %zd bytes on queue %s "
-				    "dropped (%lld more suppressed)", n, st->in_name, s);
+				    "dropped (%lld more suppressed)", n < 0 ? 0 : n,
+				    st->in_name, s);
 			continue;
 		}
 		int r = handle_msg(st, st->inbuf);
