@@ -15,7 +15,8 @@ struct ingest {
 	uint32_t rcvbuf;
 	struct udp udp;
 	struct udp_batch *batch;
-	struct { const char *name; size_t len; uint32_t value; } *ev;
+	/* The events of one whole received batch, pointing into it. */
+	struct { const char *name; uint32_t value; uint8_t len; } *ev;
 	size_t nev;
 	struct log_limit bad_log;
 };
@@ -56,7 +57,7 @@ take_event(void *ctx, const char *name, size_t len, uint32_t value)
 {
 	struct ingest *g = ctx;
 	g->ev[g->nev].name = name;
-	g->ev[g->nev].len = len;
+	g->ev[g->nev].len = (uint8_t)len;  /* a valid name is <= 255 bytes */
 	g->ev[g->nev++].value = value;
 }
 
@@ -65,8 +66,11 @@ ingest_init(struct stage *st)
 {
 	struct ingest *g = st->ctx;
 	int permanent;
+	/* An accepted line takes at least 4 bytes with its newline ("a 1\n"),
+	 * so a datagram holds at most UDP_DGRAM_MAX / 4 + 1 events. The
+	 * array is touched only as far as a batch fills it. */
 	g->batch = malloc(sizeof(*g->batch));
-	g->ev = malloc(sizeof(*g->ev) * (UDP_DGRAM_MAX / 2 + 1));
+	g->ev = malloc(sizeof(*g->ev) * UDP_BATCH * (UDP_DGRAM_MAX / 4 + 1));
 	if (g->batch == NULL || g->ev == NULL)
 		fatal(EXIT_TEMPORARY, "malloc");
 	if (udp_open(&g->udp, g->host, g->port, (int)g->rcvbuf, &permanent) == -1)
@@ -76,19 +80,25 @@ ingest_init(struct stage *st)
 	return 0;
 }
 
-/* Parse one datagram, book its events as taken, then emit them. */
+/* Parse every datagram of a received batch, book all its events as taken,
+ * then emit them. The booking comes before the first emit, which may block
+ * on a full queue: datagrams taken off the socket are covered by `inflight`
+ * (moved to `lost` if we are killed) for all but the moment of parsing. */
 static int
-ingest_datagram(struct stage *st, struct ingest *g, const char *buf, size_t len,
-    int trunc)
+ingest_batch(struct stage *st, struct ingest *g)
 {
+	const struct udp_batch *b = g->batch;
 	g->nev = 0;
-	size_t bad = trunc ? 1 : parse_datagram(buf, len, take_event, g);
-	if (bad > 0) {
+	for (size_t k = 0; k < b->n; k++) {
+		size_t bad = b->trunc[k] ? 1 :
+		    parse_datagram(b->buf[k], b->len[k], take_event, g);
+		if (bad == 0)
+			continue;
 		st->n_bad += bad;
 		long long s = log_limit_pass(&g->bad_log, 1000);
 		if (s >= 0)
 			log_warnx("rejected %s datagram line(s) (%lld more suppressed "
-			    "in the last second)", trunc ? "an oversize" : "bad", s);
+			    "in the last second)", b->trunc[k] ? "an oversize" : "bad", s);
 	}
 	stats_add(&st->stats->in, g->nev);
 	stats_add(&st->stats->inflight, g->nev);
@@ -116,11 +126,7 @@ ingest_poll_once(struct stage *st, struct ingest *g, size_t *got)
 		}
 		if (drops)
 			stats_add(&st->stats->dropped, drops);
-		for (int k = 0; k < n; k++)
-			if (ingest_datagram(st, g, g->batch->buf[k], g->batch->len[k],
-			    g->batch->trunc[k]) == -1)
-				return -1;
-		if (n > 0 && stage_push(st) == -1)
+		if (n > 0 && (ingest_batch(st, g) == -1 || stage_push(st) == -1))
 			return -1;
 		*got += (size_t)n;
 	}
