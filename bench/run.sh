@@ -1,5 +1,6 @@
 #!/bin/sh
-# make bench: every benchmark, each printing its own figures.
+# make bench: every benchmark, each printing its own figures, then the
+# whole pipeline under load (bench/pipeline.sh).
 bin=${1:-bin}
 set -e
 for b in "$bin"/bench-*; do
@@ -8,3 +9,5 @@ for b in "$bin"/bench-*; do
 	echo "== $(basename "$b")"
 	"$b"
 done
+echo "== pipeline"
+"$(dirname "$0")/pipeline.sh" "$bin"
