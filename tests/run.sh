@@ -14,13 +14,19 @@ if [ ! -d /dev/mqueue ] || ! grep -q ' /dev/mqueue ' /proc/mounts; then
 	fi
 fi
 pass=0 fail=0 failed=
-for t in "$build"/tests/test_* "$build"/tests/e2e_*; do
+# Unit tests once; end-to-end tests once per transport.
+set --
+for t in "$build"/tests/test_*; do set -- "$@" "$t:"; done
+for t in "$build"/tests/e2e_*; do set -- "$@" "$t:mqueue" "$t:shm"; done
+for spec in "$@"; do
+	t=${spec%:*}
+	TELEM_TRANSPORT=${spec##*:}
+	export TELEM_TRANSPORT
 	case $t in *.o|*.d) continue ;; esac
 	[ -x "$t" ] || continue
-	echo "== $(basename "$t")"
+	echo "== $(basename "$t") ${TELEM_TRANSPORT}"
 	out=$("$t" --jobs 2 2>&1)
 	rc=$?
-	echo "$out" | grep -v '^\[----\]' | tail -n 40
 	line=$(echo "$out" | grep 'Synthesis:' | tail -n 1)
 	p=$(echo "$line" | sed -n 's/.*Passing: \([0-9]*\).*/\1/p')
 	f=$(echo "$line" | sed -n 's/.*Failing: \([0-9]*\).*/\1/p')
@@ -28,8 +34,10 @@ for t in "$build"/tests/test_* "$build"/tests/e2e_*; do
 	pass=$((pass + ${p:-0}))
 	f=$(( ${f:-0} + ${c:-0} ))
 	if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
+	# All of a failing binary's report; one summary line of a passing one.
+	if [ "$f" -ne 0 ]; then echo "$out" | tail -n 80; else echo "$line"; fi
 	fail=$((fail + f))
-	[ "$f" -eq 0 ] || failed="$failed $(basename "$t")"
+	[ "$f" -eq 0 ] || failed="$failed $(basename "$t")${TELEM_TRANSPORT:+/$TELEM_TRANSPORT}"
 done
 [ -z "$failed" ] || echo "failed:$failed"
 echo "$pass passed, $fail failed"
