@@ -13,6 +13,8 @@
 struct ingest {
 	const char *host, *port;
 	uint32_t rcvbuf;
+	int fd[UDP_MAX_SOCKS];     /* --udp-fd: sockets to take over */
+	size_t nfd;
 	struct udp udp;
 	struct udp_batch *batch;
 	/* The events of one whole received batch, pointing into it. */
@@ -21,12 +23,13 @@ struct ingest {
 	struct log_limit bad_log;
 };
 
-enum { OPT_HOST = 256, OPT_PORT, OPT_RCVBUF };
+enum { OPT_HOST = 256, OPT_PORT, OPT_RCVBUF, OPT_UDP_FD };
 
 static const struct option opts[] = {
 	{ "host", required_argument, NULL, OPT_HOST },
 	{ "port", required_argument, NULL, OPT_PORT },
 	{ "rcvbuf", required_argument, NULL, OPT_RCVBUF },
+	{ "udp-fd", required_argument, NULL, OPT_UDP_FD },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -43,6 +46,13 @@ ingest_option(struct stage *st, int opt, const char *arg)
 			return -1;
 		}
 		g->port = arg;
+	} else if (opt == OPT_UDP_FD) {
+		if (stage_parse_u32(arg, &v) == -1 || v > 65535 || g->nfd == UDP_MAX_SOCKS) {
+			log_warnx("--udp-fd %s: a file descriptor, at most %d times", arg,
+			    UDP_MAX_SOCKS);
+			return -1;
+		}
+		g->fd[g->nfd++] = (int)v;
 	} else {
 		if (stage_parse_u32(arg, &g->rcvbuf) == -1 || g->rcvbuf > INT32_MAX / 2) {
 			log_warnx("--rcvbuf %s: must be 0..1073741823 bytes", arg);
@@ -73,6 +83,21 @@ ingest_init(struct stage *st)
 	g->ev = malloc(sizeof(*g->ev) * UDP_BATCH * (UDP_DGRAM_MAX / 4 + 1));
 	if (g->batch == NULL || g->ev == NULL)
 		fatal(EXIT_TEMPORARY, "malloc");
+	if (g->nfd > 0) {
+		/* The supervisor's sockets: the kernel counted drops on them
+		 * before we came (while no ingest ran, say), and `dropped` has
+		 * what earlier ingests saw of that; raise it to the total. */
+		uint64_t drops, cur;
+		if (udp_adopt(&g->udp, g->fd, g->nfd, &drops) == -1)
+			exit(EXIT_PERMANENT);
+		cur = stats_get(&st->stats->dropped);
+		while (cur < drops && !atomic_compare_exchange_weak(&st->stats->dropped,
+		    &cur, drops))
+			;
+		log_info("listening on %s (socket of the supervisor), receive buffer "
+		    "%d bytes", g->udp.s[0].addr, g->udp.rcvbuf);
+		return 0;
+	}
 	if (udp_open(&g->udp, g->host, g->port, (int)g->rcvbuf, &permanent) == -1)
 		exit(permanent ? EXIT_PERMANENT : EXIT_TEMPORARY);
 	log_info("listening on %s, receive buffer %d bytes", g->udp.s[0].addr,
@@ -173,11 +198,13 @@ main(int argc, char **argv)
 	static const struct stage_ops ops = {
 		.prog = "telem-ingest",
 		.default_name = "ingest",
-		.synopsis = "[--host H] [--port P] [--rcvbuf BYTES] ",
+		.synopsis = "[--host H] [--port P] [--rcvbuf BYTES] [--udp-fd FD]... ",
 		.help = "      --host H         address or name to bind, every address it\n"
 		        "                       resolves to (default 127.0.0.1)\n"
 		        "      --port P         UDP port (default 1990)\n"
-		        "      --rcvbuf BYTES   socket receive buffer (default 4194304)\n",
+		        "      --rcvbuf BYTES   socket receive buffer (default 4194304)\n"
+		        "      --udp-fd FD      read this bound UDP socket instead of binding\n"
+		        "                       (repeatable; telem-supervisor passes its own)\n",
 		.longopts = opts,
 		.option = ingest_option,
 		.init = ingest_init,

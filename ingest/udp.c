@@ -3,6 +3,8 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <linux/sock_diag.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <string.h>
@@ -115,6 +117,54 @@ udp_open(struct udp *u, const char *host, const char *port, int rcvbuf,
 	return 0;
 }
 
+/* The kernel's drop count of a socket: what SO_RXQ_OVFL reports, read
+ * without waiting for a datagram. 0 if the kernel cannot tell. */
+static uint32_t
+kernel_drops(int fd)
+{
+	uint32_t mem[SK_MEMINFO_VARS];
+	socklen_t len = sizeof(mem);
+	if (getsockopt(fd, SOL_SOCKET, SO_MEMINFO, mem, &len) == -1 ||
+	    len < sizeof(mem[0]) * (SK_MEMINFO_DROPS + 1))
+		return 0;
+	return mem[SK_MEMINFO_DROPS];
+}
+
+int
+udp_adopt(struct udp *u, const int *fds, size_t n, uint64_t *drops)
+{
+	u->n = 0;
+	*drops = 0;
+	for (size_t i = 0; i < n && u->n < UDP_MAX_SOCKS; i++) {
+		struct udp_sock *s = &u->s[u->n];
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof(ss), tl = sizeof(int);
+		int type = 0, one = 1, got = 0;
+		if (getsockopt(fds[i], SOL_SOCKET, SO_TYPE, &type, &tl) == -1 ||
+		    type != SOCK_DGRAM ||
+		    getsockname(fds[i], (struct sockaddr *)&ss, &sl) == -1 ||
+		    (ss.ss_family != AF_INET && ss.ss_family != AF_INET6)) {
+			log_warnx("fd %d is not a bound UDP socket", fds[i]);
+			u->n = 0;
+			return -1;
+		}
+		s->fd = fds[i];
+		fmt_addr((struct sockaddr *)&ss, s->addr, sizeof(s->addr));
+		(void)fcntl(s->fd, F_SETFD, FD_CLOEXEC);
+		if (setsockopt(s->fd, SOL_SOCKET, SO_RXQ_OVFL, &one, sizeof(one)) == -1)
+			log_warn("setsockopt SO_RXQ_OVFL %s (kernel drops not counted)",
+			    s->addr);
+		/* Datagrams queued before now carry drop counts up to this. */
+		s->drops = kernel_drops(s->fd);
+		*drops += s->drops;
+		sl = sizeof(got);
+		if (getsockopt(s->fd, SOL_SOCKET, SO_RCVBUF, &got, &sl) == 0)
+			u->rcvbuf = got / 2;
+		u->n++;
+	}
+	return 0;
+}
+
 void
 udp_close(struct udp *u)
 {
@@ -154,10 +204,15 @@ udp_recv(struct udp *u, size_t i, struct udp_batch *b, uint64_t *new_drops)
 		b->trunc[k] = (h->msg_flags & MSG_TRUNC) != 0;
 		for (struct cmsghdr *c = CMSG_FIRSTHDR(h); c; c = CMSG_NXTHDR(h, c)) {
 			if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SO_RXQ_OVFL) {
+				/* The count when this datagram was queued: older
+				 * than our starting point if we took the socket
+				 * over with datagrams in it. */
 				uint32_t d;
 				memcpy(&d, CMSG_DATA(c), sizeof(d));
-				*new_drops += (uint32_t)(d - s->drops);
-				s->drops = d;
+				if ((int32_t)(d - s->drops) > 0) {
+					*new_drops += (uint32_t)(d - s->drops);
+					s->drops = d;
+				}
 			}
 		}
 	}

@@ -30,6 +30,12 @@ struct udp {
  * with *permanent set when retrying cannot help (host does not resolve). */
 int udp_open(struct udp *u, const char *host, const char *port, int rcvbuf,
     int *permanent);
+/* Take over n bound UDP sockets instead of binding: fds inherited from
+ * telem-supervisor, which keeps the same sockets for every ingest it
+ * starts. *drops gets what the kernel has dropped on them so far (read
+ * with SO_MEMINFO); udp_recv reports only drops after that. Returns 0, or
+ * -1 after logging if an fd is not a bound UDP socket. */
+int udp_adopt(struct udp *u, const int *fds, size_t n, uint64_t *drops);
 void udp_close(struct udp *u);
 
 /* One received batch: datagram i is buf[i][0..len[i]), trunc[i] set when it

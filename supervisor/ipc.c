@@ -80,6 +80,8 @@ sup_ipc_setup(struct sup *s)
 	/* We hold the lock, so whatever carries this instance's name is left
 	 * over from a run that died: remove it before creating ours. */
 	sup_ipc_unlink_all(&s->cfg, 1);
+	if (sup_listen_open(s) == -1)
+		return -1;
 	for (size_t i = 0; i < NQUEUES; i++) {
 		if (chan_objname(obj, sizeof(obj), s->cfg.instance, queues[i]) == -1) {
 			log_warnx("instance name '%s' is not usable", s->cfg.instance);
@@ -114,6 +116,7 @@ sup_ipc_teardown(struct sup *s)
 	}
 	stats_detach(s->stats);
 	s->stats = NULL;
+	sup_listen_close(s);
 	if (s->lockfd != -1) {
 		sup_ipc_unlink_all(&s->cfg, 0);
 		close(s->lockfd);  /* releases the lock; the file may stay */

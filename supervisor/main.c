@@ -20,7 +20,7 @@
 static const char usage[] =
     "usage: telem-supervisor [-H host] [-p port] [-l limit] [-e error] [-f flush_ms]\n"
     "                        [-t mqueue|shm] [-m msg_bytes] [-s slots] [-i instance]\n"
-    "                        [--control path]\n"
+    "                        [--control path] [--rcvbuf bytes]\n"
     "  -H host      UDP address or name to listen on (default 127.0.0.1)\n"
     "  -p port      UDP port (default 1990)\n"
     "  -l limit     low keeps value <= limit, high keeps value >= limit (default 100)\n"
@@ -31,6 +31,8 @@ static const char usage[] =
     "  -s slots     shm ring capacity in messages (default 64)\n"
     "  -i instance  IPC objects are /telem.INSTANCE.* (default: default)\n"
     "  --control p  control socket (default $XDG_RUNTIME_DIR/telem/INSTANCE.sock)\n"
+    "  --rcvbuf b   UDP receive buffer in bytes (default 4194304, or the most the\n"
+    "               system allows); the socket is kept across ingest restarts\n"
     "Reports go to stdout, logs to stderr. telemctl talks to a running one.\n";
 
 static _Noreturn void
@@ -59,6 +61,7 @@ parse(struct sup_config *cfg, int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "control", required_argument, NULL, 'C' },
+		{ "rcvbuf", required_argument, NULL, 'R' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -88,6 +91,7 @@ parse(struct sup_config *cfg, int argc, char **argv)
 			cfg->instance = optarg;
 			break;
 		case 'C': cfg->control = optarg; break;
+		case 'R': cfg->rcvbuf = (uint32_t)number("-rcvbuf", optarg, 0, 1073741823); break;
 		case 'h': fputs(usage, stdout); exit(0);
 		case ':':
 			log_warnx("option %s needs a value (see -h)", argv[optind - 1]);
@@ -145,6 +149,7 @@ main(int argc, char **argv)
 {
 	static struct sup s = {
 		.cfg = { .host = "127.0.0.1", .port = "1990", .limit = 100,
+		    .rcvbuf = 4u << 20,
 		    .eps = 0.01, .flush_ms = 1000, .instance = "default",
 		    .chan = { CHAN_MQUEUE, 8192, CHAN_SHM_SLOTS_DEFAULT } },
 		.sigfd = -1, .timerfd = -1, .lockfd = -1, .ctlfd = -1, .stop_fd = -1,

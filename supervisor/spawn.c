@@ -61,13 +61,14 @@ sup_define_stages(struct sup *s)
 	const char *cma[] = { NULL };
 	const char *low[] = { "--keep-below", lim, NULL };
 	const char *high[] = { "--keep-above", lim, NULL };
-	const char *ingest[] = { "--host", s->cfg.host, "--port", s->cfg.port, NULL };
+	const char *ingest[] = { NULL };  /* its sockets come as --udp-fd */
 	/* Downstream first: this is the start order. */
 	define(s, 0, "ckms", "telem-egress-ckms", "ckms", NULL, NULL, ckms);
 	define(s, 1, "cma", "telem-egress-cma", "cma", NULL, NULL, cma);
 	define(s, 2, "low", "telem-filter", "low", "ckms", NULL, low);
 	define(s, 3, "high", "telem-filter", "high", "cma", NULL, high);
 	define(s, 4, "ingest", "telem-ingest", NULL, "low", "high", ingest);
+	s->ch[4].udp = 1;
 }
 
 void
@@ -86,10 +87,18 @@ sup_find(struct sup *s, const char *name)
 	return NULL;
 }
 
+/* The UDP sockets go to fds 4, 5, ... of an ingest (3 is readiness). */
+#define UDP_FD0 4
+static const char *const udp_fd_arg[UDP_MAX_SOCKS] = {
+	"4", "5", "6", "7", "8", "9", "10", "11",
+};
+
 /* In the child, between fork and exec: only async-signal-safe calls. */
 static _Noreturn void
 exec_child(struct sup *s, struct sup_child *c, int ready_wr, pid_t parent)
 {
+	int udp_hi[UDP_MAX_SOCKS];
+	size_t nudp = c->udp ? s->udp.n : 0;
 	sigset_t none;
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
@@ -98,15 +107,23 @@ exec_child(struct sup *s, struct sup_child *c, int ready_wr, pid_t parent)
 	setpgid(0, 0);
 	if (prctl(PR_SET_PDEATHSIG, SIGTERM) == -1 || getppid() != parent)
 		_exit(EXIT_TEMPORARY);
+	/* Out of the way first, so that no dup2 below lands on a socket
+	 * still to be moved. */
+	for (size_t i = 0; i < nudp; i++)
+		if ((udp_hi[i] = fcntl(s->udp.s[i].fd, F_DUPFD_CLOEXEC, 64)) == -1)
+			_exit(EXIT_TEMPORARY);
 	if (ready_wr != 3) {
 		if (dup2(ready_wr, 3) == -1)
 			_exit(EXIT_TEMPORARY);
 	} else if (fcntl(3, F_SETFD, 0) == -1) {
 		_exit(EXIT_TEMPORARY);
 	}
+	for (size_t i = 0; i < nudp; i++)
+		if (dup2(udp_hi[i], UDP_FD0 + (int)i) == -1)
+			_exit(EXIT_TEMPORARY);
 
 	char slot[8];
-	char *argv[SUP_ARGS_MAX * 2 + 24];
+	char *argv[SUP_ARGS_MAX * 2 + 24 + 2 * UDP_MAX_SOCKS];
 	int n = 0;
 	snprintf(slot, sizeof(slot), "%d", c->slot);
 	argv[n++] = c->exe;
@@ -128,6 +145,10 @@ exec_child(struct sup *s, struct sup_child *c, int ready_wr, pid_t parent)
 	argv[n++] = slot;
 	argv[n++] = "--ready-fd";
 	argv[n++] = "3";
+	for (size_t i = 0; i < nudp; i++) {
+		argv[n++] = "--udp-fd";
+		argv[n++] = (char *)udp_fd_arg[i];
+	}
 	for (int i = 0; i < c->nown; i++)
 		argv[n++] = c->own[i];
 	argv[n] = NULL;

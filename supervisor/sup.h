@@ -8,6 +8,7 @@
 #include <sys/types.h>
 
 #include "chan.h"
+#include "ingest/udp.h"
 #include "stats.h"
 
 #define SUP_STAGES 5
@@ -20,6 +21,7 @@
 
 struct sup_config {
 	const char *host, *port;
+	uint32_t rcvbuf;            /* UDP receive buffer asked for, bytes */
 	uint32_t limit;
 	double eps;
 	long flush_ms;
@@ -48,6 +50,7 @@ struct sup_child {
 	char out_queue[2][16];
 	int nout;
 	int slot;
+	int udp;                   /* 1: gets the instance's UDP sockets */
 	char exe[PATH_MAX];
 	char *own[SUP_ARGS_MAX];   /* the stage's own options (owned strings) */
 	int nown;
@@ -74,6 +77,7 @@ struct sup {
 	struct stats_seg *stats;
 	struct chan *flushq[2];           /* the filters' in-queues */
 	int sigfd;
+	struct udp udp;                   /* bound here, lent to ingest */
 	int timerfd;
 	int lockfd;
 	int ctlfd;                        /* listening control socket */
@@ -92,6 +96,10 @@ int sup_send_record(struct sup *s, const char *queue, uint8_t type, int timeout_
 long sup_queue_depth(struct sup *s, const char *queue);
 
 /* spawn.c: starting, signalling and reaping children. */
+/* listen.c: the UDP sockets, bound once and lent to each ingest. */
+int sup_listen_open(struct sup *s);    /* 0, or -1 logged */
+void sup_listen_close(struct sup *s);
+
 void sup_define_stages(struct sup *s);
 int sup_spawn(struct sup *s, struct sup_child *c);   /* 0, or -1 logged */
 void sup_reap(struct sup *s);

@@ -1,0 +1,27 @@
+/* listen.c - the instance's UDP sockets. The supervisor binds them and
+ * lends them to every ingest it starts (--udp-fd), as Postfix's master
+ * opens its services' sockets for the children: the socket, its receive
+ * buffer and its kernel drop count outlive an ingest that is killed, so
+ * datagrams sent while it restarts wait in the kernel instead of being
+ * refused, and the only UDP loss left is the kernel's, counted. */
+#include "log.h"
+#include "supervisor/sup.h"
+
+int
+sup_listen_open(struct sup *s)
+{
+	int permanent;
+	if (udp_open(&s->udp, s->cfg.host, s->cfg.port, (int)s->cfg.rcvbuf,
+	    &permanent) == -1)
+		return -1;
+	for (size_t i = 0; i < s->udp.n; i++)
+		log_info("listening on %s, receive buffer %d bytes", s->udp.s[i].addr,
+		    s->udp.rcvbuf);
+	return 0;
+}
+
+void
+sup_listen_close(struct sup *s)
+{
+	udp_close(&s->udp);
+}
