@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -364,4 +365,28 @@ BOTH(create_open_unlink_errors, 10)
 	errno = 0;
 	cr_assert_eq(chan_create(&a, objname), -1, "a message size below the minimum");
 	cr_assert_eq(errno, EINVAL);
+}
+
+static void
+on_alarm(int sig)
+{
+	(void)sig;
+}
+
+/* A stage's signal handler only sets a flag (no SA_RESTART): the wait it
+ * interrupts must come back with EINTR so the flag is seen at once. */
+BOTH(signal_interrupts_recv, 10)
+{
+	struct chan *c = make(kind, "eintr", CHAN_READ);
+	struct sigaction sa = { .sa_handler = on_alarm };
+	cr_assert_eq(sigaction(SIGALRM, &sa, NULL), 0);
+	struct itimerval it = { .it_value = { .tv_usec = 50000 } };
+	cr_assert_eq(setitimer(ITIMER_REAL, &it, NULL), 0);
+	unsigned char buf[MSG];
+	long long t0 = clock_ms();
+	errno = 0;
+	cr_assert_eq(chan_recv(c, buf, sizeof(buf), -1), -1);
+	cr_assert_eq(errno, EINTR);
+	cr_assert_lt(clock_ms() - t0, 1000);
+	chan_close(c);
 }

@@ -15,7 +15,6 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
-#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -529,27 +528,4 @@ Test(chan_shm_segment, slot_count_option,
 	errno = 0;
 	cr_assert_eq(chan_create(&a, objname), -1);
 	cr_assert_eq(errno, EINVAL);
-}
-
-static void
-on_alarm(int sig)
-{
-	(void)sig;
-}
-
-Test(chan_shm_segment, signal_interrupts_a_wait,
-    .init = setup, .fini = teardown, .timeout = 10)
-{
-	struct chan *c = make("eintr", 2, CHAN_READ | CHAN_WRITE);
-	struct sigaction sa = { .sa_handler = on_alarm }; /* no SA_RESTART */
-	cr_assert_eq(sigaction(SIGALRM, &sa, NULL), 0);
-	struct itimerval it = { .it_value = { .tv_usec = 50000 } };
-	cr_assert_eq(setitimer(ITIMER_REAL, &it, NULL), 0);
-	unsigned char buf[MSG];
-	long long t0 = clock_ms();
-	errno = 0;
-	cr_assert_eq(chan_recv(c, buf, sizeof(buf), -1), -1);
-	cr_assert_eq(errno, EINTR);
-	cr_assert_lt(clock_ms() - t0, 1000);
-	chan_close(c);
 }
