@@ -1,0 +1,335 @@
+/* e2e_input.c - bad input end to end (issue #6 items 6, 7 and the
+ * security paragraph): every kind of bad datagram, names that would
+ * escape a report, rate-limited logs under a flood, kernel drops counted
+ * across ingest restarts, what listens where and with which modes. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "ctlpath.h"
+
+#include "fault.h"
+#include "harness.h"
+#include "wire.h"
+
+static struct pl P;
+
+static void setup(void) { pl_init(&P); }
+static void teardown(void) { pl_cleanup(&P); }
+
+TestSuite(input, .init = setup, .fini = teardown, .timeout = 120);
+
+#define START(...) cr_assert(pl_start(&P, __VA_ARGS__, NULL), \
+	"supervisor did not come up:\n%s", h_slurp(P.err))
+#define WAIT_OUT(text) cr_assert(h_wait_text(P.out, text, 1, 10000), \
+	"stdout never held '%s':\n%s\nstderr:\n%s", text, h_slurp(P.out), \
+	h_slurp(P.err))
+
+static struct chan *
+open_queue(const char *queue)
+{
+	struct chan *c = fault_queue(&P, queue);
+	cr_assert_not_null(c, "open queue %s: %s", queue, strerror(errno));
+	return c;
+}
+
+static void
+put(struct chan *c, const void *msg, size_t len)
+{
+	cr_assert_eq(chan_send(c, msg, len, 5000), 0, "send %zu bytes: %s", len,
+	    strerror(errno));
+}
+
+/* ---- bad datagrams ------------------------------------------------- */
+
+struct dgram {
+	const char *data;
+	size_t len;        /* 0: strlen(data) unless `empty` */
+	int bad;           /* lines ingest must reject */
+};
+
+#define D(s, b) { s, sizeof(s) - 1, b }
+
+static const struct dgram bad_dgrams[] = {
+	D("\xff\xfe 5", 1),                 /* not UTF-8 */
+	D("\xc3 5", 1),                     /* cut UTF-8 sequence */
+	D("\xc0\xaf 5", 1),                 /* overlong '/' */
+	D("\xed\xa0\x80 5", 1),             /* a surrogate */
+	D("a\0b 5", 1),                     /* binary with a NUL */
+	D("\0\0\0\0", 1),
+	D("", 1),                           /* empty datagram */
+	D("\n", 1),                         /* an empty line */
+	D(" \t 7", 1),                      /* no name */
+	D("novalue", 1),                    /* missing value */
+	D("novalue ", 1),
+	D("neg -5", 1),                     /* negative */
+	D("plus +5", 1),
+	D("big 4294967296", 1),             /* overflow */
+	D("huge 99999999999999999999999", 1),
+	D("frac 1.5", 1),                   /* not a whole number */
+	D("hex 0x10", 1),
+	D("three 1 2", 1),                  /* more than two fields */
+	D("esc\x1b[31m 5", 1),              /* terminal escape (ESC) */
+	D("csi\xc2\x9b""31m 5", 1),         /* CSI as C1 U+009B */
+	D("nel\xc2\x85x 5", 1),             /* NEL, a C1 line break */
+	D("cr\rx 5", 1),                    /* carriage return in a name */
+	D("ls\xe2\x80\xa8x 5", 1),          /* U+2028 line separator */
+	D("del\x7f 5", 1),
+	D("vt\vx 5", 1),
+	D("ok1 5\n\nbad\nok2 6\n", 2),      /* lines are judged alone */
+	D("x\ny 5", 1),                     /* a newline splits the name */
+};
+
+Test(input, bad_datagrams_are_counted_and_never_reach_a_report)
+{
+	static char longname[400], big[60000];
+	START("-f", "100", "-m", "1024");
+	pid_t pid = pl_stage_pid(&P, "ingest");
+	cr_assert_gt(pid, 0);
+	int bad = 0;
+	for (size_t i = 0; i < sizeof(bad_dgrams) / sizeof(bad_dgrams[0]); i++) {
+		pl_sendto(&P, bad_dgrams[i].data, bad_dgrams[i].len);
+		bad += bad_dgrams[i].bad;
+	}
+	/* A 300-byte name, one byte short of nothing else wrong. */
+	memset(longname, 'n', 300);
+	memcpy(longname + 300, " 5", 2);
+	pl_sendto(&P, longname, 302);
+	bad++;
+	/* 60 000 bytes of valid lines: over the datagram limit, all rejected. */
+	for (size_t i = 0; i + 4 <= sizeof(big); i += 4)
+		memcpy(big + i, "z 1\n", 4);
+	pl_sendto(&P, big, sizeof(big));
+	bad++;
+
+	cr_assert_eq(fault_wait_stat(&P, "ingest", "bad", bad), bad, "ingest bad != %d:\n%s",
+	    bad, h_slurp(P.err));
+	pl_nc(&P, "after 42\n");
+	WAIT_OUT("[CKMS] after 0:42\n");
+	cr_assert_eq(pl_stat(&P, "ingest", "in"), 4, "ok1, ok2, y, after");
+	cr_assert_eq(pl_stat(&P, "ingest", "dropped"), 0);
+	cr_assert(fault_stage_up(&P, "ingest", pid), "ingest was restarted:\n%s", h_slurp(P.err));
+	WAIT_OUT("[CKMS] y 0:5\n");
+
+	/* stdout holds report lines of the accepted names only: no escape,
+	 * C1 control, CR or line break of a sender got through. */
+	char *out = h_slurp(P.out);
+	for (const unsigned char *s = (const unsigned char *)out; *s; s++)
+		cr_assert(*s == '\n' || (*s >= 0x20 && *s < 0x7f),
+		    "byte 0x%02x on stdout:\n%s", *s, out);
+	for (char *line = strtok(out, "\n"); line; line = strtok(NULL, "\n")) {
+		char tag[16], name[64];
+		cr_assert_eq(sscanf(line, "%15s %63s", tag, name), 2, "%s", line);
+		cr_assert(strcmp(tag, "[CKMS]") == 0 || strcmp(tag, "[CMA]") == 0,
+		    "%s", line);
+		cr_assert(strcmp(name, "ok1") == 0 || strcmp(name, "ok2") == 0 ||
+		    strcmp(name, "y") == 0 || strcmp(name, "after") == 0, "%s", line);
+	}
+	free(out);
+}
+
+/* ---- rate-limited logging ------------------------------------------ */
+
+/* Lines of stderr holding `what`, and the sum over them of 1 + the
+ * suppressed count each one reports: the events the limiter saw up to its
+ * last line. */
+static int
+log_lines(const char *what, long long *events)
+{
+	char *err = h_slurp(P.err);
+	int n = 0;
+	*events = 0;
+	for (char *s = err; (s = strstr(s, what)) != NULL; s++) {
+		const char *p = strstr(s, " (");
+		long long k = p ? strtoll(p + 2, NULL, 10) : 0;
+		*events += 1 + k;
+		n++;
+	}
+	free(err);
+	return n;
+}
+
+/* After a flood, send one more bad input at a time until the limiter
+ * prints again (its interval is 1 s); returns how many it took. */
+static int
+until_next_line(const char *what, void (*send_one)(void))
+{
+	long long ev;
+	int before = log_lines(what, &ev), extra = 0;
+	for (int i = 0; i < 50 && log_lines(what, &ev) == before; i++) {
+		send_one();
+		extra++;
+		for (int k = 0; k < 10 && log_lines(what, &ev) == before; k++)
+			fault_nap(10);
+	}
+	cr_assert_gt(log_lines(what, &ev), before, "no line after the flood");
+	return extra;
+}
+
+static void
+one_bad_datagram(void)
+{
+	pl_sendto(&P, "bad", 3);
+}
+
+static void
+one_bad_message(void)
+{
+	struct chan *c = open_queue("low");
+	put(c, "junk", 4);
+	chan_close(c);
+}
+
+Test(input, a_flood_of_bad_input_logs_one_line_a_second_per_stage)
+{
+	const char *ing = "telem-ingest[ingest]: rejected";
+	const char *low = "telem-filter[low]: malformed message";
+	START("-f", "1000", "-m", "1024");
+	long long t0 = fault_ms();
+	for (int i = 0; i < 10000; i++)
+		pl_sendto(&P, "bad", 3);
+	struct chan *c = open_queue("low");
+	for (int i = 0; i < 3000; i++)
+		put(c, "junk", 4);
+	chan_close(c);
+	long long got = 0;
+	for (int i = 0; i < 3000; i++, fault_nap(10)) {
+		long long dr = pl_stat(&P, "ingest", "dropped");
+		got = pl_stat(&P, "ingest", "bad") + dr;
+		if (got == 10000 && pl_stat(&P, "low", "bad") == 3000)
+			break;
+	}
+	long long elapsed = fault_ms() - t0, ev;
+	cr_assert_eq(got, 10000, "bad + dropped");
+	cr_assert_eq(pl_stat(&P, "low", "bad"), 3000);
+	/* One line at the first event, then at most one per second. */
+	int limit = 1 + (int)((elapsed + 999) / 1000);
+	int ni = log_lines(ing, &ev), nl = log_lines(low, &ev);
+	cr_assert(ni >= 1 && ni <= limit, "%d ingest lines in %lld ms", ni, elapsed);
+	cr_assert(nl >= 1 && nl <= limit, "%d low lines in %lld ms", nl, elapsed);
+
+	/* The counts of what was suppressed add up: every bad datagram
+	 * the stage received (dropped ones never arrived) and every bad
+	 * message is either a line or in a line's count. */
+	long long dropped = pl_stat(&P, "ingest", "dropped");
+	int extra = until_next_line(ing, one_bad_datagram);
+	log_lines(ing, &ev);
+	cr_assert_eq(ev, 10000 - dropped + extra, "ingest lines account for %lld", ev);
+	extra = until_next_line(low, one_bad_message);
+	log_lines(low, &ev);
+	cr_assert_eq(ev, 3000 + extra, "low lines account for %lld", ev);
+}
+
+/* ---- the security paragraph ---------------------------------------- */
+
+static int
+check_modes(const char *dir, const char *prefix)
+{
+	char path[512];
+	int n = 0;
+	for (int i = 0; i < 5; i++) {
+		static const char *const q[] = { "low", "high", "ckms", "cma", "stats" };
+		struct stat st;
+		snprintf(path, sizeof(path), "%s/%s%s", dir, prefix, q[i]);
+		if (stat(path, &st) == -1)
+			continue;
+		cr_assert_eq(st.st_mode & 0777, 0600, "%s is %o", path, st.st_mode & 0777);
+		n++;
+	}
+	return n;
+}
+
+Test(input, listens_on_loopback_and_every_object_is_0600_in_a_0700_folder)
+{
+	START("-m", "1024");
+	/* The UDP socket: 127.0.0.1 only (no -H). */
+	char *udp = h_slurp("/proc/net/udp"), want[32], any[32];
+	snprintf(want, sizeof(want), " 0100007F:%04X ", P.port);
+	snprintf(any, sizeof(any), ":%04X 00000000:0000", P.port);
+	cr_assert_eq(h_count(udp, any), 1, "port %d bound more than once:\n%s", P.port, udp);
+	cr_assert_eq(h_count(udp, want), 1, "not on 127.0.0.1:%d:\n%s", P.port, udp);
+	free(udp);
+	/* The queues and the stats segment. */
+	char prefix[64];
+	snprintf(prefix, sizeof(prefix), "telem.%s.", P.instance);
+	int n = check_modes("/dev/shm", prefix) + check_modes("/dev/mqueue", prefix);
+	cr_assert_eq(n, 5, "4 queues and the stats segment, found %d", n);
+	/* The control socket and the lock, in a folder of our own. */
+	char path[600], dir[512];
+	struct stat st;
+	cr_assert_eq(ctl_dir(dir, sizeof(dir), 0), 0);
+	cr_assert_eq(stat(dir, &st), 0, "%s", dir);
+	cr_assert_eq(st.st_mode & 0777, 0700, "%s is %o", dir, st.st_mode & 0777);
+	cr_assert_eq(st.st_uid, getuid());
+	snprintf(path, sizeof(path), "%s/%s.sock", dir, P.instance);
+	cr_assert_eq(stat(path, &st), 0, "%s", path);
+	cr_assert(S_ISSOCK(st.st_mode));
+	cr_assert_eq(st.st_mode & 0777, 0600, "%s is %o", path, st.st_mode & 0777);
+	snprintf(path, sizeof(path), "%s/%s.lock", dir, P.instance);
+	cr_assert_eq(stat(path, &st), 0, "%s", path);
+	cr_assert_eq(st.st_mode & 0777, 0600, "%s is %o", path, st.st_mode & 0777);
+}
+
+/* ---- kernel drops --------------------------------------------------- */
+
+/* Send one more datagram (drops after the last one received are told with
+ * the next) and wait until ingest has booked or seen dropped `want`. */
+static long long
+sentinel_and_wait(long long want)
+{
+	long long got = -1;
+	pl_sendto(&P, "d 1", 3);
+	for (int i = 0; i < 1000; i++, fault_nap(10))
+		if ((got = pl_stat(&P, "ingest", "in") + pl_stat(&P, "ingest", "dropped")) >= want)
+			break;
+	return got;
+}
+
+static void
+burst(int n)
+{
+	for (int i = 0; i < n; i++)
+		pl_sendto(&P, "d 1", 3);
+}
+
+Test(input, kernel_drops_are_counted_in_dropped_across_ingest_restarts)
+{
+	char text[128];
+	START("-f", "100", "-m", "1024", "--rcvbuf", "4096");
+	/* The effective size is said at start, by both. */
+	snprintf(text, sizeof(text), "telem-supervisor: listening on 127.0.0.1:%d, "
+	    "receive buffer 4096 bytes\n", P.port);
+	cr_assert(h_wait_text(P.err, text, 1, 5000), "%s", h_slurp(P.err));
+	snprintf(text, sizeof(text), "telem-ingest[ingest]: listening on 127.0.0.1:%d "
+	    "(socket of the supervisor), receive buffer 4096 bytes\n", P.port);
+	cr_assert(h_wait_text(P.err, text, 1, 5000), "%s", h_slurp(P.err));
+
+	/* A frozen ingest: its 4 kB buffer holds a few datagrams only. */
+	pid_t pid = pl_stage_pid(&P, "ingest");
+	cr_assert_eq(kill(pid, SIGSTOP), 0);
+	burst(500);
+	cr_assert_eq(kill(pid, SIGCONT), 0);
+	cr_assert_eq(fault_wait_stat(&P, "ingest", "in", pl_stat(&P, "ingest", "in")),
+	    pl_stat(&P, "ingest", "in"));
+	cr_assert_eq(sentinel_and_wait(501), 501, "in %lld dropped %lld",
+	    pl_stat(&P, "ingest", "in"), pl_stat(&P, "ingest", "dropped"));
+	long long d1 = pl_stat(&P, "ingest", "dropped");
+	cr_assert_gt(d1, 400, "only %lld of 500 dropped", d1);
+
+	/* No ingest at all: the socket stays (the supervisor's), and what
+	 * it drops meanwhile is counted once by the next ingest. */
+	cr_assert_eq(kill(pid, SIGKILL), 0);
+	burst(500);
+	cr_assert_gt(fault_wait_restarted(&P, "ingest", pid), 0);
+	cr_assert_eq(sentinel_and_wait(1002), 1002, "in %lld dropped %lld",
+	    pl_stat(&P, "ingest", "in"), pl_stat(&P, "ingest", "dropped"));
+	cr_assert_gt(pl_stat(&P, "ingest", "dropped"), d1);
+	cr_assert_eq(pl_stat(&P, "ingest", "bad"), 0);
+	WAIT_OUT("[CKMS] d 0:1\n");
+}
+
