@@ -176,6 +176,11 @@ sup_spawn(struct sup *s, struct sup_child *c)
 	if (pid == 0)
 		exec_child(s, c, p[1], parent);
 	close(p[1]);
+	/* Every start after the first counts, whatever caused it: a crash,
+	 * `restart`, `swap` or a rollback. */
+	if (c->gen > 0)
+		stats_add(&s->stats->slot[c->slot].restarts, 1);
+	log_info("stage %s started (pid %d): %s", c->name, (int)pid, c->exe);
 	c->pid = pid;
 	c->gen++;
 	c->ready_fd = p[0];
@@ -195,6 +200,7 @@ sup_on_ready(struct sup *s, struct sup_child *c)
 	close(c->ready_fd);
 	c->ready_fd = -1;
 	if (n == 1 && c->state == S_STARTING) {
+		log_info("stage %s (pid %d) ready", c->name, (int)c->pid);
 		c->state = (enum sup_state)sup_next(c->state, E_READY);
 		ctl_stage_ready(s, c);
 	}
@@ -213,7 +219,7 @@ log_exit(const struct sup_child *c, int wst)
 	if (WIFSIGNALED(wst))
 		log_warnx("stage %s (pid %d) killed by signal %d (%s)", c->name,
 		    (int)c->pid, WTERMSIG(wst), strsignal(WTERMSIG(wst)));
-	else if (WEXITSTATUS(wst) != 0 || c->state != S_STOPPING)
+	else
 		log_warnx("stage %s (pid %d) exited %d", c->name, (int)c->pid,
 		    WEXITSTATUS(wst));
 }
@@ -252,7 +258,6 @@ on_exit_of(struct sup *s, struct sup_child *c, int wst)
 		return;
 	}
 	c->restart_at_ms = now + delay;
-	stats_add(&st->restarts, 1);
 	log_info("restarting stage %s in %lld ms", c->name, delay);
 }
 
