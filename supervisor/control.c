@@ -156,12 +156,19 @@ free_prev(struct sup_child *c)
 static int
 do_swap(struct sup *s, struct sup_child *c, char **argv, int argc, int fd)
 {
+	char exe[PATH_MAX];
+	/* A bare name is one of ours, next to the supervisor (telemctl makes
+	 * relative paths absolute: our working folder is not the caller's). */
+	if (strchr(argv[0], '/') == NULL) {
+		if (snprintf(exe, sizeof(exe), "%s/%s", s->cfg.bindir, argv[0]) >=
+		    (int)sizeof(exe)) {
+			reply(fd, "error: %s: path too long\n", argv[0]);
+			return -1;
+		}
+		argv[0] = exe;
+	}
 	if (access(argv[0], X_OK) == -1) {
 		reply(fd, "error: %s: %s\n", argv[0], strerror(errno));
-		return -1;
-	}
-	if (argc - 1 > SUP_ARGS_MAX) {
-		reply(fd, "error: at most %d arguments\n", SUP_ARGS_MAX);
 		return -1;
 	}
 	/* Keep the running program to roll back to if the new one fails. */
@@ -174,18 +181,24 @@ do_swap(struct sup *s, struct sup_child *c, char **argv, int argc, int fd)
 	argv[argc] = NULL;
 	sup_set_program(c, argv[0], (const char *const *)argv + 1);
 	c->swapping = 1;
-	(void)s;
+	c->reply_err[0] = '\0';
 	return 0;
 }
 
 static void
 handle(struct sup *s, int fd, char *line)
 {
+	/* "swap STAGE EXEC" and up to SUP_ARGS_MAX arguments, and a NULL. */
 	char *argv[SUP_ARGS_MAX + 4];
 	int argc = 0;
-	for (char *tok = strtok(line, " \t\r"); tok && argc < SUP_ARGS_MAX + 3;
-	    tok = strtok(NULL, " \t\r"))
+	for (char *tok = strtok(line, " \t\r"); tok != NULL;
+	    tok = strtok(NULL, " \t\r")) {
+		if (argc == SUP_ARGS_MAX + 3) {
+			finish(&fd, "error: at most %d arguments", SUP_ARGS_MAX);
+			return;
+		}
 		argv[argc++] = tok;
+	}
 	if (argc == 0) {
 		finish(&fd, "error: empty request");
 		return;
@@ -195,8 +208,12 @@ handle(struct sup *s, int fd, char *line)
 		do_status(s, fd);
 		close(fd);
 	} else if (strcmp(cmd, "flush") == 0 && argc == 1) {
-		sup_flush(s);
-		finish(&fd, "ok");
+		/* Asked for: worth a short wait behind a busy queue. */
+		if (sup_flush(s, 1000) == 0)
+			finish(&fd, "ok");
+		else
+			finish(&fd, "error: a filter's queue stayed full for 1 s: "
+			    "Flush not sent to it");
 	} else if (strcmp(cmd, "stop") == 0 && argc == 1) {
 		if (s->stop_fd != -1)
 			close(s->stop_fd);
@@ -265,17 +282,32 @@ ctl_stage_ready(struct sup *s, struct sup_child *c)
 	(void)s;
 	if (c->swapping)
 		free_prev(c);
-	finish(&c->reply_fd, "ok");
+	if (c->reply_err[0] != '\0') {
+		finish(&c->reply_fd, "%s", c->reply_err);
+		c->reply_err[0] = '\0';
+	} else {
+		finish(&c->reply_fd, "ok");
+	}
 }
 
+/* A swapped-in program that dies before it is ready - exit 100, another
+ * exit, a signal - does not get the restart policy (which would retry it
+ * and then stop the whole pipeline): the program that ran before comes
+ * back at once, and the request is answered once that one is ready. */
 int
 ctl_stage_exited(struct sup *s, struct sup_child *c, int wst)
 {
 	(void)s;
-	if (!c->swapping || !WIFEXITED(wst) || WEXITSTATUS(wst) != EXIT_PERMANENT)
+	if (!c->swapping)
 		return 0;
-	char failed[PATH_MAX];
+	char failed[PATH_MAX], why[128];
 	snprintf(failed, sizeof(failed), "%s", c->exe);
+	if (WIFSIGNALED(wst))
+		snprintf(why, sizeof(why), "was killed by signal %d (%s)",
+		    WTERMSIG(wst), strsignal(WTERMSIG(wst)));
+	else
+		snprintf(why, sizeof(why), "exited %d%s", WEXITSTATUS(wst),
+		    WEXITSTATUS(wst) == EXIT_PERMANENT ? " (configuration error)" : "");
 	for (int i = 0; i < c->nown; i++)
 		free(c->own[i]);
 	memcpy(c->own, c->prev_own, sizeof(c->own));
@@ -283,22 +315,33 @@ ctl_stage_exited(struct sup *s, struct sup_child *c, int wst)
 	c->prev_nown = 0;
 	snprintf(c->exe, sizeof(c->exe), "%s", c->prev_exe);
 	c->swapping = 0;
-	log_warnx("swap of stage %s to %s failed (exited 100): rolled back to %s",
-	    c->name, failed, c->exe);
-	finish(&c->reply_fd, "error: %s exited 100 (configuration error); "
-	    "rolled back to %s", failed, c->exe);
+	log_warnx("swap of stage %s to %s failed (it %s before it was ready): "
+	    "rolled back to %s", c->name, failed, why, c->exe);
+	/* Long paths are cut; the reply still starts with what happened. */
+	if (c->reply_fd != -1 && snprintf(c->reply_err, sizeof(c->reply_err),
+	    "error: swap of %s to %s failed: it %s before it was ready; rolled "
+	    "back to %s", c->name, failed, why, c->exe) >= (int)sizeof(c->reply_err))
+		log_warnx("reply to the swap of %s cut at %zu bytes", c->name,
+		    sizeof(c->reply_err) - 1);
 	return 1;
+}
+
+void
+ctl_close(struct sup *s)
+{
+	if (s->ctlfd != -1) {
+		close(s->ctlfd);
+		s->ctlfd = -1;
+		unlink(s->ctlpath);
+	}
 }
 
 void
 ctl_finish(struct sup *s)
 {
 	for (int i = 0; i < SUP_STAGES; i++)
-		finish(&s->ch[i].reply_fd, "error: supervisor stopping");
+		finish(&s->ch[i].reply_fd, "%s", s->ch[i].reply_err[0] != '\0' ?
+		    s->ch[i].reply_err : "error: supervisor stopping");
 	finish(&s->stop_fd, "ok");
-	if (s->ctlfd != -1) {
-		close(s->ctlfd);
-		s->ctlfd = -1;
-		unlink(s->ctlpath);
-	}
+	ctl_close(s);
 }

@@ -14,7 +14,9 @@ void ctl_accept(struct sup *s);
 /* A stage a request waits on became ready, or exited (wst >= 0). */
 void ctl_stage_ready(struct sup *s, struct sup_child *c);
 int ctl_stage_exited(struct sup *s, struct sup_child *c, int wst);
-/* At the very end: answer a pending `stop`, remove the socket. */
+/* Stop listening and remove the socket file (idempotent). */
+void ctl_close(struct sup *s);
+/* At the very end: answer what still waits (a `stop` gets ok). */
 void ctl_finish(struct sup *s);
 
 #endif

@@ -27,20 +27,23 @@ sup_begin_stop(struct sup *s, int status)
 	}
 }
 
-void
-sup_flush(struct sup *s)
+int
+sup_flush(struct sup *s, int timeout_ms)
 {
 	static struct log_limit lim;
+	int rc = 0;
 	for (int i = C_LOW; i <= C_HIGH; i++) {
-		/* A Flush must not wait behind a full queue: the tick is late
-		 * anyway, so it is skipped and said. */
-		if (sup_send_record(s, s->ch[i].in_queue, WIRE_FLUSH, 0) != 0) {
+		/* A tick must not wait behind a full queue: it is late anyway,
+		 * so it is skipped and said. */
+		if (sup_send_record(s, s->ch[i].in_queue, WIRE_FLUSH, timeout_ms) != 0) {
 			long long n = log_limit_pass(&lim, 10000);
 			if (n >= 0)
-				log_warnx("queue %s full: Flush tick skipped (%lld more)",
+				log_warnx("queue %s full: Flush skipped (%lld more)",
 				    s->ch[i].in_queue, n);
+			rc = -1;
 		}
 	}
+	return rc;
 }
 
 void
@@ -159,7 +162,7 @@ wait_events(struct sup *s, long long timeout_ms)
 	if (pfd[1].revents) {
 		uint64_t ticks;
 		if (read(s->timerfd, &ticks, sizeof(ticks)) == sizeof(ticks))
-			sup_flush(s);
+			sup_flush(s, 0);
 	}
 	for (nfds_t i = 2; i < n; i++) {
 		if (!pfd[i].revents)
@@ -234,6 +237,5 @@ sup_run(struct sup *s)
 		wait_events(s, next);
 	}
 	shutdown_pipeline(s);
-	ctl_finish(s);
 	return s->status;
 }

@@ -155,6 +155,10 @@ main(int argc, char **argv)
 		.sigfd = -1, .timerfd = -1, .lockfd = -1, .ctlfd = -1, .stop_fd = -1,
 	};
 	log_init("telem-supervisor", NULL);
+	/* Nothing may mistake fd 0 for a pending reply or readiness pipe if
+	 * we give up before the stages are defined (ctl_finish closes them). */
+	for (int i = 0; i < SUP_STAGES; i++)
+		s.ch[i].reply_fd = s.ch[i].ready_fd = -1;
 	parse(&s.cfg, argc, argv);
 	if (find_bindir(s.cfg.bindir, sizeof(s.cfg.bindir)) == -1 ||
 	    open_fds(&s) == -1)
@@ -164,7 +168,10 @@ main(int argc, char **argv)
 		sup_define_stages(&s);
 		status = sup_run(&s);
 	}
-	ctl_finish(&s);
+	/* Everything is removed before the pending `stop` hears `ok`: once
+	 * telemctl returns, the instance is free to be started again. */
+	ctl_close(&s);
 	sup_ipc_teardown(&s);
+	ctl_finish(&s);
 	return status;
 }

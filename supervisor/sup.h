@@ -69,6 +69,7 @@ struct sup_child {
 	char prev_exe[PATH_MAX];   /* what a failed swap rolls back to */
 	char *prev_own[SUP_ARGS_MAX];
 	int prev_nown;
+	char reply_err[1024];      /* rolled back: said once the old one is ready */
 };
 
 struct sup {
@@ -111,7 +112,9 @@ void sup_set_program(struct sup_child *c, const char *exe, const char *const *ow
 
 /* loop.c: the event loop, Flush ticks and the ordered shutdown. */
 int sup_run(struct sup *s);
-void sup_flush(struct sup *s);
+/* A Flush into each filter's queue, waiting up to timeout_ms for room.
+ * 0, or -1 if a queue stayed full (logged; the other one got it). */
+int sup_flush(struct sup *s, int timeout_ms);
 void sup_begin_stop(struct sup *s, int status);
 /* Stop c (SIGTERM, SIGKILL after the grace period); it starts again. */
 void sup_restart(struct sup *s, struct sup_child *c);

@@ -3,6 +3,7 @@
  * 1 on `error: ...` or a failure to talk, 2 on a bad command line. */
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -45,6 +46,18 @@ main(int argc, char **argv)
 	if (optind == argc) {
 		fputs(usage, stderr);
 		return EXIT_USAGE;
+	}
+	/* The supervisor's working folder is not ours: a relative EXEC is
+	 * sent as an absolute path (a bare name means one of telem's own). */
+	char exe[PATH_MAX + 1], cwd[PATH_MAX];
+	if (argc - optind >= 3 && strcmp(argv[optind], "swap") == 0 &&
+	    argv[optind + 2][0] != '/' && strchr(argv[optind + 2], '/') != NULL) {
+		if (getcwd(cwd, sizeof(cwd)) == NULL)
+			fatal(1, "getcwd");
+		if (snprintf(exe, sizeof(exe), "%s/%s", cwd, argv[optind + 2]) >=
+		    (int)sizeof(exe))
+			fatalx(EXIT_USAGE, "path %s is too long", argv[optind + 2]);
+		argv[optind + 2] = exe;
 	}
 	size_t len = 0;
 	for (int i = optind; i < argc; i++) {
