@@ -19,6 +19,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ctlpath.h"
+
 static long long
 now_ms(void)
 {
@@ -102,6 +104,11 @@ vspawn(struct pl *p, va_list ap)
 	while ((a = va_arg(ap, const char *)) != NULL && n < 62)
 		argv[n++] = (char *)a;
 	argv[n] = NULL;
+	/* Emptied here, not only in the child: pl_start must not find the
+	 * "pipeline up" of an earlier run of the same pl in them. */
+	(void)!truncate(p->out, 0);
+	(void)!truncate(p->err, 0);
+	p->status = -1;
 	pid_t parent = getpid();
 	p->pid = fork();
 	if (p->pid == -1) {
@@ -161,19 +168,23 @@ pl_nc(const struct pl *p, const char *payload)
 	if (pipe(fd) == -1)
 		abort();
 	snprintf(cmd, sizeof(cmd), "%d", p->port);
+	/* The payload is in the pipe, and its end closed, before nc runs:
+	 * `nc -w0` quits at once when it finds stdin idle, and a write after
+	 * that would kill this process with SIGPIPE (the pipe holds 64 kB). */
+	size_t len = strlen(payload);
+	if (len >= 65536 || write(fd[1], payload, len) != (ssize_t)len) {
+		perror("write to nc");
+		abort();
+	}
+	close(fd[1]);
 	pid_t pid = fork();
 	if (pid == 0) {
 		dup2(fd[0], 0);
 		close(fd[0]);
-		close(fd[1]);
 		execlp("nc", "nc", "-u", "-w0", "127.0.0.1", cmd, (char *)NULL);
 		_exit(127);
 	}
 	close(fd[0]);
-	size_t len = strlen(payload);
-	if (write(fd[1], payload, len) != (ssize_t)len)
-		perror("write to nc");
-	close(fd[1]);
 	int st;
 	waitpid(pid, &st, 0);
 }
@@ -323,6 +334,81 @@ pl_stage_pid(const struct pl *p, const char *stage)
 	return (pid_t)pl_stat(p, stage, "pid");
 }
 
+pid_t
+pl_ctl_bg(const struct pl *p, const char *cmd, const char *path)
+{
+	char exe[256], line[1024];
+	h_bin("telemctl", exe, sizeof(exe));
+	snprintf(line, sizeof(line), "exec %s -i %s %s >%s 2>&1", exe, p->instance,
+	    cmd, path);
+	pid_t pid = fork();
+	if (pid == -1) {
+		perror("fork");
+		abort();
+	}
+	if (pid == 0) {
+		execl("/bin/sh", "sh", "-c", line, (char *)NULL);
+		_exit(127);
+	}
+	return pid;
+}
+
+const char *const h_stage_name[H_NSTAGES] = { "ingest", "low", "high", "ckms", "cma" };
+
+/* The value of `key=` in line (up to the next space) into buf. */
+static int
+field(const char *line, const char *key, char *buf, size_t cap)
+{
+	char k[32];
+	snprintf(k, sizeof(k), " %s=", key);
+	const char *v = strstr(line, k);
+	if (v == NULL)
+		return -1;
+	v += strlen(k);
+	size_t n = strcspn(v, " \n");
+	if (n >= cap)
+		n = cap - 1;
+	memcpy(buf, v, n);
+	buf[n] = '\0';
+	return 0;
+}
+
+static int
+num_field(const char *line, const char *key, long long *v)
+{
+	char buf[32], *end;
+	if (field(line, key, buf, sizeof(buf)) == -1 || buf[0] == '\0')
+		return -1;
+	*v = strtoll(buf, &end, 10);
+	return *end == '\0' ? 0 : -1;
+}
+
+int
+pl_status(const struct pl *p, struct h_status *s)
+{
+	char line[1024];
+	memset(s, 0, sizeof(*s));
+	if (pl_ctl(p, s->raw, sizeof(s->raw), "status") != 0)
+		return 0;
+	size_t len = strlen(s->raw);
+	if (len < 3 || strcmp(s->raw + len - 3, "ok\n") != 0)
+		return 0;
+	for (int i = 0; i < H_NSTAGES; i++) {
+		struct h_stage *t = &s->st[i];
+		if (status_line(s->raw, h_stage_name[i], line, sizeof(line)) == NULL ||
+		    num_field(line, "pid", &t->pid) || num_field(line, "restarts", &t->restarts) ||
+		    num_field(line, "uptime_s", &t->uptime_s) ||
+		    num_field(line, "depth", &t->depth) || num_field(line, "in", &t->in) ||
+		    num_field(line, "out", &t->out) || num_field(line, "bad", &t->bad) ||
+		    num_field(line, "dropped", &t->dropped) || num_field(line, "lost", &t->lost) ||
+		    field(line, "state", t->state, sizeof(t->state)) ||
+		    field(line, "in_queue", t->in_queue, sizeof(t->in_queue)) ||
+		    field(line, "exe", t->exe, sizeof(t->exe)))
+			return 0;
+	}
+	return 1;
+}
+
 static int
 scan(const char *dir, const char *prefix, int remove_them)
 {
@@ -375,6 +461,15 @@ pl_cleanup(struct pl *p)
 		snprintf(name, sizeof(name), "/telem.%s.%s", p->instance, q[i]);
 		mq_unlink(name);
 		shm_unlink(name);
+	}
+	/* The instance's lock file (a supervisor leaves it, by design) and
+	 * the socket a killed one left. */
+	char dir[512], path[600];
+	if (ctl_dir(dir, sizeof(dir), 0) == 0) {
+		snprintf(path, sizeof(path), "%s/%s.lock", dir, p->instance);
+		unlink(path);
+		snprintf(path, sizeof(path), "%s/%s.sock", dir, p->instance);
+		unlink(path);
 	}
 	if (getenv("TELEM_KEEP") == NULL) {
 		unlink(p->out);

@@ -51,6 +51,26 @@ int pl_ctl(const struct pl *p, char *out, size_t cap, const char *cmd);
 pid_t pl_stage_pid(const struct pl *p, const char *stage);
 /* A counter of a stage from `telemctl status` (e.g. "in"), or -1. */
 long long pl_stat(const struct pl *p, const char *stage, const char *field);
+/* Run telemctl for this instance in the background, its output (stdout
+ * and stderr) into `path`; returns its pid for waitpid. */
+pid_t pl_ctl_bg(const struct pl *p, const char *cmd, const char *path);
+
+/* One `telemctl status` reply, parsed. Stages in the order status lists
+ * them (upstream first). */
+enum { H_INGEST, H_LOW, H_HIGH, H_CKMS, H_CMA, H_NSTAGES };
+extern const char *const h_stage_name[H_NSTAGES];
+struct h_stage {
+	long long pid, restarts, uptime_s, depth, in, out, bad, dropped, lost;
+	char state[16], in_queue[16], exe[256];
+};
+struct h_status {
+	struct h_stage st[H_NSTAGES];
+	char raw[8192];
+};
+/* 1 if telemctl exited 0, the reply ended in `ok` and every stage's line
+ * held every field; 0 otherwise (raw still holds the reply). */
+int pl_status(const struct pl *p, struct h_status *s);
+
 /* Count /dev/mqueue and /dev/shm entries named telem.<instance>.* */
 int pl_objects_left(const struct pl *p);
 /* Kill everything left and remove the instance's objects and files. */
