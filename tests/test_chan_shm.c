@@ -23,6 +23,10 @@
 #include "clock.h"
 
 #define MSG 1024
+/* One timeout for every test: Criterion 2.4.1's runner leaks an entry of
+ * its timeout queue when tests of different timeouts run side by side,
+ * which fails the LeakSanitizer build. */
+#define TIMEOUT_S 20
 
 static char objname[CHAN_NAME_MAX];
 
@@ -265,7 +269,7 @@ wait_asleep(pid_t pid)
 }
 
 Test(chan_shm_death, writer_killed_mid_copy_reader_recovers,
-    .init = setup, .fini = teardown, .timeout = 20)
+    .init = setup, .fini = teardown, .timeout = TIMEOUT_S)
 {
 	struct chan *c = make("wdeath1", 16, CHAN_READ);
 	int fds[2];
@@ -295,7 +299,7 @@ Test(chan_shm_death, writer_killed_mid_copy_reader_recovers,
 }
 
 Test(chan_shm_death, writer_killed_mid_copy_writer_recovers,
-    .init = setup, .fini = teardown, .timeout = 20)
+    .init = setup, .fini = teardown, .timeout = TIMEOUT_S)
 {
 	struct chan *c = make("wdeath2", 16, CHAN_READ);
 	int fds[2];
@@ -320,7 +324,7 @@ Test(chan_shm_death, writer_killed_mid_copy_writer_recovers,
 }
 
 Test(chan_shm_death, reader_killed_holding_lock,
-    .init = setup, .fini = teardown, .timeout = 20)
+    .init = setup, .fini = teardown, .timeout = TIMEOUT_S)
 {
 	struct chan *c = make("rdeath", 16, CHAN_READ);
 	int fds[2];
@@ -345,7 +349,7 @@ Test(chan_shm_death, reader_killed_holding_lock,
 /* glibc's pthread_cond_t hangs the next signaller when a waiter dies in
  * it; the ring's wait queues must not. */
 Test(chan_shm_death, sleepers_killed_leave_no_trace,
-    .init = setup, .fini = teardown, .timeout = 20)
+    .init = setup, .fini = teardown, .timeout = TIMEOUT_S)
 {
 	struct chan *c = make("sleepers", 4, CHAN_READ | CHAN_WRITE);
 	int fds[2];
@@ -421,7 +425,7 @@ refused(const char *why)
 }
 
 Test(chan_shm_segment, foreign_segments_refused,
-    .init = setup, .fini = teardown, .timeout = 10)
+    .init = setup, .fini = teardown, .timeout = TIMEOUT_S)
 {
 	chan_close(make("foreign", 8, CHAN_READ));
 	struct raw r = raw_map();
@@ -468,7 +472,7 @@ lock_holder(const struct job *j)
 }
 
 Test(chan_shm_segment, header_beyond_repair,
-    .init = setup, .fini = teardown, .timeout = 10)
+    .init = setup, .fini = teardown, .timeout = TIMEOUT_S)
 {
 	struct chan *c = make("repair", 8, CHAN_READ | CHAN_WRITE);
 	int fds[2];
@@ -491,7 +495,7 @@ Test(chan_shm_segment, header_beyond_repair,
 }
 
 Test(chan_shm_segment, created_0600_whatever_the_umask,
-    .init = setup, .fini = teardown, .timeout = 10)
+    .init = setup, .fini = teardown, .timeout = TIMEOUT_S)
 {
 	mode_t old = umask(0277);
 	struct chan *c = make("mode", 0, CHAN_READ);
@@ -505,7 +509,7 @@ Test(chan_shm_segment, created_0600_whatever_the_umask,
 }
 
 Test(chan_shm_segment, slot_count_option,
-    .init = setup, .fini = teardown, .timeout = 10)
+    .init = setup, .fini = teardown, .timeout = TIMEOUT_S)
 {
 	struct chan *c = make("slots", 0, CHAN_READ | CHAN_WRITE);
 	long n = 0;
