@@ -327,15 +327,25 @@ shm_remove(const char *objname)
 	return shm_unlink(objname);
 }
 
-/* A segment is trusted only if its header says what its size says. */
+/* A segment is trusted only if its header says what its size says. The
+ * geometry is read once into g and only g is used from then on, so a
+ * header rewritten after the check cannot move a slot outside the map. */
+struct geometry {
+	uint64_t slot_size;
+	uint32_t slot_count;
+};
+
 static bool
-hdr_valid(const struct chan_shm_hdr *h, size_t size)
+hdr_read(const struct chan_shm_hdr *h, size_t size, struct geometry *g)
 {
-	return __atomic_load_n(&h->magic, __ATOMIC_ACQUIRE) == CHAN_SHM_MAGIC &&
-	    h->version == CHAN_SHM_VERSION &&
-	    h->slot_size >= WIRE_MSG_MIN && h->slot_size <= WIRE_MSG_MAX &&
-	    h->slot_count >= 1 && h->slot_count <= CHAN_SHM_SLOTS_MAX &&
-	    seg_size(h->slot_size, h->slot_count) == size;
+	if (__atomic_load_n(&h->magic, __ATOMIC_ACQUIRE) != CHAN_SHM_MAGIC ||
+	    __atomic_load_n(&h->version, __ATOMIC_RELAXED) != CHAN_SHM_VERSION)
+		return false;
+	g->slot_size = __atomic_load_n(&h->slot_size, __ATOMIC_RELAXED);
+	g->slot_count = __atomic_load_n(&h->slot_count, __ATOMIC_RELAXED);
+	return g->slot_size >= WIRE_MSG_MIN && g->slot_size <= WIRE_MSG_MAX &&
+	    g->slot_count >= 1 && g->slot_count <= CHAN_SHM_SLOTS_MAX &&
+	    seg_size(g->slot_size, g->slot_count) == size;
 }
 
 static struct chan *
@@ -370,7 +380,8 @@ shm_attach(const char *objname, int mode)
 		return NULL;
 	}
 	struct chan_shm *c = NULL;
-	if (!hdr_valid(p, size)) {
+	struct geometry g;
+	if (!hdr_read(p, size, &g)) {
 		e = EPROTO;
 	} else if ((c = malloc(sizeof(*c))) == NULL) {
 		e = ENOMEM;
@@ -382,8 +393,8 @@ shm_attach(const char *objname, int mode)
 	}
 	c->h = p;
 	c->base.ops = &chan_shm_ops;
-	c->base.msgsize = c->h->slot_size;
-	c->nslots = c->h->slot_count;
+	c->base.msgsize = (size_t)g.slot_size;
+	c->nslots = g.slot_count;
 	c->stride = CHAN_SHM_STRIDE(c->base.msgsize);
 	c->slots = (unsigned char *)p + CHAN_SHM_HDR_SIZE;
 	c->map_size = size;
