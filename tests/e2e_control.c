@@ -324,7 +324,7 @@ Test(control, bad_requests_say_error_and_exit_1)
 	assert_error(ctl("status now"), "status with an argument");
 	assert_error(ctl("restart low high"), "restart of two stages");
 	/* More arguments than a stage may get is refused, not cut. */
-	char many[400] = "swap low telem-filter";
+	char many[1024] = "swap low telem-filter";  /* 21 + 40 x 15 bytes */
 	for (int i = 0; i < 40; i++)
 		strcat(many, " --keep-below 1");
 	assert_error(ctl("%s", many), "too many arguments");
