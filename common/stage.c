@@ -214,17 +214,21 @@ open_all(struct stage *st)
 			return EXIT_TEMPORARY;
 		}
 	}
+	size_t cap = 0;
 	for (size_t i = 0; i < st->nout; i++) {
 		st->out[i] = open_queue(st, st->out_name[i], CHAN_WRITE, &status);
 		if (st->out[i] == NULL)
 			return status;
-		size_t cap = chan_msgsize(st->out[i]);
+		if (cap == 0 || chan_msgsize(st->out[i]) < cap)
+			cap = chan_msgsize(st->out[i]);
+	}
+	if (st->nout > 0) {
 		void *buf = malloc(cap);
 		if (buf == NULL) {
 			log_warn("malloc");
 			return EXIT_TEMPORARY;
 		}
-		wire_writer_init(&st->w[i], buf, cap);
+		wire_writer_init(&st->w, buf, cap);
 	}
 	return -1;
 }
@@ -234,10 +238,9 @@ close_all(struct stage *st)
 {
 	chan_close(st->in);
 	free(st->inbuf);
-	for (size_t i = 0; i < st->nout; i++) {
+	for (size_t i = 0; i < st->nout; i++)
 		chan_close(st->out[i]);
-		free(st->w[i].buf);
-	}
+	free(st->w.buf);
 	stats_detach(st->seg);
 }
 
@@ -274,7 +277,7 @@ send_msg(struct stage *st, size_t i, const void *msg, size_t len)
 				deadline = now + STOP_SEND_GRACE_MS;
 			else if (now >= deadline) {
 				log_warnx("queue %s still full at shutdown: batch of "
-				    "%u records not sent", st->out_name[i], st->w[i].count);
+				    "%u records not sent", st->out_name[i], st->w.count);
 				return -1;
 			}
 		}
@@ -284,14 +287,12 @@ send_msg(struct stage *st, size_t i, const void *msg, size_t len)
 int
 stage_push(struct stage *st)
 {
-	for (size_t i = 0; i < st->nout; i++) {
-		struct wire_writer *w = &st->w[i];
-		if (w->count == 0)
-			continue;
-		size_t len = wire_finish(w);
-		if (send_msg(st, i, w->buf, len) == -1)
-			return -1;
-		wire_writer_reset(w);
+	if (st->w.count > 0) {
+		size_t len = wire_finish(&st->w);
+		for (size_t i = 0; i < st->nout; i++)
+			if (send_msg(st, i, st->w.buf, len) == -1)
+				return -1;
+		wire_writer_reset(&st->w);
 	}
 	/* Everything handled so far has left this process (or reached the
 	 * stage's own state): settle the shared counters once per batch. */
@@ -310,12 +311,11 @@ int
 stage_emit(struct stage *st, uint8_t type, const char *name, size_t name_len,
     uint32_t value)
 {
-	for (size_t i = 0; i < st->nout; i++) {
-		if (wire_put(&st->w[i], type, name, name_len, value) == 0)
-			continue;
+	if (st->nout > 0 &&
+	    wire_put(&st->w, type, name, name_len, value) == -1) {
 		if (stage_push(st) == -1)
 			return -1;
-		if (wire_put(&st->w[i], type, name, name_len, value) == -1) {
+		if (wire_put(&st->w, type, name, name_len, value) == -1) {
 			log_warnx("record of %zu bytes does not fit a message",
 			    name_len);
 			return -1;
@@ -326,33 +326,19 @@ stage_emit(struct stage *st, uint8_t type, const char *name, size_t name_len,
 	return 0;
 }
 
-static uint64_t
-count_telemetry(const void *msg)
-{
-	struct wire_reader r;
-	struct wire_rec rec;
-	uint64_t n = 0;
-	wire_reader_init(&r, msg);
-	while (wire_next(&r, &rec))
-		n += rec.type == WIRE_TELEMETRY;
-	return n;
-}
-
-/* Handle one checked message. Returns 1 after a Stop record, 0 to go on,
- * -1 when a send failed for good. */
+/* Handle one checked message holding `ntel` telemetry records. Returns 1
+ * after a Stop record, else 0. What it emits is sent by the caller. */
 static int
-handle_msg(struct stage *st, const void *msg)
+handle_msg(struct stage *st, const void *msg, uint32_t ntel)
 {
 	struct wire_reader r;
 	struct wire_rec rec;
-	int stop = 0;
-	uint64_t n = count_telemetry(msg);
 	/* Booked before any record is handled, so that a SIGKILL at any
 	 * point leaves `inflight` covering every record not yet passed on. */
-	stats_add(&st->stats->in, n);
-	stats_add(&st->stats->inflight, n);
+	stats_add(&st->stats->in, ntel);
+	stats_add(&st->stats->inflight, ntel);
 	wire_reader_init(&r, msg);
-	while (!stop && wire_next(&r, &rec)) {
+	while (wire_next(&r, &rec)) {
 		switch (rec.type) {
 		case WIRE_TELEMETRY:
 			st->ops->on_record(st, &rec);
@@ -362,41 +348,55 @@ handle_msg(struct stage *st, const void *msg)
 			st->ops->on_flush(st);
 			break;
 		case WIRE_STOP:
-			stop = 1;
-			break;
+			return 1;
 		}
 	}
-	if (stage_push(st) == -1)
-		return -1;
-	return stop;
+	return 0;
 }
+
+/* Receive one message, waiting up to wait_ms, and handle it. Returns 1
+ * after a Stop record, 0 to go on, -1 when the queue failed for good. */
+static int
+take_msg(struct stage *st, int wait_ms, struct log_limit *lim)
+{
+	ssize_t n = chan_recv(st->in, st->inbuf, st->inbuf_cap, wait_ms);
+	if (n == 0 || (n == -1 && errno == EINTR))
+		return 0;
+	if (n == -1 && errno != EBADMSG) {
+		log_warn("receive from queue %s", st->in_name);
+		return -1;
+	}
+	/* Anyone with our uid can write to the queue: a message that is not
+	 * one is counted and dropped, never fatal (EBADMSG: the channel
+	 * already dropped it as empty or torn). */
+	uint32_t ntel;
+	if (n == -1 || wire_check_telemetry(st->inbuf, (size_t)n, &ntel) < 0) {
+		stats_add(&st->stats->bad, 1);
+		long long s = log_limit_pass(lim, 1000);
+		if (s >= 0)
+			log_warnx("malformed message of %zd bytes on queue %s "
+			    "dropped (%lld more suppressed)", n < 0 ? 0 : n,
+			    st->in_name, s);
+		return 0;
+	}
+	return handle_msg(st, st->inbuf, ntel);
+}
+
+/* Wait for a message, then take the ones already queued behind it too
+ * before sending: when a stage falls behind, its output comes in fewer,
+ * fuller messages (it never waits for more, though). A full batch is sent
+ * by stage_emit on its own. */
+#define TAKE_MAX 64
 
 static int
 recv_loop(struct stage *st)
 {
 	struct log_limit lim = { 0, 0 };
 	while (!stage_stopping) {
-		ssize_t n = chan_recv(st->in, st->inbuf, st->inbuf_cap, RECV_WAIT_MS);
-		if (n == 0 || (n == -1 && errno == EINTR))
-			continue;
-		if (n == -1 && errno != EBADMSG) {
-			log_warn("receive from queue %s", st->in_name);
-			return EXIT_TEMPORARY;
-		}
-		/* Anyone with our uid can write to the queue: a message that
-		 * is not one is counted and dropped, never fatal (EBADMSG: the
-		 * channel already dropped it as empty or torn). */
-		if (n == -1 || wire_check(st->inbuf, (size_t)n) < 0) {
-			stats_add(&st->stats->bad, 1);
-			long long s = log_limit_pass(&lim, 1000);
-			if (s >= 0)
-				log_warnx("malformed message of %zd bytes on queue %s "
-				    "dropped (%lld more suppressed)", n < 0 ? 0 : n,
-				    st->in_name, s);
-			continue;
-		}
-		int r = handle_msg(st, st->inbuf);
-		if (r == -1)
+		int r = take_msg(st, RECV_WAIT_MS, &lim);
+		for (int k = 1; r == 0 && k < TAKE_MAX && chan_depth(st->in) > 0; k++)
+			r = take_msg(st, RECV_WAIT_MS, &lim);
+		if (r == -1 || stage_push(st) == -1)
 			return EXIT_TEMPORARY;
 		if (r == 1)
 			break;

@@ -49,7 +49,9 @@ struct stage {
 	size_t nout;
 	struct chan *in;
 	struct chan *out[STAGE_OUT_MAX];
-	struct wire_writer w[STAGE_OUT_MAX];
+	/* Every out-queue gets every record: one batch is built and the same
+	 * message sent to each queue (cap: the smallest message size). */
+	struct wire_writer w;
 	unsigned char *inbuf;
 	size_t inbuf_cap;
 	struct stats_seg *seg;

@@ -48,6 +48,13 @@ wire_finish(struct wire_writer *w)
 long
 wire_check(const void *msg, size_t len)
 {
+	uint32_t telemetry;
+	return wire_check_telemetry(msg, len, &telemetry);
+}
+
+long
+wire_check_telemetry(const void *msg, size_t len, uint32_t *telemetry)
+{
 	const unsigned char *p = msg, *end = p + len;
 	uint16_t version, reserved;
 	uint32_t count;
@@ -63,6 +70,7 @@ wire_check(const void *msg, size_t len)
 	if (count > (len - WIRE_HDR) / WIRE_REC_HDR)
 		return -1;
 	p += WIRE_HDR;
+	*telemetry = 0;
 	for (uint32_t i = 0; i < count; i++) {
 		if ((size_t)(end - p) < WIRE_REC_HDR)
 			return -1;
@@ -73,6 +81,7 @@ wire_check(const void *msg, size_t len)
 		case WIRE_TELEMETRY:
 			if (!wire_name_ok((const char *)p + WIRE_REC_HDR, nlen))
 				return -1;
+			(*telemetry)++;
 			break;
 		case WIRE_FLUSH:
 		case WIRE_STOP:

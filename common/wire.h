@@ -53,6 +53,9 @@ void wire_writer_reset(struct wire_writer *w);
  * empty for flush and stop), no trailing bytes. Returns the record count, or
  * -1 if anything is wrong (then nothing of the message may be used). */
 long wire_check(const void *msg, size_t len);
+/* wire_check, also counting the telemetry records into *telemetry (left
+ * unspecified when the message is rejected). */
+long wire_check_telemetry(const void *msg, size_t len, uint32_t *telemetry);
 
 /* Iterate over a message that passed wire_check. */
 struct wire_reader {
