@@ -247,6 +247,40 @@ mergeable(struct ckms_sample a, struct ckms_sample b, uint64_t r_a,
 	return (uint64_t)a.g + b.g + b.delta <= invariant(twoeps, u2d(r_a));
 }
 
+/* The compress walk over old samples, from cur = smp[ri - 1] (not yet
+ * written, rcur the g below it) up to the next buffered value `kv`: as long
+ * as no pair merges, each sample is written out unchanged, so this loop
+ * does only that. It stops before the first old sample that cur would merge
+ * into or that a buffered value goes before, and returns the new ri, with
+ * *w, *rcur, *cur (the last sample of the run, still pending) and *gs (g
+ * of the old samples read) updated. The merge test c <= f(r) is written
+ * c <= 2εr: for an integer c >= 2 it is the same (f floors 2εr, and is 1
+ * only when 2εr < 1 < c), with f's cap at UINT32_MAX kept by the second
+ * test. */
+static size_t
+old_run(struct ckms_sample *smp, size_t ri, size_t re, uint64_t kv,
+    double twoeps, size_t *w, uint64_t *rcur, struct ckms_sample *cur,
+    uint64_t *gs)
+{
+	size_t j = ri, o = *w;
+	uint64_t r = *rcur, g = *gs;
+	struct ckms_sample prev = smp[j - 1];
+	for (; j < re && smp[j].v < kv; j++) {
+		uint64_t c = (uint64_t)prev.g + smp[j].g + smp[j].delta;
+		if ((double)c <= twoeps * u2d(r) && c <= UINT32_MAX)
+			break;
+		smp[o++] = prev;
+		r += prev.g;
+		prev = smp[j];
+		g += prev.g;
+	}
+	*w = o;
+	*rcur = r;
+	*gs = g;
+	*cur = prev;
+	return j;
+}
+
 /* Merge the buffer into the samples; compress too when `compress`.
  *
  * The compress walk tests a sample against its successor before that
@@ -286,6 +320,7 @@ flush(struct ckms *s, int compress)
 	int have = 0, absorbed = 0;
 
 	for (;;) {
+		int x_old = 0; /* x is an old sample, smp[ri - 1] */
 		if (bi < nb && (ri == re ||
 		    (uint32_t)(keys[bi] >> 32) <= smp[ri].v)) {
 			uint64_t key = keys[bi++];
@@ -296,6 +331,7 @@ flush(struct ckms *s, int compress)
 		} else if (ri < re) {
 			x = smp[ri++];
 			gs += x.g;
+			x_old = 1;
 		} else {
 			break;
 		}
@@ -318,9 +354,13 @@ flush(struct ckms *s, int compress)
 				dirty = w;
 			smp[w++] = cur;
 			rcur += cur.g;
-			fcur = invariant(twoeps, u2d(rcur));
 			cur = x;
 			absorbed = 0;
+			if (x_old)
+				ri = old_run(smp, ri, re, bi < nb ?
+				    keys[bi] >> 32 : (uint64_t)UINT32_MAX + 1,
+				    twoeps, &w, &rcur, &cur, &gs);
+			fcur = invariant(twoeps, u2d(rcur));
 		}
 	}
 	if (have) {
