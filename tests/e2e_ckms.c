@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include "harness.h"
 
@@ -74,4 +75,46 @@ Test(ckms_e2e, reference_cases_over_udp, .init = setup, .fini = teardown,
 		cr_expect_str_eq(got, want[c], "case %d", c);
 	}
 	free(out);
+}
+
+Test(ckms_e2e, name_cap_drops_and_counts_new_names, .init = setup,
+    .fini = teardown, .timeout = 60)
+{
+	char reply[4096], cmd[512], exe[256];
+	cr_assert(pl_start(&P, "-f", "100", "-m", "1024", NULL), "%s", h_slurp(P.err));
+	/* The egress's own options come with a swap: a cap of 2 names. */
+	snprintf(cmd, sizeof(cmd), "swap cma %s --max-names 2",
+	    h_bin("telem-egress-cma", exe, sizeof(exe)));
+	cr_assert_eq(pl_ctl(&P, reply, sizeof(reply), cmd), 0, "%s", reply);
+	pl_nc(&P, "n1 500\nn2 600\nn3 700\nn4 800\nn1 700\n");
+	cr_assert(h_wait_text(P.out, "[CMA] n2 600\n", 1, 5000), "%s", h_slurp(P.out));
+	int counted = 0;
+	for (int i = 0; i < 500 && !counted; i++, usleep(10000))
+		counted = pl_stat(&P, "cma", "dropped") == 2 && pl_stat(&P, "cma", "in") == 5;
+	cr_assert(counted, "cma in=%lld dropped=%lld", pl_stat(&P, "cma", "in"),
+	    pl_stat(&P, "cma", "dropped"));
+	cr_assert_eq(pl_stat(&P, "cma", "out"), 3);
+	cr_assert(h_wait_text(P.out, "[CMA] n1 600\n", 1, 5000), "%s", h_slurp(P.out));
+	char *out = h_slurp(P.out);
+	cr_assert(strstr(out, " n3 ") == NULL && strstr(out, " n4 ") == NULL, "%s", out);
+	free(out);
+	cr_assert(h_wait_text(P.err, "name cap of 2 reached", 1, 5000), "%s", h_slurp(P.err));
+}
+
+Test(ckms_e2e, error_outside_open_interval_is_refused, .timeout = 60)
+{
+	static const char *const bad[] = { "0", "0.5", "0.75", "-0.1", "x", "" };
+	char exe[256], cmd[512], err[64];
+	snprintf(err, sizeof(err), "/tmp/telem-ckms-err-%d", (int)getpid());
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(cmd, sizeof(cmd), "%s --in ckms --error '%s' 2>%s",
+		    h_bin("telem-egress-ckms", exe, sizeof(exe)), bad[i], err);
+		int st = system(cmd);
+		char *e = h_slurp(err);
+		cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 100, "'%s' -> %d", bad[i], st);
+		cr_expect(strstr(e, "must be a number in (0, 0.5)") != NULL &&
+		    h_count(e, "\n") == 1, "'%s': %s", bad[i], e);
+		free(e);
+	}
+	unlink(err);
 }
