@@ -1,6 +1,6 @@
 /* telem-ingest: the head of the pipeline. Receives `name value` datagrams
  * on UDP, parses them in place, and fans every event out to all its
- * out-queues, one message per received batch and queue. */
+ * out-queues, one message per queue for everything received at once. */
 #include <errno.h>
 #include <poll.h>
 #include <stdlib.h>
@@ -136,26 +136,34 @@ ingest_batch(struct stage *st, struct ingest *g)
 	return 0;
 }
 
-/* Take in what waits on every socket now. Returns 0, or -1 when a stage
- * or socket failed for good (logged). */
+/* Received batches taken from one socket before the next is looked at. */
+#define ROUNDS_MAX 16
+
+/* Take in what waits on every socket now, then send it: a socket is read
+ * until it has less than a full batch waiting (or ROUNDS_MAX batches), so
+ * that everything ready leaves in as few messages as fit. Returns 0, or -1
+ * when a stage or socket failed for good (logged). */
 static int
 ingest_poll_once(struct stage *st, struct ingest *g, size_t *got)
 {
 	*got = 0;
 	for (size_t i = 0; i < g->udp.n; i++) {
-		uint64_t drops;
-		int n = udp_recv(&g->udp, i, g->batch, &drops);
-		if (n == -1) {
-			log_warn("recvmmsg %s", g->udp.s[i].addr);
-			return -1;
+		int n = UDP_BATCH;
+		for (int round = 0; n == UDP_BATCH && round < ROUNDS_MAX; round++) {
+			uint64_t drops;
+			n = udp_recv(&g->udp, i, g->batch, &drops);
+			if (n == -1) {
+				log_warn("recvmmsg %s", g->udp.s[i].addr);
+				return -1;
+			}
+			if (drops)
+				stats_add(&st->stats->dropped, drops);
+			if (n > 0 && ingest_batch(st, g) == -1)
+				return -1;
+			*got += (size_t)n;
 		}
-		if (drops)
-			stats_add(&st->stats->dropped, drops);
-		if (n > 0 && (ingest_batch(st, g) == -1 || stage_push(st) == -1))
-			return -1;
-		*got += (size_t)n;
 	}
-	return 0;
+	return *got > 0 ? stage_push(st) : 0;
 }
 
 static int
