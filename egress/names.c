@@ -46,7 +46,9 @@ struct names {
 };
 
 /* Our own wyhash-style hash: 8-byte words folded by a 64x64->128-bit
- * multiply, the length folded in so zero padding cannot collide. */
+ * multiply, the length folded in so zero padding cannot collide. A tail
+ * (or a name) under 8 bytes is read as wyhash does, with fixed-size loads
+ * that may overlap, so a lookup makes no call to memcpy. */
 static uint64_t
 fold(uint64_t a, uint64_t b)
 {
@@ -55,21 +57,59 @@ fold(uint64_t a, uint64_t b)
 }
 
 static uint64_t
+load32(const char *p)
+{
+	uint32_t w;
+	memcpy(&w, p, 4);
+	return w;
+}
+
+static uint64_t
+load64(const char *p)
+{
+	uint64_t w;
+	memcpy(&w, p, 8);
+	return w;
+}
+
+/* The last len (0..7) bytes before end, as one word. */
+static uint64_t
+tail_word(const char *end, size_t len)
+{
+	const unsigned char *p = (const unsigned char *)end - len;
+	if (len >= 4)
+		return load32((const char *)p) << 32 | load32(end - 4);
+	if (len > 0)
+		return (uint64_t)p[0] << 16 | (uint64_t)p[len >> 1] << 8 | p[len - 1];
+	return 0;
+}
+
+static uint64_t
 hash(const char *p, size_t len)
 {
 	const uint64_t k0 = 0xa0761d6478bd642fULL, k1 = 0xe7037ed1a0b428dbULL;
 	const uint64_t k2 = 0x8ebc6af09c88c6e3ULL;
 	uint64_t h = fold(len ^ k0, k1);
-	while (len >= 8) {
-		uint64_t w;
-		memcpy(&w, p, 8);
-		h = fold(h ^ w ^ k2, k1);
+	size_t n = len;
+	while (n >= 8) {
+		h = fold(h ^ load64(p) ^ k2, k1);
 		p += 8;
-		len -= 8;
+		n -= 8;
 	}
-	uint64_t w = 0;
-	memcpy(&w, p, len);
-	return fold(h ^ w ^ k0, k2 ^ ((uint64_t)len << 56));
+	return fold(h ^ tail_word(p + n, n) ^ k0, k2 ^ ((uint64_t)len << 56));
+}
+
+/* a[0..len) == b[0..len), without a call for the short names we expect. */
+static int
+same_bytes(const unsigned char *a, const char *b, size_t len)
+{
+	for (; len >= 8; a += 8, b += 8, len -= 8)
+		if (load64((const char *)a) != load64(b))
+			return 0;
+	for (size_t i = 0; i < len; i++)
+		if (a[i] != (unsigned char)b[i])
+			return 0;
+	return 1;
 }
 
 struct names *
@@ -201,8 +241,7 @@ names_get(struct names *t, const char *name, size_t len, int *created)
 		if (t->slots[i].tag != tag)
 			continue;
 		const struct names_entry *e = &t->ents[t->slots[i].id - 1];
-		if (e->len == len &&
-		    memcmp(e->mem + t->payload_size, name, len) == 0)
+		if (e->len == len && same_bytes(e->mem + t->payload_size, name, len))
 			return e->mem;
 	}
 
