@@ -18,23 +18,6 @@ wire_writer_reset(struct wire_writer *w)
 	w->count = 0;
 }
 
-int
-wire_put(struct wire_writer *w, uint8_t type, const char *name,
-    size_t name_len, uint32_t value)
-{
-	if (name_len > WIRE_NAME_MAX || w->len + WIRE_REC_HDR + name_len > w->cap)
-		return -1;
-	unsigned char *p = w->buf + w->len;
-	p[0] = type;
-	p[1] = (uint8_t)name_len;
-	memcpy(p + 2, &value, sizeof(value));
-	if (name_len > 0)
-		memcpy(p + WIRE_REC_HDR, name, name_len);
-	w->len += WIRE_REC_HDR + name_len;
-	w->count++;
-	return 0;
-}
-
 size_t
 wire_finish(struct wire_writer *w)
 {
@@ -102,20 +85,6 @@ wire_reader_init(struct wire_reader *r, const void *msg)
 	const unsigned char *p = msg;
 	memcpy(&r->left, p + 4, 4);
 	r->p = p + WIRE_HDR;
-}
-
-int
-wire_next(struct wire_reader *r, struct wire_rec *rec)
-{
-	if (r->left == 0)
-		return 0;
-	rec->type = r->p[0];
-	rec->name_len = r->p[1];
-	memcpy(&rec->value, r->p + 2, 4);
-	rec->name = (const char *)r->p + WIRE_REC_HDR;
-	r->p += WIRE_REC_HDR + rec->name_len;
-	r->left--;
-	return 1;
 }
 
 int

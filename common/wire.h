@@ -10,6 +10,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #define WIRE_VERSION 1
 #define WIRE_HDR 8
@@ -40,9 +41,24 @@ struct wire_writer {
 
 /* Start an empty message in buf[0..cap). cap must be >= WIRE_HDR. */
 void wire_writer_init(struct wire_writer *w, void *buf, size_t cap);
-/* Append one record. Returns 0, or -1 (nothing written) when it does not fit. */
-int wire_put(struct wire_writer *w, uint8_t type, const char *name,
-    size_t name_len, uint32_t value);
+/* Append one record. Returns 0, or -1 (nothing written) when it does not fit.
+ * (Inline, with wire_next below: every stage runs them once per record.) */
+static inline int
+wire_put(struct wire_writer *w, uint8_t type, const char *name,
+    size_t name_len, uint32_t value)
+{
+	if (name_len > WIRE_NAME_MAX || w->len + WIRE_REC_HDR + name_len > w->cap)
+		return -1;
+	unsigned char *p = w->buf + w->len;
+	p[0] = type;
+	p[1] = (uint8_t)name_len;
+	memcpy(p + 2, &value, sizeof(value));
+	if (name_len > 0)
+		memcpy(p + WIRE_REC_HDR, name, name_len);
+	w->len += WIRE_REC_HDR + name_len;
+	w->count++;
+	return 0;
+}
 /* Write the header and return the message length; the writer stays usable
  * only after wire_writer_reset. */
 size_t wire_finish(struct wire_writer *w);
@@ -64,7 +80,19 @@ struct wire_reader {
 };
 void wire_reader_init(struct wire_reader *r, const void *msg);
 /* Returns 1 and fills rec, or 0 at the end. */
-int wire_next(struct wire_reader *r, struct wire_rec *rec);
+static inline int
+wire_next(struct wire_reader *r, struct wire_rec *rec)
+{
+	if (r->left == 0)
+		return 0;
+	rec->type = r->p[0];
+	rec->name_len = r->p[1];
+	memcpy(&rec->value, r->p + 2, 4);
+	rec->name = (const char *)r->p + WIRE_REC_HDR;
+	r->p += WIRE_REC_HDR + rec->name_len;
+	r->left--;
+	return 1;
+}
 
 /* A name is 1..255 bytes of valid UTF-8 with no whitespace, no C0 or C1
  * control character and no DEL, so it cannot break or escape a report line. */
