@@ -1,0 +1,427 @@
+/* carbon.c - the graphite sink of carbon.h: a ring of whole lines, the line
+ * being written kept whole on the side, and a connection driven by
+ * non-blocking calls only (connect, sendmsg, recv), with backoff. */
+#include "egress/carbon.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "log.h"
+
+#define CARBON_ADDRS 8
+#define CONNECT_TIMEOUT_MS 10000
+#define DROP_LOG_MS 60000
+
+enum carbon_state { C_DOWN, C_CONNECTING, C_UP };
+
+struct carbon_addr {
+	struct sockaddr_storage sa;
+	socklen_t len;
+};
+
+struct carbon {
+	char where[CARBON_HOST_MAX + 16];   /* "host:port", for logs */
+	char prefix[CARBON_PREFIX_MAX + 1];
+	struct carbon_addr addr[CARBON_ADDRS];
+	int naddr, next_addr;               /* tried in turn, one per attempt */
+	enum carbon_state state;
+	int fd;
+	long long retry_at_ms, backoff_ms, connect_deadline_ms;
+	int outage_logged;                  /* "connect failed" said this outage */
+	/* Whole lines not yet begun, oldest at head: dropping the oldest is
+	 * cutting at the first '\n'. */
+	char *ring;
+	size_t cap, head, used;
+	/* The line being written, whole, sent up to cur_off: a lost
+	 * connection sends it again from 0 on the next one. */
+	char cur[CARBON_LINE_MAX];
+	size_t cur_len, cur_off;
+	uint64_t dropped;
+	struct log_limit drop_log;
+};
+
+int
+carbon_parse_addr(const char *spec, char *host, size_t hcap, char *port,
+    size_t pcap, const char **why)
+{
+	const char *h = spec, *colon;
+	size_t hlen;
+	if (*spec == '[') {
+		const char *end = strchr(spec, ']');
+		if (end == NULL || end[1] != ':') {
+			*why = "must be [address]:port";
+			return -1;
+		}
+		h = spec + 1;
+		hlen = (size_t)(end - h);
+		colon = end + 1;
+	} else {
+		colon = strrchr(spec, ':');
+		if (colon == NULL || memchr(spec, ':', (size_t)(colon - spec))) {
+			*why = "must be host:port (an IPv6 address in brackets)";
+			return -1;
+		}
+		hlen = (size_t)(colon - spec);
+	}
+	const char *p = colon + 1;
+	size_t plen = strlen(p);
+	if (hlen == 0 || hlen >= hcap || hlen >= CARBON_HOST_MAX) {
+		*why = "the host is empty or too long";
+		return -1;
+	}
+	long v = 0;
+	for (size_t i = 0; i < plen && plen <= 5; i++)
+		v = p[i] >= '0' && p[i] <= '9' ? v * 10 + (p[i] - '0') : -1000000;
+	if (plen == 0 || plen > 5 || plen >= pcap || v < 1 || v > 65535) {
+		*why = "the port must be a number in 1..65535";
+		return -1;
+	}
+	memcpy(host, h, hlen);
+	host[hlen] = '\0';
+	memcpy(port, p, plen + 1);
+	return 0;
+}
+
+int
+carbon_prefix_ok(const char *p)
+{
+	size_t n = strlen(p);
+	if (n == 0 || n > CARBON_PREFIX_MAX)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (p[i] <= ' ' || p[i] > '~')
+			return 0;
+	return 1;
+}
+
+long long
+carbon_backoff_next(long long prev_ms)
+{
+	if (prev_ms < CARBON_BACKOFF_MIN_MS)
+		return CARBON_BACKOFF_MIN_MS;
+	return prev_ms >= CARBON_BACKOFF_MAX_MS / 2 ? CARBON_BACKOFF_MAX_MS :
+	    prev_ms * 2;
+}
+
+static int
+resolve(struct carbon *c, const char *host, const char *port, const char **why)
+{
+	struct addrinfo hints, *res, *ai;
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_NUMERICSERV;
+	int rc = getaddrinfo(host, port, &hints, &res);
+	if (rc != 0) {
+		*why = rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc);
+		return -1;
+	}
+	for (ai = res; ai != NULL && c->naddr < CARBON_ADDRS; ai = ai->ai_next) {
+		if (ai->ai_addrlen > sizeof(c->addr[0].sa))
+			continue;
+		memcpy(&c->addr[c->naddr].sa, ai->ai_addr, ai->ai_addrlen);
+		c->addr[c->naddr++].len = ai->ai_addrlen;
+	}
+	freeaddrinfo(res);
+	if (c->naddr == 0) {
+		*why = "no usable address";
+		return -1;
+	}
+	return 0;
+}
+
+struct carbon *
+carbon_new(const char *host, const char *port, const char *prefix,
+    size_t buffer_bytes, const char **why)
+{
+	if (!carbon_prefix_ok(prefix) || strlen(host) >= CARBON_HOST_MAX ||
+	    buffer_bytes == 0) {
+		*why = "prefix, host or buffer size not valid";
+		errno = EINVAL;
+		return NULL;
+	}
+	struct carbon *c = calloc(1, sizeof(*c));
+	if (c == NULL || (c->ring = malloc(buffer_bytes)) == NULL) {
+		free(c);
+		*why = "out of memory for the send buffer";
+		errno = ENOMEM;
+		return NULL;
+	}
+	c->cap = buffer_bytes;
+	c->fd = -1;
+	c->state = C_DOWN;
+	snprintf(c->prefix, sizeof(c->prefix), "%s", prefix);
+	snprintf(c->where, sizeof(c->where), strchr(host, ':') ? "[%s]:%s" :
+	    "%s:%s", host, port);
+	if (resolve(c, host, port, why) == -1) {
+		carbon_free(c);
+		errno = EINVAL;
+		return NULL;
+	}
+	return c;
+}
+
+void
+carbon_free(struct carbon *c)
+{
+	if (c == NULL)
+		return;
+	if (c->fd != -1)
+		close(c->fd);
+	free(c->ring);
+	free(c);
+}
+
+/* The offset from head of the first '\n' in the ring's first `used`
+ * bytes; the ring holds whole lines only, so there is one. */
+static size_t
+ring_eol(const struct carbon *c, size_t from)
+{
+	for (size_t i = from; i < c->used; i++)
+		if (c->ring[(c->head + i) % c->cap] == '\n')
+			return i;
+	return c->used - 1;  /* not reached */
+}
+
+static void
+ring_drop_oldest(struct carbon *c)
+{
+	size_t n = ring_eol(c, 0) + 1;
+	c->head = (c->head + n) % c->cap;
+	c->used -= n;
+	c->dropped++;
+}
+
+static void
+log_drops(struct carbon *c)
+{
+	if (log_limit_pass(&c->drop_log, DROP_LOG_MS) >= 0)
+		log_warnx("carbon %s: send buffer of %zu bytes full: oldest lines "
+		    "dropped (%llu so far)", c->where, c->cap,
+		    (unsigned long long)c->dropped);
+}
+
+void
+carbon_line(struct carbon *c, const char *name, size_t len, const char *stat,
+    const char *value, long long ts)
+{
+	char line[CARBON_LINE_MAX];
+	int n = snprintf(line, sizeof(line), "%s.%.*s.%s %s %lld\n", c->prefix,
+	    (int)len, name, stat, value, ts);
+	if (n < 0 || (size_t)n >= sizeof(line) || (size_t)n > c->cap) {
+		c->dropped++;
+		log_drops(c);
+		return;
+	}
+	if (c->cap - c->used < (size_t)n) {
+		while (c->cap - c->used < (size_t)n)
+			ring_drop_oldest(c);
+		log_drops(c);
+	}
+	size_t tail = (c->head + c->used) % c->cap;
+	size_t first = c->cap - tail < (size_t)n ? c->cap - tail : (size_t)n;
+	memcpy(c->ring + tail, line, first);
+	memcpy(c->ring, line + first, (size_t)n - first);
+	c->used += (size_t)n;
+}
+
+static void
+outage(struct carbon *c, const char *what, int err)
+{
+	long long now = clock_ms();
+	if (c->fd != -1)
+		close(c->fd);
+	c->fd = -1;
+	c->state = C_DOWN;
+	c->cur_off = 0;
+	c->next_addr = (c->next_addr + 1) % c->naddr;
+	c->backoff_ms = carbon_backoff_next(c->backoff_ms);
+	c->retry_at_ms = now + c->backoff_ms;
+	if (!c->outage_logged)
+		log_warnx("carbon %s: %s%s%s; lines wait in the buffer, retrying "
+		    "with backoff", c->where, what, err ? ": " : "",
+		    err ? strerror(err) : "");
+	c->outage_logged = 1;
+}
+
+static void
+established(struct carbon *c)
+{
+	c->state = C_UP;
+	c->backoff_ms = 0;
+	c->outage_logged = 0;
+	log_info("carbon %s: connected", c->where);
+}
+
+static void
+start_connect(struct carbon *c)
+{
+	const struct carbon_addr *a = &c->addr[c->next_addr];
+	c->fd = socket(a->sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (c->fd == -1) {
+		outage(c, "socket", errno);
+		return;
+	}
+	if (connect(c->fd, (const struct sockaddr *)&a->sa, a->len) == 0) {
+		established(c);
+	} else if (errno == EINPROGRESS) {
+		c->state = C_CONNECTING;
+		c->connect_deadline_ms = clock_ms() + CONNECT_TIMEOUT_MS;
+	} else {
+		outage(c, "connect", errno);
+	}
+}
+
+static void
+finish_connect(struct carbon *c)
+{
+	struct pollfd p = { .fd = c->fd, .events = POLLOUT };
+	int r = poll(&p, 1, 0);
+	if (r == 0) {
+		if (clock_ms() >= c->connect_deadline_ms)
+			outage(c, "connect", ETIMEDOUT);
+		return;
+	}
+	int err = 0;
+	socklen_t len = sizeof(err);
+	if (r == -1)
+		err = errno;
+	else if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) == -1)
+		err = errno;
+	if (err == EINTR)
+		return;
+	if (err != 0)
+		outage(c, "connect", err);
+	else
+		established(c);
+}
+
+/* Carbon never speaks on this connection: a read that ends (0) or fails
+ * says the peer closed or reset it. Checked before every write so that
+ * lines are not written into a connection already gone. */
+static int
+peer_gone(struct carbon *c)
+{
+	char junk[256];
+	for (int i = 0; i < 16; i++) {
+		ssize_t n = recv(c->fd, junk, sizeof(junk), MSG_DONTWAIT);
+		if (n > 0)
+			continue;
+		if (n == 0) {
+			outage(c, "connection closed by peer", 0);
+			return 1;
+		}
+		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+			return 0;
+		outage(c, "connection lost", errno);
+		return 1;
+	}
+	return 0;
+}
+
+/* Take `n` bytes sent off cur, then off the ring. If the ring part ends
+ * inside a line, that line moves whole into cur with its offset. */
+static void
+consume(struct carbon *c, size_t n)
+{
+	size_t k = c->cur_len - c->cur_off < n ? c->cur_len - c->cur_off : n;
+	c->cur_off += k;
+	n -= k;
+	if (c->cur_off == c->cur_len)
+		c->cur_off = c->cur_len = 0;
+	if (n == 0)
+		return;
+	c->head = (c->head + n) % c->cap;
+	c->used -= n;
+	size_t back = 0;  /* bytes of the cut line already sent */
+	while (back < n && c->ring[(c->head + c->cap - 1 - back) % c->cap] != '\n')
+		back++;
+	if (back == 0)
+		return;
+	size_t rest = ring_eol(c, 0) + 1;
+	size_t start = (c->head + c->cap - back) % c->cap;
+	for (size_t i = 0; i < back + rest; i++)
+		c->cur[i] = c->ring[(start + i) % c->cap];
+	c->cur_len = back + rest;
+	c->cur_off = back;
+	c->head = (c->head + rest) % c->cap;
+	c->used -= rest;
+}
+
+static void
+send_some(struct carbon *c)
+{
+	while (carbon_pending(c) > 0) {
+		struct iovec iov[3];
+		int n = 0;
+		if (c->cur_off < c->cur_len)
+			iov[n++] = (struct iovec){ c->cur + c->cur_off,
+			    c->cur_len - c->cur_off };
+		if (c->used > 0) {
+			size_t first = c->cap - c->head < c->used ?
+			    c->cap - c->head : c->used;
+			iov[n++] = (struct iovec){ c->ring + c->head, first };
+			if (first < c->used)
+				iov[n++] = (struct iovec){ c->ring, c->used - first };
+		}
+		struct msghdr m = { .msg_iov = iov, .msg_iovlen = (size_t)n };
+		ssize_t w = sendmsg(c->fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (w == -1) {
+			if (errno == EINTR)
+				continue;
+			if (errno != EAGAIN && errno != EWOULDBLOCK)
+				outage(c, "send", errno);
+			return;
+		}
+		consume(c, (size_t)w);
+	}
+}
+
+void
+carbon_poll(struct carbon *c)
+{
+	if (c->state == C_DOWN && clock_ms() >= c->retry_at_ms)
+		start_connect(c);
+	if (c->state == C_CONNECTING)
+		finish_connect(c);
+	if (c->state == C_UP && !peer_gone(c))
+		send_some(c);
+}
+
+void
+carbon_drain(struct carbon *c, int timeout_ms)
+{
+	long long end = clock_ms() + timeout_ms;
+	carbon_poll(c);
+	while (carbon_pending(c) > 0 && c->state != C_DOWN && clock_ms() < end) {
+		struct pollfd p = { .fd = c->fd, .events = POLLOUT };
+		(void)poll(&p, 1, 10);
+		carbon_poll(c);
+	}
+}
+
+uint64_t
+carbon_dropped(const struct carbon *c)
+{
+	return c->dropped;
+}
+
+size_t
+carbon_pending(const struct carbon *c)
+{
+	return c->used + (c->cur_len - c->cur_off);
+}
+
+int
+carbon_connected(const struct carbon *c)
+{
+	return c->state == C_UP;
+}

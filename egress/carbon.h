@@ -1,0 +1,72 @@
+/* carbon.h - the egresses' graphite sink: report values as carbon plaintext
+ * lines "<prefix>.<name>.<stat> <value> <unix-seconds>\n" over TCP. Nothing
+ * here ever blocks: the connect and the writes are non-blocking, lines wait
+ * in a bounded buffer (the oldest are dropped and counted when it is full),
+ * and the owner drives it by calling carbon_poll() often (the egress does so
+ * on every tick of its receive loop, at most 100 ms apart). */
+#ifndef TELEM_CARBON_H
+#define TELEM_CARBON_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define CARBON_LINE_MAX 1024      /* a longer line is dropped (and counted) */
+#define CARBON_PREFIX_MAX 128
+#define CARBON_HOST_MAX 256
+#define CARBON_BACKOFF_MIN_MS 100
+#define CARBON_BACKOFF_MAX_MS 10000
+#define CARBON_BUFFER_DEFAULT (4u << 20)
+#define CARBON_BUFFER_MIN 1024
+#define CARBON_BUFFER_MAX (1u << 30)
+
+struct carbon;
+
+/* Split "host:port" or "[v6-address]:port" into host and port (1..65535,
+ * decimal). Returns 0, or -1 with *why saying what is wrong (host and port
+ * unspecified). Nothing is resolved. */
+int carbon_parse_addr(const char *spec, char *host, size_t hcap, char *port,
+    size_t pcap, const char **why);
+/* 1 if p can prefix metric names: 1..CARBON_PREFIX_MAX printable ASCII
+ * characters without spaces; else 0. */
+int carbon_prefix_ok(const char *p);
+/* The wait before the next connect attempt after a failure, given the last
+ * one (0 after a success): 100 ms doubling up to 10 s. */
+long long carbon_backoff_next(long long prev_ms);
+
+/* A sink sending to host:port with metric names under `prefix`, buffering
+ * at most buffer_bytes of lines. The host is resolved here, once (a name
+ * may take the resolver's time; an address never does); no connection is
+ * made before the first carbon_poll. Returns NULL with *why set (and errno
+ * ENOMEM, or EINVAL when the address or prefix is not valid or the host
+ * does not resolve); nothing to free then. */
+struct carbon *carbon_new(const char *host, const char *port,
+    const char *prefix, size_t buffer_bytes, const char **why);
+/* Close the connection and free c (NULL is allowed). Lines still
+ * buffered are lost. */
+void carbon_free(struct carbon *c);
+/* Queue "<prefix>.<name>.<stat> <value> <ts>\n" (name is name[0..len),
+ * value already formatted). When the buffer cannot take it, the oldest
+ * whole lines not yet begun are dropped to make room; a line longer than
+ * the buffer (or CARBON_LINE_MAX) is itself dropped. Drops are counted and
+ * logged at most once a minute. Never sends: see carbon_poll. */
+void carbon_line(struct carbon *c, const char *name, size_t len,
+    const char *stat, const char *value, long long ts);
+/* Make progress without blocking: notice a connection the peer closed or
+ * reset, connect (again) when the backoff allows, and write what the
+ * socket takes. A line cut by a full socket goes on from the same byte
+ * next time; a line cut by a lost connection is sent again whole on the
+ * next one (carbon discards the half it got). Bytes the kernel accepted
+ * shortly before the peer went away may still be lost: TCP has no
+ * acknowledgement carbon's plaintext protocol could use. */
+void carbon_poll(struct carbon *c);
+/* At exit: keep polling while lines are pending and a connection is up or
+ * being made, for at most timeout_ms; gives up at the first failure. */
+void carbon_drain(struct carbon *c, int timeout_ms);
+/* Lines dropped so far (buffer full or line too long). */
+uint64_t carbon_dropped(const struct carbon *c);
+/* Bytes queued and not yet accepted by the kernel. */
+size_t carbon_pending(const struct carbon *c);
+/* 1 while a connection is established, else 0. */
+int carbon_connected(const struct carbon *c);
+
+#endif

@@ -1,0 +1,362 @@
+/* test_carbon.c - the egresses' graphite sink (egress/carbon.c) against a
+ * TCP listener of the test's own on 127.0.0.1: the line format, drop-oldest
+ * with counts, reconnection, partial writes, and never blocking on a peer
+ * that does not read. Waits are bounded polls, never timed assertions. */
+#include <criterion/criterion.h>
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "egress/carbon.h"
+
+TestSuite(carbon, .timeout = 60);
+
+static void
+nap_ms(int ms)
+{
+	struct timespec ts = { 0, ms * 1000000L };
+	nanosleep(&ts, NULL);
+}
+
+/* A non-blocking listener on 127.0.0.1:*port (0: any; the port is
+ * written back). */
+static int
+listen_on(int *port)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	int one = 1;
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(*port) };
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	socklen_t len = sizeof(sa);
+	cr_assert(fd != -1);
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	cr_assert_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0,
+	    "bind %d: %s", *port, strerror(errno));
+	cr_assert_eq(listen(fd, 8), 0);
+	cr_assert_eq(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+	*port = ntohs(sa.sin_port);
+	return fd;
+}
+
+static struct carbon *
+sink(int port, size_t cap)
+{
+	char p[8];
+	const char *why = NULL;
+	snprintf(p, sizeof(p), "%d", port);
+	struct carbon *c = carbon_new("127.0.0.1", p, "telem", cap, &why);
+	cr_assert_not_null(c, "carbon_new: %s", why);
+	return c;
+}
+
+/* Poll the sink until the listener has its connection; non-blocking fd. */
+static int
+accept_from(int lfd, struct carbon *c)
+{
+	for (int i = 0; i < 4000; i++) {
+		carbon_poll(c);
+		int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd != -1)
+			return fd;
+		nap_ms(5);
+	}
+	cr_assert_fail("the sink never connected");
+	return -1;
+}
+
+/* Poll the sink and read from fd until `want` bytes came (buf holds them,
+ * NUL-terminated) or 20 s passed; returns the bytes read. */
+static size_t
+read_bytes(int fd, struct carbon *c, char *buf, size_t want)
+{
+	size_t got = 0;
+	for (int i = 0; i < 4000 && got < want; i++) {
+		carbon_poll(c);
+		ssize_t n = read(fd, buf + got, want - got);
+		if (n > 0)
+			got += (size_t)n;
+		else
+			nap_ms(5);
+	}
+	buf[got] = '\0';
+	return got;
+}
+
+static void
+line_n(struct carbon *c, unsigned i)
+{
+	char name[16], val[16];
+	int len = snprintf(name, sizeof(name), "n%u", i);
+	snprintf(val, sizeof(val), "%u", i);
+	carbon_line(c, name, (size_t)len, "cma", val, 1);
+}
+
+Test(carbon, lines_arrive_in_the_plaintext_format)
+{
+	int port = 0, lfd = listen_on(&port);
+	struct carbon *c = sink(port, 4096);
+	carbon_line(c, "a", 1, "q50", "10", 1700000000);
+	carbon_line(c, "b", 1, "cma", "1666.6666666666667", 1700000000);
+	carbon_line(c, "abc", 2, "q0", "0", 1700000001);  /* name is name[0..len) */
+	static const char want[] = "telem.a.q50 10 1700000000\n"
+	    "telem.b.cma 1666.6666666666667 1700000000\n"
+	    "telem.ab.q0 0 1700000001\n";
+	cr_assert_eq(carbon_pending(c), sizeof(want) - 1);
+	int fd = accept_from(lfd, c);
+	char buf[256];
+	read_bytes(fd, c, buf, sizeof(want) - 1);
+	cr_assert_str_eq(buf, want);
+	cr_assert(carbon_connected(c));
+	cr_assert_eq(carbon_pending(c), 0);
+	cr_assert_eq(carbon_dropped(c), 0);
+	carbon_free(c);
+	close(fd);
+	close(lfd);
+}
+
+Test(carbon, a_full_buffer_drops_the_oldest_whole_lines_and_counts_them)
+{
+	/* A port nobody listens on yet: every connect is refused. */
+	int port = 0;
+	close(listen_on(&port));
+	struct carbon *c = sink(port, 100);
+	for (unsigned i = 0; i < 10; i++) {  /* "telem.nI.cma I 1\n": 17 bytes */
+		line_n(c, i);
+		carbon_poll(c);
+	}
+	cr_assert(!carbon_connected(c));
+	cr_assert_eq(carbon_dropped(c), 5);
+	cr_assert_eq(carbon_pending(c), 85);
+	/* Carbon comes: the five newest lines arrive, whole and in order. */
+	int lfd = listen_on(&port);
+	int fd = accept_from(lfd, c);
+	char buf[256];
+	read_bytes(fd, c, buf, 85);
+	cr_assert_str_eq(buf, "telem.n5.cma 5 1\ntelem.n6.cma 6 1\n"
+	    "telem.n7.cma 7 1\ntelem.n8.cma 8 1\ntelem.n9.cma 9 1\n");
+	cr_assert_eq(carbon_dropped(c), 5);
+	carbon_free(c);
+	close(fd);
+	close(lfd);
+}
+
+Test(carbon, a_line_longer_than_the_buffer_is_dropped_and_counted)
+{
+	int port = 0;
+	close(listen_on(&port));
+	struct carbon *c = sink(port, 20);
+	carbon_line(c, "a_rather_long_name", 18, "cma", "1", 1);
+	cr_assert_eq(carbon_dropped(c), 1);
+	cr_assert_eq(carbon_pending(c), 0);
+	line_n(c, 1);
+	cr_assert_eq(carbon_pending(c), 17);
+	cr_assert_eq(carbon_dropped(c), 1);
+	carbon_free(c);
+}
+
+Test(carbon, reconnects_after_the_listener_closes_and_reopens)
+{
+	int port = 0, lfd = listen_on(&port);
+	struct carbon *c = sink(port, 4096);
+	char buf[256];
+	line_n(c, 1);
+	int fd = accept_from(lfd, c);
+	read_bytes(fd, c, buf, 17);
+	cr_assert_str_eq(buf, "telem.n1.cma 1 1\n");
+	/* Carbon goes away: the sink notices, keeps new lines, retries. */
+	close(fd);
+	close(lfd);
+	for (int i = 0; i < 2000 && carbon_connected(c); i++, nap_ms(5))
+		carbon_poll(c);
+	cr_assert(!carbon_connected(c), "the closed connection went unnoticed");
+	line_n(c, 2);
+	line_n(c, 3);
+	for (int i = 0; i < 5; i++)
+		carbon_poll(c);  /* refused: backoff */
+	lfd = listen_on(&port);
+	fd = accept_from(lfd, c);
+	read_bytes(fd, c, buf, 34);
+	cr_assert_str_eq(buf, "telem.n2.cma 2 1\ntelem.n3.cma 3 1\n");
+	cr_assert_eq(carbon_dropped(c), 0);
+	carbon_free(c);
+	close(fd);
+	close(lfd);
+}
+
+/* Read everything the sink sends to fd until it holds nothing more and
+ * `expect` lines came or were dropped; check that every line is whole,
+ * well formed and numbered above the one before (drops are whole lines,
+ * a cut line goes on from the right byte). Returns the lines read. */
+static unsigned
+read_stream(int fd, struct carbon *c, unsigned expect, long long first)
+{
+	static char buf[1 << 16];
+	char line[64];
+	size_t ll = 0;
+	unsigned lines = 0;
+	long long last = first - 1;
+	for (int idle = 0; idle < 4000; ) {
+		carbon_poll(c);
+		ssize_t n = read(fd, buf, sizeof(buf));
+		if (n <= 0) {
+			if (carbon_pending(c) == 0 && lines + carbon_dropped(c) >= expect)
+				break;
+			idle++;
+			nap_ms(5);
+			continue;
+		}
+		for (ssize_t i = 0; i < n; i++) {
+			cr_assert_lt(ll, sizeof(line) - 1, "line too long: %.*s",
+			    (int)ll, line);
+			line[ll++] = buf[i];
+			if (buf[i] != '\n')
+				continue;
+			line[ll] = '\0';
+			unsigned a, b, ts;
+			char end;
+			cr_assert_eq(sscanf(line, "telem.n%u.cma %u %u%c", &a, &b, &ts,
+			    &end), 4, "bad line '%s'", line);
+			cr_assert(a == b && ts == 1 && end == '\n', "bad line '%s'", line);
+			cr_assert_gt((long long)a, last, "line '%s' after n%lld", line, last);
+			last = a;
+			lines++;
+			ll = 0;
+		}
+	}
+	cr_assert_eq(ll, 0, "a cut line at the end: %.*s", (int)ll, line);
+	return lines;
+}
+
+Test(carbon, a_peer_that_does_not_read_never_blocks_the_sink)
+{
+	int port = 0, lfd = listen_on(&port);
+	struct carbon *c = sink(port, 64 * 1024);
+	int fd = accept_from(lfd, c);
+	/* ~6 MB into a 64 KiB buffer and whatever the socket holds, with a
+	 * poll every 100 lines: if a write blocked, the test would time out. */
+	const unsigned total = 200000;
+	for (unsigned i = 0; i < total; i++) {
+		line_n(c, i);
+		if (i % 100 == 0)
+			carbon_poll(c);
+	}
+	cr_assert(carbon_connected(c));
+	cr_assert_gt(carbon_dropped(c), 0);
+	cr_assert_leq(carbon_pending(c), 64 * 1024 + CARBON_LINE_MAX);
+	/* Now it reads: the stream is whole lines, oldest dropped first. */
+	unsigned lines = read_stream(fd, c, total, 0);
+	cr_assert_eq(lines + carbon_dropped(c), total, "%u read + %llu dropped",
+	    lines, (unsigned long long)carbon_dropped(c));
+	carbon_free(c);
+	close(fd);
+	close(lfd);
+}
+
+Test(carbon, a_line_cut_by_a_lost_connection_is_sent_whole_on_the_next)
+{
+	int port = 0, lfd = listen_on(&port);
+	struct carbon *c = sink(port, 1 << 20);
+	int fd = accept_from(lfd, c);
+	/* Fill the socket until the sink holds some back: most likely the
+	 * socket took part of a line. */
+	unsigned i = 0;
+	while (carbon_pending(c) == 0 && i < 2000000) {
+		for (unsigned k = 0; k < 1000; k++, i++)
+			line_n(c, i);
+		carbon_poll(c);
+	}
+	cr_assert_gt(carbon_pending(c), 0);
+	/* The peer resets the connection with data unread. */
+	struct linger lg = { 1, 0 };
+	setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	close(fd);
+	close(lfd);
+	for (int k = 0; k < 2000 && carbon_connected(c); k++, nap_ms(5))
+		carbon_poll(c);
+	cr_assert(!carbon_connected(c), "the reset went unnoticed");
+	size_t held = carbon_pending(c);
+	lfd = listen_on(&port);
+	fd = accept_from(lfd, c);
+	/* The new connection starts on a line boundary: every line whole. */
+	unsigned lines = read_stream(fd, c, 0, 0);
+	cr_assert_gt(lines, 0);
+	cr_assert_eq(carbon_pending(c), 0, "%zu held", held);
+	cr_assert_eq(carbon_dropped(c), 0);
+	carbon_free(c);
+	close(fd);
+	close(lfd);
+}
+
+struct addr_case {
+	const char *spec, *host, *port;  /* host NULL: must be refused */
+};
+
+Test(carbon, addresses_are_parsed_or_refused)
+{
+	static const struct addr_case cases[] = {
+		{ "127.0.0.1:2003", "127.0.0.1", "2003" },
+		{ "localhost:1", "localhost", "1" },
+		{ "carbon.example:65535", "carbon.example", "65535" },
+		{ "[::1]:2003", "::1", "2003" },
+		{ "", NULL, NULL }, { "host", NULL, NULL }, { ":2003", NULL, NULL },
+		{ "host:", NULL, NULL }, { "host:0", NULL, NULL },
+		{ "host:65536", NULL, NULL }, { "host:20x3", NULL, NULL },
+		{ "host:-1", NULL, NULL }, { "host:000002003", NULL, NULL },
+		{ "::1:2003", NULL, NULL }, { "[::1]", NULL, NULL },
+		{ "[::1]2003", NULL, NULL }, { "[]:2003", NULL, NULL },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char host[CARBON_HOST_MAX], port[8];
+		const char *why = NULL;
+		int r = carbon_parse_addr(cases[i].spec, host, sizeof(host), port,
+		    sizeof(port), &why);
+		if (cases[i].host == NULL) {
+			cr_expect_eq(r, -1, "'%s' accepted", cases[i].spec);
+			cr_expect_not_null(why);
+			continue;
+		}
+		cr_expect_eq(r, 0, "'%s': %s", cases[i].spec, why);
+		cr_expect_str_eq(host, cases[i].host);
+		cr_expect_str_eq(port, cases[i].port);
+	}
+}
+
+Test(carbon, prefixes_backoff_and_bad_hosts)
+{
+	cr_expect(carbon_prefix_ok("telem"));
+	cr_expect(carbon_prefix_ok("site1.telem"));
+	cr_expect(!carbon_prefix_ok(""));
+	cr_expect(!carbon_prefix_ok("a b"));
+	cr_expect(!carbon_prefix_ok("a\tb"));
+	cr_expect(!carbon_prefix_ok("caf\xc3\xa9"));
+	char longp[CARBON_PREFIX_MAX + 2];
+	memset(longp, 'p', sizeof(longp) - 1);
+	longp[sizeof(longp) - 1] = '\0';
+	cr_expect(!carbon_prefix_ok(longp));
+	longp[CARBON_PREFIX_MAX] = '\0';
+	cr_expect(carbon_prefix_ok(longp));
+
+	/* 100 ms doubling to 10 s, and 100 ms again after a success. */
+	static const long long want[] = { 100, 200, 400, 800, 1600, 3200, 6400,
+	    10000, 10000 };
+	long long b = 0;
+	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+		b = carbon_backoff_next(b);
+		cr_expect_eq(b, want[i], "step %zu: %lld", i, b);
+	}
+	cr_expect_eq(carbon_backoff_next(0), 100);
+
+	const char *why = NULL;
+	errno = 0;
+	cr_expect_null(carbon_new("no-such-host.invalid", "2003", "telem", 4096, &why));
+	cr_expect_eq(errno, EINVAL);
+	cr_expect_not_null(why);
+	cr_expect_null(carbon_new("127.0.0.1", "2003", "bad prefix", 4096, &why));
+}
