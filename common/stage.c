@@ -398,6 +398,8 @@ recv_loop(struct stage *st)
 			r = take_msg(st, RECV_WAIT_MS, &lim);
 		if (r == -1 || stage_push(st) == -1)
 			return EXIT_TEMPORARY;
+		if (st->ops->on_tick != NULL)
+			st->ops->on_tick(st);
 		if (r == 1)
 			break;
 	}

@@ -34,6 +34,10 @@ struct stage_ops {
 	int (*run)(struct stage *st);
 	void (*on_record)(struct stage *st, const struct wire_rec *r);
 	void (*on_flush)(struct stage *st);
+	/* Optional: called by the receive loop after every round, whether it
+	 * took messages or its wait (at most 100 ms) timed out, so that a
+	 * stage can do background work while no data flows. Must not block. */
+	void (*on_tick)(struct stage *st);
 	void (*fini)(struct stage *st);
 	int needs_in;              /* 1 if --in is required */
 };

@@ -9,7 +9,7 @@
 #include <unistd.h>
 
 #define STATS_MAGIC 0x7473746cU /* "ltst" */
-#define STATS_VERSION 1
+#define STATS_VERSION 2 /* 2: sink_dropped */
 
 static struct stats_seg *
 map(int fd)

@@ -19,6 +19,7 @@ struct stats_slot {
 	_Atomic uint64_t dropped;   /* kernel UDP drops, names over the cap */
 	_Atomic uint64_t inflight;  /* records taken and not yet passed on */
 	_Atomic uint64_t lost;      /* inflight of stages that were killed */
+	_Atomic uint64_t sink_dropped; /* egress lines a full graphite buffer dropped */
 	_Atomic int64_t pid;
 	_Atomic uint64_t restarts;
 };

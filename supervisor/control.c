@@ -130,7 +130,7 @@ do_status(struct sup *s, int fd)
 		long depth = c->in_queue[0] ? sup_queue_depth(s, c->in_queue) : 0;
 		reply(fd, "stage=%s pid=%d state=%s restarts=%llu uptime_s=%lld "
 		    "in_queue=%s depth=%ld in=%llu out=%llu bad=%llu dropped=%llu "
-		    "lost=%llu exe=%s\n", c->name, (int)c->pid,
+		    "lost=%llu sink_dropped=%llu exe=%s\n", c->name, (int)c->pid,
 		    sup_state_name(c->state),
 		    (unsigned long long)stats_get(&st->restarts),
 		    c->pid > 0 ? (now - c->started_ms) / 1000 : 0,
@@ -139,7 +139,8 @@ do_status(struct sup *s, int fd)
 		    (unsigned long long)stats_get(&st->out),
 		    (unsigned long long)stats_get(&st->bad),
 		    (unsigned long long)stats_get(&st->dropped),
-		    (unsigned long long)stats_get(&st->lost), c->exe);
+		    (unsigned long long)stats_get(&st->lost),
+		    (unsigned long long)stats_get(&st->sink_dropped), c->exe);
 	}
 	reply(fd, "ok\n");
 }

@@ -230,7 +230,7 @@ Test(control, status_lists_every_stage_then_ok)
 	int rc = ctl("status");
 	cr_assert_eq(rc, 0, "%s", reply_buf);
 	/* Five lines in pipeline order, the fields of DESIGN §7 in order,
-	 * then lost= and exe=, then `ok`. */
+	 * then lost=, sink_dropped= and exe=, then `ok`. */
 	const char *line = reply_buf;
 	for (int i = 0; i < H_NSTAGES; i++) {
 		char head[64];
@@ -238,7 +238,7 @@ Test(control, status_lists_every_stage_then_ok)
 		cr_assert(strncmp(line, head, strlen(head)) == 0, "line %d:\n%s", i, reply_buf);
 		static const char *const keys[] = { " pid=", " state=", " restarts=",
 		    " uptime_s=", " in_queue=", " depth=", " in=", " out=", " bad=",
-		    " dropped=", " lost=", " exe=" };
+		    " dropped=", " lost=", " sink_dropped=", " exe=" };
 		const char *at = line, *eol = strchr(line, '\n');
 		cr_assert_not_null(eol);
 		for (size_t k = 0; k < sizeof(keys) / sizeof(keys[0]); k++) {

@@ -401,6 +401,7 @@ pl_status(const struct pl *p, struct h_status *s)
 		    num_field(line, "depth", &t->depth) || num_field(line, "in", &t->in) ||
 		    num_field(line, "out", &t->out) || num_field(line, "bad", &t->bad) ||
 		    num_field(line, "dropped", &t->dropped) || num_field(line, "lost", &t->lost) ||
+		    num_field(line, "sink_dropped", &t->sink_dropped) ||
 		    field(line, "state", t->state, sizeof(t->state)) ||
 		    field(line, "in_queue", t->in_queue, sizeof(t->in_queue)) ||
 		    field(line, "exe", t->exe, sizeof(t->exe)))

@@ -60,7 +60,8 @@ pid_t pl_ctl_bg(const struct pl *p, const char *cmd, const char *path);
 enum { H_INGEST, H_LOW, H_HIGH, H_CKMS, H_CMA, H_NSTAGES };
 extern const char *const h_stage_name[H_NSTAGES];
 struct h_stage {
-	long long pid, restarts, uptime_s, depth, in, out, bad, dropped, lost;
+	long long pid, restarts, uptime_s, depth, in, out, bad, dropped, lost,
+	    sink_dropped;
 	char state[16], in_queue[16], exe[256];
 };
 struct h_status {
