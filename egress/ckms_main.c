@@ -1,6 +1,7 @@
 /* telem-egress-ckms: one CKMS sketch per name; on Flush, if anything
  * arrived since the last report, prints quantiles 0, 0.25, 0.5, 0.75, 0.9
  * and 0.99 of every name, names in ascending byte order (DESIGN §4). */
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "egress/ckms.h"
@@ -61,22 +62,33 @@ report_one(void *ctx, const char *name, size_t len, void *payload)
 {
 	static const double q[] = { 0, 0.25, 0.5, 0.75, 0.9, 0.99 };
 	static const char *const label[] = { "0", "0.25", "0.5", "0.75", "0.9", "0.99" };
-	struct report *rep = ctx;
+	static const char *const stat[] = { "q0", "q25", "q50", "q75", "q90", "q99" };
+	struct egress *e = ctx;
 	struct ckms *s = *(struct ckms **)payload;
-	for (size_t i = 0; i < sizeof(q) / sizeof(q[0]); i++)
-		report_printf(rep, "[CKMS] %.*s %s:%u\n", (int)len, name, label[i],
-		    (unsigned)ckms_query(s, q[i]));
+	for (size_t i = 0; i < sizeof(q) / sizeof(q[0]); i++) {
+		unsigned v = (unsigned)ckms_query(s, q[i]);
+		report_printf(&e->rep, "[CKMS] %.*s %s:%u\n", (int)len, name,
+		    label[i], v);
+		if (e->sink != NULL) {
+			char num[16];
+			snprintf(num, sizeof(num), "%u", v);
+			egress_graphite(e, name, len, stat[i], num);
+		}
+	}
 }
 
 static void
 ckms_flush(struct stage *st)
 {
 	struct ckms_egress *c = st->ctx;
-	if (!c->e.dirty)
-		return;
-	names_foreach_sorted(c->e.names, report_one, &c->e.rep);
-	report_flush(&c->e.rep);
-	c->e.dirty = 0;
+	egress_flush(st, &c->e, report_one);
+}
+
+static void
+ckms_tick(struct stage *st)
+{
+	struct ckms_egress *c = st->ctx;
+	egress_tick(st, &c->e);
 }
 
 static void
@@ -98,7 +110,7 @@ main(int argc, char **argv)
 	static const struct stage_ops ops = {
 		.prog = "telem-egress-ckms",
 		.default_name = "ckms",
-		.synopsis = "[--error EPS] [--max-names N] ",
+		.synopsis = "[--error EPS] " EGRESS_SYNOPSIS,
 		.help = "      --error EPS      rank error of the sketch, in (0, 0.5)"
 		        " (default 0.01)\n" EGRESS_HELP,
 		.longopts = opts,
@@ -106,6 +118,7 @@ main(int argc, char **argv)
 		.init = ckms_init,
 		.on_record = ckms_record,
 		.on_flush = ckms_flush,
+		.on_tick = ckms_tick,
 		.fini = ckms_fini,
 		.needs_in = 1,
 	};

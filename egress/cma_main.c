@@ -37,22 +37,25 @@ cma_record(struct stage *st, const struct wire_rec *r)
 static void
 report_one(void *ctx, const char *name, size_t len, void *payload)
 {
+	struct egress *e = ctx;
 	const struct cma *m = payload;
 	char num[64];
 	if (cma_format(m->mean, num, sizeof(num)) < 0)
 		return;
-	report_printf(ctx, "[CMA] %.*s %s\n", (int)len, name, num);
+	report_printf(&e->rep, "[CMA] %.*s %s\n", (int)len, name, num);
+	egress_graphite(e, name, len, "cma", num);
 }
 
 static void
 cma_flush(struct stage *st)
 {
-	struct egress *e = st->ctx;
-	if (!e->dirty)
-		return;
-	names_foreach_sorted(e->names, report_one, &e->rep);
-	report_flush(&e->rep);
-	e->dirty = 0;
+	egress_flush(st, st->ctx, report_one);
+}
+
+static void
+cma_tick(struct stage *st)
+{
+	egress_tick(st, st->ctx);
 }
 
 static void
@@ -67,13 +70,14 @@ main(int argc, char **argv)
 	static const struct stage_ops ops = {
 		.prog = "telem-egress-cma",
 		.default_name = "cma",
-		.synopsis = "[--max-names N] ",
+		.synopsis = EGRESS_SYNOPSIS,
 		.help = EGRESS_HELP,
 		.longopts = opts,
 		.option = cma_option,
 		.init = cma_init,
 		.on_record = cma_record,
 		.on_flush = cma_flush,
+		.on_tick = cma_tick,
 		.fini = cma_fini,
 		.needs_in = 1,
 	};

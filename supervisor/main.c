@@ -12,6 +12,7 @@
 #include <sys/timerfd.h>
 #include <unistd.h>
 
+#include "egress/carbon.h"
 #include "log.h"
 #include "supervisor/control.h"
 #include "supervisor/sup.h"
@@ -21,6 +22,7 @@ static const char usage[] =
     "usage: telem-supervisor [-H host] [-p port] [-l limit] [-e error] [-f flush_ms]\n"
     "                        [-t mqueue|shm] [-m msg_bytes] [-s slots] [-i instance]\n"
     "                        [--control path] [--rcvbuf bytes]\n"
+    "                        [-g host:port [--graphite-prefix p] [--graphite-buffer bytes]]\n"
     "  -H host      UDP address or name to listen on (default 127.0.0.1)\n"
     "  -p port      UDP port (default 1990)\n"
     "  -l limit     low keeps value <= limit, high keeps value >= limit (default 100)\n"
@@ -33,6 +35,11 @@ static const char usage[] =
     "  --control p  control socket (default $XDG_RUNTIME_DIR/telem/INSTANCE.sock)\n"
     "  --rcvbuf b   UDP receive buffer in bytes (default 4194304, or the most the\n"
     "               system allows); the socket is kept across ingest restarts\n"
+    "  -g host:port send every report to carbon too (plaintext over TCP), one line\n"
+    "               per value: PREFIX.NAME.STAT VALUE UNIX-SECONDS\n"
+    "  --graphite-prefix p  first part of the metric names (default telem)\n"
+    "  --graphite-buffer b  bytes of lines each egress keeps while carbon is\n"
+    "               away, oldest dropped first (default 4194304)\n"
     "Reports go to stdout, logs to stderr. telemctl talks to a running one.\n";
 
 static _Noreturn void
@@ -56,19 +63,37 @@ number(const char *opt, const char *val, long lo, long hi)
 	return v;
 }
 
+/* -g: the egresses take the same address; the host must resolve now, as
+ * it will there (each egress resolves it once, at its start). */
+static void
+check_graphite(const char *spec)
+{
+	char host[CARBON_HOST_MAX], port[8];
+	const char *why;
+	if (carbon_parse_addr(spec, host, sizeof(host), port, sizeof(port), &why) == -1)
+		bad("g", spec, why);
+	struct carbon *c = carbon_new(host, port, "telem", CARBON_BUFFER_MIN, &why);
+	if (c == NULL)
+		bad("g", spec, why);
+	carbon_free(c);
+}
+
 static void
 parse(struct sup_config *cfg, int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "control", required_argument, NULL, 'C' },
 		{ "rcvbuf", required_argument, NULL, 'R' },
+		{ "graphite", required_argument, NULL, 'g' },
+		{ "graphite-prefix", required_argument, NULL, 'P' },
+		{ "graphite-buffer", required_argument, NULL, 'B' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int c;
 	char *end;
 	opterr = 0;  /* our own one-line messages */
-	while ((c = getopt_long(argc, argv, ":hH:p:l:e:f:t:m:s:i:", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":hH:p:l:e:f:t:m:s:i:g:", opts, NULL)) != -1) {
 		switch (c) {
 		case 'H': cfg->host = optarg; break;
 		case 'p': number("p", optarg, 0, 65535); cfg->port = optarg; break;
@@ -92,6 +117,17 @@ parse(struct sup_config *cfg, int argc, char **argv)
 			break;
 		case 'C': cfg->control = optarg; break;
 		case 'R': cfg->rcvbuf = (uint32_t)number("-rcvbuf", optarg, 0, 1073741823); break;
+		case 'g': check_graphite(optarg); cfg->graphite = optarg; break;
+		case 'P':
+			if (!carbon_prefix_ok(optarg))
+				bad("-graphite-prefix", optarg,
+				    "must be 1..128 printable characters without spaces");
+			cfg->graphite_prefix = optarg;
+			break;
+		case 'B':
+			number("-graphite-buffer", optarg, CARBON_BUFFER_MIN, CARBON_BUFFER_MAX);
+			cfg->graphite_buffer = optarg;
+			break;
 		case 'h': fputs(usage, stdout); exit(0);
 		case ':':
 			log_warnx("option %s needs a value (see -h)", argv[optind - 1]);
@@ -103,6 +139,10 @@ parse(struct sup_config *cfg, int argc, char **argv)
 	}
 	if (optind < argc) {
 		log_warnx("unexpected argument '%s'", argv[optind]);
+		exit(EXIT_USAGE);
+	}
+	if (cfg->graphite == NULL && (cfg->graphite_prefix || cfg->graphite_buffer)) {
+		log_warnx("--graphite-prefix and --graphite-buffer need -g host:port");
 		exit(EXIT_USAGE);
 	}
 }

@@ -51,14 +51,36 @@ define(struct sup *s, int i, const char *name, const char *exe, const char *in,
 	snprintf(s->stats->slot[i].stage, STATS_NAME_MAX, "%s", name);
 }
 
+/* Append the egresses' --graphite options to a NULL-filled array with
+ * room for six more. */
+static void
+add_graphite(const struct sup_config *cfg, const char **own)
+{
+	if (cfg->graphite == NULL)
+		return;
+	*own++ = "--graphite";
+	*own++ = cfg->graphite;
+	if (cfg->graphite_prefix != NULL) {
+		*own++ = "--graphite-prefix";
+		*own++ = cfg->graphite_prefix;
+	}
+	if (cfg->graphite_buffer != NULL) {
+		*own++ = "--graphite-buffer";
+		*own++ = cfg->graphite_buffer;
+	}
+}
+
 void
 sup_define_stages(struct sup *s)
 {
 	char lim[16], eps[32];
 	snprintf(lim, sizeof(lim), "%u", (unsigned)s->cfg.limit);
 	snprintf(eps, sizeof(eps), "%.17g", s->cfg.eps);
-	const char *ckms[] = { "--error", eps, NULL };
-	const char *cma[] = { NULL };
+	/* Both egresses get the graphite options after their own. */
+	const char *ckms[10] = { "--error", eps };
+	const char *cma[10] = { NULL };
+	add_graphite(&s->cfg, ckms + 2);
+	add_graphite(&s->cfg, cma);
 	const char *low[] = { "--keep-below", lim, NULL };
 	const char *high[] = { "--keep-above", lim, NULL };
 	const char *ingest[] = { NULL };  /* its sockets come as --udp-fd */

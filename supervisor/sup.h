@@ -28,6 +28,9 @@ struct sup_config {
 	struct chan_attr chan;
 	const char *instance;
 	const char *control;        /* control socket path, or NULL for default */
+	const char *graphite;       /* -g host:port for both egresses, or NULL */
+	const char *graphite_prefix;  /* NULL: the egresses' default */
+	const char *graphite_buffer;  /* bytes, validated; NULL: default */
 	char bindir[PATH_MAX];      /* where the stage executables are */
 };
 
