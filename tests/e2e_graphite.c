@@ -1,0 +1,554 @@
+/* e2e_graphite.c - issue #8 end to end: telem-supervisor -g sends every
+ * report to a real carbon-cache (Debian's graphite-carbon), started here
+ * on free loopback ports with its own carbon.conf and a 1-second
+ * retention, and read back from its whisper files with whisper-fetch.
+ * Also: carbon stopped and started again while telem runs, a full send
+ * buffer, and a carbon-relay with consistent hashing in front of two
+ * caches. A carbon that cannot be started fails the test, with its log. */
+#include <criterion/criterion.h>
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+struct carbon_proc {
+	const char *prog;          /* carbon-cache or carbon-relay */
+	char dir[200];             /* its carbon.conf, storage, log */
+	int line_port, pickle_port, query_port;
+	pid_t pid;
+};
+
+static struct pl P;
+static char tmp[128];
+static struct carbon_proc C[3];
+
+static void
+setup(void)
+{
+	pl_init(&P);
+	snprintf(tmp, sizeof(tmp), "/tmp/telem-carbon-%s-XXXXXX", P.instance);
+	if (mkdtemp(tmp) == NULL) {
+		perror("mkdtemp");
+		abort();
+	}
+}
+
+static void carbon_stop_all(void);
+
+static void
+teardown(void)
+{
+	carbon_stop_all();
+	pl_cleanup(&P);
+	if (getenv("TELEM_KEEP") == NULL) {
+		char cmd[200];
+		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmp);
+		(void)!system(cmd);
+	}
+}
+
+/* Carbon's start (about a second) and stop (about two, it writes its
+ * cache out) dominate; 120 s is far above what a test needs. */
+TestSuite(graphite, .init = setup, .fini = teardown, .timeout = 120);
+
+#define START(...) cr_assert(pl_start(&P, __VA_ARGS__, NULL), \
+	"supervisor did not come up:\n%s", h_slurp(P.err))
+#define WAIT_OUT(text) cr_assert(h_wait_text(P.out, text, 1, 10000), \
+	"stdout never held '%s':\n%s\nstderr:\n%s", text, h_slurp(P.out), \
+	h_slurp(P.err))
+
+static void
+nap_ms(int ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+	nanosleep(&ts, NULL);
+}
+
+/* n distinct TCP ports free on 127.0.0.1 now (all held until all are
+ * known, so none comes twice). */
+static void
+tcp_ports(int *port, int n)
+{
+	int fd[8];
+	for (int i = 0; i < n; i++) {
+		struct sockaddr_in sa = { .sin_family = AF_INET };
+		sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		socklen_t len = sizeof(sa);
+		fd[i] = socket(AF_INET, SOCK_STREAM, 0);
+		cr_assert(fd[i] != -1 && bind(fd[i], (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
+		    getsockname(fd[i], (struct sockaddr *)&sa, &len) == 0);
+		port[i] = ntohs(sa.sin_port);
+	}
+	for (int i = 0; i < n; i++)
+		close(fd[i]);
+}
+
+static int
+tcp_accepts(int port)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(port) };
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	int ok = fd != -1 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+	if (fd != -1)
+		close(fd);
+	return ok;
+}
+
+static char *
+carbon_log(const struct carbon_proc *cp)
+{
+	char path[300];
+	snprintf(path, sizeof(path), "%s/out.log", cp->dir);
+	char *s = h_slurp(path);
+	size_t n = strlen(s);
+	return n > 3000 ? s + n - 3000 : s;  /* the end says why */
+}
+
+/* Write cp's carbon.conf and storage-schemas.conf under tmp/name: every
+ * directory under it, loopback and free ports only, no tags, a 1-second
+ * retention, and no throttling of creates or updates. A relay forwards
+ * with consistent hashing to `destinations` (host:pickle_port:instance). */
+static void
+carbon_conf(struct carbon_proc *cp, const char *prog, const char *name,
+    const char *destinations)
+{
+	char path[300];
+	int port[3];
+	memset(cp, 0, sizeof(*cp));
+	cp->prog = prog;
+	snprintf(cp->dir, sizeof(cp->dir), "%s/%s", tmp, name);
+	cr_assert_eq(mkdir(cp->dir, 0700), 0, "mkdir %s: %s", cp->dir, strerror(errno));
+	tcp_ports(port, 3);
+	cp->line_port = port[0];
+	cp->pickle_port = port[1];
+	cp->query_port = port[2];
+	snprintf(path, sizeof(path), "%s/carbon.conf", cp->dir);
+	FILE *f = fopen(path, "w");
+	cr_assert_not_null(f);
+	const char *d = cp->dir;
+	fprintf(f, "[cache]\n"
+	    "STORAGE_DIR = %s/storage\n"
+	    "LOCAL_DATA_DIR = %s/storage/whisper\n"
+	    "WHISPER_DIR = %s/storage/whisper\n"
+	    "LOG_DIR = %s/log\n"
+	    "PID_DIR = %s\n"
+	    "USER =\n"
+	    "ENABLE_LOGROTATION = False\n"
+	    "ENABLE_TAGS = False\n"
+	    "MAX_CACHE_SIZE = inf\n"
+	    "MAX_UPDATES_PER_SECOND = 100000\n"
+	    "MAX_CREATES_PER_MINUTE = inf\n"
+	    "LINE_RECEIVER_INTERFACE = 127.0.0.1\n"
+	    "LINE_RECEIVER_PORT = %d\n"
+	    "ENABLE_UDP_LISTENER = False\n"
+	    "PICKLE_RECEIVER_INTERFACE = 127.0.0.1\n"
+	    "PICKLE_RECEIVER_PORT = %d\n"
+	    "CACHE_QUERY_INTERFACE = 127.0.0.1\n"
+	    "CACHE_QUERY_PORT = %d\n"
+	    "LOG_LISTENER_CONNECTIONS = True\n",
+	    d, d, d, d, d, cp->line_port, cp->pickle_port, cp->query_port);
+	if (destinations != NULL)
+		fprintf(f, "\n[relay]\n"
+		    "LINE_RECEIVER_INTERFACE = 127.0.0.1\n"
+		    "LINE_RECEIVER_PORT = %d\n"
+		    "PICKLE_RECEIVER_INTERFACE = 127.0.0.1\n"
+		    "PICKLE_RECEIVER_PORT = %d\n"
+		    "RELAY_METHOD = consistent-hashing\n"
+		    "REPLICATION_FACTOR = 1\n"
+		    "DESTINATIONS = %s\n"
+		    "ENABLE_TAGS = False\n"
+		    "USER =\n"
+		    "LOG_DIR = %s/log\n"
+		    "PID_DIR = %s\n",
+		    cp->line_port, cp->pickle_port, destinations, d, d);
+	cr_assert_eq(fclose(f), 0);
+	snprintf(path, sizeof(path), "%s/storage-schemas.conf", cp->dir);
+	f = fopen(path, "w");
+	cr_assert_not_null(f);
+	fprintf(f, "[everything]\npattern = .*\nretentions = 1s:1h\n");
+	cr_assert_eq(fclose(f), 0);
+}
+
+/* Start `prog --config=DIR/carbon.conf --nodaemon start` (it dies with
+ * this test process); no waiting. */
+static void
+carbon_spawn(struct carbon_proc *cp)
+{
+	char conf[300], log[300];
+	snprintf(conf, sizeof(conf), "--config=%s/carbon.conf", cp->dir);
+	snprintf(log, sizeof(log), "%s/out.log", cp->dir);
+	pid_t parent = getpid();
+	cp->pid = fork();
+	cr_assert(cp->pid != -1);
+	if (cp->pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
+		if (getppid() != parent)
+			_exit(127);
+		int o = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+		int z = open("/dev/null", O_RDONLY);
+		if (o == -1 || z == -1)
+			_exit(127);
+		dup2(z, 0);
+		dup2(o, 1);
+		dup2(o, 2);
+		execlp(cp->prog, cp->prog, conf, "--nodaemon", "start", (char *)NULL);
+		dprintf(2, "cannot run %s: %s (install graphite-carbon: "
+		    "tests/deps.sh)\n", cp->prog, strerror(errno));
+		_exit(127);
+	}
+}
+
+/* Wait until cp accepts connections on its line port (and, for a cache,
+ * its pickle port, where a relay sends). Fails the test with carbon's own
+ * words if it exits or is not up after 30 s. */
+static void
+carbon_wait_up(struct carbon_proc *cp)
+{
+	int cache = strcmp(cp->prog, "carbon-cache") == 0;
+	for (int i = 0; i < 3000; i++) {
+		int st;
+		if (waitpid(cp->pid, &st, WNOHANG) == cp->pid) {
+			cp->pid = 0;
+			cr_assert_fail("%s exited (status %d) instead of starting:\n%s",
+			    cp->prog, st, carbon_log(cp));
+		}
+		if (tcp_accepts(cp->line_port) && (!cache || tcp_accepts(cp->pickle_port)))
+			return;
+		nap_ms(10);
+	}
+	cr_assert_fail("%s not listening on %d after 30 s:\n%s", cp->prog,
+	    cp->line_port, carbon_log(cp));
+}
+
+static void
+carbon_start(struct carbon_proc *cp)
+{
+	carbon_spawn(cp);
+	carbon_wait_up(cp);
+}
+
+/* SIGTERM to every carbon in `cps`, then wait for each (SIGKILL after
+ * 20 s): carbon writes out its cache before it exits. */
+static void
+carbon_stop(struct carbon_proc *cps, int n)
+{
+	for (int i = 0; i < n; i++)
+		if (cps[i].pid > 0)
+			kill(cps[i].pid, SIGTERM);
+	for (int i = 0; i < n; i++) {
+		for (int k = 0; k < 2000 && cps[i].pid > 0; k++) {
+			if (waitpid(cps[i].pid, NULL, WNOHANG) == cps[i].pid)
+				cps[i].pid = 0;
+			else
+				nap_ms(10);
+		}
+		if (cps[i].pid > 0) {
+			kill(cps[i].pid, SIGKILL);
+			waitpid(cps[i].pid, NULL, 0);
+			cps[i].pid = 0;
+		}
+	}
+}
+
+static void
+carbon_stop_all(void)
+{
+	carbon_stop(C, 3);
+}
+
+static void
+wsp_path(const struct carbon_proc *cp, const char *metric, char *path, size_t cap)
+{
+	int n = snprintf(path, cap, "%s/storage/whisper/", cp->dir);
+	for (const char *m = metric; *m && (size_t)n < cap - 5; m++)
+		path[n++] = *m == '.' ? '/' : *m;
+	snprintf(path + n, cap - (size_t)n, ".wsp");
+}
+
+static int
+wsp_exists(const struct carbon_proc *cp, const char *metric)
+{
+	char path[512];
+	wsp_path(cp, metric, path, sizeof(path));
+	return access(path, F_OK) == 0;
+}
+
+struct point {
+	long long ts;
+	double v;
+};
+
+/* The points whisper-fetch reads from the metric's file since `from`
+ * (its None slots left out); returns how many, the last in *last. */
+static int
+wsp_points(const struct carbon_proc *cp, const char *metric, long long from,
+    struct point *last)
+{
+	char path[512], cmd[700], line[128];
+	wsp_path(cp, metric, path, sizeof(path));
+	if (access(path, F_OK) != 0)
+		return 0;
+	/* Not --drop=nulls: whisper-fetch 1.1 then prints wrong times. */
+	snprintf(cmd, sizeof(cmd), "whisper-fetch --from=%lld '%s' 2>&1", from, path);
+	FILE *f = popen(cmd, "r");
+	cr_assert_not_null(f);
+	int n = 0;
+	while (fgets(line, sizeof(line), f) != NULL) {
+		long long ts;
+		char val[64];
+		if (sscanf(line, "%lld %63s", &ts, val) != 2 || strcmp(val, "None") == 0)
+			continue;
+		last->ts = ts;
+		last->v = strtod(val, NULL);
+		n++;
+	}
+	int st = pclose(f);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "%s failed (%d)", cmd, st);
+	return n;
+}
+
+/* Wait (up to `ms`) until whisper holds `want` for the metric; returns its
+ * timestamp. Fails with what it holds and the logs otherwise. */
+static long long
+wait_value(const struct carbon_proc *cp, const char *metric, long long from,
+    double want, int ms)
+{
+	struct point p = { 0, 0 };
+	int n = 0;
+	for (int waited = 0; waited <= ms; waited += 100) {
+		n = wsp_points(cp, metric, from, &p);
+		if (n > 0 && p.v == want)
+			return p.ts;
+		nap_ms(100);
+	}
+	cr_assert_fail("%s: %d points, last %.17g at %lld, never %.17g\n"
+	    "telem stderr:\n%s\n%s log:\n%s", metric, n, p.v, p.ts, want,
+	    h_slurp(P.err), cp->prog, carbon_log(cp));
+	return -1;
+}
+
+static char spec[64];
+
+static const char *
+addr(const struct carbon_proc *cp)
+{
+	snprintf(spec, sizeof(spec), "127.0.0.1:%d", cp->line_port);
+	return spec;
+}
+
+Test(graphite, values_sent_over_udp_land_in_whisper)
+{
+	long long t0 = (long long)time(NULL) - 2;
+	carbon_conf(&C[0], "carbon-cache", "cache", NULL);
+	carbon_start(&C[0]);
+	START("-f", "200", "-m", "1024", "-g", addr(&C[0]));
+	pl_nc(&P, "a 10\na 55\nb 1000\nb 2000\n");
+	WAIT_OUT("[CMA] b 1500\n");
+	WAIT_OUT("[CKMS] a 0.99:55\n");
+	/* The stdout report is the seed's, unchanged (the two egresses'
+	 * blocks in either order). */
+	static const char ckms[] = "[CKMS] a 0:10\n[CKMS] a 0.25:10\n"
+	    "[CKMS] a 0.5:10\n[CKMS] a 0.75:55\n[CKMS] a 0.9:55\n[CKMS] a 0.99:55\n";
+	static const char cma[] = "[CMA] b 1500\n";
+	char *out = h_slurp(P.out);
+	cr_assert(strstr(out, ckms) && strstr(out, cma) &&
+	    strlen(out) == strlen(ckms) + strlen(cma), "%s", out);
+	free(out);
+	long long tb = wait_value(&C[0], "telem.b.cma", t0, 1500, 20000);
+	/* One flush, one timestamp for all six quantiles of it. */
+	static const char *const q[] = { "q0", "q25", "q50", "q75", "q90", "q99" };
+	static const double want[] = { 10, 10, 10, 55, 55, 55 };
+	long long ta = 0;
+	for (int i = 0; i < 6; i++) {
+		char metric[64];
+		snprintf(metric, sizeof(metric), "telem.a.%s", q[i]);
+		long long t = wait_value(&C[0], metric, t0, want[i], 20000);
+		struct point p;
+		cr_assert_eq(wsp_points(&C[0], metric, t0, &p), 1, "%s: one flush, one point", metric);
+		if (i == 0)
+			ta = t;
+		cr_assert_eq(t, ta, "%s at %lld, q0 at %lld", metric, t, ta);
+	}
+	long long t1 = (long long)time(NULL) + 1;
+	cr_assert(ta >= t0 && ta <= t1 && tb >= t0 && tb <= t1,
+	    "timestamps %lld %lld outside [%lld, %lld]", ta, tb, t0, t1);
+	struct h_status s;
+	cr_assert(pl_status(&P, &s), "%s", s.raw);
+	cr_assert_eq(s.st[H_CKMS].sink_dropped + s.st[H_CMA].sink_dropped, 0, "%s", s.raw);
+}
+
+Test(graphite, what_is_sent_while_carbon_is_down_arrives_once_it_is_back)
+{
+	long long t0 = (long long)time(NULL) - 2;
+	carbon_conf(&C[0], "carbon-cache", "cache", NULL);
+	carbon_start(&C[0]);
+	START("-f", "200", "-m", "1024", "-g", addr(&C[0]));
+	pl_nc(&P, "c 1000\n");
+	wait_value(&C[0], "telem.c.cma", t0, 1000, 20000);
+
+	carbon_stop(&C[0], 1);
+	pl_nc(&P, "d 2000\ne 5\n");
+	WAIT_OUT("[CMA] d 2000\n");
+	WAIT_OUT("[CKMS] e 0.99:5\n");
+	cr_assert(!wsp_exists(&C[0], "telem.d.cma") && !wsp_exists(&C[0], "telem.e.q50"));
+
+	/* The sink retries with backoff (at most 10 s apart) and sends what
+	 * it kept. */
+	carbon_start(&C[0]);
+	wait_value(&C[0], "telem.d.cma", t0, 2000, 40000);
+	static const char *const q[] = { "q0", "q25", "q50", "q75", "q90", "q99" };
+	for (int i = 0; i < 6; i++) {
+		char metric[64];
+		snprintf(metric, sizeof(metric), "telem.e.%s", q[i]);
+		wait_value(&C[0], metric, t0, 5, 40000);
+	}
+	char *err = h_slurp(P.err);
+	char text[128];
+	snprintf(text, sizeof(text), "carbon 127.0.0.1:%d: connected", C[0].line_port);
+	cr_assert_geq(h_count(err, text), 4, "two connections per egress:\n%s", err);
+	free(err);
+	struct h_status s;
+	cr_assert(pl_status(&P, &s), "%s", s.raw);
+	cr_assert_eq(s.st[H_CKMS].sink_dropped + s.st[H_CMA].sink_dropped, 0, "%s", s.raw);
+}
+
+Test(graphite, a_full_buffer_drops_the_oldest_lines_and_status_counts_them)
+{
+	/* Nobody listens: every line waits in a 1024-byte buffer. */
+	int port;
+	tcp_ports(&port, 1);
+	char g[32];
+	snprintf(g, sizeof(g), "127.0.0.1:%d", port);
+	START("-f", "200", "-m", "1024", "-g", g, "--graphite-buffer", "1024");
+	/* 60 names x 6 quantiles: "telem.nNN.q0 1 T\n" is 26 bytes, the
+	 * other five 27, 161 a name. The newest whole lines that fit in
+	 * 1024 bytes: 6 names (966 bytes) and n53's q99 and q90 (54): 38
+	 * kept, 322 dropped. */
+	char buf[1024];
+	size_t len = 0;
+	for (int i = 0; i < 60; i++)
+		len += (size_t)snprintf(buf + len, sizeof(buf) - len, "n%02d 1\n", i);
+	snprintf(buf + len, sizeof(buf) - len, "h 500\n");
+	pl_nc(&P, buf);
+	WAIT_OUT("[CKMS] n59 0.99:1\n");
+	WAIT_OUT("[CMA] h 500\n");
+	struct h_status s;
+	int seen = 0;
+	for (int i = 0; i < 500 && !seen; i++) {
+		cr_assert(pl_status(&P, &s), "%s", s.raw);
+		seen = s.st[H_CKMS].sink_dropped > 0;
+		if (!seen)
+			nap_ms(10);
+	}
+	cr_assert_eq(s.st[H_CKMS].sink_dropped, 322, "%s", s.raw);
+	cr_assert_eq(s.st[H_CMA].sink_dropped, 0, "%s", s.raw);
+	/* The egress goes on reporting; one log line about the drops. */
+	pl_nc(&P, "n00 3\n");
+	WAIT_OUT("[CKMS] n00 0.99:3\n");
+	char *err = h_slurp(P.err);
+	cr_assert_eq(h_count(err, "send buffer of 1024 bytes full: oldest lines dropped"),
+	    1, "%s", err);
+	free(err);
+	/* The options reach both egresses' command lines. */
+	const char *stage[] = { "ckms", "cma" };
+	for (int i = 0; i < 2; i++) {
+		char cmd[256];
+		snprintf(cmd, sizeof(cmd), "tr '\\0' ' ' </proc/%d/cmdline | grep -q -- "
+		    "'--graphite %s --graphite-buffer 1024 '", (int)pl_stage_pid(&P, stage[i]), g);
+		cr_assert_eq(system(cmd), 0, "%s lacks the graphite options", stage[i]);
+	}
+}
+
+Test(graphite, past_one_machine_a_relay_stores_every_metric_in_exactly_one_cache)
+{
+	long long t0 = (long long)time(NULL) - 2;
+	carbon_conf(&C[0], "carbon-cache", "cache-a", NULL);
+	carbon_conf(&C[1], "carbon-cache", "cache-b", NULL);
+	char dest[128];
+	snprintf(dest, sizeof(dest), "127.0.0.1:%d:a, 127.0.0.1:%d:b",
+	    C[0].pickle_port, C[1].pickle_port);
+	carbon_conf(&C[2], "carbon-relay", "relay", dest);
+	carbon_spawn(&C[0]);
+	carbon_spawn(&C[1]);
+	carbon_wait_up(&C[0]);
+	carbon_wait_up(&C[1]);
+	carbon_start(&C[2]);
+	START("-f", "200", "-m", "1024", "-g", addr(&C[2]), "--graphite-prefix", "site1");
+	pl_nc(&P, "l0 7\nl1 7\nl2 7\nl3 7\nl4 7\nl5 7\nl6 7\nl7 7\n"
+	    "h0 500\nh1 500\nh2 500\nh3 500\nh4 500\nh5 500\nh6 500\nh7 500\n");
+	WAIT_OUT("[CKMS] l7 0.99:7\n");
+	WAIT_OUT("[CMA] h7 500\n");
+
+	/* 8 names x 6 quantiles + 8 averages. */
+	static const char *const q[] = { "q0", "q25", "q50", "q75", "q90", "q99" };
+	char metric[56][48];
+	int n = 0;
+	for (int i = 0; i < 8; i++) {
+		for (int k = 0; k < 6; k++)
+			snprintf(metric[n++], sizeof(metric[0]), "site1.l%d.%s", i, q[k]);
+		snprintf(metric[n++], sizeof(metric[0]), "site1.h%d.cma", i);
+	}
+	int in[2] = { 0, 0 };
+	for (int i = 0; i < n; i++) {
+		int where = -1;
+		for (int k = 0; k < 3000 && where < 0; k++) {
+			if (wsp_exists(&C[0], metric[i]))
+				where = 0;
+			else if (wsp_exists(&C[1], metric[i]))
+				where = 1;
+			else
+				nap_ms(10);
+		}
+		cr_assert(where >= 0, "%s stored nowhere\nrelay log:\n%s", metric[i],
+		    carbon_log(&C[2]));
+		wait_value(&C[where], metric[i], t0, metric[i][6] == 'l' ? 7 : 500, 20000);
+		in[where]++;
+	}
+	/* Now that all arrived: none is in the other cache too. */
+	for (int i = 0; i < n; i++)
+		cr_assert(!(wsp_exists(&C[0], metric[i]) && wsp_exists(&C[1], metric[i])),
+		    "%s stored in both caches", metric[i]);
+	cr_assert(in[0] > 0 && in[1] > 0, "the relay used one cache only: %d + %d",
+	    in[0], in[1]);
+	cr_log_info("cache a holds %d metrics, cache b %d", in[0], in[1]);
+}
+
+Test(graphite, bad_graphite_options_are_one_line_and_exit_2)
+{
+	char exe[256], cmd[512];
+	h_bin("telem-supervisor", exe, sizeof(exe));
+	snprintf(cmd, sizeof(cmd), "%s -h | grep -q -- '-g host:port'", exe);
+	cr_assert_eq(system(cmd), 0);
+	static const char *const bad[] = {
+		"-g x", "-g :2003", "-g 127.0.0.1:", "-g 127.0.0.1:0",
+		"-g 127.0.0.1:65536", "-g ::1:2003", "-g [::1]", "-g",
+		"-g 127.0.0.1:2003 --graphite-prefix ''",
+		"-g 127.0.0.1:2003 --graphite-prefix 'a b'",
+		"-g 127.0.0.1:2003 --graphite-buffer 1023",
+		"-g 127.0.0.1:2003 --graphite-buffer 1073741825",
+		"-g 127.0.0.1:2003 --graphite-buffer x",
+		"--graphite-prefix p", "--graphite-buffer 4096",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(cmd, sizeof(cmd), "%s %s 2>%s >/dev/null", exe, bad[i], P.err);
+		int st = system(cmd);
+		cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 2, "'%s' -> %d", bad[i], st);
+		char *err = h_slurp(P.err);
+		cr_assert_eq(h_count(err, "\n"), 1, "'%s':\n%s", bad[i], err);
+		cr_assert(strncmp(err, "telem-supervisor: ", 18) == 0, "%s", err);
+		free(err);
+	}
+}
