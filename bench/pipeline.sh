@@ -1,21 +1,23 @@
 #!/bin/sh
 # pipeline.sh - the whole pipeline under load (issue #7). For each transport
 # it starts bin/telem-supervisor, offers stepped rates with bench-loadgen
-# (1, then 32 lines per datagram; 100 names; values uniform 0..199), waits
-# for the drain after each step and prints one row: rates, the share
-# delivered, CPU per million events of every telem process against
-# bench-floor at the same step, and each stage's peak RSS. Then a summary,
-# the idle CPU and the RSS with 10 000 names. Figures only, no asserts.
+# (1 line per datagram at 50k, 100k, 200k datagrams/s and flat out; then 32
+# lines at 50k, 100k, 150k datagrams/s and flat out; 100 names; values
+# uniform 0..199), waits for the drain after each step and prints one row:
+# rates (in events/s), the share delivered, CPU per million events of every
+# telem process against bench-floor at the same step, and each stage's peak
+# RSS. Then a summary, the idle CPU and the RSS with 10 000 names. Figures
+# only, no asserts.
 #   usage: bench/pipeline.sh [bin]
 #   env:   STEP_S (5) seconds per step;  TRANSPORTS ("mqueue shm")
 #          RATES_1 ("50000 100000 200000 0") events/s, 0 = flat out
-#          RATES_32 ("1000000 2000000 3000000 0")
+#          RATES_32 ("1600000 3200000 4800000 0")
 set -u
 bin=${1:-bin}
 step_s=${STEP_S:-5}
 transports=${TRANSPORTS:-mqueue shm}
 rates_1=${RATES_1:-50000 100000 200000 0}
-rates_32=${RATES_32:-1000000 2000000 3000000 0}
+rates_32=${RATES_32:-1600000 3200000 4800000 0}
 inst=bench$$
 hz=$(getconf CLK_TCK)
 ncpu=$(nproc)
