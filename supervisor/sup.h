@@ -80,8 +80,8 @@ struct sup {
 	struct sup_child ch[SUP_STAGES];  /* downstream first: start order */
 	struct stats_seg *stats;
 	struct chan *flushq[2];           /* the filters' in-queues */
-	int sigfd;
 	struct udp udp;                   /* bound here, lent to ingest */
+	int sigfd;
 	int timerfd;
 	int lockfd;
 	int ctlfd;                        /* listening control socket */
@@ -99,11 +99,11 @@ int sup_send_record(struct sup *s, const char *queue, uint8_t type, int timeout_
 /* Messages waiting in a queue of the instance, or -1. */
 long sup_queue_depth(struct sup *s, const char *queue);
 
-/* spawn.c: starting, signalling and reaping children. */
 /* listen.c: the UDP sockets, bound once and lent to each ingest. */
 int sup_listen_open(struct sup *s);    /* 0, or -1 logged */
 void sup_listen_close(struct sup *s);
 
+/* spawn.c: starting, signalling and reaping children. */
 void sup_define_stages(struct sup *s);
 int sup_spawn(struct sup *s, struct sup_child *c);   /* 0, or -1 logged */
 void sup_reap(struct sup *s);
