@@ -16,37 +16,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "fault.h"
-#include "harness.h"
+#include "e2e.h"
 #include "wire.h"
 
-static struct pl P;
-
-static void setup(void) { pl_init(&P); }
-static void teardown(void) { pl_cleanup(&P); }
-
 TestSuite(faults, .init = setup, .fini = teardown, .timeout = 120);
-
-#define START(...) cr_assert(pl_start(&P, __VA_ARGS__, NULL), \
-	"supervisor did not come up:\n%s", h_slurp(P.err))
-#define WAIT_OUT(text) cr_assert(h_wait_text(P.out, text, 1, 10000), \
-	"stdout never held '%s':\n%s\nstderr:\n%s", text, h_slurp(P.out), \
-	h_slurp(P.err))
-
-static struct chan *
-open_queue(const char *queue)
-{
-	struct chan *c = fault_queue(&P, queue);
-	cr_assert_not_null(c, "open queue %s: %s", queue, strerror(errno));
-	return c;
-}
-
-static void
-put(struct chan *c, const void *msg, size_t len)
-{
-	cr_assert_eq(chan_send(c, msg, len, 5000), 0, "send %zu bytes: %s", len,
-	    strerror(errno));
-}
 
 /* One valid message of one telemetry record. */
 static size_t
