@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -282,4 +283,31 @@ Test(pipeline, every_supervisor_option_reaches_its_stage)
 		cr_expect_eq(a.mq_msgsize, 1024);
 		mq_close(q);
 	}
+}
+
+Test(pipeline, a_stage_that_cannot_run_stops_the_supervisor)
+{
+	START("-f", "100", "-m", "1024");
+	/* Take the cma queue away, then kill cma: its successor cannot open
+	 * its queue, says so in one line and exits 100, which is final. */
+	char obj[128], text[256];
+	snprintf(obj, sizeof(obj), "/telem.%s.cma", P.instance);
+	if (strcmp(P.transport, "mqueue") == 0)
+		cr_assert_eq(mq_unlink(obj), 0);
+	else
+		cr_assert_eq(shm_unlink(obj), 0);
+	pid_t pid = pl_stage_pid(&P, "cma");
+	cr_assert(pid > 0);
+	cr_assert_eq(kill(pid, SIGKILL), 0);
+	int st = pl_wait(&P, 10000);
+	cr_assert(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 1, "%d\n%s", st,
+	    h_slurp(P.err));
+	char *err = h_slurp(P.err);
+	snprintf(text, sizeof(text), "telem-egress-cma[cma]: open %s %s: "
+	    "No such file or directory\n", P.transport, obj);
+	cr_assert(strstr(err, text) != NULL, "%s", err);
+	cr_assert(strstr(err, "stage cma exited 100 (configuration error): "
+	    "not restarted") != NULL, "%s", err);
+	cr_assert_eq(pl_objects_left(&P), 0);
+	free(err);
 }
