@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "chan.h"
+#include "tests/chan_msg.h"
 #include "clock.h"
 
 /* mqueue: msg_max 10 and RLIMIT_MSGQUEUE shared with every test running
@@ -69,46 +70,23 @@ make(enum chan_kind kind, const char *queue, int mode)
 	return c;
 }
 
-/* A test message: who wrote it, its number, a length that varies with the
- * number and a body that a checksum covers, so a torn, reordered or
- * duplicated message is caught. */
-struct msg {
-	uint32_t writer;
-	uint32_t seq;
-	uint32_t sum;
-};
-
-static uint32_t
-body_sum(const unsigned char *p, size_t n)
+static size_t
+msg_len(uint32_t writer, uint32_t seq)
 {
-	uint32_t h = 2166136261u;
-	for (size_t i = 0; i < n; i++)
-		h = (h ^ p[i]) * 16777619u;
-	return h;
+	return sizeof(struct msg) + (seq * 7919u + writer) % (MSG - sizeof(struct msg) + 1);
 }
 
 static size_t
 msg_fill(unsigned char *buf, uint32_t writer, uint32_t seq)
 {
-	size_t len = sizeof(struct msg) + (seq * 7919u + writer) % (MSG - sizeof(struct msg) + 1);
-	for (size_t i = sizeof(struct msg); i < len; i++)
-		buf[i] = (unsigned char)(seq + writer * 31 + i);
-	struct msg m = { writer, seq,
-	    body_sum(buf + sizeof(m), len - sizeof(m)) };
-	memcpy(buf, &m, sizeof(m));
-	return len;
+	return msg_make(buf, msg_len(writer, seq), writer, seq);
 }
 
 /* 1 if buf[0..len) is an intact message; its header in *m. */
 static int
 msg_check(const unsigned char *buf, ssize_t len, struct msg *m)
 {
-	if (len < (ssize_t)sizeof(*m))
-		return 0;
-	memcpy(m, buf, sizeof(*m));
-	unsigned char want[MSG];
-	return msg_fill(want, m->writer, m->seq) == (size_t)len &&
-	    memcmp(want, buf, (size_t)len) == 0;
+	return msg_verify(buf, len, m, msg_len);
 }
 
 /* Run fn in a child that dies with us; its exit code is its verdict. */
