@@ -443,6 +443,22 @@ pl_objects_left(const struct pl *p)
 	return scan("/dev/mqueue", prefix, 0) + scan("/dev/shm", prefix, 0);
 }
 
+int
+h_refuses(const struct pl *p, const char *args, char *why, size_t cap)
+{
+	char exe[256], cmd[1024];
+	snprintf(cmd, sizeof(cmd), "%s %s 2>%s >/dev/null",
+	    h_bin("telem-supervisor", exe, sizeof(exe)), args, p->err);
+	int st = system(cmd);
+	char *err = h_slurp(p->err);
+	int ok = WIFEXITED(st) && WEXITSTATUS(st) == 2 && h_count(err, "\n") == 1 &&
+	    strncmp(err, "telem-supervisor: ", 18) == 0;
+	if (!ok)
+		snprintf(why, cap, "'%s' -> status %d, stderr:\n%s", args, st, err);
+	free(err);
+	return ok;
+}
+
 void
 pl_cleanup(struct pl *p)
 {

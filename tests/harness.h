@@ -74,6 +74,10 @@ int pl_status(const struct pl *p, struct h_status *s);
 
 /* Count /dev/mqueue and /dev/shm entries named telem.<instance>.* */
 int pl_objects_left(const struct pl *p);
+/* Run bin/telem-supervisor with `args` (shell words) and p's stderr file:
+ * 1 if it refused them as a bad command line should (exit 2, exactly one
+ * stderr line, tagged "telem-supervisor: "), else 0 with the reason in why. */
+int h_refuses(const struct pl *p, const char *args, char *why, size_t cap);
 /* Kill everything left and remove the instance's objects and files. */
 void pl_cleanup(struct pl *p);
 
