@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "bench/loopback.h"
 
 #define BATCH 64            /* datagrams per recvmmsg call */
 #define BUF_BYTES 65536     /* one datagram buffer: any UDP payload fits */
@@ -90,24 +91,6 @@ parse_opts(int argc, char **argv, struct opts *o)
 	}
 	if (optind != argc)
 		fatalx(EXIT_USAGE, "unexpected argument '%s'", argv[optind]);
-}
-
-/* True for 127.0.0.0/8, ::1 and ::ffff:127.0.0.0/104. The floor is a
- * loopback benchmark and binds nowhere else. */
-static int
-is_loopback(const struct sockaddr *sa)
-{
-	if (sa->sa_family == AF_INET) {
-		const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
-		return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
-	}
-	if (sa->sa_family == AF_INET6) {
-		const struct in6_addr *a =
-		    &((const struct sockaddr_in6 *)sa)->sin6_addr;
-		return IN6_IS_ADDR_LOOPBACK(a) ||
-		    (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
-	}
-	return 0;
 }
 
 /* Ask for `want` bytes of receive buffer: SO_RCVBUFFORCE passes

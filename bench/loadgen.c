@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "bench/loopback.h"
 
 #define BATCH_MAX 64              /* datagrams per sendmmsg call */
 #define DGRAM_MAX 65507           /* largest UDP payload over IPv4 */
@@ -197,24 +198,6 @@ dist_draw(const struct dist *d, uint64_t *rng)
 		x = d->b * pow(x, -1.0 / d->a);
 		return x >= VALUE_MAX ? UINT32_MAX : (uint32_t)x;
 	}
-}
-
-/* True for 127.0.0.0/8, ::1 and ::ffff:127.0.0.0/104: the only places
- * a telem benchmark may send to. */
-static int
-is_loopback(const struct sockaddr *sa)
-{
-	if (sa->sa_family == AF_INET) {
-		const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
-		return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
-	}
-	if (sa->sa_family == AF_INET6) {
-		const struct in6_addr *a =
-		    &((const struct sockaddr_in6 *)sa)->sin6_addr;
-		return IN6_IS_ADDR_LOOPBACK(a) ||
-		    (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
-	}
-	return 0;
 }
 
 /* A UDP socket connected to the first loopback address host:port resolves
