@@ -14,6 +14,10 @@
 struct chan_mq {
 	struct chan base;
 	mqd_t mq;
+	/* A reader's second descriptor, O_NONBLOCK, for looking without
+	 * waiting: mq_timedreceive with a deadline already past still goes
+	 * to sleep on a timer when the queue is empty. */
+	mqd_t nb;
 };
 
 /* The most messages an unprivileged process may ask for: msg_max (10 by
@@ -68,9 +72,15 @@ mq_attach(const char *objname, int mode)
 		errno = e;
 		return NULL;
 	}
+	c->nb = (mqd_t)-1;
+	if (mode & CHAN_READ)
+		c->nb = mq_open(objname, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
 	struct mq_attr ma;
-	if (mq_getattr(c->mq, &ma) == -1) {
+	if (((mode & CHAN_READ) && c->nb == (mqd_t)-1) ||
+	    mq_getattr(c->mq, &ma) == -1) {
 		int e = errno;
+		if (c->nb != (mqd_t)-1)
+			mq_close(c->nb);
 		mq_close(c->mq);
 		free(c);
 		errno = e;
@@ -85,6 +95,8 @@ static void
 mq_detach(struct chan *base)
 {
 	struct chan_mq *c = (struct chan_mq *)base;
+	if (c->nb != (mqd_t)-1)
+		mq_close(c->nb);
 	mq_close(c->mq);
 	free(c);
 }
@@ -96,6 +108,10 @@ mq_recv(struct chan *base, void *buf, size_t cap, int timeout_ms)
 	ssize_t n;
 	if (timeout_ms < 0) {
 		n = mq_receive(c->mq, buf, cap, NULL);
+	} else if (timeout_ms == 0) {
+		n = mq_receive(c->nb, buf, cap, NULL);
+		if (n == -1 && errno == EAGAIN)
+			return 0;
 	} else {
 		struct timespec ts = clock_realtime_after(timeout_ms);
 		n = mq_timedreceive(c->mq, buf, cap, NULL, &ts);

@@ -326,8 +326,11 @@ stage_emit(struct stage *st, uint8_t type, const char *name, size_t name_len,
 	return 0;
 }
 
-/* Handle one checked message holding `ntel` telemetry records. Returns 1
- * after a Stop record, else 0. What it emits is sent by the caller. */
+/* Handle one checked message holding `ntel` telemetry records. Returns
+ * TAKE_STOP after a Stop record, else TAKE_GOT. What it emits is sent by
+ * the caller. */
+enum { TAKE_FAIL = -1, TAKE_NONE, TAKE_GOT, TAKE_STOP };
+
 static int
 handle_msg(struct stage *st, const void *msg, uint32_t ntel)
 {
@@ -348,23 +351,24 @@ handle_msg(struct stage *st, const void *msg, uint32_t ntel)
 			st->ops->on_flush(st);
 			break;
 		case WIRE_STOP:
-			return 1;
+			return TAKE_STOP;
 		}
 	}
-	return 0;
+	return TAKE_GOT;
 }
 
-/* Receive one message, waiting up to wait_ms, and handle it. Returns 1
- * after a Stop record, 0 to go on, -1 when the queue failed for good. */
+/* Receive one message, waiting up to wait_ms, and handle it. Returns
+ * TAKE_GOT, TAKE_STOP after a Stop record, TAKE_NONE when nothing came
+ * (or a signal ended the wait), TAKE_FAIL when the queue failed for good. */
 static int
 take_msg(struct stage *st, int wait_ms, struct log_limit *lim)
 {
 	ssize_t n = chan_recv(st->in, st->inbuf, st->inbuf_cap, wait_ms);
 	if (n == 0 || (n == -1 && errno == EINTR))
-		return 0;
+		return TAKE_NONE;
 	if (n == -1 && errno != EBADMSG) {
 		log_warn("receive from queue %s", st->in_name);
-		return -1;
+		return TAKE_FAIL;
 	}
 	/* Anyone with our uid can write to the queue: a message that is not
 	 * one is counted and dropped, never fatal (EBADMSG: the channel
@@ -377,15 +381,15 @@ take_msg(struct stage *st, int wait_ms, struct log_limit *lim)
 			log_warnx("malformed message of %zd bytes on queue %s "
 			    "dropped (%lld more suppressed)", n < 0 ? 0 : n,
 			    st->in_name, s);
-		return 0;
+		return TAKE_GOT;
 	}
 	return handle_msg(st, st->inbuf, ntel);
 }
 
 /* Wait for a message, then take the ones already queued behind it too
- * before sending: when a stage falls behind, its output comes in fewer,
- * fuller messages (it never waits for more, though). A full batch is sent
- * by stage_emit on its own. */
+ * (without waiting) before sending: when a stage falls behind, its output
+ * comes in fewer, fuller messages. It never waits for more, though. A full
+ * batch is sent by stage_emit on its own. */
 #define TAKE_MAX 64
 
 static int
@@ -394,13 +398,13 @@ recv_loop(struct stage *st)
 	struct log_limit lim = { 0, 0 };
 	while (!stage_stopping) {
 		int r = take_msg(st, RECV_WAIT_MS, &lim);
-		for (int k = 1; r == 0 && k < TAKE_MAX && chan_depth(st->in) > 0; k++)
-			r = take_msg(st, RECV_WAIT_MS, &lim);
-		if (r == -1 || stage_push(st) == -1)
+		for (int k = 1; r == TAKE_GOT && k < TAKE_MAX; k++)
+			r = take_msg(st, 0, &lim);
+		if (r == TAKE_FAIL || stage_push(st) == -1)
 			return EXIT_TEMPORARY;
 		if (st->ops->on_tick != NULL)
 			st->ops->on_tick(st);
-		if (r == 1)
+		if (r == TAKE_STOP)
 			break;
 	}
 	return 0;
