@@ -399,7 +399,7 @@ shm_attach(const char *objname, int mode)
 	c->slots = (unsigned char *)p + CHAN_SHM_HDR_SIZE;
 	c->map_size = size;
 	c->mode = mode;
-	c->spin_ns = (uint64_t)CHAN_SHM_SPIN_US * 1000;
+	c->spin_ns = 0;
 	return &c->base;
 }
 

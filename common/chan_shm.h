@@ -20,7 +20,11 @@
 #define CHAN_SHM_MAGIC 0x4d48534d454c4554ULL /* "TELEMSHM" */
 #define CHAN_SHM_VERSION 1
 #define CHAN_SHM_SLOTS_MAX 65536
-#define CHAN_SHM_SPIN_US 10 /* default spin before sleeping */
+/* A handle does not spin before it sleeps unless chan_shm_set_spin says
+ * so: worth ~5x with one value per message, a waste of CPU once ingest
+ * sends a message per millisecond. This is the spin bench-ipc and the
+ * race test try. */
+#define CHAN_SHM_SPIN_US 10
 
 /* A futex-based wait queue: `seq` is bumped by whoever makes the condition
  * true, `waiting` says someone may sleep on it (cleared by the waker). */
