@@ -206,6 +206,29 @@ pl_sendto(const struct pl *p, const void *buf, size_t len)
 	}
 }
 
+void
+pl_burst(const struct pl *p, const char *payload, unsigned count, unsigned gap_us)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(p->port) };
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	int fd = socket(AF_INET, SOCK_DGRAM, 0);
+	if (fd == -1) {
+		perror("socket");
+		return;
+	}
+	for (unsigned i = 0; i < count; i++) {
+		if (i > 0) {
+			/* A sleep, not a spin: the receiver may share our core. */
+			struct timespec ts = { 0, gap_us * 1000L };
+			nanosleep(&ts, NULL);
+		}
+		if (sendto(fd, payload, strlen(payload), 0, (struct sockaddr *)&sa,
+		    sizeof(sa)) == -1)
+			perror("sendto");
+	}
+	close(fd);
+}
+
 char *
 h_slurp(const char *path)
 {

@@ -36,6 +36,9 @@ void pl_spawn(struct pl *p, ...);
 void pl_nc(const struct pl *p, const char *payload);
 /* Send datagrams from this process (for volume). */
 void pl_sendto(const struct pl *p, const void *buf, size_t len);
+/* Send `count` copies of a datagram, sleeping `gap_us` us between them. */
+void pl_burst(const struct pl *p, const char *payload, unsigned count,
+    unsigned gap_us);
 /* Wait until the file holds `needle` `count` times; 1 if so, 0 on timeout. */
 int h_wait_text(const char *path, const char *needle, int count, int timeout_ms);
 /* The file's whole content (malloc'd, NUL-terminated; "" if missing). */
