@@ -148,26 +148,31 @@ ingest_batch(struct stage *st, struct ingest *g)
  * wakes the four stages downstream, and a wake-up costs microseconds: read
  * at once, a datagram or two per message, the pipeline spent 2-3 times the
  * CPU of a bare receiver; let gather for 1 ms, a message carries everything
- * that came in that millisecond. Nothing leaves the kernel's buffer
- * meanwhile (a killed ingest loses none of it), reports come only at a
- * Flush tick, and 4 MiB holds thousands of datagrams. */
+ * that came in that millisecond. Ingest waits only while what it read last
+ * time did not fill a message (busier, it reads on at once). Nothing leaves
+ * the kernel's buffer meanwhile (a killed ingest loses none of it), reports
+ * come only at a Flush tick, and 4 MiB holds thousands of datagrams. */
 #define LINGER_NS 1000000L
+
+/* What one pass over the sockets took in. */
+struct drain {
+	size_t dgrams, bytes;
+	int more;       /* a socket still had full batches waiting */
+};
 
 /* Take in what waits on every socket now, then send it: a socket is read
  * until it has less than a full batch waiting (or ROUNDS_MAX batches), so
- * that everything ready leaves in as few messages as fit. `*more` tells
- * that a socket still had full batches waiting. Returns 0, or -1 when a
- * stage or socket failed for good (logged). */
+ * that everything ready leaves in as few messages as fit. Returns 0, or -1
+ * when a stage or socket failed for good (logged). */
 static int
-ingest_poll_once(struct stage *st, struct ingest *g, size_t *got, int *more)
+ingest_poll_once(struct stage *st, struct ingest *g, struct drain *d)
 {
-	*got = 0;
-	*more = 0;
+	*d = (struct drain){ 0, 0, 0 };
 	for (size_t i = 0; i < g->udp.n; i++) {
 		int n = UDP_BATCH;
 		for (int round = 0; n == UDP_BATCH; round++) {
 			if (round == ROUNDS_MAX) {
-				*more = 1;
+				d->more = 1;
 				break;
 			}
 			uint64_t drops;
@@ -180,17 +185,19 @@ ingest_poll_once(struct stage *st, struct ingest *g, size_t *got, int *more)
 				stats_add(&st->stats->dropped, drops);
 			if (n > 0 && ingest_batch(st, g) == -1)
 				return -1;
-			*got += (size_t)n;
+			d->dgrams += (size_t)n;
+			for (int k = 0; k < n; k++)
+				d->bytes += g->batch->len[k];
 		}
 	}
-	return *got > 0 ? stage_push(st) : 0;
+	return d->dgrams > 0 ? stage_push(st) : 0;
 }
 
-/* Wait until a socket has a datagram, then let more gather for LINGER_NS.
+/* Wait until a socket has a datagram, then let more gather for linger_ns.
  * Returns 1 when something waits, 0 on timeout or signal, -1 if poll
  * failed (logged). */
 static int
-wait_readable(struct pollfd *pfd, size_t n)
+wait_readable(struct pollfd *pfd, size_t n, long linger_ns)
 {
 	int r = poll(pfd, n, RECV_POLL_MS);
 	if (r == -1 && errno != EINTR) {
@@ -199,8 +206,9 @@ wait_readable(struct pollfd *pfd, size_t n)
 	}
 	if (r <= 0)
 		return 0;
-	struct timespec ts = { 0, LINGER_NS };
-	(void)nanosleep(&ts, NULL);  /* EINTR: a stop, read what came */
+	struct timespec ts = { 0, linger_ns };
+	if (linger_ns > 0)
+		(void)nanosleep(&ts, NULL);  /* EINTR: a stop, read what came */
 	return 1;
 }
 
@@ -209,23 +217,24 @@ ingest_run(struct stage *st)
 {
 	struct ingest *g = st->ctx;
 	struct pollfd pfd[UDP_MAX_SOCKS];
-	size_t got;
-	int more = 0;
+	struct drain d = { 0, 0, 0 };
 	for (size_t i = 0; i < g->udp.n; i++)
 		pfd[i] = (struct pollfd){ .fd = g->udp.s[i].fd, .events = POLLIN };
 	stage_ready(st);
 	while (!stage_stopping) {
-		/* A backlog is read on without lingering. */
-		int r = more ? 1 : wait_readable(pfd, g->udp.n);
+		/* A backlog is read on at once; so is a socket that filled a
+		 * message last time. */
+		int r = d.more ? 1 : wait_readable(pfd, g->udp.n,
+		    d.bytes < st->w.cap ? LINGER_NS : 0);
 		if (r == -1)
 			return EXIT_TEMPORARY;
-		if (r == 1 && ingest_poll_once(st, g, &got, &more) == -1)
+		if (r == 1 && ingest_poll_once(st, g, &d) == -1)
 			return EXIT_TEMPORARY;
 	}
 	/* Stopping: what the kernel already holds was sent before the stop,
 	 * so it still goes in (bounded, in case senders keep sending). */
 	for (int round = 0; round < 256; round++)
-		if (ingest_poll_once(st, g, &got, &more) == -1 || got == 0)
+		if (ingest_poll_once(st, g, &d) == -1 || d.dgrams == 0)
 			break;
 	return 0;
 }
