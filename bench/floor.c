@@ -30,6 +30,7 @@ struct opts {
 	int rcvbuf;     /* bytes asked for */
 	long quiet_ms;  /* stop after this long without a datagram */
 	double max_s;   /* stop after this long in all */
+	long wait_us;   /* once a datagram waits, let more gather this long */
 };
 
 struct counts {
@@ -43,11 +44,14 @@ usage(FILE *f)
 {
 	fprintf(f,
 	    "usage: bench-floor [-H host] [-p port] [-b bytes] [-q ms] [-t seconds]\n"
+	    "                   [-w us]\n"
 	    "  -H host      loopback address to bind (default 127.0.0.1)\n"
 	    "  -p port      UDP port, 0 = any free one (default 1990)\n"
 	    "  -b bytes     SO_RCVBUF asked for (default 4194304)\n"
 	    "  -q ms        stop this long after the last datagram (default 500)\n"
 	    "  -t seconds   stop after this long in all (default 60)\n"
+	    "  -w us        once a datagram waits, sleep this long before reading\n"
+	    "               (telem-ingest waits 1000; default 0: read at once)\n"
 	    "  -h           this help\n"
 	    "prints port=<N> and ready once bound; at the end a summary and\n"
 	    "recv_datagrams=<N> drops=<N> cpu_s=<S>\n");
@@ -70,13 +74,14 @@ parse_opts(int argc, char **argv, struct opts *o)
 {
 	int c;
 	char *end;
-	*o = (struct opts){ "127.0.0.1", "1990", 4 << 20, 500, 60 };
-	while ((c = getopt(argc, argv, "H:p:b:q:t:h")) != -1) {
+	*o = (struct opts){ "127.0.0.1", "1990", 4 << 20, 500, 60, 0 };
+	while ((c = getopt(argc, argv, "H:p:b:q:t:w:h")) != -1) {
 		switch (c) {
 		case 'H': o->host = optarg; break;
 		case 'p': parse_ll(c, optarg, 0, 65535); o->port = optarg; break;
 		case 'b': o->rcvbuf = (int)parse_ll(c, optarg, 1, INT_MAX / 2); break;
 		case 'q': o->quiet_ms = (long)parse_ll(c, optarg, 1, 3600000); break;
+		case 'w': o->wait_us = (long)parse_ll(c, optarg, 0, 999999); break;
 		case 't':
 			errno = 0;
 			o->max_s = strtod(optarg, &end);
@@ -225,6 +230,10 @@ recv_loop(int fd, int sfd, const struct opts *o, struct mmsghdr *m,
 			fatal(EXIT_FAILURE, "poll");
 		if (r > 0 && pf[1].revents != 0)
 			return;
+		if (r > 0 && o->wait_us > 0) {
+			struct timespec ts = { 0, o->wait_us * 1000 };
+			(void)nanosleep(&ts, NULL);
+		}
 	}
 }
 

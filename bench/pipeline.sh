@@ -5,9 +5,10 @@
 # lines at 50k, 100k, 150k datagrams/s and flat out; 100 names; values
 # uniform 0..199), waits for the drain after each step and prints one row:
 # rates (in events/s), the share delivered, CPU per million events of every
-# telem process against bench-floor at the same step, and each stage's peak
-# RSS. Then a summary, the idle CPU and the RSS with 10 000 names. Figures
-# only, no asserts.
+# telem process against bench-floor at the same step (at 1 line also
+# against bench-floor -w 1000, which waits 1 ms once a datagram is there as
+# ingest does), and each stage's peak RSS. Then a summary, the idle CPU
+# and the RSS with 10 000 names. Figures only, no asserts.
 #   usage: bench/pipeline.sh [bin]
 #   env:   STEP_S (5) seconds per step;  TRANSPORTS ("mqueue shm")
 #          RATES_1 ("50000 100000 200000 0") events/s, 0 = flat out
@@ -149,9 +150,11 @@ load_args() {
 	fi
 }
 
-# The same step into bench-floor; prints "events cpu_s" ("0 0" if it failed).
+# The same step into bench-floor (extra options in $3); prints "events
+# cpu_s" ("0 0" if it failed).
 floor_step() {
-	"$bin/bench-floor" -H 127.0.0.1 -p 0 -q 300 -t $((step_s + 30)) \
+	# shellcheck disable=SC2086
+	"$bin/bench-floor" -H 127.0.0.1 -p 0 -q 300 -t $((step_s + 30)) ${3:-} \
 	    >"$tmp/floor" 2>/dev/null &
 	fpid=$!
 	i=0
@@ -172,9 +175,10 @@ floor_step() {
 }
 
 # One step on the running pipeline: $1 lines per datagram, $2 events/s,
-# $3 names, $4 $5 the floor's events and CPU seconds (0 0: none). Appends
-# a raw row to $tmp/rows: lines offered sent secs delivered drops cpu_s
-# floor_ev floor_s other_pct books rss.
+# $3 names, $4 $5 the floor's events and CPU seconds, $6 $7 the same for
+# the floor waiting 1 ms as ingest does (0 0: none). Appends a raw row to
+# $tmp/rows: lines offered sent secs delivered drops cpu_s floor_ev floor_s
+# wfloor_ev wfloor_s other_pct books rss.
 pipe_step() {
 	snap
 	children_s
@@ -207,28 +211,32 @@ pipe_step() {
 		printf("%.0f", o > 0 ? 100 * o / ((uu[2] - uu[1]) * n) : 0) }')
 	echo "$1 $2 ${sent:-0 1} $out $((s_ingest_dropped - dr0))" \
 	    "$(awk -v t=$((t1 - t0)) -v hz="$hz" 'BEGIN { print t / hz }')" \
-	    "$4 $5 $other $books $(mem_kb VmHWM)" >>"$tmp/rows"
+	    "$4 $5 $6 $7 $other $books $(mem_kb VmHWM)" >>"$tmp/rows"
 	tail -n 1 "$tmp/rows" | show_rows
 }
 
 header() {
-	printf "%5s %7s %9s %9s %8s %6s %6s %7s %5s %6s %-4s %s\n" lines offered \
-	    sent/s deliv/s deliv% drops cpu/M floor/M ratio other books \
-	    "peak RSS kB ingest/low/high/ckms/cma"
+	printf "%5s %7s %9s %9s %8s %6s %6s %7s %5s %7s %5s %6s %-4s %s\n" lines \
+	    offered sent/s deliv/s deliv% drops cpu/M floor/M ratio wfloor/M \
+	    ratio other books "peak RSS kB ingest/low/high/ckms/cma"
 }
 # Raw rows in, table rows out.
 show_rows() {
 	awk '{
 		lines = $1; offered = $2; sent = $3; secs = $4; out = $5
-		drops = $6; cpu = $7; fev = $8; fcpu = $9
+		drops = $6; cpu = $7; fev = $8; fcpu = $9; wev = $10; wcpu = $11
 		pm = out > 0 ? cpu / (out / 1e6) : 0
 		fpm = fev > 0 ? fcpu / (fev / 1e6) : 0
+		wpm = wev > 0 ? wcpu / (wev / 1e6) : 0
 		# (parenthesised: a bare ">" in a printf list is a redirection)
-		printf("%5d %7s %9.0f %9.0f %7.3f%% %6d %6.3f %7s %5s %5d%% %-4s %s\n",
-		    lines, offered ? sprintf("%.0fk", offered / 1000) : "max",
+		printf("%5d %7s %9.0f %9.0f %7.3f%% %6d %6.3f %7s %5s %7s %5s %5d%% " \
+		    "%-4s %s\n", lines,
+		    offered ? sprintf("%.0fk", offered / 1000) : "max",
 		    sent / secs, out / secs, sent ? 100 * out / sent : 0, drops,
 		    pm, fpm > 0 ? sprintf("%.3f", fpm) : "-",
-		    fpm > 0 ? sprintf("%.2f", pm / fpm) : "-", $10, $11, $12)
+		    fpm > 0 ? sprintf("%.2f", pm / fpm) : "-",
+		    wpm > 0 ? sprintf("%.3f", wpm) : "-",
+		    wpm > 0 ? sprintf("%.2f", pm / wpm) : "-", $12, $13, $14)
 	}'
 }
 
@@ -239,15 +247,17 @@ summary() {
 		del = $3 ? 100 * $5 / $3 : 0; rate = $5 / $4
 		pm = $5 > 0 ? $7 / ($5 / 1e6) : 0
 		fpm = $8 > 0 ? $9 / ($8 / 1e6) : 0
+		wpm = $10 > 0 ? $11 / ($10 / 1e6) : 0
 		if ($1 == 1 && $2 == 0) {
 			s1 = sprintf("1 line: flat out %.0f events/s, %.3f%% delivered, " \
-			    "%.3f cpu-s/M = %.2f x floor", rate, del, pm, fpm ? pm / fpm : 0)
+			    "%.3f cpu-s/M = %.2f x floor, %.2f x the floor waiting 1 ms",
+			    rate, del, pm, fpm ? pm / fpm : 0, wpm ? pm / wpm : 0)
 		}
 		if ($1 == 1 && fpm > 0 && pm / fpm > worst) worst = pm / fpm
 		if ($1 == 32 && del >= 99.9 && rate > best) {
 			best = rate; bestpm = pm
 		}
-		n = split($12, m, "/")
+		n = split($14, m, "/")
 		for (i = 1; i <= n; i++) if (m[i] > rss) rss = m[i]
 	} END {
 		printf "summary %s: %s (worst 1-line ratio %.2f); 32 lines: %.0f " \
@@ -258,14 +268,18 @@ summary() {
 
 echo "pipeline: $ncpu cores, load average $(cut -d' ' -f1-3 /proc/loadavg)," \
     "$step_s s per step; rates in events/s; cpu/M = CPU-s per million events" \
-    "delivered, all telem processes (floor/M: bench-floor alone); other ="\
+    "delivered, all telem processes (floor/M: bench-floor alone; wfloor/M:" \
+    "bench-floor -w 1000); other ="\
     "CPU used by other processes during the step, % of the machine"
 
-# The floor once per step, shared by the transports.
+# The floor once per step, shared by the transports; at 1 line also the
+# floor that waits 1 ms once a datagram is there, as ingest does.
 for lines in 1 32; do
 	eval "rates=\$rates_$lines"
 	for r in $rates; do
 		eval "floor_${lines}_$r=\"\$(floor_step $lines $r)\""
+		[ "$lines" -eq 1 ] &&
+		    eval "wfloor_${lines}_$r=\"\$(floor_step $lines $r '-w 1000')\""
 	done
 done
 
@@ -280,7 +294,7 @@ for t in $transports; do
 	for lines in 1 32; do
 		eval "rates=\$rates_$lines"
 		for r in $rates; do
-			eval "f=\${floor_${lines}_$r:-0 0}"
+			eval "f=\"\${floor_${lines}_$r:-0 0} \${wfloor_${lines}_$r:-0 0}\""
 			# shellcheck disable=SC2086
 			pipe_step "$lines" "$r" 100 $f
 		done
@@ -299,7 +313,7 @@ for t in $transports; do
 	echo "idle, 5 s without traffic, all 6 processes: $idle"
 	# 10 000 names: one step of 32-line datagrams, then the RSS per stage.
 	echo "10000 names:"
-	pipe_step 32 1000000 10000 0 0
+	pipe_step 32 1000000 10000 0 0 0 0
 	echo "10000 names: RSS now kB $(mem_kb VmRSS) (ingest/low/high/ckms/cma)"
 	stop_pipeline
 	summary "$t" "$idle"
@@ -308,9 +322,9 @@ done
 # Both transports: CPU per million events, step by step.
 if [ -s "$tmp/rows.mqueue" ] && [ -s "$tmp/rows.shm" ]; then
 	paste -d' ' "$tmp/rows.mqueue" "$tmp/rows.shm" | awk '{
-		a = $7 / ($5 / 1e6); b = $(12 + 7) / ($(12 + 5) / 1e6)
+		a = $7 / ($5 / 1e6); b = $(14 + 7) / ($(14 + 5) / 1e6)
 		r += b / a; n++
-		fa += $5 / $4; fb += $(12 + 5) / $(12 + 4)
+		fa += $5 / $4; fb += $(14 + 5) / $(14 + 4)
 	} END {
 		printf "shm vs mqueue: cpu-s/M %.2f x on average over %d steps; " \
 		    "delivered rate %.2f x\n", r / n, n, fb / fa
