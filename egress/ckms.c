@@ -58,8 +58,10 @@ struct ckms_sample {
 	uint32_t delta;
 };
 
-/* Low word of a batch key: arrival index (as UINT32_MAX - j) before the
- * annotation step, then the count of earlier smaller values and a flag. */
+/* Low word of a batch key: before the annotation step, the arrival index
+ * j as (KEY_COUNT - j) << 1 (so equal values sort latest arrival first) and
+ * the new-minimum-or-maximum flag in bit 0; after it, the count of earlier
+ * smaller values and that flag as KEY_EXTREME. */
 #define KEY_EXTREME 0x80000000u /* new minimum or maximum: Δ = 0 */
 #define KEY_COUNT   0x7fffffffu
 #define BUF_MAX     512         /* buffer at most this many values */
@@ -74,11 +76,8 @@ struct ckms {
 	struct ckms_sample *smp;
 	size_t ns, cap;
 	size_t clean;           /* no mergeable pair inside smp[0..clean) */
-	uint64_t *keys;         /* buffered values: v << 32 | UINT32_MAX - j */
-	uint64_t *sortbuf;      /* radix sort scratch when bufcap > SMALL_SORT */
-	uint64_t *seen;         /* bitset of arrival indices, during a merge */
-	unsigned char *extreme; /* by arrival index: new minimum or maximum */
 	size_t nbuf, bufcap;
+	uint64_t keys[];        /* buffered values: v << 32 | low word above */
 };
 
 static uint32_t
@@ -118,12 +117,10 @@ ckms_new(double eps)
 	uint64_t period = p >= 18446744073709551615.0 ? UINT64_MAX :
 	    p < 1.0 ? 1 : (uint64_t)p;
 	size_t bufcap = period < BUF_MAX ? (size_t)period : BUF_MAX;
-	size_t words = (bufcap + 63) / 64;
-	size_t sortn = bufcap > SMALL_SORT ? bufcap : 0;
-	size_t size = sizeof(struct ckms) +
-	    (bufcap + sortn + words) * sizeof(uint64_t) + bufcap;
 
-	struct ckms *s = malloc(size);
+	/* Only the buffer is per sketch: the scratch of a merge lives on
+	 * flush's stack. */
+	struct ckms *s = malloc(sizeof(*s) + bufcap * sizeof(s->keys[0]));
 	if (s == NULL)
 		return NULL;
 	memset(s, 0, sizeof(*s));
@@ -131,10 +128,6 @@ ckms_new(double eps)
 	s->period = period;
 	s->to_compress = period;
 	s->bufcap = bufcap;
-	s->keys = (uint64_t *)(s + 1);
-	s->sortbuf = sortn ? s->keys + bufcap : NULL;
-	s->seen = s->keys + bufcap + sortn;
-	s->extreme = (unsigned char *)(s->seen + words);
 	return s;
 }
 
@@ -185,24 +178,25 @@ sort_keys(uint64_t *a, uint64_t *tmp, size_t n)
 }
 
 /* Replace each sorted key's arrival index by the number of earlier arrivals
- * strictly below it, plus KEY_EXTREME. Equal values come latest-arrival
- * first, so setting a bit right after counting never counts an equal one. */
+ * strictly below it, plus KEY_EXTREME; seen is a bitset of arrival indices.
+ * Equal values come latest-arrival first, so setting a bit right after
+ * counting never counts an equal one. */
 static void
-annotate(struct ckms *s)
+annotate(uint64_t *keys, size_t nb, uint64_t *seen)
 {
-	size_t nb = s->nbuf;
-	memset(s->seen, 0, (nb + 63) / 64 * sizeof(uint64_t));
+	memset(seen, 0, (nb + 63) / 64 * sizeof(uint64_t));
 	for (size_t i = 0; i < nb; i++) {
-		uint32_t j = UINT32_MAX - (uint32_t)s->keys[i];
+		uint32_t low = (uint32_t)keys[i];
+		uint32_t j = KEY_COUNT - (low >> 1);
 		uint32_t c = 0;
 		for (uint32_t w = 0; w < j / 64; w++)
-			c += popcount64(s->seen[w]);
+			c += popcount64(seen[w]);
 		if (j % 64)
-			c += popcount64(s->seen[j / 64] &
+			c += popcount64(seen[j / 64] &
 			    ((UINT64_C(1) << (j % 64)) - 1));
-		s->seen[j / 64] |= UINT64_C(1) << (j % 64);
-		s->keys[i] = (s->keys[i] & ~(uint64_t)UINT32_MAX) | c |
-		    (s->extreme[j] ? KEY_EXTREME : 0);
+		seen[j / 64] |= UINT64_C(1) << (j % 64);
+		keys[i] = (keys[i] & ~(uint64_t)UINT32_MAX) | c |
+		    (low & 1 ? KEY_EXTREME : 0);
 	}
 }
 
@@ -292,9 +286,10 @@ static void
 flush(struct ckms *s, int compress)
 {
 	size_t nb = s->nbuf;
+	uint64_t scratch[BUF_MAX]; /* for the sort, then the bitset */
 	reserve(s, s->ns + nb);
-	sort_keys(s->keys, s->sortbuf, nb);
-	annotate(s);
+	sort_keys(s->keys, scratch, nb);
+	annotate(s->keys, nb, scratch);
 
 	struct ckms_sample *smp = s->smp;
 	size_t k = lower_bound(smp, s->ns, (uint32_t)(s->keys[0] >> 32));
@@ -380,7 +375,7 @@ flush(struct ckms *s, int compress)
 void
 ckms_insert(struct ckms *s, uint32_t v)
 {
-	unsigned char extreme = 0;
+	uint32_t extreme = 0;
 	if (s->n == 0) {
 		s->minv = s->maxv = v;
 		extreme = 1;
@@ -392,8 +387,7 @@ ckms_insert(struct ckms *s, uint32_t v)
 		extreme = 1;
 	}
 	size_t j = s->nbuf++;
-	s->keys[j] = (uint64_t)v << 32 | (UINT32_MAX - (uint32_t)j);
-	s->extreme[j] = extreme;
+	s->keys[j] = (uint64_t)v << 32 | (KEY_COUNT - (uint32_t)j) << 1 | extreme;
 	s->n++;
 	if (--s->to_compress == 0) {
 		s->to_compress = s->period;
