@@ -5,6 +5,8 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "log.h"
 
@@ -58,12 +60,15 @@ struct ckms_sample {
 	uint32_t delta;
 };
 
-/* Low word of a batch key: arrival index (as UINT32_MAX - j) before the
- * annotation step, then the count of earlier smaller values and a flag. */
+/* Low word of a batch key: before the annotation step, the arrival index
+ * j as (KEY_COUNT - j) << 1 (so equal values sort latest arrival first) and
+ * the new-minimum-or-maximum flag in bit 0; after it, the count of earlier
+ * smaller values and that flag as KEY_EXTREME. */
 #define KEY_EXTREME 0x80000000u /* new minimum or maximum: Δ = 0 */
 #define KEY_COUNT   0x7fffffffu
 #define BUF_MAX     512         /* buffer at most this many values */
 #define SMALL_SORT  64          /* insertion sort up to this many keys */
+#define MAPPED_MIN  8192        /* bytes: sample arrays this big are mapped */
 
 struct ckms {
 	double twoeps;          /* 2·ε: f(x) = max(1, floor(twoeps·x)) */
@@ -73,12 +78,10 @@ struct ckms {
 	uint32_t minv, maxv;    /* of everything inserted (valid when n > 0) */
 	struct ckms_sample *smp;
 	size_t ns, cap;
+	size_t mapped;          /* bytes of smp's own mapping; 0: on the heap */
 	size_t clean;           /* no mergeable pair inside smp[0..clean) */
-	uint64_t *keys;         /* buffered values: v << 32 | UINT32_MAX - j */
-	uint64_t *sortbuf;      /* radix sort scratch when bufcap > SMALL_SORT */
-	uint64_t *seen;         /* bitset of arrival indices, during a merge */
-	unsigned char *extreme; /* by arrival index: new minimum or maximum */
 	size_t nbuf, bufcap;
+	uint64_t keys[];        /* buffered values: v << 32 | low word above */
 };
 
 static uint32_t
@@ -118,12 +121,10 @@ ckms_new(double eps)
 	uint64_t period = p >= 18446744073709551615.0 ? UINT64_MAX :
 	    p < 1.0 ? 1 : (uint64_t)p;
 	size_t bufcap = period < BUF_MAX ? (size_t)period : BUF_MAX;
-	size_t words = (bufcap + 63) / 64;
-	size_t sortn = bufcap > SMALL_SORT ? bufcap : 0;
-	size_t size = sizeof(struct ckms) +
-	    (bufcap + sortn + words) * sizeof(uint64_t) + bufcap;
 
-	struct ckms *s = malloc(size);
+	/* Only the buffer is per sketch: the scratch of a merge lives on
+	 * flush's stack. */
+	struct ckms *s = malloc(sizeof(*s) + bufcap * sizeof(s->keys[0]));
 	if (s == NULL)
 		return NULL;
 	memset(s, 0, sizeof(*s));
@@ -131,10 +132,6 @@ ckms_new(double eps)
 	s->period = period;
 	s->to_compress = period;
 	s->bufcap = bufcap;
-	s->keys = (uint64_t *)(s + 1);
-	s->sortbuf = sortn ? s->keys + bufcap : NULL;
-	s->seen = s->keys + bufcap + sortn;
-	s->extreme = (unsigned char *)(s->seen + words);
 	return s;
 }
 
@@ -143,7 +140,10 @@ ckms_free(struct ckms *s)
 {
 	if (s == NULL)
 		return;
-	free(s->smp);
+	if (s->mapped)
+		munmap(s->smp, s->mapped);
+	else
+		free(s->smp);
 	free(s);
 }
 
@@ -185,27 +185,37 @@ sort_keys(uint64_t *a, uint64_t *tmp, size_t n)
 }
 
 /* Replace each sorted key's arrival index by the number of earlier arrivals
- * strictly below it, plus KEY_EXTREME. Equal values come latest-arrival
- * first, so setting a bit right after counting never counts an equal one. */
+ * strictly below it, plus KEY_EXTREME; seen is a bitset of arrival indices.
+ * Equal values come latest-arrival first, so setting a bit right after
+ * counting never counts an equal one. */
 static void
-annotate(struct ckms *s)
+annotate(uint64_t *keys, size_t nb, uint64_t *seen)
 {
-	size_t nb = s->nbuf;
-	memset(s->seen, 0, (nb + 63) / 64 * sizeof(uint64_t));
+	memset(seen, 0, (nb + 63) / 64 * sizeof(uint64_t));
 	for (size_t i = 0; i < nb; i++) {
-		uint32_t j = UINT32_MAX - (uint32_t)s->keys[i];
+		uint32_t low = (uint32_t)keys[i];
+		uint32_t j = KEY_COUNT - (low >> 1);
 		uint32_t c = 0;
 		for (uint32_t w = 0; w < j / 64; w++)
-			c += popcount64(s->seen[w]);
+			c += popcount64(seen[w]);
 		if (j % 64)
-			c += popcount64(s->seen[j / 64] &
+			c += popcount64(seen[j / 64] &
 			    ((UINT64_C(1) << (j % 64)) - 1));
-		s->seen[j / 64] |= UINT64_C(1) << (j % 64);
-		s->keys[i] = (s->keys[i] & ~(uint64_t)UINT32_MAX) | c |
-		    (s->extreme[j] ? KEY_EXTREME : 0);
+		seen[j / 64] |= UINT64_C(1) << (j % 64);
+		keys[i] = (keys[i] & ~(uint64_t)UINT32_MAX) | c |
+		    (low & 1 ? KEY_EXTREME : 0);
 	}
 }
 
+/* Room for `need` samples. A small array lives on the heap; from
+ * MAPPED_MIN bytes on it gets a mapping of its own, grown by mremap. Many
+ * sketches growing side by side on the heap leave holes behind every
+ * realloc that moves (with 100 names, heap holes and slack came to 1.4 MB
+ * for 1.75 MB of samples), while a mapping grows without copying and
+ * costs only the pages the samples have touched: past the last sample it
+ * is address space, not memory. Below MAPPED_MIN the page granularity of a
+ * mapping would cost more than the heap does (10 000 sketches of 300
+ * samples). */
 static void
 reserve(struct ckms *s, size_t need)
 {
@@ -216,6 +226,30 @@ reserve(struct ckms *s, size_t need)
 	size_t cap = s->cap ? s->cap : 16;
 	while (cap < need)
 		cap += cap / 2;
+	size_t bytes = cap * sizeof(*s->smp);
+	if (bytes >= MAPPED_MIN) {
+		long page = sysconf(_SC_PAGESIZE);
+		if (page > 0)
+			bytes = (bytes + (size_t)page - 1) / (size_t)page *
+			    (size_t)page;
+		void *m = s->mapped ?
+		    mremap(s->smp, s->mapped, bytes, MREMAP_MAYMOVE) :
+		    mmap(NULL, bytes, PROT_READ | PROT_WRITE,
+		    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (m != MAP_FAILED) {
+			if (!s->mapped) {
+				memcpy(m, s->smp, s->ns * sizeof(*s->smp));
+				free(s->smp);
+			}
+			s->smp = m;
+			s->mapped = bytes;
+			s->cap = bytes / sizeof(*s->smp);
+			return;
+		}
+		if (s->mapped)
+			fatal(EXIT_TEMPORARY, "ckms: grow to %zu samples", cap);
+		/* no new mapping to be had (vm.max_map_count?): the heap */
+	}
 	struct ckms_sample *p = realloc(s->smp, cap * sizeof(*p));
 	if (p == NULL)
 		fatal(EXIT_TEMPORARY, "ckms: grow to %zu samples", cap);
@@ -292,9 +326,10 @@ static void
 flush(struct ckms *s, int compress)
 {
 	size_t nb = s->nbuf;
+	uint64_t scratch[BUF_MAX]; /* for the sort, then the bitset */
 	reserve(s, s->ns + nb);
-	sort_keys(s->keys, s->sortbuf, nb);
-	annotate(s);
+	sort_keys(s->keys, scratch, nb);
+	annotate(s->keys, nb, scratch);
 
 	struct ckms_sample *smp = s->smp;
 	size_t k = lower_bound(smp, s->ns, (uint32_t)(s->keys[0] >> 32));
@@ -380,7 +415,7 @@ flush(struct ckms *s, int compress)
 void
 ckms_insert(struct ckms *s, uint32_t v)
 {
-	unsigned char extreme = 0;
+	uint32_t extreme = 0;
 	if (s->n == 0) {
 		s->minv = s->maxv = v;
 		extreme = 1;
@@ -392,8 +427,7 @@ ckms_insert(struct ckms *s, uint32_t v)
 		extreme = 1;
 	}
 	size_t j = s->nbuf++;
-	s->keys[j] = (uint64_t)v << 32 | (UINT32_MAX - (uint32_t)j);
-	s->extreme[j] = extreme;
+	s->keys[j] = (uint64_t)v << 32 | (KEY_COUNT - (uint32_t)j) << 1 | extreme;
 	s->n++;
 	if (--s->to_compress == 0) {
 		s->to_compress = s->period;
