@@ -17,7 +17,11 @@ enum chan_kind { CHAN_MQUEUE, CHAN_SHM };
 enum { CHAN_READ = 1, CHAN_WRITE = 2 };
 
 #define CHAN_NAME_MAX 256
-#define CHAN_SHM_SLOTS_DEFAULT 64
+/* As many messages as an mqueue holds by default (msg_max 10): with
+ * ingest sending a message a millisecond a deeper ring buys nothing but
+ * resident memory in every stage that maps it (64 slots of 8 KiB cost each
+ * stage 0.5 MB). */
+#define CHAN_SHM_SLOTS_DEFAULT 10
 
 struct chan_attr {
 	enum chan_kind kind;

@@ -30,7 +30,7 @@ static const char usage[] =
     "  -f flush_ms  report interval in milliseconds (default 1000)\n"
     "  -t kind      transport between stages: mqueue (default) or shm\n"
     "  -m bytes     message size, 512..1048576 (default 8192, the mqueue maximum)\n"
-    "  -s slots     shm ring capacity in messages (default 64)\n"
+    "  -s slots     shm ring capacity in messages (default 10)\n"
     "  -i instance  IPC objects are /telem.INSTANCE.* (default: default)\n"
     "  --control p  control socket (default $XDG_RUNTIME_DIR/telem/INSTANCE.sock)\n"
     "  --rcvbuf b   UDP receive buffer in bytes (default 4194304, or the most the\n"
