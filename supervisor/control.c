@@ -303,11 +303,15 @@ ctl_stage_exited(struct sup *s, struct sup_child *c, int wst)
 		return 0;
 	char failed[PATH_MAX], why[128];
 	snprintf(failed, sizeof(failed), "%s", c->exe);
-	if (WIFSIGNALED(wst))
-		snprintf(why, sizeof(why), "was killed by signal %d (%s)",
-		    WTERMSIG(wst), strsignal(WTERMSIG(wst)));
+	if (c->not_ready)
+		snprintf(why, sizeof(why), "was not ready in %d s and was killed",
+		    SUP_READY_MS / 1000);
+	else if (WIFSIGNALED(wst))
+		snprintf(why, sizeof(why), "was killed by signal %d (%s) before it "
+		    "was ready", WTERMSIG(wst), strsignal(WTERMSIG(wst)));
 	else
-		snprintf(why, sizeof(why), "exited %d%s", WEXITSTATUS(wst),
+		snprintf(why, sizeof(why), "exited %d%s before it was ready",
+		    WEXITSTATUS(wst),
 		    WEXITSTATUS(wst) == EXIT_PERMANENT ? " (configuration error)" : "");
 	for (int i = 0; i < c->nown; i++)
 		free(c->own[i]);
@@ -316,12 +320,12 @@ ctl_stage_exited(struct sup *s, struct sup_child *c, int wst)
 	c->prev_nown = 0;
 	snprintf(c->exe, sizeof(c->exe), "%s", c->prev_exe);
 	c->swapping = 0;
-	log_warnx("swap of stage %s to %s failed (it %s before it was ready): "
-	    "rolled back to %s", c->name, failed, why, c->exe);
+	log_warnx("swap of stage %s to %s failed (it %s): rolled back to %s",
+	    c->name, failed, why, c->exe);
 	/* Long paths are cut; the reply still starts with what happened. */
 	if (c->reply_fd != -1 && snprintf(c->reply_err, sizeof(c->reply_err),
-	    "error: swap of %s to %s failed: it %s before it was ready; rolled "
-	    "back to %s", c->name, failed, why, c->exe) >= (int)sizeof(c->reply_err))
+	    "error: swap of %s to %s failed: it %s; rolled back to %s", c->name,
+	    failed, why, c->exe) >= (int)sizeof(c->reply_err))
 		log_warnx("reply to the swap of %s cut at %zu bytes", c->name,
 		    sizeof(c->reply_err) - 1);
 	return 1;

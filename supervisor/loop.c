@@ -123,6 +123,20 @@ start_due(struct sup *s, int *booted)
 				    SUP_BACKOFF_MIN_MS : next;
 			}
 		}
+		/* A stage that never says it is ready (hung in its start, or
+		 * a swapped-in program that is no stage) would hold up the
+		 * start or a telemctl swap for ever: it dies like any other. */
+		if (c->state == S_STARTING && c->pid > 0 && !c->not_ready) {
+			long long d = c->started_ms + SUP_READY_MS - now;
+			if (d <= 0) {
+				log_warnx("stage %s (pid %d) not ready in %d s: SIGKILL",
+				    c->name, (int)c->pid, SUP_READY_MS / 1000);
+				sup_kill(c, SIGKILL);
+				c->not_ready = 1;
+			} else {
+				next = next < 0 || d < next ? d : next;
+			}
+		}
 	}
 	if (!*booted && s->ch[SUP_STAGES - 1].state == S_UP) {
 		*booted = 1;

@@ -207,6 +207,7 @@ sup_spawn(struct sup *s, struct sup_child *c)
 	c->gen++;
 	c->ready_fd = p[0];
 	c->started_ms = clock_ms();
+	c->not_ready = 0;
 	c->state = (enum sup_state)sup_next(c->state, E_SPAWNED);
 	atomic_store(&s->stats->slot[c->slot].pid, pid);
 	return 0;

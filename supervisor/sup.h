@@ -18,6 +18,7 @@
 #define SUP_INTENSITY 5           /* more restarts than this ... */
 #define SUP_PERIOD_MS 10000       /* ... within this: give up */
 #define SUP_STOP_GRACE_MS 2000    /* SIGTERM, then SIGKILL after this */
+#define SUP_READY_MS 10000        /* a stage not ready by then is killed */
 
 struct sup_config {
 	const char *host, *port;
@@ -62,6 +63,7 @@ struct sup_child {
 	enum sup_state state;
 	int ready_fd;              /* read end of the readiness pipe, or -1 */
 	long long started_ms;
+	int not_ready;             /* killed for not being ready in SUP_READY_MS */
 	long long restart_at_ms;
 	long long backoff_ms;
 	long long history[SUP_INTENSITY + 1]; /* times of recent restarts */

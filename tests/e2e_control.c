@@ -537,7 +537,7 @@ rolled_back(int stage, const char *prog, const char *why)
 
 Test(control, a_failed_swap_is_rolled_back)
 {
-	char filter[256], exit100[300], exit1[300], crash[300];
+	char filter[256], exit100[300], exit1[300], crash[300], never[300];
 	START("-m", "1024", "-f", "60000");
 	/* A stage without its required option: exit 100. */
 	h_bin("telem-filter", filter, sizeof(filter));
@@ -552,11 +552,16 @@ Test(control, a_failed_swap_is_rolled_back)
 	snprintf(crash, sizeof(crash), "%s/crash", P.dir);
 	write_script(crash, "kill -KILL $$");
 	rolled_back(H_CKMS, crash, "was killed by signal 9");
+	/* Never ready: killed after 10 s, then rolled back the same way. */
+	snprintf(never, sizeof(never), "%s/never", P.dir);
+	write_script(never, "exec sleep 3600");
+	rolled_back(H_CMA, never, "was not ready in 10 s and was killed");
 	assert_flows();
 	struct h_status s;
 	status(&s);
-	for (int i = H_LOW; i <= H_CMA; i++)
+	for (int i = H_LOW; i <= H_CKMS; i++)
 		cr_assert_eq(s.st[i].restarts, 2, "%s", s.raw);  /* swap + rollback */
+	cr_assert_eq(s.st[H_CMA].restarts, 4, "%s", s.raw);
 }
 
 Test(control, swap_args_replace_the_stage_options)
