@@ -104,7 +104,7 @@ fini_named(void *payload)
 	ckms_free(((struct named *)payload)->s);
 }
 
-static size_t samples_total;
+static size_t samples_total, sample_bytes_total;
 
 static void
 count_samples(void *ctx, const char *name, size_t len, void *payload)
@@ -112,7 +112,9 @@ count_samples(void *ctx, const char *name, size_t len, void *payload)
 	(void)ctx;
 	(void)name;
 	(void)len;
-	samples_total += ckms_samples(((struct named *)payload)->s);
+	struct ckms *s = ((struct named *)payload)->s;
+	samples_total += ckms_samples(s);
+	sample_bytes_total += ckms_samples(s) * ckms_sample_bytes(s);
 }
 
 /* First, while the process is still small: RSS with 10 000 names holding
@@ -136,35 +138,40 @@ bench_rss(void)
 		left[name]--;
 		deliver(t, name, rng32());
 	}
-	samples_total = 0;
+	samples_total = sample_bytes_total = 0;
 	names_foreach_sorted(t, count_samples, NULL);
 	long rss = status_kib("VmRSS:"), hwm = status_kib("VmHWM:");
 	printf("ckms RSS, %d names x %d values: VmRSS %.1f MiB "
 	    "(%.1f MiB over the %.1f MiB before), VmHWM %.1f MiB; "
-	    "%.0f samples per name\n", NAMES, PERNAME, rss / 1024.0,
-	    (rss - base) / 1024.0, base / 1024.0, hwm / 1024.0,
-	    (double)samples_total / NAMES);
+	    "%.0f samples per name, %.1f bytes each\n", NAMES, PERNAME,
+	    rss / 1024.0, (rss - base) / 1024.0, base / 1024.0, hwm / 1024.0,
+	    (double)samples_total / NAMES,
+	    (double)sample_bytes_total / (double)samples_total);
 	names_free(t, fini_named);
 }
 
 /* One sketch, 10^7 values; returns inserts per second. */
 static double
-one_sketch(const uint32_t *vals, size_t at[3])
+one_sketch(const uint32_t *vals, size_t at[3], size_t bytes[3])
 {
 	struct ckms *s = xckms();
 	double t0 = now();
 	for (long i = 0; i < BIG; i++) {
 		ckms_insert(s, vals[i]);
 		/* n is a multiple of 50 here: no buffer to flush */
-		if (i + 1 == 10000)
+		if (i + 1 == 10000) {
 			at[0] = ckms_samples(s);
-		else if (i + 1 == 1000000)
+			bytes[0] = ckms_sample_bytes(s);
+		} else if (i + 1 == 1000000) {
 			at[1] = ckms_samples(s);
+			bytes[1] = ckms_sample_bytes(s);
+		}
 	}
 	volatile uint32_t med = ckms_query(s, 0.5); /* includes the flush */
 	double dt = now() - t0;
 	(void)med;
 	at[2] = ckms_samples(s);
+	bytes[2] = ckms_sample_bytes(s);
 	ckms_free(s);
 	return BIG / dt;
 }
@@ -172,17 +179,18 @@ one_sketch(const uint32_t *vals, size_t at[3])
 static void
 bench_one_sketch(const uint32_t *vals)
 {
-	size_t at[3] = {0, 0, 0};
+	size_t at[3] = {0, 0, 0}, bytes[3] = {0, 0, 0};
 	double r[3], best = 0;
 	for (int i = 0; i < 3; i++) {
-		r[i] = one_sketch(vals, at);
+		r[i] = one_sketch(vals, at, bytes);
 		best = r[i] > best ? r[i] : best;
 	}
 	printf("ckms insert, one sketch, 10^7 uniform u32: %.1f M inserts/s "
 	    "(best of 3 runs: %.1f, %.1f, %.1f)\n", best / 1e6, r[0] / 1e6,
 	    r[1] / 1e6, r[2] / 1e6);
 	printf("ckms samples after 10^4 / 10^6 / 10^7 uniform values: "
-	    "%zu / %zu / %zu (eps %g)\n", at[0], at[1], at[2], EPS);
+	    "%zu / %zu / %zu of %zu / %zu / %zu bytes (eps %g)\n", at[0],
+	    at[1], at[2], bytes[0], bytes[1], bytes[2], EPS);
 }
 
 static void

@@ -34,7 +34,8 @@
  *    to the current maximum gets Δ = f(r) - 1 and one equal to the minimum
  *    is a new minimum (Δ = 0).
  *  - f saturates at UINT32_MAX as the seed's `as u32` does, so g and Δ
- *    fit in 32 bits: g <= f(r) after a merge and Δ < f(r).
+ *    fit in 32 bits: g <= f(r) after a merge and Δ < f(r). With r <= n,
+ *    they fit in 16 bits while f(n) <= 65535: the narrow samples below.
  *  - The smallest sample is never merged: f(0) = 1 < g_0 + g_1.
  *
  * Batching. The buffer holds up to `bufcap` values; at a period boundary, or
@@ -54,11 +55,26 @@
  * neighbour pair there already failed the merge test. `clean` tracks it.
  */
 
-struct ckms_sample {
+/* Two sample layouts. Every g and Δ is at most f(n) (g <= f(r) after a
+ * merge, Δ < f(r), r <= n), so while f(n) <= UINT16_MAX (n up to about
+ * 3.27M values for ε = 0.01) they fit in 16 bits and a sample takes 8
+ * bytes instead of 12. A sketch starts narrow; the first flush after which
+ * f(n) could exceed UINT16_MAX widens its array once, in place, and it
+ * stays wide. The passes over samples (ckms_walk.h) exist for each layout,
+ * with a _n or _w suffix; only flush and query choose between them. */
+struct ckms_nsample {
+	uint32_t v;
+	uint16_t g, delta;  /* <= f(n) <= UINT16_MAX while narrow */
+};
+
+struct ckms_wsample {
 	uint32_t v;
 	uint32_t g;     /* seed's u32: g <= f(r) <= UINT32_MAX by construction */
 	uint32_t delta;
 };
+
+#define NSZ sizeof(struct ckms_nsample)
+#define WSZ sizeof(struct ckms_wsample)
 
 /* Low word of a batch key: before the annotation step, the arrival index
  * j as (KEY_COUNT - j) << 1 (so equal values sort latest arrival first) and
@@ -76,11 +92,12 @@ struct ckms {
 	uint64_t period;        /* compress every `period` inserts */
 	uint64_t to_compress;   /* inserts left until the next compress */
 	uint32_t minv, maxv;    /* of everything inserted (valid when n > 0) */
-	struct ckms_sample *smp;
-	size_t ns, cap;
+	void *smp;              /* ckms_nsample, or ckms_wsample when wide */
+	size_t ns, cap;         /* cap: in samples of the current layout */
 	size_t mapped;          /* bytes of smp's own mapping; 0: on the heap */
 	size_t clean;           /* no mergeable pair inside smp[0..clean) */
 	size_t nbuf, bufcap;
+	int wide;               /* 12-byte samples: f(n) may pass UINT16_MAX */
 	uint64_t keys[];        /* buffered values: v << 32 | low word above */
 };
 
@@ -207,26 +224,25 @@ annotate(uint64_t *keys, size_t nb, uint64_t *seen)
 	}
 }
 
-/* Room for `need` samples. A small array lives on the heap; from
- * MAPPED_MIN bytes on it gets a mapping of its own, grown by mremap. Many
- * sketches growing side by side on the heap leave holes behind every
- * realloc that moves (with 100 names, heap holes and slack came to 1.4 MB
- * for 1.75 MB of samples), while a mapping grows without copying and
- * costs only the pages the samples have touched: past the last sample it
- * is address space, not memory. Below MAPPED_MIN the page granularity of a
- * mapping would cost more than the heap does (10 000 sketches of 300
- * samples). */
+/* Room for `need` samples of the current layout, keeping the first `keep`
+ * bytes of the array. A small array lives on the heap; from MAPPED_MIN
+ * bytes on it gets a mapping of its own, grown by mremap. Many sketches
+ * growing side by side on the heap leave holes behind every realloc that
+ * moves (with 100 names, heap holes and slack came to 1.4 MB for 1.75 MB
+ * of samples), while a mapping grows without copying and costs only the
+ * pages the samples have touched: past the last sample it is address
+ * space, not memory. Below MAPPED_MIN the page granularity of a mapping
+ * would cost more than the heap does (10 000 sketches of 300 samples). */
 static void
-reserve(struct ckms *s, size_t need)
+grow(struct ckms *s, size_t need, size_t keep)
 {
-	if (need <= s->cap)
-		return;
+	size_t size = s->wide ? WSZ : NSZ;
 	/* grow by half: the count grows only logarithmically, and with many
 	 * names the slack of doubling would be a third of the memory */
 	size_t cap = s->cap ? s->cap : 16;
 	while (cap < need)
 		cap += cap / 2;
-	size_t bytes = cap * sizeof(*s->smp);
+	size_t bytes = cap * size;
 	if (bytes >= MAPPED_MIN) {
 		long page = sysconf(_SC_PAGESIZE);
 		if (page > 0)
@@ -238,82 +254,64 @@ reserve(struct ckms *s, size_t need)
 		    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 		if (m != MAP_FAILED) {
 			if (!s->mapped) {
-				memcpy(m, s->smp, s->ns * sizeof(*s->smp));
+				if (keep)
+					memcpy(m, s->smp, keep);
 				free(s->smp);
 			}
 			s->smp = m;
 			s->mapped = bytes;
-			s->cap = bytes / sizeof(*s->smp);
+			s->cap = bytes / size;
 			return;
 		}
 		if (s->mapped)
 			fatal(EXIT_TEMPORARY, "ckms: grow to %zu samples", cap);
 		/* no new mapping to be had (vm.max_map_count?): the heap */
 	}
-	struct ckms_sample *p = realloc(s->smp, cap * sizeof(*p));
+	void *p = realloc(s->smp, cap * size);
 	if (p == NULL)
 		fatal(EXIT_TEMPORARY, "ckms: grow to %zu samples", cap);
 	s->smp = p;
 	s->cap = cap;
 }
 
-/* First index whose value is >= v. */
-static size_t
-lower_bound(const struct ckms_sample *smp, size_t n, uint32_t v)
+static void
+reserve(struct ckms *s, size_t need)
 {
-	size_t lo = 0, hi = n;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		if (smp[mid].v < v)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo;
+	if (need > s->cap)
+		grow(s, need, s->ns * (s->wide ? WSZ : NSZ));
 }
 
-/* Would a merge into b, a's successor, pass the compress test? r_a is the
- * g below a. */
-static int
-mergeable(struct ckms_sample a, struct ckms_sample b, uint64_t r_a,
-    double twoeps)
+/* Narrow to wide, in place: the array grows to hold the samples at 12
+ * bytes, and they are rewritten from the last down. Wide sample i covers
+ * bytes [12i, 12i + 12), where only narrow samples i and above lie, and
+ * those have been read already. The copies go through memcpy, which the
+ * compiler may not reorder across as it might accesses to two struct
+ * types in the same memory. */
+static void
+widen(struct ckms *s)
 {
-	return (uint64_t)a.g + b.g + b.delta <= invariant(twoeps, u2d(r_a));
+	if (s->wide)
+		return;
+	size_t ns = s->ns;
+	s->wide = 1;
+	s->cap = s->cap * NSZ / WSZ;
+	if (ns > s->cap)
+		grow(s, ns, ns * NSZ);
+	unsigned char *b = s->smp;
+	for (size_t i = ns; i-- > 0;) {
+		struct ckms_nsample x;
+		memcpy(&x, b + i * NSZ, NSZ);
+		struct ckms_wsample y = {x.v, x.g, x.delta};
+		memcpy(b + i * WSZ, &y, WSZ);
+	}
 }
 
-/* The compress walk over old samples, from cur = smp[ri - 1] (not yet
- * written, rcur the g below it) up to the next buffered value `kv`: as long
- * as no pair merges, each sample is written out unchanged, so this loop
- * does only that. It stops before the first old sample that cur would merge
- * into or that a buffered value goes before, and returns the new ri, with
- * *w, *rcur, *cur (the last sample of the run, still pending) and *gs (g
- * of the old samples read) updated. The merge test c <= f(r) is written
- * c <= 2εr: for an integer c >= 2 it is the same (f floors 2εr, and is 1
- * only when 2εr < 1 < c), with f's cap at UINT32_MAX kept by the second
- * test. */
-static size_t
-old_run(struct ckms_sample *smp, size_t ri, size_t re, uint64_t kv,
-    double twoeps, size_t *w, uint64_t *rcur, struct ckms_sample *cur,
-    uint64_t *gs)
-{
-	size_t j = ri, o = *w;
-	uint64_t r = *rcur, g = *gs;
-	struct ckms_sample prev = smp[j - 1];
-	for (; j < re && smp[j].v < kv; j++) {
-		uint64_t c = (uint64_t)prev.g + smp[j].g + smp[j].delta;
-		if ((double)c <= twoeps * u2d(r) && c <= UINT32_MAX)
-			break;
-		smp[o++] = prev;
-		r += prev.g;
-		prev = smp[j];
-		g += prev.g;
-	}
-	*w = o;
-	*rcur = r;
-	*gs = g;
-	*cur = prev;
-	return j;
-}
+#define SAMPLE struct ckms_nsample
+#define WALK(name) name##_n
+#include "egress/ckms_walk.h"
+#define SAMPLE struct ckms_wsample
+#define WALK(name) name##_w
+#include "egress/ckms_walk.h"
 
 /* Merge the buffer into the samples; compress too when `compress`.
  *
@@ -321,95 +319,24 @@ old_run(struct ckms_sample *smp, size_t ri, size_t re, uint64_t kv,
  * successor absorbs the samples after it, so a pair can become mergeable
  * once both are final. When `cur` is written out having absorbed samples,
  * it is tested against the sample below it, and the first such pair is
- * remembered in `dirty`: the next compress must walk from there. */
+ * remembered in `dirty`: the next compress must walk from there.
+ *
+ * A narrow sketch widens first when f(n), n counting the buffered values,
+ * passes UINT16_MAX: no g or Δ of this merge can exceed f(n). */
 static void
 flush(struct ckms *s, int compress)
 {
 	size_t nb = s->nbuf;
 	uint64_t scratch[BUF_MAX]; /* for the sort, then the bitset */
+	if (!s->wide && invariant(s->twoeps, u2d(s->n)) > UINT16_MAX)
+		widen(s);
 	reserve(s, s->ns + nb);
 	sort_keys(s->keys, scratch, nb);
 	annotate(s->keys, nb, scratch);
-
-	struct ckms_sample *smp = s->smp;
-	size_t k = lower_bound(smp, s->ns, (uint32_t)(s->keys[0] >> 32));
-	size_t w0 = k;
-	if (compress) {
-		size_t start = k < s->clean ? k : s->clean;
-		w0 = start ? start - 1 : 0;
-	}
-	uint64_t gs = 0; /* g of the old samples passed so far */
-	for (size_t i = 0; i < w0; i++)
-		gs += smp[i].g;
-
-	/* Open a gap of nb slots: the pass reads old samples from above the
-	 * gap and writes its output from w0, never overtaking its reads. */
-	memmove(smp + w0 + nb, smp + w0, (s->ns - w0) * sizeof(*smp));
-	size_t ri = w0 + nb, re = s->ns + nb, bi = 0, w = w0;
-	size_t dirty = SIZE_MAX;
-	const uint64_t *keys = s->keys;
-	double twoeps = s->twoeps;
-	uint64_t rcur = gs; /* g of the output below cur */
-	uint64_t fcur = 0;  /* f(rcur) */
-	struct ckms_sample cur = {0, 0, 0}, x;
-	int have = 0, absorbed = 0;
-
-	for (;;) {
-		int x_old = 0; /* x is an old sample, smp[ri - 1] */
-		if (bi < nb && (ri == re ||
-		    (uint32_t)(keys[bi] >> 32) <= smp[ri].v)) {
-			uint64_t key = keys[bi++];
-			x.v = (uint32_t)(key >> 32);
-			x.g = 1;
-			x.delta = (key & KEY_EXTREME) ? 0 :
-			    invariant(twoeps, u2d(gs + (key & KEY_COUNT))) - 1;
-		} else if (ri < re) {
-			x = smp[ri++];
-			gs += x.g;
-			x_old = 1;
-		} else {
-			break;
-		}
-		if (!compress) {
-			smp[w++] = x;
-		} else if (!have) {
-			cur = x;
-			have = 1;
-			fcur = invariant(twoeps, u2d(rcur));
-		} else if ((uint64_t)cur.g + x.g + x.delta <= fcur) {
-			/* cur merges into x: x's v and Δ, the summed g */
-			cur.v = x.v;
-			cur.g += x.g;
-			cur.delta = x.delta;
-			absorbed = 1;
-		} else {
-			if (absorbed && dirty == SIZE_MAX && w > 0 &&
-			    mergeable(smp[w - 1], cur, rcur - smp[w - 1].g,
-			    twoeps))
-				dirty = w;
-			smp[w++] = cur;
-			rcur += cur.g;
-			cur = x;
-			absorbed = 0;
-			if (x_old)
-				ri = old_run(smp, ri, re, bi < nb ?
-				    keys[bi] >> 32 : (uint64_t)UINT32_MAX + 1,
-				    twoeps, &w, &rcur, &cur, &gs);
-			fcur = invariant(twoeps, u2d(rcur));
-		}
-	}
-	if (have) {
-		if (absorbed && dirty == SIZE_MAX && w > 0 &&
-		    mergeable(smp[w - 1], cur, rcur - smp[w - 1].g, twoeps))
-			dirty = w;
-		smp[w++] = cur;
-	}
-	s->ns = w;
-	s->nbuf = 0;
-	if (compress)
-		s->clean = dirty < w ? dirty : w;
-	else if (k < s->clean)
-		s->clean = k;
+	if (s->wide)
+		merge_w(s, compress);
+	else
+		merge_n(s, compress);
 }
 
 void
@@ -442,16 +369,8 @@ ckms_query(struct ckms *s, double q)
 {
 	if (s->nbuf)
 		flush(s, 0);
-	const struct ckms_sample *smp = s->smp;
-	double t = q * (double)s->n;
-	double rhs = t + (double)invariant(s->twoeps, t) / 2.0;
-	uint64_t r = 0;
-	for (size_t i = 1; i < s->ns; i++) {
-		r += smp[i - 1].g;
-		if ((double)(r + smp[i].g + smp[i].delta) > rhs)
-			return smp[i - 1].v;
-	}
-	return smp[s->ns - 1].v;
+	return s->wide ? query_w(s->smp, s->ns, s->n, s->twoeps, q) :
+	    query_n(s->smp, s->ns, s->n, s->twoeps, q);
 }
 
 uint64_t
@@ -466,4 +385,16 @@ ckms_samples(struct ckms *s)
 	if (s->nbuf)
 		flush(s, 0);
 	return s->ns;
+}
+
+size_t
+ckms_sample_bytes(const struct ckms *s)
+{
+	return s->wide ? WSZ : NSZ;
+}
+
+void
+ckms_widen(struct ckms *s)
+{
+	widen(s);
 }

@@ -29,5 +29,13 @@ uint64_t ckms_count(const struct ckms *s);
 /* The number of stored samples after merging any buffered values (for
  * memory figures and tests). Exits 111 on ENOMEM like ckms_insert. */
 size_t ckms_samples(struct ckms *s);
+/* Bytes a stored sample takes: 8 while g and Δ fit in 16 bits, 12 from
+ * the first merge after which they might not (f(n) > 65535: n above about
+ * 3.27M values for eps 0.01). For memory figures and tests. */
+size_t ckms_sample_bytes(const struct ckms *s);
+/* Switch s to 12-byte samples now, as it does by itself once f(n) passes
+ * 65535; no answer changes. For tests, which compare a sketch widened
+ * early with one that is not. Exits 111 on ENOMEM like ckms_insert. */
+void ckms_widen(struct ckms *s);
 
 #endif

@@ -1,6 +1,7 @@
 /* test_ckms.c - the CKMS sketch (egress/ckms.c): the seed's answers from
  * tests/data/ckms-reference.txt, batched inserts against a one-at-a-time
- * model of DESIGN §11, accuracy and bounded memory for 1 M values. */
+ * model of DESIGN §11, the switch from 8- to 12-byte samples, accuracy and
+ * bounded memory for 1 M values. */
 #include <criterion/criterion.h>
 #include <criterion/parameterized.h>
 #include <math.h>
@@ -268,6 +269,194 @@ ParameterizedTest(struct stream_case *c, ckms, same_as_one_at_a_time)
 	free(m.v);
 	free(m.g);
 	free(m.d);
+}
+
+/* ---- 8-byte samples, widened to 12 once f(n) passes 65535 ---------------- */
+
+#define NARROW_MAX 65535u
+
+/* The first n with f(n) > 65535: from there on a flush leaves s wide. */
+static uint64_t
+widen_at(double eps)
+{
+	struct model m = {.twoeps = 2.0 * eps};
+	uint64_t n = (uint64_t)(65535.0 / (2.0 * eps));
+	while (n > 0 && model_f(&m, (double)(n - 1)) > NARROW_MAX)
+		n--;
+	while (model_f(&m, (double)n) <= NARROW_MAX)
+		n++;
+	return n;
+}
+
+/* Bytes per sample that s must use once it has just flushed at n values. */
+static size_t
+layout_after(double eps, uint64_t n)
+{
+	return n >= widen_at(eps) ? 12 : 8;
+}
+
+Test(ckms, starts_narrow)
+{
+	struct ckms *s = new_sketch(0.01);
+	cr_expect_eq(ckms_sample_bytes(s), 8);
+	for (uint32_t i = 0; i < 100000; i++)
+		ckms_insert(s, i * 2654435761u);
+	cr_expect_eq(ckms_samples(s) > 0, 1);
+	cr_expect_eq(ckms_sample_bytes(s), 8, "wide after 10^5 values");
+	ckms_widen(s);
+	cr_expect_eq(ckms_sample_bytes(s), 12);
+	ckms_widen(s); /* already wide: nothing to do */
+	cr_expect_eq(ckms_sample_bytes(s), 12);
+	ckms_free(s);
+	cr_expect_eq(widen_at(0.4), 81920);
+	cr_expect_eq(widen_at(0.01), 3276800);
+}
+
+struct switch_case {
+	double eps;
+	uint32_t domain;
+	int shape;          /* as in stream_case */
+	size_t n;           /* past widen_at(eps) */
+};
+
+ParameterizedTestParameters(ckms, narrow_to_wide_same_as_one_at_a_time)
+{
+	static struct switch_case cases[] = {
+		{0.4, UINT32_MAX, 0, 200000},
+		{0.4, 1000, 1, 100000}, /* ~5 400 samples: mapped */
+		{0.4, 1000, 2, 120000},
+		{0.3, 100, 0, 200000},
+		{0.2, UINT32_MAX, 0, 250000},
+		{0.1, 5000, 3, 400000},
+	};
+	return cr_make_param_array(struct switch_case, cases,
+	    sizeof(cases) / sizeof(cases[0]));
+}
+
+/* Across the switch: every answer and the sample count equal the model's,
+ * checked every 997 values and at every period boundary (no partial
+ * buffer to flush) within 200 values of the switch; samples take 8 bytes
+ * before it and 12 after. */
+ParameterizedTest(struct switch_case *c, ckms,
+    narrow_to_wide_same_as_one_at_a_time, .timeout = 60)
+{
+	struct model m = {0};
+	m.v = malloc(c->n * sizeof(uint32_t));
+	m.g = malloc(c->n * sizeof(uint32_t));
+	m.d = malloc(c->n * sizeof(uint32_t));
+	cr_assert(m.v && m.g && m.d);
+	m.twoeps = 2.0 * c->eps;
+	m.period = (uint64_t)(1.0 / (2.0 * c->eps));
+	struct ckms *s = new_sketch(c->eps);
+	uint64_t at = widen_at(c->eps);
+	cr_assert_lt(at, c->n);
+	rng_state = UINT64_C(0x452821e638d01377) ^ c->n ^ c->shape;
+	size_t narrow_checks = 0, wide_checks = 0;
+
+	for (size_t i = 0; i < c->n; i++) {
+		uint32_t x;
+		switch (c->shape) {
+		case 1: x = (uint32_t)(i * c->domain / c->n); break;
+		case 2: x = (uint32_t)((c->n - i) * c->domain / c->n); break;
+		case 3: x = (uint32_t)((i % 1000) * 7 + rng() % 3) % c->domain;
+			break;
+		default: x = (uint32_t)(rng() % c->domain); break;
+		}
+		model_insert(&m, x);
+		ckms_insert(s, x);
+		uint64_t n = i + 1;
+		int near = n + 200 >= at && n <= at + 200 &&
+		    n % m.period == 0;
+		if (!near && n % 997 != 0 && n != c->n)
+			continue;
+		cr_assert_eq(ckms_samples(s), m.ns,
+		    "eps %g shape %d: %zu samples after %zu values, model %zu",
+		    c->eps, c->shape, ckms_samples(s), (size_t)n, m.ns);
+		size_t bytes = ckms_sample_bytes(s);
+		cr_assert_eq(bytes, layout_after(c->eps, n),
+		    "eps %g: %zu-byte samples after %zu values (switch at "
+		    "%zu)", c->eps, bytes, (size_t)n, (size_t)at);
+		if (bytes == 8)
+			narrow_checks++;
+		else
+			wide_checks++;
+		for (int k = 0; k < 6; k++)
+			cr_assert_eq(ckms_query(s, qs[k]),
+			    model_query(&m, qs[k]), "eps %g after %zu values, "
+			    "q=%g", c->eps, (size_t)n, qs[k]);
+		for (int k = 0; k < 4; k++) {
+			double q = (double)(rng() % 1001) / 1000.0;
+			cr_assert_eq(ckms_query(s, q), model_query(&m, q),
+			    "eps %g after %zu values, q=%g", c->eps,
+			    (size_t)n, q);
+		}
+	}
+	cr_expect_gt(narrow_checks, 50);
+	cr_expect_gt(wide_checks, 50);
+	cr_expect_eq(ckms_count(s), c->n);
+	ckms_free(s);
+	free(m.v);
+	free(m.g);
+	free(m.d);
+}
+
+ParameterizedTestParameters(ckms, widened_early_same_answers)
+{
+	/* uniform u32: ~950 samples at the switch, a narrow array on the
+	 * heap that widening moves to a mapping; 101 values: ~2400, a
+	 * mapping grown by mremap */
+	static uint32_t domains[] = {0, 101};
+	return cr_make_param_array(uint32_t, domains,
+	    sizeof(domains) / sizeof(domains[0]));
+}
+
+/* eps 0.01 past its switch at 3 276 800 values: a sketch left to switch by
+ * itself, one wide from the start and one widened with a partly filled
+ * buffer give the same sample count and answers all along. */
+ParameterizedTest(uint32_t *domain, ckms, widened_early_same_answers,
+    .timeout = 60)
+{
+	const double eps = 0.01;
+	const size_t n = 3600000, mid = 1234567;
+	uint64_t at = widen_at(eps);
+	struct ckms *a = new_sketch(eps), *b = new_sketch(eps),
+	    *c = new_sketch(eps);
+	ckms_widen(b);
+	rng_state = UINT64_C(0x13198a2e03707344) + *domain;
+	for (size_t i = 0; i < n; i++) {
+		uint32_t x = *domain ? (uint32_t)(rng() % *domain) :
+		    (uint32_t)(rng() >> 32);
+		ckms_insert(a, x);
+		ckms_insert(b, x);
+		ckms_insert(c, x);
+		uint64_t k = i + 1;
+		if (k == mid) {
+			cr_assert_eq(ckms_sample_bytes(c), 8);
+			ckms_widen(c);
+		}
+		int near = k + 1000 >= at && k <= at + 1000 && k % 50 == 0;
+		if (!near && k % 100003 != 0 && k != n)
+			continue;
+		size_t ns = ckms_samples(a);
+		cr_assert_eq(ckms_samples(b), ns, "%zu values", (size_t)k);
+		cr_assert_eq(ckms_samples(c), ns, "%zu values", (size_t)k);
+		cr_assert_eq(ckms_sample_bytes(a), layout_after(eps, k),
+		    "%zu values", (size_t)k);
+		cr_assert_eq(ckms_sample_bytes(b), 12);
+		cr_assert_eq(ckms_sample_bytes(c), k >= mid ? 12u : 8u);
+		for (int j = 0; j < 10; j++) {
+			double q = j < 6 ? qs[j] :
+			    (double)(rng() % 10001) / 10000.0;
+			uint32_t want = ckms_query(a, q);
+			cr_assert_eq(ckms_query(b, q), want,
+			    "%zu values, q=%g", (size_t)k, q);
+			cr_assert_eq(ckms_query(c, q), want,
+			    "%zu values, q=%g", (size_t)k, q);
+		}
+	}
+	ckms_free(a);
+	ckms_free(b);
+	ckms_free(c);
 }
 
 /* ---- accuracy and memory for 1 M values ---------------------------------- */
