@@ -196,6 +196,41 @@ model_query(const struct model *m, double q)
 	return m->v[m->ns - 1];
 }
 
+/* A model for up to n values with error eps (the test fails if it cannot
+ * have the memory). */
+static void
+model_init(struct model *m, double eps, size_t n)
+{
+	memset(m, 0, sizeof(*m));
+	m->v = malloc(n * sizeof(uint32_t));
+	m->g = malloc(n * sizeof(uint32_t));
+	m->d = malloc(n * sizeof(uint32_t));
+	cr_assert(m->v && m->g && m->d);
+	m->twoeps = 2.0 * eps;
+	m->period = (uint64_t)(1.0 / (2.0 * eps));
+}
+
+static void
+model_free(struct model *m)
+{
+	free(m->v);
+	free(m->g);
+	free(m->d);
+}
+
+/* Value i of n in [0, domain): 0 random, 1 ascending, 2 descending, 3
+ * zigzag. */
+static uint32_t
+shaped(int shape, size_t i, size_t n, uint32_t domain)
+{
+	switch (shape) {
+	case 1: return (uint32_t)(i * domain / n);
+	case 2: return (uint32_t)((n - i) * domain / n);
+	case 3: return (uint32_t)((i % 1000) * 7 + rng() % 3) % domain;
+	default: return (uint32_t)(rng() % domain);
+	}
+}
+
 struct stream_case {
 	double eps;
 	uint32_t domain;    /* values are drawn from [0, domain) ... */
@@ -227,25 +262,13 @@ ParameterizedTestParameters(ckms, same_as_one_at_a_time)
 
 ParameterizedTest(struct stream_case *c, ckms, same_as_one_at_a_time)
 {
-	struct model m = {0};
-	m.v = malloc(c->n * sizeof(uint32_t));
-	m.g = malloc(c->n * sizeof(uint32_t));
-	m.d = malloc(c->n * sizeof(uint32_t));
-	cr_assert(m.v && m.g && m.d);
-	m.twoeps = 2.0 * c->eps;
-	m.period = (uint64_t)(1.0 / (2.0 * c->eps));
+	struct model m;
+	model_init(&m, c->eps, c->n);
 	struct ckms *s = new_sketch(c->eps);
 	rng_state = UINT64_C(0x9e3779b97f4a7c15) ^ c->n ^ c->shape;
 
 	for (size_t i = 0; i < c->n; i++) {
-		uint32_t x;
-		switch (c->shape) {
-		case 1: x = (uint32_t)(i * c->domain / c->n); break;
-		case 2: x = (uint32_t)((c->n - i) * c->domain / c->n); break;
-		case 3: x = (uint32_t)((i % 1000) * 7 + rng() % 3) % c->domain;
-			break;
-		default: x = (uint32_t)(rng() % c->domain); break;
-		}
+		uint32_t x = shaped(c->shape, i, c->n, c->domain);
 		model_insert(&m, x);
 		ckms_insert(s, x);
 		if (c->query_every && rng() % c->query_every == 0) {
@@ -266,9 +289,7 @@ ParameterizedTest(struct stream_case *c, ckms, same_as_one_at_a_time)
 	}
 	cr_expect_eq(ckms_count(s), c->n);
 	ckms_free(s);
-	free(m.v);
-	free(m.g);
-	free(m.d);
+	model_free(&m);
 }
 
 /* ---- 8-byte samples, widened to 12 once f(n) passes 65535 ---------------- */
@@ -340,13 +361,8 @@ ParameterizedTestParameters(ckms, narrow_to_wide_same_as_one_at_a_time)
 ParameterizedTest(struct switch_case *c, ckms,
     narrow_to_wide_same_as_one_at_a_time, .timeout = 60)
 {
-	struct model m = {0};
-	m.v = malloc(c->n * sizeof(uint32_t));
-	m.g = malloc(c->n * sizeof(uint32_t));
-	m.d = malloc(c->n * sizeof(uint32_t));
-	cr_assert(m.v && m.g && m.d);
-	m.twoeps = 2.0 * c->eps;
-	m.period = (uint64_t)(1.0 / (2.0 * c->eps));
+	struct model m;
+	model_init(&m, c->eps, c->n);
 	struct ckms *s = new_sketch(c->eps);
 	uint64_t at = widen_at(c->eps);
 	cr_assert_lt(at, c->n);
@@ -354,14 +370,7 @@ ParameterizedTest(struct switch_case *c, ckms,
 	size_t narrow_checks = 0, wide_checks = 0;
 
 	for (size_t i = 0; i < c->n; i++) {
-		uint32_t x;
-		switch (c->shape) {
-		case 1: x = (uint32_t)(i * c->domain / c->n); break;
-		case 2: x = (uint32_t)((c->n - i) * c->domain / c->n); break;
-		case 3: x = (uint32_t)((i % 1000) * 7 + rng() % 3) % c->domain;
-			break;
-		default: x = (uint32_t)(rng() % c->domain); break;
-		}
+		uint32_t x = shaped(c->shape, i, c->n, c->domain);
 		model_insert(&m, x);
 		ckms_insert(s, x);
 		uint64_t n = i + 1;
@@ -395,9 +404,7 @@ ParameterizedTest(struct switch_case *c, ckms,
 	cr_expect_gt(wide_checks, 50);
 	cr_expect_eq(ckms_count(s), c->n);
 	ckms_free(s);
-	free(m.v);
-	free(m.g);
-	free(m.d);
+	model_free(&m);
 }
 
 ParameterizedTestParameters(ckms, widened_early_same_answers)
