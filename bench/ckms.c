@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "egress/ckms.h"
 #include "egress/cma.h"
 #include "egress/names.h"
@@ -25,14 +26,6 @@ rng32(void)
 	rng_state ^= rng_state >> 7;
 	rng_state ^= rng_state << 17;
 	return (uint32_t)(rng_state >> 32);
-}
-
-static double
-now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 /* A "VmRSS:"-style line of /proc/self/status, in KiB; -1 if missing. */
@@ -155,7 +148,7 @@ static double
 one_sketch(const uint32_t *vals, size_t at[3], size_t bytes[3])
 {
 	struct ckms *s = xckms();
-	double t0 = now();
+	double t0 = clock_s();
 	for (long i = 0; i < BIG; i++) {
 		ckms_insert(s, vals[i]);
 		/* n is a multiple of 50 here: no buffer to flush */
@@ -168,7 +161,7 @@ one_sketch(const uint32_t *vals, size_t at[3], size_t bytes[3])
 		}
 	}
 	volatile uint32_t med = ckms_query(s, 0.5); /* includes the flush */
-	double dt = now() - t0;
+	double dt = clock_s() - t0;
 	(void)med;
 	at[2] = ckms_samples(s);
 	bytes[2] = ckms_sample_bytes(s);
@@ -201,10 +194,10 @@ bench_many_names(const uint32_t *vals, const uint32_t *who)
 		perror("bench-ckms: names_new");
 		exit(1);
 	}
-	double t0 = now();
+	double t0 = clock_s();
 	for (long i = 0; i < BIG; i++)
 		deliver(t, who[i], vals[i]);
-	double dt = now() - t0;
+	double dt = clock_s() - t0;
 	printf("ckms insert, 10^7 values over %d names (names_get + "
 	    "ckms_insert): %.1f M inserts/s (%.3f s)\n", NAMES,
 	    BIG / dt / 1e6, dt);
@@ -215,23 +208,23 @@ static void
 bench_cma(const uint32_t *vals)
 {
 	struct cma c = {0, 0};
-	double t0 = now();
+	double t0 = clock_s();
 	for (int r = 0; r < 10; r++)
 		for (long i = 0; i < BIG; i++)
 			cma_add(&c, vals[i]);
-	double dt = now() - t0;
+	double dt = clock_s() - t0;
 	char buf[400];
 	cma_format(c.mean, buf, sizeof(buf));
 	printf("cma add: %.1f M adds/s (10^8 adds, %.3f s; mean %s)\n",
 	    10.0 * BIG / dt / 1e6, dt, buf);
 
-	t0 = now();
+	t0 = clock_s();
 	size_t len = 0;
 	for (long i = 0; i < 100000; i++) {
 		struct cma m = {(double)vals[i] / 3.0 + 0.1, 1};
 		len += (size_t)cma_format(m.mean, buf, sizeof(buf));
 	}
-	dt = now() - t0;
+	dt = clock_s() - t0;
 	printf("cma format (17-digit means): %.2f M/s (%zu bytes)\n",
 	    1e5 / dt / 1e6, len);
 }

@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "log.h"
 #include "bench/loopback.h"
 
@@ -171,15 +172,6 @@ open_signalfd(void)
 	return fd;
 }
 
-static double
-now_s(void)
-{
-	struct timespec ts;
-	if (clock_gettime(CLOCK_MONOTONIC, &ts) < 0)
-		fatal(EXIT_FAILURE, "clock_gettime");
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 /* The kernel attaches SO_RXQ_OVFL (a running u32 count of drops on this
  * socket) only to datagrams queued after a drop; keep the latest. */
 static void
@@ -206,20 +198,20 @@ static void
 recv_loop(int fd, int sfd, const struct opts *o, struct mmsghdr *m,
     struct counts *c)
 {
-	double deadline = now_s() + o->max_s;
+	double deadline = clock_s() + o->max_s;
 	for (unsigned long long pass = 0; pass < (1ULL << 40); pass++) {
 		int n = recvmmsg(fd, m, BATCH, MSG_DONTWAIT, NULL);
 		if (n < 0 && errno != EAGAIN && errno != EINTR)
 			fatal(EXIT_FAILURE, "recvmmsg");
 		if (n > 0) {
 			account(c, m, n);
-			c->last = now_s();
+			c->last = clock_s();
 			if (c->dgrams == (unsigned long long)n)
 				c->first = c->last;
 			if (n == BATCH)
 				continue; /* likely more queued: skip poll */
 		}
-		double now = now_s(), until = deadline;
+		double now = clock_s(), until = deadline;
 		if (c->dgrams > 0 && c->last + o->quiet_ms / 1e3 < until)
 			until = c->last + o->quiet_ms / 1e3;
 		if (now >= until)

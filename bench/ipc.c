@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "chan.h"
+#include "clock.h"
 #include "chan_shm.h"
 
 #define N 1000000u
@@ -343,14 +344,6 @@ secs(struct timeval tv)
 	return (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
 }
 
-static double
-now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static pid_t
 spawn(struct way *w, int (*fn)(struct way *), int go)
 {
@@ -405,7 +398,7 @@ run_once(struct way *w, struct sample *out)
 		fprintf(stderr, "bench-ipc: fork: %s\n", strerror(errno));
 		return -1;
 	}
-	double t0 = now();
+	double t0 = clock_s();
 	if (write(go[1], "gg", 2) != 2)
 		return -1;
 	struct sigaction sa = { .sa_handler = on_alarm };
@@ -435,7 +428,7 @@ run_once(struct way *w, struct sample *out)
 			kill(wr, SIGKILL);
 	}
 	alarm(0);
-	out->wall = now() - t0;
+	out->wall = clock_s() - t0;
 	getrusage(RUSAGE_CHILDREN, &r1);
 	close(go[0]);
 	close(go[1]);

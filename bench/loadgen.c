@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "log.h"
 #include "bench/loopback.h"
 
@@ -250,15 +251,6 @@ build_pool(const struct opts *o, char *buf, size_t slot, size_t pool,
 	}
 }
 
-static double
-now_s(void)
-{
-	struct timespec ts;
-	if (clock_gettime(CLOCK_MONOTONIC, &ts) < 0)
-		fatal(EXIT_FAILURE, "clock_gettime");
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 static void
 sleep_until(double t)
 {
@@ -282,7 +274,7 @@ static struct tally
 send_loop(int fd, struct mmsghdr *msgs, size_t pool, const struct opts *o)
 {
 	struct tally t = { 0, 0, 0, 0 };
-	double t0 = now_s(), deadline = t0 + o->max_s, now = t0;
+	double t0 = clock_s(), deadline = t0 + o->max_s, now = t0;
 	unsigned long long burst = 1, iter_max;
 	if (o->rate > 0) {
 		burst = (unsigned long long)(o->rate / 1000.0);
@@ -294,7 +286,7 @@ send_loop(int fd, struct mmsghdr *msgs, size_t pool, const struct opts *o)
 	for (unsigned long long it = 0; t.sent < o->n && it < iter_max; it++) {
 		unsigned long long left = o->n - t.sent;
 		unsigned long long want = left < BATCH_MAX ? left : BATCH_MAX;
-		now = now_s();
+		now = clock_s();
 		if (stop_flag || now >= deadline)
 			break;
 		if (o->rate > 0) {
@@ -316,17 +308,17 @@ send_loop(int fd, struct mmsghdr *msgs, size_t pool, const struct opts *o)
 		} else if (errno == ENOBUFS || errno == EAGAIN) {
 			/* Socket or device queue full: back off briefly. */
 			t.retries++;
-			sleep_until(now_s() + 50e-6);
+			sleep_until(clock_s() + 50e-6);
 		} else if (errno == ECONNREFUSED) {
 			/* ICMP port unreachable from an earlier datagram:
 			 * nobody listens (yet); keep going until -t. */
 			t.refused++;
-			sleep_until(now_s() + 1e-3);
+			sleep_until(clock_s() + 1e-3);
 		} else if (errno != EINTR) {
 			fatal(EXIT_FAILURE, "sendmmsg");
 		}
 	}
-	t.seconds = now_s() - t0;
+	t.seconds = clock_s() - t0;
 	return t;
 }
 
