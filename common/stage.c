@@ -67,7 +67,7 @@ usage(const struct stage_ops *ops, FILE *f)
 	    "      --in QUEUE       read from /telem.INSTANCE.QUEUE\n"
 	    "      --out QUEUE      write to /telem.INSTANCE.QUEUE (repeatable)\n"
 	    "      --slot N         add to counter slot N of /telem.INSTANCE.stats\n"
-	    "      --ready-fd FD    write one byte to FD once ready\n"
+	    "      --ready-fd FD    write \"R\\n\" to FD once ready\n"
 	    "  -h, --help           this text\n"
 	    "Exit status: 0 stopped, 100 configuration error, 111 temporary failure.\n",
 	    ops->prog, ops->synopsis, (int)strlen(ops->prog), "",
@@ -244,6 +244,9 @@ close_all(struct stage *st)
 	stats_detach(st->seg);
 }
 
+/* Readiness is exactly the two bytes "R\n" (the supervisor's
+ * SUP_READY_BYTES, supervisor/sup.h): anything else, or the fd closed
+ * before both came, is a failed start there. */
 void
 stage_ready(struct stage *st)
 {
@@ -251,7 +254,7 @@ stage_ready(struct stage *st)
 		return;
 	ssize_t w;
 	do
-		w = write(st->ready_fd, "R", 1);
+		w = write(st->ready_fd, "R\n", 2);
 	while (w == -1 && errno == EINTR);
 	if (w == -1)
 		log_warn("write readiness to fd %d", st->ready_fd);

@@ -82,7 +82,8 @@ int stage_emit(struct stage *st, uint8_t type, const char *name,
 /* Send every non-empty batch now and settle the counters of the records
  * handled so far. Returns 0 or -1 (logged). */
 int stage_push(struct stage *st);
-/* Announce readiness on --ready-fd (once; later calls do nothing). */
+/* Announce readiness on --ready-fd by writing "R\n", exactly (once; later
+ * calls do nothing). */
 void stage_ready(struct stage *st);
 
 /* Parse a decimal u32 option value. Returns 0 or -1. */

@@ -1,9 +1,15 @@
 /* control.c - telemctl's side of the supervisor: status, restart, swap,
- * flush and stop over a UNIX stream socket. Requests are served inline by
- * the one loop; a restart or swap answers once the new process is ready
- * (or the swap was rolled back), a stop once the pipeline is down. */
+ * flush and stop over a UNIX stream socket. The socket and every
+ * connection are non-blocking and served by the supervisor's one poll loop
+ * (loop.c), so no client holds up Flush ticks, reaping or restarts: at most
+ * CTL_CONNS connections, each with CTL_REQ_MS to send one line of at most
+ * CTL_REQ_MAX bytes and CTL_REPLY_MS to read its reply, else it is dropped
+ * (logged at most once a second, with a count). A restart or swap answers
+ * once the new process is ready (or the swap was rolled back), a stop once
+ * the pipeline is down. */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,45 +26,149 @@
 #include "supervisor/control.h"
 #include "supervisor/sup.h"
 
-#define REQ_MAX 4096
-#define IO_TIMEOUT_S 2
+/* One client connection. READ: its request line is coming (deadline: the
+ * request's); WAIT: the request is being carried out (a restart, a swap, a
+ * stop, a flush behind a full queue); WRITE: its reply is going out
+ * (deadline: the reply's), then it is closed. */
+enum conn_phase { CONN_FREE, CONN_READ, CONN_WAIT, CONN_WRITE };
+
+struct ctl_conn {
+	int fd;
+	enum conn_phase phase;
+	long long deadline_ms;
+	size_t inlen;
+	char in[CTL_REQ_MAX + 1];
+	char *out;                 /* the reply so far (malloc'd) */
+	size_t outlen, outoff, outcap;
+	int oom;                   /* the reply could not be kept whole */
+	int waits_stop;
+	unsigned flush_left;       /* filters still to get a requested Flush */
+	long long flush_until_ms;
+};
+
+/* A reply longer than this is cut (status of every stage is ~2 kB). */
+#define OUT_MAX (256 * 1024)
+
+static struct ctl_conn *
+conn_of(struct sup *s, int fd)
+{
+	if (s->conn == NULL || fd < 0)
+		return NULL;
+	for (int i = 0; i < CTL_CONNS; i++)
+		if (s->conn[i].phase != CONN_FREE && s->conn[i].fd == fd)
+			return &s->conn[i];
+	return NULL;
+}
 
 static void
-reply(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+conn_close(struct ctl_conn *k)
+{
+	if (k->fd != -1 && close(k->fd) == -1)
+		log_warn("close control connection");
+	free(k->out);
+	k->out = NULL;
+	k->fd = -1;
+	k->phase = CONN_FREE;
+}
+
+/* Dropped for what it did (or did not do): one line a second at most. */
+static void
+conn_drop(struct sup *s, struct ctl_conn *k, const char *why)
+{
+	long long n = log_limit_pass(&s->ctl_drops, 1000);
+	if (n >= 0)
+		log_warnx("control client dropped: %s (%lld more dropped since the "
+		    "last line)", why, n);
+	conn_close(k);
+}
 
 static void
-reply(int fd, const char *fmt, ...)
+reply(struct ctl_conn *k, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Append a line to k's reply; nothing is sent yet (see conn_send). */
+static void
+reply(struct ctl_conn *k, const char *fmt, ...)
 {
 	char line[1024];
 	va_list ap;
 	va_start(ap, fmt);
 	int n = vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
-	if (n < 0)
+	if (n < 0 || k->oom)
 		return;
 	if ((size_t)n >= sizeof(line))
 		n = sizeof(line) - 1;
-	/* A client that went away is no reason to stop: MSG_NOSIGNAL. */
-	if (send(fd, line, (size_t)n, MSG_NOSIGNAL) == -1 && errno != EPIPE)
-		log_warn("control reply");
+	if (k->outlen + (size_t)n > k->outcap) {
+		size_t cap = k->outcap ? k->outcap * 2 : 4096;
+		while (cap < k->outlen + (size_t)n)
+			cap *= 2;
+		char *p = cap <= OUT_MAX ? realloc(k->out, cap) : NULL;
+		if (p == NULL) {
+			log_warnx("control reply of more than %zu bytes: cut",
+			    k->outcap);
+			k->oom = 1;
+			return;
+		}
+		k->out = p;
+		k->outcap = cap;
+	}
+	memcpy(k->out + k->outlen, line, (size_t)n);
+	k->outlen += (size_t)n;
+}
+
+/* Write what the socket takes now; the rest when poll says it may. Once
+ * all is written the connection is closed. */
+static void
+conn_send(struct sup *s, struct ctl_conn *k)
+{
+	while (k->outoff < k->outlen) {
+		/* A client that went away is no reason to stop: MSG_NOSIGNAL. */
+		ssize_t w = send(k->fd, k->out + k->outoff, k->outlen - k->outoff,
+		    MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (w == -1 && errno == EINTR)
+			continue;
+		if (w == -1 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return;
+		if (w == -1) {
+			if (errno != EPIPE && errno != ECONNRESET)
+				log_warn("control reply");
+			conn_close(k);
+			return;
+		}
+		k->outoff += (size_t)w;
+	}
+	(void)s;
+	conn_close(k);
+}
+
+/* The reply is complete: send it, within CTL_REPLY_MS. */
+static void
+conn_reply_done(struct sup *s, struct ctl_conn *k)
+{
+	k->phase = CONN_WRITE;
+	k->deadline_ms = clock_ms() + CTL_REPLY_MS;
+	conn_send(s, k);
 }
 
 static void
-finish(int *fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+finish(struct sup *s, int *fd, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
+/* The last line of the reply to the connection with this fd, then it is
+ * sent; *fd becomes -1. Nothing if *fd is -1. */
 static void
-finish(int *fd, const char *fmt, ...)
+finish(struct sup *s, int *fd, const char *fmt, ...)
 {
 	char line[1024];
 	va_list ap;
-	if (*fd == -1)
+	struct ctl_conn *k = conn_of(s, *fd);
+	*fd = -1;
+	if (k == NULL)
 		return;
 	va_start(ap, fmt);
 	vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
-	reply(*fd, "%s\n", line);
-	close(*fd);
-	*fd = -1;
+	reply(k, "%s\n", line);
+	conn_reply_done(s, k);
 }
 
 int
@@ -79,6 +189,13 @@ ctl_open(struct sup *s)
 		return -1;
 	}
 	memcpy(sa.sun_path, s->ctlpath, strlen(s->ctlpath) + 1);
+	if (s->conn == NULL &&
+	    (s->conn = calloc(CTL_CONNS, sizeof(*s->conn))) == NULL) {
+		log_warn("control connections");
+		return -1;
+	}
+	for (int i = 0; i < CTL_CONNS; i++)
+		s->conn[i] = (struct ctl_conn){ .fd = -1, .phase = CONN_FREE };
 	s->ctlfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (s->ctlfd == -1) {
 		log_warn("socket");
@@ -105,7 +222,7 @@ ctl_open(struct sup *s)
 		log_warn("bind %s", s->ctlpath);
 		goto fail;
 	}
-	if (listen(s->ctlfd, 16) == -1) {
+	if (listen(s->ctlfd, CTL_CONNS) == -1) {
 		log_warn("listen %s", s->ctlpath);
 		unlink(s->ctlpath);
 		goto fail;
@@ -121,14 +238,14 @@ fail:
 static const int display_order[SUP_STAGES] = { 4, 2, 3, 0, 1 };
 
 static void
-do_status(struct sup *s, int fd)
+do_status(struct sup *s, struct ctl_conn *k)
 {
 	long long now = clock_ms();
-	for (int k = 0; k < SUP_STAGES; k++) {
-		struct sup_child *c = &s->ch[display_order[k]];
+	for (int i = 0; i < SUP_STAGES; i++) {
+		struct sup_child *c = &s->ch[display_order[i]];
 		struct stats_slot *st = &s->stats->slot[c->slot];
 		long depth = c->in_queue[0] ? sup_queue_depth(s, c->in_queue) : 0;
-		reply(fd, "stage=%s pid=%d state=%s restarts=%llu uptime_s=%lld "
+		reply(k, "stage=%s pid=%d state=%s restarts=%llu uptime_s=%lld "
 		    "in_queue=%s depth=%ld in=%llu out=%llu bad=%llu dropped=%llu "
 		    "lost=%llu sink_dropped=%llu exe=%s\n", c->name, (int)c->pid,
 		    sup_state_name(c->state),
@@ -142,7 +259,8 @@ do_status(struct sup *s, int fd)
 		    (unsigned long long)stats_get(&st->lost),
 		    (unsigned long long)stats_get(&st->sink_dropped), c->exe);
 	}
-	reply(fd, "ok\n");
+	reply(k, "ok\n");
+	conn_reply_done(s, k);
 }
 
 static void
@@ -155,7 +273,8 @@ free_prev(struct sup_child *c)
 }
 
 static int
-do_swap(struct sup *s, struct sup_child *c, char **argv, int argc, int fd)
+do_swap(struct sup *s, struct sup_child *c, char **argv, int argc,
+    struct ctl_conn *k)
 {
 	char exe[PATH_MAX];
 	/* A bare name is one of ours, next to the supervisor (telemctl makes
@@ -163,13 +282,13 @@ do_swap(struct sup *s, struct sup_child *c, char **argv, int argc, int fd)
 	if (strchr(argv[0], '/') == NULL) {
 		if (snprintf(exe, sizeof(exe), "%s/%s", s->cfg.bindir, argv[0]) >=
 		    (int)sizeof(exe)) {
-			reply(fd, "error: %s: path too long\n", argv[0]);
+			reply(k, "error: %s: path too long\n", argv[0]);
 			return -1;
 		}
 		argv[0] = exe;
 	}
 	if (access(argv[0], X_OK) == -1) {
-		reply(fd, "error: %s: %s\n", argv[0], strerror(errno));
+		reply(k, "error: %s: %s\n", argv[0], strerror(errno));
 		return -1;
 	}
 	/* Keep the running program to roll back to if the new one fails. */
@@ -186,115 +305,261 @@ do_swap(struct sup *s, struct sup_child *c, char **argv, int argc, int fd)
 	return 0;
 }
 
+/* A requested Flush, to the filters not served yet: without waiting, so a
+ * full queue holds up nothing else; retried by ctl_tick until
+ * CTL_FLUSH_MS has passed. */
 static void
-handle(struct sup *s, int fd, char *line)
+try_flush(struct sup *s, struct ctl_conn *k)
+{
+	k->flush_left = sup_flush_try(s, k->flush_left);
+	if (k->flush_left == 0) {
+		reply(k, "ok\n");
+		conn_reply_done(s, k);
+	} else if (clock_ms() >= k->flush_until_ms) {
+		reply(k, "error: a filter's queue stayed full for %d s: Flush not "
+		    "sent to it\n", CTL_FLUSH_MS / 1000);
+		conn_reply_done(s, k);
+	}
+}
+
+static void
+handle(struct sup *s, struct ctl_conn *k, char *line)
 {
 	/* "swap STAGE EXEC" and up to SUP_ARGS_MAX arguments, and a NULL. */
 	char *argv[SUP_ARGS_MAX + 4];
-	int argc = 0;
+	int argc = 0, fd = k->fd;
 	for (char *tok = strtok(line, " \t\r"); tok != NULL;
 	    tok = strtok(NULL, " \t\r")) {
 		if (argc == SUP_ARGS_MAX + 3) {
-			finish(&fd, "error: at most %d arguments", SUP_ARGS_MAX);
+			finish(s, &fd, "error: at most %d arguments", SUP_ARGS_MAX);
 			return;
 		}
 		argv[argc++] = tok;
 	}
 	if (argc == 0) {
-		finish(&fd, "error: empty request");
+		finish(s, &fd, "error: empty request");
 		return;
 	}
 	const char *cmd = argv[0];
+	k->phase = CONN_WAIT;
 	if (strcmp(cmd, "status") == 0 && argc == 1) {
-		do_status(s, fd);
-		close(fd);
-	} else if (strcmp(cmd, "flush") == 0 && argc == 1) {
-		/* Asked for: worth a short wait behind a busy queue. */
-		if (sup_flush(s, 1000) == 0)
-			finish(&fd, "ok");
-		else
-			finish(&fd, "error: a filter's queue stayed full for 1 s: "
-			    "Flush not sent to it");
+		do_status(s, k);
 	} else if (strcmp(cmd, "stop") == 0 && argc == 1) {
-		if (s->stop_fd != -1)
-			close(s->stop_fd);
-		s->stop_fd = fd;
+		/* Answered once the pipeline is down; every `stop` is. */
+		k->waits_stop = 1;
 		sup_begin_stop(s, 0);
+	} else if (s->stopping && (strcmp(cmd, "flush") == 0 ||
+	    strcmp(cmd, "restart") == 0 || strcmp(cmd, "swap") == 0)) {
+		finish(s, &fd, "error: the supervisor is stopping");
+	} else if (strcmp(cmd, "flush") == 0 && argc == 1) {
+		k->flush_left = ~0u;
+		k->flush_until_ms = clock_ms() + CTL_FLUSH_MS;
+		try_flush(s, k);
 	} else if ((strcmp(cmd, "restart") == 0 && argc == 2) ||
 	    (strcmp(cmd, "swap") == 0 && argc >= 3)) {
 		struct sup_child *c = sup_find(s, argv[1]);
 		if (c == NULL) {
-			finish(&fd, "error: no stage '%s'", argv[1]);
+			finish(s, &fd, "error: no stage '%s'", argv[1]);
 			return;
 		}
 		if (c->reply_fd != -1) {
-			finish(&fd, "error: stage %s is busy with another request", c->name);
+			finish(s, &fd, "error: stage %s is busy with another request",
+			    c->name);
 			return;
 		}
-		if (cmd[1] == 'w' && do_swap(s, c, argv + 2, argc - 2, fd) == -1) {
-			close(fd);
+		if (cmd[1] == 'w' && do_swap(s, c, argv + 2, argc - 2, k) == -1) {
+			conn_reply_done(s, k);
 			return;
 		}
+		/* Answered by ctl_stage_ready or ctl_stage_exited. */
 		c->reply_fd = fd;
 		sup_restart(s, c);
 	} else {
-		finish(&fd, "error: usage: status | restart STAGE | swap STAGE EXEC "
+		finish(s, &fd, "error: usage: status | restart STAGE | swap STAGE EXEC "
 		    "[ARGS...] | flush | stop");
 	}
 }
 
-void
+/* Read what has come; a whole line is handled, anything else waits for
+ * more up to CTL_REQ_MAX bytes and the deadline. */
+static void
+conn_read(struct sup *s, struct ctl_conn *k)
+{
+	ssize_t n = read(k->fd, k->in + k->inlen, CTL_REQ_MAX - k->inlen);
+	if (n == -1 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK))
+		return;
+	if (n == -1) {
+		if (errno != ECONNRESET)
+			log_warn("read control request");
+		conn_close(k);
+		return;
+	}
+	k->inlen += (size_t)n;
+	k->in[k->inlen] = '\0';
+	char *nl = memchr(k->in, '\n', k->inlen);
+	if (nl != NULL) {
+		*nl = '\0';
+		handle(s, k, k->in);
+	} else if (k->inlen == CTL_REQ_MAX) {
+		reply(k, "error: request longer than %d bytes\n", CTL_REQ_MAX);
+		long long m = log_limit_pass(&s->ctl_drops, 1000);
+		if (m >= 0)
+			log_warnx("control client dropped: request of more than %d bytes "
+			    "(%lld more dropped since the last line)", CTL_REQ_MAX, m);
+		conn_reply_done(s, k);
+	} else if (n == 0) {
+		if (k->inlen > 0)
+			reply(k, "error: request must be one line ending in a newline\n");
+		conn_reply_done(s, k);
+	}
+}
+
+/* Take every waiting connection; past CTL_CONNS they are closed at once. */
+static void
 ctl_accept(struct sup *s)
 {
-	int fd = accept4(s->ctlfd, NULL, NULL, SOCK_CLOEXEC);
-	if (fd == -1) {
-		if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
-			log_warn("accept on %s", s->ctlpath);
-		return;
-	}
-	struct timeval tv = { .tv_sec = IO_TIMEOUT_S };
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	char req[REQ_MAX];
-	size_t len = 0;
-	while (len < sizeof(req) - 1) {
-		ssize_t n = read(fd, req + len, sizeof(req) - 1 - len);
-		if (n == -1 && errno == EINTR)
+	for (int taken = 0; taken < CTL_CONNS; taken++) {
+		int fd = accept4(s->ctlfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+		if (fd == -1) {
+			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
+			    errno != ECONNABORTED) {
+				/* Out of descriptors, say: the next round may do. */
+				long long m = log_limit_pass(&s->ctl_full, 1000);
+				if (m >= 0)
+					log_warn("accept on %s", s->ctlpath);
+			}
+			return;
+		}
+		struct ctl_conn *k = NULL;
+		for (int i = 0; i < CTL_CONNS && k == NULL; i++)
+			if (s->conn[i].phase == CONN_FREE)
+				k = &s->conn[i];
+		if (k == NULL) {
+			long long m = log_limit_pass(&s->ctl_full, 1000);
+			if (m >= 0)
+				log_warnx("control socket: %d connections open, a new one "
+				    "closed at once (%lld more since the last line)",
+				    CTL_CONNS, m);
+			close(fd);
 			continue;
-		if (n <= 0)
-			break;
-		len += (size_t)n;
-		if (memchr(req, '\n', len) != NULL)
-			break;
+		}
+		*k = (struct ctl_conn){ .fd = fd, .phase = CONN_READ,
+		    .deadline_ms = clock_ms() + CTL_REQ_MS };
 	}
-	req[len] = '\0';
-	char *nl = strchr(req, '\n');
-	if (nl == NULL) {
-		finish(&fd, "error: request must be one line ending in a newline");
-		return;
+}
+
+nfds_t
+ctl_pollfds(struct sup *s, struct pollfd *pfd)
+{
+	nfds_t n = 0;
+	if (s->ctlfd != -1)
+		pfd[n++] = (struct pollfd){ .fd = s->ctlfd, .events = POLLIN };
+	if (s->conn == NULL)
+		return n;
+	/* A connection waiting on a stage is not polled: its peer's hang-up
+	 * would wake every round; it hears its reply (or EPIPE) then. */
+	for (int i = 0; i < CTL_CONNS; i++) {
+		struct ctl_conn *k = &s->conn[i];
+		if (k->phase == CONN_READ)
+			pfd[n++] = (struct pollfd){ .fd = k->fd, .events = POLLIN };
+		else if (k->phase == CONN_WRITE)
+			pfd[n++] = (struct pollfd){ .fd = k->fd, .events = POLLOUT };
 	}
-	*nl = '\0';
-	handle(s, fd, req);
+	return n;
+}
+
+void
+ctl_events(struct sup *s, const struct pollfd *pfd, nfds_t n)
+{
+	int listening = 0;
+	for (nfds_t i = 0; i < n; i++) {
+		if (!pfd[i].revents)
+			continue;
+		if (pfd[i].fd == s->ctlfd) {
+			listening = 1;
+			continue;
+		}
+		/* Looked up again: an answer given above may have closed it. */
+		struct ctl_conn *k = conn_of(s, pfd[i].fd);
+		if (k == NULL)
+			continue;
+		if (k->phase == CONN_READ)
+			conn_read(s, k);
+		else if (k->phase == CONN_WRITE)
+			conn_send(s, k);
+	}
+	/* Last, so that no fd closed above is reused in this round. */
+	if (listening)
+		ctl_accept(s);
+}
+
+long long
+ctl_tick(struct sup *s)
+{
+	if (s->conn == NULL)
+		return -1;
+	long long now = clock_ms(), next = -1;
+	for (int i = 0; i < CTL_CONNS; i++) {
+		struct ctl_conn *k = &s->conn[i];
+		if (k->phase == CONN_WAIT && k->flush_left != 0) {
+			try_flush(s, k);
+			if (k->phase == CONN_WAIT)
+				next = 10;   /* a queue may have room soon */
+			continue;
+		}
+		if (k->phase != CONN_READ && k->phase != CONN_WRITE)
+			continue;
+		if (k->deadline_ms <= now) {
+			conn_drop(s, k, k->phase == CONN_READ ?
+			    "no whole request line in 2 s" :
+			    "reply not read in 2 s");
+			continue;
+		}
+		long long d = k->deadline_ms - now;
+		next = next < 0 || d < next ? d : next;
+	}
+	return next;
 }
 
 void
 ctl_stage_ready(struct sup *s, struct sup_child *c)
 {
-	(void)s;
 	if (c->swapping)
 		free_prev(c);
 	if (c->reply_err[0] != '\0') {
-		finish(&c->reply_fd, "%s", c->reply_err);
+		finish(s, &c->reply_fd, "%s", c->reply_err);
 		c->reply_err[0] = '\0';
 	} else {
-		finish(&c->reply_fd, "ok");
+		finish(s, &c->reply_fd, "ok");
 	}
 }
 
+static void
+not_ready_why(const struct sup_child *c, int wst, char *why, size_t cap)
+{
+	if (c->ready_killed && c->not_ready == NR_TIMEOUT)
+		snprintf(why, cap, "was not ready in %d s and was killed",
+		    SUP_READY_MS / 1000);
+	else if (c->ready_killed && c->not_ready == NR_GARBAGE)
+		snprintf(why, cap, "wrote something else than \"R\\n\" on its "
+		    "ready fd and was killed");
+	else if (c->ready_killed && c->not_ready == NR_EOF)
+		snprintf(why, cap, "closed its ready fd without writing \"R\\n\" "
+		    "and was killed");
+	else if (WIFSIGNALED(wst))
+		snprintf(why, cap, "was killed by signal %d (%s) before it "
+		    "was ready", WTERMSIG(wst), strsignal(WTERMSIG(wst)));
+	else
+		snprintf(why, cap, "exited %d%s before it was ready",
+		    WEXITSTATUS(wst),
+		    WEXITSTATUS(wst) == EXIT_PERMANENT ? " (configuration error)" : "");
+}
+
 /* A swapped-in program that dies before it is ready - exit 100, another
- * exit, a signal - does not get the restart policy (which would retry it
- * and then stop the whole pipeline): the program that ran before comes
- * back at once, and the request is answered once that one is ready. */
+ * exit, a signal, a wrong readiness - does not get the restart policy
+ * (which would retry it and then stop the whole pipeline): the program
+ * that ran before comes back at once, and the request is answered once
+ * that one is ready. */
 int
 ctl_stage_exited(struct sup *s, struct sup_child *c, int wst)
 {
@@ -303,16 +568,7 @@ ctl_stage_exited(struct sup *s, struct sup_child *c, int wst)
 		return 0;
 	char failed[PATH_MAX], why[128];
 	snprintf(failed, sizeof(failed), "%s", c->exe);
-	if (c->not_ready)
-		snprintf(why, sizeof(why), "was not ready in %d s and was killed",
-		    SUP_READY_MS / 1000);
-	else if (WIFSIGNALED(wst))
-		snprintf(why, sizeof(why), "was killed by signal %d (%s) before it "
-		    "was ready", WTERMSIG(wst), strsignal(WTERMSIG(wst)));
-	else
-		snprintf(why, sizeof(why), "exited %d%s before it was ready",
-		    WEXITSTATUS(wst),
-		    WEXITSTATUS(wst) == EXIT_PERMANENT ? " (configuration error)" : "");
+	not_ready_why(c, wst, why, sizeof(why));
 	for (int i = 0; i < c->nown; i++)
 		free(c->own[i]);
 	memcpy(c->own, c->prev_own, sizeof(c->own));
@@ -345,8 +601,35 @@ void
 ctl_finish(struct sup *s)
 {
 	for (int i = 0; i < SUP_STAGES; i++)
-		finish(&s->ch[i].reply_fd, "%s", s->ch[i].reply_err[0] != '\0' ?
+		finish(s, &s->ch[i].reply_fd, "%s", s->ch[i].reply_err[0] != '\0' ?
 		    s->ch[i].reply_err : "error: supervisor stopping");
-	finish(&s->stop_fd, "ok");
 	ctl_close(s);
+	if (s->conn == NULL)
+		return;
+	for (int i = 0; i < CTL_CONNS; i++) {
+		struct ctl_conn *k = &s->conn[i];
+		if (k->phase == CONN_WAIT) {
+			reply(k, "%s\n", k->waits_stop ? "ok" :
+			    "error: supervisor stopping");
+			conn_reply_done(s, k);
+		} else if (k->phase == CONN_READ) {
+			conn_close(k);
+		}
+	}
+	/* The replies left get their time to be read, then all is closed. */
+	struct pollfd pfd[CTL_POLLFDS];
+	long long left;
+	nfds_t n;
+	while ((n = ctl_pollfds(s, pfd)) > 0 && (left = ctl_tick(s)) >= 0) {
+		if (poll(pfd, n, (int)left) == -1 && errno != EINTR) {
+			log_warn("poll");
+			break;
+		}
+		ctl_events(s, pfd, n);
+	}
+	for (int i = 0; i < CTL_CONNS; i++)
+		if (s->conn[i].phase != CONN_FREE)
+			conn_close(&s->conn[i]);
+	free(s->conn);
+	s->conn = NULL;
 }

@@ -1,6 +1,6 @@
 /* loop.c - the supervisor's one poll loop: signals from a signalfd, Flush
- * ticks from a timerfd, readiness pipes, restart deadlines and the control
- * socket; then the ordered shutdown: ingest first, then each filter drains
+ * ticks from a timerfd, readiness pipes, restart deadlines, stalled stages
+ * and the control socket's connections; then the ordered shutdown: ingest first, then each filter drains
  * its queue up to a final Flush and a Stop, then each egress. */
 #include <errno.h>
 #include <poll.h>
@@ -44,6 +44,19 @@ sup_flush(struct sup *s, int timeout_ms)
 		}
 	}
 	return rc;
+}
+
+unsigned
+sup_flush_try(struct sup *s, unsigned left)
+{
+	unsigned mask = 0;
+	for (int i = C_LOW; i <= C_HIGH; i++) {
+		mask |= 1u << i;
+		if ((left & (1u << i)) &&
+		    sup_send_record(s, s->ch[i].in_queue, WIRE_FLUSH, 0) == 0)
+			left &= ~(1u << i);
+	}
+	return left & mask;
 }
 
 void
@@ -96,7 +109,8 @@ start_due(struct sup *s, int *booted)
 	long long now = clock_ms(), next = -1;
 	for (int i = 0; i < SUP_STAGES && !s->stopping; i++) {
 		struct sup_child *c = &s->ch[i];
-		if (c->state == S_STOPPING && c->kill_at_ms > 0) {
+		if ((c->state == S_STOPPING || c->state == S_STALLED) &&
+		    c->kill_at_ms > 0) {
 			if (c->kill_at_ms <= now) {
 				log_warnx("stage %s did not stop in %d ms: SIGKILL",
 				    c->name, SUP_STOP_GRACE_MS);
@@ -126,13 +140,21 @@ start_due(struct sup *s, int *booted)
 		/* A stage that never says it is ready (hung in its start, or
 		 * a swapped-in program that is no stage) would hold up the
 		 * start or a telemctl swap for ever: it dies like any other. */
-		if (c->state == S_STARTING && c->pid > 0 && !c->not_ready) {
-			long long d = c->started_ms + SUP_READY_MS - now;
+		if (c->state == S_STARTING && c->pid > 0 && !c->ready_killed) {
+			long long d = c->ready_by_ms - now;
 			if (d <= 0) {
-				log_warnx("stage %s (pid %d) not ready in %d s: SIGKILL",
-				    c->name, (int)c->pid, SUP_READY_MS / 1000);
+				if (c->not_ready == NR_EOF)
+					log_warnx("stage %s (pid %d) closed its ready fd "
+					    "without writing \"R\\n\": SIGKILL", c->name,
+					    (int)c->pid);
+				else
+					log_warnx("stage %s (pid %d) not ready in %d s: "
+					    "SIGKILL", c->name, (int)c->pid,
+					    SUP_READY_MS / 1000);
 				sup_kill(c, SIGKILL);
-				c->not_ready = 1;
+				if (c->not_ready == NR_NONE)
+					c->not_ready = NR_TIMEOUT;
+				c->ready_killed = 1;
 			} else {
 				next = next < 0 || d < next ? d : next;
 			}
@@ -148,22 +170,64 @@ start_due(struct sup *s, int *booted)
 	return next;
 }
 
+/* A stage with queued input that takes nothing for stall_ms (stopped, or
+ * stuck writing its stdout) holds up everything upstream of it: it is
+ * logged once, shown `stalled` and stopped like a `telemctl restart`
+ * (its queue keeps its records; what it held is counted lost if it has to
+ * be killed). Returns the ms until the next look, or -1 if none. */
+static long long
+check_stalls(struct sup *s, long long now)
+{
+	if (s->cfg.stall_ms <= 0)
+		return -1;
+	long long every = s->cfg.stall_ms / 2 < SUP_STALL_CHECK_MS ?
+	    s->cfg.stall_ms / 2 : SUP_STALL_CHECK_MS;
+	if (now < s->stall_check_ms)
+		return s->stall_check_ms - now;
+	s->stall_check_ms = now + every;
+	for (int i = 0; i < SUP_STAGES; i++) {
+		struct sup_child *c = &s->ch[i];
+		if (c->state != S_UP || c->in_queue[0] == '\0')
+			continue;
+		long depth = sup_queue_depth(s, c->in_queue);
+		int waiting_out = 0;
+		for (int k = 0; k < c->nout; k++)
+			waiting_out |= sup_queue_depth(s, c->out_queue[k]) > 0;
+		uint64_t taken = sup_slot_taken(&s->stats->slot[c->slot]);
+		if (!sup_stall_check(c, taken, depth, waiting_out, now, s->cfg.stall_ms))
+			continue;
+		log_warnx("stage %s (pid %d) stalled: took nothing from queue %s "
+		    "(%ld messages waiting) for %lld ms: restarting", c->name,
+		    (int)c->pid, c->in_queue, depth, now - c->stall_since_ms);
+		c->state = (enum sup_state)sup_next(c->state, E_STALL);
+		c->kill_at_ms = now + SUP_STOP_GRACE_MS;
+		sup_kill(c, SIGTERM);
+	}
+	return every;
+}
+
+static long long
+soonest(long long a, long long b)
+{
+	return a < 0 ? b : b < 0 ? a : a < b ? a : b;
+}
+
 static void
 wait_events(struct sup *s, long long timeout_ms)
 {
-	struct pollfd pfd[3 + SUP_STAGES];
-	struct sup_child *who[3 + SUP_STAGES];
+	struct pollfd pfd[2 + SUP_STAGES + CTL_POLLFDS];
+	struct sup_child *who[2 + SUP_STAGES];
 	nfds_t n = 0;
 	pfd[n++] = (struct pollfd){ .fd = s->sigfd, .events = POLLIN };
 	pfd[n++] = (struct pollfd){ .fd = s->timerfd, .events = POLLIN };
-	if (s->ctlfd != -1)
-		pfd[n++] = (struct pollfd){ .fd = s->ctlfd, .events = POLLIN };
 	for (int i = 0; i < SUP_STAGES; i++) {
 		if (s->ch[i].ready_fd == -1)
 			continue;
 		who[n] = &s->ch[i];
 		pfd[n++] = (struct pollfd){ .fd = s->ch[i].ready_fd, .events = POLLIN };
 	}
+	nfds_t nready = n;
+	n += ctl_pollfds(s, pfd + n);
 	if (poll(pfd, n, (int)timeout_ms) == -1) {
 		if (errno != EINTR) {
 			log_warn("poll");
@@ -178,14 +242,11 @@ wait_events(struct sup *s, long long timeout_ms)
 		if (read(s->timerfd, &ticks, sizeof(ticks)) == sizeof(ticks))
 			sup_flush(s, 0);
 	}
-	for (nfds_t i = 2; i < n; i++) {
-		if (!pfd[i].revents)
-			continue;
-		if (pfd[i].fd == s->ctlfd)
-			ctl_accept(s);
-		else
+	/* A reaped stage's pipe is closed already (and the fd maybe taken). */
+	for (nfds_t i = 2; i < nready; i++)
+		if (pfd[i].revents && who[i]->ready_fd == pfd[i].fd)
 			sup_on_ready(s, who[i]);
-	}
+	ctl_events(s, pfd + nready, n - nready);
 }
 
 /* Wait for c to exit, up to ms; then SIGKILL it and wait for that. */
@@ -205,9 +266,16 @@ await_exit(struct sup *s, struct sup_child *c, long long ms)
 		}
 		if (left <= 0)
 			break;
-		struct pollfd p = { .fd = s->sigfd, .events = POLLIN };
-		if (poll(&p, 1, (int)left) > 0)
-			on_signal(s);
+		/* telemctl is still answered meanwhile (status; stop waits). */
+		struct pollfd pfd[1 + CTL_POLLFDS];
+		pfd[0] = (struct pollfd){ .fd = s->sigfd, .events = POLLIN };
+		nfds_t n = 1 + ctl_pollfds(s, pfd + 1);
+		left = soonest(left, ctl_tick(s));
+		if (poll(pfd, n, (int)left) > 0) {
+			if (pfd[0].revents)
+				on_signal(s);
+			ctl_events(s, pfd + 1, n - 1);
+		}
 	}
 }
 
@@ -246,6 +314,8 @@ sup_run(struct sup *s)
 	int booted = 0;
 	while (!s->stopping) {
 		long long next = start_due(s, &booted);
+		next = soonest(next, check_stalls(s, clock_ms()));
+		next = soonest(next, ctl_tick(s));
 		if (s->stopping)
 			break;
 		wait_events(s, next);

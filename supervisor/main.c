@@ -21,7 +21,7 @@
 static const char usage[] =
     "usage: telem-supervisor [-H host] [-p port] [-l limit] [-e error] [-f flush_ms]\n"
     "                        [-t mqueue|shm] [-m msg_bytes] [-s slots] [-i instance]\n"
-    "                        [--control path] [--rcvbuf bytes]\n"
+    "                        [--control path] [--rcvbuf bytes] [--stall-ms ms]\n"
     "                        [-g host:port [--graphite-prefix p] [--graphite-buffer bytes]]\n"
     "  -H host      UDP address or name to listen on (default 127.0.0.1)\n"
     "  -p port      UDP port (default 1990)\n"
@@ -35,6 +35,8 @@ static const char usage[] =
     "  --control p  control socket (default $XDG_RUNTIME_DIR/telem/INSTANCE.sock)\n"
     "  --rcvbuf b   UDP receive buffer in bytes (default 4194304, or the most the\n"
     "               system allows); the socket is kept across ingest restarts\n"
+    "  --stall-ms n a stage with queued input that takes nothing for n ms is\n"
+    "               stalled: restarted (default 10000; 0: never)\n"
     "  -g host:port send every report to carbon too (plaintext over TCP), one line\n"
     "               per value: PREFIX.NAME.STAT VALUE UNIX-SECONDS\n"
     "  --graphite-prefix p  first part of the metric names (default telem)\n"
@@ -84,6 +86,7 @@ parse(struct sup_config *cfg, int argc, char **argv)
 	static const struct option opts[] = {
 		{ "control", required_argument, NULL, 'C' },
 		{ "rcvbuf", required_argument, NULL, 'R' },
+		{ "stall-ms", required_argument, NULL, 'S' },
 		{ "graphite", required_argument, NULL, 'g' },
 		{ "graphite-prefix", required_argument, NULL, 'P' },
 		{ "graphite-buffer", required_argument, NULL, 'B' },
@@ -116,6 +119,11 @@ parse(struct sup_config *cfg, int argc, char **argv)
 			cfg->instance = optarg;
 			break;
 		case 'C': cfg->control = optarg; break;
+		case 'S':
+			cfg->stall_ms = number("-stall-ms", optarg, 0, 86400000);
+			if (cfg->stall_ms > 0 && cfg->stall_ms < 100)
+				bad("-stall-ms", optarg, "must be 0 (never) or 100..86400000");
+			break;
 		case 'R': cfg->rcvbuf = (uint32_t)number("-rcvbuf", optarg, 0, 1073741823); break;
 		case 'g': check_graphite(optarg); cfg->graphite = optarg; break;
 		case 'P':
@@ -191,8 +199,9 @@ main(int argc, char **argv)
 		.cfg = { .host = "127.0.0.1", .port = "1990", .limit = 100,
 		    .rcvbuf = 4u << 20,
 		    .eps = 0.01, .flush_ms = 1000, .instance = "default",
+		    .stall_ms = SUP_STALL_MS,
 		    .chan = { CHAN_MQUEUE, 8192, CHAN_SHM_SLOTS_DEFAULT } },
-		.sigfd = -1, .timerfd = -1, .lockfd = -1, .ctlfd = -1, .stop_fd = -1,
+		.sigfd = -1, .timerfd = -1, .lockfd = -1, .ctlfd = -1,
 	};
 	log_init("telem-supervisor", NULL);
 	/* Nothing may mistake fd 0 for a pending reply or readiness pipe if

@@ -2,13 +2,14 @@
  * an explicit state x event table, exponential backoff (100 ms doubling to
  * 5 s), and an intensity limit (more than 5 restarts of one stage in 10 s
  * stops the whole pipeline), as an OTP supervisor would. */
+#include <stdatomic.h>
 #include <sys/wait.h>
 
 #include "log.h"
 #include "supervisor/sup.h"
 
 static const char *const names[S_NSTATES] = {
-	"down", "starting", "up", "stopping", "throttled",
+	"down", "starting", "up", "stopping", "throttled", "stalled",
 };
 
 const char *
@@ -17,14 +18,17 @@ sup_state_name(enum sup_state s)
 	return (unsigned)s < S_NSTATES ? names[s] : "?";
 }
 
-/* -1: the event cannot happen in that state and is ignored. */
+/* -1: the event cannot happen in that state and is ignored. A stalled
+ * stage is being stopped: it exits into S_DOWN and starts again at once,
+ * as a `telemctl restart` would. */
 static const signed char table[S_NSTATES][E_NEVENTS] = {
-	/*               SPAWNED      READY  EXITED       TIMER   STOP */
-	[S_DOWN]      = { S_STARTING, -1,    -1,          -1,     S_DOWN },
-	[S_STARTING]  = { -1,         S_UP,  S_THROTTLED, -1,     S_STOPPING },
-	[S_UP]        = { -1,         -1,    S_THROTTLED, -1,     S_STOPPING },
-	[S_STOPPING]  = { -1,         -1,    S_DOWN,      -1,     S_STOPPING },
-	[S_THROTTLED] = { -1,         -1,    -1,          S_DOWN, S_DOWN },
+	/*               SPAWNED      READY  EXITED       TIMER   STOP        STALL */
+	[S_DOWN]      = { S_STARTING, -1,    -1,          -1,     S_DOWN,     -1 },
+	[S_STARTING]  = { -1,         S_UP,  S_THROTTLED, -1,     S_STOPPING, -1 },
+	[S_UP]        = { -1,         -1,    S_THROTTLED, -1,     S_STOPPING, S_STALLED },
+	[S_STOPPING]  = { -1,         -1,    S_DOWN,      -1,     S_STOPPING, -1 },
+	[S_THROTTLED] = { -1,         -1,    -1,          S_DOWN, S_DOWN,     -1 },
+	[S_STALLED]   = { -1,         -1,    S_DOWN,      -1,     S_STOPPING, -1 },
 };
 
 int
@@ -67,4 +71,27 @@ sup_after_exit(struct sup_child *c, int wst, long long now, long long *delay_ms)
 	}
 	*delay_ms = c->backoff_ms;
 	return 1;
+}
+
+uint64_t
+sup_slot_taken(const struct stats_slot *st)
+{
+	return atomic_load_explicit(&st->in, memory_order_relaxed);
+}
+
+int
+sup_stall_check(struct sup_child *c, uint64_t taken, long depth,
+    int waiting_out, long long now, long stall_ms)
+{
+	/* Progress is a record taken, or a shorter queue (a Flush taken is
+	 * no record). Nothing queued, or an out-queue not yet emptied by the
+	 * stage after it, is no stall of this one: the clock starts again. */
+	int moved = taken != c->stall_taken || (depth >= 0 && depth < c->stall_depth);
+	c->stall_taken = taken;
+	c->stall_depth = depth;
+	if (moved || depth <= 0 || waiting_out || c->stall_since_ms == 0) {
+		c->stall_since_ms = now;
+		return 0;
+	}
+	return stall_ms > 0 && now - c->stall_since_ms >= stall_ms;
 }

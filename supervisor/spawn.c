@@ -1,7 +1,9 @@
 /* spawn.c - the children: their command lines, fork/exec with a readiness
- * pipe and a parent-death signal, and reaping in a loop. Each spawn bumps
- * the child's generation, so news of an old process is never taken for
- * the current one. */
+ * pipe and a parent-death signal, and reaping in a loop. Each stage runs in
+ * a process group of its own, and every signal goes to the whole group, so
+ * what a stage forked (a swapped-in script's children) goes with it. Each
+ * spawn bumps the child's generation, so news of an old process is never
+ * taken for the current one. */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -125,8 +127,10 @@ exec_child(struct sup *s, struct sup_child *c, int ready_wr, pid_t parent)
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
 	/* Its own process group: a terminal's ^C reaches the supervisor only,
-	 * which then stops the stages in order. */
-	setpgid(0, 0);
+	 * which then stops the stages in order, and sup_kill reaches whatever
+	 * the stage forks. Done here and in the parent, whichever runs first. */
+	if (setpgid(0, 0) == -1)
+		_exit(EXIT_TEMPORARY);
 	if (prctl(PR_SET_PDEATHSIG, SIGTERM) == -1 || getppid() != parent)
 		_exit(EXIT_TEMPORARY);
 	/* Out of the way first, so that no dup2 below lands on a socket
@@ -198,6 +202,10 @@ sup_spawn(struct sup *s, struct sup_child *c)
 	if (pid == 0)
 		exec_child(s, c, p[1], parent);
 	close(p[1]);
+	/* EACCES: the child has exec'd, after its own setpgid; ESRCH: it is
+	 * gone already. Either way there is nothing to do here. */
+	if (setpgid(pid, pid) == -1 && errno != EACCES && errno != ESRCH)
+		log_warn("setpgid for stage %s (pid %d)", c->name, (int)pid);
 	/* Every start after the first counts, whatever caused it: a crash,
 	 * `restart`, `swap` or a rollback. */
 	if (c->gen > 0)
@@ -207,33 +215,86 @@ sup_spawn(struct sup *s, struct sup_child *c)
 	c->gen++;
 	c->ready_fd = p[0];
 	c->started_ms = clock_ms();
-	c->not_ready = 0;
+	c->ready_by_ms = c->started_ms + SUP_READY_MS;
+	c->not_ready = NR_NONE;
+	c->ready_killed = 0;
+	c->ready_got = 0;
+	c->stall_since_ms = 0;
 	c->state = (enum sup_state)sup_next(c->state, E_SPAWNED);
 	atomic_store(&s->stats->slot[c->slot].pid, pid);
 	return 0;
 }
 
+/* A failed start: the stage (its group) is killed at once, and its exit
+ * is then handled like any death before readiness. */
+static void
+fail_start(struct sup_child *c, enum sup_not_ready why, const char *what)
+{
+	log_warnx("stage %s (pid %d) %s: killed", c->name, (int)c->pid, what);
+	c->not_ready = why;
+	c->ready_killed = 1;
+	sup_kill(c, SIGKILL);
+}
+
 void
 sup_on_ready(struct sup *s, struct sup_child *c)
 {
-	char b;
-	ssize_t n = read(c->ready_fd, &b, 1);
-	if (n == -1 && errno == EINTR)
+	static const char want[] = SUP_READY_BYTES;
+	char b[16];
+	ssize_t n = read(c->ready_fd, b, sizeof(b));
+	if (n == -1 && (errno == EINTR || errno == EAGAIN))
 		return;
+	if (n == -1)
+		log_warn("read ready fd of stage %s", c->name);
+	if (n > 0 && c->state == S_STARTING) {
+		/* Exactly SUP_READY_BYTES, which may come in pieces. */
+		size_t k = (size_t)n;
+		if (c->ready_got + k > sizeof(want) - 1 ||
+		    memcmp(b, want + c->ready_got, k) != 0) {
+			char shown[64];
+			size_t m = 0;
+			for (size_t i = 0; i < k && m + 5 < sizeof(shown); i++)
+				m += (size_t)snprintf(shown + m, sizeof(shown) - m,
+				    (unsigned char)b[i] >= 0x20 && (unsigned char)b[i] < 0x7f &&
+				    b[i] != '\\' ? "%c" : "\\x%02x", (unsigned char)b[i]);
+			char what[128];
+			snprintf(what, sizeof(what), "wrote \"%s\" on its ready fd, not "
+			    "\"R\\n\"", shown);
+			fail_start(c, NR_GARBAGE, what);
+		} else if ((c->ready_got += k) < sizeof(want) - 1) {
+			return;   /* the rest is still to come */
+		} else {
+			log_info("stage %s (pid %d) ready", c->name, (int)c->pid);
+			c->state = (enum sup_state)sup_next(c->state, E_READY);
+			ctl_stage_ready(s, c);
+		}
+	} else if (c->state == S_STARTING && !c->ready_killed) {
+		/* Closed before "R\n". A stage that exits closes it too, just
+		 * before its exit is reported: it gets a moment to be reaped as
+		 * what it is (an exit 100, say) before it is killed for this. */
+		c->not_ready = NR_EOF;
+		long long soon = clock_ms() + SUP_READY_EOF_MS;
+		if (soon < c->ready_by_ms)
+			c->ready_by_ms = soon;
+	}
 	close(c->ready_fd);
 	c->ready_fd = -1;
-	if (n == 1 && c->state == S_STARTING) {
-		log_info("stage %s (pid %d) ready", c->name, (int)c->pid);
-		c->state = (enum sup_state)sup_next(c->state, E_READY);
-		ctl_stage_ready(s, c);
-	}
 }
 
 void
 sup_kill(struct sup_child *c, int sig)
 {
-	if (c->pid > 0 && kill(c->pid, sig) == -1 && errno != ESRCH)
+	if (c->pid <= 0)
+		return;
+	/* The group first; the pid alone if the group is not there (the
+	 * child died before either setpgid). */
+	if (kill(-c->pid, sig) == -1 && (errno != ESRCH ||
+	    (kill(c->pid, sig) == -1 && errno != ESRCH)))
 		log_warn("kill %s (pid %d)", c->name, (int)c->pid);
+	/* A stopped stage (SIGSTOP, a debugger) would hold SIGTERM pending
+	 * for ever: let it run to act on it. */
+	if (sig == SIGTERM && kill(-c->pid, SIGCONT) == -1 && errno != ESRCH)
+		log_warn("kill %s (pid %d) SIGCONT", c->name, (int)c->pid);
 }
 
 static void
@@ -254,6 +315,14 @@ on_exit_of(struct sup *s, struct sup_child *c, int wst)
 	long long now = clock_ms(), delay;
 
 	log_exit(c, wst);
+	/* Whatever the stage left in its group (a script's children) goes
+	 * with it. Its pid names the group until the last member is gone, so
+	 * this reaches no one else. */
+	if (kill(-c->pid, SIGKILL) == 0)
+		log_warnx("stage %s (pid %d) left processes in its group: killed",
+		    c->name, (int)c->pid);
+	else if (errno != ESRCH)
+		log_warn("kill group of stage %s (pid %d)", c->name, (int)c->pid);
 	if (c->ready_fd != -1) {
 		close(c->ready_fd);
 		c->ready_fd = -1;
@@ -267,7 +336,7 @@ on_exit_of(struct sup *s, struct sup_child *c, int wst)
 		log_warnx("stage %s lost %llu records it held", c->name,
 		    (unsigned long long)held);
 	}
-	int was_stopping = c->state == S_STOPPING;
+	int was_stopping = c->state == S_STOPPING || c->state == S_STALLED;
 	c->state = (enum sup_state)sup_next(c->state, E_EXITED);
 	c->kill_at_ms = 0;
 	/* Stopped on purpose (restart, swap, shutdown), or a swapped-in
