@@ -76,9 +76,11 @@ static void
 conn_drop(struct sup *s, struct ctl_conn *k, const char *why)
 {
 	long long n = log_limit_pass(&s->ctl_drops, 1000);
-	if (n >= 0)
-		log_warnx("control client dropped: %s (%lld more dropped since the "
-		    "last line)", why, n);
+	if (n > 0)
+		log_warnx("control client dropped: %s (and %lld more since the last "
+		    "line)", why, n);
+	else if (n == 0)
+		log_warnx("control client dropped: %s", why);
 	conn_close(k);
 }
 
@@ -401,12 +403,16 @@ conn_read(struct sup *s, struct ctl_conn *k)
 		*nl = '\0';
 		handle(s, k, k->in);
 	} else if (k->inlen == CTL_REQ_MAX) {
+		/* Told why, then dropped once the reply is out. */
 		reply(k, "error: request longer than %d bytes\n", CTL_REQ_MAX);
-		long long m = log_limit_pass(&s->ctl_drops, 1000);
-		if (m >= 0)
-			log_warnx("control client dropped: request of more than %d bytes "
-			    "(%lld more dropped since the last line)", CTL_REQ_MAX, m);
 		conn_reply_done(s, k);
+		long long m = log_limit_pass(&s->ctl_drops, 1000);
+		if (m > 0)
+			log_warnx("control client dropped: request of more than %d "
+			    "bytes (and %lld more since the last line)", CTL_REQ_MAX, m);
+		else if (m == 0)
+			log_warnx("control client dropped: request of more than %d "
+			    "bytes", CTL_REQ_MAX);
 	} else if (n == 0) {
 		if (k->inlen > 0)
 			reply(k, "error: request must be one line ending in a newline\n");
@@ -438,8 +444,8 @@ ctl_accept(struct sup *s)
 			long long m = log_limit_pass(&s->ctl_full, 1000);
 			if (m >= 0)
 				log_warnx("control socket: %d connections open, a new one "
-				    "closed at once (%lld more since the last line)",
-				    CTL_CONNS, m);
+				    "closed at once (%lld in all since the last line)",
+				    CTL_CONNS, m + 1);
 			close(fd);
 			continue;
 		}

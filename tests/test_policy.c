@@ -24,12 +24,85 @@ Test(policy, table_transitions)
 		{ S_UP, E_READY, -1 },
 		{ S_DOWN, E_EXITED, -1 },
 		{ S_UP, E_SPAWNED, -1 },
+		/* stalled: only from up; it is stopped, and exits into down */
+		{ S_UP, E_STALL, S_STALLED },
+		{ S_STALLED, E_EXITED, S_DOWN },
+		{ S_STALLED, E_STOP, S_STOPPING },
+		{ S_STALLED, E_READY, -1 },
+		{ S_STALLED, E_STALL, -1 },
+		{ S_STARTING, E_STALL, -1 },
+		{ S_STOPPING, E_STALL, -1 },
+		{ S_THROTTLED, E_STALL, -1 },
+		{ S_DOWN, E_STALL, -1 },
 	};
 	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++)
 		cr_expect_eq(sup_next(t[i].s, t[i].e), t[i].next, "%s x %d",
 		    sup_state_name(t[i].s), t[i].e);
 	cr_expect_eq(sup_next(S_NSTATES, E_READY), -1);
 	cr_expect_str_eq(sup_state_name(S_THROTTLED), "throttled");
+	cr_expect_str_eq(sup_state_name(S_STALLED), "stalled");
+	cr_expect_eq(sup_next(S_UP, E_NEVENTS), -1);
+}
+
+/* ---- the stall check: one look at a time ---------------------------- */
+
+Test(policy, queued_input_not_taken_for_stall_ms_is_a_stall)
+{
+	struct sup_child c;
+	memset(&c, 0, sizeof(c));
+	/* The first look starts the clock. */
+	cr_expect_eq(sup_stall_check(&c, 100, 5, 0, 1000, 3000), 0);
+	cr_expect_eq(sup_stall_check(&c, 100, 5, 0, 2000, 3000), 0);
+	cr_expect_eq(sup_stall_check(&c, 100, 7, 0, 3999, 3000), 0);
+	cr_expect_eq(sup_stall_check(&c, 100, 7, 0, 4000, 3000), 1);
+	cr_expect_eq(c.stall_since_ms, 1000);
+}
+
+Test(policy, taking_anything_restarts_the_clock)
+{
+	struct sup_child c;
+	memset(&c, 0, sizeof(c));
+	sup_stall_check(&c, 100, 5, 0, 1000, 3000);
+	/* A record taken. */
+	cr_expect_eq(sup_stall_check(&c, 101, 5, 0, 3500, 3000), 0);
+	cr_expect_eq(sup_stall_check(&c, 101, 5, 0, 6000, 3000), 0);
+	cr_expect_eq(sup_stall_check(&c, 101, 5, 0, 6500, 3000), 1);
+	/* A message taken that held no record (a Flush): a shorter queue. */
+	memset(&c, 0, sizeof(c));
+	sup_stall_check(&c, 100, 5, 0, 1000, 3000);
+	cr_expect_eq(sup_stall_check(&c, 100, 4, 0, 3500, 3000), 0);
+	cr_expect_eq(sup_stall_check(&c, 100, 4, 0, 6000, 3000), 0);
+}
+
+Test(policy, an_empty_queue_or_a_full_downstream_is_no_stall)
+{
+	struct sup_child c;
+	memset(&c, 0, sizeof(c));
+	/* Idle: nothing queued, nothing taken, for ever. */
+	for (long long t = 0; t < 100000; t += 500)
+		cr_expect_eq(sup_stall_check(&c, 7, 0, 0, t, 3000), 0, "at %lld", t);
+	/* Held up by the stage after it: that one is judged, not this. */
+	memset(&c, 0, sizeof(c));
+	for (long long t = 0; t < 100000; t += 500)
+		cr_expect_eq(sup_stall_check(&c, 7, 10, 1, t, 3000), 0, "at %lld", t);
+	/* A queue that cannot be read (-1) is no stall either. */
+	memset(&c, 0, sizeof(c));
+	for (long long t = 0; t < 100000; t += 500)
+		cr_expect_eq(sup_stall_check(&c, 7, -1, 0, t, 3000), 0, "at %lld", t);
+	/* stall_ms 0: never. */
+	memset(&c, 0, sizeof(c));
+	for (long long t = 0; t < 100000; t += 500)
+		cr_expect_eq(sup_stall_check(&c, 7, 10, 0, t, 0), 0, "at %lld", t);
+}
+
+Test(policy, slot_taken_is_the_in_counter)
+{
+	struct stats_slot st;
+	memset(&st, 0, sizeof(st));
+	cr_expect_eq(sup_slot_taken(&st), 0);
+	stats_add(&st.in, 42);
+	stats_add(&st.out, 7);
+	cr_expect_eq(sup_slot_taken(&st), 42);
 }
 
 Test(policy, backoff_doubles_to_five_seconds)
