@@ -196,8 +196,11 @@ ctl_open(struct sup *s)
 		log_warn("control connections");
 		return -1;
 	}
-	for (int i = 0; i < CTL_CONNS; i++)
-		s->conn[i] = (struct ctl_conn){ .fd = -1, .phase = CONN_FREE };
+	/* Field by field: the request buffers stay untouched pages. */
+	for (int i = 0; i < CTL_CONNS; i++) {
+		s->conn[i].fd = -1;
+		s->conn[i].phase = CONN_FREE;
+	}
 	s->ctlfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (s->ctlfd == -1) {
 		log_warn("socket");
@@ -449,8 +452,15 @@ ctl_accept(struct sup *s)
 			close(fd);
 			continue;
 		}
-		*k = (struct ctl_conn){ .fd = fd, .phase = CONN_READ,
-		    .deadline_ms = clock_ms() + CTL_REQ_MS };
+		k->fd = fd;
+		k->phase = CONN_READ;
+		k->deadline_ms = clock_ms() + CTL_REQ_MS;
+		k->inlen = 0;
+		k->out = NULL;
+		k->outlen = k->outoff = k->outcap = 0;
+		k->oom = 0;
+		k->waits_stop = 0;
+		k->flush_left = 0;
 	}
 }
 
