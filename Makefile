@@ -13,7 +13,9 @@ WARN     := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wer
 CPPFLAGS := -std=c11 -D_GNU_SOURCE -I. -Icommon -MMD -MP
 CFLAGS   := $(OPT) $(WARN) $(SAN) $(EXTRA_CFLAGS)
 LDFLAGS  := $(SAN)
-LDLIBS   := -lrt -lpthread -lm
+# libinih (Debian libinih-dev) reads the pipeline file (supervisor/pipeline.c).
+INIH_LIBS := $(shell pkg-config --libs inih 2>/dev/null || echo -linih)
+LDLIBS   := -lrt -lpthread -lm $(INIH_LIBS)
 
 PROGS    := telem-supervisor telem-ingest telem-filter telem-egress-ckms \
             telem-egress-cma telemctl

@@ -4,6 +4,8 @@
 set -e
 missing=
 [ -f /usr/include/criterion/criterion.h ] || missing="$missing libcriterion-dev"
+# supervisor/pipeline.c reads the pipeline file with libinih.
+[ -f /usr/include/ini.h ] || missing="$missing libinih-dev"
 command -v nc >/dev/null 2>&1 || missing="$missing netcat-openbsd"
 command -v socat >/dev/null 2>&1 || missing="$missing socat"
 command -v cc >/dev/null 2>&1 || missing="$missing gcc"
