@@ -23,6 +23,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "stage.h"
+
 enum sec { SEC_NONE, SEC_PIPELINE, SEC_STAGE, SEC_IGNORE };
 
 struct ctx {
@@ -506,6 +508,12 @@ resolve_outs(struct ctx *c)
 					fail(c, st->line.out, "out names '%s' twice", w);
 					return;
 				}
+			if (st->nout == STAGE_OUT_MAX) {
+				fail(c, st->line.out, "out names more than %d stages (a "
+				    "stage has at most %d out-queues)", STAGE_OUT_MAX,
+				    STAGE_OUT_MAX);
+				return;
+			}
 			st->out[st->nout++] = j;
 			p->stage[j].in_queue = 1;
 		}

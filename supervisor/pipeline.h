@@ -36,11 +36,13 @@
  *
  * Rules checked before anything exists: every key in a known section, no
  * key twice in one section, every stage has an exec, out names existing
- * stages other than itself, no cycle, no two stages of one name, at most
- * PIPELINE_STAGES_MAX stages, a flush stage has an in-queue, every stage
- * gets input (an in-queue or udp), no two stages bind the same udp text,
- * the names `stats` and `lock` are reserved (the instance's other IPC
- * objects carry them). Each violation is one line "FILE:LINE: what". */
+ * stages other than itself (at most STAGE_OUT_MAX, common/stage.h), no
+ * cycle, no two stages of one name, at most PIPELINE_STAGES_MAX stages, a
+ * flush stage has an in-queue, every stage gets input (an in-queue or
+ * udp), no two stages bind the same udp text, the names `stats` and
+ * `lock` are reserved (the instance's other IPC objects carry them).
+ * Each violation is one line "FILE:LINE: what is wrong"; the first found
+ * is the one reported. */
 #ifndef TELEM_PIPELINE_H
 #define TELEM_PIPELINE_H
 

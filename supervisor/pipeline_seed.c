@@ -189,40 +189,63 @@ para_text(struct para *pa, const char *text)
 }
 
 static const char header[] =
-    "telem pipeline file, as telem-supervisor --print-pipeline prints it; "
-    "run it with telem-supervisor -c FILE. "
-    "[pipeline]: transport = mqueue or shm; msg_bytes = auto, or 512 to "
-    "1048576 (auto: 8192 when every queue fits the user's RLIMIT_MSGQUEUE "
-    "budget, else the largest size that fits); flush_ms = the Flush interval. "
-    "[stage NAME]: exec = a bare name (next to telem-supervisor) or an "
-    "absolute path; args = split on blanks, \"double quotes\" keep blanks, "
-    "no shell; out = the stages it sends to, each of which gets an in-queue "
-    "named after it; flush = yes: the supervisor writes Flush into its "
-    "in-queue; udp = host:port the supervisor binds and lends to the stage.";
+    "# A telem pipeline file: telem-supervisor -c FILE runs it, and\n"
+    "# telem-supervisor --print-pipeline prints the built-in one.\n"
+    "#\n"
+    "# [pipeline]    transport = mqueue or shm\n"
+    "#               msg_bytes = auto, or 512 .. 1048576 bytes; auto is 8192\n"
+    "#                 when every queue fits what is left of the user's\n"
+    "#                 RLIMIT_MSGQUEUE budget, else the largest size that fits\n"
+    "#               flush_ms = the Flush interval in milliseconds\n"
+    "# [stage NAME]  NAME: 1 to 15 of a-z 0-9 _ -\n"
+    "#               exec = a bare name (found next to telem-supervisor) or an\n"
+    "#                 absolute path\n"
+    "#               args = split on blanks, no shell; \"double quotes\" keep\n"
+    "#                 blanks, and inside them \\\" \\\\ and \\; stand for \" \\ and ;\n"
+    "#               out = the stages it sends to; each gets an in-queue\n"
+    "#                 named after it\n"
+    "#               flush = yes: the supervisor writes Flush into its in-queue\n"
+    "#               udp = host:port, [IPv6-address]:port or name:port, bound\n"
+    "#                 by the supervisor and lent to the stage\n"
+    "# A line starting with ';' or '#' is a comment; so is ' ;' to the end of\n"
+    "# a line. Lines hold at most 197 characters.\n";
 
+/* "# NAME: reads UDP HOST:PORT and its in-queue (written by A B, and
+ * Flush); sends to C D", wrapped. */
 static void
 put_stage_comment(struct para *pa, const struct pipeline *p, int i)
 {
 	const struct pipeline_stage *st = &p->stage[i];
 	char buf[PIPELINE_HOST_MAX + 64];
+	int nw = 0, writers = 0;
+	for (int j = 0; j < p->nstage; j++)
+		for (int k = 0; k < p->stage[j].nout; k++)
+			writers += p->stage[j].out[k] == i;
 	snprintf(buf, sizeof(buf), "%s:", st->name);
 	para_word(pa, buf);
+	para_word(pa, "reads");
 	if (st->udp) {
 		int v6 = strchr(st->udp_host, ':') != NULL;
-		snprintf(buf, sizeof(buf), "reads UDP %s%s%s:%s%s", v6 ? "[" : "",
-		    st->udp_host, v6 ? "]" : "", st->udp_port, st->in_queue ? " and" : "");
-		para_text(pa, buf);
+		para_word(pa, "UDP");
+		snprintf(buf, sizeof(buf), "%s%s%s:%s%s", v6 ? "[" : "",
+		    st->udp_host, v6 ? "]" : "", st->udp_port, st->in_queue ? "" : ";");
+		para_word(pa, buf);
+		if (st->in_queue)
+			para_word(pa, "and");
 	}
 	if (st->in_queue) {
-		para_text(pa, "reads its in-queue, written by");
+		para_text(pa, "its in-queue (written by");
 		for (int j = 0; j < p->nstage; j++)
 			for (int k = 0; k < p->stage[j].nout; k++)
-				if (p->stage[j].out[k] == i)
-					para_word(pa, p->stage[j].name);
+				if (p->stage[j].out[k] == i) {
+					snprintf(buf, sizeof(buf), "%s%s", p->stage[j].name,
+					    ++nw < writers ? "" : st->flush ? "," : ");");
+					para_word(pa, buf);
+				}
+		if (st->flush)
+			para_text(pa, "and Flush);");
 	}
-	if (st->flush)
-		para_text(pa, "(and Flush)");
-	para_word(pa, st->nout ? "; sends to" : "; sends nowhere");
+	para_text(pa, st->nout ? "sends to" : "sends nowhere");
 	for (int k = 0; k < st->nout; k++)
 		para_word(pa, p->stage[st->out[k]].name);
 	para_end(pa);
@@ -232,8 +255,8 @@ int
 pipeline_print(FILE *f, const struct pipeline *p)
 {
 	struct para pa = { f, 0 };
-	para_text(&pa, header);
-	para_end(&pa);
+	fputs(header, f);
+	fputs("#\n", f);
 	para_text(&pa, "Start order (downstream first):");
 	for (int i = 0; i < p->nstage; i++)
 		para_word(&pa, p->stage[p->order[i]].name);
