@@ -23,7 +23,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "stage.h"
+#include "supervisor/pipeline_impl.h"
 
 enum sec { SEC_NONE, SEC_PIPELINE, SEC_STAGE, SEC_IGNORE };
 
@@ -36,26 +36,22 @@ struct ctx {
 	enum sec sec;
 	int cur;                    /* the stage being read */
 	char *outs[PIPELINE_STAGES_MAX];   /* out values, resolved at the end */
-	int errline;                /* of the first error, 0: none yet */
-	char err[PIPELINE_ERR_MAX];
+	struct pipeline_err e;      /* the first error */
 };
 
 static const char *const reserved[] = { "stats", "lock" };
 
-static void fail(struct ctx *c, int line, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+static void bad(struct ctx *c, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
 
-/* Keep the first error only: it is the one the user meets first. */
+/* An error about the line being read. */
 static void
-fail(struct ctx *c, int line, const char *fmt, ...)
+bad(struct ctx *c, const char *fmt, ...)
 {
-	if (c->errline != 0)
-		return;
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(c->err, sizeof(c->err), fmt, ap);
+	pipeline_vfail(&c->e, c->lineno, fmt, ap);
 	va_end(ap);
-	c->errline = line > 0 ? line : 1;
 }
 
 static int
@@ -70,8 +66,8 @@ name_ok(const char *s, size_t n)
 	if (n == 0 || n > PIPELINE_NAME_MAX)
 		return 0;
 	for (size_t i = 0; i < n; i++)
-		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') ||
-		    s[i] == '_' || s[i] == '-'))
+		if (!((s[i] >= 'a' && s[i] <= 'z') ||
+		    (s[i] >= '0' && s[i] <= '9') || s[i] == '_' || s[i] == '-'))
 			return 0;
 	return 1;
 }
@@ -93,14 +89,14 @@ on_section(struct ctx *c, const char *s)
 	const char *end = strchr(s, ']');
 	c->sec = SEC_IGNORE;
 	if (end == NULL) {
-		fail(c, c->lineno, "a section header needs a closing ']'");
+		bad(c, "a section header needs a closing ']'");
 		return;
 	}
 	const char *t = end + 1;
 	while (is_blank(*t))
 		t++;
 	if (*t != '\0' && *t != ';' && *t != '#') {
-		fail(c, c->lineno, "unexpected text after ']': %s", t);
+		bad(c, "unexpected text after ']': %s", t);
 		return;
 	}
 	/* Up to three words between the brackets. */
@@ -124,7 +120,7 @@ on_section(struct ctx *c, const char *s)
 	int inner = (int)(end - s - 1);
 	if (nw == 1 && wl[0] == 8 && memcmp(w[0], "pipeline", 8) == 0) {
 		if (p->line.section != 0) {
-			fail(c, c->lineno, "[pipeline] appears twice (first at line %d)",
+			bad(c, "[pipeline] appears twice (first at line %d)",
 			    p->line.section);
 			return;
 		}
@@ -133,12 +129,12 @@ on_section(struct ctx *c, const char *s)
 		return;
 	}
 	if (nw == 0 || wl[0] != 5 || memcmp(w[0], "stage", 5) != 0) {
-		fail(c, c->lineno, "unknown section [%.*s] (expected [pipeline] or "
+		bad(c, "unknown section [%.*s] (expected [pipeline] or "
 		    "[stage NAME])", inner, s + 1);
 		return;
 	}
 	if (nw == 1) {
-		fail(c, c->lineno, "a stage needs a name: [stage NAME]");
+		bad(c, "a stage needs a name: [stage NAME]");
 		return;
 	}
 	if (nw > 2 || !name_ok(w[1], wl[1])) {
@@ -147,7 +143,7 @@ on_section(struct ctx *c, const char *s)
 		int nl = (int)(end - nb);
 		while (nl > 0 && is_blank(nb[nl - 1]))
 			nl--;
-		fail(c, c->lineno, "stage name '%.*s': must be 1 to %d characters "
+		bad(c, "stage name '%.*s': must be 1 to %d characters "
 		    "of a-z, 0-9, '_' and '-'", nl, nb, PIPELINE_NAME_MAX);
 		return;
 	}
@@ -156,18 +152,18 @@ on_section(struct ctx *c, const char *s)
 	name[wl[1]] = '\0';
 	for (size_t i = 0; i < sizeof(reserved) / sizeof(reserved[0]); i++)
 		if (strcmp(name, reserved[i]) == 0) {
-			fail(c, c->lineno, "stage name '%s' is reserved (the "
+			bad(c, "stage name '%s' is reserved (the "
 			    "instance's IPC objects use it)", name);
 			return;
 		}
 	int dup = pipeline_find(p, name);
 	if (dup != -1) {
-		fail(c, c->lineno, "stage '%s' is defined twice (first at line %d)",
+		bad(c, "stage '%s' is defined twice (first at line %d)",
 		    name, p->stage[dup].line.section);
 		return;
 	}
 	if (p->nstage == PIPELINE_STAGES_MAX) {
-		fail(c, c->lineno, "more than %d stages", PIPELINE_STAGES_MAX);
+		bad(c, "more than %d stages", PIPELINE_STAGES_MAX);
 		return;
 	}
 	c->cur = p->nstage++;
@@ -187,7 +183,7 @@ reader(char *str, int num, void *stream)
 	ssize_t n = getline(&c->buf, &c->bufcap, c->f);
 	if (n == -1) {
 		if (ferror(c->f))
-			fail(c, c->lineno, "read: %s", strerror(errno));
+			bad(c, "read: %s", strerror(errno));
 		return NULL;
 	}
 	c->lineno++;
@@ -198,12 +194,12 @@ reader(char *str, int num, void *stream)
 		len--;
 	c->buf[len] = '\0';
 	if (strlen(c->buf) != len) {
-		fail(c, c->lineno, "the line holds a NUL byte");
+		bad(c, "the line holds a NUL byte");
 		strcpy(str, "\n");
 		return str;
 	}
 	if (num < 4 || len > (size_t)num - 3) {
-		fail(c, c->lineno, "the line is longer than %d characters",
+		bad(c, "the line is longer than %d characters",
 		    num < 4 ? 0 : num - 3);
 		strcpy(str, "\n");
 		return str;
@@ -223,7 +219,8 @@ reader(char *str, int num, void *stream)
 static int
 number(const char *s, long lo, long hi, long *v)
 {
-	if (*s == '\0' || strspn(s, "0123456789") != strlen(s) || strlen(s) > 12)
+	size_t n = strlen(s);
+	if (n == 0 || n > 12 || strspn(s, "0123456789") != n)
 		return -1;
 	*v = strtol(s, NULL, 10);
 	return *v < lo || *v > hi ? -1 : 0;
@@ -298,7 +295,8 @@ parse_udp(struct pipeline_stage *st, const char *v, const char **why)
 		return -1;
 	}
 	if (parse_host(h, hl, br) == -1) {
-		*why = br ? "not an IPv6 address" : "not an IPv4 address or host name";
+		*why = br ? "not an IPv6 address"
+		    : "not an IPv4 address or host name";
 		return -1;
 	}
 	memcpy(st->udp_host, h, hl);
@@ -335,13 +333,11 @@ pipeline_split_args(const char *s, char ***argvp, const char **why)
 					*why = "a double quote is not closed";
 					goto bad;
 				}
-				if (*s == '\\') {
-					s++;
-					if (*s != '"' && *s != '\\' && *s != ';') {
-						*why = "inside quotes a backslash escapes only \\\", "
-						    "\\\\ and \\;";
-						goto bad;
-					}
+				if (*s == '\\' && (*++s == '\0' ||
+				    strchr("\"\\;", *s) == NULL)) {
+					*why = "inside quotes a backslash escapes "
+					    "only \\\", \\\\ and \\;";
+					goto bad;
 				}
 				word[w++] = *s;
 			}
@@ -374,7 +370,7 @@ static int
 first_time(struct ctx *c, int *line, const char *name)
 {
 	if (*line != 0) {
-		fail(c, c->lineno, "%s is given twice in this section (first at "
+		bad(c, "%s is given twice in this section (first at "
 		    "line %d)", name, *line);
 		return 0;
 	}
@@ -390,27 +386,27 @@ on_pipeline_key(struct ctx *c, const char *name, const char *value)
 	if (strcmp(name, "transport") == 0) {
 		if (first_time(c, &p->line.transport, name) &&
 		    chan_kind_parse(value, &p->transport) == -1)
-			fail(c, c->lineno, "transport '%s': must be mqueue or shm", value);
+			bad(c, "transport '%s': must be mqueue or shm", value);
 	} else if (strcmp(name, "msg_bytes") == 0) {
 		if (!first_time(c, &p->line.msg_bytes, name))
 			return;
 		if (strcmp(value, "auto") == 0)
 			p->msg_bytes = PIPELINE_MSG_AUTO;
-		else if (number(value, PIPELINE_MSG_MIN, PIPELINE_MSG_MAX, &v) == 0)
-			p->msg_bytes = (size_t)v;
+		else if (number(value, PIPELINE_MSG_MIN, PIPELINE_MSG_MAX, &v) == -1)
+			bad(c, "msg_bytes '%s': must be auto or a whole number "
+			    "in %d..%d", value, PIPELINE_MSG_MIN, PIPELINE_MSG_MAX);
 		else
-			fail(c, c->lineno, "msg_bytes '%s': must be auto or a whole "
-			    "number in %d..%d", value, PIPELINE_MSG_MIN, PIPELINE_MSG_MAX);
+			p->msg_bytes = (size_t)v;
 	} else if (strcmp(name, "flush_ms") == 0) {
 		if (!first_time(c, &p->line.flush_ms, name))
 			return;
 		if (number(value, 1, PIPELINE_FLUSH_MS_MAX, &v) == 0)
 			p->flush_ms = v;
 		else
-			fail(c, c->lineno, "flush_ms '%s': must be a whole number in "
+			bad(c, "flush_ms '%s': must be a whole number in "
 			    "1..%d", value, PIPELINE_FLUSH_MS_MAX);
 	} else {
-		fail(c, c->lineno, "unknown key '%s' in [pipeline] (expected "
+		bad(c, "unknown key '%s' in [pipeline] (expected "
 		    "transport, msg_bytes or flush_ms)", name);
 	}
 }
@@ -424,25 +420,25 @@ on_stage_key(struct ctx *c, const char *name, const char *value)
 		if (!first_time(c, &st->line.exec, name))
 			return;
 		if (*value == '\0')
-			fail(c, c->lineno, "exec is empty");
+			bad(c, "exec is empty");
 		else if ((strchr(value, '/') && *value != '/') ||
 		    strcmp(value, ".") == 0 || strcmp(value, "..") == 0)
-			fail(c, c->lineno, "exec '%s': must be a bare name (found next "
+			bad(c, "exec '%s': must be a bare name (found next "
 			    "to telem-supervisor) or an absolute path", value);
 		else if ((st->exec = strdup(value)) == NULL)
-			fail(c, c->lineno, "out of memory");
+			bad(c, "out of memory");
 	} else if (strcmp(name, "args") == 0) {
 		if (!first_time(c, &st->line.args, name))
 			return;
 		st->nargs = pipeline_split_args(value, &st->argv, &why);
 		if (st->nargs == -1) {
 			st->nargs = 0;
-			fail(c, c->lineno, "args: %s", why);
+			bad(c, "args: %s", why);
 		}
 	} else if (strcmp(name, "out") == 0) {
 		if (first_time(c, &st->line.out, name) &&
 		    (c->outs[c->cur] = strdup(value)) == NULL)
-			fail(c, c->lineno, "out of memory");
+			bad(c, "out of memory");
 	} else if (strcmp(name, "flush") == 0) {
 		if (!first_time(c, &st->line.flush, name))
 			return;
@@ -451,13 +447,13 @@ on_stage_key(struct ctx *c, const char *name, const char *value)
 		else if (strcmp(value, "no") == 0)
 			st->flush = 0;
 		else
-			fail(c, c->lineno, "flush '%s': must be yes or no", value);
+			bad(c, "flush '%s': must be yes or no", value);
 	} else if (strcmp(name, "udp") == 0) {
 		if (first_time(c, &st->line.udp, name) &&
 		    parse_udp(st, value, &why) == -1)
-			fail(c, c->lineno, "udp '%s': %s", value, why);
+			bad(c, "udp '%s': %s", value, why);
 	} else {
-		fail(c, c->lineno, "unknown key '%s' in [stage %s] (expected exec, "
+		bad(c, "unknown key '%s' in [stage %s] (expected exec, "
 		    "args, out, flush or udp)", name, st->name);
 	}
 }
@@ -469,7 +465,7 @@ handler(void *user, const char *section, const char *name, const char *value)
 	(void)section;   /* ours, from the reader, also knows bad sections */
 	switch (c->sec) {
 	case SEC_NONE:
-		fail(c, c->lineno, "'%s' is outside any section (put it under "
+		bad(c, "'%s' is outside any section (put it under "
 		    "[pipeline] or [stage NAME])", name);
 		break;
 	case SEC_PIPELINE:
@@ -482,152 +478,6 @@ handler(void *user, const char *section, const char *name, const char *value)
 		break;   /* its header was wrong, and said so */
 	}
 	return 1;
-}
-
-/* out names into indices; who has an in-queue. */
-static void
-resolve_outs(struct ctx *c)
-{
-	struct pipeline *p = c->p;
-	for (int i = 0; i < p->nstage; i++) {
-		struct pipeline_stage *st = &p->stage[i];
-		char *save = NULL;
-		for (char *w = c->outs[i] ? strtok_r(c->outs[i], " \t", &save) : NULL;
-		    w != NULL; w = strtok_r(NULL, " \t", &save)) {
-			int j = pipeline_find(p, w);
-			if (j == -1) {
-				fail(c, st->line.out, "out names '%s', which is not a stage", w);
-				return;
-			}
-			if (j == i) {
-				fail(c, st->line.out, "stage '%s' cannot send to itself", w);
-				return;
-			}
-			for (int k = 0; k < st->nout; k++)
-				if (st->out[k] == j) {
-					fail(c, st->line.out, "out names '%s' twice", w);
-					return;
-				}
-			if (st->nout == STAGE_OUT_MAX) {
-				fail(c, st->line.out, "out names more than %d stages (a "
-				    "stage has at most %d out-queues)", STAGE_OUT_MAX,
-				    STAGE_OUT_MAX);
-				return;
-			}
-			st->out[st->nout++] = j;
-			p->stage[j].in_queue = 1;
-		}
-	}
-}
-
-/* Depth-first search for a cycle from stage i; path holds the stages on
- * the way (state 1). Returns 1 and reports the first cycle found. */
-static int
-find_cycle(struct ctx *c, int i, int *state, int *path, int depth)
-{
-	struct pipeline *p = c->p;
-	state[i] = 1;
-	path[depth] = i;
-	for (int k = 0; k < p->stage[i].nout; k++) {
-		int j = p->stage[i].out[k];
-		if (state[j] == 1) {
-			/* The cycle is path[from..depth] then j again; name it from
-			 * its stage that comes first in the file. */
-			int from = depth;
-			while (path[from] != j)
-				from--;
-			int len = depth - from + 1, first = from;
-			for (int m = from; m <= depth; m++)
-				if (path[m] < path[first])
-					first = m;
-			char text[PIPELINE_ERR_MAX] = "";
-			size_t off = 0;
-			for (int m = 0; m <= len; m++) {
-				int s = path[from + (first - from + m) % len];
-				off += (size_t)snprintf(text + off, sizeof(text) - off,
-				    "%s%s", m ? " -> " : "", p->stage[s].name);
-				if (off >= sizeof(text))
-					break;
-			}
-			fail(c, p->stage[path[first]].line.out, "cycle: %s", text);
-			return 1;
-		}
-		if (state[j] == 0 && find_cycle(c, j, state, path, depth + 1))
-			return 1;
-	}
-	state[i] = 2;
-	return 0;
-}
-
-static int
-level_of(struct pipeline *p, int i)
-{
-	struct pipeline_stage *st = &p->stage[i];
-	if (st->level >= 0)
-		return st->level;
-	int lv = 0;
-	for (int k = 0; k < st->nout; k++) {
-		int l = level_of(p, st->out[k]) + 1;
-		if (l > lv)
-			lv = l;
-	}
-	return st->level = lv;
-}
-
-/* Downstream first: sinks (level 0) first, ties in file order. */
-static void
-start_order(struct pipeline *p)
-{
-	int n = 0, top = 0;
-	for (int i = 0; i < p->nstage; i++)
-		p->stage[i].level = -1;
-	for (int i = 0; i < p->nstage; i++)
-		if (level_of(p, i) > top)
-			top = p->stage[i].level;
-	for (int lv = 0; lv <= top; lv++)
-		for (int i = 0; i < p->nstage; i++)
-			if (p->stage[i].level == lv)
-				p->order[n++] = i;
-}
-
-static void
-validate(struct ctx *c)
-{
-	struct pipeline *p = c->p;
-	if (p->nstage == 0) {
-		fail(c, c->lineno, "no stage: a pipeline needs [stage NAME] sections");
-		return;
-	}
-	for (int i = 0; i < p->nstage; i++)
-		if (p->stage[i].exec == NULL)
-			fail(c, p->stage[i].line.section, "stage '%s' has no exec",
-			    p->stage[i].name);
-	resolve_outs(c);
-	if (c->errline != 0)
-		return;
-	int state[PIPELINE_STAGES_MAX] = { 0 }, path[PIPELINE_STAGES_MAX];
-	for (int i = 0; i < p->nstage; i++)
-		if (state[i] == 0 && find_cycle(c, i, state, path, 0))
-			return;
-	for (int i = 0; i < p->nstage; i++) {
-		struct pipeline_stage *st = &p->stage[i];
-		if (st->flush && !st->in_queue)
-			fail(c, st->line.flush, "flush = yes, but no stage sends to "
-			    "'%s', so it has no in-queue to write Flush into", st->name);
-		if (!st->in_queue && !st->udp)
-			fail(c, st->line.section, "stage '%s' gets no input: no out names "
-			    "it and it has no udp", st->name);
-		for (int j = 0; j < i && st->udp; j++)
-			if (p->stage[j].udp &&
-			    strcmp(p->stage[j].udp_host, st->udp_host) == 0 &&
-			    strcmp(p->stage[j].udp_port, st->udp_port) == 0)
-				fail(c, st->line.udp, "udp %s%s%s:%s: stage '%s' "
-				    "binds it already (line %d)", strchr(st->udp_host, ':') ? "[" : "",
-				    st->udp_host, strchr(st->udp_host, ':') ? "]" : "",
-				    st->udp_port, p->stage[j].name, p->stage[j].line.udp);
-	}
-	if (c->errline == 0)
-		start_order(p);
 }
 
 static void
@@ -663,21 +513,22 @@ parse_stream(struct pipeline *p, const char *name, FILE *f, char *err,
 	int rc = ini_parse_stream(reader, &c, handler, &c);
 	/* libinih's own complaint: a line that is neither a comment, a
 	 * section nor key = value (ours, about the same line, say more). */
-	if (rc > 0 && (c.errline == 0 || rc < c.errline)) {
-		c.errline = 0;
-		fail(&c, rc, "expected 'key = value', [section] or a comment");
-	} else if (rc < 0 && c.errline == 0) {
-		fail(&c, c.lineno, "out of memory");
+	if (rc > 0 && (c.e.line == 0 || rc < c.e.line)) {
+		c.e.line = 0;
+		pipeline_fail(&c.e, rc, "expected 'key = value', [section] or "
+		    "a comment");
+	} else if (rc < 0 && c.e.line == 0) {
+		pipeline_fail(&c.e, c.lineno, "out of memory");
 	}
-	if (c.errline == 0)
-		validate(&c);
+	if (c.e.line == 0)
+		pipeline_graph(p, c.outs, c.lineno, &c.e);
 	for (int i = 0; i < PIPELINE_STAGES_MAX; i++)
 		free(c.outs[i]);
 	free(c.buf);
-	if (c.errline == 0 && (p->file = strdup(name)) == NULL)
-		fail(&c, 1, "out of memory");
-	if (c.errline != 0) {
-		snprintf(err, errcap, "%s:%d: %s", name, c.errline, c.err);
+	if (c.e.line == 0 && (p->file = strdup(name)) == NULL)
+		pipeline_fail(&c.e, 1, "out of memory");
+	if (c.e.line != 0) {
+		snprintf(err, errcap, "%s:%d: %s", name, c.e.line, c.e.msg);
 		pipeline_free(p);
 		return -1;
 	}
@@ -713,43 +564,4 @@ pipeline_parse_string(struct pipeline *p, const char *name, const char *text,
 	int rc = parse_stream(p, name, f, err, errcap);
 	fclose(f);
 	return rc;
-}
-
-int
-pipeline_nqueues(const struct pipeline *p)
-{
-	int n = 0;
-	for (int i = 0; i < p->nstage; i++)
-		n += p->stage[i].in_queue;
-	return n;
-}
-
-int
-pipeline_exec_path(const struct pipeline_stage *st, const char *bindir,
-    char *buf, size_t cap)
-{
-	int n = st->exec[0] == '/' ? snprintf(buf, cap, "%s", st->exec)
-	    : snprintf(buf, cap, "%s/%s", bindir, st->exec);
-	return n < 0 || (size_t)n >= cap ? -1 : 0;
-}
-
-int
-pipeline_check_execs(const struct pipeline *p, const char *bindir, char *err,
-    size_t errcap)
-{
-	char path[PATH_MAX];
-	for (int i = 0; i < p->nstage; i++) {
-		const struct pipeline_stage *st = &p->stage[i];
-		const char *why = NULL;
-		if (pipeline_exec_path(st, bindir, path, sizeof(path)) == -1)
-			why = "the path is too long";
-		else if (access(path, X_OK) == -1)
-			why = strerror(errno);
-		if (why != NULL) {
-			snprintf(err, errcap, "%s:%d: exec %s: %s", p->file,
-			    st->line.exec, path, why);
-			return -1;
-		}
-	}
-	return 0;
 }

@@ -152,6 +152,8 @@ static const struct bad bad[] = {
 	{ IN "out = a a\n" SINK("a"), 4, "out names 'a' twice" },
 	{ IN "out = a\n" SINK("a") "[what ever]\n", 7, "unknown section [what ever]" },
 	{ IN "udp = 127.0.0.1:2\n", 4, "udp is given twice in this section (first at line 3)" },
+	/* 55 */ { IN "args = \"abc\\\n", 4, "args: inside quotes a backslash escapes only" },
+	{ IN "args = \"abc\\\"\n", 4, "args: a double quote is not closed" },
 };
 #define NBAD (sizeof(bad) / sizeof(bad[0]))
 
