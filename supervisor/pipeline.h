@@ -211,6 +211,15 @@ uint64_t pipeline_mq_charge(long maxmsg, long msgsize);
  * suggesting the shm transport. limit may be RLIM_INFINITY. */
 size_t pipeline_auto_msg_bytes(int nqueues, long maxmsg, uint64_t limit,
     uint64_t in_use, char *why, size_t whycap);
+/* The message size to create p's queues with: p->msg_bytes when the file
+ * gives one; for auto, PIPELINE_MSG_PREFERRED on shm, and on mqueue what
+ * pipeline_auto_msg_bytes gives for p's queues, each of the system's
+ * msg_max messages (/proc/sys/fs/mqueue/msg_max), within this process's
+ * RLIMIT_MSGQUEUE less what this user's queues in mqdir use (call it once
+ * the instance's own stale queues are gone). Returns the size with one
+ * line for the start log in why, or 0 with why giving the numbers. */
+size_t pipeline_msg_bytes(const struct pipeline *p, const char *mqdir,
+    char *why, size_t whycap);
 /* What the user `uid` already uses of the budget, as far as can be seen:
  * the sum of pipeline_mq_charge over the queues in dir (the mqueue mount,
  * normally /dev/mqueue) owned by uid whose names start with prefix (NULL:

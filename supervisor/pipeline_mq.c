@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 /* What Linux charges a user for one queue, from ipc/mqueue.c
  * (mqueue_get_inode, and mqueue_evict_inode gives it back):
@@ -139,4 +140,52 @@ pipeline_mq_usage(const char *dir, uid_t uid, const char *prefix,
 		return -1;
 	}
 	return 0;
+}
+
+/* msg_max: what an unprivileged queue may hold (chan_mq.c asks for it). */
+static long
+sys_msg_max(void)
+{
+	long v = 10;
+	FILE *f = fopen("/proc/sys/fs/mqueue/msg_max", "re");
+	if (f != NULL) {
+		if (fscanf(f, "%ld", &v) != 1 || v < 1)
+			v = 10;
+		fclose(f);
+	}
+	return v;
+}
+
+size_t
+pipeline_msg_bytes(const struct pipeline *p, const char *mqdir, char *why,
+    size_t whycap)
+{
+	if (p->msg_bytes != PIPELINE_MSG_AUTO) {
+		snprintf(why, whycap, "msg_bytes %zu: as the pipeline says",
+		    p->msg_bytes);
+		return p->msg_bytes;
+	}
+	if (p->transport != CHAN_MQUEUE) {
+		snprintf(why, whycap, "msg_bytes %d: auto, on %s",
+		    PIPELINE_MSG_PREFERRED, chan_kind_name(p->transport));
+		return PIPELINE_MSG_PREFERRED;
+	}
+	struct rlimit rl;
+	uint64_t in_use = 0;
+	int nq = 0, unknown = 0;
+	char note[160] = "";
+	if (getrlimit(RLIMIT_MSGQUEUE, &rl) == -1)
+		rl.rlim_cur = RLIM_INFINITY;
+	if (pipeline_mq_usage(mqdir, geteuid(), NULL, &in_use, &nq, &unknown) == -1)
+		snprintf(note, sizeof(note), " (the queues in use are not known: "
+		    "%s: %s)", mqdir, strerror(errno));
+	else if (unknown > 0)
+		snprintf(note, sizeof(note), " (and %d queue%s in %s that could not "
+		    "be read)", unknown, unknown > 1 ? "s" : "", mqdir);
+	size_t n = pipeline_auto_msg_bytes(pipeline_nqueues(p), sys_msg_max(),
+	    (uint64_t)rl.rlim_cur, in_use, why, whycap);
+	size_t len = strlen(why);
+	if (len < whycap)
+		snprintf(why + len, whycap - len, "%s", note);
+	return n;
 }

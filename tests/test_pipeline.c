@@ -808,6 +808,74 @@ Test(pipeline, mq_charge_against_the_kernel)
 	cr_expect_eq(open_with_limit(1, 512, c - 1), 1);
 }
 
+/* pipeline_msg_bytes in a child with a lowered RLIMIT_MSGQUEUE and an
+ * empty folder for the user's queues: the four seed queues of msg_max
+ * messages each. Returns what it picked, or -1. */
+static long
+msg_bytes_with_limit(const struct pipeline *p, uint64_t limit)
+{
+	int fds[2];
+	long got = -1;
+	cr_assert_eq(pipe(fds), 0);
+	pid_t pid = fork();
+	if (pid == 0) {
+		struct rlimit r = { limit, limit };
+		char why[512];
+		long v = -1;
+		if (setrlimit(RLIMIT_MSGQUEUE, &r) == 0)
+			v = (long)pipeline_msg_bytes(p, dir, why, sizeof(why));
+		_exit(write(fds[1], &v, sizeof(v)) == sizeof(v) ? 0 : 1);
+	}
+	close(fds[1]);
+	cr_assert_eq(read(fds[0], &got, sizeof(got)), (ssize_t)sizeof(got));
+	close(fds[0]);
+	waitpid(pid, NULL, 0);
+	return got;
+}
+
+static long
+msg_max(void)
+{
+	long v = 10;
+	FILE *f = fopen("/proc/sys/fs/mqueue/msg_max", "r");
+	if (f != NULL) {
+		if (fscanf(f, "%ld", &v) != 1)
+			v = 10;
+		fclose(f);
+	}
+	return v;
+}
+
+Test(pipeline, msg_bytes_for_a_pipeline)
+{
+	struct pipeline_opts o;
+	struct pipeline p;
+	char err[PIPELINE_ERR_MAX], why[512];
+	pipeline_opts_default(&o);
+	cr_assert_eq(pipeline_builtin(&p, &o, err, sizeof(err)), 0, "%s", err);
+	uint64_t one = pipeline_mq_charge(msg_max(), 8192);
+	cr_expect_eq(msg_bytes_with_limit(&p, 4 * one), 8192);
+	cr_expect_eq(msg_bytes_with_limit(&p, 4 * one - 4), 8191);
+	cr_expect_eq(msg_bytes_with_limit(&p, 4 * pipeline_mq_charge(msg_max(),
+	    512) - 1), 0);
+	/* An empty folder: nothing in use, and it says so. */
+	cr_expect_eq(pipeline_msg_bytes(&p, dir, why, sizeof(why)), 8192);
+	cr_expect_not_null(strstr(why, "in use 0"), "%s", why);
+	cr_expect_eq(pipeline_msg_bytes(&p, "/nonexistent", why, sizeof(why)), 8192);
+	cr_expect_not_null(strstr(why, "(the queues in use are not known: "
+	    "/nonexistent: No such file or directory)"), "%s", why);
+	pipeline_free(&p);
+	o.msg_bytes = 2048;
+	cr_assert_eq(pipeline_builtin(&p, &o, err, sizeof(err)), 0, "%s", err);
+	cr_expect_eq(pipeline_msg_bytes(&p, dir, why, sizeof(why)), 2048);
+	pipeline_free(&p);
+	o.msg_bytes = PIPELINE_MSG_AUTO;
+	o.transport = CHAN_SHM;
+	cr_assert_eq(pipeline_builtin(&p, &o, err, sizeof(err)), 0, "%s", err);
+	cr_expect_eq(msg_bytes_with_limit(&p, 1000), 8192, "shm: no mqueue budget");
+	pipeline_free(&p);
+}
+
 static char qname[2][96];
 
 static void
