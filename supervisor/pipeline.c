@@ -205,7 +205,7 @@ reader(char *str, int num, void *stream)
 		return str;
 	}
 	const char *s = c->buf;
-	if (c->lineno == 1 && memcmp(s, "\xef\xbb\xbf", 3) == 0)
+	if (c->lineno == 1 && strncmp(s, "\xef\xbb\xbf", 3) == 0)
 		s += 3;   /* a UTF-8 byte order mark */
 	while (is_blank(*s))
 		s++;
