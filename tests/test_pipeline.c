@@ -982,3 +982,79 @@ Test(pipeline, example_fanout)
 	expect_round_trip(&p);
 	pipeline_free(&p);
 }
+
+/* ------------------------------------------------------------------ */
+/* Mutated files (a fixed seed, so every run tries the same ones): each
+ * is either refused with one "name:LINE: ..." line whose LINE is in the
+ * file, or accepted, and then prints and parses back to the same. */
+
+static unsigned long rng = 12345;
+
+static unsigned
+next_rand(void)
+{
+	rng = rng * 6364136223846793005UL + 1442695040888963407UL;
+	return (unsigned)(rng >> 33);
+}
+
+static void
+mutate(char *s, size_t cap)
+{
+	static const char alphabet[] = "[]=:;#\"\\ \t\nab-_0.1/";
+	size_t n = strlen(s);
+	for (int k = 1 + (int)(next_rand() % 4); k > 0; k--) {
+		size_t at = n ? next_rand() % n : 0;
+		char ch = alphabet[next_rand() % (sizeof(alphabet) - 1)];
+		switch (next_rand() % 3) {
+		case 0:   /* replace */
+			if (n)
+				s[at] = ch;
+			break;
+		case 1:   /* insert */
+			if (n + 1 < cap) {
+				memmove(s + at + 1, s + at, n - at + 1);
+				s[at] = ch;
+				n++;
+			}
+			break;
+		default:  /* delete */
+			if (n) {
+				memmove(s + at, s + at + 1, n - at);
+				n--;
+			}
+		}
+	}
+}
+
+Test(pipeline, mutated_files)
+{
+	static const char *const bases[] = { nine, IN "out = a\n" SINK("a"),
+	    "[pipeline]\nflush_ms = 5\n" IN "args = \"a b\" c\nout = a b\n"
+	    SINK("a") "[stage b]\nexec = /x\nargs = \"\\\"\"\n" };
+	int accepted = 0, refused = 0;
+	for (int t = 0; t < 3000; t++) {
+		char text[4096], err[PIPELINE_ERR_MAX], want[32];
+		struct pipeline p;
+		snprintf(text, sizeof(text), "%s", bases[t % 3]);
+		mutate(text, sizeof(text));
+		int lines = 1;
+		for (const char *q = text; *q; q++)
+			lines += *q == '\n';
+		if (pipeline_parse_string(&p, "m", text, err, sizeof(err)) == 0) {
+			accepted++;
+			expect_round_trip(&p);
+			pipeline_free(&p);
+			continue;
+		}
+		refused++;
+		int line = 0;
+		cr_assert_eq(sscanf(err, "m:%d: ", &line), 1, "%s", err);
+		cr_assert(line >= 1 && line <= lines, "line %d of %d: %s\n%s", line,
+		    lines, err, text);
+		snprintf(want, sizeof(want), "m:%d: ", line);
+		cr_assert_gt(strlen(err), strlen(want), "%s", err);
+		cr_assert_null(strchr(err, '\n'), "%s", err);
+	}
+	cr_expect_gt(accepted, 100, "the mutations left too few valid files");
+	cr_expect_gt(refused, 100, "the mutations left too few invalid files");
+}
