@@ -176,8 +176,11 @@ pipeline_graph(struct pipeline *p, char *const *outs, int last_line,
 		if (!st->in_queue && !st->udp)
 			pipeline_fail(e, st->line.section, "stage '%s' gets no "
 			    "input: no out names it and it has no udp", st->name);
+		/* Port 0 is a port of the kernel's choosing, never the same
+		 * twice. */
 		int v6 = strchr(st->udp_host, ':') != NULL;
-		for (int j = 0; j < i && st->udp; j++)
+		int any = strcmp(st->udp_port, "0") == 0;
+		for (int j = 0; j < i && st->udp && !any; j++)
 			if (p->stage[j].udp &&
 			    strcmp(p->stage[j].udp_host, st->udp_host) == 0 &&
 			    strcmp(p->stage[j].udp_port, st->udp_port) == 0)

@@ -364,6 +364,11 @@ Test(pipeline, names_and_hosts_that_are_fine)
 	cr_expect_str_eq(p.stage[2].udp_host, "fe80::1");
 	cr_expect_str_eq(p.stage[3].udp_port, "8");
 	pipeline_free(&p);
+	/* Two stages on port 0 get two ports of the kernel's choosing. */
+	must_load(&p, "[stage a]\nexec = x\nudp = 127.0.0.1:0\n"
+	    "[stage b]\nexec = x\nudp = 127.0.0.1:0\n");
+	cr_expect_eq(p.nstage, 2);
+	pipeline_free(&p);
 }
 
 Test(pipeline, check_execs)
