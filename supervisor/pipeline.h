@@ -228,7 +228,8 @@ size_t pipeline_msg_bytes(const struct pipeline *p, const char *mqdir,
  * seen: queues unlinked but still open, queues of the user in another IPC
  * namespace or mount, and queues it cannot open (counted in *unknown).
  * Returns 0 with *bytes and *nqueues set, or -1 with errno set (dir cannot
- * be read; ENOENT: mqueue is not mounted there). */
+ * be read). dir is read as it is: an empty folder where mqueue is not
+ * mounted reads as nothing in use. */
 int pipeline_mq_usage(const char *dir, uid_t uid, const char *prefix,
     uint64_t *bytes, int *nqueues, int *unknown);
 
