@@ -310,6 +310,15 @@ stage_push(struct stage *st)
 	return 0;
 }
 
+void
+stage_commit(struct stage *st, uint64_t n)
+{
+	if (n == 0)
+		return;
+	stats_add(&st->stats->out, n);
+	atomic_fetch_sub_explicit(&st->stats->inflight, n, memory_order_relaxed);
+}
+
 int
 stage_emit(struct stage *st, uint8_t type, const char *name, size_t name_len,
     uint32_t value)
@@ -348,7 +357,8 @@ handle_msg(struct stage *st, const void *msg, uint32_t ntel)
 		switch (rec.type) {
 		case WIRE_TELEMETRY:
 			st->ops->on_record(st, &rec);
-			st->n_done++;
+			if (!st->ops->holds_records)
+				st->n_done++;
 			break;
 		case WIRE_FLUSH:
 			st->ops->on_flush(st);

@@ -40,6 +40,10 @@ struct stage_ops {
 	void (*on_tick)(struct stage *st);
 	void (*fini)(struct stage *st);
 	int needs_in;              /* 1 if --in is required */
+	/* 1: the stage keeps what it takes (an egress): the skeleton books
+	 * none of its records `out` nor settles them in `inflight`; the stage
+	 * does so with stage_commit once they are safe (saved). */
+	int holds_records;
 };
 
 struct stage {
@@ -82,6 +86,9 @@ int stage_emit(struct stage *st, uint8_t type, const char *name,
 /* Send every non-empty batch now and settle the counters of the records
  * handled so far. Returns 0 or -1 (logged). */
 int stage_push(struct stage *st);
+/* Book n records of a holds_records stage as `out` (no longer in
+ * flight): call it only once they survive the stage's death. */
+void stage_commit(struct stage *st, uint64_t n);
 /* Announce readiness on --ready-fd by writing "R\n", exactly (once; later
  * calls do nothing). */
 void stage_ready(struct stage *st);

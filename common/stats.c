@@ -6,10 +6,11 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define STATS_MAGIC 0x7473746cU /* "ltst" */
-#define STATS_VERSION 2 /* 2: sink_dropped */
+#define STATS_VERSION 3 /* 2: sink_dropped; 3: run */
 
 static struct stats_seg *
 map(int fd)
@@ -39,6 +40,10 @@ stats_create(const char *objname)
 	seg->magic = STATS_MAGIC;
 	seg->version = STATS_VERSION;
 	seg->nslots = STATS_SLOTS;
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	seg->run = ((uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec) ^
+	    (uint64_t)getpid() << 48;
 	return seg;
 }
 

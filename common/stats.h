@@ -29,6 +29,10 @@ struct stats_seg {
 	uint32_t version;
 	uint32_t nslots;
 	uint32_t reserved;
+	/* Set once at creation, different for every run of a supervisor: a
+	 * stage's state file tells by it whether its booked counts belong to
+	 * this segment. */
+	uint64_t run;
 	struct stats_slot slot[STATS_SLOTS];
 };
 

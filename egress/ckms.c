@@ -398,3 +398,107 @@ ckms_widen(struct ckms *s)
 {
 	widen(s);
 }
+
+/* Saved: n, to_compress, minv, maxv, ns, clean, nbuf, wide (as u64), then
+ * the ns samples in their layout as they are in memory and the nbuf
+ * buffered keys as they are: a loaded sketch is the saved one, field for
+ * field, so it answers and goes on exactly as the saved one would. */
+struct saved {
+	uint64_t n, to_compress;
+	uint32_t minv, maxv;
+	uint64_t ns, clean, nbuf, wide;
+};
+
+void
+ckms_save(const struct ckms *s, struct state_writer *w)
+{
+	struct saved h = { s->n, s->to_compress, s->minv, s->maxv, s->ns,
+	    s->clean, s->nbuf, (uint64_t)s->wide };
+	state_put(w, &h, sizeof(h));
+	state_put(w, s->smp, s->ns * (s->wide ? WSZ : NSZ));
+	state_put(w, s->keys, s->nbuf * sizeof(s->keys[0]));
+}
+
+/* Check the samples of a loaded sketch: ascending values within
+ * [minv, maxv], every g at least 1; returns the sum of g, or UINT64_MAX. */
+static uint64_t
+check_samples(const struct ckms *s)
+{
+	uint64_t sum = 0;
+	uint32_t prev = s->minv;
+	for (size_t i = 0; i < s->ns; i++) {
+		uint32_t v, g;
+		if (s->wide) {
+			const struct ckms_wsample *x = (const struct ckms_wsample *)s->smp + i;
+			v = x->v;
+			g = x->g;
+		} else {
+			const struct ckms_nsample *x = (const struct ckms_nsample *)s->smp + i;
+			v = x->v;
+			g = x->g;
+		}
+		if (v < prev || v > s->maxv || g == 0)
+			return UINT64_MAX;
+		prev = v;
+		sum += g;
+	}
+	return sum;
+}
+
+struct ckms *
+ckms_load(double eps, struct state_reader *r, const char **why)
+{
+	struct saved h;
+	*why = "sketch cut short";
+	if (state_get(r, &h, sizeof(h)) == -1)
+		return NULL;
+	struct ckms *s = ckms_new(eps);
+	if (s == NULL) {
+		*why = "no memory for a sketch";
+		return NULL;
+	}
+	*why = "sketch does not add up";
+	/* Everything an insert, merge or query indexes by is checked here;
+	 * the rest must be what the saving sketch could have held. */
+	if (h.n == 0 || h.nbuf > h.n || h.nbuf >= s->bufcap ||
+	    h.ns > h.n - h.nbuf || h.clean > h.ns || h.wide > 1 || h.minv > h.maxv ||
+	    h.to_compress != s->period - h.n % s->period ||
+	    (h.ns == 0) != (h.n == h.nbuf))
+		goto bad;
+	size_t size = h.wide ? WSZ : NSZ;
+	if (h.ns > r->left / size)
+		goto cut;
+	s->n = h.n;
+	s->to_compress = h.to_compress;
+	s->minv = h.minv;
+	s->maxv = h.maxv;
+	s->wide = (int)h.wide;
+	if (h.ns > 0) {
+		reserve(s, (size_t)h.ns);
+		if (state_get(r, s->smp, (size_t)h.ns * size) == -1)
+			goto cut;
+	}
+	s->ns = (size_t)h.ns;
+	s->clean = (size_t)h.clean;
+	if (check_samples(s) != h.n - h.nbuf)
+		goto bad;
+	if (!s->wide && h.ns > 0 &&
+	    invariant(s->twoeps, u2d(h.n - h.nbuf)) > UINT16_MAX)
+		goto bad;
+	if (state_get(r, s->keys, (size_t)h.nbuf * sizeof(s->keys[0])) == -1)
+		goto cut;
+	s->nbuf = (size_t)h.nbuf;
+	/* Buffered key j holds arrival index j (annotate indexes a bitset
+	 * by it) and a value within [minv, maxv]. */
+	for (size_t j = 0; j < s->nbuf; j++) {
+		uint32_t low = (uint32_t)s->keys[j], v = (uint32_t)(s->keys[j] >> 32);
+		if (low >> 1 != KEY_COUNT - (uint32_t)j || v < s->minv || v > s->maxv)
+			goto bad;
+	}
+	return s;
+cut:
+	*why = "sketch cut short";
+bad:
+	ckms_free(s);
+	return NULL;
+}

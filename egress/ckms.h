@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "state.h"
+
 struct ckms;
 
 /* A new empty sketch with error eps, which must lie in (0, 0.5): the caller
@@ -37,5 +39,12 @@ size_t ckms_sample_bytes(const struct ckms *s);
  * 65535; no answer changes. For tests, which compare a sketch widened
  * early with one that is not. Exits 111 on ENOMEM like ckms_insert. */
 void ckms_widen(struct ckms *s);
+/* Append s, whole (its buffered values too), to a state file's body. */
+void ckms_save(const struct ckms *s, struct state_writer *w);
+/* A sketch of error eps read from r as ckms_save wrote it (with the same
+ * eps), or NULL with *why saying what is wrong (r is then left anywhere).
+ * It answers every query and takes every insert as the saved one would.
+ * Everything it indexes by is checked, so any bytes are safe to give it. */
+struct ckms *ckms_load(double eps, struct state_reader *r, const char **why);
 
 #endif

@@ -36,11 +36,40 @@ ckms_option(struct stage *st, int opt, const char *arg)
 	return 0;
 }
 
+static void
+save_sketch(struct state_writer *w, const void *payload)
+{
+	ckms_save(*(struct ckms *const *)payload, w);
+}
+
+static int
+load_sketch(void *e, struct state_reader *r, void *payload, const char **why)
+{
+	struct ckms_egress *c = e;  /* e is its first member */
+	struct ckms *s = ckms_load(c->eps, r, why);
+	*(struct ckms **)payload = s;
+	return s != NULL ? 0 : -1;
+}
+
+static void
+free_sketch(void *payload)
+{
+	ckms_free(*(struct ckms **)payload);
+}
+
+static const struct egress_kind sketches = {
+	.kind = STATE_CKMS,
+	.save_one = save_sketch,
+	.load_one = load_sketch,
+	.free_one = free_sketch,
+};
+
 static int
 ckms_init(struct stage *st)
 {
 	struct ckms_egress *c = st->ctx;
-	return egress_init(&c->e, sizeof(struct ckms *));
+	c->e.state_param = c->eps;
+	return egress_init(st, &c->e, sizeof(struct ckms *), &sketches);
 }
 
 static void
@@ -54,8 +83,7 @@ ckms_record(struct stage *st, const struct wire_rec *r)
 	if (created && (*s = ckms_new(c->eps)) == NULL)
 		fatal(EXIT_TEMPORARY, "ckms_new");
 	ckms_insert(*s, r->value);
-	st->n_out++;
-	c->e.dirty = 1;
+	egress_applied(&c->e);
 }
 
 static void
@@ -98,16 +126,10 @@ ckms_tick(struct stage *st)
 }
 
 static void
-free_sketch(void *payload)
-{
-	ckms_free(*(struct ckms **)payload);
-}
-
-static void
 ckms_fini(struct stage *st)
 {
 	struct ckms_egress *c = st->ctx;
-	egress_fini(&c->e, free_sketch);
+	egress_fini(st, &c->e);
 }
 
 int
@@ -127,6 +149,7 @@ main(int argc, char **argv)
 		.on_tick = ckms_tick,
 		.fini = ckms_fini,
 		.needs_in = 1,
+		.holds_records = 1,
 	};
 	struct ckms_egress c = { .eps = 0.01 };
 	return stage_main(argc, argv, &ops, &c);

@@ -15,10 +15,37 @@ cma_option(struct stage *st, int opt, const char *arg)
 	return egress_option(st->ctx, opt, arg);
 }
 
+static void
+save_average(struct state_writer *w, const void *payload)
+{
+	state_put(w, payload, sizeof(struct cma));
+}
+
+static int
+load_average(void *e, struct state_reader *r, void *payload, const char **why)
+{
+	(void)e;
+	struct cma *m = payload;
+	/* A name exists once it has a value; values are 0..UINT32_MAX, and
+	 * so is their mean (NaN fails too). */
+	if (state_get(r, m, sizeof(*m)) == -1 || m->n == 0 ||
+	    !(m->mean >= 0 && m->mean <= (double)UINT32_MAX)) {
+		*why = "average cut short or impossible";
+		return -1;
+	}
+	return 0;
+}
+
+static const struct egress_kind averages = {
+	.kind = STATE_CMA,
+	.save_one = save_average,
+	.load_one = load_average,
+};
+
 static int
 cma_init(struct stage *st)
 {
-	return egress_init(st->ctx, sizeof(struct cma));
+	return egress_init(st, st->ctx, sizeof(struct cma), &averages);
 }
 
 static void
@@ -30,8 +57,7 @@ cma_record(struct stage *st, const struct wire_rec *r)
 	if (m == NULL)
 		return;
 	cma_add(m, r->value);
-	st->n_out++;
-	e->dirty = 1;
+	egress_applied(e);
 }
 
 static void
@@ -61,7 +87,7 @@ cma_tick(struct stage *st)
 static void
 cma_fini(struct stage *st)
 {
-	egress_fini(st->ctx, NULL);
+	egress_fini(st, st->ctx);
 }
 
 int
@@ -80,6 +106,7 @@ main(int argc, char **argv)
 		.on_tick = cma_tick,
 		.fini = cma_fini,
 		.needs_in = 1,
+		.holds_records = 1,
 	};
 	struct egress e = { 0 };
 	return stage_main(argc, argv, &ops, &e);

@@ -4,7 +4,11 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
+
+#include "clock.h"
+#include "wire.h"
 
 #define SINK_DRAIN_MS 1000
 
@@ -45,20 +49,134 @@ egress_option(struct egress *e, int opt, const char *arg)
 		}
 		e->g_buffer = v;
 		return 0;
+	case EGRESS_OPT_STATE:
+		if (*arg == '\0' || strlen(arg) > sizeof(e->sw->tmp) - 8) {
+			log_warnx("--state %s: must be a path of 1..%zu bytes", arg,
+			    sizeof(e->sw->tmp) - 8);
+			return -1;
+		}
+		e->state_path = arg;
+		return 0;
 	}
 	return -1;
 }
 
+/* The body of a state file: the name count and the report flag, then per
+ * name its length (1 byte), its bytes and its payload (kind->save_one). */
+struct body_hdr {
+	uint64_t nnames;
+	uint64_t dirty;
+};
+
+/* Fill the empty table from r. Returns 0, or -1 with *why. */
+static int
+load_body(struct egress *e, struct state_reader *r, const char **why)
+{
+	struct body_hdr h;
+	if (state_get(r, &h, sizeof(h)) == -1 || h.dirty > 1) {
+		*why = "body header cut short or wrong";
+		return -1;
+	}
+	for (uint64_t i = 0; i < h.nnames; i++) {
+		uint8_t len;
+		const char *name;
+		int created;
+		if (state_get(r, &len, 1) == -1 ||
+		    (name = state_take(r, len)) == NULL) {
+			*why = "name cut short";
+			return -1;
+		}
+		if (!wire_name_ok(name, len)) {
+			*why = "holds a name that is not valid";
+			return -1;
+		}
+		void *p = names_get(e->names, name, len, &created);
+		if (p == NULL) {
+			*why = errno == ENOSPC ? "holds more names than --max-names" :
+			    "no memory for its names";
+			return -1;
+		}
+		if (!created) {
+			*why = "holds a name twice";
+			return -1;
+		}
+		if (e->kind->load_one(e, r, p, why) == -1)
+			return -1;
+	}
+	if (r->left != 0) {
+		*why = "bytes after the last name";
+		return -1;
+	}
+	e->dirty = (int)h.dirty;
+	return 0;
+}
+
+/* Raise `out` to what the file says was saved in this run: a stage killed
+ * after its save was in place but before booking it had those records
+ * booked as lost by the supervisor. */
+static void
+book_saved(struct stage *st, const struct egress *e, const struct state_info *info)
+{
+	if (st->seg == NULL || info->run != st->seg->run)
+		return;  /* another run of the pipeline: its books are gone */
+	uint64_t out = stats_get(&st->stats->out);
+	if (info->committed <= out)
+		return;
+	uint64_t d = info->committed - out;
+	uint64_t lost = stats_get(&st->stats->lost);
+	stats_add(&st->stats->out, d);
+	atomic_fetch_sub_explicit(&st->stats->lost, d < lost ? d : lost,
+	    memory_order_relaxed);
+	log_info("state file %s holds %llu records saved but not booked before "
+	    "the last exit: booked as out", e->state_path, (unsigned long long)d);
+}
+
+static void
+load_state(struct stage *st, struct egress *e)
+{
+	struct state_info info;
+	struct state_reader r;
+	const char *why = NULL;
+	int rc = state_load(e->state_path, e->kind->kind, e->state_param, &info,
+	    &r, &why);
+	if (rc == 1 && load_body(e, &r, &why) == -1)
+		rc = -1;
+	state_close(&r);
+	if (rc == 0)
+		return;
+	if (rc == -1) {
+		names_free(e->names, e->kind->free_one);
+		e->names = names_new(e->payload, e->max_names);
+		if (e->names == NULL)
+			fatal(EXIT_TEMPORARY, "names_new");
+		e->dirty = 0;
+		state_reject(e->state_path, why);
+		return;
+	}
+	book_saved(st, e, &info);
+	log_info("state of %zu names loaded from %s", names_count(e->names),
+	    e->state_path);
+}
+
 int
-egress_init(struct egress *e, size_t payload)
+egress_init(struct stage *st, struct egress *e, size_t payload,
+    const struct egress_kind *kind)
 {
 	if (e->max_names == 0)
 		e->max_names = EGRESS_MAX_NAMES_DEFAULT;
 	e->payload = payload;
+	e->kind = kind;
 	e->names = names_new(payload, e->max_names);
 	if (e->names == NULL) {
 		log_warn("names_new");
 		return -1;
+	}
+	if (e->state_path != NULL) {
+		if ((e->sw = malloc(sizeof(*e->sw))) == NULL) {
+			log_warn("malloc");
+			return -1;
+		}
+		load_state(st, e);
 	}
 	if (e->g_host[0] != '\0') {
 		const char *why;
@@ -84,6 +202,7 @@ egress_lookup(struct stage *st, struct egress *e, const char *name, size_t len,
 	if (errno != ENOSPC)
 		fatal(EXIT_TEMPORARY, "out of memory for name table");
 	stats_add(&st->stats->dropped, 1);
+	st->n_done++;  /* settled now: it is in `dropped`, not held */
 	long long s = log_limit_pass(&e->cap_log, 60000);
 	if (s >= 0)
 		log_warnx("name cap of %zu reached: new names dropped "
@@ -101,7 +220,75 @@ egress_flush(struct stage *st, struct egress *e,
 	names_foreach_sorted(e->names, one, e);
 	report_flush(&e->rep);
 	e->dirty = 0;
+	if (e->state_path != NULL) {
+		/* Saved as reported, so that a restart does not report the
+		 * same data again at the next Flush. */
+		if (!e->unsaved) {
+			e->unsaved = 1;
+			e->unsaved_ms = clock_ms();
+		}
+		egress_save(st, e);
+	}
 	egress_tick(st, e);  /* send now, not a tick later */
+}
+
+void
+egress_applied(struct egress *e)
+{
+	e->pending++;
+	e->dirty = 1;
+	if (!e->unsaved) {
+		e->unsaved = 1;
+		e->unsaved_ms = clock_ms();
+	}
+}
+
+static void
+save_name(void *ctx, const char *name, size_t len, void *payload)
+{
+	struct egress *e = ctx;
+	uint8_t l = (uint8_t)len;
+	state_put(e->sw, &l, 1);
+	state_put(e->sw, name, len);
+	e->kind->save_one(e->sw, payload);
+}
+
+int
+egress_save(struct stage *st, struct egress *e)
+{
+	if (e->state_path == NULL) {
+		stage_commit(st, e->pending);
+		e->pending = 0;
+		e->unsaved = 0;
+		return 0;
+	}
+	if (!e->unsaved)
+		return 0;
+	if (state_begin(e->sw, e->state_path) == -1)
+		goto fail;
+	struct body_hdr h = { names_count(e->names), (uint64_t)e->dirty };
+	state_put(e->sw, &h, sizeof(h));
+	names_foreach_sorted(e->names, save_name, e);
+	struct state_info info = {
+		.kind = e->kind->kind,
+		.param = e->state_param,
+		.run = st->seg != NULL ? st->seg->run : 0,
+		.committed = stats_get(&st->stats->out) + e->pending,
+	};
+	if (state_end(e->sw, &info) == -1)
+		goto fail;
+	/* Only now are these records safe from a kill: book them. */
+	stage_commit(st, e->pending);
+	e->pending = 0;
+	e->unsaved = 0;
+	return 0;
+fail:;
+	long long s = log_limit_pass(&e->save_log, 10000);
+	if (s >= 0)
+		log_warn("save state to %s (%lld more failures since the last "
+		    "line; records stay in flight)", e->state_path, s);
+	e->unsaved_ms = clock_ms();  /* try again an interval later */
+	return -1;
 }
 
 void
@@ -115,6 +302,9 @@ egress_graphite(struct egress *e, const char *name, size_t len,
 void
 egress_tick(struct stage *st, struct egress *e)
 {
+	if (e->unsaved && (e->state_path == NULL ||
+	    clock_ms() - e->unsaved_ms >= EGRESS_SAVE_AFTER_MS))
+		egress_save(st, e);
 	if (e->sink == NULL)
 		return;
 	carbon_poll(e->sink);
@@ -126,15 +316,18 @@ egress_tick(struct stage *st, struct egress *e)
 }
 
 void
-egress_fini(struct egress *e, void (*fini)(void *payload))
+egress_fini(struct stage *st, struct egress *e)
 {
 	report_flush(&e->rep);
+	egress_save(st, e);
 	if (e->sink != NULL) {
 		carbon_drain(e->sink, SINK_DRAIN_MS);
 		carbon_free(e->sink);
 		e->sink = NULL;
 	}
 	if (e->names != NULL)
-		names_free(e->names, fini);
+		names_free(e->names, e->kind->free_one);
 	e->names = NULL;
+	free(e->sw);
+	e->sw = NULL;
 }

@@ -12,6 +12,7 @@
 #include "egress/report.h"
 #include "log.h"
 #include "stage.h"
+#include "state.h"
 
 #define EGRESS_MAX_NAMES_DEFAULT 100000
 enum {
@@ -19,25 +20,41 @@ enum {
 	EGRESS_OPT_GRAPHITE,
 	EGRESS_OPT_GRAPHITE_PREFIX,
 	EGRESS_OPT_GRAPHITE_BUFFER,
+	EGRESS_OPT_STATE,
 };
 #define EGRESS_OPTS \
 	{ "max-names", required_argument, NULL, EGRESS_OPT_MAX_NAMES }, \
 	{ "graphite", required_argument, NULL, EGRESS_OPT_GRAPHITE }, \
 	{ "graphite-prefix", required_argument, NULL, EGRESS_OPT_GRAPHITE_PREFIX }, \
-	{ "graphite-buffer", required_argument, NULL, EGRESS_OPT_GRAPHITE_BUFFER }
-#define EGRESS_SYNOPSIS "[--max-names N] [--graphite HOST:PORT " \
+	{ "graphite-buffer", required_argument, NULL, EGRESS_OPT_GRAPHITE_BUFFER }, \
+	{ "state", required_argument, NULL, EGRESS_OPT_STATE }
+#define EGRESS_SYNOPSIS "[--max-names N] [--state FILE] [--graphite HOST:PORT " \
 	"[--graphite-prefix P] [--graphite-buffer BYTES]] "
 #define EGRESS_HELP \
 	"      --max-names N    distinct names kept; new names past it are dropped\n" \
 	"                       and counted (default 100000)\n" \
+	"      --state FILE     keep the aggregates in FILE: loaded at start, saved\n" \
+	"                       after each report, 1 s after unsaved data and at stop\n" \
 	"      --graphite HOST:PORT  also send every reported value to carbon\n" \
 	"                       (plaintext over TCP, never blocking the egress)\n" \
 	"      --graphite-prefix P   metric names are P.NAME.STAT (default telem)\n" \
 	"      --graphite-buffer BYTES  lines kept while carbon is away; when full\n" \
 	"                       the oldest are dropped and counted (default 4194304)\n"
 
+/* What an egress keeps per name, as its state file holds it. */
+struct egress_kind {
+	uint32_t kind;             /* STATE_CKMS, STATE_CMA */
+	void (*save_one)(struct state_writer *w, const void *payload);
+	/* Fill a zeroed payload from r; 0, or -1 with *why. */
+	int (*load_one)(void *e, struct state_reader *r, void *payload,
+	    const char **why);
+	void (*free_one)(void *payload);   /* NULL: nothing to free */
+};
+
 struct egress {
 	struct names *names;
+	const struct egress_kind *kind;
+	double state_param;  /* must match the file's (the ckms error) */
 	size_t max_names;
 	size_t payload;      /* bytes of per-name state */
 	int dirty;           /* data arrived since the last report */
@@ -50,13 +67,25 @@ struct egress {
 	struct carbon *sink;
 	long long flush_ts;  /* the Flush being reported, unix seconds */
 	uint64_t sink_dropped_seen; /* already added to the stats slot */
+	/* --state: records applied are booked `out` only once a save holds
+	 * them (DESIGN §15); without it, once applied. */
+	const char *state_path;
+	uint64_t pending;    /* records applied and not yet booked */
+	int unsaved;         /* the state changed since the last save */
+	long long unsaved_ms; /* when it first did */
+	struct state_writer *sw;
+	struct log_limit save_log;
 };
 
 /* Take --max-names and the --graphite options. Returns 0 or -1 (logged). */
 int egress_option(struct egress *e, int opt, const char *arg);
-/* Allocate the table and the graphite sink if asked for. Returns 0 or -1
- * (logged). */
-int egress_init(struct egress *e, size_t payload);
+/* Allocate the table and the graphite sink if asked for, and load the
+ * state file of --state (a bad one is logged, set aside and the egress
+ * starts empty). Returns 0 or -1 (logged). */
+int egress_init(struct stage *st, struct egress *e, size_t payload,
+    const struct egress_kind *kind);
+/* A record was applied to name's payload: it is booked `out` once saved. */
+void egress_applied(struct egress *e);
 /* The state of r's name, created zeroed on first sight (*created = 1).
  * NULL when the name cap is reached: the record is counted in `dropped`
  * and logged at most once a minute. Exits 111 when memory runs out. */
@@ -73,10 +102,16 @@ void egress_flush(struct stage *st, struct egress *e,
 void egress_graphite(struct egress *e, const char *name, size_t len,
     const char *stat, const char *value);
 /* The receive loop's tick: let the sink make progress and book its drops
- * in the stats slot (sink_dropped). */
+ * in the stats slot (sink_dropped); save the state if records have waited
+ * unsaved for EGRESS_SAVE_AFTER_MS (without --state: book them). */
 void egress_tick(struct stage *st, struct egress *e);
-/* Write what is gathered, give the sink up to a second to deliver what it
- * holds, and free everything. */
-void egress_fini(struct egress *e, void (*fini)(void *payload));
+#define EGRESS_SAVE_AFTER_MS 1000
+/* Save the state now if it changed, and book what the save holds as
+ * `out`. Returns 0, or -1 (logged at most every 10 s; the records stay in
+ * flight and the next tick tries again). */
+int egress_save(struct stage *st, struct egress *e);
+/* Write what is gathered, save the state, give the sink up to a second to
+ * deliver what it holds, and free everything. */
+void egress_fini(struct stage *st, struct egress *e);
 
 #endif
