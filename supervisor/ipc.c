@@ -15,6 +15,44 @@
 
 static const char *const queues[] = { "low", "high", "ckms", "cma" };
 #define NQUEUES (sizeof(queues) / sizeof(queues[0]))
+/* The stages that keep a state file (the egresses). */
+static const char *const keepers[] = { "ckms", "cma" };
+#define NKEEPERS (sizeof(keepers) / sizeof(keepers[0]))
+
+int
+sup_state_path(const struct sup_config *cfg, const char *stage, char *buf,
+    size_t cap)
+{
+	int n = cfg->state_dir != NULL ?
+	    snprintf(buf, cap, "%s/%s.state", cfg->state_dir, stage) :
+	    snprintf(buf, cap, "/dev/shm/telem.%s.%s.state", cfg->instance, stage);
+	return n < 0 || (size_t)n >= cap ? -1 : 0;
+}
+
+/* Without --state-dir the egresses' state lasts one run: a clean stop
+ * removes it, and a start removes what a run that died left. What a
+ * --state-dir holds is kept. */
+static void
+unlink_state(const struct sup_config *cfg, int stale)
+{
+	if (cfg->state_dir != NULL)
+		return;
+	for (size_t i = 0; i < NKEEPERS; i++) {
+		char path[PATH_MAX], other[PATH_MAX + 8];
+		if (sup_state_path(cfg, keepers[i], path, sizeof(path)) == -1)
+			continue;
+		if (unlink(path) == 0) {
+			if (stale)
+				log_info("removed stale state file %s", path);
+		} else if (errno != ENOENT) {
+			log_warn("remove state file %s", path);
+		}
+		snprintf(other, sizeof(other), "%s.tmp", path);
+		unlink(other);
+		snprintf(other, sizeof(other), "%s.bad", path);
+		unlink(other);
+	}
+}
 
 static int
 take_lock(struct sup *s)
@@ -57,6 +95,7 @@ sup_ipc_unlink_all(const struct sup_config *cfg, int stale)
 	}
 	if (chan_objname(obj, sizeof(obj), cfg->instance, "stats") == 0)
 		stats_unlink(obj);
+	unlink_state(cfg, stale);
 }
 
 static void

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
 
@@ -22,6 +23,7 @@ static const char usage[] =
     "usage: telem-supervisor [-H host] [-p port] [-l limit] [-e error] [-f flush_ms]\n"
     "                        [-t mqueue|shm] [-m msg_bytes] [-s slots] [-i instance]\n"
     "                        [--control path] [--rcvbuf bytes] [--stall-ms ms]\n"
+    "                        [--state-dir dir]\n"
     "                        [-g host:port [--graphite-prefix p] [--graphite-buffer bytes]]\n"
     "  -H host      UDP address or name to listen on (default 127.0.0.1)\n"
     "  -p port      UDP port (default 1990)\n"
@@ -42,6 +44,8 @@ static const char usage[] =
     "  --graphite-prefix p  first part of the metric names (default telem)\n"
     "  --graphite-buffer b  bytes of lines each egress keeps while carbon is\n"
     "               away, oldest dropped first (default 4194304)\n"
+    "  --state-dir dir  keep the egresses' aggregates in dir/STAGE.state across\n"
+    "               stops and starts (default: /dev/shm, removed at stop)\n"
     "Reports go to stdout, logs to stderr. telemctl talks to a running one.\n";
 
 static _Noreturn void
@@ -80,6 +84,26 @@ check_graphite(const char *spec)
 	carbon_free(c);
 }
 
+/* --state-dir: an existing folder we can write in, made absolute because
+ * the stages are given paths in it. */
+static const char *
+check_state_dir(const char *dir)
+{
+	static char abs[PATH_MAX];
+	struct stat st;
+	if (stat(dir, &st) == -1)
+		bad("-state-dir", dir, strerror(errno));
+	if (!S_ISDIR(st.st_mode))
+		bad("-state-dir", dir, "not a directory");
+	if (access(dir, W_OK | X_OK) == -1)
+		bad("-state-dir", dir, "not writable");
+	if (realpath(dir, abs) == NULL)
+		bad("-state-dir", dir, strerror(errno));
+	if (strlen(abs) > PATH_MAX - 32)
+		bad("-state-dir", dir, "path too long");
+	return abs;
+}
+
 static void
 parse(struct sup_config *cfg, int argc, char **argv)
 {
@@ -90,6 +114,7 @@ parse(struct sup_config *cfg, int argc, char **argv)
 		{ "graphite", required_argument, NULL, 'g' },
 		{ "graphite-prefix", required_argument, NULL, 'P' },
 		{ "graphite-buffer", required_argument, NULL, 'B' },
+		{ "state-dir", required_argument, NULL, 'D' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -136,6 +161,7 @@ parse(struct sup_config *cfg, int argc, char **argv)
 			number("-graphite-buffer", optarg, CARBON_BUFFER_MIN, CARBON_BUFFER_MAX);
 			cfg->graphite_buffer = optarg;
 			break;
+		case 'D': cfg->state_dir = check_state_dir(optarg); break;
 		case 'h': fputs(usage, stdout); exit(0);
 		case ':':
 			log_warnx("option %s needs a value (see -h)", argv[optind - 1]);

@@ -89,6 +89,11 @@ sup_define_stages(struct sup *s)
 	/* Downstream first: this is the start order. */
 	define(s, 0, "ckms", "telem-egress-ckms", "ckms", NULL, NULL, ckms);
 	define(s, 1, "cma", "telem-egress-cma", "cma", NULL, NULL, cma);
+	for (int i = 0; i < 2; i++)
+		if (sup_state_path(&s->cfg, s->ch[i].name, s->ch[i].state_file,
+		    sizeof(s->ch[i].state_file)) == -1)
+			fatalx(EXIT_TEMPORARY, "path of the state file of %s is "
+			    "too long", s->ch[i].name);
 	define(s, 2, "low", "telem-filter", "low", "ckms", NULL, low);
 	define(s, 3, "high", "telem-filter", "high", "cma", NULL, high);
 	define(s, 4, "ingest", "telem-ingest", NULL, "low", "high", ingest);
@@ -174,6 +179,10 @@ exec_child(struct sup *s, struct sup_child *c, int ready_wr, pid_t parent)
 	for (size_t i = 0; i < nudp; i++) {
 		argv[n++] = "--udp-fd";
 		argv[n++] = (char *)udp_fd_arg[i];
+	}
+	if (c->state_file[0] != '\0') {
+		argv[n++] = "--state";
+		argv[n++] = c->state_file;
 	}
 	for (int i = 0; i < c->nown; i++)
 		argv[n++] = c->own[i];

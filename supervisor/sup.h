@@ -40,6 +40,7 @@ struct sup_config {
 	const char *graphite_prefix;  /* NULL: the egresses' default */
 	const char *graphite_buffer;  /* bytes, validated; NULL: default */
 	long stall_ms;              /* queued input, nothing taken: restart; 0: never */
+	const char *state_dir;      /* --state-dir (absolute), or NULL: /dev/shm */
 	char bindir[PATH_MAX];      /* where the stage executables are */
 };
 
@@ -82,6 +83,7 @@ struct sup_child {
 	int slot;
 	int udp;                   /* 1: gets the instance's UDP sockets */
 	char exe[PATH_MAX];
+	char state_file[PATH_MAX]; /* its --state FILE (kept across swaps), or "" */
 	char *own[SUP_ARGS_MAX];   /* the stage's own options (owned strings) */
 	int nown;
 	pid_t pid;
@@ -133,6 +135,10 @@ struct sup {
 int sup_ipc_setup(struct sup *s);      /* 0, or -1 logged */
 void sup_ipc_teardown(struct sup *s);
 void sup_ipc_unlink_all(const struct sup_config *cfg, int stale);
+/* The state file of an egress: DIR/STAGE.state with --state-dir, else
+ * /dev/shm/telem.INSTANCE.STAGE.state. 0, or -1 if it does not fit. */
+int sup_state_path(const struct sup_config *cfg, const char *stage, char *buf,
+    size_t cap);
 int sup_send_record(struct sup *s, const char *queue, uint8_t type, int timeout_ms);
 /* Messages waiting in a queue of the instance, or -1. */
 long sup_queue_depth(struct sup *s, const char *queue);
