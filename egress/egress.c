@@ -210,6 +210,13 @@ egress_lookup(struct stage *st, struct egress *e, const char *name, size_t len,
 	return NULL;
 }
 
+/* Has the last save's time been made up for? (EGRESS_SAVE_SPACING) */
+static int
+save_spaced(const struct egress *e)
+{
+	return clock_s() - e->saved_s >= EGRESS_SAVE_SPACING * e->save_cost_s;
+}
+
 void
 egress_flush(struct stage *st, struct egress *e,
     void (*one)(void *e, const char *name, size_t len, void *payload))
@@ -227,7 +234,8 @@ egress_flush(struct stage *st, struct egress *e,
 			e->unsaved = 1;
 			e->unsaved_ms = clock_ms();
 		}
-		egress_save(st, e);
+		if (save_spaced(e))
+			egress_save(st, e);
 	}
 	egress_tick(st, e);  /* send now, not a tick later */
 }
@@ -264,6 +272,7 @@ egress_save(struct stage *st, struct egress *e)
 	}
 	if (!e->unsaved)
 		return 0;
+	double t0 = clock_s();
 	if (state_begin(e->sw, e->state_path) == -1)
 		goto fail;
 	struct body_hdr h = { names_count(e->names), (uint64_t)e->dirty };
@@ -281,6 +290,8 @@ egress_save(struct stage *st, struct egress *e)
 	stage_commit(st, e->pending);
 	e->pending = 0;
 	e->unsaved = 0;
+	e->saved_s = clock_s();
+	e->save_cost_s = e->saved_s - t0;
 	return 0;
 fail:;
 	long long s = log_limit_pass(&e->save_log, 10000);
@@ -303,7 +314,7 @@ void
 egress_tick(struct stage *st, struct egress *e)
 {
 	if (e->unsaved && (e->state_path == NULL ||
-	    clock_ms() - e->unsaved_ms >= EGRESS_SAVE_AFTER_MS))
+	    (clock_ms() - e->unsaved_ms >= EGRESS_SAVE_AFTER_MS && save_spaced(e))))
 		egress_save(st, e);
 	if (e->sink == NULL)
 		return;

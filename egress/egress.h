@@ -73,6 +73,8 @@ struct egress {
 	uint64_t pending;    /* records applied and not yet booked */
 	int unsaved;         /* the state changed since the last save */
 	long long unsaved_ms; /* when it first did */
+	double saved_s;      /* when the last save ended (clock_s) */
+	double save_cost_s;  /* and how long it took */
 	struct state_writer *sw;
 	struct log_limit save_log;
 };
@@ -103,9 +105,13 @@ void egress_graphite(struct egress *e, const char *name, size_t len,
     const char *stat, const char *value);
 /* The receive loop's tick: let the sink make progress and book its drops
  * in the stats slot (sink_dropped); save the state if records have waited
- * unsaved for EGRESS_SAVE_AFTER_MS (without --state: book them). */
+ * unsaved for EGRESS_SAVE_AFTER_MS (without --state: book them). Saves
+ * after a report or a tick are spaced by EGRESS_SAVE_SPACING times the
+ * last one's duration, so that saving takes at most 1/SPACING of the
+ * egress's time however many names it holds (bench/state.c). */
 void egress_tick(struct stage *st, struct egress *e);
 #define EGRESS_SAVE_AFTER_MS 1000
+#define EGRESS_SAVE_SPACING 50
 /* Save the state now if it changed, and book what the save holds as
  * `out`. Returns 0, or -1 (logged at most every 10 s; the records stay in
  * flight and the next tick tries again). */

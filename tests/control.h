@@ -188,8 +188,12 @@ wait_drained(long events, struct h_status *s)
 		status(s);
 		const struct h_stage *g = &s->st[H_INGEST], *lo = &s->st[H_LOW],
 		    *hi = &s->st[H_HIGH], *ck = &s->st[H_CKMS], *cm = &s->st[H_CMA];
+		/* An egress books `out` once its state is saved (DESIGN §15),
+		 * up to a second after the records came. */
 		int ok = g->in == events && lo->in == g->out && hi->in == g->out &&
-		    ck->in == lo->out && cm->in == hi->out;
+		    ck->in == lo->out && cm->in == hi->out &&
+		    ck->in == ck->out + ck->dropped + ck->lost &&
+		    cm->in == cm->out + cm->dropped + cm->lost;
 		for (int i = 0; i < H_NSTAGES; i++)
 			ok = ok && s->st[i].depth == 0 && strcmp(s->st[i].state, "up") == 0;
 		if (ok && have_prev && same_counters(&prev, s))
