@@ -320,7 +320,7 @@ Test(state_e2e, damaged_state_files_are_set_aside, .fini = teardown_dir,
 			snprintf(bad, sizeof(bad), "%s/%s.state.bad", state_dir, st[i]);
 			cr_assert_eq(access(bad, F_OK), 0, "%s missing", bad);
 		}
-		cr_assert_eq(h_count(err, "state file"), 2, "%s", err);
+		cr_assert_eq(h_count(err, "set aside as"), 2, "%s", err);
 		free(err);
 		/* it starts empty and runs */
 		pl_nc(&P, "z 90\ny 2000\n");
