@@ -120,9 +120,14 @@ book_saved(struct stage *st, const struct egress *e, const struct state_info *in
 	if (st->seg == NULL || info->run != st->seg->run)
 		return;  /* another run of the pipeline: its books are gone */
 	uint64_t out = stats_get(&st->stats->out);
-	if (info->committed <= out)
+	uint64_t in = stats_get(&st->stats->in), dropped = stats_get(&st->stats->dropped);
+	if (info->committed <= out || in < out + dropped)
 		return;
 	uint64_t d = info->committed - out;
+	if (d > in - out - dropped)
+		d = in - out - dropped;  /* never more out than taken */
+	if (d == 0)
+		return;
 	uint64_t lost = stats_get(&st->stats->lost);
 	stats_add(&st->stats->out, d);
 	atomic_fetch_sub_explicit(&st->stats->lost, d < lost ? d : lost,
