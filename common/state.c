@@ -75,7 +75,11 @@ state_begin(struct state_writer *w, const char *path)
 		errno = ENAMETOOLONG;
 		return -1;
 	}
-	w->fd = open(w->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
+	/* A fresh file of our own: never one someone else put there (in a
+	 * shared folder such as /dev/shm), never through a symlink. */
+	if (unlink(w->tmp) == -1 && errno != ENOENT)
+		return -1;
+	w->fd = open(w->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
 	    0600);
 	if (w->fd == -1)
 		return -1;
@@ -203,8 +207,11 @@ read_file(const char *path, struct state_reader *r, size_t *size, const char **w
 		close(fd);
 		return -1;
 	}
-	if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size > LOAD_MAX) {
-		*why = !S_ISREG(st.st_mode) ? "not a regular file" : "too large";
+	if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size > LOAD_MAX ||
+	    st.st_uid != geteuid() || (st.st_mode & 022) != 0) {
+		*why = !S_ISREG(st.st_mode) ? "not a regular file" :
+		    st.st_uid != geteuid() ? "owned by another user" :
+		    (st.st_mode & 022) != 0 ? "writable by others" : "too large";
 		close(fd);
 		return -1;
 	}

@@ -36,8 +36,9 @@ struct state_writer {
 	unsigned char buf[STATE_BUF];
 };
 
-/* Start a save to path (through path.tmp, created 0600). Returns 0, or -1
- * with errno (nothing is left behind). */
+/* Start a save to path (through path.tmp, created anew, 0600; a path.tmp
+ * left by an earlier save is removed first). Returns 0, or -1 with errno
+ * (nothing is left behind). */
 int state_begin(struct state_writer *w, const char *path);
 /* Append n bytes to the body. Errors are kept for state_end. */
 void state_put(struct state_writer *w, const void *p, size_t n);
@@ -54,7 +55,8 @@ struct state_reader {
 	size_t left;              /* body bytes not read yet */
 };
 
-/* Read path and check its header and sum against `kind` and `param`.
+/* Read path and check its header and sum against `kind` and `param`; a
+ * file not owned by the effective user or writable by others is refused.
  * Returns 1 with *info and r ready at the body, 0 when there is no file
  * (r empty), or -1 with *why saying what is wrong (a damaged, truncated or
  * foreign file, or one that cannot be read): the caller then calls

@@ -371,6 +371,13 @@ Test(state, foreign_files_are_refused)
 		spit(b, len);
 		cr_assert_eq(load_sketches(0.01, out, 3, &got, &info), -1);
 	}
+	/* open to others */
+	valid_file(&n);
+	cr_assert_eq(chmod(path, 0622), 0);
+	cr_assert_eq(state_load(path, STATE_CKMS, 0.01, &info, &r, &why), -1);
+	cr_assert_str_eq(why, "writable by others");
+	state_close(&r);
+	cr_assert_eq(chmod(path, 0600), 0);
 	/* a text file, a folder */
 	spit("hello\n", 6);
 	cr_assert_eq(load_sketches(0.01, out, 3, &got, &info), -1);
@@ -459,6 +466,16 @@ Test(state, a_failed_save_keeps_the_previous_file)
 	char tmp[200];
 	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
 	cr_assert_eq(access(tmp, F_OK), -1, "temporary left behind");
+	/* a temporary left by a killed save is replaced; a symlink there is
+	 * removed, never followed */
+	char target[200];
+	snprintf(target, sizeof(target), "%s/target", dir);
+	cr_assert_eq(symlink(target, tmp), 0);
+	cr_assert_eq(state_begin(&w, path), 0);
+	state_put(&w, "x", 1);
+	struct state_info info = { STATE_CMA, 0, 0, 0 };
+	cr_assert_eq(state_end(&w, &info), 0);
+	cr_assert_eq(access(target, F_OK), -1, "the symlink was followed");
 	/* a folder that is not there: begin fails, nothing changes */
 	cr_assert_eq(state_begin(&w, "/nonexistent-telem/x.state"), -1);
 	free(b);
