@@ -1,0 +1,373 @@
+/* statsd_timer.c - a statsd timer's flush: statsd 0.9's math over the
+ * sorted values, or over a bucketed sketch past the exact threshold
+ * (statsd_timer.h gives the error). */
+#include "egress/statsd_timer.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define ZERO_MAX 1e-9 /* |v| below: the zero bucket */
+#define BIG_MAX  1e15 /* |v| above: the top bucket */
+#define KEEP_CAP 1024 /* value arrays up to this size survive a reset */
+
+struct statsd_sketch {
+	double lg;          /* log(gamma) */
+	int imin, imax;     /* bucket index range */
+	uint32_t *pos, *neg; /* imax - imin + 1 counts each, or NULL */
+	uint64_t zero, n;
+	double min, max, sum, sumsq, mean, m2;
+	uint64_t *hist;     /* per bin, exact */
+};
+
+static int
+cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return (x > y) - (x < y);
+}
+
+/* JavaScript's Math.round for x >= 0 (no x + 0.5 rounding slip). */
+static double
+js_round(double x)
+{
+	double r = floor(x);
+	return x - r >= 0.5 ? r + 1 : r;
+}
+
+static size_t
+bin_of(const struct statsd_bins *b, double v)
+{
+	for (size_t i = 0; i < b->n; i++)
+		if (isinf(b->edge[i]) ? 1 : v < b->edge[i])
+			return i;
+	return b->n;
+}
+
+static struct statsd_sketch *
+sk_new(const struct statsd_bins *b)
+{
+	struct statsd_sketch *s = calloc(1, sizeof(*s));
+	if (s == NULL)
+		return NULL;
+	double gamma = (1 + STATSD_SKETCH_ALPHA) / (1 - STATSD_SKETCH_ALPHA);
+	s->lg = log(gamma);
+	s->imin = (int)floor(log(ZERO_MAX) / s->lg);
+	s->imax = (int)ceil(log(BIG_MAX) / s->lg);
+	if (b && b->n > 0 && (s->hist = calloc(b->n, sizeof(*s->hist))) == NULL) {
+		free(s);
+		return NULL;
+	}
+	return s;
+}
+
+static void
+sk_free(struct statsd_sketch *s)
+{
+	if (s == NULL)
+		return;
+	free(s->pos);
+	free(s->neg);
+	free(s->hist);
+	free(s);
+}
+
+static int
+sk_add(struct statsd_sketch *s, double v, const struct statsd_bins *b)
+{
+	double a = fabs(v);
+	if (a >= ZERO_MAX) {
+		uint32_t **side = v > 0 ? &s->pos : &s->neg;
+		size_t nb = (size_t)(s->imax - s->imin + 1);
+		if (*side == NULL && (*side = calloc(nb, sizeof(uint32_t))) == NULL)
+			return -1;
+		int i = a >= BIG_MAX ? s->imax : (int)ceil(log(a) / s->lg);
+		if (i < s->imin)
+			i = s->imin;
+		if (i > s->imax)
+			i = s->imax;
+		(*side)[i - s->imin]++;
+	} else {
+		s->zero++;
+	}
+	if (s->n == 0 || v < s->min)
+		s->min = v;
+	if (s->n == 0 || v > s->max)
+		s->max = v;
+	s->n++;
+	s->sum += v;
+	s->sumsq += v * v;
+	double d = v - s->mean;
+	s->mean += d / (double)s->n;
+	s->m2 += d * (v - s->mean);
+	if (s->hist) {
+		size_t k = bin_of(b, v);
+		if (k < b->n)
+			s->hist[k]++;
+	}
+	return 0;
+}
+
+static double
+sk_rep(const struct statsd_sketch *s, int i)
+{
+	double gamma = exp(s->lg);
+	return exp(i * s->lg) * 2 / (gamma + 1);
+}
+
+/* Walk the first `upto` values in ascending order: their sum, sum of
+ * squares, and the value at rank upto - 1 (upto >= 1). */
+static void
+sk_walk(const struct statsd_sketch *s, uint64_t upto, double *sum,
+    double *sumsq, double *last)
+{
+	uint64_t left = upto;
+	int nb = s->imax - s->imin + 1;
+
+	*sum = *sumsq = *last = 0;
+	for (int k = 0; left > 0 && k < 2 * nb + 1; k++) {
+		uint64_t c;
+		double r;
+		if (k < nb) {        /* negative side, most negative first */
+			c = s->neg ? s->neg[nb - 1 - k] : 0;
+			r = -sk_rep(s, s->imax - k);
+		} else if (k == nb) {
+			c = s->zero;
+			r = 0;
+		} else {
+			c = s->pos ? s->pos[k - nb - 1] : 0;
+			r = sk_rep(s, s->imin + (k - nb - 1));
+		}
+		if (c == 0)
+			continue;
+		if (c > left)
+			c = left;
+		*sum += (double)c * r;
+		*sumsq += (double)c * r * r;
+		*last = r;
+		left -= c;
+	}
+}
+
+/* The value at rank r (0-based), the exact min and max at the ends. */
+static double
+sk_at(const struct statsd_sketch *s, uint64_t r)
+{
+	double a, b, v;
+
+	if (r == 0)
+		return s->min;
+	if (r + 1 >= s->n)
+		return s->max;
+	sk_walk(s, r + 1, &a, &b, &v);
+	return v;
+}
+
+static int
+sk_switch(struct statsd_timer *t)
+{
+	t->sk = sk_new(t->bins);
+	if (t->sk == NULL)
+		return -1;
+	for (size_t i = 0; i < t->n; i++) {
+		if (sk_add(t->sk, t->v[i], t->bins) < 0) {
+			sk_free(t->sk);
+			t->sk = NULL;
+			return -1;
+		}
+	}
+	free(t->v);
+	t->v = NULL;
+	t->n = t->cap = 0;
+	return 0;
+}
+
+int
+statsd_timer_add(struct statsd_timer *t, double v, double inv_rate,
+    size_t exact_max)
+{
+	t->count += inv_rate;
+	if (t->sk == NULL && t->n == t->cap) {
+		if (t->n >= exact_max) {
+			if (sk_switch(t) < 0)
+				goto nomem;
+		} else {
+			size_t cap = t->cap ? t->cap * 2 : 16;
+			if (cap > exact_max)
+				cap = exact_max;
+			double *nv = realloc(t->v, cap * sizeof(*nv));
+			if (nv == NULL)
+				goto nomem;
+			t->v = nv;
+			t->cap = cap;
+		}
+	}
+	if (t->sk)
+		return sk_add(t->sk, v, t->bins) < 0 ? (errno = ENOMEM, -1) : 0;
+	t->v[t->n++] = v;
+	return 0;
+nomem:
+	errno = ENOMEM;
+	return -1;
+}
+
+/* Sum (and sum of squares) of the sorted exact values v[0..k], in order. */
+static void
+prefix(const double *v, long k, double *sum, double *sumsq)
+{
+	double s = 0, q = 0;
+	for (long i = 0; i <= k; i++) {
+		s = v[i] + s;
+		q = v[i] * v[i] + q;
+	}
+	*sum = s;
+	*sumsq = q;
+}
+
+/* The sums of the first k values (ranks 0..k-1) in either form. */
+static void
+first_k(const struct statsd_timer *t, uint64_t k, double *sum, double *sumsq)
+{
+	double last;
+
+	if (k == 0) {
+		*sum = *sumsq = 0;
+	} else if (t->sk) {
+		sk_walk(t->sk, k, sum, sumsq, &last);
+		if (k == t->sk->n) {
+			*sum = t->sk->sum;
+			*sumsq = t->sk->sumsq;
+		}
+	} else {
+		prefix(t->v, (long)k - 1, sum, sumsq);
+	}
+}
+
+static double
+at(const struct statsd_timer *t, uint64_t r)
+{
+	return t->sk ? sk_at(t->sk, r) : t->v[r];
+}
+
+void
+statsd_timer_report(struct statsd_timer *t, const double *pct,
+    const char *const *pnames, size_t npct, uint32_t interval_ms,
+    statsd_field_fn *fn, void *ctx)
+{
+	uint64_t count = t->sk ? t->sk->n : t->n;
+	double per_s = interval_ms / 1000.0;
+	char name[64];
+
+	if (count == 0) {
+		fn(ctx, "count", 0);
+		fn(ctx, "count_ps", 0);
+		return;
+	}
+	if (!t->sk)
+		qsort(t->v, t->n, sizeof(*t->v), cmp_double);
+	double min = at(t, 0), max = at(t, count - 1);
+	double all_sum, all_sq;
+	first_k(t, count, &all_sum, &all_sq);
+	for (size_t i = 0; i < npct; i++) {
+		double p = pct[i], n = (double)count, bound = max, sum = min,
+		    sq = min * min, mean = min;
+		if (count > 1) {
+			n = js_round(fabs(p) / 100 * (double)count);
+			if (n == 0)
+				continue;
+			uint64_t k = (uint64_t)n;
+			if (p > 0) {
+				bound = at(t, k - 1);
+				first_k(t, k, &sum, &sq);
+			} else {
+				/* statsd subtracts the prefix before the top k; when
+				 * k is all of them it reads index -1 and writes NaN:
+				 * here the prefix is then empty (0). */
+				double s0, q0;
+				bound = at(t, count - k);
+				first_k(t, count - k, &s0, &q0);
+				sum = all_sum - s0;
+				sq = all_sq - q0;
+			}
+			mean = sum / n;
+		}
+		const char *f[5] = { "count_", "mean_", p > 0 ? "upper_" :
+		    "lower_", "sum_", "sum_squares_" };
+		double val[5] = { n, mean, bound, sum, sq };
+		for (int j = 0; j < 5; j++) {
+			size_t fl = strlen(f[j]), pl = strlen(pnames[i]);
+			if (fl + pl >= sizeof(name))
+				pl = sizeof(name) - fl - 1;
+			memcpy(name, f[j], fl);
+			memcpy(name + fl, pnames[i], pl);
+			name[fl + pl] = '\0';
+			fn(ctx, name, val[j]);
+		}
+	}
+	double mean = all_sum / (double)count, std;
+	if (t->sk) {
+		std = sqrt(t->sk->m2 / (double)count);
+	} else {
+		double d = 0;
+		for (size_t i = 0; i < count; i++)
+			d += (t->v[i] - mean) * (t->v[i] - mean);
+		std = sqrt(d / (double)count);
+	}
+	uint64_t mid = count / 2;
+	double median = count % 2 ? at(t, mid) : (at(t, mid - 1) + at(t, mid)) / 2;
+	fn(ctx, "std", std);
+	fn(ctx, "upper", max);
+	fn(ctx, "lower", min);
+	fn(ctx, "count", t->count);
+	fn(ctx, "count_ps", t->count / per_s);
+	fn(ctx, "sum", all_sum);
+	fn(ctx, "sum_squares", all_sq);
+	fn(ctx, "mean", mean);
+	fn(ctx, "median", median);
+	const struct statsd_bins *b = t->bins;
+	if (b == NULL)
+		return;
+	/* statsd walks the sorted values once, bin by bin; with ascending
+	 * edges that is "the first bin whose edge is above the value". */
+	size_t i = 0;
+	for (size_t k = 0; k < b->n; k++) {
+		double freq = 0;
+		if (t->sk) {
+			freq = (double)t->sk->hist[k];
+		} else {
+			for (; i < t->n && (isinf(b->edge[k]) || t->v[i] < b->edge[k]);
+			    i++)
+				freq++;
+		}
+		fn(ctx, b->name[k], freq);
+	}
+}
+
+void
+statsd_timer_reset(struct statsd_timer *t)
+{
+	sk_free(t->sk);
+	t->sk = NULL;
+	if (t->cap > KEEP_CAP) {
+		free(t->v);
+		t->v = NULL;
+		t->cap = 0;
+	}
+	t->n = 0;
+	t->count = 0;
+}
+
+void
+statsd_timer_fini(struct statsd_timer *t)
+{
+	sk_free(t->sk);
+	free(t->v);
+	memset(t, 0, sizeof(*t));
+}
+
+int
+statsd_timer_sketched(const struct statsd_timer *t)
+{
+	return t->sk != NULL;
+}
