@@ -121,9 +121,13 @@ FUZZ_TIME  ?= 60
 $(FUZZ_DIR)/parse_fuzz: tests/fuzz/parse_fuzz.c ingest/parse.c common/wire.c \
                         ingest/parse.h common/wire.h
 $(FUZZ_DIR)/wire_fuzz: tests/fuzz/wire_fuzz.c common/wire.c common/wire.h
-$(FUZZ_DIR)/parse_fuzz $(FUZZ_DIR)/wire_fuzz:
+$(FUZZ_DIR)/statsd_fuzz: tests/fuzz/statsd_fuzz.c ingest/statsd.c \
+                         egress/statsd_agg.c egress/statsd_timer.c \
+                         egress/statsd_num.c egress/names.c ingest/statsd.h \
+                         egress/statsd_agg.h egress/statsd_timer.h
+$(FUZZ_DIR)/parse_fuzz $(FUZZ_DIR)/wire_fuzz $(FUZZ_DIR)/statsd_fuzz:
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $(filter %.c,$^)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $(filter %.c,$^) -lm
 
 # Seeds: a few lines, and a message (host order, little-endian assumed
 # for the seed only) with a telemetry and a flush record.
@@ -133,10 +137,14 @@ $(FUZZ_DIR)/corpus-parse/seed:
 $(FUZZ_DIR)/corpus-wire/seed:
 	@mkdir -p $(dir $@)
 	printf '\001\000\000\000\002\000\000\000\001\001\005\000\000\000a\002\000\000\000\000\000' > $@
+$(FUZZ_DIR)/corpus-statsd/seed:
+	@mkdir -p $(dir $@)
+	printf 'a:1|c|@0.5\nt:2|ms:3|h|#k:v,b\ng:-1|g\ns:x|s\r\nq:0x1|c' > $@
 
-fuzz: $(FUZZ_DIR)/parse_fuzz $(FUZZ_DIR)/wire_fuzz \
-      $(FUZZ_DIR)/corpus-parse/seed $(FUZZ_DIR)/corpus-wire/seed
-	@for t in parse:65535 wire:16384; do \
+fuzz: $(FUZZ_DIR)/parse_fuzz $(FUZZ_DIR)/wire_fuzz $(FUZZ_DIR)/statsd_fuzz \
+      $(FUZZ_DIR)/corpus-parse/seed $(FUZZ_DIR)/corpus-wire/seed \
+      $(FUZZ_DIR)/corpus-statsd/seed
+	@for t in parse:65535 wire:16384 statsd:65535; do \
 	  name=$${t%%:*}; max=$${t#*:}; \
 	  ./$(FUZZ_DIR)/$${name}_fuzz $(FUZZ_DIR)/corpus-$$name \
 	    -max_total_time=$(FUZZ_TIME) -max_len=$$max -print_final_stats=1 \

@@ -354,8 +354,10 @@ statsd_agg_add(struct statsd_agg *a, const struct statsd_metric *m)
 		if (created)
 			t->bins = bins_for(a, m->key, m->key_len);
 		int exact = !statsd_timer_sketched(t);
-		size_t max = a->exact >= a->exact_total && t->n < a->exact_max ?
-		    t->n : a->exact_max;
+		/* Past the budget of exact values for all timers, a timer that
+		 * holds 1024 or more switches to the sketch when it next grows. */
+		size_t max = a->exact >= a->exact_total && t->n >= 1024 &&
+		    t->n < a->exact_max ? t->n : a->exact_max;
 		if (statsd_timer_add(t, m->value, 1 / m->rate, max) < 0) {
 			a->st.dropped_nomem++;
 			return -1;

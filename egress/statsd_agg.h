@@ -31,7 +31,7 @@
  *   the last finite edge are not counted. Names: P and E written as
  *   JavaScript writes numbers (statsd_num.h), the first '.' made '_' and
  *   the first '-' made "top": 99.9 -> 99_9, -10 -> top10, 0.5 -> bin_0_5.
- *   A timer with no values this flush writes count 0 and count_ps 0 only.
+ *   A timer with no values this flush writes count_ps 0 and count 0 only.
  *   Reset each flush (or deleted, delete_timers). Past timer_exact_max
  *   values in one flush, a timer switches to the sketch of
  *   egress/statsd_timer.h for that flush (error bound there).
@@ -118,7 +118,11 @@ struct statsd_agg_config {
 	size_t max_names;        /* keys of each kind; default 100000 */
 	size_t max_members;      /* set members a flush, all sets; 1<<22 */
 	size_t timer_exact_max;  /* values a timer a flush before the sketch;
-	                          * default 65536 */
+	                          * default 65536. All timers together keep
+	                          * at most 128 times that exactly a flush
+	                          * (64 MiB of doubles by default); past it a
+	                          * timer holding 1024 or more switches to the
+	                          * sketch when its array next grows. */
 	double (*clock_ms)(void *); /* milliseconds, any origin; NULL: none */
 	void *clock_ctx;
 };

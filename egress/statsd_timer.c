@@ -260,8 +260,9 @@ statsd_timer_report(struct statsd_timer *t, const double *pct,
 	char name[64];
 
 	if (count == 0) {
-		fn(ctx, "count", 0);
+		/* statsd: `d.count = d.count_ps = 0` creates count_ps first */
 		fn(ctx, "count_ps", 0);
+		fn(ctx, "count", 0);
 		return;
 	}
 	if (!t->sk)

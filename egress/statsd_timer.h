@@ -62,9 +62,9 @@ int statsd_timer_add(struct statsd_timer *t, double v, double inv_rate,
  * count_P, mean_P, upper_P or lower_P, sum_P, sum_squares_P (all five left
  * out when count > 1 and round(|P|/100*count) is 0); then std, upper,
  * lower, count, count_ps, sum, sum_squares, mean, median, then the bins of
- * t->bins ("histogram.bin_10", ...) if it has any. With no values: count and count_ps
- * only, both 0. pnames[i] is the percent's name part ("90", "99_9",
- * "top10"). Sorts the exact values in place. interval_ms > 0. */
+ * t->bins ("histogram.bin_10", ...) if it has any. With no values:
+ * count_ps and count only, both 0. pnames[i] is the percent's name part
+ * ("90", "99_9", "top10"). Sorts the exact values in place. interval_ms > 0. */
 void statsd_timer_report(struct statsd_timer *t, const double *pct,
     const char *const *pnames, size_t npct, uint32_t interval_ms,
     statsd_field_fn *fn, void *ctx);
