@@ -1,6 +1,7 @@
-/* statsd_agg.c - statsd 0.9's flush: four tables of keys (counters, timers,
- * gauges, sets), the timer math of statsd_timer.c, and the Graphite names
- * of statsd's backend (statsd_agg.h has the whole contract). */
+/* statsd_agg.c - statsd 0.9's aggregation: its configuration and four
+ * tables of keys (counters, timers, gauges, sets) that metrics are applied
+ * to; statsd_agg_flush.c writes and clears them (statsd_agg.h has the
+ * whole contract). */
 #include "egress/statsd_agg.h"
 
 #include <errno.h>
@@ -10,68 +11,10 @@
 #include <string.h>
 
 #include "egress/names.h"
+#include "egress/statsd_agg_impl.h"
 #include "egress/statsd_num.h"
+#include "egress/statsd_set.h"
 #include "egress/statsd_timer.h"
-
-#define PREFIX_MAX 128
-#define PATH_MAX_LEN 1024
-
-struct counter {
-	double v;
-};
-
-struct gauge {
-	double v;
-	unsigned ttl;
-	int has_ttl;
-};
-
-struct set {
-	struct names *members; /* NULL: empty this flush */
-};
-
-struct hist {
-	char *metric;
-	double *edge;
-	char **name;
-	struct statsd_bins bins;
-};
-
-struct statsd_agg {
-	double *pct;
-	char **pname;
-	size_t npct;
-	struct hist *hist;
-	size_t nhist;
-	int del_counters, del_timers, del_gauges, del_sets;
-	unsigned ttl;
-	int legacy, flush_counts;
-	char *pfx[7];              /* global, counter, timer, gauge, set, stats */
-	char sfx[PREFIX_MAX + 2];  /* "" or "." + global_suffix */
-	size_t max_names, max_members, exact_max, exact_total;
-	double (*clock_ms)(void *);
-	void *clock_ctx;
-	struct names *counters, *timers, *gauges, *sets;
-	size_t members;            /* set members added this flush */
-	size_t exact;              /* exact timer values held this flush */
-	int64_t old_ts;
-	struct statsd_agg_stats st;
-	char k_bad[PREFIX_MAX + 20], k_packets[PREFIX_MAX + 20],
-	    k_metrics[PREFIX_MAX + 20], k_lag[PREFIX_MAX + 20];
-	/* flush-time state for the callbacks */
-	statsd_line_fn *fn;
-	void *ctx;
-	int64_t ts;
-	uint32_t interval_ms;
-	uint64_t num_stats;
-	const char *key;
-	size_t key_len;
-	int rebuild_failed;
-	struct names *keep;        /* the table being rebuilt */
-	size_t keep_size;
-};
-
-enum { P_GLOBAL, P_COUNTER, P_TIMER, P_GAUGE, P_SET, P_STATS, P_SUFFIX };
 
 void
 statsd_agg_config_default(struct statsd_agg_config *c)
@@ -226,7 +169,7 @@ statsd_agg_new(const struct statsd_agg_config *c)
 	a->counters = names_new(sizeof(struct counter), a->max_names);
 	a->timers = names_new(sizeof(struct statsd_timer), a->max_names);
 	a->gauges = names_new(sizeof(struct gauge), a->max_names);
-	a->sets = names_new(sizeof(struct set), a->max_names);
+	a->sets = names_new(sizeof(struct statsd_set), a->max_names);
 	if (!a->counters || !a->timers || !a->gauges || !a->sets)
 		goto fail;
 	const char *own[3] = { a->k_bad, a->k_packets, a->k_metrics };
@@ -243,18 +186,16 @@ fail:
 	return NULL;
 }
 
-static void
-timer_fini(void *p)
+void
+statsd_agg_timer_fini(void *p)
 {
 	statsd_timer_fini(p);
 }
 
-static void
-set_fini(void *p)
+void
+statsd_agg_set_fini(void *p)
 {
-	struct set *s = p;
-	names_free(s->members, NULL);
-	s->members = NULL;
+	statsd_set_clear(p);
 }
 
 void
@@ -263,9 +204,9 @@ statsd_agg_free(struct statsd_agg *a)
 	if (a == NULL)
 		return;
 	names_free(a->counters, NULL);
-	names_free(a->timers, timer_fini);
+	names_free(a->timers, statsd_agg_timer_fini);
 	names_free(a->gauges, NULL);
-	names_free(a->sets, set_fini);
+	names_free(a->sets, statsd_agg_set_fini);
 	for (size_t i = 0; i < a->npct && a->pname; i++)
 		free(a->pname[i]);
 	free(a->pname);
@@ -309,20 +250,15 @@ bins_for(const struct statsd_agg *a, const char *key, size_t len)
 }
 
 static int
-add_member(struct statsd_agg *a, struct set *s, const struct statsd_metric *m)
+add_member(struct statsd_agg *a, struct statsd_set *s,
+    const struct statsd_metric *m)
 {
-	int created;
-
 	if (a->members >= a->max_members) {
 		a->st.dropped_members++;
 		return errno = ENOSPC, -1;
 	}
-	if (s->members == NULL &&
-	    (s->members = names_new(1, a->max_members)) == NULL) {
-		a->st.dropped_nomem++;
-		return -1;
-	}
-	if (names_get(s->members, m->member, m->member_len, &created) == NULL) {
+	int created = statsd_set_add(s, m->member, m->member_len);
+	if (created < 0) {
 		a->st.dropped_nomem++;
 		return -1;
 	}
@@ -382,7 +318,7 @@ statsd_agg_add(struct statsd_agg *a, const struct statsd_metric *m)
 		return 0;
 	}
 	case STATSD_SET: {
-		struct set *s = get(a, a->sets, m, NULL);
+		struct statsd_set *s = get(a, a->sets, m, NULL);
 		if (s == NULL)
 			return -1;
 		return add_member(a, s, m);
@@ -409,303 +345,4 @@ void
 statsd_agg_stats(const struct statsd_agg *a, struct statsd_agg_stats *s)
 {
 	*s = a->st;
-}
-
-/* Flush. */
-
-static double
-now_ms(const struct statsd_agg *a)
-{
-	return a->clock_ms ? a->clock_ms(a->clock_ctx) : 0;
-}
-
-enum ns { NS_RATE, NS_COUNT, NS_TIMER, NS_GAUGE, NS_SET, NS_GLOBAL, NS_NONE };
-
-/* The namespace parts of statsd's Graphite backend for one kind. */
-static size_t
-ns_of(const struct statsd_agg *a, enum ns kind, const char **ns)
-{
-	static const char *legacy[][2] = {
-		[NS_RATE] = { "stats", NULL }, [NS_COUNT] = { "stats_counts", NULL },
-		[NS_TIMER] = { "stats", "timers" }, [NS_GAUGE] = { "stats", "gauges" },
-		[NS_SET] = { "stats", "sets" }, [NS_GLOBAL] = { "stats", NULL },
-		[NS_NONE] = { NULL, NULL },
-	};
-	static const int pfx[] = { [NS_RATE] = P_COUNTER, [NS_COUNT] = P_COUNTER,
-		[NS_TIMER] = P_TIMER, [NS_GAUGE] = P_GAUGE, [NS_SET] = P_SET,
-		[NS_GLOBAL] = -1, [NS_NONE] = -1 };
-	size_t n = 0;
-
-	if (kind == NS_NONE)
-		return 0;
-	if (a->legacy) {
-		ns[n++] = legacy[kind][0];
-		if (legacy[kind][1])
-			ns[n++] = legacy[kind][1];
-		return n;
-	}
-	if (a->pfx[P_GLOBAL][0])
-		ns[n++] = a->pfx[P_GLOBAL];
-	if (pfx[kind] >= 0 && a->pfx[pfx[kind]][0])
-		ns[n++] = a->pfx[pfx[kind]];
-	return n;
-}
-
-static void
-put(char *p, size_t *o, const char *s, size_t n)
-{
-	if (*o + n > PATH_MAX_LEN)
-		n = PATH_MAX_LEN - *o; /* cannot happen: the parts are bounded */
-	memcpy(p + *o, s, n);
-	*o += n;
-}
-
-/* One line, as graphite.js's format(): the namespace, the key's name and
- * the fields joined by '.', then the suffix, then the key's ";tags". */
-static void
-line(struct statsd_agg *a, enum ns kind, const char *key, size_t klen,
-    const char *f1, const char *f2, double v)
-{
-	const char *ns[2];
-	char p[PATH_MAX_LEN + 1];
-	size_t o = 0, nns = ns_of(a, kind, ns);
-	const char *semi = memchr(key, ';', klen);
-	size_t nl = semi ? (size_t)(semi - key) : klen;
-
-	for (size_t i = 0; i < nns; i++) {
-		put(p, &o, ns[i], strlen(ns[i]));
-		put(p, &o, ".", 1);
-	}
-	put(p, &o, key, nl);
-	const char *f[2] = { f1, f2 };
-	for (int i = 0; i < 2; i++) {
-		if (f[i]) {
-			put(p, &o, ".", 1);
-			put(p, &o, f[i], strlen(f[i]));
-		}
-	}
-	put(p, &o, a->sfx, strlen(a->sfx));
-	if (semi)
-		put(p, &o, semi, klen - nl);
-	p[o] = '\0';
-	a->fn(a->ctx, p, o, v, a->ts);
-}
-
-static void
-flush_counter(void *ctx, const char *key, size_t len, void *payload)
-{
-	struct statsd_agg *a = ctx;
-	struct counter *c = payload;
-	double rate = c->v / (a->interval_ms / 1000.0);
-
-	if (a->legacy) {
-		line(a, NS_RATE, key, len, NULL, NULL, rate);
-		if (a->flush_counts)
-			line(a, NS_COUNT, key, len, NULL, NULL, c->v);
-	} else {
-		line(a, NS_RATE, key, len, "rate", NULL, rate);
-		if (a->flush_counts)
-			line(a, NS_COUNT, key, len, "count", NULL, c->v);
-	}
-	a->num_stats++;
-}
-
-static void
-timer_field(void *ctx, const char *field, double v)
-{
-	struct statsd_agg *a = ctx;
-	line(a, NS_TIMER, a->key, a->key_len, field, NULL, v);
-}
-
-static void
-flush_timer(void *ctx, const char *key, size_t len, void *payload)
-{
-	struct statsd_agg *a = ctx;
-	struct statsd_timer *t = payload;
-
-	a->key = key;
-	a->key_len = len;
-	if (statsd_timer_sketched(t))
-		a->st.sketched++;
-	statsd_timer_report(t, a->pct, (const char *const *)a->pname, a->npct,
-	    a->interval_ms, timer_field, a);
-	a->num_stats++;
-}
-
-static void
-flush_gauge(void *ctx, const char *key, size_t len, void *payload)
-{
-	struct statsd_agg *a = ctx;
-	line(a, NS_GAUGE, key, len, NULL, NULL, ((struct gauge *)payload)->v);
-	a->num_stats++;
-}
-
-static void
-flush_set(void *ctx, const char *key, size_t len, void *payload)
-{
-	struct statsd_agg *a = ctx;
-	struct set *s = payload;
-	line(a, NS_SET, key, len, "count", NULL,
-	    s->members ? (double)names_count(s->members) : 0);
-	a->num_stats++;
-}
-
-/* Clearing after the flush. */
-
-static void
-zero_counter(void *ctx, const char *key, size_t len, void *payload)
-{
-	(void)ctx, (void)key, (void)len;
-	((struct counter *)payload)->v = 0;
-}
-
-static void
-reset_timer(void *ctx, const char *key, size_t len, void *payload)
-{
-	(void)ctx, (void)key, (void)len;
-	statsd_timer_reset(payload);
-}
-
-static void
-reset_set(void *ctx, const char *key, size_t len, void *payload)
-{
-	(void)ctx, (void)key, (void)len;
-	set_fini(payload);
-}
-
-static void
-age_gauge(void *ctx, const char *key, size_t len, void *payload)
-{
-	struct statsd_agg *a = ctx;
-	struct gauge *g = payload;
-	(void)key, (void)len;
-	if (g->has_ttl) {
-		if (g->ttl > 0)
-			g->ttl--;
-		if (g->ttl == 0)
-			a->num_stats++; /* reused: gauges to delete */
-	}
-}
-
-static int
-keeps(const struct statsd_agg *a, const char *key, size_t len,
-    const void *payload)
-{
-	if (a->keep_size == sizeof(struct gauge)) {
-		const struct gauge *g = payload;
-		return !g->has_ttl || g->ttl > 0;
-	}
-	return memmem(key, len, "packets_received", 16) ||
-	    memmem(key, len, "metrics_received", 16) ||
-	    memmem(key, len, "bad_lines_seen", 14);
-}
-
-static void
-keep_cb(void *ctx, const char *key, size_t len, void *payload)
-{
-	struct statsd_agg *a = ctx;
-	if (a->rebuild_failed || !keeps(a, key, len, payload))
-		return;
-	void *p = names_get(a->keep, key, len, NULL);
-	if (p == NULL)
-		a->rebuild_failed = 1;
-	else
-		memcpy(p, payload, a->keep_size);
-}
-
-/* Replace *t by a table of the entries `keeps` accepts. On ENOMEM *t is
- * unchanged and -1 is returned. */
-static int
-rebuild(struct statsd_agg *a, struct names **t, size_t psize)
-{
-	a->keep = names_new(psize, a->max_names);
-	if (a->keep == NULL)
-		return -1;
-	a->keep_size = psize;
-	a->rebuild_failed = 0;
-	names_foreach_sorted(*t, keep_cb, a);
-	if (a->rebuild_failed) {
-		names_free(a->keep, NULL);
-		return errno = ENOMEM, -1;
-	}
-	names_free(*t, NULL);
-	*t = a->keep;
-	return 0;
-}
-
-/* Replace *t by an empty table, freeing the old one's payloads. */
-static int
-empty(struct statsd_agg *a, struct names **t, size_t psize,
-    void (*fini)(void *))
-{
-	struct names *n = names_new(psize, a->max_names);
-	if (n == NULL)
-		return -1;
-	names_free(*t, fini);
-	*t = n;
-	return 0;
-}
-
-static int
-clear(struct statsd_agg *a)
-{
-	int rc = 0;
-
-	names_foreach_sorted(a->counters, zero_counter, a);
-	if (a->del_counters && rebuild(a, &a->counters, sizeof(struct counter)))
-		rc = -1;
-	if (!a->del_timers ||
-	    empty(a, &a->timers, sizeof(struct statsd_timer), timer_fini) < 0) {
-		names_foreach_sorted(a->timers, reset_timer, a);
-		rc = a->del_timers ? -1 : rc;
-	}
-	if (!a->del_sets ||
-	    empty(a, &a->sets, sizeof(struct set), set_fini) < 0) {
-		names_foreach_sorted(a->sets, reset_set, a);
-		rc = a->del_sets ? -1 : rc;
-	}
-	if (a->del_gauges) {
-		a->num_stats = 0;
-		names_foreach_sorted(a->gauges, age_gauge, a);
-		if (a->num_stats > 0 && rebuild(a, &a->gauges, sizeof(struct gauge)))
-			rc = -1;
-	}
-	a->members = 0;
-	a->exact = 0;
-	return rc;
-}
-
-int
-statsd_agg_flush(struct statsd_agg *a, uint32_t interval_ms, int64_t ts,
-    statsd_line_fn *fn, void *ctx)
-{
-	double t0 = now_ms(a);
-	const char *ps = a->pfx[P_STATS];
-	size_t pl = strlen(ps);
-
-	a->fn = fn;
-	a->ctx = ctx;
-	a->ts = ts;
-	a->interval_ms = interval_ms;
-	a->num_stats = 0;
-	if (a->old_ts > 0) {
-		struct gauge *g = names_get(a->gauges, a->k_lag, strlen(a->k_lag),
-		    NULL);
-		if (g)
-			g->v = (double)(ts - a->old_ts) - interval_ms / 1000.0;
-	}
-	a->old_ts = ts;
-	names_foreach_sorted(a->counters, flush_counter, a);
-	names_foreach_sorted(a->timers, flush_timer, a);
-	double t1 = now_ms(a);
-	names_foreach_sorted(a->gauges, flush_gauge, a);
-	names_foreach_sorted(a->sets, flush_set, a);
-	double t2 = now_ms(a);
-	/* legacy: PS.numStats, without "stats." (graphite.js) */
-	line(a, a->legacy ? NS_NONE : NS_GLOBAL, ps, pl, "numStats", NULL,
-	    (double)a->num_stats);
-	line(a, NS_GLOBAL, ps, pl, "graphiteStats", "calculationtime",
-	    round(t2 - t0));
-	line(a, NS_GLOBAL, ps, pl, "processing_time", NULL, round(t1 - t0));
-	return clear(a);
 }
