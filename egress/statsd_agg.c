@@ -107,6 +107,13 @@ copy_config(struct statsd_agg *a, const struct statsd_agg_config *c)
 		if ((a->pname[i] = num_name("", p, 1)) == NULL)
 			return -1;
 	}
+	a->ntmetric = c->ntimer_metrics;
+	a->tmetric = calloc(a->ntmetric ? a->ntmetric : 1, sizeof(char *));
+	if (a->tmetric == NULL)
+		return -1;
+	for (size_t i = 0; i < a->ntmetric; i++)
+		if ((a->tmetric[i] = dup_str(c->timer_metrics[i])) == NULL)
+			return -1;
 	a->nhist = c->nhistogram;
 	a->hist = calloc(a->nhist ? a->nhist : 1, sizeof(*a->hist));
 	if (a->hist == NULL)
@@ -219,6 +226,9 @@ statsd_agg_free(struct statsd_agg *a)
 		free(a->hist[i].metric);
 	}
 	free(a->hist);
+	for (size_t i = 0; i < a->ntmetric && a->tmetric; i++)
+		free(a->tmetric[i]);
+	free(a->tmetric);
 	for (int i = 0; i < P_SUFFIX; i++)
 		free(a->pfx[i]);
 	free(a);

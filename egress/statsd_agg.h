@@ -125,6 +125,13 @@ struct statsd_agg_config {
 	                          * sketch when its array next grows. */
 	double (*clock_ms)(void *); /* milliseconds, any origin; NULL: none */
 	void *clock_ctx;
+	/* calculatedTimerMetrics: when ntimer_metrics > 0, only the timer
+	 * fields named here are written, a field's name cleaned as statsd
+	 * cleans it: a trailing "_<digits>" or "_top<digits>" becomes
+	 * "_percent" (so "mean_90" is "mean_percent", and "mean_99_9" is
+	 * "mean_99_percent", as in statsd 0.9), all bins are "histogram". */
+	const char *const *timer_metrics;
+	size_t ntimer_metrics;
 };
 
 /* Counts of what the caps turned away (cumulative). */

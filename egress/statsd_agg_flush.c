@@ -108,11 +108,44 @@ flush_counter(void *ctx, const char *key, size_t len, void *payload)
 	a->num_stats++;
 }
 
+/* calculatedTimerMetrics (process_metrics.js, filter_timer_metrics):
+ * the field's name with /_(top)?\d+$/ made "_percent", bins "histogram",
+ * must be listed. */
+static int
+timer_field_wanted(const struct statsd_agg *a, const char *field)
+{
+	char clean[64];
+	size_t n = strlen(field), d = n;
+
+	if (a->ntmetric == 0)
+		return 1;
+	if (strncmp(field, "histogram.", 10) == 0) {
+		n = 9;
+	} else {
+		while (d > 0 && field[d - 1] >= '0' && field[d - 1] <= '9')
+			d--;
+		if (d < n && d >= 4 && strncmp(field + d - 4, "_top", 4) == 0)
+			n = d - 4;
+		else if (d < n && d >= 1 && field[d - 1] == '_')
+			n = d - 1;
+	}
+	if (n + 9 > sizeof(clean))
+		return 0;
+	memcpy(clean, field, n);
+	strcpy(clean + n, n < strlen(field) && strncmp(field, "histogram.", 10) ?
+	    "_percent" : "");
+	for (size_t i = 0; i < a->ntmetric; i++)
+		if (strcmp(a->tmetric[i], clean) == 0)
+			return 1;
+	return 0;
+}
+
 static void
 timer_field(void *ctx, const char *field, double v)
 {
 	struct statsd_agg *a = ctx;
-	line(a, NS_TIMER, a->key, a->key_len, field, NULL, v);
+	if (timer_field_wanted(a, field))
+		line(a, NS_TIMER, a->key, a->key_len, field, NULL, v);
 }
 
 static void

@@ -45,6 +45,8 @@ struct statsd_agg {
 	size_t max_names, max_members, exact_max, exact_total;
 	double (*clock_ms)(void *);
 	void *clock_ctx;
+	char **tmetric;            /* calculatedTimerMetrics, copied */
+	size_t ntmetric;
 	struct names *counters, *timers, *gauges, *sets;
 	size_t members;            /* set members added this flush */
 	size_t exact;              /* exact timer values held this flush */

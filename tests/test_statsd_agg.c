@@ -704,6 +704,51 @@ Test(statsd_agg, sketch_small_and_negative)
 	}
 }
 
+/* calculatedTimerMetrics: only the fields listed, names cleaned as
+ * statsd 0.9 cleans them ("mean_99_9" is "mean_99_percent"). */
+Test(statsd_agg, calculated_timer_metrics)
+{
+	static const double pct[] = { 90, -10, 99.9 };
+	static const double bins[] = { 5, INFINITY };
+	static const struct statsd_histogram h = { "", bins, 2 };
+	static const char *keep[] = { "mean_percent", "lower_percent", "count",
+		"histogram", "mean_99_percent" };
+	struct statsd_agg_config c;
+	struct lines o = { 0 };
+	statsd_agg_config_default(&c);
+	c.percent = pct;
+	c.npercent = 3;
+	c.histogram = &h;
+	c.nhistogram = 1;
+	c.timer_metrics = keep;
+	c.ntimer_metrics = 5;
+	struct statsd_agg *a = statsd_agg_new(&c);
+	cr_assert_not_null(a);
+	send(a, "t:1|ms\nt:2|ms\nt:3|ms\nt:4|ms\nt:5|ms\nt:6|ms\nt:7|ms\n"
+	    "t:8|ms\nt:9|ms\nt:10|ms");
+	statsd_agg_flush(a, 1000, 1, on_line, &o);
+	static const char *want[] = { "mean_90", "mean_top10", "lower_top10",
+		"mean_99_9", "count", "histogram.bin_5", "histogram.bin_inf" };
+	size_t n = 0;
+	for (size_t i = 0; i < o.n; i++)
+		n += strncmp(o.l[i], "stats.timers.t.", 15) == 0;
+	cr_expect_eq(n, 7);
+	char path[64];
+	for (size_t i = 0; i < 7; i++) {
+		snprintf(path, sizeof(path), "stats.timers.t.%s", want[i]);
+		cr_expect(!isnan(value_of(&o, path)), "%s", path);
+	}
+	/* statsd 0.9.0 wrote exactly these 7 lines for this configuration
+	 * (recorded as for tests/data/statsd_090_graphite.h) */
+	static const double v[] = { 5, 10, 10, 5.5, 10, 4, 6 };
+	for (size_t i = 0; i < 7; i++) {
+		snprintf(path, sizeof(path), "stats.timers.t.%s", want[i]);
+		cr_expect_eq(value_of(&o, path), v[i], "%s", path);
+	}
+	lines_free(&o);
+	statsd_agg_free(a);
+}
+
 Test(statsd_agg, number_format)
 {
 	static const struct { double v; const char *s; } c[] = {
