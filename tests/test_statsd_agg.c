@@ -100,7 +100,8 @@ expect_same(struct lines *o, const char **want, const char *what)
 	qsort(w, nw, sizeof(char *), cmp_str);
 	cr_expect_eq(k, nw, "%s: %zu lines, statsd wrote %zu", what, k, nw);
 	for (size_t i = 0; i < k && i < nw; i++)
-		cr_expect_str_eq(mine[i], w[i], "%s", what);
+		cr_expect_str_eq(mine[i], w[i], "%s: %s, statsd %s", what, mine[i],
+		    w[i]);
 	free(mine);
 	free(w);
 }
@@ -218,6 +219,36 @@ Test(statsd_agg, statsd_090_new_namespace_defaults)
 	statsd_agg_config_default(&c);
 	c.legacy_namespace = 0;
 	scenario(&c, new_d_0, NULL, "new_d");
+}
+
+Test(statsd_agg, statsd_090_thresholds_ttl_delete_counters_histograms)
+{
+	static const double pct[] = { 90, 50, 12.5, 10, -25, -100 };
+	static const double b1[] = { 0.5, 2, 1e21 };
+	static const double b2[] = { 1, INFINITY };
+	const struct statsd_histogram h[] = { { "lat", b1, 3 }, { "", b2, 2 } };
+	const char **want[] = { legacy_e_0, legacy_e_1, legacy_e_2 };
+	struct statsd_agg_config c;
+	struct lines o = { 0 };
+	statsd_agg_config_default(&c);
+	c.percent = pct;
+	c.npercent = 6;
+	c.histogram = h;
+	c.nhistogram = 2;
+	c.delete_gauges = 1;
+	c.gauges_max_ttl = 2;
+	c.delete_counters = 1;
+	struct statsd_agg *a = statsd_agg_new(&c);
+	cr_assert_not_null(a);
+	statsd_agg_flush(a, 2000, 1000, on_line, &o);
+	lines_free(&o);
+	send(a, SCENARIO_E);
+	for (int f = 0; f < 3; f++) {
+		cr_assert_eq(statsd_agg_flush(a, 2000, 1002 + 2 * f, on_line, &o), 0);
+		expect_same(&o, want[f], "legacy_e");
+		lines_free(&o);
+	}
+	statsd_agg_free(a);
 }
 
 /* The two timing lines, by the clock given: processing_time covers the
