@@ -12,10 +12,17 @@
 #define BIG_MAX  1e15 /* |v| above: the top bucket */
 #define KEEP_CAP 1024 /* value arrays up to this size survive a reset */
 
+/* The counts of one sign's buckets lo..hi (a range grown as values come,
+ * within imin..imax), or c NULL while that sign has no value. */
+struct side {
+	uint32_t *c;
+	int lo, hi;
+};
+
 struct statsd_sketch {
 	double lg;          /* log(gamma) */
 	int imin, imax;     /* bucket index range */
-	uint32_t *pos, *neg; /* imax - imin + 1 counts each, or NULL */
+	struct side pos, neg;
 	uint64_t zero, n;
 	double min, max, sum, sumsq, mean, m2;
 	uint64_t *hist;     /* per bin, exact */
@@ -67,10 +74,45 @@ sk_free(struct statsd_sketch *s)
 {
 	if (s == NULL)
 		return;
-	free(s->pos);
-	free(s->neg);
+	free(s->pos.c);
+	free(s->neg.c);
 	free(s->hist);
 	free(s);
+}
+
+/* Make bucket i part of d's range, at least doubling the range when it
+ * grows so that growth costs O(1) a value amortised. -1 on ENOMEM. */
+static int
+side_reach(const struct statsd_sketch *s, struct side *d, int i)
+{
+	int lo = d->lo, hi = d->hi;
+
+	if (d->c == NULL) {
+		lo = i - 32 < s->imin ? s->imin : i - 32;
+		hi = i + 32 > s->imax ? s->imax : i + 32;
+	} else if (i < d->lo) {
+		int w = d->hi - d->lo + 1;
+		lo = i < d->lo - w ? i : d->lo - w;
+		lo = lo < s->imin ? s->imin : lo;
+	} else if (i > d->hi) {
+		int w = d->hi - d->lo + 1;
+		hi = i > d->hi + w ? i : d->hi + w;
+		hi = hi > s->imax ? s->imax : hi;
+	} else {
+		return 0;
+	}
+	size_t n = (size_t)(hi - lo + 1);
+	uint32_t *c = calloc(n, sizeof(*c));
+	if (c == NULL)
+		return -1;
+	if (d->c)
+		memcpy(c + (d->lo - lo), d->c,
+		    (size_t)(d->hi - d->lo + 1) * sizeof(*c));
+	free(d->c);
+	d->c = c;
+	d->lo = lo;
+	d->hi = hi;
+	return 0;
 }
 
 static int
@@ -78,16 +120,15 @@ sk_add(struct statsd_sketch *s, double v, const struct statsd_bins *b)
 {
 	double a = fabs(v);
 	if (a >= ZERO_MAX) {
-		uint32_t **side = v > 0 ? &s->pos : &s->neg;
-		size_t nb = (size_t)(s->imax - s->imin + 1);
-		if (*side == NULL && (*side = calloc(nb, sizeof(uint32_t))) == NULL)
-			return -1;
+		struct side *d = v > 0 ? &s->pos : &s->neg;
 		int i = a >= BIG_MAX ? s->imax : (int)ceil(log(a) / s->lg);
 		if (i < s->imin)
 			i = s->imin;
 		if (i > s->imax)
 			i = s->imax;
-		(*side)[i - s->imin]++;
+		if (side_reach(s, d, i) < 0)
+			return -1;
+		d->c[i - d->lo]++;
 	} else {
 		s->zero++;
 	}
@@ -123,21 +164,22 @@ sk_walk(const struct statsd_sketch *s, uint64_t upto, double *sum,
     double *sumsq, double *last)
 {
 	uint64_t left = upto;
-	int nb = s->imax - s->imin + 1;
+	int nn = s->neg.c ? s->neg.hi - s->neg.lo + 1 : 0;
+	int np = s->pos.c ? s->pos.hi - s->pos.lo + 1 : 0;
 
 	*sum = *sumsq = *last = 0;
-	for (int k = 0; left > 0 && k < 2 * nb + 1; k++) {
+	for (int k = 0; left > 0 && k < nn + 1 + np; k++) {
 		uint64_t c;
 		double r;
-		if (k < nb) {        /* negative side, most negative first */
-			c = s->neg ? s->neg[nb - 1 - k] : 0;
-			r = -sk_rep(s, s->imax - k);
-		} else if (k == nb) {
+		if (k < nn) {        /* negative side, most negative first */
+			c = s->neg.c[nn - 1 - k];
+			r = -sk_rep(s, s->neg.hi - k);
+		} else if (k == nn) {
 			c = s->zero;
 			r = 0;
 		} else {
-			c = s->pos ? s->pos[k - nb - 1] : 0;
-			r = sk_rep(s, s->imin + (k - nb - 1));
+			c = s->pos.c[k - nn - 1];
+			r = sk_rep(s, s->pos.lo + (k - nn - 1));
 		}
 		if (c == 0)
 			continue;

@@ -23,9 +23,11 @@
  * a*|v| of the value statsd would write); sum_P within a*sum|v| of the
  * threshold's values, mean_P likewise divided by count_P, sum_squares_P
  * within (2a+a^2)*sum v^2. |v| below 1e-9 is kept as 0 (absolute error
- * under 1e-9); |v| above 1e15 as 1e15. Each sign's buckets take 110 KiB
- * (about 27 600 uint32 counts), allocated when the first value of that
- * sign arrives past the switch. */
+ * under 1e-9); |v| above 1e15 as 1e15. Each sign keeps uint32 counts
+ * for the range of buckets its values reach (grown by doubling): values
+ * within a factor of 1000 of each other take about 3 500 buckets (14 KiB),
+ * the whole range from 1e-9 to 1e15 about 27 600 (110 KiB), the most a
+ * sign can take. */
 #define STATSD_SKETCH_ALPHA 0.001
 
 struct statsd_sketch;

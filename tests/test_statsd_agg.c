@@ -780,6 +780,43 @@ Test(statsd_agg, calculated_timer_metrics)
 	statsd_agg_free(a);
 }
 
+/* Values over 22 decades and both signs: the sketch's bucket ranges grow
+ * both ways and every value read at a rank stays within alpha of the
+ * exact one. */
+Test(statsd_agg, sketch_wide_range)
+{
+	static const double pct[] = { 90, -10, 50, 25 };
+	static const char *pn[] = { "90", "top10", "50", "25" };
+	struct statsd_timer ex = { 0 }, sk = { 0 };
+	struct fields E = { 0 }, S = { 0 };
+	uint64_t x = 1234567;
+
+	for (int i = 0; i < 100000; i++) {
+		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+		double v = pow(10, -8 + (double)(x % 22000) / 1000);
+		if (x % 3 == 0)
+			v = -v;
+		cr_assert_eq(statsd_timer_add(&ex, v, 1, 1 << 20), 0);
+		cr_assert_eq(statsd_timer_add(&sk, v, 1, 1000), 0);
+	}
+	cr_assert(statsd_timer_sketched(&sk) && !statsd_timer_sketched(&ex));
+	statsd_timer_report(&ex, pct, pn, 4, 1000, field, &E);
+	statsd_timer_report(&sk, pct, pn, 4, 1000, field, &S);
+	cr_assert_eq(E.n, S.n);
+	for (int i = 0; i < E.n; i++) {
+		cr_assert_str_eq(E.name[i], S.name[i]);
+		const char *f = E.name[i];
+		if (strncmp(f, "upper", 5) && strncmp(f, "lower", 5) &&
+		    strcmp(f, "median") && strncmp(f, "count", 5))
+			continue;
+		cr_expect(fabs(S.v[i] - E.v[i]) <= STATSD_SKETCH_ALPHA *
+		    fabs(E.v[i]) * (1 + 1e-9), "%s: %.17g vs %.17g", f, S.v[i],
+		    E.v[i]);
+	}
+	statsd_timer_fini(&ex);
+	statsd_timer_fini(&sk);
+}
+
 Test(statsd_agg, number_format)
 {
 	static const struct { double v; const char *s; } c[] = {
