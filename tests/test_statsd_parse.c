@@ -218,6 +218,16 @@ Test(statsd_parse, sixty_four_tags_fit_sixty_five_do_not)
 		cr_expect_eq(r.bad, 1);
 		cr_expect_str_eq(r.bad_why, "more than 64 tags");
 	}
+	/* empty tags count in statsd's key, not in strict mode's (a case the
+	 * fuzz target found: strict takes it, COMPAT_090 passes the cap) */
+	static char semis[128] = "a";
+	memset(semis + 1, ';', 100);
+	memcpy(semis + 101, ":1|c", 4);
+	struct statsd_result r = run(STATSD_STRICT, semis, 105, &o);
+	cr_expect_str_eq(o.text, "c:a=1\n");
+	r = run(STATSD_COMPAT_090, semis, 105, &o);
+	cr_expect_eq(r.bad, 1);
+	cr_expect_str_eq(r.bad_why, "more than 64 tags");
 	/* strict: sorted bytewise, so 10 comes before 2 */
 	run(STATSD_STRICT, B(in64), &o);
 	cr_expect(strncmp(o.text, "g:a;0;1;10;11;", 14) == 0, "%s", o.text);
