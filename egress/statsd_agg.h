@@ -115,7 +115,9 @@ struct statsd_agg_config {
 	 * unset (the default above), "" is empty. At most 128 bytes each. */
 	const char *global_prefix, *prefix_counter, *prefix_timer,
 	    *prefix_gauge, *prefix_set, *prefix_stats, *global_suffix;
-	size_t max_names;        /* keys of each kind; default 100000 */
+	size_t max_names;        /* keys of each kind; default 100000
+	                          * (statsd's 3 counters and timestamp_lag
+	                          * are keys too) */
 	size_t max_members;      /* set members a flush, all sets; 1<<22 */
 	size_t timer_exact_max;  /* values a timer a flush before the sketch;
 	                          * default 65536. All timers together keep
@@ -156,19 +158,24 @@ void statsd_agg_config_default(struct statsd_agg_config *c);
 struct statsd_agg *statsd_agg_new(const struct statsd_agg_config *c);
 /* Free a and everything it holds; NULL is allowed. */
 void statsd_agg_free(struct statsd_agg *a);
-/* Apply one metric. Returns 0, or -1 with errno ENOSPC (a new key past
- * max_names, or a set member past max_members), EINVAL (empty key) or
- * ENOMEM; each is also counted in the stats and changes nothing else. */
+/* Apply one metric (from statsd_parse, or built by the caller with the
+ * same fields). Returns 0, or -1 with errno ENOSPC (a new key past
+ * max_names, or a set member past max_members: counted in the stats),
+ * ENOMEM (counted too) or EINVAL (key_len 0 or over STATSD_KEY_MAX, an
+ * unknown type); nothing else changes then, except a timer's count, which
+ * statsd raises before it stores the value. */
 int statsd_agg_add(struct statsd_agg *a, const struct statsd_metric *m);
 /* Add to statsd's own counters: datagrams received, non-empty lines
  * (statsd_result.lines) and bad metrics (statsd_result.bad). */
 void statsd_agg_received(struct statsd_agg *a, uint64_t packets,
     uint64_t lines, uint64_t bad);
-/* Flush: call fn for every Graphite line (statsd's flush of interval_ms
- * milliseconds, > 0, at ts seconds), then reset or delete as configured.
- * Allocates nothing but when deleting keys (a smaller table is rebuilt);
- * if that fails the keys are kept and -1 is returned with errno ENOMEM,
- * else 0. */
+/* Flush: call fn for every Graphite line of statsd's flush of interval_ms
+ * milliseconds at ts (Unix seconds, as statsd's Math.round(Date.now() /
+ * 1000)), then reset or delete as configured. Returns 0; -1 with errno
+ * EINVAL when interval_ms is 0 (nothing done); -1 with errno ENOMEM when
+ * a table could not be rebuilt to delete keys (the lines were written,
+ * the keys are kept, reset). Allocates only to rebuild tables when
+ * deleting keys and to create the timestamp_lag gauge once. */
 int statsd_agg_flush(struct statsd_agg *a, uint32_t interval_ms, int64_t ts,
     statsd_line_fn *fn, void *ctx);
 /* What the caps turned away so far. */

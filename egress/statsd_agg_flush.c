@@ -313,6 +313,8 @@ statsd_agg_flush(struct statsd_agg *a, uint32_t interval_ms, int64_t ts,
 	const char *ps = a->pfx[P_STATS];
 	size_t pl = strlen(ps);
 
+	if (interval_ms == 0)
+		return errno = EINVAL, -1;
 	a->fn = fn;
 	a->ctx = ctx;
 	a->ts = ts;

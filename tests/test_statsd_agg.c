@@ -518,6 +518,10 @@ Test(statsd_agg, caps_and_bad_configs)
 	statsd_agg_stats(a, &st);
 	cr_expect_eq(st.dropped_names, 1);
 	cr_expect_eq(st.dropped_members, 1);
+	struct lines o = { 0 };
+	cr_expect_eq(statsd_agg_flush(a, 0, 1, on_line, &o), -1);
+	cr_expect_eq(errno, EINVAL);
+	cr_expect_eq(o.n, 0, "an interval of 0 writes nothing");
 	statsd_agg_free(a);
 
 	static const double bad_pct[][2] = { { 0, 1 }, { 101, 1 }, { -101, 1 },
