@@ -79,6 +79,11 @@ js_trim(const char *s, size_t *b, size_t *e)
 	int32_t cp;
 	int lead = 1;
 
+	/* The usual case: ASCII non-blanks at both ends, nothing to trim. */
+	if (*b < *e && u[*b] > 0x20 && u[*b] < 0x80 && u[*e - 1] > 0x20 &&
+	    u[*e - 1] < 0x80)
+		return;
+
 	while (i < *e) {
 		size_t k = u8_step(u + i, *e - i, &cp);
 		if (cp >= 0 && js_space(cp)) {
@@ -136,6 +141,34 @@ dec_len(const char *s, size_t n)
 static double
 dec_value(const char *s, size_t n)
 {
+	/* Fast path (Clinger): at most 15 digits and no exponent part make
+	 * an integer m < 2^53 and a power of ten up to 1e22, both exact, so
+	 * one multiplication or division rounds correctly. */
+	static const double p10[] = { 1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7,
+		1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18,
+		1e19, 1e20, 1e21, 1e22 };
+	if (n <= 16) {
+		uint64_t m = 0;
+		int digits = 0, frac = -1, neg = s[0] == '-';
+		size_t i = (s[0] == '+' || s[0] == '-');
+		for (; i < n; i++) {
+			if (s[i] == '.') {
+				frac = 0;
+			} else if (digit(s[i])) {
+				m = m * 10 + (uint64_t)(s[i] - '0');
+				digits++;
+				frac += frac >= 0;
+			} else {
+				break;
+			}
+		}
+		if (i == n && digits <= 15) {
+			double v = (double)m;
+			if (frac > 0)
+				v /= p10[frac];
+			return neg ? -v : v;
+		}
+	}
 	char buf[SIG_MAX + 40];
 	size_t i = 0, o = 2;
 	long e10 = 0, ex = 0;
@@ -274,7 +307,21 @@ sanitize(char *out, size_t *o, size_t cap, const char *s, size_t n, int tag)
 	int32_t c;
 
 	for (size_t i = 0; i < n; ) {
-		i += u8_step(u + i, n - i, &c);
+		if (u[i] < 0x80) {
+			c = u[i++];
+			/* the usual bytes, kept as they are */
+			if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+			    (c >= '0' && c <= '9') || c == '_' || c == '.' ||
+			    c == '-' || c == '=') {
+				if (*o >= cap)
+					return -1;
+				out[(*o)++] = (char)c;
+				blank = 0;
+				continue;
+			}
+		} else {
+			i += u8_step(u + i, n - i, &c);
+		}
 		if (c >= 0 && js_space(c)) {
 			if (blank)
 				continue;
@@ -306,6 +353,10 @@ valid_utf8(const char *s, size_t n)
 	int32_t c;
 
 	for (size_t i = 0; i < n; ) {
+		if ((unsigned char)s[i] < 0x80) {
+			i++;
+			continue;
+		}
 		i += u8_step((const unsigned char *)s + i, n - i, &c);
 		if (c < 0)
 			return 0;
@@ -514,11 +565,12 @@ judge(struct statsd_parser *p, const char *s, size_t n, int cr,
 	int dec = 0, isnum;
 
 	for (size_t i = 0; nf < 4; ) {
-		const char *bar = memchr(s + i, '|', n - i);
-		size_t end = bar ? (size_t)(bar - s) : n;
+		size_t end = i;
+		while (end < n && s[end] != '|')
+			end++;
 		f[nf] = s + i;
 		fl[nf++] = end - i;
-		if (!bar)
+		if (end == n)
 			break;
 		i = end + 1;
 	}
@@ -594,18 +646,24 @@ parse_line(struct statsd_parser *p, const char *line, size_t len,
 
 	int cr = strict && n > 0 && line[n - 1] == '\r';
 	n -= (size_t)cr;
-	const char *hash = find2(line, n, '|', '#');
+	/* One pass over the (short) line: the first "|#", the first ':' and
+	 * the number of ':' before it, which is the number of metrics. */
+	const char *hash = NULL, *colon = NULL;
+	uint64_t pieces = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (line[i] == ':') {
+			if (pieces++ == 0)
+				colon = line + i;
+		} else if (line[i] == '|' && i + 1 < n && line[i + 1] == '#') {
+			hash = line + i;
+			break;
+		}
+	}
 	size_t head = hash ? (size_t)(hash - line) : n;
-	const char *colon = memchr(line, ':', head);
-	uint64_t pieces = 1;
-	for (const char *c = colon; c; c = memchr(c + 1, ':',
-	    (size_t)(line + head - c) - 1))
-		pieces++;
 	if (colon == NULL) {
 		bad(res, line, len, "missing type", 1);
 		return;
 	}
-	pieces--;
 	if (strict && !valid_utf8(line, n)) {
 		bad(res, line, len, "not UTF-8", pieces);
 		return;
@@ -634,8 +692,12 @@ parse_line(struct statsd_parser *p, const char *line, size_t len,
 	p->key[key_len] = '\0';
 	const char *s = colon + 1, *end = line + head;
 	for (;;) {
-		const char *c = memchr(s, ':', (size_t)(end - s));
-		const char *e = c ? c : end;
+		const char *c = s;
+		while (c < end && *c != ':')
+			c++;
+		const char *e = c;
+		if (c == end)
+			c = NULL;
 		why = judge(p, s, (size_t)(e - s), cr && !hash && !c, &m);
 		if (why) {
 			bad(res, line, len, why, 1);
