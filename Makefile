@@ -122,9 +122,10 @@ $(FUZZ_DIR)/parse_fuzz: tests/fuzz/parse_fuzz.c ingest/parse.c common/wire.c \
                         ingest/parse.h common/wire.h
 $(FUZZ_DIR)/wire_fuzz: tests/fuzz/wire_fuzz.c common/wire.c common/wire.h
 $(FUZZ_DIR)/statsd_fuzz: tests/fuzz/statsd_fuzz.c ingest/statsd.c \
-                         egress/statsd_agg.c egress/statsd_agg_flush.c \
-                         egress/statsd_timer.c egress/statsd_set.c \
-                         egress/statsd_num.c egress/names.c ingest/statsd.h \
+                         ingest/jsstr.c egress/statsd_agg.c \
+                         egress/statsd_agg_flush.c egress/statsd_timer.c \
+                         egress/statsd_set.c egress/statsd_num.c \
+                         egress/names.c ingest/statsd.h ingest/jsstr.h \
                          egress/statsd_agg.h egress/statsd_agg_impl.h \
                          egress/statsd_timer.h egress/statsd_set.h
 $(FUZZ_DIR)/parse_fuzz $(FUZZ_DIR)/wire_fuzz $(FUZZ_DIR)/statsd_fuzz:

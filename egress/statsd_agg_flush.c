@@ -284,8 +284,8 @@ clear(struct statsd_agg *a)
 	names_foreach_sorted(a->counters, zero_counter, a);
 	if (a->del_counters && rebuild(a, &a->counters, sizeof(struct counter)))
 		rc = -1;
-	if (!a->del_timers ||
-	    empty(a, &a->timers, sizeof(struct statsd_timer), statsd_agg_timer_fini) < 0) {
+	if (!a->del_timers || empty(a, &a->timers, sizeof(struct statsd_timer),
+	    statsd_agg_timer_fini) < 0) {
 		names_foreach_sorted(a->timers, reset_timer, a);
 		rc = a->del_timers ? -1 : rc;
 	}

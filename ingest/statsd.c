@@ -4,296 +4,14 @@
 #include "ingest/statsd.h"
 
 #include <math.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
-#define SIG_MAX 800 /* significant digits kept: enough to round any double */
-
-/* One step of a WHATWG UTF-8 decoder at s[0..n), n >= 1: returns the bytes
- * taken, *cp = the code point, or -1 when they are an invalid sequence
- * (its maximal subpart, which the decoder replaces with one U+FFFD). */
-static size_t
-u8_step(const unsigned char *s, size_t n, int32_t *cp)
-{
-	unsigned c = s[0], lo = 0x80, hi = 0xBF;
-	size_t need;
-	int32_t v;
-
-	if (c < 0x80) {
-		*cp = (int32_t)c;
-		return 1;
-	}
-	if (c >= 0xC2 && c <= 0xDF) {
-		need = 1;
-		v = c & 0x1F;
-	} else if (c >= 0xE0 && c <= 0xEF) {
-		need = 2;
-		v = c & 0x0F;
-		if (c == 0xE0)
-			lo = 0xA0;
-		if (c == 0xED)
-			hi = 0x9F;
-	} else if (c >= 0xF0 && c <= 0xF4) {
-		need = 3;
-		v = c & 0x07;
-		if (c == 0xF0)
-			lo = 0x90;
-		if (c == 0xF4)
-			hi = 0x8F;
-	} else {
-		*cp = -1;
-		return 1;
-	}
-	size_t i = 1;
-	for (; i <= need; i++) {
-		if (i >= n || s[i] < lo || s[i] > hi) {
-			*cp = -1;
-			return i;
-		}
-		v = (v << 6) | (s[i] & 0x3F);
-		lo = 0x80;
-		hi = 0xBF;
-	}
-	*cp = v;
-	return i;
-}
-
-/* JavaScript's WhiteSpace and LineTerminator: what \s matches and what
- * trim() and Number() remove. */
-static int
-js_space(int32_t c)
-{
-	return (c >= 0x09 && c <= 0x0D) || c == 0x20 || c == 0xA0 ||
-	    c == 0x1680 || (c >= 0x2000 && c <= 0x200A) || c == 0x2028 ||
-	    c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x3000 ||
-	    c == 0xFEFF;
-}
-
-/* Trim JS blanks from both ends of s[*b..*e). */
-static void
-js_trim(const char *s, size_t *b, size_t *e)
-{
-	const unsigned char *u = (const unsigned char *)s;
-	size_t i = *b, end = *b;
-	int32_t cp;
-	int lead = 1;
-
-	/* The usual case: ASCII non-blanks at both ends, nothing to trim. */
-	if (*b < *e && u[*b] > 0x20 && u[*b] < 0x80 && u[*e - 1] > 0x20 &&
-	    u[*e - 1] < 0x80)
-		return;
-
-	while (i < *e) {
-		size_t k = u8_step(u + i, *e - i, &cp);
-		if (cp >= 0 && js_space(cp)) {
-			if (lead)
-				*b = i + k;
-		} else {
-			lead = 0;
-			end = i + k;
-		}
-		i += k;
-	}
-	*e = lead ? *b : end;
-}
+#include "ingest/jsstr.h"
 
 static int
 digit(char c)
 {
 	return c >= '0' && c <= '9';
-}
-
-/* Length of the decimal literal at s[0..n): [+-]? (D+ (. D*)? | . D+)
- * ([eE] [+-]? D+)?, or 0 when there is none. */
-static size_t
-dec_len(const char *s, size_t n)
-{
-	size_t i = 0, d = 0;
-
-	if (i < n && (s[i] == '+' || s[i] == '-'))
-		i++;
-	while (i < n && digit(s[i]))
-		i++, d++;
-	if (i < n && s[i] == '.') {
-		i++;
-		while (i < n && digit(s[i]))
-			i++, d++;
-	}
-	if (d == 0)
-		return 0;
-	if (i < n && (s[i] == 'e' || s[i] == 'E')) {
-		size_t j = i + 1;
-		if (j < n && (s[j] == '+' || s[j] == '-'))
-			j++;
-		size_t k = j;
-		while (k < n && digit(s[k]))
-			k++;
-		if (k > j)
-			i = k;
-	}
-	return i;
-}
-
-/* The value of the decimal literal s[0..n), correctly rounded whatever its
- * length: its significant digits (at most SIG_MAX, then one sticky digit)
- * and exponent are rewritten into a bounded buffer for strtod. */
-static double
-dec_value(const char *s, size_t n)
-{
-	/* Fast path (Clinger): at most 15 digits and no exponent part make
-	 * an integer m < 2^53 and a power of ten up to 1e22, both exact, so
-	 * one multiplication or division rounds correctly. */
-	static const double p10[] = { 1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7,
-		1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18,
-		1e19, 1e20, 1e21, 1e22 };
-	if (n <= 16) {
-		uint64_t m = 0;
-		int digits = 0, frac = -1, neg = s[0] == '-';
-		size_t i = (s[0] == '+' || s[0] == '-');
-		for (; i < n; i++) {
-			if (s[i] == '.') {
-				frac = 0;
-			} else if (digit(s[i])) {
-				m = m * 10 + (uint64_t)(s[i] - '0');
-				digits++;
-				frac += frac >= 0;
-			} else {
-				break;
-			}
-		}
-		if (i == n && digits <= 15) {
-			double v = (double)m;
-			if (frac > 0)
-				v /= p10[frac];
-			return neg ? -v : v;
-		}
-	}
-	char buf[SIG_MAX + 40];
-	size_t i = 0, o = 2;
-	long e10 = 0, ex = 0;
-	int neg = 0, sig = 0, sticky = 0, point = 0;
-
-	if (s[i] == '+' || s[i] == '-')
-		neg = s[i++] == '-';
-	buf[0] = '0';
-	buf[1] = '.';
-	for (; i < n && (digit(s[i]) || s[i] == '.'); i++) {
-		if (s[i] == '.') {
-			point = 1;
-			continue;
-		}
-		if (sig == 0 && s[i] == '0') {
-			if (point)
-				e10--;
-			continue;
-		}
-		if (!point)
-			e10++;
-		if (sig < SIG_MAX) {
-			buf[o++] = s[i];
-			sig++;
-		} else if (s[i] != '0') {
-			sticky = 1;
-		}
-	}
-	if (i < n) { /* exponent */
-		int eneg = 0;
-		i++;
-		if (s[i] == '+' || s[i] == '-')
-			eneg = s[i++] == '-';
-		for (; i < n; i++)
-			if (ex < 100000000)
-				ex = ex * 10 + (s[i] - '0');
-		e10 += eneg ? -ex : ex;
-	}
-	if (sig == 0)
-		return neg ? -0.0 : 0.0;
-	if (sticky)
-		buf[o++] = '1';
-	if (e10 > 1000000)
-		e10 = 1000000;
-	if (e10 < -1000000)
-		e10 = -1000000;
-	o += (size_t)snprintf(buf + o, sizeof(buf) - o, "e%ld", e10);
-	double v = strtod(buf, NULL);
-	return neg ? -v : v;
-}
-
-/* The value of s[0..n), digits of radix 2^bits, correctly rounded: the
- * first 64 significant bits, the rest as a sticky bit and a scale. */
-static int
-radix_value(const char *s, size_t n, int bits, double *v)
-{
-	uint64_t m = 0;
-	long e2 = 0;
-	int sticky = 0;
-
-	if (n == 0)
-		return -1;
-	for (size_t i = 0; i < n; i++) {
-		int d;
-		char c = s[i];
-		if (digit(c))
-			d = c - '0';
-		else if (c >= 'a' && c <= 'f')
-			d = c - 'a' + 10;
-		else if (c >= 'A' && c <= 'F')
-			d = c - 'A' + 10;
-		else
-			return -1;
-		if (d >= 1 << bits)
-			return -1;
-		for (int b = bits - 1; b >= 0; b--) {
-			unsigned bit = (unsigned)(d >> b) & 1;
-			if (m < (UINT64_C(1) << 63)) {
-				m = m * 2 + bit;
-			} else {
-				if (e2 < 100000)
-					e2++;
-				sticky |= (int)bit;
-			}
-		}
-	}
-	if (sticky)
-		m |= 1;
-	*v = ldexp((double)m, (int)e2);
-	return 0;
-}
-
-int
-statsd_js_number(const char *str, size_t len, double *v, int *decimal)
-{
-	size_t b = 0, e = len;
-
-	*decimal = 0;
-	js_trim(str, &b, &e);
-	const char *s = str + b;
-	size_t n = e - b;
-	if (n == 0) {
-		*v = 0;
-		return 0;
-	}
-	if (n >= 2 && s[0] == '0') {
-		int bits = 0;
-		switch (s[1]) {
-		case 'x': case 'X': bits = 4; break;
-		case 'o': case 'O': bits = 3; break;
-		case 'b': case 'B': bits = 1; break;
-		}
-		if (bits)
-			return radix_value(s + 2, n - 2, bits, v);
-	}
-	size_t sg = (s[0] == '+' || s[0] == '-');
-	if (n - sg == 8 && memcmp(s + sg, "Infinity", 8) == 0) {
-		*v = s[0] == '-' ? -INFINITY : INFINITY;
-		return 0;
-	}
-	if (dec_len(s, n) != n)
-		return -1;
-	*v = dec_value(s, n);
-	*decimal = 1;
-	return 0;
 }
 
 /* Append the sanitized form of s[0..n) to out[*o..cap): blanks runs to '_',
@@ -320,9 +38,9 @@ sanitize(char *out, size_t *o, size_t cap, const char *s, size_t n, int tag)
 				continue;
 			}
 		} else {
-			i += u8_step(u + i, n - i, &c);
+			i += jsstr_u8_step(u + i, n - i, &c);
 		}
-		if (c >= 0 && js_space(c)) {
+		if (c >= 0 && jsstr_space(c)) {
 			if (blank)
 				continue;
 			blank = 1;
@@ -357,7 +75,7 @@ valid_utf8(const char *s, size_t n)
 			i++;
 			continue;
 		}
-		i += u8_step((const unsigned char *)s + i, n - i, &c);
+		i += jsstr_u8_step((const unsigned char *)s + i, n - i, &c);
 		if (c < 0)
 			return 0;
 	}
@@ -482,7 +200,7 @@ copy_member(struct statsd_parser *p, const char *s, size_t n)
 		n = 1;
 	}
 	for (size_t i = 0; i < n; ) {
-		size_t k = u8_step(u + i, n - i, &c);
+		size_t k = jsstr_u8_step(u + i, n - i, &c);
 		const char *src = s + i;
 		size_t l = k;
 		if (c < 0)
@@ -503,7 +221,7 @@ type_of(const char *t, size_t n, int strict)
 {
 	size_t b = 0, e = n;
 
-	js_trim(t, &b, &e);
+	jsstr_trim(t, &b, &e);
 	t += b;
 	n = e - b;
 	if (n == 2 && t[0] == 'm' && t[1] == 's')
@@ -532,7 +250,7 @@ read_rate(const char *r, size_t n, int strict, double *rate)
 	if (n < 2 || r[0] != '@')
 		return "sample rate without '@' and a number";
 	r++, n--;
-	if (statsd_js_number(r, n, &v, &dec) < 0 || r[0] == '-')
+	if (jsstr_number(r, n, &v, &dec) < 0 || r[0] == '-')
 		return "sample rate not a number";
 	size_t m = 0;
 	while (m < n && (digit(r[m]) || r[m] == '.'))
@@ -541,11 +259,11 @@ read_rate(const char *r, size_t n, int strict, double *rate)
 		return "sample rate statsd 0.9 cannot read";
 	if (strict) {
 		size_t b = 0, e = n;
-		js_trim(r, &b, &e);
+		jsstr_trim(r, &b, &e);
 		if (b != 0 || e != m)
 			return "sample rate not [0-9.]+";
 	}
-	if (statsd_js_number(r, m, &v, &dec) < 0)
+	if (jsstr_number(r, m, &v, &dec) < 0)
 		return "sample rate not a number";
 	if (strict && !(v > 0 && v <= 1))
 		return "sample rate not in (0, 1]";
@@ -584,7 +302,7 @@ judge(struct statsd_parser *p, const char *s, size_t n, int cr,
 		if (why)
 			return why;
 	}
-	isnum = fl[0] > 0 && statsd_js_number(f[0], fl[0], &v, &dec) == 0;
+	isnum = fl[0] > 0 && jsstr_number(f[0], fl[0], &v, &dec) == 0;
 	enum statsd_type t = type_of(f[1], fl[1], strict);
 	if (t == 0)
 		return "unknown type";

@@ -25,9 +25,9 @@
  *     the type is "g" and the value is not a number; the type is "ms" and
  *     the value is not a number >= 0; the type is anything else but "s"
  *     (unknown types included) and the value is not a number. "A number"
- *     is what JavaScript's Number() reads: blanks around it allowed, decimal
- *     with exponent, 0x/0o/0b forms, Infinity; an empty value is bad, a
- *     value of blanks only is 0.
+ *     is what JavaScript's Number() reads (ingest/jsstr.h): blanks around
+ *     it allowed, decimal with exponent, 0x/0o/0b forms, Infinity; an
+ *     empty value is bad, a value of blanks only is 0.
  *   - The type, with blanks trimmed, picks the kind: "ms" timer, "g" gauge,
  *     "s" set, anything else counter (statsd 0.9 knows no "h" or "d").
  *   - A gauge value starting with '+' or '-' is a delta (egress/statsd_agg.h
@@ -138,11 +138,5 @@ void statsd_parser_init(struct statsd_parser *p, enum statsd_mode mode);
  * comparisons a line); nothing is allocated; there is no failure. */
 void statsd_parse(struct statsd_parser *p, const char *buf, size_t len,
     statsd_metric_fn *fn, void *ctx, struct statsd_result *res);
-
-/* JavaScript's Number(str) for str[0..len) (as statsd 0.9 calls it), str
- * being UTF-8. Returns 0 and sets *v, or -1 for NaN. *decimal is set to 1
- * when the text (blanks trimmed) is a non-empty plain decimal literal, to 0
- * for the other forms (empty, 0x/0o/0b, Infinity). */
-int statsd_js_number(const char *str, size_t len, double *v, int *decimal);
 
 #endif

@@ -1,4 +1,5 @@
-/* test_statsd_parse.c - the statsd line parser (ingest/statsd.c): good lines
+/* test_statsd_parse.c - the statsd line parser (ingest/statsd.c, with
+ * JavaScript's Number() in ingest/jsstr.c): good lines
  * of every type, several per datagram, tags sorted; 40+ malformed lines each
  * counted bad; statsd 0.9.0's own verdicts in STATSD_COMPAT_090 mode.
  *
@@ -15,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ingest/jsstr.h"
 #include "ingest/statsd.h"
 
 #define B(s) s, sizeof(s) - 1
@@ -403,14 +405,14 @@ Test(statsd_parse, js_number)
 	int dec;
 
 	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
-		cr_expect_eq(statsd_js_number(ok[i].s, strlen(ok[i].s), &v, &dec), 0,
+		cr_expect_eq(jsstr_number(ok[i].s, strlen(ok[i].s), &v, &dec), 0,
 		    "%s", ok[i].s);
 		cr_expect(v == ok[i].v && signbit(v) == signbit(ok[i].v),
 		    "%s: %.17g", ok[i].s, v);
 		cr_expect_eq(dec, ok[i].dec, "%s", ok[i].s);
 	}
 	for (size_t i = 0; i < sizeof(nan) / sizeof(nan[0]); i++)
-		cr_expect_eq(statsd_js_number(nan[i], strlen(nan[i]), &v, &dec), -1,
+		cr_expect_eq(jsstr_number(nan[i], strlen(nan[i]), &v, &dec), -1,
 		    "%s", nan[i]);
 	/* correct rounding past the 800 digits kept: 2^53 + 1 + tiny rounds
 	 * up, 2^53 + 1 exactly rounds to even (down) */
@@ -418,16 +420,16 @@ Test(statsd_parse, js_number)
 	int n = sprintf(big, "9007199254740993.");
 	memset(big + n, '0', 1200);
 	big[n + 1200] = '1';
-	cr_expect_eq(statsd_js_number(big, (size_t)n + 1201, &v, &dec), 0);
+	cr_expect_eq(jsstr_number(big, (size_t)n + 1201, &v, &dec), 0);
 	cr_expect(v == 9007199254740994.0, "%.17g", v);
-	cr_expect_eq(statsd_js_number(big, (size_t)n + 1200, &v, &dec), 0);
+	cr_expect_eq(jsstr_number(big, (size_t)n + 1200, &v, &dec), 0);
 	cr_expect(v == 9007199254740992.0, "%.17g", v);
 	/* 0.000...1e400 with 400 zeros is 0.1 */
 	n = sprintf(big, "0.");
 	memset(big + n, '0', 400);
 	n += 400;
 	n += sprintf(big + n, "1e400");
-	cr_expect_eq(statsd_js_number(big, (size_t)n, &v, &dec), 0);
+	cr_expect_eq(jsstr_number(big, (size_t)n, &v, &dec), 0);
 	cr_expect(v == 0.1, "%.17g", v);
 }
 
