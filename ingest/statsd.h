@@ -116,7 +116,7 @@ struct statsd_result {
 };
 
 /* The parser's buffers: a key, tag slots and a member, so that nothing is
- * allocated per line. About 1.8 KiB; one per ingest, not shared. */
+ * allocated per line. About 2 KiB; one per ingest, not shared. */
 struct statsd_parser {
 	enum statsd_mode mode;
 	char key[STATSD_KEY_MAX + 1];
