@@ -1,0 +1,94 @@
+/* carbon_path.c - the one-to-one encoding of telem names as Graphite paths
+ * described in carbon_path.h. */
+#include "egress/carbon_path.h"
+
+#include <string.h>
+
+static int
+plain(unsigned char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+	    (c >= '0' && c <= '9') || c == '_' || c == '-';
+}
+
+int
+carbon_path_encode(const char *name, size_t len, char *out, size_t cap)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	const unsigned char *s = (const unsigned char *)name;
+	size_t o = 0, level = 0;  /* characters in the current level piece */
+	if (len == 0 || len > 255)
+		return -1;
+	for (size_t i = 0; i < len; i++) {
+		if (s[i] == '.' && i > 0 && i + 1 < len && s[i - 1] != '.' &&
+		    s[i + 1] != '.') {
+			if (o + 1 >= cap)
+				return -1;
+			out[o++] = '.';
+			level = 0;
+			continue;
+		}
+		size_t unit = plain(s[i]) ? 1 : 3;
+		/* Cut before a unit that would leave no room for "%-". */
+		if (level > 0 && level + unit + 2 > CARBON_PATH_LEVEL_MAX) {
+			if (o + 3 >= cap)
+				return -1;
+			memcpy(out + o, "%-.", 3);
+			o += 3;
+			level = 0;
+		}
+		if (o + unit >= cap)
+			return -1;
+		if (unit == 1) {
+			out[o++] = (char)s[i];
+		} else {
+			out[o++] = '%';
+			out[o++] = hex[s[i] >> 4];
+			out[o++] = hex[s[i] & 15];
+		}
+		level += unit;
+	}
+	out[o] = '\0';
+	return (int)o;
+}
+
+static int
+hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+int
+carbon_path_decode(const char *path, char *out, size_t cap)
+{
+	size_t n = 0;
+	for (const char *p = path; *p != '\0'; ) {
+		int c;
+		if (p[0] == '%' && p[1] == '-' && p[2] == '.') {
+			p += 3;
+			continue;
+		}
+		if (p[0] == '%') {
+			int hi = hexval(p[1]), lo = hi < 0 ? -1 : hexval(p[2]);
+			if (hi < 0 || lo < 0)
+				return -1;
+			c = hi * 16 + lo;
+			p += 3;
+		} else {
+			c = (unsigned char)*p++;
+		}
+		if (n >= cap || n >= 255)
+			return -1;
+		out[n++] = (char)c;
+	}
+	/* Only the canonical form is an encoding: encode back and compare. */
+	char again[CARBON_PATH_MAX];
+	if (n == 0 || carbon_path_encode(out, n, again, sizeof(again)) < 0 ||
+	    strcmp(again, path) != 0)
+		return -1;
+	return (int)n;
+}
