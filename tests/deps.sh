@@ -12,6 +12,11 @@ command -v cc >/dev/null 2>&1 || missing="$missing gcc"
 # e2e_graphite runs a real carbon-cache and carbon-relay, reads whisper files.
 command -v carbon-cache >/dev/null 2>&1 || missing="$missing graphite-carbon"
 command -v whisper-fetch >/dev/null 2>&1 || missing="$missing python3-whisper"
+# test_prom checks the Prometheus exposition with promtool; the sink's
+# HTTP server is built on libmicrohttpd and tested with curl.
+command -v promtool >/dev/null 2>&1 || missing="$missing prometheus"
+[ -f /usr/include/microhttpd.h ] || missing="$missing libmicrohttpd-dev"
+command -v curl >/dev/null 2>&1 || missing="$missing curl"
 [ -z "$missing" ] && exit 0
 echo "deps: installing$missing" >&2
 SUDO=
