@@ -57,6 +57,10 @@ $(BUILD)/tests/%: $(call obj,tests/%.c) $(call obj,$(TESTLIB)) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ -lcriterion $(LDLIBS)
 
+# The Prometheus sink's HTTP server (egress/prom_http.c) needs libmicrohttpd;
+# only what links it gets the library.
+$(BUILD)/tests/test_prom_http $(BIN)/bench-prom: LDLIBS += -lmicrohttpd
+
 $(BIN)/bench-%: $(call obj,bench/%.c) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
