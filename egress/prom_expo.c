@@ -210,12 +210,16 @@ struct fam {
 	unsigned type, rank;
 };
 
+/* 24 bytes: a report of 10 000 names has 80 000 of them. Offsets into
+ * render.str fit 32 bits: a report is at most PROM_ENTRIES_DEFAULT entries
+ * of labels well under 1 KiB each. */
 struct item {
-	size_t fam;
-	size_t lab_off, lab_len;     /* the label block, in render.str */
-	size_t q_off, q_len;         /* the quantile label's value */
-	unsigned part;
 	double v;
+	uint32_t fam;
+	uint32_t lab_off;            /* the label block, in render.str */
+	uint32_t q_off;              /* the quantile label's value */
+	uint16_t lab_len;
+	uint8_t q_len, part;
 };
 
 struct render {
@@ -225,6 +229,7 @@ struct render {
 	size_t *map, mapcap;         /* family index + 1, open addressing */
 	struct item *it;
 	size_t ni, capi;
+	size_t last_off, last_len;   /* the label block made last */
 	uint64_t dropped;
 	int nomem;
 };
@@ -355,8 +360,8 @@ item_add(struct render *r, size_t fam, size_t lab_off, size_t lab_len,
 	}
 	size_t q_off = r->str.len;
 	buf_put(&r->str, q, qlen);
-	r->it[r->ni++] = (struct item){ fam, lab_off, lab_len, q_off, qlen,
-		part, v };
+	r->it[r->ni++] = (struct item){ v, (uint32_t)fam, (uint32_t)lab_off,
+		(uint32_t)q_off, (uint16_t)lab_len, (uint8_t)qlen, (uint8_t)part };
 }
 
 /* ---- label blocks ---- */
@@ -523,15 +528,12 @@ prom_expo_free(struct prom_expo *x)
 	free(x);
 }
 
+/* The memory of a report goes back as soon as it is rendered or
+ * discarded: between reports the sink holds only its pages. */
 static void
 pending_reset(struct pending *p)
 {
-	/* Keep the memory of a big report for the next one, but not more
-	 * than it needs: a report that shrank a lot gives memory back. */
-	if (p->a.cap > (1u << 20) && p->a.len < p->a.cap / 4)
-		buf_free(&p->a);
-	p->a.len = 0;
-	p->a.failed = 0;
+	buf_free(&p->a);
 	p->n = 0;
 	p->over = 0;
 }
@@ -602,6 +604,17 @@ entry_item(struct prom_expo *x, struct render *r, const struct report_rec *e)
 		return;
 	}
 	size_t lab_len = r->str.len - lab_off;
+	/* The entries of one series come together (a name's quantiles, sum
+	 * and count): keep one copy of their label block. */
+	if (lab_len == r->last_len && r->last_off + lab_len <= lab_off &&
+	    !r->str.failed && memcmp(r->str.p + r->last_off, r->str.p + lab_off,
+	    lab_len) == 0) {
+		r->str.len = lab_off;
+		lab_off = r->last_off;
+	} else {
+		r->last_off = lab_off;
+		r->last_len = lab_len;
+	}
 	if (e->source == REPORT_SRC_STATSD && type == F_COUNTER) {
 		/* key: family name, NUL, label block */
 		char key[600 + 2048];
@@ -745,7 +758,7 @@ render_source(struct prom_expo *x, unsigned src)
 		for (size_t i = 0; i < sizeof(reserved) / sizeof(reserved[0]); i++)
 			fam_get(&r, reserved[i], strlen(reserved[i]),
 			    i == 0 ? F_SUMMARY : F_RESERVED, NULL);
-	const struct pending *p = &x->pend[src];
+	struct pending *p = &x->pend[src];
 	for (size_t off = 0; off < p->a.len && !r.nomem; ) {
 		struct report_rec e;
 		const char *why;
@@ -758,6 +771,7 @@ render_source(struct prom_expo *x, unsigned src)
 		entry_item(x, &r, &e);
 		off += 2 + len;
 	}
+	pending_reset(&x->pend[src]);  /* the items hold all that is needed */
 	if (src == REPORT_SRC_STATSD) {
 		/* Every counter ever seen, with its running total. */
 		for (size_t i = 0; i < x->totals.cap && !r.nomem; i++) {
