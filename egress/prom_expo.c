@@ -703,7 +703,8 @@ write_items(struct render *r, struct buf *out)
 	for (size_t i = 0; i < r->nf; i++)
 		order[i]->rank = (unsigned)i;
 	free(order);
-	qsort_r(r->it, r->ni, sizeof(*r->it), item_cmp, r);
+	if (r->ni > 0)
+		qsort_r(r->it, r->ni, sizeof(*r->it), item_cmp, r);
 	size_t prev_fam = (size_t)-1;
 	for (size_t i = 0; i < r->ni; i++) {
 		const struct item *it = &r->it[i];

@@ -168,6 +168,8 @@ report_rec_encode(const struct report_rec *r, void *buf, size_t cap)
 	else
 		memcpy(p + 16, &r->value, 8);
 	p += REPORT_REC_HDR;
+	if (r->kind == REPORT_END)
+		return total;  /* no name, field or tags (maybe NULL pointers) */
 	memcpy(p, r->name, r->name_len);
 	p += r->name_len;
 	memcpy(p, r->field, r->field_len);
