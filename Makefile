@@ -132,7 +132,11 @@ $(FUZZ_DIR)/statsd_fuzz: tests/fuzz/statsd_fuzz.c ingest/statsd.c \
                          egress/names.c ingest/statsd.h ingest/jsstr.h \
                          egress/statsd_agg.h egress/statsd_agg_impl.h \
                          egress/statsd_timer.h egress/statsd_set.h
-$(FUZZ_DIR)/parse_fuzz $(FUZZ_DIR)/wire_fuzz $(FUZZ_DIR)/statsd_fuzz:
+$(FUZZ_DIR)/report_rec_fuzz: tests/fuzz/report_rec_fuzz.c egress/report_rec.c \
+                             egress/prom_expo.c common/wire.c \
+                             egress/report_rec.h egress/prom_expo.h
+$(FUZZ_DIR)/parse_fuzz $(FUZZ_DIR)/wire_fuzz $(FUZZ_DIR)/statsd_fuzz \
+$(FUZZ_DIR)/report_rec_fuzz:
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $(filter %.c,$^) -lm
 
@@ -148,10 +152,16 @@ $(FUZZ_DIR)/corpus-statsd/seed:
 	@mkdir -p $(dir $@)
 	printf 'a:1|c|@0.5\nt:2|ms:3|h|#k:v,b\ng:-1|g\ns:x|s\r\nq:0x1|c' > $@
 
+# A report entry: a cma gauge "a" = 1.5 at ts 0 (little-endian).
+$(FUZZ_DIR)/corpus-report_rec/seed:
+	@mkdir -p $(dir $@)
+	printf '\001\002\001\003\000\000\000\000\000\000\000\000\000\000\000\000\000\000\000\000\000\000\370\077acma' > $@
+
 fuzz: $(FUZZ_DIR)/parse_fuzz $(FUZZ_DIR)/wire_fuzz $(FUZZ_DIR)/statsd_fuzz \
+      $(FUZZ_DIR)/report_rec_fuzz \
       $(FUZZ_DIR)/corpus-parse/seed $(FUZZ_DIR)/corpus-wire/seed \
-      $(FUZZ_DIR)/corpus-statsd/seed
-	@for t in parse:65535 wire:16384 statsd:65535; do \
+      $(FUZZ_DIR)/corpus-statsd/seed $(FUZZ_DIR)/corpus-report_rec/seed
+	@for t in parse:65535 wire:16384 statsd:65535 report_rec:600; do \
 	  name=$${t%%:*}; max=$${t#*:}; \
 	  ./$(FUZZ_DIR)/$${name}_fuzz $(FUZZ_DIR)/corpus-$$name \
 	    -max_total_time=$(FUZZ_TIME) -max_len=$$max -print_final_stats=1 \
