@@ -19,7 +19,11 @@
  * ';': carbon writes under its prefix only, and decoding (split at '.',
  * join cut pieces, undo %XX) gives the name back, so two names never share
  * a whisper file. Names of only [A-Za-z0-9_-] and single inner dots (the
- * common case, and every name of the wave-1 tests) are unchanged. */
+ * common case, and every name of the wave-1 tests) are unchanged.
+ *
+ * The writer appends ".<stat>" to the encoded name; (name, stat) pairs
+ * stay one to one only while stats have no '.' (q25, cma, mean_90): a
+ * stat "x.y" after name "a" would meet stat "y" after name "a.x". */
 #ifndef TELEM_CARBON_PATH_H
 #define TELEM_CARBON_PATH_H
 
