@@ -4,7 +4,6 @@
  * (median and worst of 20), and the process's RSS with the page published
  * and once scraped. One readable line per figure; no asserts. */
 #include <arpa/inet.h>
-#include <malloc.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -91,10 +90,7 @@ main(void)
 {
 	static const char *const q[] = { "q0", "q0.25", "q0.5", "q0.75", "q0.9",
 		"q0.99" };
-	/* As the sink's main should: big buffers always from mmap, so a freed
-	 * page or report goes back to the system at once (glibc would
-	 * otherwise raise its mmap threshold after the first free). */
-	mallopt(M_MMAP_THRESHOLD, 256 * 1024);
+	prom_malloc_tune();  /* as the sink's main does */
 	long rss0 = status_kib("VmRSS:");
 	struct prom_expo *x = prom_expo_new(0);
 	const char *why;

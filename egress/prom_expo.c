@@ -5,6 +5,7 @@
 #include "egress/prom_expo.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -504,6 +505,12 @@ struct prom_expo {
 	struct totals totals;
 	uint64_t reports, broken, dropped;
 };
+
+void
+prom_malloc_tune(void)
+{
+	(void)mallopt(M_MMAP_THRESHOLD, 256 * 1024);
+}
 
 struct prom_expo *
 prom_expo_new(size_t max_entries)
