@@ -486,3 +486,40 @@ Test(prom_http, bad_addresses_are_refused)
 	cr_assert_null(prom_http_start(&o, &why));
 	prom_http_stop(h);
 }
+
+/* A reader too slow to ever finish does not hold its page for ever: once
+ * its socket stays full past the idle timeout (or its answer passes
+ * answer_max_s) the server cuts it off and counts a scrape error, while
+ * the client is still reading a byte a second. */
+Test(prom_http, a_reader_that_never_finishes_is_cut_off)
+{
+	struct prom_http *h = start((struct prom_http_opts){ .idle_timeout_s = 2,
+		.answer_max_s = 3 });
+	size_t n = 16u << 20;
+	char *page = malloc(n);
+	cr_assert_not_null(page);
+	for (size_t i = 0; i < n; i += 16)
+		memcpy(page + i, "slow_reader 1.5\n", 16);
+	publish(h, page, n);
+	free(page);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int small = 4096;
+	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+	struct sockaddr_in a = { .sin_family = AF_INET,
+		.sin_port = htons((uint16_t)prom_http_port(h)) };
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	cr_assert_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	send_all(fd, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n", 35);
+	uint64_t scrapes = 0, errors = 0;
+	for (int s = 0; s < 60 && errors == 0; s++) {
+		char c;
+		(void)recv(fd, &c, 1, MSG_DONTWAIT);
+		sleep(1);
+		prom_http_counters(h, &scrapes, &errors);
+	}
+	cr_assert_eq(errors, 1, "the slow reader was not cut off");
+	cr_assert_eq(scrapes, 0);
+	cr_assert(scrape_ok(h), "others are still served");
+	close(fd);
+	prom_http_stop(h);
+}
