@@ -133,8 +133,10 @@ $(FUZZ_DIR)/statsd_fuzz: tests/fuzz/statsd_fuzz.c ingest/statsd.c \
                          egress/statsd_agg.h egress/statsd_agg_impl.h \
                          egress/statsd_timer.h egress/statsd_set.h
 $(FUZZ_DIR)/report_rec_fuzz: tests/fuzz/report_rec_fuzz.c egress/report_rec.c \
-                             egress/prom_expo.c common/wire.c \
-                             egress/report_rec.h egress/prom_expo.h
+                             egress/prom_expo.c egress/prom_text.c \
+                             egress/prom_fmt.c common/wire.c \
+                             egress/report_rec.h egress/prom_expo.h \
+                             egress/prom_text.h egress/prom_fmt.h
 $(FUZZ_DIR)/parse_fuzz $(FUZZ_DIR)/wire_fuzz $(FUZZ_DIR)/statsd_fuzz \
 $(FUZZ_DIR)/report_rec_fuzz:
 	@mkdir -p $(dir $@)

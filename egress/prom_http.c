@@ -151,7 +151,7 @@ on_request(void *cls, struct MHD_Connection *c, const char *url,
 	struct prom_self s = a->pg->self;
 	s.scrapes = atomic_load(&h->scrapes);
 	s.scrape_errors = atomic_load(&h->errors);
-	a->self_len = prom_render_self(&s, a->self, sizeof(a->self));
+	a->self_len = prom_fmt_self(&s, a->self, sizeof(a->self));
 	a->total = a->pg->len + a->self_len;
 	a->deadline_ms = clock_ms() + (long long)h->answer_max_s * 1000;
 	struct MHD_Response *r = MHD_create_response_from_callback(a->total,

@@ -55,8 +55,8 @@ unsigned prom_http_port(const struct prom_http *h);
  * renderer's counters s (reports, broken reports, dropped series) shown
  * among the sink's own. Returns 0, or -1 (errno ENOMEM) when the page
  * could not be made; the old page stays then. */
-int prom_http_publish(struct prom_http *h, struct prom_text *parts[REPORT_SRC_N],
-    const struct prom_self *s);
+int prom_http_publish(struct prom_http *h,
+    struct prom_text *parts[REPORT_SRC_N], const struct prom_self *s);
 /* Scrapes answered in full, and requests refused or answers cut short. */
 void prom_http_counters(const struct prom_http *h, uint64_t *scrapes,
     uint64_t *errors);

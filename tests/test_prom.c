@@ -108,11 +108,11 @@ Test(prom, doubles_read_back_exactly)
 Test(prom, label_values_are_escaped)
 {
 	char buf[64];
-	cr_assert_eq(prom_escape_label("a\"b\\c\nd", 7, buf, sizeof(buf)), 10);
+	cr_assert_eq(prom_fmt_label("a\"b\\c\nd", 7, buf, sizeof(buf)), 10);
 	cr_assert_str_eq(buf, "a\\\"b\\\\c\\nd");
-	cr_assert_eq(prom_escape_label("é{}", 4, buf, sizeof(buf)), 4);
+	cr_assert_eq(prom_fmt_label("é{}", 4, buf, sizeof(buf)), 4);
 	cr_assert_str_eq(buf, "é{}");
-	cr_assert_eq(prom_escape_label("\"\"\"", 3, buf, 6), 0);
+	cr_assert_eq(prom_fmt_label("\"\"\"", 3, buf, 6), 0);
 }
 
 Test(prom, statsd_names_as_statsd_exporter_makes_them)
@@ -124,7 +124,7 @@ Test(prom, statsd_names_as_statsd_exporter_makes_them)
 	};
 	char buf[64];
 	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
-		cr_assert_gt(prom_statsd_name(t[i].in, strlen(t[i].in), buf,
+		cr_assert_gt(prom_fmt_statsd_name(t[i].in, strlen(t[i].in), buf,
 		    sizeof(buf)), 0);
 		cr_assert_str_eq(buf, t[i].out, "%s", t[i].in);
 	}
@@ -140,11 +140,11 @@ Test(prom, quantile_labels)
 	};
 	char buf[40];
 	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
-		cr_assert_gt(prom_quantile_label(t[i].f, strlen(t[i].f), buf,
+		cr_assert_gt(prom_fmt_quantile(t[i].f, strlen(t[i].f), buf,
 		    sizeof(buf)), 0, "%s", t[i].f);
 		cr_assert_str_eq(buf, t[i].q, "%s", t[i].f);
 	}
-	cr_assert_eq(prom_quantile_label("mean", 4, buf, sizeof(buf)), 0);
+	cr_assert_eq(prom_fmt_quantile("mean", 4, buf, sizeof(buf)), 0);
 }
 
 Test(prom, ckms_and_cma_exact_text)
@@ -389,7 +389,7 @@ promtool(struct prom_expo *x, size_t *bytes)
 	prom_expo_self(x, &s);
 	s.scrapes = 12;
 	s.scrape_errors = 1;
-	size_t n = prom_render_self(&s, self, sizeof(self));
+	size_t n = prom_fmt_self(&s, self, sizeof(self));
 	cr_assert_gt(n, 0);
 	fwrite(self, 1, n, f);
 	cr_assert_eq(fclose(f), 0);
