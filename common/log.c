@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "clock.h"
@@ -43,6 +44,13 @@ vlog(const char *fmt, va_list ap, int err)
 	if (err >= 0)
 		len += (size_t)snprintf(line + len, sizeof(line) - len, ": %s",
 		    strerror(err));
+	/* "Too many open files" alone does not say whether the limit is 16
+	 * or a million; the reader needs the number to raise it. */
+	struct rlimit rl;
+	if (err == EMFILE && len < sizeof(line) - 2 &&
+	    getrlimit(RLIMIT_NOFILE, &rl) == 0)
+		len += (size_t)snprintf(line + len, sizeof(line) - len,
+		    " (RLIMIT_NOFILE %llu)", (unsigned long long)rl.rlim_cur);
 	if (len > sizeof(line) - 2)
 		len = sizeof(line) - 2;
 	line[len++] = '\n';

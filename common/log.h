@@ -1,6 +1,7 @@
 /* log.h - one-line diagnostics on stderr, tagged with the program and stage.
- * OpenBSD style: the *warn forms append strerror(errno), the *warnx forms do
- * not; fatal/fatalx exit with the given status after logging. */
+ * OpenBSD style: the *warn forms append strerror(errno) (and, for EMFILE,
+ * the RLIMIT_NOFILE in force), the *warnx forms do not; fatal/fatalx exit
+ * with the given status after logging. */
 #ifndef TELEM_LOG_H
 #define TELEM_LOG_H
 

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/signalfd.h>
 #include <sys/timerfd.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "clock.h"
@@ -101,6 +102,33 @@ on_signal(struct sup *s)
 	}
 }
 
+/* No descriptors or processes for a stage. Before the pipeline was ever
+ * up, nothing that could free them runs yet: the limit is below what the
+ * pipeline needs, and retrying would only repeat the line. Later the
+ * shortage may pass (telemctl clients come and go), so it counts as a
+ * failed start, like a stage that exits 111: backoff, and the intensity
+ * limit stops a pipeline that never gets them. Returns 0 once stopping. */
+static int
+spawn_failed(struct sup *s, struct sup_child *c, const char *what, int booted,
+    long long now, long long *next)
+{
+	long long delay;
+	if (!booted) {
+		log_warn("giving up: cannot start stage %s: %s", c->name, what);
+		sup_begin_stop(s, 1);
+		return 0;
+	}
+	log_warn("cannot start stage %s: %s", c->name, what);
+	if (!sup_after_exit(c, W_EXITCODE(EXIT_TEMPORARY, 0), now, &delay)) {
+		sup_begin_stop(s, 1);
+		return 0;
+	}
+	c->state = S_THROTTLED;
+	c->restart_at_ms = now + delay;
+	*next = *next < 0 || delay < *next ? delay : *next;
+	return 1;
+}
+
 /* Start whatever is due: at boot one stage at a time, each after the one
  * downstream of it is ready; afterwards any stage whose backoff ran out. */
 static long long
@@ -130,12 +158,10 @@ start_due(struct sup *s, int *booted)
 			c->state = (enum sup_state)sup_next(c->state, E_TIMER);
 		}
 		if (c->state == S_DOWN && (*booted || i == 0 || s->ch[i - 1].state == S_UP)) {
-			if (sup_spawn(s, c) == -1) {
-				c->state = S_THROTTLED;
-				c->restart_at_ms = now + SUP_BACKOFF_MIN_MS;
-				next = next < 0 || SUP_BACKOFF_MIN_MS < next ?
-				    SUP_BACKOFF_MIN_MS : next;
-			}
+			const char *what;
+			if (sup_spawn(s, c, &what) == -1 &&
+			    !spawn_failed(s, c, what, *booted, now, &next))
+				break;
 		}
 		/* A stage that never says it is ready (hung in its start, or
 		 * a swapped-in program that is no stage) would hold up the

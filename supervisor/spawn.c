@@ -122,7 +122,19 @@ static const char *const udp_fd_arg[UDP_MAX_SOCKS] = {
 	"4", "5", "6", "7", "8", "9", "10", "11",
 };
 
-/* In the child, between fork and exec: only async-signal-safe calls. */
+/* In the child, before exec: a descriptor it could not place. The
+ * supervisor is one thread, so logging after fork is safe here. */
+static _Noreturn void
+child_fail(const struct sup_child *c, const char *what, int fd)
+{
+	if (errno == EINVAL)  /* F_DUPFD: the floor is past RLIMIT_NOFILE */
+		errno = EMFILE;
+	log_warn("stage %s: copy of the %s to fd %d", c->name, what, fd);
+	_exit(EXIT_TEMPORARY);
+}
+
+/* In the child, between fork and exec: only async-signal-safe calls, and
+ * the log line of child_fail (see there). */
 static _Noreturn void
 exec_child(struct sup *s, struct sup_child *c, int ready_wr, pid_t parent)
 {
@@ -138,20 +150,44 @@ exec_child(struct sup *s, struct sup_child *c, int ready_wr, pid_t parent)
 		_exit(EXIT_TEMPORARY);
 	if (prctl(PR_SET_PDEATHSIG, SIGTERM) == -1 || getppid() != parent)
 		_exit(EXIT_TEMPORARY);
-	/* Out of the way first, so that no dup2 below lands on a socket
-	 * still to be moved. */
+	/* All the supervisor's other descriptors are close-on-exec and the
+	 * stage never sees them; closed now, they leave room to place what
+	 * it gets under a tight RLIMIT_NOFILE. (The instance's lock is a
+	 * lock of the supervisor's process: a child closing a copy of its
+	 * descriptor does not release it.) */
+	unsigned keep[UDP_MAX_SOCKS + 1];
+	size_t nkeep = 0;
+	keep[nkeep++] = (unsigned)ready_wr;
 	for (size_t i = 0; i < nudp; i++)
-		if ((udp_hi[i] = fcntl(s->udp.s[i].fd, F_DUPFD_CLOEXEC, 64)) == -1)
-			_exit(EXIT_TEMPORARY);
-	if (ready_wr != 3) {
-		if (dup2(ready_wr, 3) == -1)
-			_exit(EXIT_TEMPORARY);
-	} else if (fcntl(3, F_SETFD, 0) == -1) {
-		_exit(EXIT_TEMPORARY);
-	}
+		keep[nkeep++] = (unsigned)s->udp.s[i].fd;
+	for (size_t i = 1; i < nkeep; i++)  /* a handful: insertion sort */
+		for (size_t j = i; j > 0 && keep[j - 1] > keep[j]; j--) {
+			unsigned t = keep[j];
+			keep[j] = keep[j - 1];
+			keep[j - 1] = t;
+		}
+	unsigned lo = 3;
+	for (size_t i = 0; i < nkeep; lo = keep[i++] + 1)
+		if (keep[i] > lo)
+			(void)close_range(lo, keep[i] - 1, 0);
+	(void)close_range(lo, ~0U, 0);  /* fails only on old kernels: harmless */
+
+	/* Out of the way first, above every fd a dup2 below writes to (3 for
+	 * readiness, then the sockets), so that none lands on one still to
+	 * be moved. F_DUPFD takes the lowest free fd from there, so this
+	 * needs no more than RLIMIT_NOFILE allows (a fixed floor such as 64
+	 * fails with EINVAL under `ulimit -n 64`). */
+	int base = UDP_FD0 + (int)nudp, ready_hi;
+	if ((ready_hi = fcntl(ready_wr, F_DUPFD_CLOEXEC, base)) == -1)
+		child_fail(c, "readiness pipe", base);
+	for (size_t i = 0; i < nudp; i++)
+		if ((udp_hi[i] = fcntl(s->udp.s[i].fd, F_DUPFD_CLOEXEC, base)) == -1)
+			child_fail(c, "UDP socket", base);
+	if (dup2(ready_hi, 3) == -1)
+		child_fail(c, "readiness pipe", 3);
 	for (size_t i = 0; i < nudp; i++)
 		if (dup2(udp_hi[i], UDP_FD0 + (int)i) == -1)
-			_exit(EXIT_TEMPORARY);
+			child_fail(c, "UDP socket", UDP_FD0 + (int)i);
 
 	char slot[8];
 	char *argv[SUP_ARGS_MAX * 2 + 24 + 2 * UDP_MAX_SOCKS];
@@ -193,19 +229,21 @@ exec_child(struct sup *s, struct sup_child *c, int ready_wr, pid_t parent)
 }
 
 int
-sup_spawn(struct sup *s, struct sup_child *c)
+sup_spawn(struct sup *s, struct sup_child *c, const char **what)
 {
 	int p[2];
 	if (pipe2(p, O_CLOEXEC) == -1) {
-		log_warn("pipe for stage %s", c->name);
+		*what = "pipe for its readiness";
 		return -1;
 	}
 	pid_t parent = getpid();
 	pid_t pid = fork();
 	if (pid == -1) {
-		log_warn("fork for stage %s", c->name);
+		int e = errno;
 		close(p[0]);
 		close(p[1]);
+		errno = e;
+		*what = "fork";
 		return -1;
 	}
 	if (pid == 0)

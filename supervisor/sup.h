@@ -149,7 +149,9 @@ void sup_listen_close(struct sup *s);
 
 /* spawn.c: starting, signalling and reaping children. */
 void sup_define_stages(struct sup *s);
-int sup_spawn(struct sup *s, struct sup_child *c);   /* 0, or -1 logged */
+/* 0, or -1 with errno and *what naming what it could not get (not
+ * logged: the caller says what follows from it). */
+int sup_spawn(struct sup *s, struct sup_child *c, const char **what);
 void sup_reap(struct sup *s);
 void sup_on_ready(struct sup *s, struct sup_child *c);
 void sup_kill(struct sup_child *c, int sig);
