@@ -1,11 +1,13 @@
 /* ipc.c - the instance's IPC objects: the lock that makes an instance
  * ours, removal of what a crashed run left, the queues and the stats
  * segment, and their removal on every way out. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "ctlpath.h"
@@ -54,31 +56,183 @@ unlink_state(const struct sup_config *cfg, int stale)
 	}
 }
 
-static int
-take_lock(struct sup *s)
+/* The instance lock: a write lock (fcntl, classic) on
+ * /dev/shm/telem.<instance>.lock, a file beside the shm objects that every
+ * user and every environment sees, as the IPC names themselves are global.
+ * A folder per user or per $XDG_RUNTIME_DIR would let a second supervisor
+ * of the same instance take a lock of its own and remove live queues.
+ *
+ * Classic locks report the holder's pid (F_GETLK), which the refusal
+ * names. They belong to this process: closing any descriptor of the file
+ * here would drop the lock, so the file is opened once, and a child's
+ * close of its inherited copy does not touch it.
+ *
+ * Removal on a clean stop: the file is unlinked while still locked, then
+ * closed. Another supervisor may have opened the old file just before the
+ * unlink and get its lock just after our close; so whoever locks checks
+ * that the path still names the file it locked, and starts over if not.
+ * Only one file can be at the path, and only one process can hold its
+ * lock, so at most one supervisor holds "the" lock at any time. A file
+ * left by a killed supervisor is unlocked (the kernel drops the lock with
+ * the process) and is simply taken over. */
+#define LOCK_DIR "/dev/shm"
+
+static void
+lock_path(const struct sup *s, char *path, size_t cap)
 {
-	char dir[512], path[600];
-	if (ctl_dir(dir, sizeof(dir), 1) == -1) {
-		log_warn("control folder %s", dir);
+	snprintf(path, cap, LOCK_DIR "/telem.%s.lock", s->cfg.instance);
+}
+
+/* The uid a running process has, or the file's owner if /proc cannot tell
+ * (a holder in another pid namespace shows as pid 0). */
+static unsigned
+holder_uid(pid_t pid, const struct stat *file)
+{
+	char proc[32];
+	struct stat st;
+	snprintf(proc, sizeof(proc), "/proc/%d", (int)pid);
+	if (pid > 0 && stat(proc, &st) == 0)
+		return (unsigned)st.st_uid;
+	return (unsigned)file->st_uid;
+}
+
+/* Our fd's file is the one at path now. 1 yes, 0 no (start over), -1 on
+ * an error (logged). */
+static int
+still_there(int fd, const char *path)
+{
+	struct stat a, b;
+	if (fstat(fd, &a) == -1) {
+		log_warn("fstat %s", path);
 		return -1;
 	}
-	snprintf(path, sizeof(path), "%s/%s.lock", dir, s->cfg.instance);
-	s->lockfd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	if (s->lockfd == -1) {
+	if (lstat(path, &b) == -1) {
+		if (errno == ENOENT)
+			return 0;
+		log_warn("stat %s", path);
+		return -1;
+	}
+	return a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+}
+
+static int
+lock_once(struct sup *s, const char *path)
+{
+	struct stat st;
+	/* Open what is there, else create it: O_CREAT on another user's
+	 * file in sticky /dev/shm fails even for root where
+	 * fs.protected_regular is set, and root may take over a stale one. */
+	int fd = open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+	if (fd == -1 && errno == ENOENT) {
+		fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+		    0600);
+		if (fd == -1 && errno == EEXIST)
+			return 0;  /* made meanwhile: start over */
+	}
+	if (fd == -1) {
+		/* Another user's lock, 0600: whoever made it may be running,
+		 * and its objects are not ours to remove either way. */
+		if (errno == EACCES && lstat(path, &st) == 0 &&
+		    st.st_uid != geteuid()) {
+			log_warnx("instance '%s' is in use by uid %u (lock %s is "
+			    "theirs; choose another instance with -i)",
+			    s->cfg.instance, (unsigned)st.st_uid, path);
+			return -1;
+		}
 		log_warn("open %s", path);
 		return -1;
 	}
-	if (flock(s->lockfd, LOCK_EX | LOCK_NB) == -1) {
-		if (errno == EWOULDBLOCK)
-			log_warnx("instance '%s' is already run by another supervisor "
-			    "(lock %s held)", s->cfg.instance, path);
-		else
-			log_warn("flock %s", path);
-		close(s->lockfd);
-		s->lockfd = -1;
+	if (fstat(fd, &st) == -1) {
+		log_warn("fstat %s", path);
+		close(fd);
 		return -1;
 	}
-	return 0;
+	if (!S_ISREG(st.st_mode)) {
+		log_warnx("%s is not a regular file, so not a telem lock: remove "
+		    "it or choose another instance", path);
+		close(fd);
+		return -1;
+	}
+	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
+	if (fcntl(fd, F_SETLK, &fl) == -1) {
+		if (errno != EAGAIN && errno != EACCES) {
+			log_warn("lock %s", path);
+			close(fd);
+			return -1;
+		}
+		fl = (struct flock){ .l_type = F_WRLCK, .l_whence = SEEK_SET };
+		if (fcntl(fd, F_GETLK, &fl) == 0 && fl.l_type != F_UNLCK)
+			log_warnx("instance '%s' is already run by another supervisor "
+			    "(pid %d, uid %u; lock %s held): nothing removed",
+			    s->cfg.instance, (int)fl.l_pid,
+			    holder_uid(fl.l_pid, &st), path);
+		else
+			log_warnx("instance '%s' is already run by another supervisor "
+			    "(lock %s held): nothing removed", s->cfg.instance, path);
+		close(fd);
+		return -1;
+	}
+	int r = still_there(fd, path);
+	if (r != 1) {
+		close(fd);  /* drops the lock of the file that was unlinked */
+		return r == 0 ? 0 : -1;
+	}
+	/* The umask may have taken bits from 0600; one of ours only (root
+	 * taking over another user's stale file leaves its mode alone). */
+	if (st.st_uid == geteuid() && (st.st_mode & 0777) != 0600 &&
+	    fchmod(fd, 0600) == -1)
+		log_warn("chmod 0600 %s", path);
+	s->lockfd = fd;
+	return 1;
+}
+
+/* Earlier versions kept an flock'ed <instance>.lock in the control folder,
+ * one per instance ever run. Remove those nobody holds. */
+static void
+remove_old_locks(void)
+{
+	char dir[512], path[1024];
+	if (ctl_dir(dir, sizeof(dir), 0) == -1)
+		return;
+	DIR *d = opendir(dir);
+	if (d == NULL)
+		return;
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL) {
+		size_t n = strlen(e->d_name);
+		if (n < 6 || strcmp(e->d_name + n - 5, ".lock") != 0)
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+		int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+		if (fd == -1)
+			continue;
+		struct stat st;
+		if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+		    st.st_uid == geteuid() && flock(fd, LOCK_EX | LOCK_NB) == 0)
+			unlink(path);
+		close(fd);
+	}
+	closedir(d);
+}
+
+static int
+take_lock(struct sup *s)
+{
+	char path[600];
+	lock_path(s, path, sizeof(path));
+	/* Each retry means another supervisor removed the file between our
+	 * open and our lock: a handful at most, unless one races us for ever. */
+	for (int tries = 0; tries < 100; tries++) {
+		int r = lock_once(s, path);
+		if (r == -1)
+			return -1;
+		if (r == 1) {
+			remove_old_locks();
+			return 0;
+		}
+	}
+	log_warnx("lock %s: the file kept being replaced; try again", path);
+	return -1;
 }
 
 void
@@ -157,8 +311,13 @@ sup_ipc_teardown(struct sup *s)
 	s->stats = NULL;
 	sup_listen_close(s);
 	if (s->lockfd != -1) {
+		char path[600];
 		sup_ipc_unlink_all(&s->cfg, 0);
-		close(s->lockfd);  /* releases the lock; the file may stay */
+		/* Unlinked while locked, then closed (see take_lock). */
+		lock_path(s, path, sizeof(path));
+		if (unlink(path) == -1 && errno != ENOENT)
+			log_warn("remove %s", path);
+		close(s->lockfd);
 		s->lockfd = -1;
 	}
 }

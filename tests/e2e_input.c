@@ -231,7 +231,7 @@ Test(input, listens_on_loopback_and_every_object_is_0600_in_a_0700_folder)
 	snprintf(prefix, sizeof(prefix), "telem.%s.", P.instance);
 	int n = check_modes("/dev/shm", prefix) + check_modes("/dev/mqueue", prefix);
 	cr_assert_eq(n, 5, "4 queues and the stats segment, found %d", n);
-	/* The control socket and the lock, in a folder of our own. */
+	/* The control socket, in a folder of our own. */
 	char path[600], dir[512];
 	struct stat st;
 	cr_assert_eq(ctl_dir(dir, sizeof(dir), 0), 0);
@@ -242,9 +242,15 @@ Test(input, listens_on_loopback_and_every_object_is_0600_in_a_0700_folder)
 	cr_assert_eq(stat(path, &st), 0, "%s", path);
 	cr_assert(S_ISSOCK(st.st_mode));
 	cr_assert_eq(st.st_mode & 0777, 0600, "%s is %o", path, st.st_mode & 0777);
+	/* The instance lock: beside the objects, global, 0600; none in the
+	 * control folder any more. */
 	snprintf(path, sizeof(path), "%s/%s.lock", dir, P.instance);
+	cr_assert_eq(stat(path, &st), -1, "%s is still made", path);
+	snprintf(path, sizeof(path), "/dev/shm/telem.%s.lock", P.instance);
 	cr_assert_eq(stat(path, &st), 0, "%s", path);
+	cr_assert(S_ISREG(st.st_mode));
 	cr_assert_eq(st.st_mode & 0777, 0600, "%s is %o", path, st.st_mode & 0777);
+	cr_assert_eq(st.st_uid, geteuid());
 }
 
 /* ---- kernel drops --------------------------------------------------- */

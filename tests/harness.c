@@ -502,12 +502,10 @@ pl_cleanup(struct pl *p)
 		mq_unlink(name);
 		shm_unlink(name);
 	}
-	/* The instance's lock file (a supervisor leaves it, by design) and
-	 * the socket a killed one left. */
+	/* The socket a killed supervisor left (its lock file, in /dev/shm,
+	 * went with the scan above). */
 	char dir[512], path[600];
 	if (ctl_dir(dir, sizeof(dir), 0) == 0) {
-		snprintf(path, sizeof(path), "%s/%s.lock", dir, p->instance);
-		unlink(path);
 		snprintf(path, sizeof(path), "%s/%s.sock", dir, p->instance);
 		unlink(path);
 	}
