@@ -85,6 +85,13 @@ seg_size(uint64_t msgsize, uint64_t n)
 	return size > SEG_MAX ? 0 : size;
 }
 
+size_t
+chan_shm_bytes(const struct chan_attr *attr)
+{
+	return seg_size(attr->msgsize, attr->slots ? attr->slots :
+	    CHAN_SHM_SLOTS_DEFAULT);
+}
+
 static struct chan_shm_slot *
 slot_at(const struct chan_shm *c, uint64_t pos)
 {
@@ -302,9 +309,17 @@ shm_create(const struct chan_attr *attr, const char *objname)
 	if (fd == -1)
 		return -1;
 	void *p = MAP_FAILED;
-	/* fchmod: the umask may have taken bits from 0600 */
-	if (fchmod(fd, 0600) == -1 || ftruncate(fd, (off_t)size) == -1)
+	/* fchmod: the umask may have taken bits from 0600. The pages are
+	 * reserved now, not at first touch: on a full /dev/shm that touch
+	 * would be a SIGBUS in whichever stage wrote first; here it is
+	 * ENOSPC, told before anything runs (chan_shm_bytes says how much). */
+	if (fchmod(fd, 0600) == -1)
 		goto fail;
+	int fe = posix_fallocate(fd, 0, (off_t)size);
+	if (fe != 0) {
+		errno = fe;
+		goto fail;
+	}
 	p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	if (p == MAP_FAILED || hdr_init(p, attr->msgsize, n) == -1)
 		goto fail;

@@ -60,6 +60,10 @@ struct chan_shm_slot {
 #define CHAN_SHM_STRIDE(slot_size) \
 	((sizeof(struct chan_shm_slot) + (size_t)(slot_size) + 63) & ~(size_t)63)
 
+/* Bytes of /dev/shm a ring with these attributes takes (reserved whole
+ * when it is created), or 0 if they are out of range. */
+size_t chan_shm_bytes(const struct chan_attr *attr);
+
 /* Set the spin budget of a shm handle: how long a send or recv that would
  * block first polls the ring's indices before sleeping (0: never spin).
  * Returns 0, or -1 with EINVAL if c is not a shm channel. For benchmarks. */

@@ -8,8 +8,10 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
+#include "chan_shm.h"
 #include "ctlpath.h"
 #include "log.h"
 #include "supervisor/sup.h"
@@ -75,12 +77,12 @@ unlink_state(const struct sup_config *cfg, int stale)
  * lock, so at most one supervisor holds "the" lock at any time. A file
  * left by a killed supervisor is unlocked (the kernel drops the lock with
  * the process) and is simply taken over. */
-#define LOCK_DIR "/dev/shm"
+#define SHM_DIR "/dev/shm"   /* where glibc keeps shm_open's objects */
 
 static void
 lock_path(const struct sup *s, char *path, size_t cap)
 {
-	snprintf(path, cap, LOCK_DIR "/telem.%s.lock", s->cfg.instance);
+	snprintf(path, cap, SHM_DIR "/telem.%s.lock", s->cfg.instance);
 }
 
 /* The uid a running process has, or the file's owner if /proc cannot tell
@@ -252,11 +254,33 @@ sup_ipc_unlink_all(const struct sup_config *cfg, int stale)
 	unlink_state(cfg, stale);
 }
 
+/* /dev/shm ran out: say how much it has and how much we wanted, for the
+ * object and for the whole instance (its rings and stats segment). */
+static void
+explain_no_room(const struct sup *s, const char *what, const char *obj,
+    size_t need)
+{
+	struct statvfs vs;
+	size_t all = sizeof(struct stats_seg);
+	if (s->cfg.chan.kind == CHAN_SHM)
+		all += NQUEUES * chan_shm_bytes(&s->cfg.chan);
+	if (statvfs(SHM_DIR, &vs) == -1) {
+		log_warn("create %s %s: needs %zu bytes; statvfs " SHM_DIR, what,
+		    obj, need);
+		return;
+	}
+	log_warnx("create %s %s: " SHM_DIR " has %llu bytes free, needs %zu "
+	    "(%zu for the whole instance)", what, obj,
+	    (unsigned long long)vs.f_bavail * vs.f_frsize, need, all);
+}
+
 static void
 explain_create(const struct sup *s, const char *obj)
 {
 	int e = errno;
-	if (s->cfg.chan.kind == CHAN_MQUEUE && (e == EMFILE || e == ENOSPC))
+	if (s->cfg.chan.kind == CHAN_SHM && e == ENOSPC)
+		explain_no_room(s, "shm", obj, chan_shm_bytes(&s->cfg.chan));
+	else if (s->cfg.chan.kind == CHAN_MQUEUE && (e == EMFILE || e == ENOSPC))
 		log_warnx("mq_open %s: RLIMIT_MSGQUEUE exhausted: the queues of "
 		    "this user (all instances) use the budget; use -m or remove "
 		    "stale queues in /dev/mqueue", obj);
@@ -287,7 +311,11 @@ sup_ipc_setup(struct sup *s)
 	}
 	if (chan_objname(obj, sizeof(obj), s->cfg.instance, "stats") == -1 ||
 	    (s->stats = stats_create(obj)) == NULL) {
-		log_warn("create stats segment %s", obj);
+		if (errno == ENOSPC)
+			explain_no_room(s, "stats segment", obj,
+			    sizeof(struct stats_seg));
+		else
+			log_warn("create stats segment %s", obj);
 		return -1;
 	}
 	for (size_t i = 0; i < 2; i++) {
