@@ -185,10 +185,20 @@ ctl_open(struct sup *s)
 			return -1;
 		}
 		snprintf(s->ctlpath, sizeof(s->ctlpath), "%s", s->cfg.control);
-	} else if (ctl_default_path(s->ctlpath, sizeof(sa.sun_path),
-	    s->cfg.instance, 1) == -1) {
-		log_warn("control socket folder");
-		return -1;
+	} else {
+		char dir[512], why[512];
+		if (ctl_dir_checked(dir, sizeof(dir), 1, why, sizeof(why)) == -1) {
+			if (errno == EPERM || errno == ENOTDIR)
+				log_warnx("%s", why);
+			else
+				log_warn("%s", why);
+			return -1;
+		}
+		if (ctl_default_path(s->ctlpath, sizeof(sa.sun_path),
+		    s->cfg.instance, 0) == -1) {
+			log_warn("control socket path in %s", dir);
+			return -1;
+		}
 	}
 	memcpy(sa.sun_path, s->ctlpath, strlen(s->ctlpath) + 1);
 	if (s->conn == NULL &&
@@ -201,6 +211,7 @@ ctl_open(struct sup *s)
 		s->conn[i].fd = -1;
 		s->conn[i].phase = CONN_FREE;
 	}
+	int rc = -1;
 	s->ctlfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (s->ctlfd == -1) {
 		log_warn("socket");
@@ -216,14 +227,27 @@ ctl_open(struct sup *s)
 	}
 	if (probe != -1)
 		close(probe);
-	if (unlink(s->ctlpath) == -1 && errno != ENOENT) {
+	/* Only a socket of ours is replaced; whatever else is there is the
+	 * user's mistake in --control, and not ours to delete. */
+	char why[512];
+	int what = ctl_trust_sock(s->ctlpath, why, sizeof(why));
+	if (what == -1) {
+		if (errno == ENOTSOCK || errno == EPERM) {
+			log_warnx("%s: refusing to replace it", why);
+			rc = -EXIT_USAGE;
+		} else {
+			log_warn("stat %s", s->ctlpath);
+		}
+		goto fail;
+	}
+	if (what == 1 && unlink(s->ctlpath) == -1 && errno != ENOENT) {
 		log_warn("unlink stale %s", s->ctlpath);
 		goto fail;
 	}
 	mode_t old = umask(0177);
-	int rc = bind(s->ctlfd, (struct sockaddr *)&sa, sizeof(sa));
+	int b = bind(s->ctlfd, (struct sockaddr *)&sa, sizeof(sa));
 	umask(old);
-	if (rc == -1) {
+	if (b == -1) {
 		log_warn("bind %s", s->ctlpath);
 		goto fail;
 	}
@@ -237,6 +261,19 @@ fail:
 	close(s->ctlfd);
 	s->ctlfd = -1;
 	s->ctlpath[0] = '\0';
+	return rc;
+}
+
+int
+ctl_check_path(const char *path)
+{
+	char why[512];
+	if (ctl_trust_sock(path, why, sizeof(why)) != -1)
+		return 0;
+	if (errno == ENOTSOCK || errno == EPERM)
+		log_warnx("--control %s: refusing to replace it", why);
+	else
+		log_warn("--control %s", path);
 	return -1;
 }
 

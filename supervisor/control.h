@@ -18,10 +18,15 @@
 struct sup;
 struct sup_child;
 
-/* Bind and listen (0600, in a 0700 folder), and make the table of
- * connections. A live socket of another supervisor is refused; a stale one
- * is replaced. 0, or -1 logged (nothing left open). */
+/* Bind and listen (0600, in a 0700 folder of ours), and make the table of
+ * connections. A live socket of another supervisor is refused; a stale
+ * socket of ours is replaced. 0; -1 logged (nothing left open); or -2
+ * (EXIT_USAGE negated), logged, when something that is not a socket of
+ * ours is at the path: refused, never removed. */
 int ctl_open(struct sup *s);
+/* Before anything is created: --control PATH names nothing yet, or a
+ * socket of ours. 0, or -1 with one line logged (exit 2). */
+int ctl_check_path(const char *path);
 /* Fill pfd (room for CTL_POLLFDS) with what the control side waits on:
  * the listening socket and each connection reading its request or
  * writing its reply. Returns how many entries were filled. */

@@ -235,13 +235,19 @@ main(int argc, char **argv)
 	for (int i = 0; i < SUP_STAGES; i++)
 		s.ch[i].reply_fd = s.ch[i].ready_fd = -1;
 	parse(&s.cfg, argc, argv);
+	if (s.cfg.control != NULL && ctl_check_path(s.cfg.control) == -1)
+		return EXIT_USAGE;
 	if (find_bindir(s.cfg.bindir, sizeof(s.cfg.bindir)) == -1 ||
 	    open_fds(&s) == -1)
 		return 1;
-	int status = 1;
-	if (sup_ipc_setup(&s) == 0 && ctl_open(&s) == 0) {
-		sup_define_stages(&s);
-		status = sup_run(&s);
+	int status = 1, rc;
+	if (sup_ipc_setup(&s) == 0) {
+		if ((rc = ctl_open(&s)) == 0) {
+			sup_define_stages(&s);
+			status = sup_run(&s);
+		} else if (rc == -EXIT_USAGE) {
+			status = EXIT_USAGE;
+		}
 	}
 	/* Everything is removed before the pending `stop` hears `ok`: once
 	 * telemctl returns, the instance is free to be started again. */

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -67,11 +68,24 @@ main(int argc, char **argv)
 			fatalx(EXIT_USAGE, "command too long");
 		len += (size_t)n;
 	}
+	/* Whoever can put a socket where we connect answers for the
+	 * supervisor: the folder must be ours and closed to others, the
+	 * socket ours, and the process behind it must run as us. */
+	char why[512];
 	if (path == NULL) {
-		if (ctl_default_path(def, sizeof(def), instance, 0) == -1)
+		char dir[512];
+		struct stat st;
+		if (ctl_dir(dir, sizeof(dir), 0) == -1 ||
+		    ctl_default_path(def, sizeof(def), instance, 0) == -1)
 			fatal(1, "control socket path of instance %s", instance);
+		if (lstat(dir, &st) == 0 &&
+		    ctl_trust_dir(dir, &st, why, sizeof(why)) == -1)
+			fatalx(1, "%s", why);
 		path = def;
 	}
+	if (ctl_trust_sock(path, why, sizeof(why)) == -1 &&
+	    (errno == ENOTSOCK || errno == EPERM))
+		fatalx(1, "%s: refusing to talk to it", why);
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	if (strlen(path) >= sizeof(sa.sun_path))
 		fatalx(EXIT_USAGE, "control socket path %s is too long", path);
@@ -81,6 +95,14 @@ main(int argc, char **argv)
 		fatal(1, "socket");
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == -1)
 		fatal(1, "connect %s (is telem-supervisor -i %s running?)", path, instance);
+	struct ucred cr;
+	socklen_t crlen = sizeof(cr);
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &crlen) == -1)
+		fatal(1, "SO_PEERCRED on %s", path);
+	if (cr.uid != geteuid())
+		fatalx(1, "the process answering on %s (pid %d) runs as uid %u, not "
+		    "as uid %u: refusing to talk to it", path, (int)cr.pid,
+		    (unsigned)cr.uid, (unsigned)geteuid());
 	if (send(fd, req, len, MSG_NOSIGNAL) != (ssize_t)len)
 		fatal(1, "send to %s", path);
 	/* Print the reply as it comes; remember how its last line starts. */
