@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -267,7 +268,13 @@ start_connect(struct carbon *c)
 	const struct carbon_addr *a = &c->addr[c->next_addr];
 	c->fd = socket(a->sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (c->fd == -1) {
-		outage(c, "socket", errno);
+		int e = errno;
+		char what[64] = "socket";
+		struct rlimit rl;
+		if (e == EMFILE && getrlimit(RLIMIT_NOFILE, &rl) == 0)
+			snprintf(what, sizeof(what), "socket (RLIMIT_NOFILE %llu)",
+			    (unsigned long long)rl.rlim_cur);
+		outage(c, what, e);
 		return;
 	}
 	if (connect(c->fd, (const struct sockaddr *)&a->sa, a->len) == 0) {

@@ -214,7 +214,7 @@ ctl_open(struct sup *s)
 	int rc = -1;
 	s->ctlfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (s->ctlfd == -1) {
-		log_warn("socket");
+		log_warn("socket for the control socket %s", s->ctlpath);
 		return -1;
 	}
 	/* A socket file nobody answers on is left by a killed supervisor. */

@@ -274,12 +274,26 @@ explain_no_room(const struct sup *s, const char *what, const char *obj,
 	    (unsigned long long)vs.f_bavail * vs.f_frsize, need, all);
 }
 
+/* mq_open says EMFILE both when RLIMIT_MSGQUEUE is spent and when no
+ * descriptor is left: 1 if one is left (so it was the budget). Keeps errno. */
+static int
+fd_free(void)
+{
+	int e = errno, fd = fcntl(0, F_DUPFD_CLOEXEC, 0);
+	if (fd != -1)
+		close(fd);
+	errno = e;
+	return fd != -1;
+}
+
 static void
 explain_create(const struct sup *s, const char *obj)
 {
 	int e = errno;
 	if (s->cfg.chan.kind == CHAN_SHM && e == ENOSPC)
 		explain_no_room(s, "shm", obj, chan_shm_bytes(&s->cfg.chan));
+	else if (s->cfg.chan.kind == CHAN_MQUEUE && e == EMFILE && !fd_free())
+		log_warn("create mqueue %s", obj);  /* RLIMIT_NOFILE, said */
 	else if (s->cfg.chan.kind == CHAN_MQUEUE && (e == EMFILE || e == ENOSPC))
 		log_warnx("mq_open %s: RLIMIT_MSGQUEUE exhausted: the queues of "
 		    "this user (all instances) use the budget; use -m or remove "
