@@ -9,6 +9,9 @@ missing=
 command -v nc >/dev/null 2>&1 || missing="$missing netcat-openbsd"
 command -v socat >/dev/null 2>&1 || missing="$missing socat"
 command -v cc >/dev/null 2>&1 || missing="$missing gcc"
+# e2e_guard runs stages as another user and mounts a tiny /dev/shm.
+{ command -v setpriv && command -v unshare; } >/dev/null 2>&1 ||
+	missing="$missing util-linux"
 # e2e_graphite runs a real carbon-cache and carbon-relay, reads whisper files.
 command -v carbon-cache >/dev/null 2>&1 || missing="$missing graphite-carbon"
 command -v whisper-fetch >/dev/null 2>&1 || missing="$missing python3-whisper"
