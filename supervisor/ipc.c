@@ -155,6 +155,17 @@ lock_once(struct sup *s, const char *path)
 		close(fd);
 		return -1;
 	}
+	/* Another user's file that we could open all the same (its mode lets
+	 * us): its owner may remove or replace it at any time, so a lock on
+	 * it proves nothing. Only root, who may clean up after anyone, takes
+	 * such a file over (below: when nobody holds it). */
+	if (st.st_uid != geteuid() && geteuid() != 0) {
+		log_warnx("instance '%s' is in use by uid %u (lock %s is theirs; "
+		    "choose another instance with -i)", s->cfg.instance,
+		    (unsigned)st.st_uid, path);
+		close(fd);
+		return -1;
+	}
 	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
 	if (fcntl(fd, F_SETLK, &fl) == -1) {
 		if (errno != EAGAIN && errno != EACCES) {
