@@ -8,6 +8,7 @@
 #include <criterion/criterion.h>
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -532,4 +533,32 @@ Test(guard, a_stage_short_of_descriptors_says_which_and_the_limit)
 	    "Too many open files (RLIMIT_NOFILE 4)\n", P.instance);
 	cr_assert_str_eq(err, text);
 	free(err);
+}
+
+/* ---- the control folder no longer collects lock files ---------------- */
+
+Test(guard, old_lock_files_in_the_control_folder_are_removed_unless_held)
+{
+	/* Earlier versions left an flock'ed <instance>.lock there per
+	 * instance ever run; one still held belongs to a running one. */
+	char dir[512], stale[600], held[600];
+	cr_assert_eq(ctl_dir(dir, sizeof(dir), 1), 0);
+	snprintf(stale, sizeof(stale), "%s/%s-old.lock", dir, P.instance);
+	snprintf(held, sizeof(held), "%s/%s-held.lock", dir, P.instance);
+	int s = open(stale, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	int h = open(held, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	cr_assert(s != -1 && h != -1);
+	close(s);
+	cr_assert_eq(flock(h, LOCK_EX | LOCK_NB), 0);
+	START("-m", "1024");
+	struct stat st;
+	int stale_gone = lstat(stale, &st) == -1 && errno == ENOENT;
+	int held_kept = lstat(held, &st) == 0;
+	unlink(stale);
+	unlink(held);
+	close(h);
+	cr_assert(stale_gone, "%s is still there", stale);
+	cr_assert(held_kept, "%s, still locked, was removed", held);
+	snprintf(stale, sizeof(stale), "%s/%s.lock", dir, P.instance);
+	cr_assert_eq(lstat(stale, &st), -1, "%s made again", stale);
 }
