@@ -15,8 +15,9 @@
 volatile sig_atomic_t stage_stopping;
 
 /* Once stopping, a full out-queue is retried this long before the batch is
- * given up (its records stay in `inflight` and the supervisor books them as
- * lost), so a stage whose downstream is gone still exits promptly. */
+ * given up (its records are in `out` but not in the reader's `in`: the
+ * reader books them as lost), so a stage whose downstream is gone still
+ * exits promptly. */
 #define STOP_SEND_GRACE_MS 500
 #define RECV_WAIT_MS 100
 
@@ -192,6 +193,8 @@ open_queue(struct stage *st, const char *queue, int mode, int *status)
 	return c;
 }
 
+static void mark_all_sent(struct stage *st);
+
 static int
 open_all(struct stage *st)
 {
@@ -229,6 +232,17 @@ open_all(struct stage *st)
 			return EXIT_TEMPORARY;
 		}
 		wire_writer_init(&st->w, buf, cap);
+	}
+	/* The books (common/stats.h): go on numbering from what earlier
+	 * runs of this stage sent; whatever of that did not reach a reader
+	 * never will (they are dead), so say all of it was sent. */
+	st->out_total = stats_get(&st->stats->out);
+	for (size_t i = 0; i < st->nout; i++)
+		st->out_slot[i] = st->seg != NULL ?
+		    stats_reader_of(st->seg, st->out_name[i]) : -1;
+	if (st->seg != NULL) {
+		st->w.src = (uint8_t)st->slot;
+		mark_all_sent(st);
 	}
 	return -1;
 }
@@ -287,26 +301,52 @@ send_msg(struct stage *st, size_t i, const void *msg, size_t len)
 	}
 }
 
+/* After a send that gave up (at shutdown) or when this stage starts:
+ * nothing of ours up to `out` is on its way any more, so a reader idle on
+ * an empty queue books what it did not get as lost (common/stats.h). */
+static void
+mark_all_sent(struct stage *st)
+{
+	for (size_t i = 0; i < st->nout; i++)
+		if (st->out_slot[i] >= 0)
+			atomic_store(&st->stats->sent[st->out_slot[i]], st->out_total);
+}
+
 int
 stage_push(struct stage *st)
 {
-	if (st->w.count > 0) {
-		size_t len = wire_finish(&st->w);
-		for (size_t i = 0; i < st->nout; i++)
-			if (send_msg(st, i, st->w.buf, len) == -1)
-				return -1;
-		wire_writer_reset(&st->w);
-	}
-	/* Everything handled so far has left this process (or reached the
-	 * stage's own state): settle the shared counters once per batch. */
 	struct stats_slot *s = st->stats;
-	if (st->n_out)
-		stats_add(&s->out, st->n_out);
+	if (st->w.count > 0) {
+		/* The books of a message (common/stats.h): `out` first, in one
+		 * store, then each queue, then its reader's `sent`. A kill in
+		 * between leaves a gap that the reader books as lost. */
+		uint64_t end = st->out_total + st->w_tel;
+		st->w.seq = st->out_total;
+		size_t len = wire_finish(&st->w);
+		if (st->w_tel > 0) {
+			st->out_total = end;
+			atomic_store(&s->out, end);
+		}
+		for (size_t i = 0; i < st->nout; i++) {
+			if (send_msg(st, i, st->w.buf, len) == -1) {
+				mark_all_sent(st);
+				return -1;
+			}
+			if (st->out_slot[i] >= 0)
+				atomic_store(&s->sent[st->out_slot[i]], end);
+		}
+		wire_writer_reset(&st->w);
+		st->w_tel = 0;
+	}
+	/* Once per round: what the stage's rule dropped, what was rejected,
+	 * and what a stage without out-queues passed on. */
+	if (st->n_filtered)
+		stats_add(&s->filtered, st->n_filtered);
 	if (st->n_bad)
 		stats_add(&s->bad, st->n_bad);
-	if (st->n_done)
-		atomic_fetch_sub_explicit(&s->inflight, st->n_done, memory_order_relaxed);
-	st->n_out = st->n_bad = st->n_done = 0;
+	if (st->n_out && !st->ops->holds_records)
+		stage_commit(st, st->n_out);
+	st->n_out = st->n_bad = st->n_filtered = 0;
 	return 0;
 }
 
@@ -315,16 +355,20 @@ stage_commit(struct stage *st, uint64_t n)
 {
 	if (n == 0)
 		return;
-	stats_add(&st->stats->out, n);
-	atomic_fetch_sub_explicit(&st->stats->inflight, n, memory_order_relaxed);
+	st->out_total += n;
+	atomic_store_explicit(&st->stats->out, st->out_total, memory_order_relaxed);
 }
 
 int
 stage_emit(struct stage *st, uint8_t type, const char *name, size_t name_len,
     uint32_t value)
 {
-	if (st->nout > 0 &&
-	    wire_put(&st->w, type, name, name_len, value) == -1) {
+	if (st->nout == 0) {
+		if (type == WIRE_TELEMETRY)
+			st->n_out++;
+		return 0;
+	}
+	if (wire_put(&st->w, type, name, name_len, value) == -1) {
 		if (stage_push(st) == -1)
 			return -1;
 		if (wire_put(&st->w, type, name, name_len, value) == -1) {
@@ -334,31 +378,24 @@ stage_emit(struct stage *st, uint8_t type, const char *name, size_t name_len,
 		}
 	}
 	if (type == WIRE_TELEMETRY)
-		st->n_out++;
+		st->w_tel++;
 	return 0;
 }
 
-/* Handle one checked message holding `ntel` telemetry records. Returns
- * TAKE_STOP after a Stop record, else TAKE_GOT. What it emits is sent by
- * the caller. */
+/* Handle one checked and booked message. Returns TAKE_STOP after a Stop
+ * record, else TAKE_GOT. What it emits is sent by the caller. */
 enum { TAKE_FAIL = -1, TAKE_NONE, TAKE_GOT, TAKE_STOP };
 
 static int
-handle_msg(struct stage *st, const void *msg, uint32_t ntel)
+handle_msg(struct stage *st, const void *msg)
 {
 	struct wire_reader r;
 	struct wire_rec rec;
-	/* Booked before any record is handled, so that a SIGKILL at any
-	 * point leaves `inflight` covering every record not yet passed on. */
-	stats_add(&st->stats->in, ntel);
-	stats_add(&st->stats->inflight, ntel);
 	wire_reader_init(&r, msg);
 	while (wire_next(&r, &rec)) {
 		switch (rec.type) {
 		case WIRE_TELEMETRY:
 			st->ops->on_record(st, &rec);
-			if (!st->ops->holds_records)
-				st->n_done++;
 			break;
 		case WIRE_FLUSH:
 			st->ops->on_flush(st);
@@ -368,6 +405,74 @@ handle_msg(struct stage *st, const void *msg, uint32_t ntel)
 		}
 	}
 	return TAKE_GOT;
+}
+
+/* The name of the writer in stats slot w, for messages. */
+static const char *
+writer_name(const struct stage *st, unsigned w)
+{
+	return st->seg != NULL && st->seg->slot[w].stage[0] != '\0' ?
+	    st->seg->slot[w].stage : "?";
+}
+
+/* Book a checked message holding `ntel` telemetry records in `in`, before
+ * any record of it is handled: one store (common/stats.h). Returns 0, or
+ * -1 when it must be dropped (counted bad): a writer slot out of range or
+ * a message already taken. */
+static int
+book_msg(struct stage *st, const void *msg, uint32_t ntel, struct log_limit *lim)
+{
+	uint8_t src;
+	uint64_t seq, gap;
+	wire_origin(msg, &src, &seq);
+	if (src == WIRE_SRC_NONE) {
+		if (ntel > 0)
+			stats_add(&st->stats->in, ntel);
+		return 0;
+	}
+	if (src >= STATS_SLOTS || stats_take(st->stats, src, seq, ntel, &gap) == -1) {
+		stats_add(&st->stats->bad, 1);
+		long long n = log_limit_pass(lim, 1000);
+		if (n >= 0)
+			log_warnx("message of writer slot %u, records %llu.., on "
+			    "queue %s %s: dropped (%lld more suppressed)", src,
+			    (unsigned long long)seq, st->in_name, src >= STATS_SLOTS ?
+			    "names no slot" : "was taken already", n);
+		return -1;
+	}
+	if (gap > 0) {
+		long long n = log_limit_pass(&st->gap_log, 1000);
+		if (n >= 0)
+			log_warnx("%llu records of %s before its record %llu never "
+			    "reached us (taken by a killed %s or not sent by a killed "
+			    "%s): counted lost (%lld more such lines suppressed)",
+			    (unsigned long long)gap, writer_name(st, src),
+			    (unsigned long long)seq, st->name, writer_name(st, src), n);
+	}
+	return 0;
+}
+
+/* On an empty queue (idle, or at a Stop): book as lost what the writers
+ * say they sent us and nobody alive took (common/stats.h). The order
+ * matters: what the writers sent first, then the queue's depth. */
+static void
+settle_gaps(struct stage *st)
+{
+	uint64_t sent[STATS_SLOTS];
+	if (st->seg == NULL || st->in == NULL)
+		return;
+	stats_sent_to(st->seg, st->slot, sent);
+	long depth = chan_depth(st->in);
+	if (depth != 0) {
+		if (depth < 0)
+			log_warn("depth of queue %s", st->in_name);
+		return;
+	}
+	uint64_t gap = stats_close_gaps(st->stats, sent);
+	if (gap > 0)
+		log_warnx("%llu records sent to queue %s never reached us (taken by "
+		    "a killed %s): counted lost", (unsigned long long)gap,
+		    st->in_name, st->name);
 }
 
 /* Receive one message, waiting up to wait_ms, and handle it. Returns
@@ -396,7 +501,9 @@ take_msg(struct stage *st, int wait_ms, struct log_limit *lim)
 			    st->in_name, s);
 		return TAKE_GOT;
 	}
-	return handle_msg(st, st->inbuf, ntel);
+	if (book_msg(st, st->inbuf, ntel, lim) == -1)
+		return TAKE_GOT;
+	return handle_msg(st, st->inbuf);
 }
 
 /* Wait for a message, then take the ones already queued behind it too
@@ -411,10 +518,13 @@ recv_loop(struct stage *st)
 	struct log_limit lim = { 0, 0 };
 	while (!stage_stopping) {
 		int r = take_msg(st, RECV_WAIT_MS, &lim);
+		int idle = r == TAKE_NONE;
 		for (int k = 1; r == TAKE_GOT && k < TAKE_MAX; k++)
 			r = take_msg(st, 0, &lim);
 		if (r == TAKE_FAIL || stage_push(st) == -1)
 			return EXIT_TEMPORARY;
+		if (idle || r == TAKE_STOP)
+			settle_gaps(st);
 		if (st->ops->on_tick != NULL)
 			st->ops->on_tick(st);
 		if (r == TAKE_STOP)

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "chan.h"
+#include "log.h"
 #include "stats.h"
 #include "wire.h"
 
@@ -40,9 +41,12 @@ struct stage_ops {
 	void (*on_tick)(struct stage *st);
 	void (*fini)(struct stage *st);
 	int needs_in;              /* 1 if --in is required */
-	/* 1: the stage keeps what it takes (an egress): the skeleton books
-	 * none of its records `out` nor settles them in `inflight`; the stage
-	 * does so with stage_commit once they are safe (saved). */
+	/* 1: the records the stage handles are not passed on when they are
+	 * handled (an egress applies them to its aggregates), so the skeleton
+	 * does not book them in `out`; the stage does, with stage_commit,
+	 * once they are safe (saved). Until then they are in flight, lost if
+	 * killed. Only for stages without out-queues (whose `out` numbers
+	 * messages). */
 	int holds_records;
 };
 
@@ -67,8 +71,18 @@ struct stage {
 	struct stats_slot local;
 	int slot;
 	int ready_fd;
-	/* Counted locally per message, added to the shared slot once. */
-	uint64_t n_out, n_bad, n_done;
+	/* The books (common/stats.h). out_total is the slot's `out`, kept
+	 * here: only this process writes it. w_tel: telemetry records in the
+	 * batch being built. out_slot[i]: the stats slot of out-queue i's
+	 * reader (-1: none known, nothing booked for it). */
+	uint64_t out_total;
+	uint32_t w_tel;
+	int out_slot[STAGE_OUT_MAX];
+	/* Counted locally per round, added to the shared slot once: records
+	 * passed on by a stage without out-queues, dropped by the stage's
+	 * rule (stage_filtered), rejected input lines. */
+	uint64_t n_out, n_filtered, n_bad;
+	struct log_limit gap_log;
 };
 
 /* Set by SIGTERM/SIGINT (and the parent's death); the loops check it. */
@@ -86,8 +100,14 @@ int stage_emit(struct stage *st, uint8_t type, const char *name,
 /* Send every non-empty batch now and settle the counters of the records
  * handled so far. Returns 0 or -1 (logged). */
 int stage_push(struct stage *st);
+/* A record the stage's rule drops: booked in `filtered` with the batch. */
+static inline void
+stage_filtered(struct stage *st)
+{
+	st->n_filtered++;
+}
 /* Book n records of a holds_records stage as `out` (no longer in
- * flight): call it only once they survive the stage's death. */
+ * flight), one store: call it only once they survive the stage's death. */
 void stage_commit(struct stage *st, uint64_t n);
 /* Announce readiness on --ready-fd by writing "R\n", exactly (once; later
  * calls do nothing). */

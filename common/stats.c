@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 #define STATS_MAGIC 0x7473746cU /* "ltst" */
-#define STATS_VERSION 3 /* 2: sink_dropped; 3: run */
+#define STATS_VERSION 4 /* 2: sink_dropped; 3: run; 4: taken/sent books */
 
 static struct stats_seg *
 map(int fd)
@@ -89,4 +89,79 @@ int
 stats_unlink(const char *objname)
 {
 	return shm_unlink(objname);
+}
+
+uint64_t
+stats_in(const struct stats_slot *s)
+{
+	uint64_t n = stats_get(&s->in);
+	for (int w = 0; w < STATS_SLOTS; w++)
+		n += stats_get(&s->taken[w]);
+	return n;
+}
+
+int64_t
+stats_inflight(const struct stats_slot *s)
+{
+	return (int64_t)(stats_in(s) - stats_get(&s->out) - stats_get(&s->filtered) -
+	    stats_get(&s->dropped) - stats_get(&s->lost));
+}
+
+int64_t
+stats_settle_dead(struct stats_slot *s)
+{
+	uint64_t lost = stats_in(s) - stats_get(&s->out) - stats_get(&s->filtered) -
+	    stats_get(&s->dropped);
+	uint64_t was = atomic_exchange(&s->lost, lost);
+	return (int64_t)(lost - was);
+}
+
+int
+stats_reader_of(const struct stats_seg *seg, const char *queue)
+{
+	for (int r = 0; r < STATS_SLOTS; r++)
+		if (seg->slot[r].in_queue[0] != '\0' &&
+		    strncmp(seg->slot[r].in_queue, queue, STATS_NAME_MAX) == 0)
+			return r;
+	return -1;
+}
+
+int
+stats_take(struct stats_slot *me, unsigned src, uint64_t seq, uint64_t n,
+    uint64_t *gap)
+{
+	uint64_t t = atomic_load(&me->taken[src]);
+	*gap = 0;
+	if (seq < t)
+		return -1;
+	/* A kill between these two stores books the gap again next time,
+	 * counted once: the supervisor resets lost from the others. */
+	if (seq > t) {
+		*gap = seq - t;
+		stats_add(&me->lost, *gap);
+	}
+	atomic_store(&me->taken[src], seq + n);
+	return 0;
+}
+
+void
+stats_sent_to(const struct stats_seg *seg, int me, uint64_t sent[STATS_SLOTS])
+{
+	for (int w = 0; w < STATS_SLOTS; w++)
+		sent[w] = atomic_load(&seg->slot[w].sent[me]);
+}
+
+uint64_t
+stats_close_gaps(struct stats_slot *me, const uint64_t sent[STATS_SLOTS])
+{
+	uint64_t total = 0;
+	for (int w = 0; w < STATS_SLOTS; w++) {
+		uint64_t t = atomic_load(&me->taken[w]);
+		if (t < sent[w]) {
+			stats_add(&me->lost, sent[w] - t);
+			atomic_store(&me->taken[w], sent[w]);
+			total += sent[w] - t;
+		}
+	}
+	return total;
 }

@@ -1,7 +1,25 @@
-/* stats.h - the stats segment (DESIGN §8): one slot of 64-bit atomic
+/* stats.h - the stats segment (DESIGN §8, §15): one slot of 64-bit atomic
  * counters per stage in "/telem.<instance>.stats", shared by the supervisor
- * (which owns the segment and writes pid, restarts, lost) and the stages
- * (which add to their own slot). Counters survive a stage's restart. */
+ * (which owns the segment and writes the names, pid, restarts, and `lost`
+ * of a stage it reaped) and the stages (each writes its own slot).
+ *
+ * The books. Every counter is a single monotonic word written by one party
+ * (the stage; the supervisor only while the stage is dead), so a kill -9
+ * between two stores can leave a record in no counter yet -- it is then in
+ * flight, and becomes `lost` -- but never in two:
+ *  - A writer W numbers the telemetry records it sends: `out` is the count
+ *    sent, and each message carries {src = W's slot, seq = out before it}
+ *    (common/wire.h). W stores `out = seq + n` before sending a message,
+ *    and `sent[R] = seq + n` in its own slot once reader R's queue has it.
+ *  - A reader R stores `taken[W] = seq + n` in its own slot when it takes
+ *    a message of W. A message starting past taken[W] shows records that a
+ *    killed predecessor of R took or a killed W never sent: R books that
+ *    gap in `lost`. So R's `in` is the sum of taken[] (plus `in`, records
+ *    with no writer: the events ingest parsed), and `in == W.out` per
+ *    queue once drained.
+ *  - Nothing stores "in flight": it is in - out - filtered - dropped - lost,
+ *    and when a stage dies the supervisor sets lost to what makes that 0.
+ * Counters survive a stage's restart. */
 #ifndef TELEM_STATS_H
 #define TELEM_STATS_H
 
@@ -13,15 +31,22 @@
 
 struct stats_slot {
 	char stage[STATS_NAME_MAX];    /* written by the supervisor only */
-	_Atomic uint64_t in;        /* records taken in (telemetry only) */
-	_Atomic uint64_t out;       /* records passed on / reported into */
+	char in_queue[STATS_NAME_MAX]; /* ditto, "" for none */
+	_Atomic uint64_t in;        /* telemetry taken with no writer slot
+	                             * (ingest: events parsed); see stats_in */
+	_Atomic uint64_t out;       /* passed on; egress: applied (stage_commit) */
+	_Atomic uint64_t filtered;  /* dropped by the stage's rule */
 	_Atomic uint64_t bad;       /* rejected lines or malformed messages */
-	_Atomic uint64_t dropped;   /* kernel UDP drops, names over the cap */
-	_Atomic uint64_t inflight;  /* records taken and not yet passed on */
-	_Atomic uint64_t lost;      /* inflight of stages that were killed */
+	_Atomic uint64_t dropped;   /* names over the cap */
+	_Atomic uint64_t dropped_dgrams; /* ingest: datagrams the kernel dropped */
+	_Atomic uint64_t lost;      /* held by killed stages, or taken by them */
 	_Atomic uint64_t sink_dropped; /* egress lines a full graphite buffer dropped */
 	_Atomic int64_t pid;
 	_Atomic uint64_t restarts;
+	_Atomic uint64_t taken[STATS_SLOTS]; /* reader: end of the last message
+	                                      * taken from the writer in slot W */
+	_Atomic uint64_t sent[STATS_SLOTS];  /* writer: end of the last message
+	                                      * in the queue of the reader R */
 };
 
 struct stats_seg {
@@ -53,9 +78,36 @@ stats_add(_Atomic uint64_t *c, uint64_t n)
 }
 
 static inline uint64_t
-stats_get(_Atomic uint64_t *c)
+stats_get(const _Atomic uint64_t *c)
 {
 	return atomic_load_explicit(c, memory_order_relaxed);
 }
+
+/* Records the stage has taken in: `in` plus every taken[W]. */
+uint64_t stats_in(const struct stats_slot *s);
+/* Records taken and not yet in out, filtered, dropped or lost (negative
+ * only if the books are broken). */
+int64_t stats_inflight(const struct stats_slot *s);
+/* The supervisor, for a stage that is dead: lost := in - out - filtered -
+ * dropped (idempotent). Returns how much lost grew (negative if it shrank,
+ * which the books never should make it do). */
+int64_t stats_settle_dead(struct stats_slot *s);
+
+/* The slot whose in_queue is `queue`, or -1. */
+int stats_reader_of(const struct stats_seg *seg, const char *queue);
+
+/* A reader's booking of a message [seq, seq + n) from writer slot src:
+ * records before seq not yet taken are booked lost (*gap), then
+ * taken[src] = seq + n. Returns 0, or -1 (nothing booked) if the message
+ * starts before what was already taken: a duplicate. */
+int stats_take(struct stats_slot *me, unsigned src, uint64_t seq, uint64_t n,
+    uint64_t *gap);
+/* For a reader idle on an empty queue: first stats_sent_to (every
+ * writer's sent[me]), THEN check that the queue is empty, then
+ * stats_close_gaps: every message ending at or before sent[me] has left
+ * the queue, so what is not in taken[] was taken by a killed predecessor or
+ * never sent by a killed writer. Returns the records booked lost. */
+void stats_sent_to(const struct stats_seg *seg, int me, uint64_t sent[STATS_SLOTS]);
+uint64_t stats_close_gaps(struct stats_slot *me, const uint64_t sent[STATS_SLOTS]);
 
 #endif

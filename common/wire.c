@@ -8,6 +8,8 @@ wire_writer_init(struct wire_writer *w, void *buf, size_t cap)
 {
 	w->buf = buf;
 	w->cap = cap;
+	w->src = WIRE_SRC_NONE;
+	w->seq = 0;
 	wire_writer_reset(w);
 }
 
@@ -21,10 +23,12 @@ wire_writer_reset(struct wire_writer *w)
 size_t
 wire_finish(struct wire_writer *w)
 {
-	uint16_t version = WIRE_VERSION, reserved = 0;
+	uint16_t version = WIRE_VERSION;
 	memcpy(w->buf, &version, 2);
-	memcpy(w->buf + 2, &reserved, 2);
+	w->buf[2] = w->src;
+	w->buf[3] = 0;
 	memcpy(w->buf + 4, &w->count, 4);
+	memcpy(w->buf + 8, &w->seq, 8);
 	return w->len;
 }
 
@@ -39,15 +43,14 @@ long
 wire_check_telemetry(const void *msg, size_t len, uint32_t *telemetry)
 {
 	const unsigned char *p = msg, *end = p + len;
-	uint16_t version, reserved;
+	uint16_t version;
 	uint32_t count;
 
 	if (len < WIRE_HDR)
 		return -1;
 	memcpy(&version, p, 2);
-	memcpy(&reserved, p + 2, 2);
 	memcpy(&count, p + 4, 4);
-	if (version != WIRE_VERSION || reserved != 0)
+	if (version != WIRE_VERSION || p[3] != 0)
 		return -1;
 	/* A lying count cannot make us read far: each record is >= 6 bytes. */
 	if (count > (len - WIRE_HDR) / WIRE_REC_HDR)
@@ -77,6 +80,14 @@ wire_check_telemetry(const void *msg, size_t len, uint32_t *telemetry)
 		p += WIRE_REC_HDR + nlen;
 	}
 	return p == end ? (long)count : -1;
+}
+
+void
+wire_origin(const void *msg, uint8_t *src, uint64_t *seq)
+{
+	const unsigned char *p = msg;
+	*src = p[2];
+	memcpy(seq, p + 8, 8);
 }
 
 void

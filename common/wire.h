@@ -1,8 +1,12 @@
 /* wire.h - the message format between stages (DESIGN §5).
  *
- * A message is a header {u16 version, u16 reserved (0), u32 count} and then
- * `count` records {u8 type, u8 name_len, u32 value, name bytes}, packed with
- * no padding, integers in host byte order (every stage runs on one host).
+ * A message is a header {u16 version, u8 src, u8 reserved (0), u32 count,
+ * u64 seq} and then `count` records {u8 type, u8 name_len, u32 value, name
+ * bytes}, packed with no padding, integers in host byte order (every stage
+ * runs on one host). `src` is the writer's stats slot (WIRE_SRC_NONE for
+ * the supervisor or a writer without one) and `seq` the number of telemetry
+ * records that writer sent before this message, so that a reader knows
+ * which records of a writer it took and which went missing (common/stage.c).
  * Messages are at most the channel's message size; a stage fills one with
  * everything it has ready and sends it, never waiting for more. */
 #ifndef TELEM_WIRE_H
@@ -12,8 +16,9 @@
 #include <stdint.h>
 #include <string.h>
 
-#define WIRE_VERSION 1
-#define WIRE_HDR 8
+#define WIRE_VERSION 2
+#define WIRE_HDR 16
+#define WIRE_SRC_NONE 0xFF /* the supervisor, or a writer without a slot */
 #define WIRE_REC_HDR 6
 #define WIRE_NAME_MAX 255
 #define WIRE_MSG_MIN 512   /* smallest message size a channel may use */
@@ -37,9 +42,12 @@ struct wire_writer {
 	size_t cap;
 	size_t len;
 	uint32_t count;
+	uint8_t src;     /* written into the header by wire_finish */
+	uint64_t seq;
 };
 
-/* Start an empty message in buf[0..cap). cap must be >= WIRE_HDR. */
+/* Start an empty message in buf[0..cap). cap must be >= WIRE_HDR. The
+ * origin is WIRE_SRC_NONE, seq 0 until the caller sets w->src and w->seq. */
 void wire_writer_init(struct wire_writer *w, void *buf, size_t cap);
 /* Append one record. Returns 0, or -1 (nothing written) when it does not fit.
  * (Inline, with wire_next below: every stage runs them once per record.) */
@@ -59,8 +67,9 @@ wire_put(struct wire_writer *w, uint8_t type, const char *name,
 	w->count++;
 	return 0;
 }
-/* Write the header and return the message length; the writer stays usable
- * only after wire_writer_reset. */
+/* Write the header (with w->src and w->seq) and return the message length;
+ * the writer stays usable only after wire_writer_reset (which keeps src and
+ * seq). */
 size_t wire_finish(struct wire_writer *w);
 void wire_writer_reset(struct wire_writer *w);
 
@@ -72,6 +81,10 @@ long wire_check(const void *msg, size_t len);
 /* wire_check, also counting the telemetry records into *telemetry (left
  * unspecified when the message is rejected). */
 long wire_check_telemetry(const void *msg, size_t len, uint32_t *telemetry);
+
+/* The origin of a message that passed wire_check: its writer's slot (or
+ * WIRE_SRC_NONE) and the writer's telemetry records sent before it. */
+void wire_origin(const void *msg, uint8_t *src, uint64_t *seq);
 
 /* Iterate over a message that passed wire_check. */
 struct wire_reader {

@@ -113,25 +113,27 @@ load_body(struct egress *e, struct state_reader *r, const char **why)
 
 /* Raise `out` to what the file says was saved in this run: a stage killed
  * after its save was in place but before booking it had those records
- * booked as lost by the supervisor. */
+ * booked as lost by the supervisor. Two stores, out then lost; killed
+ * between them, the supervisor sets lost again from the others
+ * (common/stats.h), so the books stay right. */
 static void
 book_saved(struct stage *st, const struct egress *e, const struct state_info *info)
 {
 	if (st->seg == NULL || info->run != st->seg->run)
 		return;  /* another run of the pipeline: its books are gone */
 	uint64_t out = stats_get(&st->stats->out);
-	uint64_t in = stats_get(&st->stats->in), dropped = stats_get(&st->stats->dropped);
-	if (info->committed <= out || in < out + dropped)
+	uint64_t in = stats_in(st->stats), done = out +
+	    stats_get(&st->stats->filtered) + stats_get(&st->stats->dropped);
+	if (info->committed <= out || in < done)
 		return;
 	uint64_t d = info->committed - out;
-	if (d > in - out - dropped)
-		d = in - out - dropped;  /* never more out than taken */
+	if (d > in - done)
+		d = in - done;  /* never more out than taken */
 	if (d == 0)
 		return;
 	uint64_t lost = stats_get(&st->stats->lost);
-	stats_add(&st->stats->out, d);
-	atomic_fetch_sub_explicit(&st->stats->lost, d < lost ? d : lost,
-	    memory_order_relaxed);
+	stage_commit(st, d);
+	atomic_store(&st->stats->lost, lost - (d < lost ? d : lost));
 	log_info("state file %s holds %llu records saved but not booked before "
 	    "the last exit: booked as out", e->state_path, (unsigned long long)d);
 }
@@ -207,7 +209,6 @@ egress_lookup(struct stage *st, struct egress *e, const char *name, size_t len,
 	if (errno != ENOSPC)
 		fatal(EXIT_TEMPORARY, "out of memory for name table");
 	stats_add(&st->stats->dropped, 1);
-	st->n_done++;  /* settled now: it is in `dropped`, not held */
 	long long s = log_limit_pass(&e->cap_log, 60000);
 	if (s >= 0)
 		log_warnx("name cap of %zu reached: new names dropped "

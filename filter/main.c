@@ -51,6 +51,8 @@ filter_record(struct stage *st, const struct wire_rec *r)
 	const struct filter *f = st->ctx;
 	if (f->below ? r->value <= f->limit : r->value >= f->limit)
 		stage_emit(st, WIRE_TELEMETRY, r->name, r->name_len, r->value);
+	else
+		stage_filtered(st);
 }
 
 static void

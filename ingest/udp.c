@@ -219,3 +219,27 @@ udp_recv(struct udp *u, size_t i, struct udp_batch *b, uint64_t *new_drops)
 	b->n = (size_t)n;
 	return n;
 }
+
+uint64_t
+udp_new_drops(struct udp *u)
+{
+	uint64_t total = 0;
+	for (size_t i = 0; i < u->n; i++) {
+		struct udp_sock *s = &u->s[i];
+		uint32_t d = kernel_drops(s->fd);
+		if ((int32_t)(d - s->drops) > 0) {
+			total += (uint32_t)(d - s->drops);
+			s->drops = d;
+		}
+	}
+	return total;
+}
+
+uint64_t
+udp_total_drops(const struct udp *u)
+{
+	uint64_t total = 0;
+	for (size_t i = 0; i < u->n; i++)
+		total += kernel_drops(u->s[i].fd);
+	return total;
+}

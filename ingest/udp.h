@@ -51,5 +51,11 @@ struct udp_batch {
  * of datagrams (0 if none), or -1 with errno. *new_drops gets the kernel
  * drops counted since the last call. */
 int udp_recv(struct udp *u, size_t i, struct udp_batch *b, uint64_t *new_drops);
+/* The kernel drops on every socket since the last udp_recv or
+ * udp_new_drops, read now without receiving (SO_MEMINFO, the same count
+ * SO_RXQ_OVFL reports with each datagram). */
+uint64_t udp_new_drops(struct udp *u);
+/* What the kernel has dropped on all the sockets since they were opened. */
+uint64_t udp_total_drops(const struct udp *u);
 
 #endif

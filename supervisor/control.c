@@ -1,5 +1,5 @@
-/* control.c - telemctl's side of the supervisor: status, restart, swap,
- * flush and stop over a UNIX stream socket. The socket and every
+/* control.c - telemctl's side of the supervisor: status, books, restart,
+ * swap, flush and stop over a UNIX stream socket. The socket and every
  * connection are non-blocking and served by the supervisor's one poll loop
  * (loop.c), so no client holds up Flush ticks, reaping or restarts: at most
  * CTL_CONNS connections, each with CTL_REQ_MS to send one line of at most
@@ -279,6 +279,17 @@ ctl_check_path(const char *path)
 
 static const int display_order[SUP_STAGES] = { 4, 2, 3, 0, 1 };
 
+#define U(x) ((unsigned long long)(x))
+
+/* Ingest's kernel drops: the larger of what it booked and what the kernel
+ * says now on our copy of its sockets (it may be stuck sending, or dead). */
+static uint64_t
+dgram_drops(struct sup *s, struct stats_slot *st)
+{
+	uint64_t booked = stats_get(&st->dropped_dgrams), now = udp_total_drops(&s->udp);
+	return now > booked ? now : booked;
+}
+
 static void
 do_status(struct sup *s, struct ctl_conn *k)
 {
@@ -287,21 +298,85 @@ do_status(struct sup *s, struct ctl_conn *k)
 		struct sup_child *c = &s->ch[display_order[i]];
 		struct stats_slot *st = &s->stats->slot[c->slot];
 		long depth = c->in_queue[0] ? sup_queue_depth(s, c->in_queue) : 0;
+		char dgrams[48] = "";
+		if (c->udp)
+			snprintf(dgrams, sizeof(dgrams), "dropped_dgrams=%llu ",
+			    U(dgram_drops(s, st)));
 		reply(k, "stage=%s pid=%d state=%s restarts=%llu uptime_s=%lld "
-		    "in_queue=%s depth=%ld in=%llu out=%llu bad=%llu dropped=%llu "
-		    "lost=%llu sink_dropped=%llu exe=%s\n", c->name, (int)c->pid,
-		    sup_state_name(c->state),
-		    (unsigned long long)stats_get(&st->restarts),
+		    "in_queue=%s depth=%ld in=%llu out=%llu filtered=%llu bad=%llu "
+		    "dropped=%llu %slost=%llu inflight=%lld sink_dropped=%llu "
+		    "exe=%s\n", c->name, (int)c->pid,
+		    sup_state_name(c->state), U(stats_get(&st->restarts)),
 		    c->pid > 0 ? (now - c->started_ms) / 1000 : 0,
 		    c->in_queue[0] ? c->in_queue : "-", depth,
-		    (unsigned long long)stats_get(&st->in),
-		    (unsigned long long)stats_get(&st->out),
-		    (unsigned long long)stats_get(&st->bad),
-		    (unsigned long long)stats_get(&st->dropped),
-		    (unsigned long long)stats_get(&st->lost),
-		    (unsigned long long)stats_get(&st->sink_dropped), c->exe);
+		    U(stats_in(st)), U(stats_get(&st->out)),
+		    U(stats_get(&st->filtered)), U(stats_get(&st->bad)),
+		    U(stats_get(&st->dropped)), dgrams, U(stats_get(&st->lost)),
+		    (long long)stats_inflight(st), U(stats_get(&st->sink_dropped)),
+		    c->exe);
 	}
 	reply(k, "ok\n");
+	conn_reply_done(s, k);
+}
+
+/* `books`: every stage's equation and every queue's (common/stats.h),
+ * then `balanced` or what does not add up. Meant after a drain: a live
+ * stage holding records shows them as in flight. */
+static void
+do_books(struct sup *s, struct ctl_conn *k)
+{
+	char bad[512] = "";
+	size_t blen = 0;
+	for (int i = 0; i < SUP_STAGES; i++) {
+		struct sup_child *c = &s->ch[display_order[i]];
+		struct stats_slot *st = &s->stats->slot[c->slot];
+		uint64_t in = stats_in(st), out = stats_get(&st->out),
+		    filtered = stats_get(&st->filtered), dropped = stats_get(&st->dropped),
+		    lost = stats_get(&st->lost);
+		int64_t diff = (int64_t)(in - out - filtered - dropped - lost);
+		char verdict[96] = " ok";
+		if (diff != 0) {
+			snprintf(verdict, sizeof(verdict), " MISMATCH (diff %lld%s)",
+			    (long long)diff, diff > 0 && c->pid > 0 ?
+			    ": in flight in a live stage, wait for a drain" : "");
+			if (blen < sizeof(bad))
+				blen += (size_t)snprintf(bad + blen, sizeof(bad) - blen,
+				    " %s", c->name);
+		}
+		reply(k, "%s: in=%llu == out=%llu + filtered=%llu + dropped=%llu + "
+		    "lost=%llu%s\n", c->name, U(in), U(out), U(filtered), U(dropped),
+		    U(lost), verdict);
+	}
+	for (int i = 0; i < SUP_STAGES; i++) {
+		struct sup_child *r = &s->ch[display_order[i]];
+		if (r->in_queue[0] == '\0')
+			continue;
+		char who[128] = "";
+		size_t wlen = 0;
+		uint64_t wout = 0;
+		for (int j = 0; j < SUP_STAGES; j++) {
+			struct sup_child *w = &s->ch[j];
+			for (int q = 0; q < w->nout; q++) {
+				if (strcmp(w->out_queue[q], r->in_queue) != 0)
+					continue;
+				wout += stats_get(&s->stats->slot[w->slot].out);
+				if (wlen < sizeof(who))
+					wlen += (size_t)snprintf(who + wlen, sizeof(who) - wlen,
+					    "%s%s.out", wlen ? "+" : "", w->name);
+			}
+		}
+		uint64_t rin = stats_in(&s->stats->slot[r->slot]);
+		if (wout != rin && blen < sizeof(bad))
+			blen += (size_t)snprintf(bad + blen, sizeof(bad) - blen, " %s",
+			    r->in_queue);
+		reply(k, "%s: %s=%llu == %s.in=%llu %s\n", r->in_queue,
+		    wlen ? who : "(no writer).out", U(wout), r->name, U(rin),
+		    wout == rin ? "ok" : "MISMATCH");
+	}
+	if (blen == 0)
+		reply(k, "balanced\nok\n");
+	else
+		reply(k, "not balanced:%s\nok\n", bad);
 	conn_reply_done(s, k);
 }
 
@@ -386,6 +461,8 @@ handle(struct sup *s, struct ctl_conn *k, char *line)
 	k->phase = CONN_WAIT;
 	if (strcmp(cmd, "status") == 0 && argc == 1) {
 		do_status(s, k);
+	} else if (strcmp(cmd, "books") == 0 && argc == 1) {
+		do_books(s, k);
 	} else if (strcmp(cmd, "stop") == 0 && argc == 1) {
 		/* Answered once the pipeline is down; every `stop` is. */
 		k->waits_stop = 1;
@@ -417,8 +494,8 @@ handle(struct sup *s, struct ctl_conn *k, char *line)
 		c->reply_fd = fd;
 		sup_restart(s, c);
 	} else {
-		finish(s, &fd, "error: usage: status | restart STAGE | swap STAGE EXEC "
-		    "[ARGS...] | flush | stop");
+		finish(s, &fd, "error: usage: status | books | restart STAGE | swap "
+		    "STAGE EXEC [ARGS...] | flush | stop");
 	}
 }
 

@@ -76,7 +76,7 @@ sup_after_exit(struct sup_child *c, int wst, long long now, long long *delay_ms)
 uint64_t
 sup_slot_taken(const struct stats_slot *st)
 {
-	return atomic_load_explicit(&st->in, memory_order_relaxed);
+	return stats_in(st);
 }
 
 int

@@ -51,6 +51,7 @@ define(struct sup *s, int i, const char *name, const char *exe, const char *in,
 	c->state = S_DOWN;
 	set_own(c, own);
 	snprintf(s->stats->slot[i].stage, STATS_NAME_MAX, "%s", name);
+	snprintf(s->stats->slot[i].in_queue, STATS_NAME_MAX, "%s", in ? in : "");
 }
 
 /* Append the egresses' --graphite options to a NULL-filled array with
@@ -376,12 +377,23 @@ on_exit_of(struct sup *s, struct sup_child *c, int wst)
 	}
 	c->pid = 0;
 	atomic_store(&st->pid, 0);
-	/* What the stage had taken and not passed on went with it. */
-	uint64_t held = atomic_exchange(&st->inflight, 0);
-	if (held > 0) {
-		stats_add(&st->lost, held);
-		log_warnx("stage %s lost %llu records it held", c->name,
-		    (unsigned long long)held);
+	/* What the stage had taken and not passed on went with it: set lost
+	 * from the other counters (common/stats.h), which stays right however
+	 * far a stage got, and whether or not this was done before. And
+	 * nothing more of what it counted out is on its way: its readers may
+	 * book what did not reach them as lost as soon as their queue is
+	 * empty, restarted or not. */
+	int64_t held = stats_settle_dead(st);
+	if (held > 0)
+		log_warnx("stage %s lost %lld records it held", c->name, (long long)held);
+	else if (held < 0)
+		log_warnx("stage %s: books off by %lld (lost shrank)", c->name,
+		    (long long)-held);
+	uint64_t out = stats_get(&st->out);
+	for (int q = 0; q < c->nout; q++) {
+		int r = stats_reader_of(s->stats, c->out_queue[q]);
+		if (r >= 0)
+			atomic_store(&st->sent[r], out);
 	}
 	int was_stopping = c->state == S_STOPPING || c->state == S_STALLED;
 	c->state = (enum sup_state)sup_next(c->state, E_EXITED);

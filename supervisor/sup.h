@@ -62,7 +62,8 @@ int sup_next(enum sup_state s, enum sup_event e);
  * backoff and restart history. */
 struct sup_child;
 int sup_after_exit(struct sup_child *c, int wst, long long now, long long *delay_ms);
-/* Records a stage has taken off its in-queue so far (its slot's `in`):
+/* Records a stage has taken off its in-queue so far (stats_in: its
+ * slot's `in` and what it took of each writer, common/stats.h):
  * the one place that says what "taking" is for the stall check. */
 uint64_t sup_slot_taken(const struct stats_slot *st);
 /* One look at an up stage's in-queue at `now`: `taken` from

@@ -17,6 +17,8 @@
 static const char usage[] =
     "usage: telemctl [-i instance | --control path] COMMAND\n"
     "  status                     one line per stage, then ok\n"
+    "  books                      each stage's and queue's equation, then\n"
+    "                             balanced or what does not add up (after a drain)\n"
     "  restart STAGE              stop the stage and start it again\n"
     "  swap STAGE EXEC [ARGS...]  run EXEC with ARGS as the stage's program\n"
     "  flush                      send a Flush now\n"

@@ -103,6 +103,10 @@ Test(policy, slot_taken_is_the_in_counter)
 	stats_add(&st.in, 42);
 	stats_add(&st.out, 7);
 	cr_expect_eq(sup_slot_taken(&st), 42);
+	/* What it took of each writer (common/stats.h) is taken too. */
+	atomic_store(&st.taken[4], 100);
+	atomic_store(&st.taken[15], 1);
+	cr_expect_eq(sup_slot_taken(&st), 143);
 }
 
 Test(policy, backoff_doubles_to_five_seconds)
