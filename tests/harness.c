@@ -418,11 +418,15 @@ pl_status(const struct pl *p, struct h_status *s)
 		return 0;
 	for (int i = 0; i < H_NSTAGES; i++) {
 		struct h_stage *t = &s->st[i];
+		t->dropped_dgrams = -1;
 		if (status_line(s->raw, h_stage_name[i], line, sizeof(line)) == NULL ||
 		    num_field(line, "pid", &t->pid) || num_field(line, "restarts", &t->restarts) ||
 		    num_field(line, "uptime_s", &t->uptime_s) ||
 		    num_field(line, "depth", &t->depth) || num_field(line, "in", &t->in) ||
 		    num_field(line, "out", &t->out) || num_field(line, "bad", &t->bad) ||
+		    num_field(line, "filtered", &t->filtered) ||
+		    num_field(line, "inflight", &t->inflight) ||
+		    (i == H_INGEST && num_field(line, "dropped_dgrams", &t->dropped_dgrams)) ||
 		    num_field(line, "dropped", &t->dropped) || num_field(line, "lost", &t->lost) ||
 		    num_field(line, "sink_dropped", &t->sink_dropped) ||
 		    field(line, "state", t->state, sizeof(t->state)) ||
@@ -431,6 +435,16 @@ pl_status(const struct pl *p, struct h_status *s)
 			return 0;
 	}
 	return 1;
+}
+
+int
+pl_books(const struct pl *p, char *out, size_t cap)
+{
+	if (pl_ctl(p, out, cap, "books") != 0)
+		return 0;
+	static const char tail[] = "\nbalanced\nok\n";
+	size_t len = strlen(out), n = sizeof(tail) - 1;
+	return len >= n && strcmp(out + len - n, tail) == 0;
 }
 
 static int

@@ -63,8 +63,8 @@ pid_t pl_ctl_bg(const struct pl *p, const char *cmd, const char *path);
 enum { H_INGEST, H_LOW, H_HIGH, H_CKMS, H_CMA, H_NSTAGES };
 extern const char *const h_stage_name[H_NSTAGES];
 struct h_stage {
-	long long pid, restarts, uptime_s, depth, in, out, bad, dropped, lost,
-	    sink_dropped;
+	long long pid, restarts, uptime_s, depth, in, out, filtered, bad, dropped,
+	    dropped_dgrams, lost, inflight, sink_dropped;
 	char state[16], in_queue[16], exe[256];
 };
 struct h_status {
@@ -72,8 +72,12 @@ struct h_status {
 	char raw[8192];
 };
 /* 1 if telemctl exited 0, the reply ended in `ok` and every stage's line
- * held every field; 0 otherwise (raw still holds the reply). */
+ * held every field (dropped_dgrams: ingest's only; -1 for the others); 0
+ * otherwise (raw still holds the reply). */
 int pl_status(const struct pl *p, struct h_status *s);
+
+/* Run `telemctl books` into out: 1 if it exited 0 and said `balanced`. */
+int pl_books(const struct pl *p, char *out, size_t cap);
 
 /* Count /dev/mqueue and /dev/shm entries named telem.<instance>.* */
 int pl_objects_left(const struct pl *p);
