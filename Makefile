@@ -97,6 +97,11 @@ check: deps
 bench: all $(BENCHES)
 	@./bench/run.sh $(BIN)
 
+# Storms of kill -9s under load, one line per round (tests/chaos.sh).
+ROUNDS ?= 3
+chaos: all $(BIN)/bench-loadgen
+	@./tests/chaos.sh $(ROUNDS) $(BIN)
+
 run: deps all
 	./$(BIN)/telem-supervisor
 
@@ -107,7 +112,7 @@ install: all
 clean:
 	rm -rf $(BUILD) $(BIN)
 
-.PHONY: all deps tests test check bench run install clean
+.PHONY: all deps tests test check bench chaos run install clean
 .PRECIOUS: $(BUILD)/%.o
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
 

@@ -58,7 +58,7 @@ snap() {
 			k = substr($i, 1, index($i, "=") - 1)
 			v = substr($i, index($i, "=") + 1)
 			if (k == "stage") n = v
-			else if (k ~ /^(pid|depth|in|out|dropped|lost|restarts)$/)
+			else if (k ~ /^(pid|depth|in|out|dropped|dropped_dgrams|lost|restarts)$/)
 				printf "s_%s_%s=%s\n", n, k, v
 		}
 	}' "$tmp/st")"
@@ -185,7 +185,7 @@ pipe_step() {
 	t0=$(cpu_ticks $(pids)) m0=$(machine_ticks) c0=$(cat "$tmp/children")
 	u0=$(uptime_s)
 	o0=$s_ingest_out l0=$s_low_in h0=$s_high_in lo0=$s_low_out ho0=$s_high_out
-	k0=$s_ckms_in a0=$s_cma_in dr0=$s_ingest_dropped
+	k0=$s_ckms_in a0=$s_cma_in dr0=$s_ingest_dropped_dgrams
 	x0=$(sum_of lost) r0=$(sum_of restarts)
 	# shellcheck disable=SC2046
 	"$bin/bench-loadgen" -p "$port" $(load_args "$1" "$2" "$3") >"$tmp/lg" 2>/dev/null
@@ -209,7 +209,7 @@ pipe_step() {
 		split(c, cc, " "); split(u, uu, " ")
 		o = (m - t) / hz - (cc[2] - cc[1])
 		printf("%.0f", o > 0 ? 100 * o / ((uu[2] - uu[1]) * n) : 0) }')
-	echo "$1 $2 ${sent:-0 1} $out $((s_ingest_dropped - dr0))" \
+	echo "$1 $2 ${sent:-0 1} $out $((s_ingest_dropped_dgrams - dr0))" \
 	    "$(awk -v t=$((t1 - t0)) -v hz="$hz" 'BEGIN { print t / hz }')" \
 	    "$4 $5 $6 $7 $other $books $(mem_kb VmHWM)" >>"$tmp/rows"
 	tail -n 1 "$tmp/rows" | show_rows
