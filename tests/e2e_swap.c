@@ -293,22 +293,26 @@ Test(swap, sigkill_books_what_the_stage_held_as_lost)
 		    s.st[H_CKMS].depth == 0 && s.st[H_CKMS].in == s.st[H_LOW].out)
 			break;
 	}
-	const struct h_stage *lo = &s.st[H_LOW];
-	long long lost = lo->lost;
-	cr_assert_gt(lost, 0, "low was killed holding records:\n%s", s.raw);
+	const struct h_stage *lo = &s.st[H_LOW], *ck = &s.st[H_CKMS];
+	long long held = lo->lost, lost = lo->lost + ck->lost;
+	cr_assert_gt(held, 0, "low was killed holding records:\n%s", s.raw);
 	cr_assert_leq(lost, k);
-	snprintf(text, sizeof(text), "stage low lost %lld records it held\n", lost);
+	snprintf(text, sizeof(text), "stage low lost %lld records it held\n", held);
 	WAIT_ERR(text);
-	/* It was stuck sending, so it held the last `lost` of the first k
-	 * events: low.in == passed + filtered out + lost, as the values say. */
+	/* It was stuck sending a message that its `out` already counts: that
+	 * message never reached ckms, which books it as lost (common/stats.h).
+	 * Every other record low held is its own lost. Together they are the
+	 * last `lost` of the first k events, as the values say. */
 	cr_assert_eq(lo->in, sent, "%s", s.raw);
 	cr_assert_eq(s.st[H_INGEST].out, sent);
-	cr_assert_eq(lo->out, implied(0, sent, 1) - implied(k - lost, lost, 1), "%s", s.raw);
-	cr_assert_eq(s.st[H_CKMS].in, lo->out, "%s", s.raw);
+	cr_assert_eq(lo->in, lo->out + lo->filtered + lo->lost, "%s", s.raw);
+	cr_assert_eq(ck->in, lo->out, "%s", s.raw);
+	cr_assert_eq(ck->in, ck->out + ck->lost, "%s", s.raw);
+	cr_assert_eq(ck->out, implied(0, sent, 1) - implied(k - lost, lost, 1), "%s", s.raw);
 	cr_assert_eq(s.st[H_HIGH].out, implied(0, sent, 0));
 	cr_assert_eq(s.st[H_CMA].in, s.st[H_HIGH].out);
 	for (int i = 0; i < H_NSTAGES; i++)
-		if (i != H_LOW)
+		if (i != H_LOW && i != H_CKMS)
 			cr_assert_eq(s.st[i].lost, 0, "%s", s.raw);
 	cr_assert_eq(lo->restarts, 1);
 }
