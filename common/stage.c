@@ -325,15 +325,18 @@ stage_push(struct stage *st)
 		size_t len = wire_finish(&st->w);
 		if (st->w_tel > 0) {
 			st->out_total = end;
-			atomic_store(&s->out, end);
+			atomic_store_explicit(&s->out, end, memory_order_release);
 		}
 		for (size_t i = 0; i < st->nout; i++) {
 			if (send_msg(st, i, st->w.buf, len) == -1) {
 				mark_all_sent(st);
 				return -1;
 			}
+			/* Release: a reader that sees it, then an empty
+			 * queue, knows the message has left the queue. */
 			if (st->out_slot[i] >= 0)
-				atomic_store(&s->sent[st->out_slot[i]], end);
+				atomic_store_explicit(&s->sent[st->out_slot[i]], end,
+				    memory_order_release);
 		}
 		wire_writer_reset(&st->w);
 		st->w_tel = 0;

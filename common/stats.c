@@ -130,7 +130,7 @@ int
 stats_take(struct stats_slot *me, unsigned src, uint64_t seq, uint64_t n,
     uint64_t *gap)
 {
-	uint64_t t = atomic_load(&me->taken[src]);
+	uint64_t t = atomic_load_explicit(&me->taken[src], memory_order_relaxed);
 	*gap = 0;
 	if (seq < t)
 		return -1;
@@ -140,7 +140,7 @@ stats_take(struct stats_slot *me, unsigned src, uint64_t seq, uint64_t n,
 		*gap = seq - t;
 		stats_add(&me->lost, *gap);
 	}
-	atomic_store(&me->taken[src], seq + n);
+	atomic_store_explicit(&me->taken[src], seq + n, memory_order_release);
 	return 0;
 }
 
@@ -148,7 +148,8 @@ void
 stats_sent_to(const struct stats_seg *seg, int me, uint64_t sent[STATS_SLOTS])
 {
 	for (int w = 0; w < STATS_SLOTS; w++)
-		sent[w] = atomic_load(&seg->slot[w].sent[me]);
+		sent[w] = atomic_load_explicit(&seg->slot[w].sent[me],
+		    memory_order_acquire);
 }
 
 uint64_t
