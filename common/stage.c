@@ -433,14 +433,22 @@ book_msg(struct stage *st, const void *msg, uint32_t ntel, struct log_limit *lim
 			stats_add(&st->stats->in, ntel);
 		return 0;
 	}
-	if (src >= STATS_SLOTS || stats_take(st->stats, src, seq, ntel, &gap) == -1) {
+	int rc = STATS_BEYOND;
+	if (src < STATS_SLOTS) {
+		/* Acquire: the writer's `out` covers whatever it has sent. */
+		uint64_t wout = st->seg == NULL ? UINT64_MAX :
+		    atomic_load_explicit(&st->seg->slot[src].out, memory_order_acquire);
+		rc = stats_take(st->stats, src, seq, ntel, wout, &gap);
+	}
+	if (rc != 0) {
 		stats_add(&st->stats->bad, 1);
 		long long n = log_limit_pass(lim, 1000);
 		if (n >= 0)
-			log_warnx("message of writer slot %u, records %llu.., on "
-			    "queue %s %s: dropped (%lld more suppressed)", src,
-			    (unsigned long long)seq, st->in_name, src >= STATS_SLOTS ?
-			    "names no slot" : "was taken already", n);
+			log_warnx("message of writer slot %u, records %llu+%u, on queue "
+			    "%s %s: dropped (%lld more suppressed)", src,
+			    (unsigned long long)seq, ntel, st->in_name,
+			    src >= STATS_SLOTS ? "names no slot" : rc == STATS_DUP ?
+			    "was taken already" : "is past what that writer sent", n);
 		return -1;
 	}
 	if (gap > 0) {

@@ -128,12 +128,14 @@ stats_reader_of(const struct stats_seg *seg, const char *queue)
 
 int
 stats_take(struct stats_slot *me, unsigned src, uint64_t seq, uint64_t n,
-    uint64_t *gap)
+    uint64_t writer_out, uint64_t *gap)
 {
 	uint64_t t = atomic_load_explicit(&me->taken[src], memory_order_relaxed);
 	*gap = 0;
+	if (seq > writer_out || n > writer_out - seq)
+		return STATS_BEYOND;
 	if (seq < t)
-		return -1;
+		return STATS_DUP;
 	/* A kill between these two stores books the gap again next time,
 	 * counted once: the supervisor resets lost from the others. */
 	if (seq > t) {

@@ -96,12 +96,17 @@ int64_t stats_settle_dead(struct stats_slot *s);
 /* The slot whose in_queue is `queue`, or -1. */
 int stats_reader_of(const struct stats_seg *seg, const char *queue);
 
-/* A reader's booking of a message [seq, seq + n) from writer slot src:
- * records before seq not yet taken are booked lost (*gap), then
- * taken[src] = seq + n. Returns 0, or -1 (nothing booked) if the message
- * starts before what was already taken: a duplicate. */
+/* A reader's booking of a message [seq, seq + n) from writer slot src,
+ * whose `out` is now writer_out (UINT64_MAX if unknown): records before
+ * seq not yet taken are booked lost (*gap), then taken[src] = seq + n.
+ * Returns 0; or, booking nothing, STATS_DUP if the message starts before
+ * what was already taken, STATS_BEYOND if it ends past what the writer
+ * has counted out (a writer counts a message before sending it, so no
+ * message of it can: this one is not what it claims, and booking it
+ * would make every later message of the writer look like a duplicate). */
+enum { STATS_DUP = -1, STATS_BEYOND = -2 };
 int stats_take(struct stats_slot *me, unsigned src, uint64_t seq, uint64_t n,
-    uint64_t *gap);
+    uint64_t writer_out, uint64_t *gap);
 /* For a reader idle on an empty queue: first stats_sent_to (every
  * writer's sent[me]), THEN check that the queue is empty, then
  * stats_close_gaps: every message ending at or before sent[me] has left

@@ -10,6 +10,8 @@
 
 enum { W = 4, A = 2, B = 3 };   /* a writer's slot, its two readers' slots */
 
+#define ANY UINT64_MAX          /* the writer's out, when it does not matter */
+
 static struct stats_seg *seg;
 
 static void
@@ -61,10 +63,10 @@ Test(books, messages_in_order_add_up)
 {
 	struct stats_slot *a = &seg->slot[A];
 	uint64_t gap;
-	cr_assert_eq(stats_take(a, W, 0, 10, &gap), 0);
+	cr_assert_eq(stats_take(a, W, 0, 10, ANY, &gap), 0);
 	cr_assert_eq(gap, 0);
-	cr_assert_eq(stats_take(a, W, 10, 5, &gap), 0);
-	cr_assert_eq(stats_take(a, W, 15, 0, &gap), 0);  /* a Flush only */
+	cr_assert_eq(stats_take(a, W, 10, 5, ANY, &gap), 0);
+	cr_assert_eq(stats_take(a, W, 15, 0, ANY, &gap), 0);  /* a Flush only */
 	cr_assert_eq(stats_in(a), 15);
 	cr_assert_eq(stats_get(&a->lost), 0);
 	stats_add(&a->in, 7);                             /* no writer slot */
@@ -79,8 +81,8 @@ Test(books, a_gap_is_booked_lost_once)
 {
 	struct stats_slot *a = &seg->slot[A];
 	uint64_t gap;
-	cr_assert_eq(stats_take(a, W, 0, 10, &gap), 0);
-	cr_assert_eq(stats_take(a, W, 20, 5, &gap), 0);
+	cr_assert_eq(stats_take(a, W, 0, 10, ANY, &gap), 0);
+	cr_assert_eq(stats_take(a, W, 20, 5, ANY, &gap), 0);
 	cr_assert_eq(gap, 10);
 	cr_assert_eq(stats_in(a), 25);
 	cr_assert_eq(stats_get(&a->lost), 10);
@@ -91,21 +93,37 @@ Test(books, a_duplicate_is_refused_and_changes_nothing)
 {
 	struct stats_slot *a = &seg->slot[A];
 	uint64_t gap;
-	cr_assert_eq(stats_take(a, W, 0, 10, &gap), 0);
-	cr_assert_eq(stats_take(a, W, 5, 10, &gap), -1);
-	cr_assert_eq(stats_take(a, W, 0, 10, &gap), -1);
+	cr_assert_eq(stats_take(a, W, 0, 10, ANY, &gap), 0);
+	cr_assert_eq(stats_take(a, W, 5, 10, ANY, &gap), -1);
+	cr_assert_eq(stats_take(a, W, 0, 10, ANY, &gap), -1);
 	cr_assert_eq(stats_in(a), 10);
 	cr_assert_eq(stats_get(&a->lost), 0);
 	/* Other writers have their own numbering. */
-	cr_assert_eq(stats_take(a, 7, 0, 3, &gap), 0);
+	cr_assert_eq(stats_take(a, 7, 0, 3, ANY, &gap), 0);
 	cr_assert_eq(stats_in(a), 13);
+}
+
+Test(books, a_message_past_the_writers_out_is_refused)
+{
+	struct stats_slot *a = &seg->slot[A];
+	uint64_t gap;
+	cr_assert_eq(stats_take(a, W, 0, 10, 10, &gap), 0);
+	cr_assert_eq(stats_take(a, W, 10, 5, 14, &gap), STATS_BEYOND);
+	cr_assert_eq(stats_take(a, W, 1ULL << 40, 1, 14, &gap), STATS_BEYOND);
+	cr_assert_eq(stats_take(a, W, UINT64_MAX, 2, 14, &gap), STATS_BEYOND);
+	cr_assert_eq(stats_in(a), 10);
+	cr_assert_eq(stats_get(&a->lost), 0);
+	/* The writer's real next message still goes in. */
+	cr_assert_eq(stats_take(a, W, 10, 5, 15, &gap), 0);
+	cr_assert_eq(gap, 0);
+	cr_assert_eq(stats_take(a, W, 5, 1, 15, &gap), STATS_DUP);
 }
 
 Test(books, settling_a_dead_stage_is_idempotent)
 {
 	struct stats_slot *a = &seg->slot[A];
 	uint64_t gap;
-	cr_assert_eq(stats_take(a, W, 0, 25, &gap), 0);
+	cr_assert_eq(stats_take(a, W, 0, 25, ANY, &gap), 0);
 	atomic_store(&a->out, 10);
 	stats_add(&a->filtered, 5);
 	stats_add(&a->dropped, 1);
@@ -123,11 +141,11 @@ Test(books, reader_killed_between_dequeue_and_booking)
 {
 	struct stats_slot *a = &seg->slot[A];
 	uint64_t gap;
-	cr_assert_eq(stats_take(a, W, writer_out(10), 10, &gap), 0);
+	cr_assert_eq(stats_take(a, W, writer_out(10), 10, ANY, &gap), 0);
 	atomic_store(&a->out, 10);
 	(void)writer_out(8);              /* dequeued by a reader then killed */
 	cr_assert_eq(stats_settle_dead(a), 0);  /* it booked nothing of it */
-	cr_assert_eq(stats_take(a, W, writer_out(4), 4, &gap), 0);
+	cr_assert_eq(stats_take(a, W, writer_out(4), 4, ANY, &gap), 0);
 	cr_assert_eq(gap, 8);
 	atomic_store(&a->out, 14);
 	cr_assert(balanced(A));
@@ -142,7 +160,7 @@ Test(books, reader_killed_then_idle_check)
 	struct stats_slot *a = &seg->slot[A];
 	uint64_t gap, seq = writer_out(6);
 	atomic_store(&seg->slot[W].sent[A], seq + 6);
-	cr_assert_eq(stats_take(a, W, seq, 6, &gap), 0);
+	cr_assert_eq(stats_take(a, W, seq, 6, ANY, &gap), 0);
 	seq = writer_out(9);
 	atomic_store(&seg->slot[W].sent[A], seq + 9);
 	/* dequeued by a reader killed before booking it */
@@ -162,11 +180,11 @@ Test(books, reader_killed_inside_a_gap_booking)
 {
 	struct stats_slot *a = &seg->slot[A];
 	uint64_t gap;
-	cr_assert_eq(stats_take(a, W, 0, 10, &gap), 0);
+	cr_assert_eq(stats_take(a, W, 0, 10, ANY, &gap), 0);
 	atomic_store(&a->out, 10);
 	stats_add(&a->lost, 5);                      /* gap [10, 15): first store */
 	cr_assert_eq(stats_settle_dead(a), -5);      /* killed before the second */
-	cr_assert_eq(stats_take(a, W, 15, 2, &gap), 0);
+	cr_assert_eq(stats_take(a, W, 15, 2, ANY, &gap), 0);
 	cr_assert_eq(gap, 5);
 	atomic_store(&a->out, 12);
 	cr_assert(balanced(A));
@@ -182,7 +200,7 @@ Test(books, writer_killed_between_two_sends)
 	atomic_store(&seg->slot[W].in, 20);
 	seq = writer_out(20);
 	atomic_store(&seg->slot[W].sent[A], seq + 20);
-	cr_assert_eq(stats_take(&seg->slot[A], W, seq, 20, &gap), 0);
+	cr_assert_eq(stats_take(&seg->slot[A], W, seq, 20, ANY, &gap), 0);
 	/* killed: the supervisor settles W and marks everything sent */
 	cr_assert_eq(stats_settle_dead(&seg->slot[W]), 0);
 	cr_assert_eq(stats_reader_of(seg, "high"), B);
@@ -195,7 +213,7 @@ Test(books, writer_killed_between_two_sends)
 	/* The restarted writer numbers on: B sees no gap, no duplicate. */
 	seq = writer_out(3);
 	cr_assert_eq(seq, 20);
-	cr_assert_eq(stats_take(&seg->slot[B], W, seq, 3, &gap), 0);
+	cr_assert_eq(stats_take(&seg->slot[B], W, seq, 3, ANY, &gap), 0);
 	cr_assert_eq(gap, 0);
 }
 
