@@ -420,8 +420,8 @@ writer_name(const struct stage *st, unsigned w)
 
 /* Book a checked message holding `ntel` telemetry records in `in`, before
  * any record of it is handled: one store (common/stats.h). Returns 0, or
- * -1 when it must be dropped (counted bad): a writer slot out of range or
- * a message already taken. */
+ * -1 when it must be dropped (counted bad): a writer slot out of range, a
+ * message already taken, or one past what its writer has sent. */
 static int
 book_msg(struct stage *st, const void *msg, uint32_t ntel, struct log_limit *lim)
 {

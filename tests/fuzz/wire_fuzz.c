@@ -36,6 +36,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	wire_reader_init(&r, data);
 	wire_writer_init(&w, out, size);
+	wire_origin(data, &w.src, &w.seq);
 	while (wire_next(&r, &rec)) {
 		const unsigned char *name = (const unsigned char *)rec.name;
 		if (name < data + WIRE_HDR || name + rec.name_len > end)
