@@ -8,13 +8,13 @@
 #   round K: killed=N lost=N balanced|NOT BALANCED
 # Exits 1 if any round did not balance (its books are printed).
 #   usage: tests/chaos.sh [rounds] [bin]      (make chaos ROUNDS=N)
-#   env:   TRANSPORT (mqueue), RATE (6000 datagrams/s), LOAD_S (8),
+#   env:   TRANSPORT (mqueue), RATE (20000 datagrams/s; 0: flat out), LOAD_S (8),
 #          KILLS (12), GAP_MS (600)
 set -u
 rounds=${1:-3}
 bin=${2:-bin}
 transport=${TRANSPORT:-mqueue}
-rate=${RATE:-6000}
+rate=${RATE:-20000}
 load_s=${LOAD_S:-8}
 kills=${KILLS:-12}
 gap_ms=${GAP_MS:-600}

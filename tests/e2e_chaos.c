@@ -22,7 +22,7 @@ TestSuite(chaos, .init = setup, .fini = teardown, .timeout = 90);
 
 #define LINES 32
 #define LOAD_MS 8000
-#define RATE 6000              /* datagrams per second: 192k events/s */
+#define RATE 20000             /* datagrams per second: 640k events/s */
 #define KILLS 12
 #define KILL_GAP_MS 600
 #define KILLS_PER_STAGE 3      /* under the restart limit (5 in 10 s) */
