@@ -341,7 +341,7 @@ do_books(struct sup *s, struct ctl_conn *k)
 			    ": in flight in a live stage, wait for a drain" : "");
 			if (blen < sizeof(bad))
 				blen += (size_t)snprintf(bad + blen, sizeof(bad) - blen,
-				    " %s", c->name);
+				    "%sstage %s", blen ? ", " : " ", c->name);
 		}
 		reply(k, "%s: in=%llu == out=%llu + filtered=%llu + dropped=%llu + "
 		    "lost=%llu%s\n", c->name, U(in), U(out), U(filtered), U(dropped),
@@ -367,8 +367,8 @@ do_books(struct sup *s, struct ctl_conn *k)
 		}
 		uint64_t rin = stats_in(&s->stats->slot[r->slot]);
 		if (wout != rin && blen < sizeof(bad))
-			blen += (size_t)snprintf(bad + blen, sizeof(bad) - blen, " %s",
-			    r->in_queue);
+			blen += (size_t)snprintf(bad + blen, sizeof(bad) - blen,
+			    "%squeue %s", blen ? ", " : " ", r->in_queue);
 		reply(k, "%s: %s=%llu == %s.in=%llu %s\n", r->in_queue,
 		    wlen ? who : "(no writer).out", U(wout), r->name, U(rin),
 		    wout == rin ? "ok" : "MISMATCH");

@@ -70,12 +70,14 @@ wait_restarted() {
 	done
 	return 1
 }
-# Every queue empty, every stage up and two replies alike (30 s at most).
+# Every queue empty, nothing in flight (an egress books out once saved),
+# every stage up and two replies alike (30 s at most).
 drain() {
 	prev= i=0
 	while [ $i -lt 150 ]; do
 		cur=$("$bin/telemctl" -i "$inst" status 2>/dev/null | sed 's/ uptime_s=[0-9]*//')
 		if ! echo "$cur" | grep -q ' depth=[1-9]' &&
+		    ! echo "$cur" | grep -q ' inflight=[-1-9]' &&
 		    [ "$(echo "$cur" | grep -c ' state=up ')" -eq 5 ] && [ "$cur" = "$prev" ]; then
 			return 0
 		fi

@@ -66,8 +66,8 @@ alike(const struct h_status *a, const struct h_status *b)
 	return 1;
 }
 
-/* Every stage up, every queue empty, and two replies 200 ms apart alike
- * (20 s at most). */
+/* Every stage up, every queue empty, nothing in flight, and two replies
+ * 200 ms apart alike (20 s at most). */
 static int
 drained(struct h_status *s)
 {
@@ -77,8 +77,11 @@ drained(struct h_status *s)
 		if (!pl_status(&P, s))
 			continue;
 		int quiet = 1;
+		/* In flight too: an egress books `out` once its state is
+		 * saved, up to a second after the records came. */
 		for (int i = 0; i < H_NSTAGES; i++)
-			quiet = quiet && s->st[i].depth == 0 && strcmp(s->st[i].state, "up") == 0;
+			quiet = quiet && s->st[i].depth == 0 && s->st[i].inflight == 0 &&
+			    strcmp(s->st[i].state, "up") == 0;
 		if (quiet && have && alike(&prev, s))
 			return 1;
 		prev = *s;

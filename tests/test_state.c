@@ -530,7 +530,6 @@ feed(struct fake *f, const char *name, uint32_t v)
 	struct cma *m = egress_lookup(&f->st, &f->e, name, strlen(name), &created);
 	cr_assert_not_null(m);
 	stats_add(&f->st.stats->in, 1);
-	stats_add(&f->st.stats->inflight, 1);
 	cma_add(m, v);
 	egress_applied(&f->e);
 }
@@ -555,10 +554,10 @@ Test(state, egress_saves_books_out_and_loads_everything)
 	feed(a, "x", 3);
 	/* applied, not saved: in flight */
 	cr_assert_eq(stats_get(&a->st.stats->out), 0);
-	cr_assert_eq(stats_get(&a->st.stats->inflight), 101);
+	cr_assert_eq(stats_inflight(a->st.stats), 101);
 	cr_assert_eq(egress_save(&a->st, &a->e), 0);
 	cr_assert_eq(stats_get(&a->st.stats->out), 101);
-	cr_assert_eq(stats_get(&a->st.stats->inflight), 0);
+	cr_assert_eq(stats_inflight(a->st.stats), 0);
 	/* another run of the pipeline: everything loads, nothing is booked */
 	fake_init(b, 100);
 	cr_assert_eq(names_count(b->e.names), 2);
@@ -580,6 +579,7 @@ Test(state, egress_saves_books_out_and_loads_everything)
 	stats_add(&b->seg.slot[0].in, 101);
 	stats_add(&b->seg.slot[0].out, 60);
 	stats_add(&b->seg.slot[0].lost, 41);
+	b->st.out_total = 60;  /* what stage_main reads from the slot */
 	b->e.state_path = path;
 	b->e.names = NULL;
 	cr_assert_eq(egress_init(&b->st, &b->e, sizeof(struct cma), &avg_kind), 0);
