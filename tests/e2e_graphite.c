@@ -38,7 +38,9 @@ static void
 setup(void)
 {
 	pl_init(&P);
-	snprintf(tmp, sizeof(tmp), "/tmp/telem-carbon-%s-XXXXXX", P.instance);
+	char what[64];
+	snprintf(what, sizeof(what), "carbon-%s", P.instance);
+	h_tmp_name(tmp, sizeof(tmp), what);
 	if (mkdtemp(tmp) == NULL) {
 		perror("mkdtemp");
 		abort();

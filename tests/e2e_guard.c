@@ -76,9 +76,7 @@ came_up(struct pl *p)
 static void
 forget(struct pl *q)
 {
-	unlink(q->out);
-	unlink(q->err);
-	rmdir(q->dir);
+	h_rm_dir(q->dir);
 }
 
 static void
@@ -93,7 +91,7 @@ rm_rf(const char *dir)
 static void
 runtime_dir(char *buf, size_t cap, int uid)
 {
-	snprintf(buf, cap, "/tmp/telem-guard-XXXXXX");
+	h_tmp_name(buf, cap, "guard");
 	cr_assert_not_null(mkdtemp(buf), "mkdtemp: %s", strerror(errno));
 	if (uid >= 0)
 		cr_assert_eq(chown(buf, (uid_t)uid, (gid_t)uid), 0, "chown %s", buf);

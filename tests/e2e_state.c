@@ -33,7 +33,7 @@ static char state_dir[64];
 static void
 make_state_dir(void)
 {
-	snprintf(state_dir, sizeof(state_dir), "/tmp/telem-test-statedir.XXXXXX");
+	h_tmp_name(state_dir, sizeof(state_dir), "statedir");
 	cr_assert_not_null(mkdtemp(state_dir));
 }
 

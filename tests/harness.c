@@ -68,6 +68,36 @@ h_free_port(void)
 }
 
 void
+h_tmp_name(char *buf, size_t cap, const char *what)
+{
+	const char *tag = getenv("TELEM_TEST_TAG");
+	if (tag != NULL && *tag != '\0')
+		snprintf(buf, cap, "/tmp/telem-test-%s-%s-XXXXXX", tag, what);
+	else
+		snprintf(buf, cap, "/tmp/telem-test-%s-XXXXXX", what);
+}
+
+int
+h_rm_dir(const char *dir)
+{
+	DIR *d = opendir(dir);
+	if (d == NULL)
+		return errno == ENOENT ? 0 : -1;
+	struct dirent *e;
+	char path[512];
+	while ((e = readdir(d)) != NULL) {
+		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+		/* A folder: Linux says EISDIR, POSIX allows EPERM. */
+		if (unlink(path) == -1 && (errno == EISDIR || errno == EPERM))
+			h_rm_dir(path);
+	}
+	closedir(d);
+	return rmdir(dir);
+}
+
+void
 pl_init(struct pl *p)
 {
 	static int seq;
@@ -76,7 +106,7 @@ pl_init(struct pl *p)
 	p->port = h_free_port();
 	p->transport = h_transport();
 	p->status = -1;
-	snprintf(p->dir, sizeof(p->dir), "/tmp/telem-test-%s-XXXXXX", p->instance);
+	h_tmp_name(p->dir, sizeof(p->dir), p->instance);
 	if (mkdtemp(p->dir) == NULL) {
 		perror("mkdtemp");
 		abort();
@@ -496,6 +526,49 @@ h_refuses(const struct pl *p, const char *args, char *why, size_t cap)
 	return ok;
 }
 
+int
+h_procs_of(const char *instance)
+{
+	DIR *d = opendir("/proc");
+	if (d == NULL) {
+		perror("opendir /proc");
+		abort();  /* the caller's assertion could not mean anything */
+	}
+	int n = 0;
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL) {
+		if (e->d_name[0] < '0' || e->d_name[0] > '9')
+			continue;
+		char path[300], cmd[4096];
+		snprintf(path, sizeof(path), "/proc/%s/cmdline", e->d_name);
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd == -1)
+			continue;  /* gone meanwhile */
+		ssize_t len = read(fd, cmd, sizeof(cmd) - 1);
+		close(fd);
+		if (len <= 0)
+			continue;  /* a kernel thread, or a zombie */
+		cmd[len] = '\0';
+		/* argv[0] is a telem program; some later argument pair is
+		 * "-i INSTANCE" (the words are NUL-separated). */
+		const char *base = strrchr(cmd, '/');
+		base = base != NULL ? base + 1 : cmd;
+		if (strncmp(base, "telem-", 6) != 0)
+			continue;
+		for (const char *a = cmd + strlen(cmd) + 1; a < cmd + len;
+		    a += strlen(a) + 1) {
+			const char *v = a + strlen(a) + 1;
+			if (strcmp(a, "-i") == 0 && v < cmd + len &&
+			    strcmp(v, instance) == 0) {
+				n++;
+				break;
+			}
+		}
+	}
+	closedir(d);
+	return n;
+}
+
 void
 pl_cleanup(struct pl *p)
 {
@@ -523,9 +596,8 @@ pl_cleanup(struct pl *p)
 		snprintf(path, sizeof(path), "%s/%s.sock", dir, p->instance);
 		unlink(path);
 	}
-	if (getenv("TELEM_KEEP") == NULL) {
-		unlink(p->out);
-		unlink(p->err);
-		rmdir(p->dir);
-	}
+	/* The whole folder: tests keep files of their own beside out and
+	 * err (replies, scripts' marks). */
+	if (getenv("TELEM_KEEP") == NULL && p->dir[0] != '\0')
+		h_rm_dir(p->dir);
 }

@@ -24,6 +24,13 @@ const char *h_bin(const char *prog, char *buf, size_t cap);
 /* A UDP port free on 127.0.0.1 now. */
 int h_free_port(void);
 
+/* A mkdtemp template in /tmp for `what`: /tmp/telem-test-[TAG-]what-XXXXXX,
+ * TAG being $TELEM_TEST_TAG (tests/run.sh sets one per binary and checks
+ * that nothing with it is left after the binary has run). */
+void h_tmp_name(char *buf, size_t cap, const char *what);
+/* Remove a folder and everything in it. 0, or -1 with errno. */
+int h_rm_dir(const char *dir);
+
 /* Prepare p (instance, port, temp files); nothing started yet. */
 void pl_init(struct pl *p);
 /* Start the supervisor with "-i inst -p port -t transport" and the extra
@@ -85,6 +92,10 @@ int pl_objects_left(const struct pl *p);
  * 1 if it refused them as a bad command line should (exit 2, exactly one
  * stderr line, tagged "telem-supervisor: "), else 0 with the reason in why. */
 int h_refuses(const struct pl *p, const char *args, char *why, size_t cap);
+/* Processes running a telem-* program with "-i instance" among their
+ * arguments, read from /proc (no procps needed). Aborts if /proc cannot
+ * be read, so that 0 always means none. */
+int h_procs_of(const char *instance);
 /* Kill everything left and remove the instance's objects and files. */
 void pl_cleanup(struct pl *p);
 

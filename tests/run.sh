@@ -14,6 +14,7 @@ if [ ! -d /dev/mqueue ] || ! grep -q ' /dev/mqueue ' /proc/mounts; then
 	fi
 fi
 pass=0 fail=0 failed=
+seq=0
 # Unit tests once; end-to-end tests once per transport.
 set --
 for t in "$build"/tests/test_*; do set -- "$@" "$t:"; done
@@ -25,8 +26,14 @@ for spec in "$@"; do
 	case $t in *.o|*.d) continue ;; esac
 	[ -x "$t" ] || continue
 	echo "== $(basename "$t") ${TELEM_TRANSPORT}"
+	# Every temporary folder the binary makes carries this tag
+	# (tests/harness.c h_tmp_name): any left after it ran is a failure.
+	seq=$((seq + 1))
+	TELEM_TEST_TAG=$$.$seq
+	export TELEM_TEST_TAG
 	out=$("$t" --jobs 2 2>&1)
 	rc=$?
+	left=$(ls -d /tmp/telem-test-"$TELEM_TEST_TAG"-* 2>/dev/null)
 	line=$(echo "$out" | grep 'Synthesis:' | tail -n 1)
 	p=$(echo "$line" | sed -n 's/.*Passing: \([0-9]*\).*/\1/p')
 	f=$(echo "$line" | sed -n 's/.*Failing: \([0-9]*\).*/\1/p')
@@ -34,6 +41,13 @@ for spec in "$@"; do
 	pass=$((pass + ${p:-0}))
 	f=$(( ${f:-0} + ${c:-0} ))
 	if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
+	if [ -n "$left" ]; then
+		f=$((f + 1))
+		out="$out
+left behind in /tmp by this binary:
+$left"
+		rm -rf $left
+	fi
 	# All of a failing binary's report; one summary line of a passing one.
 	if [ "$f" -ne 0 ]; then echo "$out" | tail -n 80; else echo "$line"; fi
 	fail=$((fail + f))

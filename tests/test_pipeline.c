@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "supervisor/pipeline.h"
+#include "harness.h"
 
 static char dir[64];
 static char path[128];
@@ -26,7 +27,7 @@ static char path[128];
 static void
 setup(void)
 {
-	snprintf(dir, sizeof(dir), "/tmp/telem-test-pipeline-XXXXXX");
+	h_tmp_name(dir, sizeof(dir), "pipeline");
 	cr_assert_not_null(mkdtemp(dir), "mkdtemp: %s", strerror(errno));
 	snprintf(path, sizeof(path), "%s/p.conf", dir);
 }
@@ -34,8 +35,7 @@ setup(void)
 static void
 teardown(void)
 {
-	unlink(path);
-	rmdir(dir);
+	h_rm_dir(dir);
 }
 
 TestSuite(pipeline, .init = setup, .fini = teardown, .timeout = 30);
