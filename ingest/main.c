@@ -59,8 +59,10 @@ ingest_option(struct stage *st, int opt, const char *arg)
 		}
 		g->fd[g->nfd++] = (int)v;
 	} else {
-		if (stage_parse_u32(arg, &g->rcvbuf) == -1 || g->rcvbuf > INT32_MAX / 2) {
-			log_warnx("--rcvbuf %s: must be 0..1073741823 bytes", arg);
+		if (stage_parse_u32(arg, &g->rcvbuf) == -1 || g->rcvbuf > INT32_MAX / 2 ||
+		    g->rcvbuf < UDP_RCVBUF_MIN) {
+			log_warnx("--rcvbuf %s: must be %d..1073741823 bytes", arg,
+			    UDP_RCVBUF_MIN);
 			return -1;
 		}
 	}
@@ -98,14 +100,13 @@ ingest_init(struct stage *st)
 			exit(EXIT_PERMANENT);
 		if (stats_get(&st->stats->dropped_dgrams) < drops)
 			atomic_store(&st->stats->dropped_dgrams, drops);
-		log_info("listening on %s (socket of the supervisor), receive buffer "
-		    "%d bytes", g->udp.s[0].addr, g->udp.rcvbuf);
+		udp_log_listening(&g->udp, g->udp.n > 1 ?
+		    " (sockets of the supervisor)" : " (socket of the supervisor)");
 		return 0;
 	}
 	if (udp_open(&g->udp, g->host, g->port, (int)g->rcvbuf, &permanent) == -1)
 		exit(permanent ? EXIT_PERMANENT : EXIT_TEMPORARY);
-	log_info("listening on %s, receive buffer %d bytes", g->udp.s[0].addr,
-	    g->udp.rcvbuf);
+	udp_log_listening(&g->udp, "");
 	return 0;
 }
 

@@ -72,12 +72,38 @@ open_one(struct udp *u, const struct addrinfo *ai, int rcvbuf)
 	}
 	u->rcvbuf = got;
 	if (bind(s->fd, ai->ai_addr, ai->ai_addrlen) == -1) {
+		int e = errno;
 		log_warn("bind %s", s->addr);
 		close(s->fd);
+		errno = e;
 		return -1;
 	}
+	/* Port 0 is the kernel's choice: name the port it gave. */
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	if (getsockname(s->fd, (struct sockaddr *)&ss, &sl) == 0)
+		fmt_addr((struct sockaddr *)&ss, s->addr, sizeof(s->addr));
+	else
+		log_warn("getsockname %s", s->addr);
 	u->n++;
 	return 0;
+}
+
+void
+udp_log_listening(const struct udp *u, const char *how)
+{
+	char addrs[UDP_MAX_SOCKS * 66] = "";
+	size_t len = 0;
+	for (size_t i = 0; i < u->n && len < sizeof(addrs); i++)
+		len += (size_t)snprintf(addrs + len, sizeof(addrs) - len, "%s%s",
+		    i ? ", " : "", u->s[i].addr);
+	if (u->asked > 0 && u->rcvbuf < u->asked)
+		log_info("listening on %s%s, receive buffer %d bytes (asked for %d: "
+		    "the kernel gives at most net.core.rmem_max without "
+		    "CAP_NET_ADMIN)", addrs, how, u->rcvbuf, u->asked);
+	else
+		log_info("listening on %s%s, receive buffer %d bytes", addrs, how,
+		    u->rcvbuf);
 }
 
 int
@@ -90,6 +116,7 @@ udp_open(struct udp *u, const char *host, const char *port, int rcvbuf,
 	hints.ai_socktype = SOCK_DGRAM;
 	hints.ai_flags = AI_NUMERICSERV;
 	u->n = 0;
+	u->asked = rcvbuf;
 	*permanent = 0;
 	int rc = getaddrinfo(host, port, &hints, &res);
 	if (rc != 0) {
@@ -108,6 +135,8 @@ udp_open(struct udp *u, const char *host, const char *port, int rcvbuf,
 		if (i < u->n)
 			continue;
 		if (open_one(u, ai, rcvbuf) == -1) {
+			/* Not an address of this machine: no retry helps. */
+			*permanent = errno == EADDRNOTAVAIL;
 			freeaddrinfo(res);
 			udp_close(u);
 			return -1;
@@ -134,6 +163,7 @@ int
 udp_adopt(struct udp *u, const int *fds, size_t n, uint64_t *drops)
 {
 	u->n = 0;
+	u->asked = 0;
 	*drops = 0;
 	for (size_t i = 0; i < n && u->n < UDP_MAX_SOCKS; i++) {
 		struct udp_sock *s = &u->s[u->n];

@@ -22,12 +22,23 @@ struct udp {
 	struct udp_sock s[UDP_MAX_SOCKS];
 	size_t n;
 	int rcvbuf;       /* effective receive buffer, bytes */
+	int asked;        /* what udp_open asked for (0: taken over) */
 };
 
+/* The smallest receive buffer --rcvbuf takes: below this the kernel gives
+ * a buffer that holds a datagram or two. */
+#define UDP_RCVBUF_MIN 4096
+
+/* "listening on ADDR[, ADDR...], receive buffer N bytes", and when the
+ * kernel gave less than asked, why: logged once per udp_open. */
+void udp_log_listening(const struct udp *u, const char *how);
+
 /* Bind every address `host` resolves to on `port`, with a receive buffer
- * of `rcvbuf` bytes (or the most the system allows). Returns 0, or -1 after
- * logging the failing call ("bind 127.0.0.1:1990: Address already in use")
- * with *permanent set when retrying cannot help (host does not resolve). */
+ * of `rcvbuf` bytes (or the most the system allows). Each socket's addr is
+ * what it is bound to (the kernel's port for port 0). Returns 0, or -1
+ * after logging the failing call ("bind 127.0.0.1:1990: Address already in
+ * use") with *permanent set when retrying cannot help (host does not
+ * resolve, or is not an address of this machine). */
 int udp_open(struct udp *u, const char *host, const char *port, int rcvbuf,
     int *permanent);
 /* Take over n bound UDP sockets instead of binding: fds inherited from

@@ -299,13 +299,21 @@ do_status(struct sup *s, struct ctl_conn *k)
 		struct stats_slot *st = &s->stats->slot[c->slot];
 		long depth = c->in_queue[0] ? sup_queue_depth(s, c->in_queue) : 0;
 		char dgrams[48] = "";
+		/* The stage that gets the UDP sockets: where they are bound
+		 * (the kernel's port, for -p 0), comma-separated. */
+		char listen_on[UDP_MAX_SOCKS * 66 + 8] = "";
+		size_t len = 0;
+		for (size_t j = 0; c->udp && j < s->udp.n &&
+		    len < sizeof(listen_on); j++)
+			len += (size_t)snprintf(listen_on + len, sizeof(listen_on) - len,
+			    "%s%s", j ? "," : "listen=", s->udp.s[j].addr);
 		if (c->udp)
 			snprintf(dgrams, sizeof(dgrams), "dropped_dgrams=%llu ",
 			    U(dgram_drops(s, st)));
 		reply(k, "stage=%s pid=%d state=%s restarts=%llu uptime_s=%lld "
 		    "in_queue=%s depth=%ld in=%llu out=%llu filtered=%llu bad=%llu "
 		    "dropped=%llu %slost=%llu inflight=%lld sink_dropped=%llu "
-		    "exe=%s\n", c->name, (int)c->pid,
+		    "%s%sexe=%s\n", c->name, (int)c->pid,
 		    sup_state_name(c->state), U(stats_get(&st->restarts)),
 		    c->pid > 0 ? (now - c->started_ms) / 1000 : 0,
 		    c->in_queue[0] ? c->in_queue : "-", depth,
@@ -313,7 +321,7 @@ do_status(struct sup *s, struct ctl_conn *k)
 		    U(stats_get(&st->filtered)), U(stats_get(&st->bad)),
 		    U(stats_get(&st->dropped)), dgrams, U(stats_get(&st->lost)),
 		    (long long)stats_inflight(st), U(stats_get(&st->sink_dropped)),
-		    c->exe);
+		    listen_on, *listen_on ? " " : "", c->exe);
 	}
 	reply(k, "ok\n");
 	conn_reply_done(s, k);

@@ -12,11 +12,11 @@ sup_listen_open(struct sup *s)
 {
 	int permanent;
 	if (udp_open(&s->udp, s->cfg.host, s->cfg.port, (int)s->cfg.rcvbuf,
-	    &permanent) == -1)
+	    &permanent) == -1) {
+		s->bad_host = permanent;
 		return -1;
-	for (size_t i = 0; i < s->udp.n; i++)
-		log_info("listening on %s, receive buffer %d bytes", s->udp.s[i].addr,
-		    s->udp.rcvbuf);
+	}
+	udp_log_listening(&s->udp, "");
 	return 0;
 }
 

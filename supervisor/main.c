@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <libgen.h>
+#include <netdb.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -69,6 +70,20 @@ number(const char *opt, const char *val, long lo, long hi)
 	return v;
 }
 
+/* -H: a name that does not resolve is a bad value, said now (a DNS that
+ * cannot answer yet, EAI_AGAIN, is left to the bind, exit 1). */
+static void
+check_host(const char *host)
+{
+	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_DGRAM };
+	struct addrinfo *res;
+	int rc = getaddrinfo(host, NULL, &hints, &res);
+	if (rc == 0)
+		freeaddrinfo(res);
+	else if (rc != EAI_AGAIN)
+		bad("H", host, rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
+}
+
 /* -g: the egresses take the same address; the host must resolve now, as
  * it will there (each egress resolves it once, at its start). */
 static void
@@ -123,7 +138,7 @@ parse(struct sup_config *cfg, int argc, char **argv)
 	opterr = 0;  /* our own one-line messages */
 	while ((c = getopt_long(argc, argv, ":hH:p:l:e:f:t:m:s:i:g:", opts, NULL)) != -1) {
 		switch (c) {
-		case 'H': cfg->host = optarg; break;
+		case 'H': check_host(optarg); cfg->host = optarg; break;
 		case 'p': number("p", optarg, 0, 65535); cfg->port = optarg; break;
 		case 'l': cfg->limit = (uint32_t)number("l", optarg, 0, UINT32_MAX); break;
 		case 'e':
@@ -149,7 +164,7 @@ parse(struct sup_config *cfg, int argc, char **argv)
 			if (cfg->stall_ms > 0 && cfg->stall_ms < 100)
 				bad("-stall-ms", optarg, "must be 0 (never) or 100..86400000");
 			break;
-		case 'R': cfg->rcvbuf = (uint32_t)number("-rcvbuf", optarg, 0, 1073741823); break;
+		case 'R': cfg->rcvbuf = (uint32_t)number("-rcvbuf", optarg, UDP_RCVBUF_MIN, 1073741823); break;
 		case 'g': check_graphite(optarg); cfg->graphite = optarg; break;
 		case 'P':
 			if (!carbon_prefix_ok(optarg))
@@ -248,6 +263,8 @@ main(int argc, char **argv)
 		} else if (rc == -EXIT_USAGE) {
 			status = EXIT_USAGE;
 		}
+	} else if (s.bad_host) {
+		status = EXIT_USAGE;  /* -H is not an address of this machine */
 	}
 	/* Everything is removed before the pending `stop` hears `ok`: once
 	 * telemctl returns, the instance is free to be started again. */

@@ -130,6 +130,7 @@ struct sup {
 	long long stall_check_ms;         /* next look at the in-queues */
 	int stopping;
 	int status;                       /* exit status once stopping */
+	int bad_host;                     /* -H/-p cannot be bound here, ever */
 };
 
 /* ipc.c: the instance's IPC objects. */

@@ -1,0 +1,124 @@
+/* e2e_edges.c - what a user sees at the edges: the port actually bound,
+ * bad values refused in one line with exit 2, size errors that say the
+ * limit and how to raise it, log lines a user can act on, -h texts that
+ * list what each program takes, and instance names that stay names. */
+#include <criterion/criterion.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "e2e.h"
+
+TestSuite(edges, .init = setup, .fini = teardown, .timeout = 60);
+
+/* The text after `key` up to the next space or newline, or "". */
+static void
+word_after(const char *hay, const char *key, char *buf, size_t cap)
+{
+	const char *p = strstr(hay, key);
+	size_t n = 0;
+	if (p != NULL) {
+		p += strlen(key);
+		n = strcspn(p, " \n");
+		if (n >= cap)
+			n = cap - 1;
+		memcpy(buf, p, n);
+	}
+	buf[n] = '\0';
+}
+
+/* ---- -p 0: the port the kernel chose is logged and shown ---------------- */
+
+Test(edges, port_0_logs_and_shows_the_port_bound)
+{
+	START("-p", "0", "-m", "1024");  /* the last -p counts */
+	char *err = h_slurp(P.err), addr[64], shown[64];
+	word_after(err, "telem-supervisor: listening on ", addr, sizeof(addr));
+	size_t n = strlen(addr);
+	if (n > 0 && addr[n - 1] == ',')
+		addr[n - 1] = '\0';
+	cr_assert(strncmp(addr, "127.0.0.1:", 10) == 0 && atoi(addr + 10) > 0,
+	    "the log names '%s':\n%s", addr, err);
+	struct h_status s;
+	cr_assert(pl_status(&P, &s), "%s", s.raw);
+	word_after(s.raw, "listen=", shown, sizeof(shown));
+	cr_assert_str_eq(shown, addr, "status:\n%s", s.raw);
+	/* Only the ingest line has it. */
+	cr_assert_eq(h_count(s.raw, "listen="), 1, "%s", s.raw);
+	/* And it is the port that receives. */
+	P.port = atoi(addr + 10);
+	pl_sendto(&P, "a 1", 3);
+	cr_assert_eq(fault_wait_stat(&P, "ingest", "in", 1), 1);
+	free(err);
+}
+
+/* ---- bad -H and --rcvbuf ------------------------------------------------ */
+
+Test(edges, bad_host_and_tiny_rcvbuf_are_refused_with_exit_2)
+{
+	static const char *const bad[] = {
+		"-H nosuch.invalid",
+		"-H 192.0.2.1",       /* TEST-NET-1: not an address of this machine */
+		"--rcvbuf 0",
+		"--rcvbuf 4095",
+	};
+	char args[256], why[2048];
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(args, sizeof(args), "-i %s -p 0 %s", P.instance, bad[i]);
+		cr_assert(h_refuses(&P, args, why, sizeof(why)), "%s", why);
+		cr_assert_eq(pl_objects_left(&P), 0, "%s left objects", bad[i]);
+	}
+	/* The smallest buffer taken is 4096 bytes. */
+	snprintf(args, sizeof(args), "-i %s -p 0 --rcvbuf 1", P.instance);
+	cr_assert(h_refuses(&P, args, why, sizeof(why)), "%s", why);
+	char *err = h_slurp(P.err);
+	cr_assert(strstr(err, "4096..") != NULL, "%s", err);
+	free(err);
+}
+
+/* Run `cmd` (shell) in the background with stderr to P.err, wait for
+ * `needle` there, stop it. 1 if the needle came. */
+static int
+run_until(const char *cmd, const char *needle)
+{
+	char full[1024];
+	snprintf(full, sizeof(full), "exec %s 2>%s", cmd, P.err);
+	pid_t pid = fork();
+	cr_assert_neq(pid, -1);
+	if (pid == 0) {
+		execl("/bin/sh", "sh", "-c", full, (char *)NULL);
+		_exit(127);
+	}
+	int ok = h_wait_text(P.err, needle, 1, 5000);
+	kill(pid, SIGTERM);
+	waitpid(pid, NULL, 0);
+	return ok;
+}
+
+Test(edges, a_smaller_receive_buffer_than_asked_is_said)
+{
+	/* Without CAP_NET_ADMIN the kernel caps the buffer at rmem_max. */
+	long max = 0;
+	FILE *f = fopen("/proc/sys/net/core/rmem_max", "r");
+	cr_assert_not_null(f);
+	cr_assert_eq(fscanf(f, "%ld", &max), 1);
+	fclose(f);
+	if (max * 2 > 1073741823)
+		cr_skip_test("net.core.rmem_max is too large to ask for more");
+	if (system("command -v setpriv >/dev/null") != 0)
+		cr_skip_test("setpriv (util-linux) is missing");
+	char exe[256], cmd[600], want[128];
+	snprintf(cmd, sizeof(cmd), "setpriv --reuid=65534 --regid=65534 "
+	    "--clear-groups --inh-caps=-all %s -i %s --port 0 --rcvbuf %ld",
+	    h_bin("telem-ingest", exe, sizeof(exe)), P.instance, max * 2);
+	snprintf(want, sizeof(want), "receive buffer %ld bytes (asked for %ld: ",
+	    max, max * 2);
+	cr_assert(run_until(cmd, want), "no '%s':\n%s", want, h_slurp(P.err));
+	/* The standalone ingest names its port too. */
+	char *err = h_slurp(P.err);
+	cr_assert_null(strstr(err, "127.0.0.1:0,"), "%s", err);
+	free(err);
+}
