@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -14,6 +15,7 @@
 #include "chan_shm.h"
 #include "ctlpath.h"
 #include "log.h"
+#include "supervisor/pipeline.h"
 #include "supervisor/sup.h"
 #include "wire.h"
 
@@ -297,18 +299,108 @@ fd_free(void)
 	return fd != -1;
 }
 
+/* A number from /proc/sys (fs.mqueue.*), or `dflt`. */
+static long
+sysctl_long(const char *path, long dflt)
+{
+	long v = dflt;
+	FILE *f = fopen(path, "re");
+	if (f != NULL) {
+		if (fscanf(f, "%ld", &v) != 1 || v < 1)
+			v = dflt;
+		fclose(f);
+	}
+	return v;
+}
+
+/* -t shm with -s and -m beyond what one ring may be (chan_shm_bytes 0):
+ * how much /dev/shm that would take, and how much there is. */
+static void
+explain_ring_too_big(const struct sup *s, const char *obj)
+{
+	unsigned n = s->cfg.chan.slots ? s->cfg.chan.slots : CHAN_SHM_SLOTS_DEFAULT;
+	unsigned long long ring = CHAN_SHM_HDR_SIZE +
+	    (unsigned long long)n * CHAN_SHM_STRIDE(s->cfg.chan.msgsize);
+	struct statvfs vs;
+	char room[96] = "";
+	if (statvfs(SHM_DIR, &vs) == 0)
+		snprintf(room, sizeof(room), "; " SHM_DIR " has %llu bytes free",
+		    (unsigned long long)vs.f_bavail * vs.f_frsize);
+	log_warnx("create shm %s: -s %u -m %zu: a ring needs %llu bytes of "
+	    SHM_DIR " (%llu for the instance's %zu rings), more than the %zu "
+	    "one ring may have%s: use a smaller -s or -m", obj, n,
+	    s->cfg.chan.msgsize, ring, ring * NQUEUES, NQUEUES,
+	    (size_t)1 << 30, room);
+}
+
+/* mq_open said EINVAL: -m above fs.mqueue.msgsize_max (what a queue's
+ * message may be without CAP_SYS_RESOURCE) is the case a user meets. */
+static void
+explain_mq_invalid(const struct sup *s, const char *obj)
+{
+	long max = sysctl_long("/proc/sys/fs/mqueue/msgsize_max", 8192);
+	if ((long)s->cfg.chan.msgsize > max)
+		log_warnx("create mqueue %s: -m %zu is more than "
+		    "fs.mqueue.msgsize_max (%ld): use -m %ld or less, -t shm, or "
+		    "raise it as root: sysctl -w fs.mqueue.msgsize_max=%zu", obj,
+		    s->cfg.chan.msgsize, max, max, s->cfg.chan.msgsize);
+	else
+		log_warn("create mqueue %s", obj);
+}
+
+/* mq_open said EMFILE/ENOSPC with descriptors to spare: the user's
+ * RLIMIT_MSGQUEUE. Say the limit, what one queue of ours needs, and what
+ * the user's queues use - this instance's apart from the others, so that
+ * a limit too small for even one queue is not blamed on anyone else. */
+static void
+explain_mq_budget(const struct sup *s, const char *obj)
+{
+	struct rlimit rl;
+	char limit[32] = "unknown", use[256];
+	if (getrlimit(RLIMIT_MSGQUEUE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+		snprintf(limit, sizeof(limit), "%llu", (unsigned long long)rl.rlim_cur);
+	long maxmsg = sysctl_long("/proc/sys/fs/mqueue/msg_max", 10);
+	uint64_t one = pipeline_mq_charge(maxmsg, (long)s->cfg.chan.msgsize);
+	uint64_t ours = 0, all = 0;
+	int nours = 0, nall = 0, unknown = 0;
+	char prefix[CHAN_NAME_MAX + 2];
+	snprintf(prefix, sizeof(prefix), "telem.%s.", s->cfg.instance);
+	if (pipeline_mq_usage("/dev/mqueue", geteuid(), prefix, &ours, &nours,
+	    &unknown) == -1 ||
+	    pipeline_mq_usage("/dev/mqueue", geteuid(), NULL, &all, &nall,
+	    &unknown) == -1)
+		snprintf(use, sizeof(use), "what this user's queues use is not "
+		    "known (/dev/mqueue: %s)", strerror(errno));
+	else if (nall > nours)
+		snprintf(use, sizeof(use), "this instance's %d queue(s) use %llu and "
+		    "%d other queue(s) of this user use %llu (see /dev/mqueue)",
+		    nours, (unsigned long long)ours, nall - nours,
+		    (unsigned long long)(all - ours));
+	else
+		snprintf(use, sizeof(use), "this instance's %d queue(s) use %llu, "
+		    "and this user has no other", nours, (unsigned long long)ours);
+	log_warnx("create mqueue %s: RLIMIT_MSGQUEUE is %s bytes; one queue of "
+	    "%ld messages of %zu bytes needs %llu (%zu queues: %llu); %s: use a "
+	    "smaller -m, raise the limit (ulimit -q), or use -t shm", obj, limit,
+	    maxmsg, s->cfg.chan.msgsize, (unsigned long long)one, NQUEUES,
+	    (unsigned long long)one * NQUEUES, use);
+}
+
 static void
 explain_create(const struct sup *s, const char *obj)
 {
 	int e = errno;
 	if (s->cfg.chan.kind == CHAN_SHM && e == ENOSPC)
 		explain_no_room(s, "shm", obj, chan_shm_bytes(&s->cfg.chan));
+	else if (s->cfg.chan.kind == CHAN_SHM && e == EINVAL &&
+	    chan_shm_bytes(&s->cfg.chan) == 0)
+		explain_ring_too_big(s, obj);
+	else if (s->cfg.chan.kind == CHAN_MQUEUE && e == EINVAL)
+		explain_mq_invalid(s, obj);
 	else if (s->cfg.chan.kind == CHAN_MQUEUE && e == EMFILE && !fd_free())
 		log_warn("create mqueue %s", obj);  /* RLIMIT_NOFILE, said */
 	else if (s->cfg.chan.kind == CHAN_MQUEUE && (e == EMFILE || e == ENOSPC))
-		log_warnx("mq_open %s: RLIMIT_MSGQUEUE exhausted: the queues of "
-		    "this user (all instances) use the budget; use -m or remove "
-		    "stale queues in /dev/mqueue", obj);
+		explain_mq_budget(s, obj);
 	else
 		log_warn("create %s %s", chan_kind_name(s->cfg.chan.kind), obj);
 }

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -120,5 +121,123 @@ Test(edges, a_smaller_receive_buffer_than_asked_is_said)
 	/* The standalone ingest names its port too. */
 	char *err = h_slurp(P.err);
 	cr_assert_null(strstr(err, "127.0.0.1:0,"), "%s", err);
+	free(err);
+}
+
+/* ---- size errors say the limit, what is needed, and how to change it ---- */
+
+static long
+proc_long(const char *path)
+{
+	long v = -1;
+	FILE *f = fopen(path, "r");
+	if (f != NULL) {
+		if (fscanf(f, "%ld", &v) != 1)
+			v = -1;
+		fclose(f);
+	}
+	return v;
+}
+
+/* Run the supervisor on P's instance with `args` (shell words) and wait;
+ * its stderr is left in P.err. Returns the exit status, or -1. */
+static int
+supervise(const char *args)
+{
+	char exe[256], cmd[1024];
+	snprintf(cmd, sizeof(cmd), "timeout 20 %s -i %s -p 0 %s 2>%s >/dev/null",
+	    h_bin("telem-supervisor", exe, sizeof(exe)), P.instance, args, P.err);
+	int st = system(cmd);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+Test(edges, mqueue_message_above_msgsize_max_names_the_sysctl)
+{
+	long max = proc_long("/proc/sys/fs/mqueue/msgsize_max");
+	if (max < 512 || max >= 1048576)
+		cr_skip_test("fs.mqueue.msgsize_max is %ld", max);
+	char args[128], want[160];
+	snprintf(args, sizeof(args), "-t mqueue -m %ld", max + 1);
+	int st = supervise(args);
+	char *err = h_slurp(P.err);
+	if (st == 124 || strstr(err, "pipeline up") != NULL)
+		cr_skip_test("this process may pass msgsize_max (CAP_SYS_RESOURCE)");
+	cr_assert_eq(st, 1, "%s", err);
+	snprintf(want, sizeof(want), "is more than fs.mqueue.msgsize_max (%ld)", max);
+	cr_assert(strstr(err, want) != NULL, "no '%s':\n%s", want, err);
+	snprintf(want, sizeof(want), "sysctl -w fs.mqueue.msgsize_max=%ld", max + 1);
+	cr_assert(strstr(err, want) != NULL, "no '%s':\n%s", want, err);
+	cr_assert_null(strstr(err, "Invalid argument"), "%s", err);
+	cr_assert_eq(pl_objects_left(&P), 0);
+	free(err);
+}
+
+Test(edges, a_shm_ring_too_big_says_what_it_needs_and_what_there_is)
+{
+	int st = supervise("-t shm -s 65536 -m 1048576");
+	char *err = h_slurp(P.err);
+	cr_assert_eq(st, 1, "%s", err);
+	/* 65536 slots of 1048576 bytes and their headers, and the free room. */
+	cr_assert(strstr(err, "a ring needs 68723671296 bytes of /dev/shm") != NULL,
+	    "%s", err);
+	cr_assert(strstr(err, "/dev/shm has ") != NULL, "%s", err);
+	cr_assert_null(strstr(err, "Invalid argument"), "%s", err);
+	cr_assert_eq(pl_objects_left(&P), 0);
+	free(err);
+}
+
+/* Queues in /dev/mqueue owned by uid. */
+static int
+queues_of(uid_t uid)
+{
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "find /dev/mqueue -maxdepth 1 -type f -uid %u "
+	    "| wc -l", (unsigned)uid);
+	FILE *f = popen(cmd, "r");
+	int n = -1;
+	if (f != NULL) {
+		if (fscanf(f, "%d", &n) != 1)
+			n = -1;
+		pclose(f);
+	}
+	return n;
+}
+
+Test(edges, a_tight_msgqueue_limit_says_the_limit_and_what_a_queue_needs)
+{
+	if (strcmp(P.transport, "mqueue") != 0)
+		cr_skip_test("mqueue only");
+	if (system("command -v setpriv >/dev/null") != 0)
+		cr_skip_test("setpriv (util-linux) is missing");
+	/* A user of its own (nobody), whose budget only this test touches:
+	 * 5000 bytes, less than one queue of 10 x 1024 bytes needs. */
+	int before = queues_of(65534);
+	char exe[256];
+	pid_t pid = fork();
+	cr_assert_neq(pid, -1);
+	if (pid == 0) {
+		struct rlimit rl = { 5000, 5000 };
+		if (setrlimit(RLIMIT_MSGQUEUE, &rl) == -1 ||
+		    freopen(P.err, "w", stderr) == NULL)
+			_exit(126);
+		execlp("setpriv", "setpriv", "--reuid=65534", "--regid=65534",
+		    "--clear-groups", h_bin("telem-supervisor", exe, sizeof(exe)),
+		    "-i", P.instance, "-p", "0", "-t", "mqueue", "-m", "1024",
+		    (char *)NULL);
+		_exit(127);
+	}
+	int st;
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	int after = queues_of(65534);
+	char *err = h_slurp(P.err);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 1, "status %d:\n%s", st, err);
+	cr_assert(strstr(err, "RLIMIT_MSGQUEUE is 5000 bytes; one queue of ") != NULL,
+	    "%s", err);
+	cr_assert(strstr(err, " messages of 1024 bytes needs ") != NULL, "%s", err);
+	if (before == 0 && after == 0)
+		cr_assert(strstr(err, "this user has no other") != NULL &&
+		    strstr(err, "other queue(s) of this user") == NULL,
+		    "blames other queues that do not exist:\n%s", err);
+	cr_assert_eq(pl_objects_left(&P), 0);
 	free(err);
 }
