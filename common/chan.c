@@ -32,6 +32,15 @@ chan_kind_name(enum chan_kind kind)
 }
 
 int
+chan_instance_ok(const char *name)
+{
+	size_t n = strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+	    "0123456789_.-");
+	return n > 0 && n <= CHAN_INSTANCE_MAX && name[n] == '\0' &&
+	    strstr(name, "..") == NULL;
+}
+
+int
 chan_objname(char *buf, size_t cap, const char *instance, const char *queue)
 {
 	if (*instance == '\0' || *queue == '\0' || strchr(instance, '/') ||

@@ -114,3 +114,43 @@ log_limit_pass(struct log_limit *l, long long interval_ms)
 	l->last_ms = now;
 	return s;
 }
+
+const char *
+log_more(char *buf, size_t cap, long long n, const char *what)
+{
+	if (n > 0)
+		snprintf(buf, cap, " (%lld more %s)", n, what);
+	else if (cap > 0)
+		buf[0] = '\0';
+	return buf;
+}
+
+const char *
+log_escape(char *buf, size_t cap, const void *s, size_t len, size_t max)
+{
+	const unsigned char *p = s;
+	size_t o = 0, i;
+	/* Room for the longest escape (\xHH), "..." and the NUL. */
+	for (i = 0; i < len && i < max && o + 8 < cap; i++) {
+		unsigned c = p[i];
+		if (c == '\\' || c == '"')
+			o += (size_t)snprintf(buf + o, cap - o, "\\%c", c);
+		else if (c == '\n')
+			o += (size_t)snprintf(buf + o, cap - o, "\\n");
+		else if (c == '\t')
+			o += (size_t)snprintf(buf + o, cap - o, "\\t");
+		else if (c == '\r')
+			o += (size_t)snprintf(buf + o, cap - o, "\\r");
+		else if (c < 0x20 || c >= 0x7f)
+			o += (size_t)snprintf(buf + o, cap - o, "\\x%02x", c);
+		else
+			buf[o++] = (char)c;
+	}
+	if (i < len && o + 4 <= cap) {
+		memcpy(buf + o, "...", 3);
+		o += 3;
+	}
+	if (cap > 0)
+		buf[o < cap ? o : cap - 1] = '\0';
+	return buf;
+}

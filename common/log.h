@@ -6,6 +6,7 @@
 #define TELEM_LOG_H
 
 #include <stdarg.h>
+#include <stddef.h>
 
 /* Exit codes that steer the supervisor (skarnet convention). */
 enum {
@@ -35,5 +36,15 @@ struct log_limit {
 	unsigned long long suppressed;
 };
 long long log_limit_pass(struct log_limit *l, long long interval_ms);
+/* For the line a log_limit let through: " (N more WHAT)" in buf when it
+ * stands for N > 0 suppressed events, else "" (never "0 more"). Returns
+ * buf. */
+const char *log_more(char *buf, size_t cap, long long n, const char *what);
+/* Outside bytes made safe for one log line: printable ASCII as is, '"' and
+ * '\' escaped, other bytes as \n, \t, \r or \xHH; at most `max` input
+ * bytes, then "..." if there were more. Always NUL-terminated within cap
+ * (cut shorter if cap is small). Returns buf. */
+const char *log_escape(char *buf, size_t cap, const void *s, size_t len,
+    size_t max);
 
 #endif

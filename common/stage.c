@@ -111,6 +111,10 @@ parse_args(struct stage *st, int argc, char **argv)
 			usage(ops, stdout);
 			return 0;
 		case 'i':
+			if (!chan_instance_ok(optarg)) {
+				log_warnx("-i %s: must be " CHAN_INSTANCE_RULE, optarg);
+				return EXIT_PERMANENT;
+			}
 			st->instance = optarg;
 			break;
 		case 'n':
@@ -506,10 +510,11 @@ take_msg(struct stage *st, int wait_ms, struct log_limit *lim)
 	if (n == -1 || wire_check_telemetry(st->inbuf, (size_t)n, &ntel) < 0) {
 		stats_add(&st->stats->bad, 1);
 		long long s = log_limit_pass(lim, 1000);
+		char more[64];
 		if (s >= 0)
 			log_warnx("malformed message of %zd bytes on queue %s "
-			    "dropped (%lld more suppressed)", n < 0 ? 0 : n,
-			    st->in_name, s);
+			    "dropped%s", n < 0 ? 0 : n, st->in_name,
+			    log_more(more, sizeof(more), s, "in the last second"));
 		return TAKE_GOT;
 	}
 	if (book_msg(st, st->inbuf, ntel, lim) == -1)

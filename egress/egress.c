@@ -210,9 +210,11 @@ egress_lookup(struct stage *st, struct egress *e, const char *name, size_t len,
 		fatal(EXIT_TEMPORARY, "out of memory for name table");
 	stats_add(&st->stats->dropped, 1);
 	long long s = log_limit_pass(&e->cap_log, 60000);
+	char more[64];
 	if (s >= 0)
-		log_warnx("name cap of %zu reached: new names dropped "
-		    "(%lld more since the last line)", e->max_names, s);
+		log_warnx("name cap of %zu reached (--max-names): records of new "
+		    "names dropped, counted in dropped=%s", e->max_names,
+		    log_more(more, sizeof(more), s, "since the last line"));
 	return NULL;
 }
 
@@ -301,9 +303,11 @@ egress_save(struct stage *st, struct egress *e)
 	return 0;
 fail:;
 	long long s = log_limit_pass(&e->save_log, 10000);
+	char more[64];
 	if (s >= 0)
-		log_warn("save state to %s (%lld more failures since the last "
-		    "line; records stay in flight)", e->state_path, s);
+		log_warn("save state to %s (records stay in flight)%s",
+		    e->state_path, log_more(more, sizeof(more), s,
+		    "failures since the last line"));
 	e->unsaved_ms = clock_ms();  /* try again an interval later */
 	return -1;
 }

@@ -234,7 +234,9 @@ on_log(void *cls, const char *fmt, va_list ap)
 		return;
 	vsnprintf(line, sizeof(line), fmt, ap);
 	line[strcspn(line, "\n")] = '\0';
-	log_warnx("http: %s (%lld more since the last line)", line, s);
+	char more[64];
+	log_warnx("http: %s%s", line, log_more(more, sizeof(more), s,
+	    "since the last line"));
 }
 
 struct prom_http *

@@ -12,6 +12,9 @@
 #include "log.h"
 #include "stage.h"
 
+/* Bytes of a bad line shown in its log line (escaped, then "..."). */
+#define BAD_LINE_SHOWN 60
+
 /* Longest wait in poll before looking at stage_stopping again. */
 #define RECV_POLL_MS 100
 
@@ -110,6 +113,25 @@ ingest_init(struct stage *st)
 	return 0;
 }
 
+/* The line a user can act on: which line, why, and how many more. */
+static void
+log_bad(const struct udp_batch *b, size_t k, size_t bad, long long suppressed)
+{
+	char more[64], text[4 * BAD_LINE_SHOWN + 8];
+	const char *line, *why;
+	size_t len;
+	log_more(more, sizeof(more), suppressed, "in the last second");
+	if (b->trunc[k]) {
+		log_warnx("rejected a datagram longer than %d bytes, starting \"%s\""
+		    "%s", UDP_DGRAM_MAX, log_escape(text, sizeof(text), b->buf[k],
+		    b->len[k], BAD_LINE_SHOWN), more);
+	} else if (parse_first_bad(b->buf[k], b->len[k], &line, &len, &why)) {
+		log_warnx("rejected %zu bad line(s) of a datagram; the first, \"%s\": "
+		    "%s%s", bad, log_escape(text, sizeof(text), line, len,
+		    BAD_LINE_SHOWN), why, more);
+	}
+}
+
 /* Parse every datagram of a received batch, book all its events in `in`,
  * then emit them. The booking comes right after parsing, before the first
  * emit (which may block on a full queue): from then on a kill books them
@@ -130,8 +152,7 @@ ingest_batch(struct stage *st, struct ingest *g)
 		st->n_bad += bad;
 		long long s = log_limit_pass(&g->bad_log, 1000);
 		if (s >= 0)
-			log_warnx("rejected %s datagram line(s) (%lld more suppressed "
-			    "in the last second)", b->trunc[k] ? "an oversize" : "bad", s);
+			log_bad(b, k, bad, s);
 	}
 	stats_add(&st->stats->in, g->nev);
 	for (size_t i = 0; i < g->nev; i++)

@@ -72,6 +72,71 @@ parse_line(const char *line, size_t len, const char **name,
 	return 0;
 }
 
+const char *
+parse_line_why(const char *line, size_t len)
+{
+	const char *name;
+	size_t name_len, i = 0, f[3][2], nf = 0;
+	uint32_t v;
+
+	if (parse_line(line, len, &name, &name_len, &v) == 0)
+		return NULL;
+	if (len > 0 && line[len - 1] == '\r')
+		len--;
+	/* The fields as parse_line splits them (the first three). */
+	while (i < len) {
+		while (i < len && is_blank(line[i]))
+			i++;
+		if (i == len)
+			break;
+		size_t start = i;
+		while (i < len && !is_blank(line[i]))
+			i++;
+		if (nf == 3)
+			return "more than two fields";
+		f[nf][0] = start;
+		f[nf++][1] = i - start;
+	}
+	if (nf == 0)
+		return "empty line";
+	if (nf == 1)
+		return "no value";
+	if (nf == 3)
+		return "more than two fields";
+	if (f[0][1] > WIRE_NAME_MAX)
+		return "name longer than 255 bytes";
+	if (!wire_name_ok(line + f[0][0], f[0][1]))
+		return "name has a control byte or is not UTF-8";
+	return "value is not a whole number 0..4294967295";
+}
+
+int
+parse_first_bad(const char *buf, size_t len, const char **line,
+    size_t *line_len, const char **why)
+{
+	size_t pos = 0;
+
+	if (len == 0) {
+		*line = buf;
+		*line_len = 0;
+		*why = "empty datagram";
+		return 1;
+	}
+	while (pos < len) {
+		const char *l = buf + pos, *nl = memchr(l, '\n', len - pos);
+		size_t llen = nl ? (size_t)(nl - l) : len - pos;
+		pos += llen + (nl ? 1 : 0);
+		const char *w = parse_line_why(l, llen);
+		if (w != NULL) {
+			*line = l;
+			*line_len = llen;
+			*why = w;
+			return 1;
+		}
+	}
+	return 0;
+}
+
 size_t
 parse_datagram(const char *buf, size_t len, parse_fn *fn, void *ctx)
 {

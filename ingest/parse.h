@@ -29,4 +29,15 @@ size_t parse_datagram(const char *buf, size_t len, parse_fn *fn, void *ctx);
 int parse_line(const char *line, size_t len, const char **name,
     size_t *name_len, uint32_t *value);
 
+/* Why parse_line rejects a line, in words for a log line ("no value",
+ * "value is not a whole number 0..4294967295", ...), or NULL if it accepts
+ * it. Slower than parse_line; for the rate-limited log only. */
+const char *parse_line_why(const char *line, size_t len);
+
+/* The first line of a datagram that parse_datagram rejects: returns 1 and
+ * sets *line, *line_len (without its '\n') and *why; 0 if every line
+ * passes. An empty datagram is one empty line. */
+int parse_first_bad(const char *buf, size_t len, const char **line,
+    size_t *line_len, const char **why);
+
 #endif

@@ -38,9 +38,11 @@ sup_flush(struct sup *s, int timeout_ms)
 		 * so it is skipped and said. */
 		if (sup_send_record(s, s->ch[i].in_queue, WIRE_FLUSH, timeout_ms) != 0) {
 			long long n = log_limit_pass(&lim, 10000);
+			char more[64];
 			if (n >= 0)
-				log_warnx("queue %s full: Flush skipped (%lld more)",
-				    s->ch[i].in_queue, n);
+				log_warnx("queue %s full: Flush skipped%s",
+				    s->ch[i].in_queue, log_more(more, sizeof(more), n,
+				    "skipped since the last line"));
 			rc = -1;
 		}
 	}

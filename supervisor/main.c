@@ -35,7 +35,8 @@ static const char usage[] =
     "  -m bytes     message size, 512..1048576 (default 8192, the mqueue maximum)\n"
     "  -s slots     shm ring capacity in messages (default 10)\n"
     "  -i instance  IPC objects are /telem.INSTANCE.* (default: default)\n"
-    "  --control p  control socket (default $XDG_RUNTIME_DIR/telem/INSTANCE.sock)\n"
+    "  --control p  control socket (default $XDG_RUNTIME_DIR/telem/INSTANCE.sock,\n"
+    "               else /tmp/telem-UID/INSTANCE.sock)\n"
     "  --rcvbuf b   UDP receive buffer in bytes (default 4194304, or the most the\n"
     "               system allows); the socket is kept across ingest restarts\n"
     "  --stall-ms n a stage with queued input that takes nothing for n ms is\n"
@@ -154,8 +155,8 @@ parse(struct sup_config *cfg, int argc, char **argv)
 		case 'm': cfg->chan.msgsize = (size_t)number("m", optarg, WIRE_MSG_MIN, WIRE_MSG_MAX); break;
 		case 's': cfg->chan.slots = (unsigned)number("s", optarg, 2, 65536); break;
 		case 'i':
-			if (*optarg == '\0' || strlen(optarg) > 64 || strpbrk(optarg, "/. \t\n"))
-				bad("i", optarg, "must be 1..64 characters without '/', '.' or spaces");
+			if (!chan_instance_ok(optarg))
+				bad("i", optarg, "must be " CHAN_INSTANCE_RULE);
 			cfg->instance = optarg;
 			break;
 		case 'C': cfg->control = optarg; break;

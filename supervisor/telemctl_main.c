@@ -11,6 +11,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "chan.h"
 #include "ctlpath.h"
 #include "log.h"
 
@@ -23,7 +24,9 @@ static const char usage[] =
     "  swap STAGE EXEC [ARGS...]  run EXEC with ARGS as the stage's program\n"
     "  flush                      send a Flush now\n"
     "  stop                       shut the pipeline down in order\n"
-    "Stages: ingest low high ckms cma.\n";
+    "Stages: ingest low high ckms cma.\n"
+    "The control socket is $XDG_RUNTIME_DIR/telem/INSTANCE.sock, else\n"
+    "/tmp/telem-UID/INSTANCE.sock ($TMPDIR for /tmp if set); -i default.\n";
 
 int
 main(int argc, char **argv)
@@ -40,7 +43,12 @@ main(int argc, char **argv)
 	log_init("telemctl", NULL);
 	while ((c = getopt_long(argc, argv, "+hi:", opts, NULL)) != -1) {
 		switch (c) {
-		case 'i': instance = optarg; break;
+		case 'i':
+			if (!chan_instance_ok(optarg))
+				fatalx(EXIT_USAGE, "-i %s: must be " CHAN_INSTANCE_RULE,
+				    optarg);
+			instance = optarg;
+			break;
 		case 'C': path = optarg; break;
 		case 'h': fputs(usage, stdout); return 0;
 		default: fputs(usage, stderr); return EXIT_USAGE;
@@ -95,8 +103,13 @@ main(int argc, char **argv)
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd == -1)
 		fatal(1, "socket");
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == -1)
-		fatal(1, "connect %s (is telem-supervisor -i %s running?)", path, instance);
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == -1) {
+		if (path == def)
+			fatal(1, "connect %s (is telem-supervisor -i %s running?)", path,
+			    instance);
+		fatal(1, "connect %s (is a telem-supervisor running with "
+		    "--control %s?)", path, path);
+	}
 	struct ucred cr;
 	socklen_t crlen = sizeof(cr);
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &crlen) == -1)

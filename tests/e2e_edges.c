@@ -241,3 +241,85 @@ Test(edges, a_tight_msgqueue_limit_says_the_limit_and_what_a_queue_needs)
 	cr_assert_eq(pl_objects_left(&P), 0);
 	free(err);
 }
+
+/* ---- log lines a user can act on ---------------------------------------- */
+
+Test(edges, a_bad_line_is_logged_escaped_cut_and_with_its_reason)
+{
+	START("-m", "1024");
+	/* One good line, then a name with a control byte (and a long tail,
+	 * cut at 60 bytes), then another bad line the count covers. */
+	char d[256];
+	int n = snprintf(d, sizeof(d), "ok 1\nna\001me 5 %s\nnovalue\n",
+	    "0123456789012345678901234567890123456789012345678901234567890123456789");
+	pl_sendto(&P, d, (size_t)n);
+	cr_assert_eq(fault_wait_stat(&P, "ingest", "bad", 2), 2);
+	/* 60 bytes of it: "na", the byte, "me 5 " and 52 digits. */
+	const char *want = "telem-ingest[ingest]: rejected 2 bad line(s) of a "
+	    "datagram; the first, \"na\\x01me 5 0123456789012345678901234567890"
+	    "123456789012345678901...\": more than two fields\n";
+	cr_assert(h_wait_text(P.err, want, 1, 5000), "no\n%s\nin:\n%s", want,
+	    h_slurp(P.err));
+	/* A line that stands for nothing suppressed says nothing of it. */
+	char *err = h_slurp(P.err);
+	cr_assert_null(strstr(err, "(0 more"), "%s", err);
+	cr_assert_null(strstr(err, "suppressed"), "%s", err);
+	free(err);
+}
+
+/* ---- instance names ----------------------------------------------------- */
+
+/* Run a program of bin/ with `args`; its exit status, stderr in P.err. */
+static int
+run_prog(const char *prog, const char *args)
+{
+	char exe[256], cmd[1024];
+	snprintf(cmd, sizeof(cmd), "%s %s 2>%s >/dev/null",
+	    h_bin(prog, exe, sizeof(exe)), args, P.err);
+	int st = system(cmd);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+Test(edges, instance_names_that_are_paths_are_refused_everywhere)
+{
+	static const char *const bad[] = { "../../etc", "..", "a..b", "a/b",
+		"a b", "x$y", "" };
+	char args[256], why[2048];
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(args, sizeof(args), "-i '%s' -p 0", bad[i]);
+		cr_assert(h_refuses(&P, args, why, sizeof(why)), "%s", why);
+		snprintf(args, sizeof(args), "-i '%s' status", bad[i]);
+		cr_assert_eq(run_prog("telemctl", args), 2, "telemctl %s", args);
+		char *err = h_slurp(P.err);
+		cr_assert(h_count(err, "\n") == 1 &&
+		    strstr(err, "telemctl: -i ") == err &&
+		    strstr(err, "without '..'") != NULL, "telemctl %s:\n%s", args, err);
+		cr_assert_null(strstr(err, "connect"), "%s", err);
+		free(err);
+		/* A stage: its configuration error, 100, in one line. */
+		snprintf(args, sizeof(args), "-i '%s' --in low", bad[i]);
+		cr_assert_eq(run_prog("telem-filter", args), 100, "filter %s", args);
+		err = h_slurp(P.err);
+		cr_assert_eq(h_count(err, "\n"), 1, "%s", err);
+		free(err);
+	}
+	/* Dots, dashes and underscores are fine. */
+	snprintf(args, sizeof(args), "-i %s.a-b_c status", P.instance);
+	cr_assert_eq(run_prog("telemctl", args), 1);  /* not running: connect */
+	char *err = h_slurp(P.err);
+	cr_assert(strstr(err, "is telem-supervisor -i ") != NULL, "%s", err);
+	free(err);
+}
+
+Test(edges, telemctl_control_error_names_the_path)
+{
+	char args[512], path[300];
+	snprintf(path, sizeof(path), "%s/none.sock", P.dir);
+	snprintf(args, sizeof(args), "--control %s status", path);
+	cr_assert_eq(run_prog("telemctl", args), 1);
+	char *err = h_slurp(P.err), want[400];
+	snprintf(want, sizeof(want), "--control %s?", path);
+	cr_assert(strstr(err, want) != NULL, "%s", err);
+	cr_assert_null(strstr(err, "-i default"), "%s", err);
+	free(err);
+}

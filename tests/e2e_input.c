@@ -117,8 +117,15 @@ log_lines(const char *what, long long *events)
 	int n = 0;
 	*events = 0;
 	for (char *s = err; (s = strstr(s, what)) != NULL; s++) {
-		const char *p = strstr(s, " (");
-		long long k = p ? strtoll(p + 2, NULL, 10) : 0;
+		/* "(N more ...)" on this line; a line that stands for nothing
+		 * suppressed has none. */
+		char *eol = strchr(s, '\n'), *p = s, *q;
+		long long k = 0;
+		while ((p = strchr(p, '(')) != NULL && (eol == NULL || p < eol)) {
+			long long v = strtoll(++p, &q, 10);
+			if (q > p && strncmp(q, " more ", 6) == 0)
+				k = v;
+		}
 		*events += 1 + k;
 		n++;
 	}

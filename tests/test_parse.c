@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "log.h"
 #include "ingest/parse.h"
 #include "wire.h"
 
@@ -289,6 +290,74 @@ ParameterizedTest(struct bad_case *c, parse, must_reject)
 	/* As a datagram of its own: one rejected line, nothing accepted. */
 	cr_expect_eq(run(c->in, c->len), 1, "%s", c->why);
 	cr_expect_eq(seen.n, 0, "%s", c->why);
+	/* And the log can say why, and which line. */
+	cr_expect_not_null(parse_line_why(c->in, c->len), "%s", c->why);
+	const char *line = NULL, *why = NULL;
+	size_t len = 99;
+	cr_expect_eq(parse_first_bad(c->in, c->len, &line, &len, &why), 1);
+	cr_expect_eq(line, c->in);
+	cr_expect_not_null(why);
+}
+
+/* What the log says about a bad line: the reason parse_line_why gives. */
+Test(parse, why_a_line_is_rejected)
+{
+	static const struct { const char *in, *why; } t[] = {
+		{ "", "empty line" },
+		{ " \t ", "empty line" },
+		{ "abc", "no value" },
+		{ "a 1 2", "more than two fields" },
+		{ "a 1 2 3", "more than two fields" },
+		{ "a\x01b 1", "name has a control byte or is not UTF-8" },
+		{ "a\xff 1", "name has a control byte or is not UTF-8" },
+		{ "a -1", "value is not a whole number 0..4294967295" },
+		{ "a 4294967296", "value is not a whole number 0..4294967295" },
+		{ "a 1.5", "value is not a whole number 0..4294967295" },
+	};
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		const char *w = parse_line_why(t[i].in, strlen(t[i].in));
+		cr_expect(w != NULL && strcmp(w, t[i].why) == 0, "\"%s\": %s, not %s",
+		    t[i].in, w ? w : "(accepted)", t[i].why);
+	}
+	char longname[300];
+	memset(longname, 'n', 256);
+	memcpy(longname + 256, " 1", 3);
+	cr_expect_str_eq(parse_line_why(longname, strlen(longname)),
+	    "name longer than 255 bytes");
+	cr_expect_null(parse_line_why("a 1\r", 4));
+}
+
+Test(parse, first_bad_line_of_a_datagram)
+{
+	const char *d = "a 1\nb 2\nc\nd x\n", *line, *why;
+	size_t len;
+	cr_assert_eq(parse_first_bad(d, strlen(d), &line, &len, &why), 1);
+	cr_expect_eq(line, d + 8);
+	cr_expect_eq(len, 1);
+	cr_expect_str_eq(why, "no value");
+	cr_expect_eq(parse_first_bad("a 1\n", 4, &line, &len, &why), 0);
+	cr_expect_eq(parse_first_bad("", 0, &line, &len, &why), 1);
+	cr_expect_str_eq(why, "empty datagram");
+}
+
+/* The escaped, cut form a bad line takes in the log (common/log.c). */
+Test(parse, log_escape_makes_a_line_safe_and_short)
+{
+	char buf[256];
+	cr_expect_str_eq(log_escape(buf, sizeof(buf), "a\x01\"\\\n\t\xff z", 9, 60),
+	    "a\\x01\\\"\\\\\\n\\t\\xff z");
+	char big[100];
+	memset(big, 'x', sizeof(big));
+	log_escape(buf, sizeof(buf), big, sizeof(big), 60);
+	cr_expect_eq(strlen(buf), 63, "%s", buf);
+	cr_expect_str_eq(buf + 60, "...");
+	/* A small buffer is never overrun and always terminated. */
+	char small[8];
+	log_escape(small, sizeof(small), big, sizeof(big), 60);
+	cr_expect_lt(strlen(small), sizeof(small));
+	cr_expect_str_eq(log_more(buf, sizeof(buf), 0, "x"), "");
+	cr_expect_str_eq(log_more(buf, sizeof(buf), 3, "in the last second"),
+	    " (3 more in the last second)");
 }
 
 Test(parse, at_least_40_cases)
