@@ -55,24 +55,29 @@ stage_parse_u32(const char *s, uint32_t *v)
 	return 0;
 }
 
+/* Only what this stage takes: --in for a stage that reads a queue,
+ * --out for one that writes any. */
 static void
 usage(const struct stage_ops *ops, FILE *f)
 {
 	fprintf(f,
 	    "usage: %s %s[-i instance] [-n name] [-t mqueue|shm]\n"
-	    "       %*s %s--out QUEUE... [--slot N] [--ready-fd FD]\n"
+	    "       %*s %s%s[--slot N] [--ready-fd FD]\n"
 	    "%s"
 	    "  -i, --instance NAME  IPC objects are /telem.NAME.* (default: default)\n"
 	    "  -n, --name STAGE     stage name for logs (default: %s)\n"
 	    "  -t, --transport T    mqueue (default) or shm\n"
-	    "      --in QUEUE       read from /telem.INSTANCE.QUEUE\n"
-	    "      --out QUEUE      write to /telem.INSTANCE.QUEUE (repeatable)\n"
+	    "%s%s"
 	    "      --slot N         add to counter slot N of /telem.INSTANCE.stats\n"
 	    "      --ready-fd FD    write \"R\\n\" to FD once ready\n"
 	    "  -h, --help           this text\n"
 	    "Exit status: 0 stopped, 100 configuration error, 111 temporary failure.\n",
 	    ops->prog, ops->synopsis, (int)strlen(ops->prog), "",
-	    ops->needs_in ? "--in QUEUE " : "", ops->help, ops->default_name);
+	    ops->needs_in ? "--in QUEUE " : "",
+	    ops->no_out ? "" : "--out QUEUE... ", ops->help, ops->default_name,
+	    ops->needs_in ? "      --in QUEUE       read from /telem.INSTANCE.QUEUE\n" : "",
+	    ops->no_out ? "" :
+	    "      --out QUEUE      write to /telem.INSTANCE.QUEUE (repeatable)\n");
 }
 
 enum { OPT_IN = 1000, OPT_OUT, OPT_SLOT, OPT_READY };
@@ -128,9 +133,17 @@ parse_args(struct stage *st, int argc, char **argv)
 			}
 			break;
 		case OPT_IN:
+			if (!ops->needs_in) {
+				log_warnx("--in %s: %s reads no queue", optarg, ops->prog);
+				return EXIT_PERMANENT;
+			}
 			st->in_name = optarg;
 			break;
 		case OPT_OUT:
+			if (ops->no_out) {
+				log_warnx("--out %s: %s writes no queue", optarg, ops->prog);
+				return EXIT_PERMANENT;
+			}
 			if (st->nout == STAGE_OUT_MAX) {
 				log_warnx("--out: at most %d out-queues", STAGE_OUT_MAX);
 				return EXIT_PERMANENT;

@@ -40,7 +40,9 @@ struct stage_ops {
 	 * stage can do background work while no data flows. Must not block. */
 	void (*on_tick)(struct stage *st);
 	void (*fini)(struct stage *st);
-	int needs_in;              /* 1 if --in is required */
+	int needs_in;              /* 1 if --in is required (else refused) */
+	int no_out;                /* 1: writes no queue (an egress); --out is
+	                            * refused and left out of -h */
 	/* 1: the records the stage handles are not passed on when they are
 	 * handled (an egress applies them to its aggregates), so the skeleton
 	 * does not book them in `out`; the stage does, with stage_commit,

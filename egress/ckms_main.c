@@ -150,6 +150,7 @@ main(int argc, char **argv)
 		.fini = ckms_fini,
 		.needs_in = 1,
 		.holds_records = 1,
+		.no_out = 1,
 	};
 	struct ckms_egress c = { .eps = 0.01 };
 	return stage_main(argc, argv, &ops, &c);

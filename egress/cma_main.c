@@ -107,6 +107,7 @@ main(int argc, char **argv)
 		.fini = cma_fini,
 		.needs_in = 1,
 		.holds_records = 1,
+		.no_out = 1,
 	};
 	struct egress e = { 0 };
 	return stage_main(argc, argv, &ops, &e);

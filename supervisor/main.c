@@ -24,7 +24,7 @@ static const char usage[] =
     "usage: telem-supervisor [-H host] [-p port] [-l limit] [-e error] [-f flush_ms]\n"
     "                        [-t mqueue|shm] [-m msg_bytes] [-s slots] [-i instance]\n"
     "                        [--control path] [--rcvbuf bytes] [--stall-ms ms]\n"
-    "                        [--state-dir dir]\n"
+    "                        [--state-dir dir] [--max-names n]\n"
     "                        [-g host:port [--graphite-prefix p] [--graphite-buffer bytes]]\n"
     "  -H host      UDP address or name to listen on (default 127.0.0.1)\n"
     "  -p port      UDP port (default 1990)\n"
@@ -48,6 +48,8 @@ static const char usage[] =
     "               away, oldest dropped first (default 4194304)\n"
     "  --state-dir dir  keep the egresses' aggregates in dir/STAGE.state across\n"
     "               stops and starts (default: /dev/shm, removed at stop)\n"
+    "  --max-names n  names each egress keeps (default 100000); records of\n"
+    "               new names past it are dropped, counted in its dropped=\n"
     "Reports go to stdout, logs to stderr. telemctl talks to a running one.\n";
 
 static _Noreturn void
@@ -131,6 +133,7 @@ parse(struct sup_config *cfg, int argc, char **argv)
 		{ "graphite-prefix", required_argument, NULL, 'P' },
 		{ "graphite-buffer", required_argument, NULL, 'B' },
 		{ "state-dir", required_argument, NULL, 'D' },
+		{ "max-names", required_argument, NULL, 'N' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -178,6 +181,10 @@ parse(struct sup_config *cfg, int argc, char **argv)
 			cfg->graphite_buffer = optarg;
 			break;
 		case 'D': cfg->state_dir = check_state_dir(optarg); break;
+		case 'N':
+			number("-max-names", optarg, 1, 4294967295L);
+			cfg->max_names = optarg;
+			break;
 		case 'h': fputs(usage, stdout); exit(0);
 		case ':':
 			log_warnx("option %s needs a value (see -h)", argv[optind - 1]);

@@ -79,11 +79,17 @@ sup_define_stages(struct sup *s)
 	char lim[16], eps[32];
 	snprintf(lim, sizeof(lim), "%u", (unsigned)s->cfg.limit);
 	snprintf(eps, sizeof(eps), "%.17g", s->cfg.eps);
-	/* Both egresses get the graphite options after their own. */
-	const char *ckms[10] = { "--error", eps };
-	const char *cma[10] = { NULL };
-	add_graphite(&s->cfg, ckms + 2);
-	add_graphite(&s->cfg, cma);
+	/* Both egresses get --max-names and the graphite options after
+	 * their own. */
+	const char *ckms[12] = { "--error", eps };
+	const char *cma[12] = { NULL };
+	int nc = 2, nm = 0;
+	if (s->cfg.max_names != NULL) {
+		ckms[nc++] = cma[nm++] = "--max-names";
+		ckms[nc++] = cma[nm++] = s->cfg.max_names;
+	}
+	add_graphite(&s->cfg, ckms + nc);
+	add_graphite(&s->cfg, cma + nm);
 	const char *low[] = { "--keep-below", lim, NULL };
 	const char *high[] = { "--keep-above", lim, NULL };
 	const char *ingest[] = { NULL };  /* its sockets come as --udp-fd */

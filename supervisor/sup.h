@@ -39,6 +39,7 @@ struct sup_config {
 	const char *graphite;       /* -g host:port for both egresses, or NULL */
 	const char *graphite_prefix;  /* NULL: the egresses' default */
 	const char *graphite_buffer;  /* bytes, validated; NULL: default */
+	const char *max_names;      /* the egresses' --max-names; NULL: theirs */
 	long stall_ms;              /* queued input, nothing taken: restart; 0: never */
 	const char *state_dir;      /* --state-dir (absolute), or NULL: /dev/shm */
 	char bindir[PATH_MAX];      /* where the stage executables are */

@@ -323,3 +323,67 @@ Test(edges, telemctl_control_error_names_the_path)
 	cr_assert_null(strstr(err, "-i default"), "%s", err);
 	free(err);
 }
+
+/* ---- -h lists what each program takes ----------------------------------- */
+
+/* The -h text of a program of bin/ (malloc'd). */
+static char *
+help_of(const char *prog)
+{
+	char exe[256], cmd[600], path[300];
+	snprintf(path, sizeof(path), "%s/help", P.dir);
+	snprintf(cmd, sizeof(cmd), "%s -h >%s 2>&1", h_bin(prog, exe, sizeof(exe)),
+	    path);
+	cr_assert_eq(system(cmd), 0, "%s -h", prog);
+	return h_slurp(path);
+}
+
+Test(edges, each_help_lists_only_what_the_program_takes)
+{
+	static const struct { const char *prog; int in, out; } t[] = {
+		{ "telem-ingest", 0, 1 },
+		{ "telem-filter", 1, 1 },
+		{ "telem-egress-ckms", 1, 0 },
+		{ "telem-egress-cma", 1, 0 },
+	};
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		char *h = help_of(t[i].prog);
+		cr_expect_eq(strstr(h, "--in QUEUE") != NULL, t[i].in, "%s:\n%s",
+		    t[i].prog, h);
+		cr_expect_eq(strstr(h, "--out QUEUE") != NULL, t[i].out, "%s:\n%s",
+		    t[i].prog, h);
+		free(h);
+		/* And what -h leaves out is refused. */
+		char args[64];
+		snprintf(args, sizeof(args), "%s x", t[i].in ? "--out" : "--in");
+		if (!t[i].in || !t[i].out)
+			cr_expect_eq(run_prog(t[i].prog, args), 100, "%s %s", t[i].prog,
+			    args);
+	}
+	/* The control socket's folder when $XDG_RUNTIME_DIR is not set. */
+	char *h = help_of("telem-supervisor");
+	cr_expect(strstr(h, "/tmp/telem-UID/INSTANCE.sock") != NULL, "%s", h);
+	cr_expect(strstr(h, "--max-names") != NULL, "%s", h);
+	free(h);
+	h = help_of("telemctl");
+	cr_expect(strstr(h, "/tmp/telem-UID/INSTANCE.sock") != NULL, "%s", h);
+	free(h);
+}
+
+/* ---- --max-names from the supervisor ------------------------------------ */
+
+Test(edges, max_names_reaches_both_egresses)
+{
+	START("-f", "100", "-m", "1024", "--max-names", "2");
+	/* low (<= 100) feeds ckms, high (>= 100) feeds cma: 100 goes to both. */
+	pl_nc(&P, "n1 100\nn2 100\nn3 100\n");
+	long long ck = fault_wait_stat(&P, "ckms", "dropped", 1);
+	long long cm = fault_wait_stat(&P, "cma", "dropped", 1);
+	cr_assert(ck == 1 && cm == 1, "dropped ckms %lld cma %lld\n%s", ck, cm,
+	    h_slurp(P.err));
+	cr_assert(h_wait_text(P.err, "telem-egress-ckms[ckms]: name cap of 2 reached",
+	    1, 5000), "%s", h_slurp(P.err));
+	char why[1024], args[128];
+	snprintf(args, sizeof(args), "-i %s -p 0 --max-names 0", P.instance);
+	cr_assert(h_refuses(&P, args, why, sizeof(why)), "%s", why);
+}
