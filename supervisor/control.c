@@ -714,6 +714,7 @@ ctl_stage_exited(struct sup *s, struct sup_child *c, int wst)
 	c->prev_nown = 0;
 	snprintf(c->exe, sizeof(c->exe), "%s", c->prev_exe);
 	c->swapping = 0;
+	c->rolling_back = 1;
 	log_warnx("swap of stage %s to %s failed (it %s): rolled back to %s",
 	    c->name, failed, why, c->exe);
 	/* Long paths are cut; the reply still starts with what happened. */

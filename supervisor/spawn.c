@@ -261,9 +261,11 @@ sup_spawn(struct sup *s, struct sup_child *c, const char **what)
 	if (setpgid(pid, pid) == -1 && errno != EACCES && errno != ESRCH)
 		log_warn("setpgid for stage %s (pid %d)", c->name, (int)pid);
 	/* Every start after the first counts, whatever caused it: a crash,
-	 * `restart`, `swap` or a rollback. */
-	if (c->gen > 0)
+	 * `restart` or `swap`; the start that rolls a failed swap back is
+	 * part of that swap, which counted once already. */
+	if (c->gen > 0 && !c->rolling_back)
 		stats_add(&s->stats->slot[c->slot].restarts, 1);
+	c->rolling_back = 0;
 	log_info("stage %s started (pid %d): %s", c->name, (int)pid, c->exe);
 	c->pid = pid;
 	c->gen++;

@@ -108,6 +108,8 @@ struct sup_child {
 	int reply_fd;              /* control connection (its fd) waiting for
 	                            * this stage, or -1 */
 	int swapping;              /* running a swapped-in program, not yet ready */
+	int rolling_back;          /* next start brings back the program a failed
+	                            * swap replaced (not counted in restarts) */
 	char prev_exe[PATH_MAX];   /* what a failed swap rolls back to */
 	char *prev_own[SUP_ARGS_MAX];
 	int prev_nown;
