@@ -387,3 +387,27 @@ Test(edges, max_names_reaches_both_egresses)
 	snprintf(args, sizeof(args), "-i %s -p 0 --max-names 0", P.instance);
 	cr_assert(h_refuses(&P, args, why, sizeof(why)), "%s", why);
 }
+
+/* ---- status during a shutdown ------------------------------------------- */
+
+Test(edges, no_stage_shows_up_once_the_shutdown_has_begun)
+{
+	START("-m", "1024");
+	pid_t ckms = pl_stage_pid(&P, "ckms");
+	cr_assert_gt(ckms, 0);
+	/* Held, so that the shutdown waits for it (SIGKILL after 2 s). */
+	cr_assert_eq(kill(ckms, SIGSTOP), 0);
+	char path[300];
+	snprintf(path, sizeof(path), "%s/stop", P.dir);
+	pid_t stop = pl_ctl_bg(&P, "stop", path);
+	struct h_status s;
+	int seen = 0;
+	for (int i = 0; i < 300 && !seen; i++, fault_nap(10))
+		seen = pl_status(&P, &s) && strcmp(s.st[H_INGEST].state, "down") == 0;
+	cr_assert(seen, "the shutdown never showed:\n%s", s.raw);
+	for (int k = 0; k < H_NSTAGES; k++)
+		cr_assert_str_neq(s.st[k].state, "up", "%s", s.raw);
+	cr_assert_str_eq(s.st[H_CKMS].state, "stopping", "%s", s.raw);
+	kill(ckms, SIGCONT);
+	cr_assert_eq(waitpid(stop, NULL, 0), stop);
+}
