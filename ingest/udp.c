@@ -97,10 +97,11 @@ udp_log_listening(const struct udp *u, const char *how)
 	for (size_t i = 0; i < u->n && len < sizeof(addrs); i++)
 		len += (size_t)snprintf(addrs + len, sizeof(addrs) - len, "%s%s",
 		    i ? ", " : "", u->s[i].addr);
-	if (u->asked > 0 && u->rcvbuf < u->asked)
-		log_info("listening on %s%s, receive buffer %d bytes (asked for %d: "
-		    "the kernel gives at most net.core.rmem_max without "
-		    "CAP_NET_ADMIN)", addrs, how, u->rcvbuf, u->asked);
+	if (u->asked > 0 && u->rcvbuf != u->asked)
+		log_info("listening on %s%s, receive buffer %d bytes (asked for %d%s)",
+		    addrs, how, u->rcvbuf, u->asked, u->rcvbuf < u->asked ?
+		    ": the kernel gives at most net.core.rmem_max without "
+		    "CAP_NET_ADMIN" : "");
 	else
 		log_info("listening on %s%s, receive buffer %d bytes", addrs, how,
 		    u->rcvbuf);

@@ -30,7 +30,8 @@ struct udp {
 #define UDP_RCVBUF_MIN 4096
 
 /* "listening on ADDR[, ADDR...], receive buffer N bytes", and when the
- * kernel gave less than asked, why: logged once per udp_open. */
+ * kernel gave another size than asked, what was asked (and why, when it
+ * gave less). `how` follows the addresses ("" or " (socket of ...)"). */
 void udp_log_listening(const struct udp *u, const char *how);
 
 /* Bind every address `host` resolves to on `port`, with a receive buffer

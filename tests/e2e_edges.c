@@ -78,6 +78,15 @@ Test(edges, bad_host_and_tiny_rcvbuf_are_refused_with_exit_2)
 	char *err = h_slurp(P.err);
 	cr_assert(strstr(err, "4096..") != NULL, "%s", err);
 	free(err);
+	/* Ingest run alone refuses it too (a configuration error, 100). */
+	char exe[256], cmd[600];
+	snprintf(cmd, sizeof(cmd), "%s -i %s --port 0 --rcvbuf 0 2>%s",
+	    h_bin("telem-ingest", exe, sizeof(exe)), P.instance, P.err);
+	int st = system(cmd);
+	err = h_slurp(P.err);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 100 && h_count(err, "\n") == 1 &&
+	    strstr(err, "--rcvbuf 0: must be 4096..") != NULL, "%d: %s", st, err);
+	free(err);
 }
 
 /* Run `cmd` (shell) in the background with stderr to P.err, wait for
