@@ -290,6 +290,30 @@ dgram_drops(struct sup *s, struct stats_slot *st)
 	return now > booked ? now : booked;
 }
 
+/* What status shows as a stage's state: the supervisor's, except that an
+ * up stage whose process is stopped by a signal (SIGSTOP, a debugger) is
+ * "stopped": it is alive but takes nothing (with queued input it becomes
+ * stalled after --stall-ms). Read from /proc/PID/stat, state field. */
+static const char *
+shown_state(const struct sup_child *c)
+{
+	if (c->state != S_UP || c->pid <= 0)
+		return sup_state_name(c->state);
+	char path[32], buf[256];
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)c->pid);
+	FILE *f = fopen(path, "re");
+	if (f == NULL)
+		return sup_state_name(c->state);
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	/* "pid (comm) S ...": comm may hold ')' itself, so the last one. */
+	const char *p = strrchr(buf, ')');
+	if (p != NULL && p[1] == ' ' && (p[2] == 'T' || p[2] == 't'))
+		return "stopped";
+	return sup_state_name(c->state);
+}
+
 static void
 do_status(struct sup *s, struct ctl_conn *k)
 {
@@ -314,7 +338,7 @@ do_status(struct sup *s, struct ctl_conn *k)
 		    "in_queue=%s depth=%ld in=%llu out=%llu filtered=%llu bad=%llu "
 		    "dropped=%llu %slost=%llu inflight=%lld sink_dropped=%llu "
 		    "%s%sexe=%s\n", c->name, (int)c->pid,
-		    sup_state_name(c->state), U(stats_get(&st->restarts)),
+		    shown_state(c), U(stats_get(&st->restarts)),
 		    c->pid > 0 ? (now - c->started_ms) / 1000 : 0,
 		    c->in_queue[0] ? c->in_queue : "-", depth,
 		    U(stats_in(st)), U(stats_get(&st->out)),

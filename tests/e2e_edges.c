@@ -397,6 +397,28 @@ Test(edges, max_names_reaches_both_egresses)
 	cr_assert(h_refuses(&P, args, why, sizeof(why)), "%s", why);
 }
 
+/* ---- status of a stage stopped by a signal ------------------------------ */
+
+Test(edges, a_stage_stopped_by_a_signal_shows_stopped_not_up)
+{
+	START("-m", "1024");
+	pid_t low = pl_stage_pid(&P, "low");
+	cr_assert_gt(low, 0);
+	cr_assert_eq(kill(low, SIGSTOP), 0);
+	struct h_status s;
+	int seen = 0;
+	for (int i = 0; i < 300 && !seen; i++, fault_nap(10))
+		seen = pl_status(&P, &s) && strcmp(s.st[H_LOW].state, "stopped") == 0;
+	cr_assert(seen, "%s", s.raw);
+	cr_assert_str_eq(s.st[H_HIGH].state, "up", "%s", s.raw);
+	cr_assert_eq(kill(low, SIGCONT), 0);
+	seen = 0;
+	for (int i = 0; i < 300 && !seen; i++, fault_nap(10))
+		seen = pl_status(&P, &s) && strcmp(s.st[H_LOW].state, "up") == 0;
+	cr_assert(seen, "%s", s.raw);
+	cr_assert_eq(s.st[H_LOW].pid, low, "not restarted: %s", s.raw);
+}
+
 /* ---- status during a shutdown ------------------------------------------- */
 
 Test(edges, no_stage_shows_up_once_the_shutdown_has_begun)
