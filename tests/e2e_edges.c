@@ -15,6 +15,9 @@
 
 TestSuite(edges, .init = setup, .fini = teardown, .timeout = 60);
 
+/* Criterion runs no .fini after cr_skip_test: clean up first. */
+#define SKIP(...) do { pl_cleanup(&P); cr_skip_test(__VA_ARGS__); } while (0)
+
 /* The text after `key` up to the next space or newline, or "". */
 static void
 word_after(const char *hay, const char *key, char *buf, size_t cap)
@@ -117,9 +120,9 @@ Test(edges, a_smaller_receive_buffer_than_asked_is_said)
 	cr_assert_eq(fscanf(f, "%ld", &max), 1);
 	fclose(f);
 	if (max * 2 > 1073741823)
-		cr_skip_test("net.core.rmem_max is too large to ask for more");
+		SKIP("net.core.rmem_max is too large to ask for more");
 	if (system("command -v setpriv >/dev/null") != 0)
-		cr_skip_test("setpriv (util-linux) is missing");
+		SKIP("setpriv (util-linux) is missing");
 	char exe[256], cmd[600], want[128];
 	snprintf(cmd, sizeof(cmd), "setpriv --reuid=65534 --regid=65534 "
 	    "--clear-groups --inh-caps=-all %s -i %s --port 0 --rcvbuf %ld",
@@ -164,13 +167,13 @@ Test(edges, mqueue_message_above_msgsize_max_names_the_sysctl)
 {
 	long max = proc_long("/proc/sys/fs/mqueue/msgsize_max");
 	if (max < 512 || max >= 1048576)
-		cr_skip_test("fs.mqueue.msgsize_max is %ld", max);
+		SKIP("fs.mqueue.msgsize_max is %ld", max);
 	char args[128], want[160];
 	snprintf(args, sizeof(args), "-t mqueue -m %ld", max + 1);
 	int st = supervise(args);
 	char *err = h_slurp(P.err);
 	if (st == 124 || strstr(err, "pipeline up") != NULL)
-		cr_skip_test("this process may pass msgsize_max (CAP_SYS_RESOURCE)");
+		SKIP("this process may pass msgsize_max (CAP_SYS_RESOURCE)");
 	cr_assert_eq(st, 1, "%s", err);
 	snprintf(want, sizeof(want), "is more than fs.mqueue.msgsize_max (%ld)", max);
 	cr_assert(strstr(err, want) != NULL, "no '%s':\n%s", want, err);
@@ -215,9 +218,9 @@ queues_of(uid_t uid)
 Test(edges, a_tight_msgqueue_limit_says_the_limit_and_what_a_queue_needs)
 {
 	if (strcmp(P.transport, "mqueue") != 0)
-		cr_skip_test("mqueue only");
+		SKIP("mqueue only");
 	if (system("command -v setpriv >/dev/null") != 0)
-		cr_skip_test("setpriv (util-linux) is missing");
+		SKIP("setpriv (util-linux) is missing");
 	/* A user of its own (nobody), whose budget only this test touches:
 	 * 5000 bytes, less than one queue of 10 x 1024 bytes needs. */
 	int before = queues_of(65534);
