@@ -40,6 +40,9 @@ teardown(void)
 
 TestSuite(pipeline, .init = setup, .fini = teardown, .timeout = 30);
 
+/* Criterion runs no .fini after cr_skip_test: clean up first. */
+#define SKIP(...) do { teardown(); cr_skip_test(__VA_ARGS__); } while (0)
+
 static void
 write_file(const char *text)
 {
@@ -701,7 +704,7 @@ Test(pipeline, mq_charge_is_the_kernels)
 {
 	/* 48-byte struct msg_msg and tree node on a 64-bit kernel. */
 	if (sizeof(void *) != 8)
-		cr_skip_test("the figures below are a 64-bit kernel's");
+		SKIP("the figures below are a 64-bit kernel's");
 	cr_expect_eq(pipeline_mq_charge(10, 8192), 82880);
 	cr_expect_eq(pipeline_mq_charge(10, 512), 6080);
 	cr_expect_eq(pipeline_mq_charge(1, 504), 600);
@@ -804,7 +807,7 @@ Test(pipeline, mq_charge_against_the_kernel)
 	uint64_t c = pipeline_mq_charge(2, 600);
 	int rc = open_with_limit(2, 600, c);
 	if (rc == 3)
-		cr_skip_test("no user namespace here (unshare refused)");
+		SKIP("no user namespace here (unshare refused)");
 	cr_expect_eq(rc, 0, "(exit %d) a queue did not open with a limit of its charge %llu",
 	    rc, (unsigned long long)c);
 	cr_expect_eq(open_with_limit(2, 600, c - 1), 1, "one byte less must be EMFILE");
@@ -896,7 +899,7 @@ Test(pipeline, mq_usage_sums_this_users_queues, .fini = unlink_queues)
 {
 	struct stat sb;
 	if (stat("/dev/mqueue", &sb) == -1)
-		cr_skip_test("/dev/mqueue is not mounted");
+		SKIP("/dev/mqueue is not mounted");
 	char prefix[64];
 	uint64_t bytes;
 	int n, unknown;
