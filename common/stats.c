@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 #define STATS_MAGIC 0x7473746cU /* "ltst" */
-#define STATS_VERSION 4 /* 2: sink_dropped; 3: run; 4: taken/sent books */
+#define STATS_VERSION 4 /* 2: sink_dropped; 3: run; 4: in_queue, 64 slots */
 
 static struct stats_seg *
 map(int fd)

@@ -26,16 +26,16 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
-#define STATS_SLOTS 16
+/* One per child of the supervisor (supervisor/sup.h SUP_STAGES). */
+#define STATS_SLOTS 64
 #define STATS_NAME_MAX 32
 
 struct stats_slot {
-	char stage[STATS_NAME_MAX];    /* written by the supervisor only */
+	char stage[STATS_NAME_MAX];    /* written by the supervisor only; "":
+	                                * a free slot */
 	char in_queue[STATS_NAME_MAX]; /* ditto, "" for none */
-	_Atomic uint64_t in;        /* telemetry taken with no writer slot
-	                             * (ingest: events parsed); see stats_in */
-	_Atomic uint64_t out;       /* passed on; egress: applied (stage_commit) */
-	_Atomic uint64_t filtered;  /* dropped by the stage's rule */
+	_Atomic uint64_t in;        /* records taken in (telemetry only) */
+	_Atomic uint64_t out;       /* records passed on / reported into */
 	_Atomic uint64_t bad;       /* rejected lines or malformed messages */
 	_Atomic uint64_t dropped;   /* names over the cap */
 	_Atomic uint64_t dropped_dgrams; /* ingest: datagrams the kernel dropped */

@@ -42,7 +42,8 @@ struct ctl_conn {
 	size_t outlen, outoff, outcap;
 	int oom;                   /* the reply could not be kept whole */
 	int waits_stop;
-	unsigned flush_left;       /* filters still to get a requested Flush */
+	uint64_t flush_left;       /* flush stages (bit: slot) still to get a
+	                            * requested Flush */
 	long long flush_until_ms;
 };
 
@@ -277,7 +278,25 @@ ctl_check_path(const char *path)
 	return -1;
 }
 
-static const int display_order[SUP_STAGES] = { 4, 2, 3, 0, 1 };
+/* The arguments as one logfmt value: in double quotes, with " and \
+ * escaped. */
+static void
+quoted_args(const struct sup_child *c, char *buf, size_t cap)
+{
+	size_t n = 0;
+	buf[n++] = '"';
+	for (int i = 0; i < c->nown; i++) {
+		for (const char *p = c->own[i]; *p != '\0' && n + 4 < cap; p++) {
+			if (*p == '"' || *p == '\\')
+				buf[n++] = '\\';
+			buf[n++] = *p;
+		}
+		if (i + 1 < c->nown && n + 4 < cap)
+			buf[n++] = ' ';
+	}
+	buf[n++] = '"';
+	buf[n] = '\0';
+}
 
 #define U(x) ((unsigned long long)(x))
 
@@ -318,34 +337,33 @@ static void
 do_status(struct sup *s, struct ctl_conn *k)
 {
 	long long now = clock_ms();
-	for (int i = 0; i < SUP_STAGES; i++) {
-		struct sup_child *c = &s->ch[display_order[i]];
+	/* The stages in file order, then any that a reload removed and that
+	 * still drain. */
+	int order[SUP_STAGES], n = 0;
+	for (int i = 0; i < s->nstage; i++)
+		order[n++] = s->shown[i];
+	for (int i = 0; i < SUP_STAGES; i++)
+		if (s->ch[i].name[0] != '\0' && s->ch[i].retiring)
+			order[n++] = i;
+	for (int i = 0; i < n; i++) {
+		struct sup_child *c = &s->ch[order[i]];
 		struct stats_slot *st = &s->stats->slot[c->slot];
 		long depth = c->in_queue[0] ? sup_queue_depth(s, c->in_queue) : 0;
-		char dgrams[48] = "";
-		/* The stage that gets the UDP sockets: where they are bound
-		 * (the kernel's port, for -p 0), comma-separated. */
-		char listen_on[UDP_MAX_SOCKS * 66 + 8] = "";
-		size_t len = 0;
-		for (size_t j = 0; c->udp && j < s->udp.n &&
-		    len < sizeof(listen_on); j++)
-			len += (size_t)snprintf(listen_on + len, sizeof(listen_on) - len,
-			    "%s%s", j ? "," : "listen=", s->udp.s[j].addr);
-		if (c->udp)
-			snprintf(dgrams, sizeof(dgrams), "dropped_dgrams=%llu ",
-			    U(dgram_drops(s, st)));
+		char args[800];
+		quoted_args(c, args, sizeof(args));
 		reply(k, "stage=%s pid=%d state=%s restarts=%llu uptime_s=%lld "
-		    "in_queue=%s depth=%ld in=%llu out=%llu filtered=%llu bad=%llu "
-		    "dropped=%llu %slost=%llu inflight=%lld sink_dropped=%llu "
-		    "%s%sexe=%s\n", c->name, (int)c->pid,
-		    shown_state(c), U(stats_get(&st->restarts)),
+		    "in_queue=%s depth=%ld in=%llu out=%llu bad=%llu dropped=%llu "
+		    "lost=%llu sink_dropped=%llu exe=%s args=%s\n", c->name, (int)c->pid,
+		    c->retiring ? "draining" : sup_state_name(c->state),
+		    (unsigned long long)stats_get(&st->restarts),
 		    c->pid > 0 ? (now - c->started_ms) / 1000 : 0,
 		    c->in_queue[0] ? c->in_queue : "-", depth,
-		    U(stats_in(st)), U(stats_get(&st->out)),
-		    U(stats_get(&st->filtered)), U(stats_get(&st->bad)),
-		    U(stats_get(&st->dropped)), dgrams, U(stats_get(&st->lost)),
-		    (long long)stats_inflight(st), U(stats_get(&st->sink_dropped)),
-		    listen_on, *listen_on ? " " : "", c->exe);
+		    (unsigned long long)stats_get(&st->in),
+		    (unsigned long long)stats_get(&st->out),
+		    (unsigned long long)stats_get(&st->bad),
+		    (unsigned long long)stats_get(&st->dropped),
+		    (unsigned long long)stats_get(&st->lost),
+		    (unsigned long long)stats_get(&st->sink_dropped), c->exe, args);
 	}
 	reply(k, "ok\n");
 	conn_reply_done(s, k);
@@ -471,30 +489,74 @@ try_flush(struct sup *s, struct ctl_conn *k)
 	}
 }
 
+static void handle_words(struct sup *s, struct ctl_conn *k, char **argv,
+    int argc);
+
+/* `reload`: the reply lists what was done, then ok (or one error line). */
+static void
+do_reload(struct sup *s, struct ctl_conn *k)
+{
+	char out[4096];
+	int rc = sup_reload(s, out, sizeof(out));
+	reply(k, "%s", out);
+	if (rc == 0)
+		reply(k, "ok\n");
+	conn_reply_done(s, k);
+}
+
 static void
 handle(struct sup *s, struct ctl_conn *k, char *line)
 {
-	/* "swap STAGE EXEC" and up to SUP_ARGS_MAX arguments, and a NULL. */
+	/* Words as the pipeline file's args are split (supervisor/pipeline.h):
+	 * telemctl sends each in double quotes, so that one with blanks (a
+	 * path, an argument) stays whole. "swap STAGE EXEC", up to
+	 * SUP_ARGS_MAX arguments, and a NULL. */
 	char *argv[SUP_ARGS_MAX + 4];
-	int argc = 0, fd = k->fd;
-	for (char *tok = strtok(line, " \t\r"); tok != NULL;
-	    tok = strtok(NULL, " \t\r")) {
-		if (argc == SUP_ARGS_MAX + 3) {
-			finish(s, &fd, "error: at most %d arguments", SUP_ARGS_MAX);
-			return;
-		}
-		argv[argc++] = tok;
+	char **words = NULL;
+	const char *why = NULL;
+	int fd = k->fd;
+	size_t len = strlen(line);
+	if (len > 0 && line[len - 1] == '\r')
+		line[len - 1] = '\0';
+	int argc = pipeline_split_args(line, &words, &why);
+	if (argc == -1) {
+		finish(s, &fd, "error: %s", why);
+		return;
 	}
+	if (argc > SUP_ARGS_MAX + 3) {
+		for (int i = 0; i < argc; i++)
+			free(words[i]);
+		free(words);
+		finish(s, &fd, "error: at most %d arguments", SUP_ARGS_MAX);
+		return;
+	}
+	for (int i = 0; i < argc; i++)
+		argv[i] = words[i];
+	argv[argc] = NULL;
 	if (argc == 0) {
+		free(words);
 		finish(s, &fd, "error: empty request");
 		return;
 	}
+	handle_words(s, k, argv, argc);
+	for (int i = 0; i < argc; i++)
+		free(words[i]);
+	free(words);
+}
+
+static void
+handle_words(struct sup *s, struct ctl_conn *k, char **argv, int argc)
+{
+	int fd = k->fd;
 	const char *cmd = argv[0];
 	k->phase = CONN_WAIT;
 	if (strcmp(cmd, "status") == 0 && argc == 1) {
 		do_status(s, k);
-	} else if (strcmp(cmd, "books") == 0 && argc == 1) {
-		do_books(s, k);
+	} else if (strcmp(cmd, "reload") == 0 && argc == 1) {
+		if (s->stopping)
+			finish(s, &fd, "error: the supervisor is stopping");
+		else
+			do_reload(s, k);
 	} else if (strcmp(cmd, "stop") == 0 && argc == 1) {
 		/* Answered once the pipeline is down; every `stop` is. */
 		k->waits_stop = 1;
@@ -503,7 +565,7 @@ handle(struct sup *s, struct ctl_conn *k, char *line)
 	    strcmp(cmd, "restart") == 0 || strcmp(cmd, "swap") == 0)) {
 		finish(s, &fd, "error: the supervisor is stopping");
 	} else if (strcmp(cmd, "flush") == 0 && argc == 1) {
-		k->flush_left = ~0u;
+		k->flush_left = ~(uint64_t)0;
 		k->flush_until_ms = clock_ms() + CTL_FLUSH_MS;
 		try_flush(s, k);
 	} else if ((strcmp(cmd, "restart") == 0 && argc == 2) ||
@@ -526,8 +588,8 @@ handle(struct sup *s, struct ctl_conn *k, char *line)
 		c->reply_fd = fd;
 		sup_restart(s, c);
 	} else {
-		finish(s, &fd, "error: usage: status | books | restart STAGE | swap "
-		    "STAGE EXEC [ARGS...] | flush | stop");
+		finish(s, &fd, "error: usage: status | restart STAGE | swap STAGE EXEC "
+		    "[ARGS...] | flush | reload | stop");
 	}
 }
 

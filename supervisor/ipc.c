@@ -19,12 +19,6 @@
 #include "supervisor/sup.h"
 #include "wire.h"
 
-static const char *const queues[] = { "low", "high", "ckms", "cma" };
-#define NQUEUES (sizeof(queues) / sizeof(queues[0]))
-/* The stages that keep a state file (the egresses). */
-static const char *const keepers[] = { "ckms", "cma" };
-#define NKEEPERS (sizeof(keepers) / sizeof(keepers[0]))
-
 int
 sup_state_path(const struct sup_config *cfg, const char *stage, char *buf,
     size_t cap)
@@ -35,18 +29,18 @@ sup_state_path(const struct sup_config *cfg, const char *stage, char *buf,
 	return n < 0 || (size_t)n >= cap ? -1 : 0;
 }
 
-/* Without --state-dir the egresses' state lasts one run: a clean stop
+/* Without --state-dir the sinks' state lasts one run: a clean stop
  * removes it, and a start removes what a run that died left. What a
  * --state-dir holds is kept. */
 static void
-unlink_state(const struct sup_config *cfg, int stale)
+unlink_state(const struct sup_config *cfg, const char *stage, int stale)
 {
 	if (cfg->state_dir != NULL)
 		return;
-	for (size_t i = 0; i < NKEEPERS; i++) {
+	{
 		char path[PATH_MAX], other[PATH_MAX + 8];
-		if (sup_state_path(cfg, keepers[i], path, sizeof(path)) == -1)
-			continue;
+		if (sup_state_path(cfg, stage, path, sizeof(path)) == -1)
+			return;
 		if (unlink(path) == 0) {
 			if (stale)
 				log_info("removed stale state file %s", path);
@@ -250,21 +244,72 @@ take_lock(struct sup *s)
 	return -1;
 }
 
-void
-sup_ipc_unlink_all(const struct sup_config *cfg, int stale)
+/* Every object a stage of the pipeline may have. */
+static void
+unlink_stage(struct sup *s, const char *name, int stale)
 {
 	char obj[CHAN_NAME_MAX];
-	for (size_t i = 0; i < NQUEUES; i++) {
-		if (chan_objname(obj, sizeof(obj), cfg->instance, queues[i]) == -1)
-			continue;
+	if (chan_objname(obj, sizeof(obj), s->cfg.instance, name) == 0) {
 		if (chan_unlink(CHAN_MQUEUE, obj) == 0 && stale)
 			log_info("removed stale mqueue %s", obj);
 		if (chan_unlink(CHAN_SHM, obj) == 0 && stale)
 			log_info("removed stale shm %s", obj);
 	}
-	if (chan_objname(obj, sizeof(obj), cfg->instance, "stats") == 0)
+	unlink_state(&s->cfg, name, stale);
+}
+
+/* Queues and state files of this instance under names the pipeline does
+ * not have (a run of another file that died). */
+static void
+unlink_leftovers(struct sup *s)
+{
+	static const char *const dirs[] = { "/dev/mqueue", "/dev/shm" };
+	char prefix[96];
+	int n = snprintf(prefix, sizeof(prefix), "telem.%s.", s->cfg.instance);
+	if (n < 0 || (size_t)n >= sizeof(prefix))
+		return;
+	for (size_t d = 0; d < 2; d++) {
+		DIR *dir = opendir(dirs[d]);
+		if (dir == NULL)
+			continue;
+		struct dirent *e;
+		while ((e = readdir(dir)) != NULL) {
+			if (strncmp(e->d_name, prefix, (size_t)n) != 0)
+				continue;
+			char stage[64];
+			snprintf(stage, sizeof(stage), "%s", e->d_name + n);
+			char *dot = strchr(stage, '.');
+			if (dot != NULL && strcmp(dot, ".state") != 0 &&
+			    strcmp(dot, ".state.tmp") != 0 && strcmp(dot, ".state.bad") != 0)
+				continue;
+			if (dot != NULL)
+				*dot = '\0';
+			if (strcmp(stage, "stats") == 0 || strcmp(stage, "lock") == 0 ||
+			    strlen(stage) > PIPELINE_NAME_MAX)
+				continue;
+			unlink_stage(s, stage, 1);
+		}
+		closedir(dir);
+	}
+}
+
+/* What this instance's objects are: the stages of the pipeline running,
+ * and those a reload removed that are still draining. A crashed run of
+ * another pipeline file may have left other names: at the start every
+ * queue and state file of the instance goes (we hold the lock). */
+void
+sup_ipc_unlink_all(struct sup *s, int stale)
+{
+	char obj[CHAN_NAME_MAX];
+	for (int i = 0; i < s->pl.nstage; i++)
+		unlink_stage(s, s->pl.stage[i].name, stale);
+	for (int i = 0; i < SUP_STAGES; i++)
+		if (s->ch[i].name[0] != '\0')
+			unlink_stage(s, s->ch[i].name, stale);
+	if (stale)
+		unlink_leftovers(s);
+	if (chan_objname(obj, sizeof(obj), s->cfg.instance, "stats") == 0)
 		stats_unlink(obj);
-	unlink_state(cfg, stale);
 }
 
 /* /dev/shm ran out: say how much it has and how much we wanted, for the
@@ -276,7 +321,7 @@ explain_no_room(const struct sup *s, const char *what, const char *obj,
 	struct statvfs vs;
 	size_t all = sizeof(struct stats_seg);
 	if (s->cfg.chan.kind == CHAN_SHM)
-		all += NQUEUES * chan_shm_bytes(&s->cfg.chan);
+		all += (size_t)pipeline_nqueues(&s->pl) * chan_shm_bytes(&s->cfg.chan);
 	if (statvfs(SHM_DIR, &vs) == -1) {
 		log_warn("create %s %s: needs %zu bytes; statvfs " SHM_DIR, what,
 		    obj, need);
@@ -406,6 +451,63 @@ explain_create(const struct sup *s, const char *obj)
 }
 
 int
+sup_queue_create(struct sup *s, const char *name)
+{
+	char obj[CHAN_NAME_MAX];
+	if (chan_objname(obj, sizeof(obj), s->cfg.instance, name) == -1) {
+		log_warnx("queue name of stage %s in instance '%s' is too long",
+		    name, s->cfg.instance);
+		return -1;
+	}
+	if (chan_create(&s->cfg.chan, obj) == -1) {
+		explain_create(s, obj);
+		return -1;
+	}
+	return 0;
+}
+
+int
+sup_open_inq(struct sup *s, struct sup_child *c)
+{
+	char obj[CHAN_NAME_MAX];
+	if (chan_objname(obj, sizeof(obj), s->cfg.instance, c->in_queue) == -1 ||
+	    (c->inq = chan_open(s->cfg.chan.kind, obj, CHAN_WRITE)) == NULL) {
+		log_warn("open %s", obj);
+		return -1;
+	}
+	return 0;
+}
+
+void
+sup_queue_unlink(struct sup *s, const char *name)
+{
+	char obj[CHAN_NAME_MAX];
+	if (chan_objname(obj, sizeof(obj), s->cfg.instance, name) == 0 &&
+	    chan_unlink(s->cfg.chan.kind, obj) == -1 && errno != ENOENT)
+		log_warn("remove %s %s", chan_kind_name(s->cfg.chan.kind), obj);
+}
+
+/* msg_bytes: as given, or (auto) what the user's budget leaves room for,
+ * said in the start log. Called with the stale queues gone. */
+static int
+settle_msg_bytes(struct sup *s)
+{
+	char why[PIPELINE_ERR_MAX];
+	if (s->pl.msg_bytes != PIPELINE_MSG_AUTO) {
+		s->cfg.chan.msgsize = s->pl.msg_bytes;
+		return 0;
+	}
+	size_t m = pipeline_msg_bytes(&s->pl, "/dev/mqueue", why, sizeof(why));
+	if (m == 0) {
+		log_warnx("%s", why);
+		return -1;
+	}
+	log_info("%s", why);
+	s->cfg.chan.msgsize = m;
+	return 0;
+}
+
+int
 sup_ipc_setup(struct sup *s)
 {
 	char obj[CHAN_NAME_MAX];
@@ -413,19 +515,13 @@ sup_ipc_setup(struct sup *s)
 		return -1;
 	/* We hold the lock, so whatever carries this instance's name is left
 	 * over from a run that died: remove it before creating ours. */
-	sup_ipc_unlink_all(&s->cfg, 1);
-	if (sup_listen_open(s) == -1)
+	sup_ipc_unlink_all(s, 1);
+	if (settle_msg_bytes(s) == -1)
 		return -1;
-	for (size_t i = 0; i < NQUEUES; i++) {
-		if (chan_objname(obj, sizeof(obj), s->cfg.instance, queues[i]) == -1) {
-			log_warnx("instance name '%s' is not usable", s->cfg.instance);
+	for (int i = 0; i < s->pl.nstage; i++)
+		if (s->pl.stage[i].in_queue &&
+		    sup_queue_create(s, s->pl.stage[i].name) == -1)
 			return -1;
-		}
-		if (chan_create(&s->cfg.chan, obj) == -1) {
-			explain_create(s, obj);
-			return -1;
-		}
-	}
 	if (chan_objname(obj, sizeof(obj), s->cfg.instance, "stats") == -1 ||
 	    (s->stats = stats_create(obj)) == NULL) {
 		if (errno == ENOSPC)
@@ -435,29 +531,22 @@ sup_ipc_setup(struct sup *s)
 			log_warn("create stats segment %s", obj);
 		return -1;
 	}
-	for (size_t i = 0; i < 2; i++) {
-		chan_objname(obj, sizeof(obj), s->cfg.instance, queues[i]);
-		if ((s->flushq[i] = chan_open(s->cfg.chan.kind, obj, CHAN_WRITE)) == NULL) {
-			log_warn("open %s", obj);
-			return -1;
-		}
-	}
 	return 0;
 }
 
 void
 sup_ipc_teardown(struct sup *s)
 {
-	for (size_t i = 0; i < 2; i++) {
-		chan_close(s->flushq[i]);
-		s->flushq[i] = NULL;
+	for (int i = 0; i < SUP_STAGES; i++) {
+		chan_close(s->ch[i].inq);
+		s->ch[i].inq = NULL;
+		sup_listen_close(&s->ch[i]);
 	}
 	stats_detach(s->stats);
 	s->stats = NULL;
-	sup_listen_close(s);
 	if (s->lockfd != -1) {
 		char path[600];
-		sup_ipc_unlink_all(&s->cfg, 0);
+		sup_ipc_unlink_all(s, 0);
 		/* Unlinked while locked, then closed (see take_lock). */
 		lock_path(s, path, sizeof(path));
 		if (unlink(path) == -1 && errno != ENOENT)
@@ -477,11 +566,11 @@ sup_send_record(struct sup *s, const char *queue, uint8_t type, int timeout_ms)
 	wire_put(&w, type, NULL, 0, 0);
 	size_t len = wire_finish(&w);
 
-	/* The filters' queues stay open for the Flush ticks; others are
-	 * written only at shutdown and opened for it. */
-	for (size_t i = 0; i < 2; i++)
-		if (strcmp(queue, queues[i]) == 0)
-			return chan_send(s->flushq[i], buf, len, timeout_ms);
+	/* The flush stages' queues stay open for the Flush ticks; others are
+	 * written only to stop their reader and opened for it. */
+	for (int i = 0; i < SUP_STAGES; i++)
+		if (s->ch[i].inq != NULL && strcmp(s->ch[i].in_queue, queue) == 0)
+			return chan_send(s->ch[i].inq, buf, len, timeout_ms);
 	if (chan_objname(obj, sizeof(obj), s->cfg.instance, queue) == -1)
 		return -1;
 	struct chan *c = chan_open(s->cfg.chan.kind, obj, CHAN_WRITE);

@@ -1,5 +1,5 @@
 /* listen.c - the instance's UDP sockets. The supervisor binds them and
- * lends them to every ingest it starts (--udp-fd), as Postfix's master
+ * lends them to every process of the stage it starts (ingest) (--udp-fd), as Postfix's master
  * opens its services' sockets for the children: the socket, its receive
  * buffer and its kernel drop count outlive an ingest that is killed, so
  * datagrams sent while it restarts wait in the kernel instead of being
@@ -8,20 +8,22 @@
 #include "supervisor/sup.h"
 
 int
-sup_listen_open(struct sup *s)
+sup_listen_open(struct sup *s, struct sup_child *c)
 {
 	int permanent;
-	if (udp_open(&s->udp, s->cfg.host, s->cfg.port, (int)s->cfg.rcvbuf,
-	    &permanent) == -1) {
-		s->bad_host = permanent;
+	if (udp_open(&c->sock, c->udp_host, c->udp_port, (int)s->cfg.rcvbuf,
+	    &permanent) == -1)
 		return -1;
-	}
-	udp_log_listening(&s->udp, "");
+	for (size_t i = 0; i < c->sock.n; i++)
+		log_info("listening on %s, receive buffer %d bytes", c->sock.s[i].addr,
+		    c->sock.rcvbuf);
 	return 0;
 }
 
 void
-sup_listen_close(struct sup *s)
+sup_listen_close(struct sup_child *c)
 {
-	udp_close(&s->udp);
+	if (c->udp && c->sock.n > 0)
+		udp_close(&c->sock);
+	c->sock.n = 0;
 }

@@ -1,7 +1,9 @@
 /* loop.c - the supervisor's one poll loop: signals from a signalfd, Flush
  * ticks from a timerfd, readiness pipes, restart deadlines, stalled stages
- * and the control socket's connections; then the ordered shutdown: ingest first, then each filter drains
- * its queue up to a final Flush and a Stop, then each egress. */
+ * and the control socket's connections; then the ordered shutdown, level
+ * by level from upstream: the stages with UDP sockets first, then each
+ * stage drains its queue up to a final Flush (flush stages) and a Stop
+ * behind it, the stages it sends to after it. */
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
@@ -17,8 +19,6 @@
 #include "supervisor/sup.h"
 #include "wire.h"
 
-enum { C_CKMS, C_CMA, C_LOW, C_HIGH, C_INGEST };
-
 void
 sup_begin_stop(struct sup *s, int status)
 {
@@ -33,31 +33,37 @@ sup_flush(struct sup *s, int timeout_ms)
 {
 	static struct log_limit lim;
 	int rc = 0;
-	for (int i = C_LOW; i <= C_HIGH; i++) {
+	for (int i = 0; i < SUP_STAGES; i++) {
+		struct sup_child *c = &s->ch[i];
+		if (c->name[0] == '\0' || !c->flush || c->retiring)
+			continue;
 		/* A tick must not wait behind a full queue: it is late anyway,
 		 * so it is skipped and said. */
-		if (sup_send_record(s, s->ch[i].in_queue, WIRE_FLUSH, timeout_ms) != 0) {
+		if (sup_send_record(s, c->in_queue, WIRE_FLUSH, timeout_ms) != 0) {
 			long long n = log_limit_pass(&lim, 10000);
 			char more[64];
 			if (n >= 0)
-				log_warnx("queue %s full: Flush skipped%s",
-				    s->ch[i].in_queue, log_more(more, sizeof(more), n,
-				    "skipped since the last line"));
+				log_warnx("queue %s full: Flush skipped (%lld more)",
+				    c->in_queue, n);
 			rc = -1;
 		}
 	}
 	return rc;
 }
 
-unsigned
-sup_flush_try(struct sup *s, unsigned left)
+uint64_t
+sup_flush_try(struct sup *s, uint64_t left)
 {
-	unsigned mask = 0;
-	for (int i = C_LOW; i <= C_HIGH; i++) {
-		mask |= 1u << i;
-		if ((left & (1u << i)) &&
-		    sup_send_record(s, s->ch[i].in_queue, WIRE_FLUSH, 0) == 0)
-			left &= ~(1u << i);
+	uint64_t mask = 0;
+	for (int i = 0; i < SUP_STAGES; i++) {
+		struct sup_child *c = &s->ch[i];
+		if (c->name[0] == '\0' || !c->flush || c->retiring)
+			continue;
+		uint64_t bit = (uint64_t)1 << i;
+		mask |= bit;
+		if ((left & bit) &&
+		    sup_send_record(s, c->in_queue, WIRE_FLUSH, 0) == 0)
+			left &= ~bit;
 	}
 	return left & mask;
 }
@@ -75,8 +81,8 @@ sup_restart(struct sup *s, struct sup_child *c)
 	(void)s;
 }
 
-static int
-start_timer(struct sup *s)
+int
+sup_start_timer(struct sup *s)
 {
 	struct itimerspec its;
 	memset(&its, 0, sizeof(its));
@@ -97,6 +103,8 @@ on_signal(struct sup *s)
 	while (read(s->sigfd, &si, sizeof(si)) == sizeof(si)) {
 		if (si.ssi_signo == SIGCHLD)
 			sup_reap(s);
+		else if (si.ssi_signo == SIGHUP && !s->stopping && s->on_hup != NULL)
+			s->on_hup(s);
 		else if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
 			log_info("%s: stopping", strsignal((int)si.ssi_signo));
 			sup_begin_stop(s, 0);
@@ -131,14 +139,37 @@ spawn_failed(struct sup *s, struct sup_child *c, const char *what, int booted,
 	return 1;
 }
 
-/* Start whatever is due: at boot one stage at a time, each after the one
- * downstream of it is ready; afterwards any stage whose backoff ran out. */
+/* At boot, stages start one at a time in start order, each once the one
+ * before it is ready; a reload's new stage once every stage it sends to
+ * is; afterwards any stage whose backoff ran out. */
+static int
+may_start(struct sup *s, const struct sup_child *c, int booted)
+{
+	if (c->fresh) {
+		for (int k = 0; k < c->nout; k++) {
+			const struct sup_child *o = sup_find(s, c->out_queue[k]);
+			if (o != NULL && o->state != S_UP)
+				return 0;
+		}
+		return 1;
+	}
+	if (booted)
+		return 1;
+	for (int k = 0; k < s->nstage; k++)
+		if (s->start[k] == c->slot)
+			return k == 0 || s->ch[s->start[k - 1]].state == S_UP;
+	return 0;
+}
+
+/* Start whatever is due. */
 static long long
 start_due(struct sup *s, int *booted)
 {
 	long long now = clock_ms(), next = -1;
 	for (int i = 0; i < SUP_STAGES && !s->stopping; i++) {
 		struct sup_child *c = &s->ch[i];
+		if (c->name[0] == '\0')
+			continue;
 		if ((c->state == S_STOPPING || c->state == S_STALLED) &&
 		    c->kill_at_ms > 0) {
 			if (c->kill_at_ms <= now) {
@@ -159,8 +190,9 @@ start_due(struct sup *s, int *booted)
 			}
 			c->state = (enum sup_state)sup_next(c->state, E_TIMER);
 		}
-		if (c->state == S_DOWN && (*booted || i == 0 || s->ch[i - 1].state == S_UP)) {
+		if (c->state == S_DOWN && !c->retiring && may_start(s, c, *booted)) {
 			const char *what;
+			c->fresh = 0;
 			if (sup_spawn(s, c, &what) == -1 &&
 			    !spawn_failed(s, c, what, *booted, now, &next))
 				break;
@@ -188,11 +220,12 @@ start_due(struct sup *s, int *booted)
 			}
 		}
 	}
-	if (!*booted && s->ch[SUP_STAGES - 1].state == S_UP) {
+	if (!*booted && s->nstage > 0 &&
+	    s->ch[s->start[s->nstage - 1]].state == S_UP) {
 		*booted = 1;
 		log_info("pipeline up (instance %s, transport %s)", s->cfg.instance,
 		    chan_kind_name(s->cfg.chan.kind));
-		if (start_timer(s) == -1)
+		if (sup_start_timer(s) == -1)
 			sup_begin_stop(s, 1);
 	}
 	return next;
@@ -215,7 +248,7 @@ check_stalls(struct sup *s, long long now)
 	s->stall_check_ms = now + every;
 	for (int i = 0; i < SUP_STAGES; i++) {
 		struct sup_child *c = &s->ch[i];
-		if (c->state != S_UP || c->in_queue[0] == '\0')
+		if (c->name[0] == '\0' || c->state != S_UP || c->in_queue[0] == '\0')
 			continue;
 		long depth = sup_queue_depth(s, c->in_queue);
 		int waiting_out = 0;
@@ -249,7 +282,7 @@ wait_events(struct sup *s, long long timeout_ms)
 	pfd[n++] = (struct pollfd){ .fd = s->sigfd, .events = POLLIN };
 	pfd[n++] = (struct pollfd){ .fd = s->timerfd, .events = POLLIN };
 	for (int i = 0; i < SUP_STAGES; i++) {
-		if (s->ch[i].ready_fd == -1)
+		if (s->ch[i].ready_fd == -1 || s->ch[i].name[0] == '\0')
 			continue;
 		who[n] = &s->ch[i];
 		pfd[n++] = (struct pollfd){ .fd = s->ch[i].ready_fd, .events = POLLIN };
@@ -307,33 +340,110 @@ await_exit(struct sup *s, struct sup_child *c, long long ms)
 	}
 }
 
+/* Stop one stage as the shutdown does: its queue's reader reads up to a
+ * final Flush (a flush stage) and the Stop behind it; without a queue (or
+ * with a full one) it gets SIGTERM. */
+static void
+stop_by_queue(struct sup *s, struct sup_child *c, int flush)
+{
+	if (c->pid <= 0)
+		return;
+	if (c->in_queue[0] == '\0' ||
+	    (flush && sup_send_record(s, c->in_queue, WIRE_FLUSH, 1000) != 0) ||
+	    sup_send_record(s, c->in_queue, WIRE_STOP, 1000) != 0)
+		sup_kill(c, SIGTERM);
+}
+
 static void
 shutdown_pipeline(struct sup *s)
 {
-	struct sup_child *c = &s->ch[C_INGEST];
+	int top = 0;
+	for (int i = 0; i < SUP_STAGES; i++) {
+		struct sup_child *c = &s->ch[i];
+		if (c->name[0] == '\0')
+			continue;
+		if (c->state != S_STOPPING)
+			c->state = (enum sup_state)sup_next(c->state, E_STOP);
+		if (c->level > top)
+			top = c->level;
+	}
+	/* The stages reading sockets first: nothing new enters once they are
+	 * gone (their sockets stay bound until the end, so nothing is refused). */
 	for (int i = 0; i < SUP_STAGES; i++)
-		if (s->ch[i].state != S_STOPPING)
-			s->ch[i].state = (enum sup_state)sup_next(s->ch[i].state, E_STOP);
-	/* Ingest first: nothing new enters once it is gone. */
-	sup_kill(c, SIGTERM);
-	await_exit(s, c, SUP_STOP_GRACE_MS);
-	/* Each filter reads up to the final Flush and the Stop behind it, so
-	 * the last events reach the egresses before the Flush does. */
-	for (int i = C_LOW; i <= C_HIGH; i++) {
-		c = &s->ch[i];
-		if (sup_send_record(s, c->in_queue, WIRE_FLUSH, 1000) != 0 ||
-		    sup_send_record(s, c->in_queue, WIRE_STOP, 1000) != 0)
-			sup_kill(c, SIGTERM);
+		if (s->ch[i].name[0] != '\0' && s->ch[i].udp &&
+		    s->ch[i].in_queue[0] == '\0')
+			sup_kill(&s->ch[i], SIGTERM);
+	for (int i = 0; i < SUP_STAGES; i++)
+		if (s->ch[i].name[0] != '\0' && s->ch[i].udp &&
+		    s->ch[i].in_queue[0] == '\0')
+			await_exit(s, &s->ch[i], SUP_STOP_GRACE_MS);
+	/* Then level by level, upstream first: each reads up to the final
+	 * Flush and the Stop behind it, so the last events reach the next
+	 * level before the Flush does. */
+	for (int lv = top; lv >= 0; lv--) {
+		for (int i = 0; i < SUP_STAGES; i++) {
+			struct sup_child *c = &s->ch[i];
+			if (c->name[0] != '\0' && c->level == lv &&
+			    !(c->udp && c->in_queue[0] == '\0'))
+				stop_by_queue(s, c, c->flush && !c->retiring);
+		}
+		for (int i = 0; i < SUP_STAGES; i++)
+			if (s->ch[i].name[0] != '\0' && s->ch[i].level == lv)
+				await_exit(s, &s->ch[i], SUP_STOP_GRACE_MS);
 	}
-	for (int i = C_LOW; i <= C_HIGH; i++)
-		await_exit(s, &s->ch[i], SUP_STOP_GRACE_MS);
-	for (int i = C_CKMS; i <= C_CMA; i++) {
-		c = &s->ch[i];
-		if (sup_send_record(s, c->in_queue, WIRE_STOP, 1000) != 0)
-			sup_kill(c, SIGTERM);
+}
+
+/* The stages that wrote into a removed stage's queue run their new
+ * command lines (no longer naming it), or are gone themselves. */
+static int
+writers_done(struct sup *s, const struct sup_child *c)
+{
+	for (int i = 0; i < SUP_STAGES; i++) {
+		const struct sup_child *w = &s->ch[i];
+		if (!(c->retire_after & ((uint64_t)1 << i)) || w->name[0] == '\0')
+			continue;
+		if (w->retiring ? w->pid > 0 : w->reloading)
+			return 0;
 	}
-	for (int i = C_CKMS; i <= C_CMA; i++)
-		await_exit(s, &s->ch[i], SUP_STOP_GRACE_MS);
+	return 1;
+}
+
+/* Stages a reload removed: a Stop behind what their queue holds once
+ * nothing writes there any more; once the process is gone, their queue
+ * (empty by then) and their entry go. A stage that died before its Stop
+ * is started again to drain what is left. */
+static void
+reap_retired(struct sup *s)
+{
+	for (int i = 0; i < SUP_STAGES; i++) {
+		struct sup_child *c = &s->ch[i];
+		if (c->name[0] == '\0' || !c->retiring)
+			continue;
+		if (!c->retire_sent) {
+			if (!writers_done(s, c) || c->state == S_STARTING)
+				continue;
+			c->retire_sent = 1;
+			if (c->pid > 0 && c->in_queue[0] != '\0')
+				stop_by_queue(s, c, 0);
+			else if (c->pid > 0)
+				sup_kill(c, SIGTERM);
+			continue;
+		}
+		if (c->pid > 0)
+			continue;
+		if (c->in_queue[0] != '\0') {
+			long d = sup_queue_depth(s, c->in_queue);
+			if (d > 0) {
+				const char *what;
+				if (c->state == S_DOWN && sup_spawn(s, c, &what) == 0)
+					c->retire_sent = 0;
+				continue;
+			}
+			sup_queue_unlink(s, c->in_queue);
+		}
+		log_info("stage %s removed", c->name);
+		sup_undefine(s, c);
+	}
 }
 
 int
@@ -341,6 +451,7 @@ sup_run(struct sup *s)
 {
 	int booted = 0;
 	while (!s->stopping) {
+		reap_retired(s);
 		long long next = start_due(s, &booted);
 		next = soonest(next, check_stalls(s, clock_ms()));
 		next = soonest(next, ctl_tick(s));

@@ -17,22 +17,29 @@
 #include "egress/carbon.h"
 #include "log.h"
 #include "supervisor/control.h"
+#include "supervisor/pipeline.h"
 #include "supervisor/sup.h"
 #include "wire.h"
 
 static const char usage[] =
-    "usage: telem-supervisor [-H host] [-p port] [-l limit] [-e error] [-f flush_ms]\n"
-    "                        [-t mqueue|shm] [-m msg_bytes] [-s slots] [-i instance]\n"
-    "                        [--control path] [--rcvbuf bytes] [--stall-ms ms]\n"
-    "                        [--state-dir dir] [--max-names n]\n"
-    "                        [-g host:port [--graphite-prefix p] [--graphite-buffer bytes]]\n"
+    "usage: telem-supervisor [-c file | [-H host] [-p port] [-l limit] [-e error]\n"
+    "                        [-g host:port [--graphite-prefix p] [--graphite-buffer bytes]]]\n"
+    "                        [-f flush_ms] [-t mqueue|shm] [-m msg_bytes] [-s slots]\n"
+    "                        [-i instance] [--control path] [--rcvbuf bytes]\n"
+    "                        [--stall-ms ms] [--state-dir dir] [--print-pipeline]\n"
+    "  -c file      run the pipeline file (README \"Pipeline files\"); without it\n"
+    "               the built-in pipeline, shaped by -H -p -l -e -g\n"
+    "  --print-pipeline  print the pipeline (built-in, or the file's) as a\n"
+    "               pipeline file, with the options applied, and exit\n"
     "  -H host      UDP address or name to listen on (default 127.0.0.1)\n"
     "  -p port      UDP port (default 1990)\n"
     "  -l limit     low keeps value <= limit, high keeps value >= limit (default 100)\n"
     "  -e error     CKMS rank error, in (0, 0.5) (default 0.01)\n"
     "  -f flush_ms  report interval in milliseconds (default 1000)\n"
     "  -t kind      transport between stages: mqueue (default) or shm\n"
-    "  -m bytes     message size, 512..1048576 (default 8192, the mqueue maximum)\n"
+    "  -m bytes     message size, 512..1048576 (default auto: 8192 when every\n"
+    "               queue fits the user's RLIMIT_MSGQUEUE budget, else less)\n"
+    "               -f -t -m given with -c override the file's [pipeline]\n"
     "  -s slots     shm ring capacity in messages (default 10)\n"
     "  -i instance  IPC objects are /telem.INSTANCE.* (default: default)\n"
     "  --control p  control socket (default $XDG_RUNTIME_DIR/telem/INSTANCE.sock,\n"
@@ -123,9 +130,11 @@ check_state_dir(const char *dir)
 }
 
 static void
-parse(struct sup_config *cfg, int argc, char **argv)
+parse(struct sup_config *cfg, int argc, char **argv, int *print)
 {
+	struct pipeline_opts *o = &cfg->popts;
 	static const struct option opts[] = {
+		{ "print-pipeline", no_argument, NULL, 'X' },
 		{ "control", required_argument, NULL, 'C' },
 		{ "rcvbuf", required_argument, NULL, 'R' },
 		{ "stall-ms", required_argument, NULL, 'S' },
@@ -140,22 +149,32 @@ parse(struct sup_config *cfg, int argc, char **argv)
 	int c;
 	char *end;
 	opterr = 0;  /* our own one-line messages */
-	while ((c = getopt_long(argc, argv, ":hH:p:l:e:f:t:m:s:i:g:", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":hc:H:p:l:e:f:t:m:s:i:g:", opts, NULL)) != -1) {
 		switch (c) {
-		case 'H': check_host(optarg); cfg->host = optarg; break;
-		case 'p': number("p", optarg, 0, 65535); cfg->port = optarg; break;
-		case 'l': cfg->limit = (uint32_t)number("l", optarg, 0, UINT32_MAX); break;
+		case 'c': cfg->file = optarg; break;
+		case 'X': *print = 1; break;
+		case 'H': o->host = optarg; cfg->shaped |= 1; break;
+		case 'p': number("p", optarg, 0, 65535); o->port = optarg; cfg->shaped |= 2; break;
+		case 'l':
+			o->limit = (uint32_t)number("l", optarg, 0, UINT32_MAX);
+			cfg->shaped |= 4;
+			break;
 		case 'e':
-			cfg->eps = strtod(optarg, &end);
-			if (*optarg == '\0' || *end != '\0' || !(cfg->eps > 0 && cfg->eps < 0.5))
+			o->eps = strtod(optarg, &end);
+			if (*optarg == '\0' || *end != '\0' || !(o->eps > 0 && o->eps < 0.5))
 				bad("e", optarg, "must be a number in (0, 0.5)");
+			cfg->shaped |= 8;
 			break;
-		case 'f': cfg->flush_ms = number("f", optarg, 1, 86400000); break;
+		case 'f': o->flush_ms = number("f", optarg, 1, 86400000); cfg->set_f = 1; break;
 		case 't':
-			if (chan_kind_parse(optarg, &cfg->chan.kind) == -1)
+			if (chan_kind_parse(optarg, &o->transport) == -1)
 				bad("t", optarg, "must be mqueue or shm");
+			cfg->set_t = 1;
 			break;
-		case 'm': cfg->chan.msgsize = (size_t)number("m", optarg, WIRE_MSG_MIN, WIRE_MSG_MAX); break;
+		case 'm':
+			o->msg_bytes = (size_t)number("m", optarg, WIRE_MSG_MIN, WIRE_MSG_MAX);
+			cfg->set_m = 1;
+			break;
 		case 's': cfg->chan.slots = (unsigned)number("s", optarg, 2, 65536); break;
 		case 'i':
 			if (!chan_instance_ok(optarg))
@@ -168,17 +187,21 @@ parse(struct sup_config *cfg, int argc, char **argv)
 			if (cfg->stall_ms > 0 && cfg->stall_ms < 100)
 				bad("-stall-ms", optarg, "must be 0 (never) or 100..86400000");
 			break;
-		case 'R': cfg->rcvbuf = (uint32_t)number("-rcvbuf", optarg, UDP_RCVBUF_MIN, 1073741823); break;
-		case 'g': check_graphite(optarg); cfg->graphite = optarg; break;
+		case 'R': cfg->rcvbuf = (uint32_t)number("-rcvbuf", optarg, 0, 1073741823); break;
+		case 'g':
+			check_graphite(optarg);
+			o->graphite = optarg;
+			cfg->shaped |= 16;
+			break;
 		case 'P':
 			if (!carbon_prefix_ok(optarg))
 				bad("-graphite-prefix", optarg,
 				    "must be 1..128 printable characters without spaces");
-			cfg->graphite_prefix = optarg;
+			o->graphite_prefix = optarg;
 			break;
 		case 'B':
 			number("-graphite-buffer", optarg, CARBON_BUFFER_MIN, CARBON_BUFFER_MAX);
-			cfg->graphite_buffer = optarg;
+			o->graphite_buffer = optarg;
 			break;
 		case 'D': cfg->state_dir = check_state_dir(optarg); break;
 		case 'N':
@@ -198,10 +221,42 @@ parse(struct sup_config *cfg, int argc, char **argv)
 		log_warnx("unexpected argument '%s'", argv[optind]);
 		exit(EXIT_USAGE);
 	}
-	if (cfg->graphite == NULL && (cfg->graphite_prefix || cfg->graphite_buffer)) {
+	if (o->graphite == NULL && (o->graphite_prefix || o->graphite_buffer)) {
 		log_warnx("--graphite-prefix and --graphite-buffer need -g host:port");
 		exit(EXIT_USAGE);
 	}
+	if (cfg->file != NULL && cfg->shaped) {
+		log_warnx("-H -p -l -e -g shape the built-in pipeline: with -c %s, "
+		    "write them in the file", cfg->file);
+		exit(EXIT_USAGE);
+	}
+}
+
+/* The pipeline to run: the file's (with -f -t -m over its [pipeline]) or
+ * the built-in one; every program must be there. Any error is one line
+ * "FILE:LINE: what" and exit 2, before anything is created. */
+static void
+load_pipeline(struct sup *s)
+{
+	char err[PIPELINE_ERR_MAX];
+	struct sup_config *cfg = &s->cfg;
+	int rc = cfg->file != NULL ? pipeline_load(&s->pl, cfg->file, err, sizeof(err)) :
+	    pipeline_builtin(&s->pl, &cfg->popts, err, sizeof(err));
+	if (rc == -1 || (pipeline_check_execs(&s->pl, cfg->bindir, err,
+	    sizeof(err)) == -1)) {
+		log_warnx("%s", err);
+		exit(EXIT_USAGE);
+	}
+	if (cfg->file != NULL) {
+		if (cfg->set_t)
+			s->pl.transport = cfg->popts.transport;
+		if (cfg->set_m)
+			s->pl.msg_bytes = cfg->popts.msg_bytes;
+		if (cfg->set_f)
+			s->pl.flush_ms = cfg->popts.flush_ms;
+	}
+	cfg->chan.kind = s->pl.transport;
+	cfg->flush_ms = s->pl.flush_ms;
 }
 
 /* The stage executables live next to this one. */
@@ -228,6 +283,7 @@ open_fds(struct sup *s)
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGPIPE);
+	sigaddset(&set, SIGHUP);
 	if (sigprocmask(SIG_BLOCK, &set, NULL) == -1 ||
 	    (s->sigfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK)) == -1) {
 		log_warn("signalfd");
@@ -241,43 +297,66 @@ open_fds(struct sup *s)
 	return 0;
 }
 
+/* SIGHUP: a reload, its outcome in the log only. */
+static void
+on_hup(struct sup *s)
+{
+	char out[2048];
+	log_info("SIGHUP: reloading %s", s->cfg.file ? s->cfg.file : "(no file)");
+	if (sup_reload(s, out, sizeof(out)) == -1 && s->cfg.file == NULL)
+		log_warnx("SIGHUP: no pipeline file (started without -c): ignored");
+}
+
 int
 main(int argc, char **argv)
 {
 	static struct sup s = {
-		.cfg = { .host = "127.0.0.1", .port = "1990", .limit = 100,
-		    .rcvbuf = 4u << 20,
-		    .eps = 0.01, .flush_ms = 1000, .instance = "default",
+		.cfg = { .rcvbuf = 4u << 20, .flush_ms = 1000, .instance = "default",
 		    .stall_ms = SUP_STALL_MS,
 		    .chan = { CHAN_MQUEUE, 8192, CHAN_SHM_SLOTS_DEFAULT } },
 		.sigfd = -1, .timerfd = -1, .lockfd = -1, .ctlfd = -1,
+		.on_hup = on_hup,
 	};
+	int print = 0;
 	log_init("telem-supervisor", NULL);
 	/* Nothing may mistake fd 0 for a pending reply or readiness pipe if
 	 * we give up before the stages are defined (ctl_finish closes them). */
 	for (int i = 0; i < SUP_STAGES; i++)
 		s.ch[i].reply_fd = s.ch[i].ready_fd = -1;
-	parse(&s.cfg, argc, argv);
+	pipeline_opts_default(&s.cfg.popts);
+	parse(&s.cfg, argc, argv, &print);
+	if (find_bindir(s.cfg.bindir, sizeof(s.cfg.bindir)) == -1)
+		return 1;
+	load_pipeline(&s);
+	if (print) {
+		if (pipeline_print(stdout, &s.pl) == -1 || fflush(stdout) == EOF) {
+			log_warn("write the pipeline");
+			return 1;
+		}
+		return 0;
+	}
 	if (s.cfg.control != NULL && ctl_check_path(s.cfg.control) == -1)
 		return EXIT_USAGE;
-	if (find_bindir(s.cfg.bindir, sizeof(s.cfg.bindir)) == -1 ||
-	    open_fds(&s) == -1)
+	if (open_fds(&s) == -1)
 		return 1;
 	int status = 1, rc;
-	if (sup_ipc_setup(&s) == 0) {
-		if ((rc = ctl_open(&s)) == 0) {
-			sup_define_stages(&s);
+	if (sup_ipc_setup(&s) == 0 && sup_stages_setup(&s) == 0) {
+		if ((rc = ctl_open(&s)) == 0)
 			status = sup_run(&s);
-		} else if (rc == -EXIT_USAGE) {
+		else if (rc == -EXIT_USAGE)
 			status = EXIT_USAGE;
-		}
-	} else if (s.bad_host) {
-		status = EXIT_USAGE;  /* -H is not an address of this machine */
 	}
 	/* Everything is removed before the pending `stop` hears `ok`: once
 	 * telemctl returns, the instance is free to be started again. */
 	ctl_close(&s);
 	sup_ipc_teardown(&s);
 	ctl_finish(&s);
+	for (int i = 0; i < SUP_STAGES; i++)
+		if (s.ch[i].name[0] != '\0') {
+			for (int k = 0; k < s.ch[i].nown; k++)
+				free(s.ch[i].own[k]);
+			s.ch[i].nown = 0;
+		}
+	pipeline_free(&s.pl);
 	return status;
 }

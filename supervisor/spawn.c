@@ -25,86 +25,117 @@ set_own(struct sup_child *c, const char *const *args)
 	for (int i = 0; i < c->nown; i++)
 		free(c->own[i]);
 	c->nown = 0;
-	for (; *args != NULL && c->nown < SUP_ARGS_MAX; args++)
+	for (; args != NULL && *args != NULL && c->nown < SUP_ARGS_MAX; args++)
 		if ((c->own[c->nown++] = strdup(*args)) == NULL)
 			fatal(EXIT_TEMPORARY, "strdup");
 }
 
-static void
-define(struct sup *s, int i, const char *name, const char *exe, const char *in,
-    const char *out0, const char *out1, const char *const *own)
+/* A stage's entry from the pipeline. Every stage that sends nowhere (a
+ * sink: an egress) is given --state FILE: its aggregates live there across
+ * its restarts (README "What a fault costs"). */
+struct sup_child *
+sup_define_stage(struct sup *s, const struct pipeline *p, int i)
 {
-	struct sup_child *c = &s->ch[i];
+	const struct pipeline_stage *ps = &p->stage[i];
+	struct sup_child *c = NULL;
+	for (int k = 0; k < SUP_STAGES && c == NULL; k++)
+		if (s->ch[k].name[0] == '\0' && s->ch[k].pid <= 0)
+			c = &s->ch[k];
+	if (c == NULL) {
+		log_warnx("stage %s: no free stats slot (%d in use)", ps->name,
+		    SUP_STAGES);
+		return NULL;
+	}
+	int slot = (int)(c - s->ch);
 	memset(c, 0, sizeof(*c));
-	snprintf(c->name, sizeof(c->name), "%s", name);
-	snprintf(c->in_queue, sizeof(c->in_queue), "%s", in ? in : "");
-	if (out0)
-		snprintf(c->out_queue[c->nout++], sizeof(c->out_queue[0]), "%s", out0);
-	if (out1)
-		snprintf(c->out_queue[c->nout++], sizeof(c->out_queue[0]), "%s", out1);
-	if (snprintf(c->exe, sizeof(c->exe), "%s/%s", s->cfg.bindir, exe) >=
-	    (int)sizeof(c->exe))
-		fatalx(EXIT_TEMPORARY, "path of %s is too long", exe);
-	c->slot = i;
+	c->slot = slot;
 	c->ready_fd = -1;
 	c->reply_fd = -1;
 	c->state = S_DOWN;
-	set_own(c, own);
-	snprintf(s->stats->slot[i].stage, STATS_NAME_MAX, "%s", name);
-	snprintf(s->stats->slot[i].in_queue, STATS_NAME_MAX, "%s", in ? in : "");
-}
-
-/* Append the egresses' --graphite options to a NULL-filled array with
- * room for six more. */
-static void
-add_graphite(const struct sup_config *cfg, const char **own)
-{
-	if (cfg->graphite == NULL)
-		return;
-	*own++ = "--graphite";
-	*own++ = cfg->graphite;
-	if (cfg->graphite_prefix != NULL) {
-		*own++ = "--graphite-prefix";
-		*own++ = cfg->graphite_prefix;
+	snprintf(c->name, sizeof(c->name), "%s", ps->name);
+	if (ps->in_queue)
+		snprintf(c->in_queue, sizeof(c->in_queue), "%s", ps->name);
+	for (int k = 0; k < ps->nout && k < STAGE_OUT_MAX; k++)
+		snprintf(c->out_queue[c->nout++], sizeof(c->out_queue[0]), "%s",
+		    p->stage[ps->out[k]].name);
+	c->flush = ps->flush;
+	c->level = ps->level;
+	if (ps->udp) {
+		c->udp = 1;
+		snprintf(c->udp_host, sizeof(c->udp_host), "%s", ps->udp_host);
+		snprintf(c->udp_port, sizeof(c->udp_port), "%s", ps->udp_port);
 	}
-	if (cfg->graphite_buffer != NULL) {
-		*own++ = "--graphite-buffer";
-		*own++ = cfg->graphite_buffer;
+	if (pipeline_exec_path(ps, s->cfg.bindir, c->exe, sizeof(c->exe)) == -1) {
+		log_warnx("stage %s: path of %s is too long", ps->name, ps->exec);
+		c->name[0] = '\0';
+		return NULL;
 	}
+	if (ps->nout == 0 && sup_state_path(&s->cfg, c->name, c->state_file,
+	    sizeof(c->state_file)) == -1) {
+		log_warnx("stage %s: path of its state file is too long", ps->name);
+		c->name[0] = '\0';
+		return NULL;
+	}
+	set_own(c, (const char *const *)ps->argv);
+	struct stats_slot *st = &s->stats->slot[slot];
+	memset(st, 0, sizeof(*st));
+	snprintf(st->stage, STATS_NAME_MAX, "%s", c->name);
+	snprintf(st->in_queue, STATS_NAME_MAX, "%s", c->in_queue);
+	return c;
 }
 
 void
-sup_define_stages(struct sup *s)
+sup_undefine(struct sup *s, struct sup_child *c)
 {
-	char lim[16], eps[32];
-	snprintf(lim, sizeof(lim), "%u", (unsigned)s->cfg.limit);
-	snprintf(eps, sizeof(eps), "%.17g", s->cfg.eps);
-	/* Both egresses get --max-names and the graphite options after
-	 * their own. */
-	const char *ckms[12] = { "--error", eps };
-	const char *cma[12] = { NULL };
-	int nc = 2, nm = 0;
-	if (s->cfg.max_names != NULL) {
-		ckms[nc++] = cma[nm++] = "--max-names";
-		ckms[nc++] = cma[nm++] = s->cfg.max_names;
+	for (int i = 0; i < c->nown; i++)
+		free(c->own[i]);
+	for (int i = 0; i < c->prev_nown; i++)
+		free(c->prev_own[i]);
+	c->nown = c->prev_nown = 0;
+	chan_close(c->inq);
+	c->inq = NULL;
+	sup_listen_close(c);
+	c->name[0] = '\0';
+	/* The slot keeps its counters for status until it is taken again;
+	 * only the name goes, so that nothing lists it. */
+	s->stats->slot[c->slot].stage[0] = '\0';
+	s->stats->slot[c->slot].in_queue[0] = '\0';
+}
+
+struct sup_child *
+sup_stage_add(struct sup *s, const struct pipeline *p, int i)
+{
+	struct sup_child *c = sup_define_stage(s, p, i);
+	if (c == NULL)
+		return NULL;
+	if ((c->udp && sup_listen_open(s, c) == -1) ||
+	    (c->flush && sup_open_inq(s, c) == -1)) {
+		sup_undefine(s, c);
+		return NULL;
 	}
-	add_graphite(&s->cfg, ckms + nc);
-	add_graphite(&s->cfg, cma + nm);
-	const char *low[] = { "--keep-below", lim, NULL };
-	const char *high[] = { "--keep-above", lim, NULL };
-	const char *ingest[] = { NULL };  /* its sockets come as --udp-fd */
-	/* Downstream first: this is the start order. */
-	define(s, 0, "ckms", "telem-egress-ckms", "ckms", NULL, NULL, ckms);
-	define(s, 1, "cma", "telem-egress-cma", "cma", NULL, NULL, cma);
-	for (int i = 0; i < 2; i++)
-		if (sup_state_path(&s->cfg, s->ch[i].name, s->ch[i].state_file,
-		    sizeof(s->ch[i].state_file)) == -1)
-			fatalx(EXIT_TEMPORARY, "path of the state file of %s is "
-			    "too long", s->ch[i].name);
-	define(s, 2, "low", "telem-filter", "low", "ckms", NULL, low);
-	define(s, 3, "high", "telem-filter", "high", "cma", NULL, high);
-	define(s, 4, "ingest", "telem-ingest", NULL, "low", "high", ingest);
-	s->ch[4].udp = 1;
+	return c;
+}
+
+int
+sup_stages_setup(struct sup *s)
+{
+	for (int i = 0; i < s->pl.nstage; i++)
+		if (sup_stage_add(s, &s->pl, i) == NULL)
+			return -1;
+	sup_order(s);
+	return 0;
+}
+
+void
+sup_order(struct sup *s)
+{
+	s->nstage = s->pl.nstage;
+	for (int i = 0; i < s->pl.nstage; i++) {
+		struct sup_child *a = sup_find(s, s->pl.stage[i].name);
+		struct sup_child *b = sup_find(s, s->pl.stage[s->pl.order[i]].name);
+		s->shown[i] = a != NULL ? a->slot : 0;
+		s->start[i] = b != NULL ? b->slot : 0;
+	}
 }
 
 void
@@ -114,16 +145,19 @@ sup_set_program(struct sup_child *c, const char *exe, const char *const *own)
 	set_own(c, own);
 }
 
+/* A stage of the pipeline running (one a reload removed and that still
+ * drains is not found: its name may be taken by a new one). */
 struct sup_child *
 sup_find(struct sup *s, const char *name)
 {
 	for (int i = 0; i < SUP_STAGES; i++)
-		if (strcmp(s->ch[i].name, name) == 0)
+		if (s->ch[i].name[0] != '\0' && !s->ch[i].retiring &&
+		    strcmp(s->ch[i].name, name) == 0)
 			return &s->ch[i];
 	return NULL;
 }
 
-/* The UDP sockets go to fds 4, 5, ... of an ingest (3 is readiness). */
+/* The UDP sockets go to fds 4, 5, ... of a udp stage (3 is readiness). */
 #define UDP_FD0 4
 static const char *const udp_fd_arg[UDP_MAX_SOCKS] = {
 	"4", "5", "6", "7", "8", "9", "10", "11",
@@ -146,7 +180,7 @@ static _Noreturn void
 exec_child(struct sup *s, struct sup_child *c, int ready_wr, pid_t parent)
 {
 	int udp_hi[UDP_MAX_SOCKS];
-	size_t nudp = c->udp ? s->udp.n : 0;
+	size_t nudp = c->udp ? c->sock.n : 0;
 	sigset_t none;
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
@@ -166,7 +200,7 @@ exec_child(struct sup *s, struct sup_child *c, int ready_wr, pid_t parent)
 	size_t nkeep = 0;
 	keep[nkeep++] = (unsigned)ready_wr;
 	for (size_t i = 0; i < nudp; i++)
-		keep[nkeep++] = (unsigned)s->udp.s[i].fd;
+		keep[nkeep++] = (unsigned)c->sock.s[i].fd;
 	for (size_t i = 1; i < nkeep; i++)  /* a handful: insertion sort */
 		for (size_t j = i; j > 0 && keep[j - 1] > keep[j]; j--) {
 			unsigned t = keep[j];
@@ -188,7 +222,7 @@ exec_child(struct sup *s, struct sup_child *c, int ready_wr, pid_t parent)
 	if ((ready_hi = fcntl(ready_wr, F_DUPFD_CLOEXEC, base)) == -1)
 		child_fail(c, "readiness pipe", base);
 	for (size_t i = 0; i < nudp; i++)
-		if ((udp_hi[i] = fcntl(s->udp.s[i].fd, F_DUPFD_CLOEXEC, base)) == -1)
+		if ((udp_hi[i] = fcntl(c->sock.s[i].fd, F_DUPFD_CLOEXEC, base)) == -1)
 			child_fail(c, "UDP socket", base);
 	if (dup2(ready_hi, 3) == -1)
 		child_fail(c, "readiness pipe", 3);
@@ -197,7 +231,7 @@ exec_child(struct sup *s, struct sup_child *c, int ready_wr, pid_t parent)
 			child_fail(c, "UDP socket", UDP_FD0 + (int)i);
 
 	char slot[8];
-	char *argv[SUP_ARGS_MAX * 2 + 24 + 2 * UDP_MAX_SOCKS];
+	char *argv[SUP_ARGS_MAX + 24 + 2 * STAGE_OUT_MAX + 2 * UDP_MAX_SOCKS];
 	int n = 0;
 	snprintf(slot, sizeof(slot), "%d", c->slot);
 	argv[n++] = c->exe;
@@ -321,6 +355,8 @@ sup_on_ready(struct sup *s, struct sup_child *c)
 			return;   /* the rest is still to come */
 		} else {
 			log_info("stage %s (pid %d) ready", c->name, (int)c->pid);
+			if (c->reloading && c->gen > c->reload_gen)
+				c->reloading = 0;
 			c->state = (enum sup_state)sup_next(c->state, E_READY);
 			ctl_stage_ready(s, c);
 		}
@@ -408,7 +444,8 @@ on_exit_of(struct sup *s, struct sup_child *c, int wst)
 	c->kill_at_ms = 0;
 	/* Stopped on purpose (restart, swap, shutdown), or a swapped-in
 	 * program that failed and was rolled back: start it again now. */
-	if (s->stopping || was_stopping || ctl_stage_exited(s, c, wst)) {
+	if (s->stopping || was_stopping || c->retiring ||
+	    ctl_stage_exited(s, c, wst)) {
 		c->state = S_DOWN;
 		return;
 	}
@@ -434,7 +471,7 @@ sup_reap(struct sup *s)
 			return;
 		}
 		for (int i = 0; i < SUP_STAGES; i++)
-			if (s->ch[i].pid == pid)
+			if (s->ch[i].pid == pid && s->ch[i].name[0] != '\0')
 				on_exit_of(s, &s->ch[i], wst);
 	}
 }

@@ -1,5 +1,21 @@
 /* sup.h - the supervisor's parts and what they share. One prototype group
- * per file, in the order a run uses them (cf. Postfix master.h). */
+ * per file, in the order a run uses them (cf. Postfix master.h).
+ *
+ * The shape of the pipeline (stages, queues, Flush targets, start order)
+ * comes from one struct pipeline (supervisor/pipeline.h: a file given with
+ * -c, or the built-in pipeline); nothing here names a stage.
+ *
+ * Modules call downward only:
+ *   main.c                      options, the pipeline, the run
+ *   control.c                   the control protocol (telemctl)
+ *   reload.c                    a new pipeline file against the running one
+ *   loop.c                      the poll loop, Flush ticks, ordered stops
+ *   spawn.c                     stages from the pipeline, fork/exec, reaping
+ *   ipc.c, listen.c             queues, stats segment, lock, UDP sockets
+ *   policy.c, pipeline*.c       states x events, backoff; the pipeline as data
+ * Upcalls go through the few hooks control.h declares for that
+ * (ctl_stage_ready, ctl_stage_exited), never by reaching into a module
+ * above. */
 #ifndef TELEM_SUP_H
 #define TELEM_SUP_H
 
@@ -8,11 +24,15 @@
 #include <sys/types.h>
 
 #include "chan.h"
+#include "stage.h"
 #include "ingest/udp.h"
 #include "log.h"
 #include "stats.h"
+#include "supervisor/pipeline.h"
 
-#define SUP_STAGES 5
+/* Children at once: the file's stages, plus those a reload removes that
+ * are still draining while the new ones start. One stats slot each. */
+#define SUP_STAGES (2 * PIPELINE_STAGES_MAX)
 #define SUP_ARGS_MAX 32
 #define SUP_BACKOFF_MIN_MS 100
 #define SUP_BACKOFF_MAX_MS 5000
@@ -28,18 +48,15 @@
 #define SUP_READY_EOF_MS 500      /* closed unready and still alive: killed */
 
 struct sup_config {
-	const char *host, *port;
+	const char *file;           /* -c FILE, or NULL: the built-in pipeline */
+	struct pipeline_opts popts; /* what shapes the built-in pipeline */
+	int shaped;                 /* -H -p -l -e -g given (not with -c) */
+	int set_t, set_m, set_f;    /* -t -m -f given: they override the file */
 	uint32_t rcvbuf;            /* UDP receive buffer asked for, bytes */
-	uint32_t limit;
-	double eps;
-	long flush_ms;
-	struct chan_attr chan;
+	long flush_ms;              /* the pipeline's */
+	struct chan_attr chan;      /* msgsize: the size in use */
 	const char *instance;
 	const char *control;        /* control socket path, or NULL for default */
-	const char *graphite;       /* -g host:port for both egresses, or NULL */
-	const char *graphite_prefix;  /* NULL: the egresses' default */
-	const char *graphite_buffer;  /* bytes, validated; NULL: default */
-	const char *max_names;      /* the egresses' --max-names; NULL: theirs */
 	long stall_ms;              /* queued input, nothing taken: restart; 0: never */
 	const char *state_dir;      /* --state-dir (absolute), or NULL: /dev/shm */
 	char bindir[PATH_MAX];      /* where the stage executables are */
@@ -78,12 +95,24 @@ int sup_stall_check(struct sup_child *c, uint64_t taken, long depth,
 enum sup_not_ready { NR_NONE, NR_TIMEOUT, NR_GARBAGE, NR_EOF };
 
 struct sup_child {
-	char name[16];
-	char in_queue[16];
-	char out_queue[2][16];
+	char name[16];             /* "": a free entry */
+	char in_queue[16];         /* its name when it has one, else "" */
+	char out_queue[STAGE_OUT_MAX][16];
 	int nout;
-	int slot;
-	int udp;                   /* 1: gets the instance's UDP sockets */
+	int slot;                  /* its index in sup.ch and its stats slot */
+	int flush;                 /* 1: Flush ticks go into its in-queue */
+	int level;                 /* 0: sends nowhere; else 1 + its outs' max */
+	int udp;                   /* 1: gets the sockets below */
+	char udp_host[PIPELINE_HOST_MAX + 1], udp_port[6];
+	struct udp sock;           /* bound here, lent to every process of it */
+	struct chan *inq;          /* its in-queue, open for writing (flush) */
+	int fresh;                 /* added by a reload: starts once its outs are up */
+	int retiring;              /* removed by a reload: draining, then gone */
+	uint64_t retire_after;     /* ... once these writers (bit: slot) run
+	                            * their new command line or are gone */
+	int retire_sent;           /* ... and its Stop is on its way */
+	int reloading;             /* swapped by a reload, not yet ready again */
+	unsigned reload_gen;       /* gen when that swap began */
 	char exe[PATH_MAX];
 	char state_file[PATH_MAX]; /* its --state FILE (kept across swaps), or "" */
 	char *own[SUP_ARGS_MAX];   /* the stage's own options (owned strings) */
@@ -118,10 +147,13 @@ struct sup_child {
 
 struct sup {
 	struct sup_config cfg;
-	struct sup_child ch[SUP_STAGES];  /* downstream first: start order */
+	struct pipeline pl;               /* the pipeline running */
+	struct sup_child ch[SUP_STAGES];  /* by slot; name "" is free */
+	/* ch indices of pl's stages: in file order (status lists them so),
+	 * and in start order (downstream first; stops go in reverse). */
+	int shown[PIPELINE_STAGES_MAX], start[PIPELINE_STAGES_MAX];
+	int nstage;
 	struct stats_seg *stats;
-	struct chan *flushq[2];           /* the filters' in-queues */
-	struct udp udp;                   /* bound here, lent to ingest */
 	int sigfd;
 	int timerfd;
 	int lockfd;
@@ -133,13 +165,23 @@ struct sup {
 	long long stall_check_ms;         /* next look at the in-queues */
 	int stopping;
 	int status;                       /* exit status once stopping */
-	int bad_host;                     /* -H/-p cannot be bound here, ever */
+	/* SIGHUP: set by main.c to the reload (a module above the loop). */
+	void (*on_hup)(struct sup *s);
 };
 
 /* ipc.c: the instance's IPC objects. */
-int sup_ipc_setup(struct sup *s);      /* 0, or -1 logged */
+/* The lock, stale objects removed, the message size settled (msg_bytes =
+ * auto), every queue of s->pl and the stats segment created. 0, or -1
+ * logged (one line). */
+int sup_ipc_setup(struct sup *s);
 void sup_ipc_teardown(struct sup *s);
-void sup_ipc_unlink_all(const struct sup_config *cfg, int stale);
+void sup_ipc_unlink_all(struct sup *s, int stale);
+/* Create the queue of one stage (a reload's new stage); 0 or -1 logged. */
+int sup_queue_create(struct sup *s, const char *name);
+/* Open c's in-queue for writing into c->inq (a flush stage's); 0 or -1. */
+int sup_open_inq(struct sup *s, struct sup_child *c);
+/* Remove it (the reload's removed stage, once drained). */
+void sup_queue_unlink(struct sup *s, const char *name);
 /* The state file of an egress: DIR/STAGE.state with --state-dir, else
  * /dev/shm/telem.INSTANCE.STAGE.state. 0, or -1 if it does not fit. */
 int sup_state_path(const struct sup_config *cfg, const char *stage, char *buf,
@@ -148,12 +190,25 @@ int sup_send_record(struct sup *s, const char *queue, uint8_t type, int timeout_
 /* Messages waiting in a queue of the instance, or -1. */
 long sup_queue_depth(struct sup *s, const char *queue);
 
-/* listen.c: the UDP sockets, bound once and lent to each ingest. */
-int sup_listen_open(struct sup *s);    /* 0, or -1 logged */
-void sup_listen_close(struct sup *s);
+/* listen.c: the UDP sockets of a stage, bound once and lent to each of
+ * its processes. */
+int sup_listen_open(struct sup *s, struct sup_child *c);  /* 0, or -1 logged */
+void sup_listen_close(struct sup_child *c);
 
 /* spawn.c: starting, signalling and reaping children. */
-void sup_define_stages(struct sup *s);
+/* Fill a free entry of s->ch from stage i of p (slot, queues, program,
+ * arguments, state file); returns it, or NULL when none is free or a path
+ * does not fit (logged). Its stats slot is zeroed and named. */
+struct sup_child *sup_define_stage(struct sup *s, const struct pipeline *p, int i);
+/* Forget a child that is gone for good (a reload removed it). */
+void sup_undefine(struct sup *s, struct sup_child *c);
+/* s->shown and s->start from s->pl (children found by name). */
+void sup_order(struct sup *s);
+/* Define every stage of s->pl, bind the udp stages' sockets and open the
+ * flush stages' queues: 0, or -1 logged. */
+int sup_stages_setup(struct sup *s);
+/* The same for one stage of a reload; NULL, logged, on failure. */
+struct sup_child *sup_stage_add(struct sup *s, const struct pipeline *p, int i);
 /* 0, or -1 with errno and *what naming what it could not get (not
  * logged: the caller says what follows from it). */
 int sup_spawn(struct sup *s, struct sup_child *c, const char **what);
@@ -166,15 +221,23 @@ void sup_set_program(struct sup_child *c, const char *exe, const char *const *ow
 
 /* loop.c: the event loop, Flush ticks and the ordered shutdown. */
 int sup_run(struct sup *s);
-/* A Flush into each filter's queue, waiting up to timeout_ms for room.
- * 0, or -1 if a queue stayed full (logged; the other one got it). */
+/* A Flush into each flush stage's queue, waiting up to timeout_ms for
+ * room. 0, or -1 if a queue stayed full (logged; the others got it). */
 int sup_flush(struct sup *s, int timeout_ms);
-/* Try, without waiting, to send a Flush to each filter whose bit
- * (1 << its index in ch[]) is set in `left`; ~0u means every filter.
- * Returns the bits of the filters whose queue was full (0: all sent). */
-unsigned sup_flush_try(struct sup *s, unsigned left);
+/* Try, without waiting, to send a Flush to each flush stage whose bit
+ * (1 << its slot) is set in `left`; ~0 means every one. Returns the bits
+ * of those whose queue was full (0: all sent). */
+uint64_t sup_flush_try(struct sup *s, uint64_t left);
 void sup_begin_stop(struct sup *s, int status);
 /* Stop c (SIGTERM, SIGKILL after the grace period); it starts again. */
 void sup_restart(struct sup *s, struct sup_child *c);
+/* (Re)arm the Flush timer with s->cfg.flush_ms; 0 or -1 logged. */
+int sup_start_timer(struct sup *s);
+
+/* reload.c: `telemctl reload` and SIGHUP. */
+/* Read s->cfg.file again and apply the difference. Lines of what was done
+ * ("started X", ...) or one "error: ..." line go to out (may be NULL).
+ * Returns 0 or -1 (nothing changed). */
+int sup_reload(struct sup *s, char *out, size_t cap);
 
 #endif

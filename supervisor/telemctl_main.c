@@ -23,10 +23,10 @@ static const char usage[] =
     "  restart STAGE              stop the stage and start it again\n"
     "  swap STAGE EXEC [ARGS...]  run EXEC with ARGS as the stage's program\n"
     "  flush                      send a Flush now\n"
+    "  reload                     read the pipeline file again and apply it\n"
     "  stop                       shut the pipeline down in order\n"
-    "Stages: ingest low high ckms cma.\n"
-    "The control socket is $XDG_RUNTIME_DIR/telem/INSTANCE.sock, else\n"
-    "/tmp/telem-UID/INSTANCE.sock ($TMPDIR for /tmp if set); -i default.\n";
+    "STAGE: a stage name as `status` lists them. Each word is sent whole\n"
+    "(an EXEC or ARG with blanks stays one word).\n";
 
 int
 main(int argc, char **argv)
@@ -70,14 +70,28 @@ main(int argc, char **argv)
 			fatalx(EXIT_USAGE, "path %s is too long", argv[optind + 2]);
 		argv[optind + 2] = exe;
 	}
+	/* Each word in double quotes, with \" \\ and \; for " \ and ;: the
+	 * supervisor splits the line as a pipeline file's args
+	 * (supervisor/pipeline.h), so blanks in a word keep it whole. */
 	size_t len = 0;
 	for (int i = optind; i < argc; i++) {
-		int n = snprintf(req + len, sizeof(req) - len, "%s%s", argv[i],
-		    i + 1 < argc ? " " : "\n");
-		if (n < 0 || (size_t)n >= sizeof(req) - len)
-			fatalx(EXIT_USAGE, "command too long");
-		len += (size_t)n;
+		if (strchr(argv[i], '\n') != NULL)
+			fatalx(EXIT_USAGE, "a word holds a newline");
+		for (const char *p = i == optind ? "\"" : " \""; *p; p++)
+			if (len < sizeof(req))
+				req[len++] = *p;
+		for (const char *p = argv[i]; *p != '\0'; p++) {
+			if ((*p == '"' || *p == '\\' || *p == ';') && len < sizeof(req))
+				req[len++] = '\\';
+			if (len < sizeof(req))
+				req[len++] = *p;
+		}
+		if (len < sizeof(req))
+			req[len++] = '"';
 	}
+	if (len + 1 >= sizeof(req))
+		fatalx(EXIT_USAGE, "command too long");
+	req[len++] = '\n';
 	/* Whoever can put a socket where we connect answers for the
 	 * supervisor: the folder must be ours and closed to others, the
 	 * socket ours, and the process behind it must run as us. */

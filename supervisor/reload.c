@@ -1,0 +1,238 @@
+/* reload.c - `telemctl reload` and SIGHUP: the pipeline file is read
+ * again and the difference to the running pipeline applied
+ * (supervisor/pipeline.h pipeline_diff). An invalid file, or one that
+ * changes what cannot change while queues exist (transport, msg_bytes),
+ * changes nothing. Otherwise, in this order:
+ *  - new stages: their queues are created first, then they start once
+ *    every stage they send to is up (downstream first);
+ *  - changed stages (exec, args, out, in-queue or udp): swapped, that is
+ *    stopped and started with the new command line; their queue keeps its
+ *    records, and a new out-queue exists before they start;
+ *  - removed stages: once every stage that wrote to them runs its new
+ *    command line (or is gone), they get a Stop behind what their queue
+ *    holds, drain it, exit, and their queue is removed (loop.c);
+ *  - unchanged stages are not touched (a change of `flush` only changes
+ *    where the supervisor writes Flush).
+ * The reply lists "started X", "swapped Z", "stopped Y" as begun; status
+ * shows them coming up or draining. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "supervisor/sup.h"
+
+struct out {
+	char *buf;
+	size_t cap, len;
+};
+
+static void say(struct out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void
+say(struct out *o, const char *fmt, ...)
+{
+	if (o->buf == NULL || o->len + 1 >= o->cap)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(o->buf + o->len, o->cap - o->len, fmt, ap);
+	va_end(ap);
+	if (n > 0)
+		o->len += (size_t)n < o->cap - o->len ? (size_t)n : o->cap - o->len - 1;
+}
+
+/* Give c the queues, flags and program of stage i of p. */
+static int
+reshape(struct sup *s, struct sup_child *c, const struct pipeline *p, int i)
+{
+	const struct pipeline_stage *ps = &p->stage[i];
+	c->nout = 0;
+	for (int k = 0; k < ps->nout && k < STAGE_OUT_MAX; k++)
+		snprintf(c->out_queue[c->nout++], sizeof(c->out_queue[0]), "%s",
+		    p->stage[ps->out[k]].name);
+	if (ps->in_queue)
+		snprintf(c->in_queue, sizeof(c->in_queue), "%s", ps->name);
+	c->level = ps->level;
+	if (pipeline_exec_path(ps, s->cfg.bindir, c->exe, sizeof(c->exe)) == -1)
+		return -1;
+	c->state_file[0] = '\0';
+	if (ps->nout == 0 && sup_state_path(&s->cfg, c->name, c->state_file,
+	    sizeof(c->state_file)) == -1)
+		return -1;
+	sup_set_program(c, c->exe, (const char *const *)ps->argv);
+	snprintf(s->stats->slot[c->slot].in_queue, STATS_NAME_MAX, "%s", c->in_queue);
+	return 0;
+}
+
+static void
+set_flush(struct sup *s, struct sup_child *c, int flush)
+{
+	if (flush && c->inq == NULL && sup_open_inq(s, c) == -1)
+		return;
+	if (!flush) {
+		chan_close(c->inq);
+		c->inq = NULL;
+	}
+	c->flush = flush;
+}
+
+int
+sup_reload(struct sup *s, char *buf, size_t cap)
+{
+	struct out o = { buf, cap, 0 };
+	char err[PIPELINE_ERR_MAX];
+	struct pipeline np;
+	struct pipeline_diff d;
+	if (buf != NULL && cap > 0)
+		buf[0] = '\0';
+	if (s->cfg.file == NULL) {
+		say(&o, "error: no pipeline file (started without -c)\n");
+		return -1;
+	}
+	if (pipeline_load(&np, s->cfg.file, err, sizeof(err)) == -1 ||
+	    pipeline_check_execs(&np, s->cfg.bindir, err, sizeof(err)) == -1) {
+		log_warnx("reload: %s: nothing changed", err);
+		say(&o, "error: %s\n", err);
+		pipeline_free(&np);
+		return -1;
+	}
+	/* -t -m -f on the command line still win over the file. */
+	if (s->cfg.set_t)
+		np.transport = s->cfg.popts.transport;
+	if (s->cfg.set_m)
+		np.msg_bytes = s->cfg.popts.msg_bytes;
+	if (s->cfg.set_f)
+		np.flush_ms = s->cfg.popts.flush_ms;
+	pipeline_diff(&s->pl, &np, &d);
+	if (d.pipeline & (PIPELINE_CH_TRANSPORT | PIPELINE_CH_MSG_BYTES)) {
+		snprintf(err, sizeof(err), "%s:%d: %s changed: the queues exist; "
+		    "stop and start the supervisor to change it", np.file,
+		    d.pipeline & PIPELINE_CH_TRANSPORT ? np.line.transport :
+		    np.line.msg_bytes, d.pipeline & PIPELINE_CH_TRANSPORT ?
+		    "transport" : "msg_bytes");
+		log_warnx("reload: %s: nothing changed", err);
+		say(&o, "error: %s\n", err);
+		pipeline_free(&np);
+		return -1;
+	}
+	int used = 0;
+	for (int i = 0; i < SUP_STAGES; i++)
+		used += s->ch[i].name[0] != '\0';
+	if (used + d.nadded > SUP_STAGES) {
+		say(&o, "error: %d stages still running or draining and %d new: "
+		    "at most %d at once\n", used, d.nadded, SUP_STAGES);
+		pipeline_free(&np);
+		return -1;
+	}
+	/* A changed udp address is bound before anything else changes. */
+	for (int k = 0; k < d.nchanged; k++) {
+		int i = d.changed[k];
+		if (!(d.what[i] & PIPELINE_CH_UDP) || !np.stage[i].udp)
+			continue;
+		struct sup_child *c = sup_find(s, np.stage[i].name);
+		sup_listen_close(c);   /* the same port may be kept */
+		snprintf(c->udp_host, sizeof(c->udp_host), "%s", np.stage[i].udp_host);
+		snprintf(c->udp_port, sizeof(c->udp_port), "%s", np.stage[i].udp_port);
+		c->udp = 1;
+		if (sup_listen_open(s, c) == -1) {
+			say(&o, "error: %s:%d: udp = %s:%s: cannot bind (see the log); "
+			    "stage %s runs on without sockets until a reload fixes it\n",
+			    np.file, np.stage[i].line.udp, np.stage[i].udp_host,
+			    np.stage[i].udp_port, c->name);
+			pipeline_free(&np);
+			return -1;
+		}
+	}
+
+	/* New queues first: a new stage's, and one a stage gains. */
+	for (int k = 0; k < np.nstage; k++) {
+		const struct pipeline_stage *ps = &np.stage[k];
+		int had = d.old_of[k] >= 0 && s->pl.stage[d.old_of[k]].in_queue;
+		if (ps->in_queue && !had && sup_queue_create(s, ps->name) == -1) {
+			say(&o, "error: queue of stage %s could not be created (see "
+			    "the log)\n", ps->name);
+			pipeline_free(&np);
+			return -1;
+		}
+	}
+	for (int k = 0; k < d.nadded; k++) {
+		int i = d.added[k];
+		struct sup_child *c = sup_stage_add(s, &np, i);
+		if (c == NULL) {
+			say(&o, "error: stage %s could not be set up (see the log)\n",
+			    np.stage[i].name);
+			continue;
+		}
+		c->fresh = 1;
+		say(&o, "started %s\n", c->name);
+		log_info("reload: stage %s added", c->name);
+	}
+	/* The writers of removed stages, as they are now. */
+	uint64_t writers[PIPELINE_STAGES_MAX];
+	for (int k = 0; k < d.nremoved; k++) {
+		const char *name = s->pl.stage[d.removed[k]].name;
+		writers[k] = 0;
+		for (int i = 0; i < SUP_STAGES; i++) {
+			struct sup_child *w = &s->ch[i];
+			for (int q = 0; w->name[0] != '\0' && q < w->nout; q++)
+				if (strcmp(w->out_queue[q], name) == 0)
+					writers[k] |= (uint64_t)1 << i;
+		}
+	}
+	for (int k = 0; k < d.nchanged; k++) {
+		int i = d.changed[k];
+		struct sup_child *c = sup_find(s, np.stage[i].name);
+		if (c == NULL)
+			continue;
+		if (reshape(s, c, &np, i) == -1) {
+			say(&o, "error: stage %s: a path is too long\n", c->name);
+			continue;
+		}
+		set_flush(s, c, np.stage[i].flush);
+		if (c->udp && !np.stage[i].udp) {
+			sup_listen_close(c);
+			c->udp = 0;
+		}
+		c->reload_gen = c->gen;
+		c->reloading = 1;
+		sup_restart(s, c);
+		say(&o, "swapped %s\n", c->name);
+		log_info("reload: stage %s swapped", c->name);
+	}
+	for (int k = 0; k < d.nunchanged; k++) {
+		int i = d.unchanged[k];
+		struct sup_child *c = sup_find(s, np.stage[i].name);
+		if (c == NULL)
+			continue;
+		c->level = np.stage[i].level;
+		if (d.what[i] & PIPELINE_CH_FLUSH)
+			set_flush(s, c, np.stage[i].flush);
+	}
+	for (int k = 0; k < d.nremoved; k++) {
+		struct sup_child *c = sup_find(s, s->pl.stage[d.removed[k]].name);
+		if (c == NULL)
+			continue;
+		c->retire_after = writers[k];
+		c->retiring = 1;
+		set_flush(s, c, 0);
+		say(&o, "stopped %s\n", c->name);
+		log_info("reload: stage %s removed: draining", c->name);
+	}
+	if (d.pipeline & PIPELINE_CH_FLUSH_MS) {
+		s->cfg.flush_ms = np.flush_ms;
+		if (sup_start_timer(s) == -1)
+			say(&o, "error: the new flush_ms could not be set (see the log)\n");
+		else
+			say(&o, "flush_ms %ld\n", np.flush_ms);
+	}
+	pipeline_free(&s->pl);
+	s->pl = np;
+	sup_order(s);
+	if (d.nadded + d.nremoved + d.nchanged == 0 && d.pipeline == 0)
+		say(&o, "no change\n");
+	log_info("reload of %s: %d started, %d swapped, %d stopped", s->cfg.file,
+	    d.nadded, d.nchanged, d.nremoved);
+	return 0;
+}
