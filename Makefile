@@ -18,10 +18,11 @@ INIH_LIBS := $(shell pkg-config --libs inih 2>/dev/null || echo -linih)
 LDLIBS   := -lrt -lpthread -lm $(INIH_LIBS)
 
 PROGS    := telem-supervisor telem-ingest telem-filter telem-egress-ckms \
-            telem-egress-cma telemctl
+            telem-egress-cma telemctl telem-example-prefix
 main_of   = $(firstword $(wildcard $(1)/main.c $(1)_main.c))
 MAINS    := supervisor/main.c ingest/main.c filter/main.c egress/ckms_main.c \
-            egress/cma_main.c supervisor/telemctl_main.c
+            egress/cma_main.c supervisor/telemctl_main.c \
+            examples/stages/prefix_filter.c
 LIBSRC   := $(filter-out $(MAINS),$(wildcard common/*.c ingest/*.c filter/*.c \
             egress/*.c supervisor/*.c))
 LIB      := $(BUILD)/libtelem.a
@@ -49,6 +50,8 @@ $(BIN)/telem-filter:     $(call obj,filter/main.c) $(LIB)
 $(BIN)/telem-egress-ckms: $(call obj,egress/ckms_main.c) $(LIB)
 $(BIN)/telem-egress-cma: $(call obj,egress/cma_main.c) $(LIB)
 $(BIN)/telemctl:         $(call obj,supervisor/telemctl_main.c) $(LIB)
+# A stage of one's own (README "Writing a stage").
+$(BIN)/telem-example-prefix: $(call obj,examples/stages/prefix_filter.c) $(LIB)
 $(addprefix $(BIN)/,$(PROGS)):
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
@@ -108,6 +111,9 @@ run: deps all
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin
 	install -m 0755 $(addprefix $(BIN)/,$(PROGS)) $(DESTDIR)$(PREFIX)/bin/
+	install -d $(DESTDIR)$(PREFIX)/share/telem/examples/stages
+	install -m 0644 examples/*.conf $(DESTDIR)$(PREFIX)/share/telem/examples/
+	install -m 0644 examples/stages/*.c $(DESTDIR)$(PREFIX)/share/telem/examples/stages/
 
 clean:
 	rm -rf $(BUILD) $(BIN)

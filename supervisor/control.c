@@ -278,21 +278,58 @@ ctl_check_path(const char *path)
 	return -1;
 }
 
-/* The arguments as one logfmt value: in double quotes, with " and \
- * escaped. */
+/* Append c to buf as a logfmt value character: " and \ escaped. */
+static size_t
+put_lf(char *buf, size_t n, size_t cap, char c)
+{
+	if (n + 3 >= cap)
+		return n;
+	if (c == '"' || c == '\\')
+		buf[n++] = '\\';
+	buf[n++] = c;
+	return n;
+}
+
+/* A value for status: bare when it has no blank, quote or backslash,
+ * else in double quotes with " and \ escaped (logfmt). */
+static void
+lf_value(const char *v, char *buf, size_t cap)
+{
+	if (*v != '\0' && strpbrk(v, " \t\"\\") == NULL) {
+		snprintf(buf, cap, "%s", v);
+		return;
+	}
+	size_t n = 0;
+	buf[n++] = '"';
+	for (; *v != '\0'; v++)
+		n = put_lf(buf, n, cap, *v);
+	buf[n++] = '"';
+	buf[n] = '\0';
+}
+
+/* The arguments as one logfmt value: each argument as the pipeline
+ * file's args would hold it (bare, or in double quotes with \" \\ and \;
+ * escaped; supervisor/pipeline.h), blank-separated, and that in double
+ * quotes, logfmt-escaped. */
 static void
 quoted_args(const struct sup_child *c, char *buf, size_t cap)
 {
 	size_t n = 0;
 	buf[n++] = '"';
 	for (int i = 0; i < c->nown; i++) {
-		for (const char *p = c->own[i]; *p != '\0' && n + 4 < cap; p++) {
-			if (*p == '"' || *p == '\\')
-				buf[n++] = '\\';
-			buf[n++] = *p;
+		const char *a = c->own[i];
+		int bare = *a != '\0' && *a != ';' && strpbrk(a, " \t\"") == NULL;
+		if (i > 0)
+			n = put_lf(buf, n, cap, ' ');
+		if (!bare)
+			n = put_lf(buf, n, cap, '"');
+		for (; *a != '\0'; a++) {
+			if (!bare && (*a == '"' || *a == '\\' || *a == ';'))
+				n = put_lf(buf, n, cap, '\\');
+			n = put_lf(buf, n, cap, *a);
 		}
-		if (i + 1 < c->nown && n + 4 < cap)
-			buf[n++] = ' ';
+		if (!bare)
+			n = put_lf(buf, n, cap, '"');
 	}
 	buf[n++] = '"';
 	buf[n] = '\0';
@@ -349,8 +386,9 @@ do_status(struct sup *s, struct ctl_conn *k)
 		struct sup_child *c = &s->ch[order[i]];
 		struct stats_slot *st = &s->stats->slot[c->slot];
 		long depth = c->in_queue[0] ? sup_queue_depth(s, c->in_queue) : 0;
-		char args[800];
+		char args[1024], exe[PATH_MAX + 64];
 		quoted_args(c, args, sizeof(args));
+		lf_value(c->exe, exe, sizeof(exe));
 		reply(k, "stage=%s pid=%d state=%s restarts=%llu uptime_s=%lld "
 		    "in_queue=%s depth=%ld in=%llu out=%llu bad=%llu dropped=%llu "
 		    "lost=%llu sink_dropped=%llu exe=%s args=%s\n", c->name, (int)c->pid,
@@ -363,7 +401,7 @@ do_status(struct sup *s, struct ctl_conn *k)
 		    (unsigned long long)stats_get(&st->bad),
 		    (unsigned long long)stats_get(&st->dropped),
 		    (unsigned long long)stats_get(&st->lost),
-		    (unsigned long long)stats_get(&st->sink_dropped), c->exe, args);
+		    (unsigned long long)stats_get(&st->sink_dropped), exe, args);
 	}
 	reply(k, "ok\n");
 	conn_reply_done(s, k);

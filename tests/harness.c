@@ -115,8 +115,9 @@ pl_init(struct pl *p)
 	snprintf(p->err, sizeof(p->err), "%s/err", p->dir);
 }
 
+/* conf: run that pipeline file (no -p), else the built-in pipeline. */
 static void
-vspawn(struct pl *p, va_list ap)
+vspawn(struct pl *p, const char *conf, va_list ap)
 {
 	char exe[256], port[16];
 	char *argv[64];
@@ -126,8 +127,13 @@ vspawn(struct pl *p, va_list ap)
 	argv[n++] = exe;
 	argv[n++] = "-i";
 	argv[n++] = p->instance;
-	argv[n++] = "-p";
-	argv[n++] = port;
+	if (conf != NULL) {
+		argv[n++] = "-c";
+		argv[n++] = (char *)conf;
+	} else {
+		argv[n++] = "-p";
+		argv[n++] = port;
+	}
 	argv[n++] = "-t";
 	argv[n++] = (char *)p->transport;
 	const char *a;
@@ -169,17 +175,13 @@ pl_spawn(struct pl *p, ...)
 {
 	va_list ap;
 	va_start(ap, p);
-	vspawn(p, ap);
+	vspawn(p, NULL, ap);
 	va_end(ap);
 }
 
-int
-pl_start(struct pl *p, ...)
+static int
+await_up(struct pl *p)
 {
-	va_list ap;
-	va_start(ap, p);
-	vspawn(p, ap);
-	va_end(ap);
 	long long end = now_ms() + 10000;
 	while (now_ms() < end) {
 		if (h_wait_text(p->err, "pipeline up", 1, 20))
@@ -190,6 +192,47 @@ pl_start(struct pl *p, ...)
 	return 0;
 }
 
+int
+pl_start_conf(struct pl *p, const char *conf, ...)
+{
+	va_list ap;
+	va_start(ap, conf);
+	vspawn(p, conf, ap);
+	va_end(ap);
+	return await_up(p);
+}
+
+const char *
+pl_conf(const struct pl *p, const char *name, char *path, size_t cap,
+    const char *fmt, ...)
+{
+	snprintf(path, cap, "%s/%s", p->dir, name);
+	FILE *f = fopen(path, "w");
+	if (f == NULL) {
+		perror(path);
+		abort();
+	}
+	va_list ap;
+	va_start(ap, fmt);
+	vfprintf(f, fmt, ap);
+	va_end(ap);
+	if (fclose(f) == EOF) {
+		perror(path);
+		abort();
+	}
+	return path;
+}
+
+int
+pl_start(struct pl *p, ...)
+{
+	va_list ap;
+	va_start(ap, p);
+	vspawn(p, NULL, ap);
+	va_end(ap);
+	return await_up(p);
+}
+
 void
 pl_nc(const struct pl *p, const char *payload)
 {
@@ -198,9 +241,9 @@ pl_nc(const struct pl *p, const char *payload)
 	if (pipe(fd) == -1)
 		abort();
 	snprintf(cmd, sizeof(cmd), "%d", p->port);
-	/* The payload is in the pipe, and its end closed, before nc runs:
-	 * `nc -w0` quits at once when it finds stdin idle, and a write after
-	 * that would kill this process with SIGPIPE (the pipe holds 64 kB). */
+	/* The payload is in the pipe, and its end closed, before nc runs
+	 * (`nc -u -q0` quits once stdin ends; a write after it quit would
+	 * kill this process with SIGPIPE; the pipe holds 64 kB). */
 	size_t len = strlen(payload);
 	if (len >= 65536 || write(fd[1], payload, len) != (ssize_t)len) {
 		perror("write to nc");
@@ -211,7 +254,7 @@ pl_nc(const struct pl *p, const char *payload)
 	if (pid == 0) {
 		dup2(fd[0], 0);
 		close(fd[0]);
-		execlp("nc", "nc", "-u", "-w0", "127.0.0.1", cmd, (char *)NULL);
+		execlp("nc", "nc", "-u", "-q0", "127.0.0.1", cmd, (char *)NULL);
 		_exit(127);
 	}
 	close(fd[0]);
@@ -418,7 +461,17 @@ field(const char *line, const char *key, char *buf, size_t cap)
 	if (v == NULL)
 		return -1;
 	v += strlen(k);
-	size_t n = strcspn(v, " \n");
+	size_t n;
+	if (*v == '"') {
+		/* A quoted logfmt value: up to the closing quote, \" and \\
+		 * taken whole. */
+		n = 1;
+		while (v[n] != '\0' && v[n] != '"' && v[n] != '\n')
+			n += v[n] == '\\' && v[n + 1] != '\0' ? 2 : 1;
+		n += v[n] == '"';
+	} else {
+		n = strcspn(v, " \n");
+	}
 	if (n >= cap)
 		n = cap - 1;
 	memcpy(buf, v, n);
@@ -439,32 +492,45 @@ num_field(const char *line, const char *key, long long *v)
 int
 pl_status(const struct pl *p, struct h_status *s)
 {
-	char line[1024];
+	char line[2048];
 	memset(s, 0, sizeof(*s));
 	if (pl_ctl(p, s->raw, sizeof(s->raw), "status") != 0)
 		return 0;
 	size_t len = strlen(s->raw);
 	if (len < 3 || strcmp(s->raw + len - 3, "ok\n") != 0)
 		return 0;
-	for (int i = 0; i < H_NSTAGES; i++) {
-		struct h_stage *t = &s->st[i];
-		t->dropped_dgrams = -1;
-		if (status_line(s->raw, h_stage_name[i], line, sizeof(line)) == NULL ||
-		    num_field(line, "pid", &t->pid) || num_field(line, "restarts", &t->restarts) ||
-		    num_field(line, "uptime_s", &t->uptime_s) ||
-		    num_field(line, "depth", &t->depth) || num_field(line, "in", &t->in) ||
-		    num_field(line, "out", &t->out) || num_field(line, "bad", &t->bad) ||
-		    num_field(line, "filtered", &t->filtered) ||
-		    num_field(line, "inflight", &t->inflight) ||
-		    (i == H_INGEST && num_field(line, "dropped_dgrams", &t->dropped_dgrams)) ||
-		    num_field(line, "dropped", &t->dropped) || num_field(line, "lost", &t->lost) ||
-		    num_field(line, "sink_dropped", &t->sink_dropped) ||
-		    field(line, "state", t->state, sizeof(t->state)) ||
-		    field(line, "in_queue", t->in_queue, sizeof(t->in_queue)) ||
-		    field(line, "exe", t->exe, sizeof(t->exe)))
-			return 0;
+	for (const char *l = s->raw; *l != '\0' && s->n < H_STAGES_MAX;) {
+		const char *nl = strchr(l, '\n');
+		size_t n = nl != NULL ? (size_t)(nl - l) : strlen(l);
+		if (strncmp(l, "stage=", 6) == 0) {
+			struct h_stage *t = &s->st[s->n++];
+			/* A leading blank, so that every key is found as " key=". */
+			snprintf(line, sizeof(line), " %.*s", (int)n, l);
+			if (field(line, "stage", t->name, sizeof(t->name)) ||
+			    num_field(line, "pid", &t->pid) || num_field(line, "restarts", &t->restarts) ||
+			    num_field(line, "uptime_s", &t->uptime_s) ||
+			    num_field(line, "depth", &t->depth) || num_field(line, "in", &t->in) ||
+			    num_field(line, "out", &t->out) || num_field(line, "bad", &t->bad) ||
+			    num_field(line, "dropped", &t->dropped) || num_field(line, "lost", &t->lost) ||
+			    num_field(line, "sink_dropped", &t->sink_dropped) ||
+			    field(line, "state", t->state, sizeof(t->state)) ||
+			    field(line, "in_queue", t->in_queue, sizeof(t->in_queue)) ||
+			    field(line, "exe", t->exe, sizeof(t->exe)) ||
+			    field(line, "args", t->args, sizeof(t->args)))
+				return 0;
+		}
+		l += n + (nl != NULL);
 	}
-	return 1;
+	return s->n > 0;
+}
+
+struct h_stage *
+h_find(struct h_status *s, const char *name)
+{
+	for (int i = 0; i < s->n; i++)
+		if (strcmp(s->st[i].name, name) == 0)
+			return &s->st[i];
+	return NULL;
 }
 
 int
@@ -579,16 +645,10 @@ pl_cleanup(struct pl *p)
 	/* Stages leave with their supervisor (parent-death signal); then
 	 * remove whatever a failed test may have left behind. */
 	nap(50);
-	char prefix[64], name[300];
+	char prefix[64];
 	snprintf(prefix, sizeof(prefix), "telem.%s.", p->instance);
 	scan("/dev/mqueue", prefix, 1);
 	scan("/dev/shm", prefix, 1);
-	static const char *const q[] = { "low", "high", "ckms", "cma", "stats" };
-	for (size_t i = 0; i < 5; i++) {
-		snprintf(name, sizeof(name), "/telem.%s.%s", p->instance, q[i]);
-		mq_unlink(name);
-		shm_unlink(name);
-	}
 	/* The socket a killed supervisor left (its lock file, in /dev/shm,
 	 * went with the scan above). */
 	char dir[512], path[600];

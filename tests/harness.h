@@ -39,7 +39,15 @@ void pl_init(struct pl *p);
 int pl_start(struct pl *p, ...);
 /* Like pl_start but does not wait for anything. */
 void pl_spawn(struct pl *p, ...);
-/* Send one datagram with `nc -u -w0` (the real client). */
+/* Start the supervisor with "-i inst -t transport -c conf" and the extra
+ * arguments (no -p: the file says where to listen); as pl_start. */
+int pl_start_conf(struct pl *p, const char *conf, ...);
+/* Write a pipeline file `name` in p's folder (printf format; the caller
+ * puts p->port where the file listens); returns its path (static buffer
+ * per call site: copy it). */
+const char *pl_conf(const struct pl *p, const char *name, char *path,
+    size_t cap, const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+/* Send one datagram with `nc -u -q0` (the real client). */
 void pl_nc(const struct pl *p, const char *payload);
 /* Send datagrams from this process (for volume). */
 void pl_sendto(const struct pl *p, const void *buf, size_t len);
@@ -65,23 +73,29 @@ long long pl_stat(const struct pl *p, const char *stage, const char *field);
  * and stderr) into `path`; returns its pid for waitpid. */
 pid_t pl_ctl_bg(const struct pl *p, const char *cmd, const char *path);
 
-/* One `telemctl status` reply, parsed. Stages in the order status lists
- * them (upstream first). */
+/* One `telemctl status` reply, parsed: every stage it lists, in its order
+ * (the pipeline file's). The stages come from the reply itself; the
+ * built-in pipeline's are, in that order, the ones below (tests of the
+ * seed's pipeline use these indices). */
 enum { H_INGEST, H_LOW, H_HIGH, H_CKMS, H_CMA, H_NSTAGES };
 extern const char *const h_stage_name[H_NSTAGES];
+#define H_STAGES_MAX 64
 struct h_stage {
-	long long pid, restarts, uptime_s, depth, in, out, filtered, bad, dropped,
-	    dropped_dgrams, lost, inflight, sink_dropped;
-	char state[16], in_queue[16], exe[256];
+	long long pid, restarts, uptime_s, depth, in, out, bad, dropped, lost,
+	    sink_dropped;
+	char name[16], state[16], in_queue[16], exe[256], args[512];
 };
 struct h_status {
-	struct h_stage st[H_NSTAGES];
-	char raw[8192];
+	struct h_stage st[H_STAGES_MAX];
+	int n;
+	char raw[16384];
 };
 /* 1 if telemctl exited 0, the reply ended in `ok` and every stage's line
  * held every field (dropped_dgrams: ingest's only; -1 for the others); 0
  * otherwise (raw still holds the reply). */
 int pl_status(const struct pl *p, struct h_status *s);
+/* The stage of that name in a parsed status, or NULL. */
+struct h_stage *h_find(struct h_status *s, const char *name);
 
 /* Run `telemctl books` into out: 1 if it exited 0 and said `balanced`. */
 int pl_books(const struct pl *p, char *out, size_t cap);
