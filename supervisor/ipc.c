@@ -245,8 +245,8 @@ take_lock(struct sup *s)
 }
 
 /* Every object a stage of the pipeline may have. */
-static void
-unlink_stage(struct sup *s, const char *name, int stale)
+void
+sup_unlink_stage(struct sup *s, const char *name, int stale)
 {
 	char obj[CHAN_NAME_MAX];
 	if (chan_objname(obj, sizeof(obj), s->cfg.instance, name) == 0) {
@@ -287,7 +287,7 @@ unlink_leftovers(struct sup *s)
 			if (strcmp(stage, "stats") == 0 || strcmp(stage, "lock") == 0 ||
 			    strlen(stage) > PIPELINE_NAME_MAX)
 				continue;
-			unlink_stage(s, stage, 1);
+			sup_unlink_stage(s, stage, 1);
 		}
 		closedir(dir);
 	}
@@ -302,10 +302,10 @@ sup_ipc_unlink_all(struct sup *s, int stale)
 {
 	char obj[CHAN_NAME_MAX];
 	for (int i = 0; i < s->pl.nstage; i++)
-		unlink_stage(s, s->pl.stage[i].name, stale);
+		sup_unlink_stage(s, s->pl.stage[i].name, stale);
 	for (int i = 0; i < SUP_STAGES; i++)
 		if (s->ch[i].name[0] != '\0')
-			unlink_stage(s, s->ch[i].name, stale);
+			sup_unlink_stage(s, s->ch[i].name, stale);
 	if (stale)
 		unlink_leftovers(s);
 	if (chan_objname(obj, sizeof(obj), s->cfg.instance, "stats") == 0)
@@ -478,14 +478,6 @@ sup_open_inq(struct sup *s, struct sup_child *c)
 	return 0;
 }
 
-void
-sup_queue_unlink(struct sup *s, const char *name)
-{
-	char obj[CHAN_NAME_MAX];
-	if (chan_objname(obj, sizeof(obj), s->cfg.instance, name) == 0 &&
-	    chan_unlink(s->cfg.chan.kind, obj) == -1 && errno != ENOENT)
-		log_warn("remove %s %s", chan_kind_name(s->cfg.chan.kind), obj);
-}
 
 /* msg_bytes: as given, or (auto) what the user's budget leaves room for,
  * said in the start log. Called with the stale queues gone. */

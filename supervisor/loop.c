@@ -439,8 +439,8 @@ reap_retired(struct sup *s)
 					c->retire_sent = 0;
 				continue;
 			}
-			sup_queue_unlink(s, c->in_queue);
 		}
+		sup_unlink_stage(s, c->name, 0);
 		log_info("stage %s removed", c->name);
 		sup_undefine(s, c);
 	}

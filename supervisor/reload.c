@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <limits.h>
 
 #include "log.h"
 #include "supervisor/sup.h"
@@ -55,13 +56,14 @@ reshape(struct sup *s, struct sup_child *c, const struct pipeline *p, int i)
 	if (ps->in_queue)
 		snprintf(c->in_queue, sizeof(c->in_queue), "%s", ps->name);
 	c->level = ps->level;
-	if (pipeline_exec_path(ps, s->cfg.bindir, c->exe, sizeof(c->exe)) == -1)
+	char exe[PATH_MAX];
+	if (pipeline_exec_path(ps, s->cfg.bindir, exe, sizeof(exe)) == -1)
 		return -1;
 	c->state_file[0] = '\0';
 	if (ps->nout == 0 && sup_state_path(&s->cfg, c->name, c->state_file,
 	    sizeof(c->state_file)) == -1)
 		return -1;
-	sup_set_program(c, c->exe, (const char *const *)ps->argv);
+	sup_set_program(c, exe, (const char *const *)ps->argv);
 	snprintf(s->stats->slot[c->slot].in_queue, STATS_NAME_MAX, "%s", c->in_queue);
 	return 0;
 }

@@ -180,8 +180,9 @@ void sup_ipc_unlink_all(struct sup *s, int stale);
 int sup_queue_create(struct sup *s, const char *name);
 /* Open c's in-queue for writing into c->inq (a flush stage's); 0 or -1. */
 int sup_open_inq(struct sup *s, struct sup_child *c);
-/* Remove it (the reload's removed stage, once drained). */
-void sup_queue_unlink(struct sup *s, const char *name);
+/* Remove a stage's queue and (without --state-dir) its state file: a
+ * stage a reload removed, once drained; stale: say so in the log. */
+void sup_unlink_stage(struct sup *s, const char *name, int stale);
 /* The state file of an egress: DIR/STAGE.state with --state-dir, else
  * /dev/shm/telem.INSTANCE.STAGE.state. 0, or -1 if it does not fit. */
 int sup_state_path(const struct sup_config *cfg, const char *stage, char *buf,

@@ -1,0 +1,629 @@
+/* e2e_pipefile.c - pipeline files run for real (supervisor/pipeline.h):
+ * the examples with `nc -u -q0`, a 9-stage pipeline with a stage of our
+ * own (examples/stages/prefix_filter.c) and its books, files the real
+ * binary refuses, reload under load, swap with blanks in its words, and
+ * msg_bytes = auto against the user's RLIMIT_MSGQUEUE budget. Both
+ * transports (TELEM_TRANSPORT). */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <mqueue.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "supervisor/pipeline.h"
+
+static struct pl P;
+
+/* Queues this test made to use up the budget: removed whatever happens. */
+static char fillers[8][64];
+static int nfillers;
+
+static void setup(void) { pl_init(&P); }
+
+static void
+teardown(void)
+{
+	for (int i = 0; i < nfillers; i++)
+		mq_unlink(fillers[i]);
+	nfillers = 0;
+	pl_cleanup(&P);
+}
+
+TestSuite(pipefile, .init = setup, .fini = teardown, .timeout = 120);
+
+static void
+nap(int ms)
+{
+	usleep((useconds_t)ms * 1000);
+}
+
+static char reply_buf[16384];
+
+static int
+ctl(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static int
+ctl(const char *fmt, ...)
+{
+	char cmd[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	return pl_ctl(&P, reply_buf, sizeof(reply_buf), cmd);
+}
+
+static void
+status(struct h_status *s)
+{
+	cr_assert(pl_status(&P, s), "status failed:\n%s\n%s", s->raw, h_slurp(P.err));
+}
+
+static struct h_stage *
+stage(struct h_status *s, const char *name)
+{
+	struct h_stage *t = h_find(s, name);
+	cr_assert_not_null(t, "no stage %s in status:\n%s", name, s->raw);
+	return t;
+}
+
+/* A file of the repository with every "1990" (its UDP port) replaced by
+ * our port, into our folder. */
+static const char *
+example(const char *file, char *path, size_t cap)
+{
+	char *text = h_slurp(file);
+	cr_assert(text[0] != '\0', "%s is missing or empty", file);
+	char port[16], *out = malloc(strlen(text) * 2 + 1), *o = out;
+	snprintf(port, sizeof(port), "%d", P.port);
+	for (const char *t = text; *t != '\0';) {
+		if (strncmp(t, "1990", 4) == 0) {
+			o += sprintf(o, "%s", port);
+			t += 4;
+		} else {
+			*o++ = *t++;
+		}
+	}
+	*o = '\0';
+	const char *base = strrchr(file, '/');
+	pl_conf(&P, base != NULL ? base + 1 : file, path, cap, "%s", out);
+	free(text);
+	free(out);
+	return path;
+}
+
+#define START_CONF(conf, ...) cr_assert(pl_start_conf(&P, conf, __VA_ARGS__, NULL), \
+	"supervisor did not come up with %s:\n%s", conf, h_slurp(P.err))
+#define WAIT_OUT(text, n) cr_assert(h_wait_text(P.out, text, n, 5000), \
+	"stdout never held %d x '%s':\n%s\nstderr:\n%s", n, text, \
+	h_slurp(P.out), h_slurp(P.err))
+
+/* ---- the built-in pipeline as a file ---------------------------------- */
+
+Test(pipefile, print_pipeline_is_the_seed_example_and_creates_nothing)
+{
+	char cmd[1024], exe[256];
+	h_bin("telem-supervisor", exe, sizeof(exe));
+	snprintf(cmd, sizeof(cmd), "%s -i %s --print-pipeline >%s 2>&1", exe,
+	    P.instance, P.out);
+	cr_assert_eq(system(cmd), 0, "%s", h_slurp(P.out));
+	char *printed = h_slurp(P.out), *seed = h_slurp("examples/seed.conf");
+	cr_assert_str_eq(printed, seed, "--print-pipeline differs from examples/seed.conf");
+	free(printed);
+	free(seed);
+	/* The options shape it. */
+	snprintf(cmd, sizeof(cmd), "%s -i %s -l 50 -e 0.05 -p 4321 -H ::1 -t shm "
+	    "-m 1024 -f 250 --print-pipeline >%s 2>&1", exe, P.instance, P.out);
+	cr_assert_eq(system(cmd), 0, "%s", h_slurp(P.out));
+	char *shaped = h_slurp(P.out);
+	static const char *const want[] = {
+		"transport = shm\n", "msg_bytes = 1024\n", "flush_ms = 250\n",
+		"udp = [::1]:4321\n", "args = --keep-below 50\n",
+		"args = --keep-above 50\n", "args = --error 0.05\n",
+	};
+	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
+		cr_assert(strstr(shaped, want[i]) != NULL, "no '%s' in:\n%s", want[i], shaped);
+	free(shaped);
+	cr_assert_eq(pl_objects_left(&P), 0);
+}
+
+Test(pipefile, seed_conf_gives_the_seed_transcript)
+{
+	char conf[256];
+	example("examples/seed.conf", conf, sizeof(conf));
+	START_CONF(conf, "-f", "200", "-m", "1024");
+	pl_nc(&P, "a 10\n");
+	WAIT_OUT("[CKMS] a 0.99:10\n", 1);
+	pl_nc(&P, "a 55\n");
+	WAIT_OUT("[CKMS] a 0.99:55\n", 1);
+	pl_nc(&P, "b 1000\n");
+	WAIT_OUT("[CMA] b 1000\n", 1);
+	pl_nc(&P, "b 2000\n");
+	WAIT_OUT("[CMA] b 1500\n", 1);
+	pl_nc(&P, "b 3000\n");
+	WAIT_OUT("[CMA] b 2000\n", 1);
+	int st = pl_signal_wait(&P, SIGTERM, 5000);
+	cr_assert(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	cr_assert_str_eq(h_slurp(P.out),
+	    "[CKMS] a 0:10\n[CKMS] a 0.25:10\n[CKMS] a 0.5:10\n"
+	    "[CKMS] a 0.75:10\n[CKMS] a 0.9:10\n[CKMS] a 0.99:10\n"
+	    "[CKMS] a 0:10\n[CKMS] a 0.25:10\n[CKMS] a 0.5:10\n"
+	    "[CKMS] a 0.75:55\n[CKMS] a 0.9:55\n[CKMS] a 0.99:55\n"
+	    "[CMA] b 1000\n[CMA] b 1500\n[CMA] b 2000\n");
+	cr_assert_eq(pl_objects_left(&P), 0, "objects left after a stop");
+}
+
+Test(pipefile, fanout_conf_both_ckms_egresses_report)
+{
+	char conf[256];
+	example("examples/fanout.conf", conf, sizeof(conf));
+	START_CONF(conf, "-f", "200", "-m", "1024");
+	struct h_status s;
+	status(&s);
+	cr_assert_eq(s.n, 8, "fanout.conf has 8 stages:\n%s", s.raw);
+	pl_nc(&P, "a 5\n");
+	/* ckms and ckms-fine both report a; cma-tiny gets it from tiny. */
+	WAIT_OUT("[CKMS] a 0.5:5\n", 2);
+	WAIT_OUT("[CMA] a 5\n", 1);
+	pl_nc(&P, "b 700\n");
+	WAIT_OUT("[CMA] b 700\n", 1);
+	status(&s);
+	cr_assert_eq(stage(&s, "ckms")->in, 1, "%s", s.raw);
+	cr_assert_eq(stage(&s, "ckms-fine")->in, 1, "%s", s.raw);
+	cr_assert_eq(stage(&s, "cma-tiny")->in, 1, "%s", s.raw);
+	cr_assert_eq(stage(&s, "cma")->in, 1, "%s", s.raw);
+	cr_assert_str_eq(stage(&s, "ckms-fine")->args, "\"--error 0.001\"", "%s", s.raw);
+	int st = pl_signal_wait(&P, SIGTERM, 8000);
+	cr_assert(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	cr_assert_eq(pl_objects_left(&P), 0);
+}
+
+/* ---- refused files ---------------------------------------------------- */
+
+struct bad {
+	const char *text;
+	int line;
+	const char *what;   /* a piece of the message */
+};
+
+static const struct bad bads[] = {
+	{ "[stage a]\nexec = telem-ingest\nudp = 127.0.0.1:1\n[wat]\n", 4, "section" },
+	{ "[pipeline]\ncolour = red\n", 2, "colour" },
+	{ "[stage a]\nudp = 127.0.0.1:1\n", 1, "exec" },
+	{ "[stage a]\nexec = telem-ingest\nudp = 127.0.0.1:1\nout = b\n", 4, "b" },
+	{ "[stage a]\nexec = telem-ingest\nudp = 127.0.0.1:1\nout = b\n"
+	  "[stage b]\nexec = telem-filter\nout = c\n[stage c]\nexec = telem-filter\nout = b\n",
+	  0, "cycle" },
+	{ "[stage a]\nexec = telem-ingest\nudp = 127.0.0.1:1\n[stage a]\nexec = telem-ingest\n",
+	  4, "a" },
+	{ "[stage Ab]\nexec = telem-ingest\nudp = 127.0.0.1:1\n", 1, "Ab" },
+	{ "[stage abcdefghijklmnop]\nexec = telem-ingest\nudp = 127.0.0.1:1\n", 1,
+	  "abcdefghijklmnop" },
+	{ "[stage a]\nexec = telem-ingest\nudp = 127.0.0.1:1\nflush = yes\n", 4, "flush" },
+	{ "[stage a]\nexec = telem-ingest\nudp = 127.0.0.1\n", 3, "udp" },
+	{ "[stage a]\nexec = telem-ingest\nudp = 127.0.0.1:70000\n", 3, "udp" },
+	{ "[stage a]\nexec = telem-ingest\nudp = [::1:5\n", 3, "udp" },
+	{ "[pipeline]\ntransport = pigeon\n", 2, "transport" },
+	{ "[pipeline]\nmsg_bytes = 100\n", 2, "msg_bytes" },
+	{ "[pipeline]\nmsg_bytes = 2000000\n", 2, "msg_bytes" },
+	{ "[pipeline]\nflush_ms = 0\n", 2, "flush_ms" },
+	{ "[stage a]\nexec = telem-ingest\nudp = 127.0.0.1:1\nflush = maybe\n", 4, "flush" },
+	{ "[stage a]\nexec = telem-ingest\nudp = 127.0.0.1:1\nargs = \"open\n", 4, "args" },
+	{ "[stage a]\nexec = telem-ingest\nexec = telem-ingest\nudp = 127.0.0.1:1\n", 3, "exec" },
+	{ "[stage stats]\nexec = telem-ingest\nudp = 127.0.0.1:1\n", 1, "stats" },
+	{ "[stage a]\nexec = telem-no-such-program\nudp = 127.0.0.1:1\n", 2, "telem-no-such-program" },
+	{ "[stage a]\nexec = telem-ingest\n", 1, "input" },
+	{ "[stage a]\nexec = telem-ingest\nudp = 127.0.0.1:1\nout = a\n", 4, "a" },
+	{ "[stage a]\nexec = telem-ingest\nudp = 127.0.0.1:1\n"
+	  "[stage b]\nexec = telem-ingest\nudp = 127.0.0.1:1\n", 6, "udp" },
+	{ "stray = line\n", 1, "" },
+};
+
+Test(pipefile, invalid_files_are_refused_with_file_and_line)
+{
+	char path[256], why[4096];
+	for (size_t i = 0; i < sizeof(bads) / sizeof(bads[0]); i++) {
+		char name[32], args[512];
+		snprintf(name, sizeof(name), "bad%zu.conf", i);
+		pl_conf(&P, name, path, sizeof(path), "%s", bads[i].text);
+		snprintf(args, sizeof(args), "-i %s -c %s", P.instance, path);
+		cr_assert(h_refuses(&P, args, why, sizeof(why)), "case %zu: %s", i, why);
+		char *err = h_slurp(P.err), want[320];
+		if (bads[i].line > 0)
+			snprintf(want, sizeof(want), "telem-supervisor: %s:%d: ", path,
+			    bads[i].line);
+		else
+			snprintf(want, sizeof(want), "telem-supervisor: %s:", path);
+		cr_assert(strncmp(err, want, strlen(want)) == 0,
+		    "case %zu: wanted '%s...', got: %s", i, want, err);
+		cr_assert(strstr(err, bads[i].what) != NULL,
+		    "case %zu: '%s' not named in: %s", i, bads[i].what, err);
+		free(err);
+		cr_assert_eq(pl_objects_left(&P), 0, "case %zu created objects", i);
+	}
+	cr_assert_geq(sizeof(bads) / sizeof(bads[0]), 20);
+}
+
+Test(pipefile, built_in_shaping_options_refused_with_a_file)
+{
+	char conf[256], why[4096], args[512];
+	example("examples/seed.conf", conf, sizeof(conf));
+	static const char *const opts[] = { "-l 5", "-e 0.1", "-H 127.0.0.1", "-p 5",
+	    "-g 127.0.0.1:2003" };
+	for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++) {
+		snprintf(args, sizeof(args), "-i %s -c %s %s", P.instance, conf, opts[i]);
+		cr_assert(h_refuses(&P, args, why, sizeof(why)), "%s", why);
+	}
+	snprintf(args, sizeof(args), "-i %s -c %s/none.conf", P.instance, P.dir);
+	cr_assert(h_refuses(&P, args, why, sizeof(why)), "%s", why);
+	cr_assert_eq(pl_objects_left(&P), 0);
+}
+
+/* ---- nine stages, one of our own --------------------------------------- */
+
+static const char nine[] =
+    "[pipeline]\nflush_ms = 200\n\n"
+    "[stage ingest]\nexec = telem-ingest\nudp = 127.0.0.1:%d\nout = low high web tiny\n\n"
+    "[stage low]\nexec = telem-filter\nargs = --keep-below 100\nout = ckms ckms-fine\nflush = yes\n\n"
+    "[stage high]\nexec = telem-filter\nargs = --keep-above 100\nout = cma\nflush = yes\n\n"
+    "[stage web]\nexec = telem-example-prefix\nargs = --prefix web.\nout = cma-web\nflush = yes\n\n"
+    "[stage tiny]\nexec = telem-filter\nargs = --keep-below 10\nout = cma-web\nflush = yes\n\n"
+    "[stage ckms]\nexec = telem-egress-ckms\n\n"
+    "[stage ckms-fine]\nexec = telem-egress-ckms\nargs = --error 0.001\n\n"
+    "[stage cma]\nexec = telem-egress-cma\n\n"
+    "[stage cma-web]\nexec = telem-egress-cma\n";
+
+struct want {
+	const char *name;
+	long long in, out;
+};
+
+/* Wait (30 s at most) until every stage shows in and out as wanted, its
+ * queue is empty and nothing is lost; then assert it, so a pipeline that
+ * never balances fails with the figures. */
+static void
+wait_books(const struct want *w, size_t n, struct h_status *s)
+{
+	for (int t = 0; t < 1500; t++, nap(20)) {
+		status(s);
+		int ok = 1;
+		for (size_t i = 0; i < n && ok; i++) {
+			struct h_stage *x = h_find(s, w[i].name);
+			ok = x != NULL && x->in == w[i].in && x->out == w[i].out &&
+			    x->depth == 0 && x->lost == 0;
+		}
+		if (ok)
+			break;
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct h_stage *x = stage(s, w[i].name);
+		cr_assert_eq(x->in, w[i].in, "%s in:\n%s", w[i].name, s->raw);
+		cr_assert_eq(x->out, w[i].out, "%s out:\n%s", w[i].name, s->raw);
+		cr_assert_eq(x->lost, 0, "%s lost:\n%s", w[i].name, s->raw);
+		cr_assert_eq(x->depth, 0, "%s depth:\n%s", w[i].name, s->raw);
+		cr_assert_eq(x->bad, 0, "%s bad:\n%s", w[i].name, s->raw);
+	}
+}
+
+Test(pipefile, nine_stages_run_and_their_books_balance)
+{
+	char conf[256];
+	pl_conf(&P, "nine.conf", conf, sizeof(conf), nine, P.port);
+	START_CONF(conf, "-m", "1024");
+	struct h_status s;
+	status(&s);
+	cr_assert_eq(s.n, 9, "%s", s.raw);
+	/* File order, each with its own queue and arguments. */
+	static const char *const order[] = { "ingest", "low", "high", "web", "tiny",
+	    "ckms", "ckms-fine", "cma", "cma-web" };
+	for (int i = 0; i < 9; i++) {
+		cr_assert_str_eq(s.st[i].name, order[i], "%s", s.raw);
+		cr_assert_str_eq(s.st[i].in_queue, i == 0 ? "-" : order[i], "%s", s.raw);
+		cr_assert_str_eq(s.st[i].state, "up", "%s", s.raw);
+	}
+	cr_assert_str_eq(stage(&s, "web")->args, "\"--prefix web.\"", "%s", s.raw);
+	const char dgram[] = "web.a 5\nweb.b 500\nx 50\n";
+	const long n = 500;
+	for (long i = 0; i < n; i++) {
+		pl_sendto(&P, dgram, sizeof(dgram) - 1);
+		if (i % 50 == 49)
+			nap(5);
+	}
+	/* ingest 3n events; low keeps <= 100 (web.a, x), high >= 100 (web.b),
+	 * web the names starting web. (web.a, web.b), tiny <= 10 (web.a);
+	 * cma-web reads what web and tiny send. */
+	const struct want w[] = {
+		{ "ingest", 3 * n, 3 * n },
+		{ "low", 3 * n, 2 * n }, { "high", 3 * n, n },
+		{ "web", 3 * n, 2 * n }, { "tiny", 3 * n, n },
+		{ "ckms", 2 * n, 2 * n }, { "ckms-fine", 2 * n, 2 * n },
+		{ "cma", n, n }, { "cma-web", 3 * n, 3 * n },
+	};
+	wait_books(w, sizeof(w) / sizeof(w[0]), &s);
+	WAIT_OUT("[CMA] web.a 5\n", 1);
+	WAIT_OUT("[CKMS] x 0.5:50\n", 2);
+	int st = pl_signal_wait(&P, SIGTERM, 10000);
+	cr_assert(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "%s", h_slurp(P.err));
+	cr_assert_eq(pl_objects_left(&P), 0);
+}
+
+/* ---- reload ----------------------------------------------------------- */
+
+static const char before[] =
+    "[pipeline]\nflush_ms = 200\n"
+    "[stage ingest]\nexec = telem-ingest\nudp = 127.0.0.1:%d\nout = low high tiny\n"
+    "[stage low]\nexec = telem-filter\nargs = --keep-below 100\nout = ckms\nflush = yes\n"
+    "[stage high]\nexec = telem-filter\nargs = --keep-above 100\nout = cma\nflush = yes\n"
+    "[stage tiny]\nexec = telem-filter\nargs = --keep-below 10\nout = cma-tiny\nflush = yes\n"
+    "[stage ckms]\nexec = telem-egress-ckms\n"
+    "[stage cma]\nexec = telem-egress-cma\n"
+    "[stage cma-tiny]\nexec = telem-egress-cma\n";
+
+/* An egress added (ckms2), a filter and its egress removed (tiny,
+ * cma-tiny), a filter's limit changed (low); ingest loses an out. */
+static const char after[] =
+    "[pipeline]\nflush_ms = 200\n"
+    "[stage ingest]\nexec = telem-ingest\nudp = 127.0.0.1:%d\nout = low high\n"
+    "[stage low]\nexec = telem-filter\nargs = --keep-below 50\nout = ckms ckms2\nflush = yes\n"
+    "[stage high]\nexec = telem-filter\nargs = --keep-above 100\nout = cma\nflush = yes\n"
+    "[stage ckms]\nexec = telem-egress-ckms\n"
+    "[stage ckms2]\nexec = telem-egress-ckms\nargs = --error 0.001\n"
+    "[stage cma]\nexec = telem-egress-cma\n";
+
+/* Line 5 names a stage that does not exist. */
+static const char broken[] =
+    "[pipeline]\nflush_ms = 200\n"
+    "[stage ingest]\nexec = telem-ingest\nout = low nowhere\nudp = 127.0.0.1:%d\n"
+    "[stage low]\nexec = telem-filter\nargs = --keep-below 100\n";
+
+static pid_t
+sender(long datagrams)
+{
+	pid_t pid = fork();
+	cr_assert_neq(pid, -1);
+	if (pid == 0) {
+		const char d[] = "r 5\nr 500\n";
+		for (long i = 0; i < datagrams; i++) {
+			pl_sendto(&P, d, sizeof(d) - 1);
+			usleep(400);
+		}
+		_exit(0);
+	}
+	return pid;
+}
+
+Test(pipefile, reload_under_load_keeps_unchanged_stages_and_every_record)
+{
+	char conf[256];
+	pl_conf(&P, "p.conf", conf, sizeof(conf), before, P.port);
+	START_CONF(conf, "-m", "1024");
+	struct h_status s0, s;
+	status(&s0);
+	const long n = 4000;
+	pid_t load = sender(n);
+	nap(500);
+	pl_conf(&P, "p.conf", conf, sizeof(conf), after, P.port);
+	int rc = ctl("reload");
+	cr_assert_eq(rc, 0, "reload: %d:\n%s\n%s", rc, reply_buf, h_slurp(P.err));
+	static const char *const said[] = { "started ckms2\n", "swapped ingest\n",
+	    "swapped low\n", "stopped tiny\n", "stopped cma-tiny\n" };
+	for (size_t i = 0; i < sizeof(said) / sizeof(said[0]); i++)
+		cr_assert(strstr(reply_buf, said[i]) != NULL, "no '%s' in:\n%s", said[i],
+		    reply_buf);
+	size_t len = strlen(reply_buf);
+	cr_assert(len >= 3 && strcmp(reply_buf + len - 3, "ok\n") == 0, "%s", reply_buf);
+	int wst;
+	cr_assert_eq(waitpid(load, &wst, 0), load);
+	/* Every event went in; high, cma and ckms were not touched. */
+	const struct want w[] = {
+		{ "ingest", 2 * n, 2 * n }, { "high", 2 * n, n }, { "cma", n, n },
+	};
+	wait_books(w, sizeof(w) / sizeof(w[0]), &s);
+	for (int t = 0; t < 500 && (h_find(&s, "tiny") || h_find(&s, "cma-tiny")); t++) {
+		nap(20);
+		status(&s);
+	}
+	cr_assert_eq(s.n, 6, "the removed stages are gone:\n%s", s.raw);
+	static const char *const same[] = { "high", "cma", "ckms" };
+	for (size_t i = 0; i < 3; i++)
+		cr_assert_eq(stage(&s, same[i])->pid, stage(&s0, same[i])->pid,
+		    "%s was touched:\n%s\n%s", same[i], s0.raw, s.raw);
+	cr_assert_neq(stage(&s, "low")->pid, stage(&s0, "low")->pid, "%s", s.raw);
+	cr_assert_str_eq(stage(&s, "low")->args, "\"--keep-below 50\"", "%s", s.raw);
+	/* low's records all reached ckms; ckms2 got those after the swap. */
+	struct h_stage *lo = stage(&s, "low"), *ck = stage(&s, "ckms"),
+	    *ck2 = stage(&s, "ckms2");
+	cr_assert_eq(lo->in, 2 * n, "%s", s.raw);
+	cr_assert_eq(lo->out, n, "r 5 passes both limits:\n%s", s.raw);
+	cr_assert_eq(ck->in, lo->out, "%s", s.raw);
+	cr_assert(ck2->in > 0 && ck2->in <= lo->out, "%s", s.raw);
+	for (int i = 0; i < s.n; i++)
+		cr_assert_eq(s.st[i].lost, 0, "%s lost:\n%s", s.st[i].name, s.raw);
+	/* The removed stages' queues went with them. */
+	char obj[128];
+	snprintf(obj, sizeof(obj), "/dev/%s/telem.%s.tiny",
+	    strcmp(P.transport, "shm") == 0 ? "shm" : "mqueue", P.instance);
+	cr_assert_neq(access(obj, F_OK), 0, "%s is still there", obj);
+	int st = pl_signal_wait(&P, SIGTERM, 10000);
+	cr_assert(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "%s", h_slurp(P.err));
+	cr_assert_eq(pl_objects_left(&P), 0);
+}
+
+Test(pipefile, reload_of_a_broken_file_changes_nothing)
+{
+	char conf[256];
+	pl_conf(&P, "p.conf", conf, sizeof(conf), before, P.port);
+	START_CONF(conf, "-m", "1024");
+	struct h_status s0, s;
+	status(&s0);
+	pl_conf(&P, "p.conf", conf, sizeof(conf), broken, P.port);
+	int rc = ctl("reload");
+	char want[320];
+	snprintf(want, sizeof(want), "error: %s:5: ", conf);
+	cr_assert_eq(rc, 1, "%s", reply_buf);
+	cr_assert(strncmp(reply_buf, want, strlen(want)) == 0, "wanted %s..., got:\n%s",
+	    want, reply_buf);
+	cr_assert_eq(h_count(reply_buf, "\n"), 1, "%s", reply_buf);
+	/* SIGHUP with the same file: logged, nothing changes either. */
+	kill(P.pid, SIGHUP);
+	cr_assert(h_wait_text(P.err, want + 7, 2, 5000), "%s", h_slurp(P.err));
+	status(&s);
+	cr_assert_eq(s.n, s0.n, "%s", s.raw);
+	for (int i = 0; i < s.n; i++) {
+		cr_assert_str_eq(s.st[i].name, s0.st[i].name);
+		cr_assert_eq(s.st[i].pid, s0.st[i].pid, "%s touched:\n%s", s.st[i].name, s.raw);
+	}
+	/* The same file again: nothing to do. */
+	pl_conf(&P, "p.conf", conf, sizeof(conf), before, P.port);
+	rc = ctl("reload");
+	cr_assert_eq(rc, 0, "%s", reply_buf);
+	cr_assert_str_eq(reply_buf, "no change\nok\n");
+	status(&s);
+	for (int i = 0; i < s.n; i++)
+		cr_assert_eq(s.st[i].pid, s0.st[i].pid, "%s touched:\n%s", s.st[i].name, s.raw);
+}
+
+Test(pipefile, reload_refuses_a_new_msg_bytes)
+{
+	char conf[256], text[2048];
+	/* No -m: the file's msg_bytes counts. */
+	snprintf(text, sizeof(text), before, P.port);
+	const char *rest = text + strlen("[pipeline]\n");
+	pl_conf(&P, "p.conf", conf, sizeof(conf), "[pipeline]\nmsg_bytes = 1024\n%s", rest);
+	START_CONF(conf, "-f", "200");
+	pl_conf(&P, "p.conf", conf, sizeof(conf), "[pipeline]\nmsg_bytes = 2048\n%s", rest);
+	int rc = ctl("reload");
+	cr_assert_eq(rc, 1, "%s", reply_buf);
+	char want[320];
+	snprintf(want, sizeof(want), "error: %s:2: msg_bytes changed", conf);
+	cr_assert(strncmp(reply_buf, want, strlen(want)) == 0, "wanted %s..., got:\n%s",
+	    want, reply_buf);
+}
+
+Test(pipefile, reload_without_a_file_says_so)
+{
+	cr_assert(pl_start(&P, "-m", "1024", NULL), "%s", h_slurp(P.err));
+	int rc = ctl("reload");
+	cr_assert_eq(rc, 1);
+	cr_assert_str_eq(reply_buf, "error: no pipeline file (started without -c)\n");
+}
+
+/* ---- swap keeps words whole ------------------------------------------- */
+
+Test(pipefile, swap_to_a_path_with_blanks)
+{
+	cr_assert(pl_start(&P, "-m", "1024", NULL), "%s", h_slurp(P.err));
+	char dir[256], prog[320], cmd[1024], exe[256];
+	snprintf(dir, sizeof(dir), "%s/my bin", P.dir);
+	cr_assert_eq(mkdir(dir, 0700), 0);
+	snprintf(prog, sizeof(prog), "%s/telem filter", dir);
+	snprintf(cmd, sizeof(cmd), "cp '%s' '%s'", h_bin("telem-filter", exe, sizeof(exe)),
+	    prog);
+	cr_assert_eq(system(cmd), 0);
+	pid_t old = pl_stage_pid(&P, "low");
+	int rc = ctl("swap low '%s' --keep-below 7", prog);
+	cr_assert_eq(rc, 0, "%s\n%s", reply_buf, h_slurp(P.err));
+	struct h_status s;
+	status(&s);
+	struct h_stage *lo = stage(&s, "low");
+	char q[400];
+	snprintf(q, sizeof(q), "\"%s\"", prog);
+	cr_assert_str_eq(lo->exe, q, "%s", s.raw);
+	cr_assert_str_eq(lo->args, "\"--keep-below 7\"", "%s", s.raw);
+	cr_assert_neq(lo->pid, old);
+	pl_nc(&P, "z 3\nz 8\n");
+	for (int t = 0; t < 500 && stage(&s, "ckms")->in < 1; t++, nap(10))
+		status(&s);
+	nap(100);
+	status(&s);
+	cr_assert_eq(stage(&s, "ckms")->in, 1, "only z 3 passes 7:\n%s", s.raw);
+	/* An argument with blanks stays one argument: the filter refuses it
+	 * as one bad limit (and the swap is rolled back). */
+	rc = ctl("swap low telem-filter --keep-below '1 2'");
+	cr_assert_eq(rc, 1, "%s", reply_buf);
+	cr_assert(strstr(h_slurp(P.err), "--keep-below 1 2: limit must be") != NULL,
+	    "%s", h_slurp(P.err));
+}
+
+/* ---- msg_bytes = auto -------------------------------------------------- */
+
+/* Two queues of 10 x 8192 of our own, then this process's RLIMIT_MSGQUEUE
+ * set to what the user uses now plus `room` (the supervisor started next
+ * inherits it). Returns the old limit. */
+static struct rlimit
+squeeze(uint64_t room)
+{
+	struct mq_attr a = { .mq_maxmsg = 10, .mq_msgsize = 8192 };
+	for (int i = 0; i < 2; i++) {
+		snprintf(fillers[nfillers], sizeof(fillers[0]), "/telem-test-fill-%d-%d",
+		    (int)getpid(), i);
+		mqd_t q = mq_open(fillers[nfillers], O_CREAT | O_RDWR | O_CLOEXEC, 0600, &a);
+		if (q == (mqd_t)-1 && (errno == EMFILE || errno == ENOSPC || errno == EINVAL))
+			cr_skip_test("no room for a queue of 10 x 8192 now (%s)", strerror(errno));
+		cr_assert_neq(q, (mqd_t)-1, "mq_open: %s", strerror(errno));
+		nfillers++;
+		mq_close(q);
+	}
+	uint64_t used = 0;
+	int nq = 0, unknown = 0;
+	cr_assert_eq(pipeline_mq_usage("/dev/mqueue", geteuid(), NULL, &used, &nq,
+	    &unknown), 0);
+	struct rlimit old, low;
+	cr_assert_eq(getrlimit(RLIMIT_MSGQUEUE, &old), 0);
+	low = old;
+	low.rlim_cur = (rlim_t)(used + room);
+	if (old.rlim_max != RLIM_INFINITY && low.rlim_cur > old.rlim_max)
+		low.rlim_cur = old.rlim_max;
+	cr_assert_eq(setrlimit(RLIMIT_MSGQUEUE, &low), 0);
+	return old;
+}
+
+Test(pipefile, msg_bytes_auto_takes_what_the_budget_leaves)
+{
+	if (strcmp(P.transport, "mqueue") != 0) {
+		/* shm has no such budget: auto is 8192. */
+		cr_assert(pl_start(&P, NULL), "%s", h_slurp(P.err));
+		cr_assert(strstr(h_slurp(P.err), "msg_bytes 8192: auto, on shm") != NULL,
+		    "%s", h_slurp(P.err));
+		return;
+	}
+	/* Four queues need 4 x 82880 at 8192; leave room for about 2/3. */
+	struct rlimit old = squeeze(220000);
+	int up = pl_start(&P, NULL);
+	setrlimit(RLIMIT_MSGQUEUE, &old);
+	char *err = h_slurp(P.err);
+	cr_assert(up, "%s", err);
+	const char *m = strstr(err, "telem-supervisor: msg_bytes ");
+	cr_assert_not_null(m, "no msg_bytes line:\n%s", err);
+	long size = strtol(m + strlen("telem-supervisor: msg_bytes "), NULL, 10);
+	cr_assert(size >= 512 && size < 8192, "msg_bytes %ld:\n%s", size, err);
+	cr_assert(strstr(m, "other queues of this user") != NULL, "%s", err);
+	/* And it works at that size. */
+	pl_nc(&P, "a 10\n");
+	cr_assert(h_wait_text(P.out, "[CKMS] a 0.99:10\n", 1, 5000), "%s", h_slurp(P.err));
+}
+
+Test(pipefile, msg_bytes_auto_too_small_gives_the_numbers)
+{
+	if (strcmp(P.transport, "mqueue") != 0)
+		cr_skip_test("RLIMIT_MSGQUEUE is mqueue's");
+	struct rlimit old = squeeze(8000);
+	pl_spawn(&P, NULL);
+	int st = pl_wait(&P, 10000);
+	setrlimit(RLIMIT_MSGQUEUE, &old);
+	char *err = h_slurp(P.err);
+	cr_assert(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 1, "status %d:\n%s",
+	    st, err);
+	cr_assert(strstr(err, "need") && strstr(err, "limit") && strstr(err, "in use") &&
+	    strstr(err, "-t shm"), "%s", err);
+	cr_assert_eq(h_count(err, "\n"), 1, "one line:\n%s", err);
+	cr_assert_eq(pl_objects_left(&P), 0);
+}
