@@ -510,7 +510,7 @@ do_swap(struct sup *s, struct sup_child *c, char **argv, int argc,
 	return 0;
 }
 
-/* A requested Flush, to the filters not served yet: without waiting, so a
+/* A requested Flush, to the flush stages not served yet: without waiting, so a
  * full queue holds up nothing else; retried by ctl_tick until
  * CTL_FLUSH_MS has passed. */
 static void
@@ -521,7 +521,7 @@ try_flush(struct sup *s, struct ctl_conn *k)
 		reply(k, "ok\n");
 		conn_reply_done(s, k);
 	} else if (clock_ms() >= k->flush_until_ms) {
-		reply(k, "error: a filter's queue stayed full for %d s: Flush not "
+		reply(k, "error: a flush stage's queue stayed full for %d s: Flush not "
 		    "sent to it\n", CTL_FLUSH_MS / 1000);
 		conn_reply_done(s, k);
 	}

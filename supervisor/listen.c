@@ -1,5 +1,5 @@
 /* listen.c - the instance's UDP sockets. The supervisor binds them and
- * lends them to every process of the stage it starts (ingest) (--udp-fd), as Postfix's master
+ * lends them to every process of the stage that reads them (--udp-fd), as Postfix's master
  * opens its services' sockets for the children: the socket, its receive
  * buffer and its kernel drop count outlive an ingest that is killed, so
  * datagrams sent while it restarts wait in the kernel instead of being
