@@ -9,5 +9,7 @@ for b in "$bin"/bench-*; do
 	echo "== $(basename "$b")"
 	"$b"
 done
+echo "== pipeline files"
+"$(dirname "$0")/pipefile.sh" "$bin"
 echo "== pipeline"
 "$(dirname "$0")/pipeline.sh" "$bin"
