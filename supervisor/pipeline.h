@@ -43,7 +43,17 @@
  * `stats` and `lock` are reserved (the instance's other IPC objects carry
  * them).
  * Each violation is one line "FILE:LINE: what is wrong"; the first found
- * is the one reported. */
+ * is the one reported.
+ *
+ * What the supervisor makes of it (supervisor/spawn.c, loop.c, ipc.c):
+ * one queue /telem.INSTANCE.NAME per stage with an in-queue; Flush ticks
+ * into the in-queues of the flush stages; udp sockets bound by the
+ * supervisor and lent to the stage as --udp-fd; every stage with no out
+ * (a sink, such as an egress) is given --state FILE for its aggregates
+ * (a sink of one's own must accept the option, and may ignore it); start
+ * in `order`, stop the stages with udp and no in-queue first, then level
+ * by level from upstream with a Flush (flush stages) and a Stop behind
+ * what their queue holds. */
 #ifndef TELEM_PIPELINE_H
 #define TELEM_PIPELINE_H
 
