@@ -37,16 +37,22 @@ struct sup_child *
 sup_define_stage(struct sup *s, const struct pipeline *p, int i)
 {
 	const struct pipeline_stage *ps = &p->stage[i];
+	/* A slot never used in this run first: other slots' books name the
+	 * slots they took from (common/stats.h), so a slot is taken again only
+	 * when every one has been used. */
 	struct sup_child *c = NULL;
-	for (int k = 0; k < SUP_STAGES && c == NULL; k++)
-		if (s->ch[k].name[0] == '\0' && s->ch[k].pid <= 0)
-			c = &s->ch[k];
+	for (int pass = 0; pass < 2 && c == NULL; pass++)
+		for (int k = 0; k < SUP_STAGES && c == NULL; k++)
+			if (s->ch[k].name[0] == '\0' && s->ch[k].pid <= 0 &&
+			    (pass == 1 || !s->slot_used[k]))
+				c = &s->ch[k];
 	if (c == NULL) {
 		log_warnx("stage %s: no free stats slot (%d in use)", ps->name,
 		    SUP_STAGES);
 		return NULL;
 	}
 	int slot = (int)(c - s->ch);
+	s->slot_used[slot] = 1;
 	memset(c, 0, sizeof(*c));
 	c->slot = slot;
 	c->ready_fd = -1;

@@ -153,6 +153,7 @@ struct sup {
 	 * and in start order (downstream first; stops go in reverse). */
 	int shown[PIPELINE_STAGES_MAX], start[PIPELINE_STAGES_MAX];
 	int nstage;
+	unsigned char slot_used[SUP_STAGES];  /* ever, in this run */
 	struct stats_seg *stats;
 	int sigfd;
 	int timerfd;
