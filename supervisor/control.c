@@ -42,6 +42,8 @@ struct ctl_conn {
 	size_t outlen, outoff, outcap;
 	int oom;                   /* the reply could not be kept whole */
 	int waits_stop;
+	int waits_reload;          /* reload: answered once its stages are up */
+	long long reload_until_ms;
 	uint64_t flush_left;       /* flush stages (bit: slot) still to get a
 	                            * requested Flush */
 	long long flush_until_ms;
@@ -529,16 +531,48 @@ try_flush(struct sup *s, struct ctl_conn *k)
 
 static void handle_words(struct sup *s, struct ctl_conn *k, char **argv,
     int argc);
+static void reload_done(struct sup *s, struct ctl_conn *k);
 
-/* `reload`: the reply lists what was done, then ok (or one error line). */
+/* `reload`: the reply lists what was done, then ok once every stage it
+ * started or swapped is up (or one error line, nothing changed). */
 static void
 do_reload(struct sup *s, struct ctl_conn *k)
 {
 	char out[4096];
 	int rc = sup_reload(s, out, sizeof(out));
 	reply(k, "%s", out);
-	if (rc == 0)
-		reply(k, "ok\n");
+	if (rc == -1) {
+		conn_reply_done(s, k);
+		return;
+	}
+	k->waits_reload = 1;
+	k->reload_until_ms = clock_ms() + CTL_RELOAD_MS;
+	reload_done(s, k);
+}
+
+/* Answer a reload once no stage it started or swapped is still coming
+ * up; after CTL_RELOAD_MS, say which are not and answer anyway (the
+ * change is made; status shows them). */
+static void
+reload_done(struct sup *s, struct ctl_conn *k)
+{
+	int late = 0;
+	for (int i = 0; i < SUP_STAGES; i++)
+		late += s->ch[i].name[0] != '\0' && s->ch[i].reloading;
+	if (late > 0 && clock_ms() < k->reload_until_ms)
+		return;
+	for (int i = 0; i < SUP_STAGES; i++) {
+		struct sup_child *c = &s->ch[i];
+		if (c->name[0] != '\0' && c->reloading)
+			reply(k, "stage %s not up after %d s (see status)\n", c->name,
+			    CTL_RELOAD_MS / 1000);
+		else if (c->name[0] != '\0' && c->reload_failed)
+			reply(k, "swap of %s failed: its previous program runs again "
+			    "(see the log)\n", c->name);
+		c->reload_failed = 0;
+	}
+	k->waits_reload = 0;
+	reply(k, "ok\n");
 	conn_reply_done(s, k);
 }
 
@@ -706,6 +740,7 @@ ctl_accept(struct sup *s)
 		k->outlen = k->outoff = k->outcap = 0;
 		k->oom = 0;
 		k->waits_stop = 0;
+		k->waits_reload = 0;
 		k->flush_left = 0;
 	}
 }
@@ -763,6 +798,12 @@ ctl_tick(struct sup *s)
 	long long now = clock_ms(), next = -1;
 	for (int i = 0; i < CTL_CONNS; i++) {
 		struct ctl_conn *k = &s->conn[i];
+		if (k->phase == CONN_WAIT && k->waits_reload) {
+			reload_done(s, k);
+			if (k->phase == CONN_WAIT)
+				next = next < 0 || next > 10 ? 10 : next;
+			continue;
+		}
 		if (k->phase == CONN_WAIT && k->flush_left != 0) {
 			try_flush(s, k);
 			if (k->phase == CONN_WAIT)
@@ -838,7 +879,7 @@ ctl_stage_exited(struct sup *s, struct sup_child *c, int wst)
 	c->prev_nown = 0;
 	snprintf(c->exe, sizeof(c->exe), "%s", c->prev_exe);
 	c->swapping = 0;
-	c->rolling_back = 1;
+	c->reload_failed = c->reloading;
 	log_warnx("swap of stage %s to %s failed (it %s): rolled back to %s",
 	    c->name, failed, why, c->exe);
 	/* Long paths are cut; the reply still starts with what happened. */

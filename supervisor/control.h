@@ -12,6 +12,7 @@
 #define CTL_REQ_MS 2000       /* a whole request line within this of connecting */
 #define CTL_REPLY_MS 2000     /* a reply must be read within this */
 #define CTL_FLUSH_MS 1000     /* `flush` waits this long behind a full queue */
+#define CTL_RELOAD_MS 15000   /* `reload` waits this long for its stages */
 /* Entries ctl_pollfds may fill. */
 #define CTL_POLLFDS (CTL_CONNS + 1)
 

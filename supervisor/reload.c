@@ -13,8 +13,9 @@
  *    holds, drain it, exit, and their queue is removed (loop.c);
  *  - unchanged stages are not touched (a change of `flush` only changes
  *    where the supervisor writes Flush).
- * The reply lists "started X", "swapped Z", "stopped Y" as begun; status
- * shows them coming up or draining. */
+ * The reply lists "started X", "swapped Z", "stopped Y"; control.c sends
+ * it once the started and swapped stages are up. Removed stages drain in
+ * the background (status shows them `draining`). */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -168,6 +169,8 @@ sup_reload(struct sup *s, char *buf, size_t cap)
 			continue;
 		}
 		c->fresh = 1;
+		c->reloading = 1;
+		c->reload_gen = c->gen;
 		say(&o, "started %s\n", c->name);
 		log_info("reload: stage %s added", c->name);
 	}
@@ -188,6 +191,16 @@ sup_reload(struct sup *s, char *buf, size_t cap)
 		struct sup_child *c = sup_find(s, np.stage[i].name);
 		if (c == NULL)
 			continue;
+		/* As `telemctl swap`: a new program that fails before it is ready
+		 * is rolled back to the one running now (control.c). */
+		if (!c->swapping) {
+			snprintf(c->prev_exe, sizeof(c->prev_exe), "%s", c->exe);
+			memcpy(c->prev_own, c->own, sizeof(c->own));
+			c->prev_nown = c->nown;
+			c->nown = 0;
+		}
+		c->swapping = 1;
+		c->reload_failed = 0;
 		if (reshape(s, c, &np, i) == -1) {
 			say(&o, "error: stage %s: a path is too long\n", c->name);
 			continue;

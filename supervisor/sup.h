@@ -113,6 +113,7 @@ struct sup_child {
 	int retire_sent;           /* ... and its Stop is on its way */
 	int reloading;             /* swapped by a reload, not yet ready again */
 	unsigned reload_gen;       /* gen when that swap began */
+	int reload_failed;         /* ... and its new program was rolled back */
 	char exe[PATH_MAX];
 	char state_file[PATH_MAX]; /* its --state FILE (kept across swaps), or "" */
 	char *own[SUP_ARGS_MAX];   /* the stage's own options (owned strings) */

@@ -627,3 +627,34 @@ Test(pipefile, msg_bytes_auto_too_small_gives_the_numbers)
 	cr_assert_eq(h_count(err, "\n"), 1, "one line:\n%s", err);
 	cr_assert_eq(pl_objects_left(&P), 0);
 }
+
+Test(pipefile, reload_with_a_bad_argument_rolls_that_stage_back)
+{
+	char conf[256], text[2048];
+	pl_conf(&P, "p.conf", conf, sizeof(conf), before, P.port);
+	START_CONF(conf, "-m", "1024");
+	struct h_status s0, s;
+	status(&s0);
+	/* low's new limit is no number: telem-filter exits 100 at start. */
+	snprintf(text, sizeof(text), before, P.port);
+	char *lim = strstr(text, "--keep-below 100");
+	cr_assert_not_null(lim);
+	memcpy(lim, "--keep-below abc", 16);
+	pl_conf(&P, "p.conf", conf, sizeof(conf), "%s", text);
+	int rc = ctl("reload");
+	cr_assert_eq(rc, 0, "%s\n%s", reply_buf, h_slurp(P.err));
+	cr_assert(strstr(reply_buf, "swapped low\n") != NULL, "%s", reply_buf);
+	cr_assert(strstr(reply_buf, "swap of low failed") != NULL, "%s", reply_buf);
+	/* The reply came once low was up again, with its old arguments. */
+	status(&s);
+	struct h_stage *lo = stage(&s, "low");
+	cr_assert_str_eq(lo->state, "up", "%s", s.raw);
+	cr_assert_str_eq(lo->args, "\"--keep-below 100\"", "%s", s.raw);
+	cr_assert_neq(lo->pid, stage(&s0, "low")->pid);
+	for (int i = 0; i < s.n; i++)
+		if (strcmp(s.st[i].name, "low") != 0)
+			cr_assert_eq(s.st[i].pid, s0.st[i].pid, "%s touched:\n%s",
+			    s.st[i].name, s.raw);
+	pl_nc(&P, "a 10\n");
+	WAIT_OUT("[CKMS] a 0.99:10\n", 1);
+}
