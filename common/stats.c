@@ -10,7 +10,8 @@
 #include <unistd.h>
 
 #define STATS_MAGIC 0x7473746cU /* "ltst" */
-#define STATS_VERSION 4 /* 2: sink_dropped; 3: run; 4: in_queue, 64 slots */
+#define STATS_VERSION 5 /* 2: sink_dropped; 3: run; 4: taken/sent books;
+                          * 5: 64 slots, in_queue, "" for a free slot */
 
 static struct stats_seg *
 map(int fd)

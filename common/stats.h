@@ -34,8 +34,10 @@ struct stats_slot {
 	char stage[STATS_NAME_MAX];    /* written by the supervisor only; "":
 	                                * a free slot */
 	char in_queue[STATS_NAME_MAX]; /* ditto, "" for none */
-	_Atomic uint64_t in;        /* records taken in (telemetry only) */
-	_Atomic uint64_t out;       /* records passed on / reported into */
+	_Atomic uint64_t in;        /* telemetry taken with no writer slot
+	                             * (ingest: events parsed); see stats_in */
+	_Atomic uint64_t out;       /* passed on; egress: applied (stage_commit) */
+	_Atomic uint64_t filtered;  /* dropped by the stage's rule */
 	_Atomic uint64_t bad;       /* rejected lines or malformed messages */
 	_Atomic uint64_t dropped;   /* names over the cap */
 	_Atomic uint64_t dropped_dgrams; /* ingest: datagrams the kernel dropped */

@@ -342,68 +342,54 @@ quoted_args(const struct sup_child *c, char *buf, size_t cap)
 /* Ingest's kernel drops: the larger of what it booked and what the kernel
  * says now on our copy of its sockets (it may be stuck sending, or dead). */
 static uint64_t
-dgram_drops(struct sup *s, struct stats_slot *st)
+dgram_drops(struct sup_child *c, struct stats_slot *st)
 {
-	uint64_t booked = stats_get(&st->dropped_dgrams), now = udp_total_drops(&s->udp);
+	uint64_t booked = stats_get(&st->dropped_dgrams), now = udp_total_drops(&c->sock);
 	return now > booked ? now : booked;
 }
 
-/* What status shows as a stage's state: the supervisor's, except that an
- * up stage whose process is stopped by a signal (SIGSTOP, a debugger) is
- * "stopped": it is alive but takes nothing (with queued input it becomes
- * stalled after --stall-ms). Read from /proc/PID/stat, state field. */
-static const char *
-shown_state(const struct sup_child *c)
+/* The stages as status and books list them: in file order, then any that
+ * a reload removed and that still drain. Returns how many. */
+static int
+listed(struct sup *s, int order[SUP_STAGES])
 {
-	if (c->state != S_UP || c->pid <= 0)
-		return sup_state_name(c->state);
-	char path[32], buf[256];
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)c->pid);
-	FILE *f = fopen(path, "re");
-	if (f == NULL)
-		return sup_state_name(c->state);
-	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	buf[n] = '\0';
-	/* "pid (comm) S ...": comm may hold ')' itself, so the last one. */
-	const char *p = strrchr(buf, ')');
-	if (p != NULL && p[1] == ' ' && (p[2] == 'T' || p[2] == 't'))
-		return "stopped";
-	return sup_state_name(c->state);
+	int n = 0;
+	for (int i = 0; i < s->nstage; i++)
+		order[n++] = s->shown[i];
+	for (int i = 0; i < SUP_STAGES; i++)
+		if (s->ch[i].name[0] != '\0' && s->ch[i].retiring)
+			order[n++] = i;
+	return n;
 }
 
 static void
 do_status(struct sup *s, struct ctl_conn *k)
 {
 	long long now = clock_ms();
-	/* The stages in file order, then any that a reload removed and that
-	 * still drain. */
-	int order[SUP_STAGES], n = 0;
-	for (int i = 0; i < s->nstage; i++)
-		order[n++] = s->shown[i];
-	for (int i = 0; i < SUP_STAGES; i++)
-		if (s->ch[i].name[0] != '\0' && s->ch[i].retiring)
-			order[n++] = i;
+	int order[SUP_STAGES], n = listed(s, order);
 	for (int i = 0; i < n; i++) {
 		struct sup_child *c = &s->ch[order[i]];
 		struct stats_slot *st = &s->stats->slot[c->slot];
 		long depth = c->in_queue[0] ? sup_queue_depth(s, c->in_queue) : 0;
-		char args[1024], exe[PATH_MAX + 64];
+		char dgrams[48] = "", args[1024], exe[PATH_MAX + 64];
+		if (c->udp)
+			snprintf(dgrams, sizeof(dgrams), "dropped_dgrams=%llu ",
+			    U(dgram_drops(c, st)));
 		quoted_args(c, args, sizeof(args));
 		lf_value(c->exe, exe, sizeof(exe));
 		reply(k, "stage=%s pid=%d state=%s restarts=%llu uptime_s=%lld "
-		    "in_queue=%s depth=%ld in=%llu out=%llu bad=%llu dropped=%llu "
-		    "lost=%llu sink_dropped=%llu exe=%s args=%s\n", c->name, (int)c->pid,
+		    "in_queue=%s depth=%ld in=%llu out=%llu filtered=%llu bad=%llu "
+		    "dropped=%llu %slost=%llu inflight=%lld sink_dropped=%llu "
+		    "exe=%s args=%s\n", c->name, (int)c->pid,
 		    c->retiring ? "draining" : sup_state_name(c->state),
-		    (unsigned long long)stats_get(&st->restarts),
+		    U(stats_get(&st->restarts)),
 		    c->pid > 0 ? (now - c->started_ms) / 1000 : 0,
 		    c->in_queue[0] ? c->in_queue : "-", depth,
-		    (unsigned long long)stats_get(&st->in),
-		    (unsigned long long)stats_get(&st->out),
-		    (unsigned long long)stats_get(&st->bad),
-		    (unsigned long long)stats_get(&st->dropped),
-		    (unsigned long long)stats_get(&st->lost),
-		    (unsigned long long)stats_get(&st->sink_dropped), exe, args);
+		    U(stats_in(st)), U(stats_get(&st->out)),
+		    U(stats_get(&st->filtered)), U(stats_get(&st->bad)),
+		    U(stats_get(&st->dropped)), dgrams, U(stats_get(&st->lost)),
+		    (long long)stats_inflight(st), U(stats_get(&st->sink_dropped)),
+		    exe, args);
 	}
 	reply(k, "ok\n");
 	conn_reply_done(s, k);
@@ -417,8 +403,9 @@ do_books(struct sup *s, struct ctl_conn *k)
 {
 	char bad[512] = "";
 	size_t blen = 0;
-	for (int i = 0; i < SUP_STAGES; i++) {
-		struct sup_child *c = &s->ch[display_order[i]];
+	int order[SUP_STAGES], n = listed(s, order);
+	for (int i = 0; i < n; i++) {
+		struct sup_child *c = &s->ch[order[i]];
 		struct stats_slot *st = &s->stats->slot[c->slot];
 		uint64_t in = stats_in(st), out = stats_get(&st->out),
 		    filtered = stats_get(&st->filtered), dropped = stats_get(&st->dropped),
@@ -437,25 +424,35 @@ do_books(struct sup *s, struct ctl_conn *k)
 		    "lost=%llu%s\n", c->name, U(in), U(out), U(filtered), U(dropped),
 		    U(lost), verdict);
 	}
-	for (int i = 0; i < SUP_STAGES; i++) {
-		struct sup_child *r = &s->ch[display_order[i]];
+	/* A queue's writers: the stages that send to it now, and any slot
+	 * that sent to it before (a reload may have changed who writes
+	 * where). Each writer's part is what it put in this queue by its own
+	 * books (its sent[] for the queue's reader: its `out`, for a writer
+	 * that always wrote here), less what a writer that joined at a reload
+	 * had counted out before (spawn.c join_readers). */
+	for (int i = 0; i < n; i++) {
+		struct sup_child *r = &s->ch[order[i]];
 		if (r->in_queue[0] == '\0')
 			continue;
+		struct stats_slot *rs = &s->stats->slot[r->slot];
 		char who[128] = "";
 		size_t wlen = 0;
-		uint64_t wout = 0;
+		uint64_t wout = 0 - r->joined;
 		for (int j = 0; j < SUP_STAGES; j++) {
 			struct sup_child *w = &s->ch[j];
-			for (int q = 0; q < w->nout; q++) {
-				if (strcmp(w->out_queue[q], r->in_queue) != 0)
-					continue;
-				wout += stats_get(&s->stats->slot[w->slot].out);
-				if (wlen < sizeof(who))
-					wlen += (size_t)snprintf(who + wlen, sizeof(who) - wlen,
-					    "%s%s.out", wlen ? "+" : "", w->name);
-			}
+			int now = 0;
+			for (int q = 0; w->name[0] != '\0' && q < w->nout && !now; q++)
+				now = strcmp(w->out_queue[q], r->in_queue) == 0;
+			uint64_t sent = stats_get(&s->stats->slot[j].sent[r->slot]);
+			if (!now && sent == 0 && stats_get(&rs->taken[j]) == 0)
+				continue;
+			wout += sent;
+			if (wlen < sizeof(who))
+				wlen += (size_t)snprintf(who + wlen, sizeof(who) - wlen,
+				    "%s%s.out", wlen ? "+" : "", s->stats->slot[j].stage[0] ?
+				    s->stats->slot[j].stage : "(removed)");
 		}
-		uint64_t rin = stats_in(&s->stats->slot[r->slot]);
+		uint64_t rin = stats_in(rs);
 		if (wout != rin && blen < sizeof(bad))
 			blen += (size_t)snprintf(bad + blen, sizeof(bad) - blen,
 			    "%squeue %s", blen ? ", " : " ", r->in_queue);
@@ -624,6 +621,8 @@ handle_words(struct sup *s, struct ctl_conn *k, char **argv, int argc)
 	k->phase = CONN_WAIT;
 	if (strcmp(cmd, "status") == 0 && argc == 1) {
 		do_status(s, k);
+	} else if (strcmp(cmd, "books") == 0 && argc == 1) {
+		do_books(s, k);
 	} else if (strcmp(cmd, "reload") == 0 && argc == 1) {
 		if (s->stopping)
 			finish(s, &fd, "error: the supervisor is stopping");
@@ -660,8 +659,8 @@ handle_words(struct sup *s, struct ctl_conn *k, char **argv, int argc)
 		c->reply_fd = fd;
 		sup_restart(s, c);
 	} else {
-		finish(s, &fd, "error: usage: status | restart STAGE | swap STAGE EXEC "
-		    "[ARGS...] | flush | reload | stop");
+		finish(s, &fd, "error: usage: status | books | restart STAGE | swap "
+		    "STAGE EXEC [ARGS...] | flush | reload | stop");
 	}
 }
 

@@ -201,9 +201,22 @@ sup_reload(struct sup *s, char *buf, size_t cap)
 		}
 		c->swapping = 1;
 		c->reload_failed = 0;
+		/* The readers it did not write to before start counting it at
+		 * its next start (spawn.c join_readers). */
+		char before[STAGE_OUT_MAX][16];
+		int nbefore = c->nout;
+		memcpy(before, c->out_queue, sizeof(before));
 		if (reshape(s, c, &np, i) == -1) {
 			say(&o, "error: stage %s: a path is too long\n", c->name);
 			continue;
+		}
+		c->join = 0;
+		for (int q = 0; q < c->nout; q++) {
+			int had = 0;
+			for (int b = 0; b < nbefore && !had; b++)
+				had = strcmp(before[b], c->out_queue[q]) == 0;
+			if (!had)
+				c->join |= 1u << q;
 		}
 		set_flush(s, c, np.stage[i].flush);
 		if (c->udp && !np.stage[i].udp) {

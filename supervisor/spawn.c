@@ -84,6 +84,16 @@ sup_define_stage(struct sup *s, const struct pipeline *p, int i)
 	}
 	set_own(c, (const char *const *)ps->argv);
 	struct stats_slot *st = &s->stats->slot[slot];
+	/* A slot used before in this run: what other slots booked against it
+	 * is moved out of its way (a reader's taken from it into its plain
+	 * `in`, so its books stay whole; a writer's sent to it dropped). */
+	for (int k = 0; k < STATS_SLOTS; k++) {
+		struct stats_slot *o = &s->stats->slot[k];
+		uint64_t t = atomic_exchange(&o->taken[slot], 0);
+		if (t > 0)
+			stats_add(&o->in, t);
+		atomic_store(&o->sent[slot], 0);
+	}
 	memset(st, 0, sizeof(*st));
 	snprintf(st->stage, STATS_NAME_MAX, "%s", c->name);
 	snprintf(st->in_queue, STATS_NAME_MAX, "%s", c->in_queue);
@@ -275,10 +285,41 @@ exec_child(struct sup *s, struct sup_child *c, int ready_wr, pid_t parent)
 	_exit(errno == ENOENT || errno == EACCES ? EXIT_PERMANENT : EXIT_TEMPORARY);
 }
 
+/* A writer that a reload gave a new reader (c->join: bits of out_queue)
+ * starts counting for it from now: the reader books the writer's `out`
+ * so far as taken, so that the first message it gets shows no gap (which
+ * it would book lost), and takes the same amount off its own `in`
+ * (common/stats.h stats_in: in + every taken[W]; the word wraps), so that
+ * its books hold only what it did take; `joined` keeps the sum for the
+ * queue's equation (control.c do_books). The writer is dead here. */
+static void
+join_readers(struct sup *s, struct sup_child *c)
+{
+	uint64_t out = stats_get(&s->stats->slot[c->slot].out);
+	for (int q = 0; q < c->nout; q++) {
+		if (!(c->join & (1u << q)))
+			continue;
+		int r = stats_reader_of(s->stats, c->out_queue[q]);
+		if (r < 0)
+			continue;
+		struct stats_slot *rs = &s->stats->slot[r];
+		uint64_t had = stats_get(&rs->taken[c->slot]);
+		if (out > had) {
+			atomic_store(&rs->taken[c->slot], out);
+			atomic_fetch_sub(&rs->in, out - had);
+			s->ch[r].joined += out - had;
+		}
+		atomic_store(&s->stats->slot[c->slot].sent[r], out);
+	}
+	c->join = 0;
+}
+
 int
 sup_spawn(struct sup *s, struct sup_child *c, const char **what)
 {
 	int p[2];
+	if (c->join != 0)
+		join_readers(s, c);
 	if (pipe2(p, O_CLOEXEC) == -1) {
 		*what = "pipe for its readiness";
 		return -1;

@@ -114,6 +114,10 @@ struct sup_child {
 	int reloading;             /* swapped by a reload, not yet ready again */
 	unsigned reload_gen;       /* gen when that swap began */
 	int reload_failed;         /* ... and its new program was rolled back */
+	unsigned join;             /* out_queue bits a reload added: readers to
+	                            * join at its next start (spawn.c) */
+	uint64_t joined;           /* as a reader: what writers that joined it
+	                            * had counted out before (spawn.c) */
 	char exe[PATH_MAX];
 	char state_file[PATH_MAX]; /* its --state FILE (kept across swaps), or "" */
 	char *own[SUP_ARGS_MAX];   /* the stage's own options (owned strings) */

@@ -286,6 +286,18 @@ struct want {
 	long long in, out;
 };
 
+/* `telemctl books` says balanced (DESIGN §15), within 10 s: an egress
+ * books its records out once it saved them. */
+static void
+assert_balanced(void)
+{
+	int rc = -1;
+	for (int t = 0; t < 500; t++, nap(20))
+		if ((rc = ctl("books")) == 0 && strstr(reply_buf, "\nbalanced\n") != NULL)
+			return;
+	cr_assert_fail("books not balanced (telemctl exit %d):\n%s", rc, reply_buf);
+}
+
 /* Wait (30 s at most) until every stage shows in and out as wanted, its
  * queue is empty and nothing is lost; then assert it, so a pipeline that
  * never balances fails with the figures. */
@@ -348,6 +360,8 @@ Test(pipefile, nine_stages_run_and_their_books_balance)
 		{ "cma", n, n }, { "cma-web", 3 * n, 3 * n },
 	};
 	wait_books(w, sizeof(w) / sizeof(w[0]), &s);
+	assert_balanced();
+	cr_assert_eq(stage(&s, "web")->filtered, n, "%s", s.raw);
 	WAIT_OUT("[CMA] web.a 5\n", 1);
 	WAIT_OUT("[CKMS] x 0.5:50\n", 2);
 	int st = pl_signal_wait(&P, SIGTERM, 10000);
@@ -447,6 +461,7 @@ Test(pipefile, reload_under_load_keeps_unchanged_stages_and_every_record)
 	cr_assert(ck2->in > 0 && ck2->in <= lo->out, "%s", s.raw);
 	for (int i = 0; i < s.n; i++)
 		cr_assert_eq(s.st[i].lost, 0, "%s lost:\n%s", s.st[i].name, s.raw);
+	assert_balanced();
 	/* The removed stages' queues went with them. */
 	char obj[128];
 	snprintf(obj, sizeof(obj), "/dev/%s/telem.%s.tiny",

@@ -506,11 +506,18 @@ pl_status(const struct pl *p, struct h_status *s)
 			struct h_stage *t = &s->st[s->n++];
 			/* A leading blank, so that every key is found as " key=". */
 			snprintf(line, sizeof(line), " %.*s", (int)n, l);
+			/* Only a stage with sockets shows its kernel drops. */
+			t->dropped_dgrams = -1;
+			if (strstr(line, " dropped_dgrams=") != NULL &&
+			    num_field(line, "dropped_dgrams", &t->dropped_dgrams))
+				return 0;
 			if (field(line, "stage", t->name, sizeof(t->name)) ||
 			    num_field(line, "pid", &t->pid) || num_field(line, "restarts", &t->restarts) ||
 			    num_field(line, "uptime_s", &t->uptime_s) ||
 			    num_field(line, "depth", &t->depth) || num_field(line, "in", &t->in) ||
 			    num_field(line, "out", &t->out) || num_field(line, "bad", &t->bad) ||
+			    num_field(line, "filtered", &t->filtered) ||
+			    num_field(line, "inflight", &t->inflight) ||
 			    num_field(line, "dropped", &t->dropped) || num_field(line, "lost", &t->lost) ||
 			    num_field(line, "sink_dropped", &t->sink_dropped) ||
 			    field(line, "state", t->state, sizeof(t->state)) ||

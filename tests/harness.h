@@ -81,8 +81,9 @@ enum { H_INGEST, H_LOW, H_HIGH, H_CKMS, H_CMA, H_NSTAGES };
 extern const char *const h_stage_name[H_NSTAGES];
 #define H_STAGES_MAX 64
 struct h_stage {
-	long long pid, restarts, uptime_s, depth, in, out, bad, dropped, lost,
-	    sink_dropped;
+	long long pid, restarts, uptime_s, depth, in, out, filtered, bad, dropped,
+	    dropped_dgrams, lost, inflight, sink_dropped;   /* dropped_dgrams: -1
+	                                                      * when not shown */
 	char name[16], state[16], in_queue[16], exe[256], args[512];
 };
 struct h_status {
