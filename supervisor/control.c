@@ -362,6 +362,30 @@ listed(struct sup *s, int order[SUP_STAGES])
 	return n;
 }
 
+/* What status shows as a stage's state: the supervisor's, except that an
+ * up stage whose process is stopped by a signal (SIGSTOP, a debugger) is
+ * "stopped": it is alive but takes nothing (with queued input it becomes
+ * stalled after --stall-ms). Read from /proc/PID/stat, state field. */
+static const char *
+shown_state(const struct sup_child *c)
+{
+	if (c->state != S_UP || c->pid <= 0)
+		return sup_state_name(c->state);
+	char path[32], buf[256];
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)c->pid);
+	FILE *f = fopen(path, "re");
+	if (f == NULL)
+		return sup_state_name(c->state);
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	/* "pid (comm) S ...": comm may hold ')' itself, so the last one. */
+	const char *p = strrchr(buf, ')');
+	if (p != NULL && p[1] == ' ' && (p[2] == 'T' || p[2] == 't'))
+		return "stopped";
+	return sup_state_name(c->state);
+}
+
 static void
 do_status(struct sup *s, struct ctl_conn *k)
 {
@@ -372,6 +396,14 @@ do_status(struct sup *s, struct ctl_conn *k)
 		struct stats_slot *st = &s->stats->slot[c->slot];
 		long depth = c->in_queue[0] ? sup_queue_depth(s, c->in_queue) : 0;
 		char dgrams[48] = "", args[1024], exe[PATH_MAX + 64];
+		/* A stage with UDP sockets: where they are bound (the kernel's
+		 * port, for port 0), comma-separated. */
+		char listen_on[UDP_MAX_SOCKS * 66 + 8] = "";
+		size_t len = 0;
+		for (size_t j = 0; c->udp && j < c->sock.n &&
+		    len < sizeof(listen_on); j++)
+			len += (size_t)snprintf(listen_on + len, sizeof(listen_on) - len,
+			    "%s%s", j ? "," : "listen=", c->sock.s[j].addr);
 		if (c->udp)
 			snprintf(dgrams, sizeof(dgrams), "dropped_dgrams=%llu ",
 			    U(dgram_drops(c, st)));
@@ -380,8 +412,8 @@ do_status(struct sup *s, struct ctl_conn *k)
 		reply(k, "stage=%s pid=%d state=%s restarts=%llu uptime_s=%lld "
 		    "in_queue=%s depth=%ld in=%llu out=%llu filtered=%llu bad=%llu "
 		    "dropped=%llu %slost=%llu inflight=%lld sink_dropped=%llu "
-		    "exe=%s args=%s\n", c->name, (int)c->pid,
-		    c->retiring ? "draining" : sup_state_name(c->state),
+		    "%s%sexe=%s args=%s\n", c->name, (int)c->pid,
+		    c->retiring ? "draining" : shown_state(c),
 		    U(stats_get(&st->restarts)),
 		    c->pid > 0 ? (now - c->started_ms) / 1000 : 0,
 		    c->in_queue[0] ? c->in_queue : "-", depth,
@@ -389,7 +421,7 @@ do_status(struct sup *s, struct ctl_conn *k)
 		    U(stats_get(&st->filtered)), U(stats_get(&st->bad)),
 		    U(stats_get(&st->dropped)), dgrams, U(stats_get(&st->lost)),
 		    (long long)stats_inflight(st), U(stats_get(&st->sink_dropped)),
-		    exe, args);
+		    listen_on, *listen_on ? " " : "", exe, args);
 	}
 	reply(k, "ok\n");
 	conn_reply_done(s, k);
@@ -879,6 +911,7 @@ ctl_stage_exited(struct sup *s, struct sup_child *c, int wst)
 	snprintf(c->exe, sizeof(c->exe), "%s", c->prev_exe);
 	c->swapping = 0;
 	c->reload_failed = c->reloading;
+	c->rolling_back = 1;
 	log_warnx("swap of stage %s to %s failed (it %s): rolled back to %s",
 	    c->name, failed, why, c->exe);
 	/* Long paths are cut; the reply still starts with what happened. */

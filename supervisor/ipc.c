@@ -374,7 +374,8 @@ explain_ring_too_big(const struct sup *s, const char *obj)
 	log_warnx("create shm %s: -s %u -m %zu: a ring needs %llu bytes of "
 	    SHM_DIR " (%llu for the instance's %zu rings), more than the %zu "
 	    "one ring may have%s: use a smaller -s or -m", obj, n,
-	    s->cfg.chan.msgsize, ring, ring * NQUEUES, NQUEUES,
+	    s->cfg.chan.msgsize, ring, ring * (unsigned)pipeline_nqueues(&s->pl),
+	    (size_t)pipeline_nqueues(&s->pl),
 	    (size_t)1 << 30, room);
 }
 
@@ -427,8 +428,9 @@ explain_mq_budget(const struct sup *s, const char *obj)
 	log_warnx("create mqueue %s: RLIMIT_MSGQUEUE is %s bytes; one queue of "
 	    "%ld messages of %zu bytes needs %llu (%zu queues: %llu); %s: use a "
 	    "smaller -m, raise the limit (ulimit -q), or use -t shm", obj, limit,
-	    maxmsg, s->cfg.chan.msgsize, (unsigned long long)one, NQUEUES,
-	    (unsigned long long)one * NQUEUES, use);
+	    maxmsg, s->cfg.chan.msgsize, (unsigned long long)one,
+	    (size_t)pipeline_nqueues(&s->pl),
+	    (unsigned long long)one * (unsigned)pipeline_nqueues(&s->pl), use);
 }
 
 static void
@@ -494,7 +496,8 @@ settle_msg_bytes(struct sup *s)
 		log_warnx("%s", why);
 		return -1;
 	}
-	log_info("%s", why);
+	/* Said once the sockets are bound (main.c): a bad -H stays one line. */
+	snprintf(s->msg_why, sizeof(s->msg_why), "%s", why);
 	s->cfg.chan.msgsize = m;
 	return 0;
 }

@@ -12,11 +12,11 @@ sup_listen_open(struct sup *s, struct sup_child *c)
 {
 	int permanent;
 	if (udp_open(&c->sock, c->udp_host, c->udp_port, (int)s->cfg.rcvbuf,
-	    &permanent) == -1)
+	    &permanent) == -1) {
+		s->bad_host = permanent;
 		return -1;
-	for (size_t i = 0; i < c->sock.n; i++)
-		log_info("listening on %s, receive buffer %d bytes", c->sock.s[i].addr,
-		    c->sock.rcvbuf);
+	}
+	udp_log_listening(&c->sock, "");
 	return 0;
 }
 

@@ -43,8 +43,9 @@ sup_flush(struct sup *s, int timeout_ms)
 			long long n = log_limit_pass(&lim, 10000);
 			char more[64];
 			if (n >= 0)
-				log_warnx("queue %s full: Flush skipped (%lld more)",
-				    c->in_queue, n);
+				log_warnx("queue %s full: Flush skipped%s",
+				    c->in_queue, log_more(more, sizeof(more), n,
+				    "skipped since the last line"));
 			rc = -1;
 		}
 	}

@@ -26,9 +26,10 @@ static const char usage[] =
     "                        [-g host:port [--graphite-prefix p] [--graphite-buffer bytes]]]\n"
     "                        [-f flush_ms] [-t mqueue|shm] [-m msg_bytes] [-s slots]\n"
     "                        [-i instance] [--control path] [--rcvbuf bytes]\n"
-    "                        [--stall-ms ms] [--state-dir dir] [--print-pipeline]\n"
+    "                        [--stall-ms ms] [--state-dir dir] [--max-names n]\n"
+    "                        [--print-pipeline]\n"
     "  -c file      run the pipeline file (README \"Pipeline files\"); without it\n"
-    "               the built-in pipeline, shaped by -H -p -l -e -g\n"
+    "               the built-in pipeline, shaped by -H -p -l -e -g --max-names\n"
     "  --print-pipeline  print the pipeline (built-in, or the file's) as a\n"
     "               pipeline file, with the options applied, and exit\n"
     "  -H host      UDP address or name to listen on (default 127.0.0.1)\n"
@@ -153,7 +154,7 @@ parse(struct sup_config *cfg, int argc, char **argv, int *print)
 		switch (c) {
 		case 'c': cfg->file = optarg; break;
 		case 'X': *print = 1; break;
-		case 'H': o->host = optarg; cfg->shaped |= 1; break;
+		case 'H': check_host(optarg); o->host = optarg; cfg->shaped |= 1; break;
 		case 'p': number("p", optarg, 0, 65535); o->port = optarg; cfg->shaped |= 2; break;
 		case 'l':
 			o->limit = (uint32_t)number("l", optarg, 0, UINT32_MAX);
@@ -187,7 +188,7 @@ parse(struct sup_config *cfg, int argc, char **argv, int *print)
 			if (cfg->stall_ms > 0 && cfg->stall_ms < 100)
 				bad("-stall-ms", optarg, "must be 0 (never) or 100..86400000");
 			break;
-		case 'R': cfg->rcvbuf = (uint32_t)number("-rcvbuf", optarg, 0, 1073741823); break;
+		case 'R': cfg->rcvbuf = (uint32_t)number("-rcvbuf", optarg, UDP_RCVBUF_MIN, 1073741823); break;
 		case 'g':
 			check_graphite(optarg);
 			o->graphite = optarg;
@@ -206,7 +207,8 @@ parse(struct sup_config *cfg, int argc, char **argv, int *print)
 		case 'D': cfg->state_dir = check_state_dir(optarg); break;
 		case 'N':
 			number("-max-names", optarg, 1, 4294967295L);
-			cfg->max_names = optarg;
+			o->max_names = optarg;
+			cfg->shaped |= 32;
 			break;
 		case 'h': fputs(usage, stdout); exit(0);
 		case ':':
@@ -226,8 +228,8 @@ parse(struct sup_config *cfg, int argc, char **argv, int *print)
 		exit(EXIT_USAGE);
 	}
 	if (cfg->file != NULL && cfg->shaped) {
-		log_warnx("-H -p -l -e -g shape the built-in pipeline: with -c %s, "
-		    "write them in the file", cfg->file);
+		log_warnx("-H -p -l -e -g --max-names shape the built-in pipeline: "
+		    "with -c %s, write them in the file", cfg->file);
 		exit(EXIT_USAGE);
 	}
 }
@@ -341,10 +343,14 @@ main(int argc, char **argv)
 		return 1;
 	int status = 1, rc;
 	if (sup_ipc_setup(&s) == 0 && sup_stages_setup(&s) == 0) {
+		if (s.msg_why[0] != '\0')
+			log_info("%s", s.msg_why);
 		if ((rc = ctl_open(&s)) == 0)
 			status = sup_run(&s);
 		else if (rc == -EXIT_USAGE)
 			status = EXIT_USAGE;
+	} else if (s.bad_host) {
+		status = EXIT_USAGE;  /* -H is not an address of this machine */
 	}
 	/* Everything is removed before the pending `stop` hears `ok`: once
 	 * telemctl returns, the instance is free to be started again. */

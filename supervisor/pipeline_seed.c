@@ -88,9 +88,14 @@ pipeline_builtin_text(const struct pipeline_opts *o)
 	FILE *f = open_memstream(&text, &len);
 	if (f == NULL)
 		return NULL;
-	/* Both egresses get the graphite options after their own. */
-	const char *g[6];
+	/* Both egresses get --max-names and the graphite options after their
+	 * own. */
+	const char *g[8];
 	int ng = 0;
+	if (o->max_names != NULL) {
+		g[ng++] = "--max-names";
+		g[ng++] = o->max_names;
+	}
 	if (o->graphite != NULL) {
 		g[ng++] = "--graphite";
 		g[ng++] = o->graphite;
@@ -103,7 +108,7 @@ pipeline_builtin_text(const struct pipeline_opts *o)
 			g[ng++] = o->graphite_buffer;
 		}
 	}
-	const char *ckms[8] = { "--error", eps };
+	const char *ckms[10] = { "--error", eps };
 	memcpy(ckms + 2, g, (size_t)ng * sizeof(g[0]));
 	fmt_double(eps, sizeof(eps), o->eps);
 

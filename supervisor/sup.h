@@ -173,6 +173,9 @@ struct sup {
 	int status;                       /* exit status once stopping */
 	/* SIGHUP: set by main.c to the reload (a module above the loop). */
 	void (*on_hup)(struct sup *s);
+	int bad_host;                     /* -H/-p cannot be bound here, ever */
+	char msg_why[PIPELINE_ERR_MAX];   /* how msg_bytes = auto chose, for
+	                                   * the start log */
 };
 
 /* ipc.c: the instance's IPC objects. */

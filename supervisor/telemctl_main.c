@@ -26,7 +26,9 @@ static const char usage[] =
     "  reload                     read the pipeline file again and apply it\n"
     "  stop                       shut the pipeline down in order\n"
     "STAGE: a stage name as `status` lists them. Each word is sent whole\n"
-    "(an EXEC or ARG with blanks stays one word).\n";
+    "(an EXEC or ARG with blanks stays one word).\n"
+    "The control socket is $XDG_RUNTIME_DIR/telem/INSTANCE.sock, else\n"
+    "/tmp/telem-UID/INSTANCE.sock ($TMPDIR for /tmp if set); -i default.\n";
 
 int
 main(int argc, char **argv)
