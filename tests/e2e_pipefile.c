@@ -121,13 +121,15 @@ Test(pipefile, print_pipeline_is_the_seed_example_and_creates_nothing)
 	free(seed);
 	/* The options shape it. */
 	snprintf(cmd, sizeof(cmd), "%s -i %s -l 50 -e 0.05 -p 4321 -H ::1 -t shm "
-	    "-m 1024 -f 250 --print-pipeline >%s 2>&1", exe, P.instance, P.out);
+	    "-m 1024 -f 250 --max-names 77 --print-pipeline >%s 2>&1", exe,
+	    P.instance, P.out);
 	cr_assert_eq(system(cmd), 0, "%s", h_slurp(P.out));
 	char *shaped = h_slurp(P.out);
 	static const char *const want[] = {
 		"transport = shm\n", "msg_bytes = 1024\n", "flush_ms = 250\n",
 		"udp = [::1]:4321\n", "args = --keep-below 50\n",
-		"args = --keep-above 50\n", "args = --error 0.05\n",
+		"args = --keep-above 50\n", "args = --error 0.05 --max-names 77\n",
+		"args = --max-names 77\n",
 	};
 	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
 		cr_assert(strstr(shaped, want[i]) != NULL, "no '%s' in:\n%s", want[i], shaped);
@@ -257,7 +259,7 @@ Test(pipefile, built_in_shaping_options_refused_with_a_file)
 	char conf[256], why[4096], args[512];
 	example("examples/seed.conf", conf, sizeof(conf));
 	static const char *const opts[] = { "-l 5", "-e 0.1", "-H 127.0.0.1", "-p 5",
-	    "-g 127.0.0.1:2003" };
+	    "-g 127.0.0.1:2003", "--max-names 5" };
 	for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++) {
 		snprintf(args, sizeof(args), "-i %s -c %s %s", P.instance, conf, opts[i]);
 		cr_assert(h_refuses(&P, args, why, sizeof(why)), "%s", why);
