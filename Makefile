@@ -18,10 +18,10 @@ INIH_LIBS := $(shell pkg-config --libs inih 2>/dev/null || echo -linih)
 LDLIBS   := -lrt -lpthread -lm $(INIH_LIBS)
 
 PROGS    := telem-supervisor telem-ingest telem-filter telem-egress-ckms \
-            telem-egress-cma telemctl telem-example-prefix
+            telem-egress-cma telem-egress-statsd telemctl telem-example-prefix
 main_of   = $(firstword $(wildcard $(1)/main.c $(1)_main.c))
 MAINS    := supervisor/main.c ingest/main.c filter/main.c egress/ckms_main.c \
-            egress/cma_main.c supervisor/telemctl_main.c \
+            egress/cma_main.c egress/statsd_main.c supervisor/telemctl_main.c \
             examples/stages/prefix_filter.c
 LIBSRC   := $(filter-out $(MAINS),$(wildcard common/*.c ingest/*.c filter/*.c \
             egress/*.c supervisor/*.c))
@@ -49,6 +49,7 @@ $(BIN)/telem-ingest:     $(call obj,ingest/main.c) $(LIB)
 $(BIN)/telem-filter:     $(call obj,filter/main.c) $(LIB)
 $(BIN)/telem-egress-ckms: $(call obj,egress/ckms_main.c) $(LIB)
 $(BIN)/telem-egress-cma: $(call obj,egress/cma_main.c) $(LIB)
+$(BIN)/telem-egress-statsd: $(call obj,egress/statsd_main.c) $(LIB)
 $(BIN)/telemctl:         $(call obj,supervisor/telemctl_main.c) $(LIB)
 # A stage of one's own (README "Writing a stage").
 $(BIN)/telem-example-prefix: $(call obj,examples/stages/prefix_filter.c) $(LIB)

@@ -100,11 +100,11 @@ static int
 parse_args(struct stage *st, int argc, char **argv)
 {
 	const struct stage_ops *ops = st->ops;
-	struct option opts[NCOMMON + 16];
+	struct option opts[NCOMMON + 40];
 	size_t n = 0;
 	for (size_t i = 0; i < NCOMMON; i++)
 		opts[n++] = common_opts[i];
-	for (const struct option *o = ops->longopts; o && o->name && n < NCOMMON + 15; o++)
+	for (const struct option *o = ops->longopts; o && o->name && n < NCOMMON + 39; o++)
 		opts[n++] = *o;
 	memset(&opts[n], 0, sizeof(opts[n]));
 
@@ -384,7 +384,7 @@ stage_emit(struct stage *st, uint8_t type, const char *name, size_t name_len,
     uint32_t value)
 {
 	if (st->nout == 0) {
-		if (type == WIRE_TELEMETRY)
+		if (wire_counts(type))
 			st->n_out++;
 		return 0;
 	}
@@ -397,7 +397,28 @@ stage_emit(struct stage *st, uint8_t type, const char *name, size_t name_len,
 			return -1;
 		}
 	}
-	if (type == WIRE_TELEMETRY)
+	if (wire_counts(type))
+		st->w_tel++;
+	return 0;
+}
+
+int
+stage_emit_raw(struct stage *st, uint8_t type, const void *rec, size_t size)
+{
+	if (st->nout == 0) {
+		if (wire_counts(type))
+			st->n_out++;
+		return 0;
+	}
+	if (wire_put_raw(&st->w, rec, size) == -1) {
+		if (stage_push(st) == -1)
+			return -1;
+		if (wire_put_raw(&st->w, rec, size) == -1) {
+			log_warnx("record of %zu bytes does not fit a message", size);
+			return -1;
+		}
+	}
+	if (wire_counts(type))
 		st->w_tel++;
 	return 0;
 }
@@ -417,7 +438,21 @@ handle_msg(struct stage *st, const void *msg)
 		case WIRE_TELEMETRY:
 			st->ops->on_record(st, &rec);
 			break;
+		case WIRE_STATSD:
+		case WIRE_STATSD_META:
+			if (st->ops->takes_statsd) {
+				st->ops->on_record(st, &rec);
+			} else if (rec.type == WIRE_STATSD) {
+				stats_add(&st->stats->dropped, 1);
+				long long s = log_limit_pass(&st->statsd_log, 60000);
+				if (s >= 0)
+					log_warnx("statsd metric on queue %s dropped: this "
+					    "stage takes only telem records (%lld more since "
+					    "the last line)", st->in_name, s);
+			}
+			break;
 		case WIRE_FLUSH:
+			st->flush_ms = rec.value;
 			st->ops->on_flush(st);
 			break;
 		case WIRE_STOP:

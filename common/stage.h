@@ -50,6 +50,10 @@ struct stage_ops {
 	 * killed. Only for stages without out-queues (whose `out` numbers
 	 * messages). */
 	int holds_records;
+	/* 1: on_record also gets WIRE_STATSD and WIRE_STATSD_META records
+	 * (wire_statsd_get, wire_meta_get). 0: the skeleton counts a statsd
+	 * metric `dropped` (logged at most once a minute) and skips meta. */
+	int takes_statsd;
 };
 
 struct stage {
@@ -73,10 +77,13 @@ struct stage {
 	struct stats_slot local;
 	int slot;
 	int ready_fd;
+	uint32_t flush_ms;         /* the value of the last Flush record */
+	struct log_limit statsd_log; /* statsd records dropped: logged */
 	/* The books (common/stats.h). out_total is the slot's `out`, kept
-	 * here: only this process writes it. w_tel: telemetry records in the
-	 * batch being built. out_slot[i]: the stats slot of out-queue i's
-	 * reader (-1: none known, nothing booked for it). */
+	 * here: only this process writes it. w_tel: records the books count
+	 * (wire_counts: telemetry, statsd) in the batch being built.
+	 * out_slot[i]: the stats slot of out-queue i's reader (-1: none
+	 * known, nothing booked for it). */
 	uint64_t out_total;
 	uint32_t w_tel;
 	int out_slot[STAGE_OUT_MAX];
@@ -99,6 +106,10 @@ int stage_main(int argc, char **argv, const struct stage_ops *ops, void *ctx);
  * 0, or -1 if a send failed for good (logged). */
 int stage_emit(struct stage *st, uint8_t type, const char *name,
     size_t name_len, uint32_t value);
+/* Append one encoded record (wire_rec.raw, or wire_encode_*) of `type`
+ * to every out-queue's batch, as stage_emit does. Returns 0 or -1. */
+int stage_emit_raw(struct stage *st, uint8_t type, const void *rec,
+    size_t size);
 /* Send every non-empty batch now and settle the counters of the records
  * handled so far. Returns 0 or -1 (logged). */
 int stage_push(struct stage *st);

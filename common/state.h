@@ -14,7 +14,7 @@
 #define STATE_BUF 65536       /* a multiple of 8: the sum goes by words */
 
 /* Which program wrote the body: a program reads only its own kind. */
-enum state_kind { STATE_CKMS = 1, STATE_CMA = 2 };
+enum state_kind { STATE_CKMS = 1, STATE_CMA = 2, STATE_STATSD = 3 };
 
 /* What a file holds besides the body. `param` must match exactly (the
  * ckms error bound; 0 for cma); `run` and `committed` are the stats

@@ -1,6 +1,7 @@
 /* wire.c - encoding and checked decoding of inter-stage messages. */
 #include "wire.h"
 
+#include <math.h>
 #include <string.h>
 
 void
@@ -30,6 +31,115 @@ wire_finish(struct wire_writer *w)
 	memcpy(w->buf + 4, &w->count, 4);
 	memcpy(w->buf + 8, &w->seq, 8);
 	return w->len;
+}
+
+int
+wire_put_raw(struct wire_writer *w, const void *rec, size_t size)
+{
+	if (w->len + size > w->cap)
+		return -1;
+	memcpy(w->buf + w->len, rec, size);
+	w->len += size;
+	w->count++;
+	return 0;
+}
+
+size_t
+wire_encode_statsd(void *buf, unsigned stype, unsigned flags, const char *key,
+    size_t key_len, double value, double rate, const char *member,
+    size_t member_len)
+{
+	unsigned char *p = buf;
+	if (key_len == 0 || key_len > WIRE_NAME_MAX || member_len > 255)
+		return 0;
+	uint32_t info = wire_statsd_info(stype, flags, member_len);
+	p[0] = WIRE_STATSD;
+	p[1] = (uint8_t)key_len;
+	memcpy(p + 2, &info, 4);
+	p += WIRE_REC_HDR;
+	memcpy(p, key, key_len);
+	p += key_len;
+	memcpy(p, &value, 8);
+	memcpy(p + 8, &rate, 8);
+	if (member_len > 0)
+		memcpy(p + 16, member, member_len);
+	return WIRE_REC_HDR + key_len + WIRE_STATSD_BODY + member_len;
+}
+
+size_t
+wire_encode_meta(void *buf, const struct wire_meta *m)
+{
+	unsigned char *p = buf;
+	uint32_t zero = 0;
+	p[0] = WIRE_STATSD_META;
+	p[1] = 0;
+	memcpy(p + 2, &zero, 4);
+	memcpy(p + WIRE_REC_HDR, &m->packets, 8);
+	memcpy(p + WIRE_REC_HDR + 8, &m->lines, 8);
+	memcpy(p + WIRE_REC_HDR + 16, &m->bad, 8);
+	return WIRE_REC_HDR + WIRE_META_BODY;
+}
+
+void
+wire_statsd_get(const struct wire_rec *r, struct wire_statsd *s)
+{
+	const unsigned char *b = (const unsigned char *)r->name + r->name_len;
+	s->stype = r->value & 0xff;
+	s->flags = (r->value >> 8) & 0xff;
+	s->key = r->name;
+	s->key_len = r->name_len;
+	memcpy(&s->value, b, 8);
+	memcpy(&s->rate, b + 8, 8);
+	s->member = (const char *)b + WIRE_STATSD_BODY;
+	s->member_len = (r->value >> 16) & 0xff;
+}
+
+void
+wire_meta_get(const struct wire_rec *r, struct wire_meta *m)
+{
+	const unsigned char *b = r->raw + WIRE_REC_HDR;
+	memcpy(&m->packets, b, 8);
+	memcpy(&m->lines, b + 8, 8);
+	memcpy(&m->bad, b + 16, 8);
+}
+
+/* What ingest/statsd.c leaves in a key: [A-Za-z0-9_.;=-], a name first. */
+static int
+statsd_key_ok(const unsigned char *k, size_t len)
+{
+	if (len == 0 || k[0] == ';')
+		return 0;
+	for (size_t i = 0; i < len; i++) {
+		unsigned c = k[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		    (c >= '0' && c <= '9') || c == '_' || c == '.' || c == ';' ||
+		    c == '=' || c == '-'))
+			return 0;
+	}
+	return 1;
+}
+
+/* Check the statsd record at p (its head already in bounds); `avail`
+ * bytes from p on. Returns its size, or 0 if it is not valid. */
+static size_t
+statsd_rec_ok(const unsigned char *p, size_t avail)
+{
+	uint32_t info;
+	memcpy(&info, p + 2, 4);
+	unsigned stype = info & 0xff, flags = (info >> 8) & 0xff;
+	size_t klen = p[1], mlen = (info >> 16) & 0xff;
+	size_t size = WIRE_REC_HDR + klen + WIRE_STATSD_BODY + mlen;
+	if (size > avail || (info >> 24) != 0 || stype < 1 || stype > 4 ||
+	    (flags & ~WIRE_STATSD_DELTA) != 0 || (flags != 0 && stype != 3) ||
+	    (mlen != 0 && stype != 4) || !statsd_key_ok(p + WIRE_REC_HDR, klen))
+		return 0;
+	double v, rate;
+	memcpy(&v, p + WIRE_REC_HDR + klen, 8);
+	memcpy(&rate, p + WIRE_REC_HDR + klen + 8, 8);
+	if (!isfinite(v) || !(rate > 0 && rate <= 1) || (stype == 2 && v < 0) ||
+	    (stype == 4 && v != 0))
+		return 0;
+	return size;
 }
 
 long
@@ -63,7 +173,22 @@ wire_check_telemetry(const void *msg, size_t len, uint32_t *telemetry)
 		uint8_t type = p[0], nlen = p[1];
 		if ((size_t)(end - p) - WIRE_REC_HDR < nlen)
 			return -1;
+		size_t size;
+		uint32_t value;
 		switch (type) {
+		case WIRE_STATSD:
+			if ((size = statsd_rec_ok(p, (size_t)(end - p))) == 0)
+				return -1;
+			(*telemetry)++;
+			p += size;
+			continue;
+		case WIRE_STATSD_META:
+			memcpy(&value, p + 2, 4);
+			if (nlen != 0 || value != 0 ||
+			    (size_t)(end - p) < WIRE_REC_HDR + WIRE_META_BODY)
+				return -1;
+			p += WIRE_REC_HDR + WIRE_META_BODY;
+			continue;
 		case WIRE_TELEMETRY:
 			if (!wire_name_ok((const char *)p + WIRE_REC_HDR, nlen))
 				return -1;

@@ -8,7 +8,20 @@
  * records that writer sent before this message, so that a reader knows
  * which records of a writer it took and which went missing (common/stage.c).
  * Messages are at most the channel's message size; a stage fills one with
- * everything it has ready and sends it, never waiting for more. */
+ * everything it has ready and sends it, never waiting for more.
+ *
+ * Two record types carry statsd (DESIGN §13) after that same 6-byte head:
+ *   WIRE_STATSD: name_len = the key's length (1..255), value = the metric's
+ *     info {u8 statsd type, u8 flags (WIRE_STATSD_DELTA), u8 member_len,
+ *     u8 0} (wire_statsd_info), then the key (name;tag=v;..., as
+ *     ingest/statsd.h gives it), f64 value, f64 rate, and member_len bytes
+ *     of a set's member.
+ *   WIRE_STATSD_META: name_len 0, value 0, then u64 datagrams, u64 lines,
+ *     u64 bad metrics of what one ingest message carries (statsd's
+ *     packets_received, metrics_received, bad_lines_seen).
+ * WIRE_TELEMETRY and WIRE_STATSD are the records the books count
+ * (wire_counts); Flush, Stop and the meta record are not counted. Flush's
+ * value is the Flush interval in milliseconds (0 from older writers). */
 #ifndef TELEM_WIRE_H
 #define TELEM_WIRE_H
 
@@ -28,13 +41,61 @@ enum wire_type {
 	WIRE_TELEMETRY = 1, /* name, value */
 	WIRE_FLUSH = 2,     /* report now; no name, value 0 */
 	WIRE_STOP = 3,      /* drain: everything before it is done, then exit */
+	WIRE_STATSD = 4,    /* one statsd metric (see above) */
+	WIRE_STATSD_META = 5, /* statsd's own counts (see above) */
 };
+
+#define WIRE_STATSD_BODY 16   /* f64 value, f64 rate after the key */
+#define WIRE_META_BODY 24     /* u64 datagrams, lines, bad */
+#define WIRE_STATSD_DELTA 1u  /* flags: a gauge written with '+' or '-' */
+/* The largest record: a statsd metric with a 255-byte key and member. */
+#define WIRE_REC_MAX (WIRE_REC_HDR + 255 + WIRE_STATSD_BODY + 255)
+
+/* 1 for the record types the books count: data, not control. */
+static inline int
+wire_counts(uint8_t type)
+{
+	return type == WIRE_TELEMETRY || type == WIRE_STATSD;
+}
+
+/* The bytes after a record's name: 0 but for the statsd types. */
+static inline size_t
+wire_extra(uint8_t type, uint32_t value)
+{
+	if (type == WIRE_STATSD)
+		return WIRE_STATSD_BODY + ((value >> 16) & 0xff);
+	return type == WIRE_STATSD_META ? WIRE_META_BODY : 0;
+}
+
+static inline uint32_t
+wire_statsd_info(unsigned stype, unsigned flags, size_t member_len)
+{
+	return (uint32_t)stype | (uint32_t)flags << 8 | (uint32_t)member_len << 16;
+}
 
 struct wire_rec {
 	uint8_t type;
 	uint8_t name_len;
 	uint32_t value;
 	const char *name; /* points into the message; not NUL-terminated */
+	const unsigned char *raw; /* the whole record, size bytes */
+	size_t size;
+};
+
+/* A statsd record's fields (wire_statsd_get), pointing into the message. */
+struct wire_statsd {
+	unsigned stype;   /* enum statsd_type (ingest/statsd.h): 1..4 */
+	unsigned flags;
+	const char *key;
+	size_t key_len;
+	double value, rate;
+	const char *member;
+	size_t member_len;
+};
+
+/* statsd's own counts (WIRE_STATSD_META). */
+struct wire_meta {
+	uint64_t packets, lines, bad;
 };
 
 struct wire_writer {
@@ -71,6 +132,22 @@ wire_put(struct wire_writer *w, uint8_t type, const char *name,
  * the writer stays usable only after wire_writer_reset (which keeps src and
  * seq). */
 size_t wire_finish(struct wire_writer *w);
+/* Append a record already encoded (rec[0..size), as wire_encode_statsd or
+ * wire_rec.raw give it). Returns 0, or -1 (nothing written) when it does
+ * not fit. The record is not checked: the reader's wire_check does. */
+int wire_put_raw(struct wire_writer *w, const void *rec, size_t size);
+/* Encode a WIRE_STATSD record into buf (at least WIRE_REC_MAX bytes).
+ * Returns its size, or 0 when key_len is not 1..255 or member_len over
+ * 255 (nothing written). */
+size_t wire_encode_statsd(void *buf, unsigned stype, unsigned flags,
+    const char *key, size_t key_len, double value, double rate,
+    const char *member, size_t member_len);
+/* Encode a WIRE_STATSD_META record into buf (WIRE_REC_HDR + WIRE_META_BODY
+ * bytes); returns its size. */
+size_t wire_encode_meta(void *buf, const struct wire_meta *m);
+/* The fields of a checked WIRE_STATSD record / WIRE_STATSD_META record. */
+void wire_statsd_get(const struct wire_rec *r, struct wire_statsd *s);
+void wire_meta_get(const struct wire_rec *r, struct wire_meta *m);
 void wire_writer_reset(struct wire_writer *w);
 
 /* Check a whole received message before any record of it is used: version,
@@ -78,8 +155,14 @@ void wire_writer_reset(struct wire_writer *w);
  * empty for flush and stop), no trailing bytes. Returns the record count, or
  * -1 if anything is wrong (then nothing of the message may be used). */
 long wire_check(const void *msg, size_t len);
-/* wire_check, also counting the telemetry records into *telemetry (left
- * unspecified when the message is rejected). */
+/* wire_check, also counting the records the books count (wire_counts)
+ * into *telemetry (left unspecified when the message is rejected).
+ * A statsd record must hold: a statsd type 1..4, no flag but
+ * WIRE_STATSD_DELTA and that only on a gauge, the info's last byte 0, a
+ * key of [A-Za-z0-9_.;=-] not starting with ';' (what ingest/statsd.c's
+ * sanitizing leaves), a finite value (>= 0 for a timer, 0 for a set), a
+ * rate in (0, 1], a member only in a set. A meta record: empty name,
+ * value 0. */
 long wire_check_telemetry(const void *msg, size_t len, uint32_t *telemetry);
 
 /* The origin of a message that passed wire_check: its writer's slot (or
@@ -102,7 +185,10 @@ wire_next(struct wire_reader *r, struct wire_rec *rec)
 	rec->name_len = r->p[1];
 	memcpy(&rec->value, r->p + 2, 4);
 	rec->name = (const char *)r->p + WIRE_REC_HDR;
-	r->p += WIRE_REC_HDR + rec->name_len;
+	rec->raw = r->p;
+	rec->size = WIRE_REC_HDR + rec->name_len +
+	    wire_extra(rec->type, rec->value);
+	r->p += rec->size;
 	r->left--;
 	return 1;
 }

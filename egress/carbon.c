@@ -47,6 +47,11 @@ struct carbon {
 	size_t cur_len, cur_off;
 	uint64_t dropped;
 	struct log_limit drop_log;
+	/* carbon_set_per_flush: a connection per flush. flush_left is the
+	 * bytes of ended flushes not yet sent: the connection carries those
+	 * and is closed once they are out; the next flush opens another. */
+	int per_flush;
+	size_t flush_left;
 };
 
 int
@@ -199,6 +204,8 @@ ring_drop_oldest(struct carbon *c)
 	c->head = (c->head + n) % c->cap;
 	c->used -= n;
 	c->dropped++;
+	/* The ring's oldest bytes are the ended flushes' first. */
+	c->flush_left -= n < c->flush_left ? n : c->flush_left;
 }
 
 static void
@@ -210,14 +217,11 @@ log_drops(struct carbon *c)
 		    (unsigned long long)c->dropped);
 }
 
-void
-carbon_line(struct carbon *c, const char *name, size_t len, const char *stat,
-    const char *value, long long ts)
+/* Queue one formatted line of n bytes (n < 0: formatting failed). */
+static void
+queue_line(struct carbon *c, const char *line, int n)
 {
-	char line[CARBON_LINE_MAX];
-	int n = snprintf(line, sizeof(line), "%s.%.*s.%s %s %lld\n", c->prefix,
-	    (int)len, name, stat, value, ts);
-	if (n < 0 || (size_t)n >= sizeof(line) || (size_t)n > c->cap) {
+	if (n < 0 || (size_t)n >= CARBON_LINE_MAX || (size_t)n > c->cap) {
 		c->dropped++;
 		log_drops(c);
 		return;
@@ -234,6 +238,38 @@ carbon_line(struct carbon *c, const char *name, size_t len, const char *stat,
 	c->used += (size_t)n;
 }
 
+void
+carbon_line(struct carbon *c, const char *name, size_t len, const char *stat,
+    const char *value, long long ts)
+{
+	char line[CARBON_LINE_MAX];
+	int n = snprintf(line, sizeof(line), "%s.%.*s.%s %s %lld\n", c->prefix,
+	    (int)len, name, stat, value, ts);
+	queue_line(c, line, n);
+}
+
+void
+carbon_path_line(struct carbon *c, const char *path, size_t len,
+    const char *value, long long ts)
+{
+	char line[CARBON_LINE_MAX];
+	int n = snprintf(line, sizeof(line), "%.*s %s %lld\n", (int)len, path,
+	    value, ts);
+	queue_line(c, line, n);
+}
+
+void
+carbon_set_per_flush(struct carbon *c)
+{
+	c->per_flush = 1;
+}
+
+void
+carbon_end_flush(struct carbon *c)
+{
+	c->flush_left = carbon_pending(c);
+}
+
 static void
 outage(struct carbon *c, const char *what, int err)
 {
@@ -242,6 +278,9 @@ outage(struct carbon *c, const char *what, int err)
 		close(c->fd);
 	c->fd = -1;
 	c->state = C_DOWN;
+	/* The cut line goes again whole: its sent part is pending again. */
+	if (c->flush_left > 0)
+		c->flush_left += c->cur_off;
 	c->cur_off = 0;
 	c->next_addr = (c->next_addr + 1) % c->naddr;
 	c->backoff_ms = carbon_backoff_next(c->backoff_ms);
@@ -339,6 +378,7 @@ peer_gone(struct carbon *c)
 static void
 consume(struct carbon *c, size_t n)
 {
+	c->flush_left -= n < c->flush_left ? n : c->flush_left;
 	size_t k = c->cur_len - c->cur_off < n ? c->cur_len - c->cur_off : n;
 	c->cur_off += k;
 	n -= k;
@@ -379,6 +419,19 @@ send_some(struct carbon *c)
 			if (first < c->used)
 				iov[n++] = (struct iovec){ c->ring, c->used - first };
 		}
+		if (c->per_flush) {
+			/* Only the ended flushes' bytes go on this connection. */
+			size_t room = c->flush_left;
+			for (int i = 0; i < n; i++) {
+				if (iov[i].iov_len > room)
+					iov[i].iov_len = room;
+				room -= iov[i].iov_len;
+			}
+			while (n > 0 && iov[n - 1].iov_len == 0)
+				n--;
+			if (n == 0)
+				return;
+		}
 		struct msghdr m = { .msg_iov = iov, .msg_iovlen = (size_t)n };
 		ssize_t w = sendmsg(c->fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (w == -1) {
@@ -392,15 +445,32 @@ send_some(struct carbon *c)
 	}
 }
 
+/* per-flush mode: the ended flushes are out, so the connection is
+ * closed, as statsd's graphite backend closes its own after a flush; the
+ * next flush connects at once, without backoff. */
+static void
+close_flush(struct carbon *c)
+{
+	if (close(c->fd) == -1)
+		log_warn("carbon %s: close", c->where);
+	c->fd = -1;
+	c->state = C_DOWN;
+	c->retry_at_ms = 0;
+}
+
 void
 carbon_poll(struct carbon *c)
 {
-	if (c->state == C_DOWN && clock_ms() >= c->retry_at_ms)
+	if (c->state == C_DOWN && clock_ms() >= c->retry_at_ms &&
+	    (!c->per_flush || c->flush_left > 0))
 		start_connect(c);
 	if (c->state == C_CONNECTING)
 		finish_connect(c);
 	if (c->state == C_UP && !peer_gone(c))
 		send_some(c);
+	if (c->per_flush && c->state == C_UP && c->flush_left == 0 &&
+	    c->cur_off == 0)
+		close_flush(c);
 }
 
 void

@@ -51,6 +51,20 @@ void carbon_free(struct carbon *c);
  * logged at most once a minute. Never sends: see carbon_poll. */
 void carbon_line(struct carbon *c, const char *name, size_t len,
     const char *stat, const char *value, long long ts);
+/* Queue "<path> <value> <ts>\n" as carbon_line does, with no prefix and
+ * no stat: path[0..len) is the whole metric path (the statsd egress's
+ * names). */
+void carbon_path_line(struct carbon *c, const char *path, size_t len,
+    const char *value, long long ts);
+/* Switch c to a connection per flush (--connection per-flush, DESIGN
+ * §13), before its first carbon_poll: lines queued up to each
+ * carbon_end_flush go on one connection, opened when there are some and
+ * closed once they are written; a flush's lines never share a connection
+ * with a later flush's. (A line cut by a lost connection is sent whole on
+ * the next, as always.) The default is one persistent connection. */
+void carbon_set_per_flush(struct carbon *c);
+/* The lines queued so far end a flush (per-flush mode; harmless else). */
+void carbon_end_flush(struct carbon *c);
 /* Make progress without blocking: notice a connection the peer closed or
  * reset, connect (again) when the backoff allows, and write what the
  * socket takes. A line cut by a full socket goes on from the same byte

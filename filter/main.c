@@ -1,6 +1,8 @@
 /* telem-filter: keeps the events on one side of a limit and forwards Flush.
  * In the default pipeline `low` runs --keep-below 100 (value <= 100) into
- * the CKMS egress and `high` runs --keep-above 100 (value >= 100) into CMA. */
+ * the CKMS egress and `high` runs --keep-above 100 (value >= 100) into CMA.
+ * statsd records (DESIGN §13) have no u32 value to compare: they and their
+ * meta records pass unchanged, as does the Flush's interval. */
 #include <stdlib.h>
 
 #include "log.h"
@@ -49,6 +51,10 @@ static void
 filter_record(struct stage *st, const struct wire_rec *r)
 {
 	const struct filter *f = st->ctx;
+	if (r->type != WIRE_TELEMETRY) {
+		stage_emit_raw(st, r->type, r->raw, r->size);
+		return;
+	}
 	if (f->below ? r->value <= f->limit : r->value >= f->limit)
 		stage_emit(st, WIRE_TELEMETRY, r->name, r->name_len, r->value);
 	else
@@ -58,7 +64,7 @@ filter_record(struct stage *st, const struct wire_rec *r)
 static void
 filter_flush(struct stage *st)
 {
-	stage_emit(st, WIRE_FLUSH, NULL, 0, 0);
+	stage_emit(st, WIRE_FLUSH, NULL, 0, st->flush_ms);
 }
 
 int
@@ -69,13 +75,15 @@ main(int argc, char **argv)
 		.default_name = "filter",
 		.synopsis = "--keep-below N | --keep-above N ",
 		.help = "      --keep-below N   pass events with value <= N\n"
-		        "      --keep-above N   pass events with value >= N\n",
+		        "      --keep-above N   pass events with value >= N\n"
+		        "                       (statsd metrics pass unchanged)\n",
 		.longopts = opts,
 		.option = filter_option,
 		.init = filter_init,
 		.on_record = filter_record,
 		.on_flush = filter_flush,
 		.needs_in = 1,
+		.takes_statsd = 1,
 	};
 	struct filter f = { 0, 0, 0 };
 	return stage_main(argc, argv, &ops, &f);

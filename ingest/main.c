@@ -1,13 +1,17 @@
 /* telem-ingest: the head of the pipeline. Receives `name value` datagrams
- * on UDP, parses them in place, and fans every event out to all its
- * out-queues, one message per queue for everything received at once. */
+ * (or, with --protocol statsd, statsd lines: ingest/statsd.h) on UDP,
+ * parses them in place, and fans every event out to all its out-queues,
+ * one message per queue for everything received at once. */
 #include <errno.h>
 #include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "clock.h"
 #include "ingest/parse.h"
+#include "ingest/statsd.h"
 #include "ingest/udp.h"
 #include "log.h"
 #include "stage.h"
@@ -29,15 +33,26 @@ struct ingest {
 	struct { const char *name; uint32_t value; uint8_t len; } *ev;
 	size_t nev;
 	struct log_limit bad_log;
+	/* --protocol statsd: the parser, and the encoded records of what is
+	 * parsed but not yet booked and emitted (STATSD_ARENA bytes). */
+	int statsd;
+	struct statsd_parser *sp;
+	unsigned char *arena;
+	size_t arena_len, arena_n;
+	struct stage *st;
+	int failed;                /* an emit failed for good */
 };
 
-enum { OPT_HOST = 256, OPT_PORT, OPT_RCVBUF, OPT_UDP_FD };
+#define STATSD_ARENA (256u << 10)
+
+enum { OPT_HOST = 256, OPT_PORT, OPT_RCVBUF, OPT_UDP_FD, OPT_PROTOCOL };
 
 static const struct option opts[] = {
 	{ "host", required_argument, NULL, OPT_HOST },
 	{ "port", required_argument, NULL, OPT_PORT },
 	{ "rcvbuf", required_argument, NULL, OPT_RCVBUF },
 	{ "udp-fd", required_argument, NULL, OPT_UDP_FD },
+	{ "protocol", required_argument, NULL, OPT_PROTOCOL },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -46,7 +61,13 @@ ingest_option(struct stage *st, int opt, const char *arg)
 {
 	struct ingest *g = st->ctx;
 	uint32_t v;
-	if (opt == OPT_HOST) {
+	if (opt == OPT_PROTOCOL) {
+		if (strcmp(arg, "telem") != 0 && strcmp(arg, "statsd") != 0) {
+			log_warnx("--protocol %s: must be telem or statsd", arg);
+			return -1;
+		}
+		g->statsd = arg[0] == 's';
+	} else if (opt == OPT_HOST) {
 		g->host = arg;
 	} else if (opt == OPT_PORT) {
 		if (stage_parse_u32(arg, &v) == -1 || v > 65535) {
@@ -90,8 +111,17 @@ ingest_init(struct stage *st)
 	 * so a datagram holds at most UDP_DGRAM_MAX / 4 + 1 events. The
 	 * array is touched only as far as a batch fills it. */
 	g->batch = malloc(sizeof(*g->batch));
-	g->ev = malloc(sizeof(*g->ev) * UDP_BATCH * (UDP_DGRAM_MAX / 4 + 1));
-	if (g->batch == NULL || g->ev == NULL)
+	if (g->statsd) {
+		g->sp = malloc(sizeof(*g->sp));
+		g->arena = malloc(STATSD_ARENA);
+		if (g->sp != NULL)
+			statsd_parser_init(g->sp, STATSD_STRICT);
+		g->st = st;
+	} else {
+		g->ev = malloc(sizeof(*g->ev) * UDP_BATCH * (UDP_DGRAM_MAX / 4 + 1));
+	}
+	if (g->batch == NULL || (g->statsd ? g->sp == NULL || g->arena == NULL :
+	    g->ev == NULL))
 		fatal(EXIT_TEMPORARY, "malloc");
 	if (g->nfd > 0) {
 		/* The supervisor's sockets: the kernel counted drops on them
@@ -162,6 +192,107 @@ ingest_batch(struct stage *st, struct ingest *g)
 	return 0;
 }
 
+/* Book what the arena holds in `in`, then emit it (the order of
+ * ingest_batch). Returns 0 or -1 (an emit failed for good). */
+static int
+statsd_emit_arena(struct stage *st, struct ingest *g)
+{
+	stats_add(&st->stats->in, g->arena_n);
+	for (size_t off = 0; off < g->arena_len;) {
+		const unsigned char *rec = g->arena + off;
+		uint32_t info;
+		memcpy(&info, rec + 2, 4);
+		size_t size = WIRE_REC_HDR + rec[1] + wire_extra(rec[0], info);
+		if (stage_emit_raw(st, rec[0], rec, size) == -1)
+			return -1;
+		off += size;
+	}
+	g->arena_len = g->arena_n = 0;
+	return 0;
+}
+
+/* One good metric of statsd_parse: encoded into the arena, which is
+ * emitted first when it cannot take one more record. */
+static void
+take_metric(void *ctx, const struct statsd_metric *m)
+{
+	struct ingest *g = ctx;
+	if (g->failed)
+		return;
+	if (STATSD_ARENA - g->arena_len < WIRE_REC_MAX &&
+	    statsd_emit_arena(g->st, g) == -1) {
+		g->failed = 1;
+		return;
+	}
+	size_t n = wire_encode_statsd(g->arena + g->arena_len, m->type,
+	    m->type == STATSD_GAUGE && m->delta ? WIRE_STATSD_DELTA : 0,
+	    m->key, m->key_len, m->type == STATSD_SET ? 0 : m->value,
+	    m->rate, m->member, m->type == STATSD_SET ? m->member_len : 0);
+	if (n == 0)
+		return;  /* not reached: the parser bounds keys and members */
+	g->arena_len += n;
+	g->arena_n++;
+}
+
+/* Log the first bad line of a datagram: printable ASCII kept, every other
+ * byte as \xHH, at most 80 bytes of it. */
+static void
+log_bad_statsd(struct ingest *g, const struct statsd_result *res)
+{
+	long long s = log_limit_pass(&g->bad_log, 1000);
+	if (s < 0)
+		return;
+	char esc[80 * 4 + 1];
+	size_t o = 0, n = res->bad_len < 80 ? res->bad_len : 80;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)res->bad_line[i];
+		if (c >= 0x20 && c < 0x7f && c != '\\')
+			esc[o++] = (char)c;
+		else
+			o += (size_t)snprintf(esc + o, sizeof(esc) - o, "\\x%02x", c);
+	}
+	esc[o] = '\0';
+	log_warnx("rejected %llu bad statsd metric(s), first \"%s\"%s: %s (%lld "
+	    "more suppressed in the last second)", (unsigned long long)res->bad,
+	    esc, res->bad_len > 80 ? "..." : "", res->bad_why, s);
+}
+
+/* ingest_batch for statsd: every datagram through statsd_parse, the good
+ * metrics as WIRE_STATSD records, then one WIRE_STATSD_META record with
+ * the batch's counts for statsd's own counters. */
+static int
+statsd_batch(struct stage *st, struct ingest *g)
+{
+	const struct udp_batch *b = g->batch;
+	struct wire_meta meta = { b->n, 0, 0 };
+	for (size_t k = 0; k < b->n; k++) {
+		struct statsd_result res;
+		if (b->trunc[k]) {
+			meta.lines++;
+			meta.bad++;
+			st->n_bad++;
+			long long s = log_limit_pass(&g->bad_log, 1000);
+			if (s >= 0)
+				log_warnx("rejected an oversize datagram (%lld more "
+				    "suppressed in the last second)", s);
+			continue;
+		}
+		statsd_parse(g->sp, b->buf[k], b->len[k], take_metric, g, &res);
+		if (g->failed)
+			return -1;
+		meta.lines += res.lines;
+		meta.bad += res.bad;
+		if (res.bad > 0) {
+			st->n_bad += res.bad;
+			log_bad_statsd(g, &res);
+		}
+	}
+	if (statsd_emit_arena(st, g) == -1)
+		return -1;
+	unsigned char rec[WIRE_REC_HDR + WIRE_META_BODY];
+	return stage_emit_raw(st, WIRE_STATSD_META, rec, wire_encode_meta(rec, &meta));
+}
+
 /* Received batches taken from one socket before the next is looked at. */
 #define ROUNDS_MAX 16
 
@@ -205,7 +336,8 @@ ingest_poll_once(struct stage *st, struct ingest *g, struct drain *d)
 			}
 			if (drops)
 				stats_add(&st->stats->dropped_dgrams, drops);
-			if (n > 0 && ingest_batch(st, g) == -1)
+			if (n > 0 && (g->statsd ? statsd_batch(st, g) :
+			    ingest_batch(st, g)) == -1)
 				return -1;
 			d->dgrams += (size_t)n;
 			for (int k = 0; k < n; k++)
@@ -290,6 +422,8 @@ ingest_fini(struct stage *st)
 	udp_close(&g->udp);
 	free(g->batch);
 	free(g->ev);
+	free(g->sp);
+	free(g->arena);
 }
 
 int
@@ -298,8 +432,12 @@ main(int argc, char **argv)
 	static const struct stage_ops ops = {
 		.prog = "telem-ingest",
 		.default_name = "ingest",
-		.synopsis = "[--host H] [--port P] [--rcvbuf BYTES] [--udp-fd FD]... ",
-		.help = "      --host H         address or name to bind, every address it\n"
+		.synopsis = "[--protocol telem|statsd] [--host H] [--port P] "
+		            "[--rcvbuf BYTES] [--udp-fd FD]... ",
+		.help = "      --protocol P     telem (`name value` lines, the default) or\n"
+		        "                       statsd (statsd 0.9's lines; records for\n"
+		        "                       telem-egress-statsd)\n"
+		        "      --host H         address or name to bind, every address it\n"
 		        "                       resolves to (default 127.0.0.1)\n"
 		        "      --port P         UDP port (default 1990)\n"
 		        "      --rcvbuf BYTES   socket receive buffer (default 4194304)\n"

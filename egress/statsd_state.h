@@ -1,0 +1,20 @@
+/* statsd_state.h - what telem-egress-statsd keeps across a restart
+ * (--state FILE, common/state.h's file format): the gauges, with their
+ * TTLs, since statsd keeps them from flush to flush. Counters, timers and
+ * sets start afresh at every flush anyway: the egress books their records
+ * `out` only once a flush has written them, so a kill between two
+ * flushes counts what it loses in `lost` instead of saving it. */
+#ifndef TELEM_STATSD_STATE_H
+#define TELEM_STATSD_STATE_H
+
+#include "egress/statsd_agg.h"
+
+/* Save every gauge of a to path (through path.tmp, renamed). Returns 0,
+ * or -1 (logged; path keeps the previous save). */
+int statsd_state_save(struct statsd_agg *a, const char *path);
+/* Load the gauges saved at path into a fresh a. Returns the number
+ * loaded, 0 when there is no file, or -1 when the file was refused
+ * (logged, renamed aside to path.bad, a left empty). */
+long statsd_state_load(struct statsd_agg *a, const char *path);
+
+#endif
