@@ -1,0 +1,366 @@
+/* e2e_statsd.c - telem as a statsd server (DESIGN §13), end to end with
+ * the real stages: bin/telem-ingest --protocol statsd writing to a queue
+ * read by bin/telem-egress-statsd, on $TELEM_TRANSPORT. The test plays the
+ * supervisor's part (stats segment, queue, the Flush record with its
+ * interval), so that it decides when a flush happens: the values are then
+ * exact. Clients: Debian's python3-statsd, unchanged (tests/clients/), and
+ * 40+ malformed lines sent one per datagram. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "chan.h"
+#include "harness.h"
+#include "stats.h"
+#include "wire.h"
+
+#define FLUSH_MS 200
+
+struct sd {
+	char inst[32];
+	int port;
+	enum chan_kind kind;
+	struct stats_seg *seg;
+	struct chan *q;            /* the egress's in-queue, for Flush */
+	pid_t ingest, egress;
+	char dir[128], out[160], err[160];
+};
+
+static struct sd S;
+
+static void
+nap_ms(int ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+	nanosleep(&ts, NULL);
+}
+
+static void
+objname(char *buf, size_t cap, const char *what)
+{
+	snprintf(buf, cap, "/telem.%s.%s", S.inst, what);
+}
+
+/* Start a stage with a readiness pipe; returns its pid once it said R\n
+ * (fails the test otherwise). stdout to `out` when out is not NULL. */
+static pid_t
+spawn_stage(char *const argv[], const char *out)
+{
+	int rp[2];
+	cr_assert_eq(pipe(rp), 0);
+	pid_t pid = fork();
+	cr_assert_neq(pid, -1);
+	if (pid == 0) {
+		int e = open(S.err, O_WRONLY | O_CREAT | O_APPEND, 0600);
+		int o = out ? open(out, O_WRONLY | O_CREAT | O_APPEND, 0600) : -1;
+		if (e == -1 || dup2(e, 2) == -1 || (o != -1 && dup2(o, 1) == -1) ||
+		    dup2(rp[1], 3) == -1)
+			_exit(127);
+		close(rp[0]);
+		execv(argv[0], argv);
+		_exit(127);
+	}
+	close(rp[1]);
+	char got[3] = { 0 };
+	ssize_t n = 0;
+	for (int tries = 0; tries < 2 && n < 2; tries++) {
+		ssize_t r = read(rp[0], got + n, 2 - (size_t)n);
+		if (r <= 0)
+			break;
+		n += r;
+	}
+	close(rp[0]);
+	cr_assert_str_eq(got, "R\n", "%s not ready: %s", argv[0], h_slurp(S.err));
+	return pid;
+}
+
+/* ingest --protocol statsd -> queue "sd" -> telem-egress-statsd with the
+ * extra egress arguments (NULL-terminated). */
+static void
+sd_start(const char *const *eargs)
+{
+	static int seq;
+	char obj[64], exe_e[256], exe_i[256], port[16], rdy[] = "3";
+	memset(&S, 0, sizeof(S));
+	snprintf(S.inst, sizeof(S.inst), "sd%d_%d", (int)getpid(), seq++);
+	S.port = h_free_port();
+	cr_assert_eq(chan_kind_parse(h_transport(), &S.kind), 0);
+	snprintf(S.dir, sizeof(S.dir), "/tmp/telem-statsd-%s-XXXXXX", S.inst);
+	cr_assert_not_null(mkdtemp(S.dir));
+	snprintf(S.out, sizeof(S.out), "%s/out", S.dir);
+	snprintf(S.err, sizeof(S.err), "%s/err", S.dir);
+	objname(obj, sizeof(obj), "stats");
+	cr_assert_not_null(S.seg = stats_create(obj));
+	objname(obj, sizeof(obj), "sd");
+	struct chan_attr a = { S.kind, 1024, 10 };
+	cr_assert_eq(chan_create(&a, obj), 0, "create %s: %s", obj, strerror(errno));
+	cr_assert_not_null(S.q = chan_open(S.kind, obj, CHAN_WRITE));
+	snprintf(port, sizeof(port), "%d", S.port);
+
+	char *ev[48] = { (char *)h_bin("telem-egress-statsd", exe_e, sizeof(exe_e)),
+		"-i", S.inst, "-t", (char *)h_transport(), "--in", "sd", "--slot",
+		"1", "--ready-fd", rdy };
+	size_t n = 11;
+	for (size_t i = 0; eargs != NULL && eargs[i] != NULL && n < 47; i++)
+		ev[n++] = (char *)eargs[i];
+	ev[n] = NULL;
+	S.egress = spawn_stage(ev, S.out);
+	char *iv[] = { (char *)h_bin("telem-ingest", exe_i, sizeof(exe_i)), "-i", S.inst,
+		"-t", (char *)h_transport(), "--protocol", "statsd", "--port", port,
+		"--out", "sd", "--slot", "0", "--ready-fd", rdy, NULL };
+	S.ingest = spawn_stage(iv, NULL);
+}
+
+static void
+stop_pid(pid_t *pid)
+{
+	if (*pid <= 0)
+		return;
+	kill(*pid, SIGTERM);
+	for (int i = 0; i < 300; i++) {
+		if (waitpid(*pid, NULL, WNOHANG) == *pid) {
+			*pid = 0;
+			return;
+		}
+		nap_ms(10);
+	}
+	kill(*pid, SIGKILL);
+	waitpid(*pid, NULL, 0);
+	*pid = 0;
+}
+
+static void
+sd_cleanup(void)
+{
+	char obj[64];
+	stop_pid(&S.ingest);
+	stop_pid(&S.egress);
+	chan_close(S.q);
+	S.q = NULL;
+	if (S.seg != NULL)
+		stats_detach(S.seg);
+	S.seg = NULL;
+	objname(obj, sizeof(obj), "sd");
+	chan_unlink(S.kind, obj);
+	objname(obj, sizeof(obj), "stats");
+	stats_unlink(obj);
+	if (S.dir[0] != '\0' && getenv("TELEM_KEEP") == NULL) {
+		unlink(S.out);
+		unlink(S.err);
+		rmdir(S.dir);
+	}
+}
+
+/* Wait until a slot's counter reaches want; 1 if so, 0 after 10 s. */
+static int
+wait_counter(_Atomic uint64_t *c, uint64_t want)
+{
+	for (int i = 0; i < 1000; i++) {
+		if (stats_get(c) >= want)
+			return 1;
+		nap_ms(10);
+	}
+	return 0;
+}
+
+/* Write a Flush of `ms` into the egress's queue, as the supervisor does. */
+static void
+sd_flush(uint32_t ms)
+{
+	unsigned char buf[WIRE_HDR + WIRE_REC_HDR];
+	struct wire_writer w;
+	wire_writer_init(&w, buf, sizeof(buf));
+	cr_assert_eq(wire_put(&w, WIRE_FLUSH, NULL, 0, ms), 0);
+	size_t len = wire_finish(&w);
+	cr_assert_eq(chan_send(S.q, buf, len, 5000), 0);
+}
+
+/* The value the egress wrote for path in its output, or NAN. The last
+ * flush's line wins. */
+static double
+out_value(const char *text, const char *path)
+{
+	double v = NAN;
+	size_t plen = strlen(path);
+	for (const char *l = text; *l != '\0';) {
+		const char *eol = strchr(l, '\n');
+		if (strncmp(l, path, plen) == 0 && l[plen] == ' ')
+			v = strtod(l + plen + 1, NULL);
+		if (eol == NULL)
+			break;
+		l = eol + 1;
+	}
+	return v;
+}
+
+/* Wait until the egress's stdout has `lines` lines holding needle. */
+static int
+wait_out(const char *needle, int count)
+{
+	return h_wait_text(S.out, needle, count, 10000);
+}
+
+TestSuite(statsd, .fini = sd_cleanup, .timeout = 60);
+
+/* python3-statsd as an application uses it; the values written at a
+ * 200 ms flush are exactly statsd's, computed by the client script from
+ * the datagrams the client really sent. */
+Test(statsd, python_client_exact)
+{
+	sd_start(NULL);
+	char cmd[512];
+	snprintf(cmd, sizeof(cmd), "/usr/bin/python3 tests/clients/statsd_py.py "
+	    "%d %d", S.port, FLUSH_MS);
+	FILE *f = popen(cmd, "r");
+	cr_assert_not_null(f);
+	char *want = malloc(1 << 16);
+	size_t n = fread(want, 1, (1 << 16) - 1, f);
+	want[n] = '\0';
+	cr_assert_eq(pclose(f), 0, "client failed: %s", want);
+	unsigned dgrams, metrics;
+	cr_assert_eq(sscanf(want, "SENT %u %u", &dgrams, &metrics), 2, "%s", want);
+	cr_assert_gt(metrics, 100);
+	/* every metric reached the egress: then the Flush */
+	cr_assert(wait_counter(&S.seg->slot[1].in, metrics), "egress in=%llu of %u",
+	    (unsigned long long)stats_get(&S.seg->slot[1].in), metrics);
+	cr_expect_eq(stats_get(&S.seg->slot[0].bad), 0);
+	sd_flush(FLUSH_MS);
+	cr_assert(wait_out("statsd.numStats", 1), "%s", h_slurp(S.err));
+	char *got = h_slurp(S.out);
+	int checked = 0;
+	for (char *l = strchr(want, '\n'); l != NULL && l[1] != '\0';
+	    l = strchr(l + 1, '\n')) {
+		char path[256];
+		double v;
+		if (sscanf(l + 1, "%255s %lf", path, &v) != 2)
+			continue;
+		double g = out_value(got, path);
+		cr_expect(g == v, "%s: telem wrote %.17g, statsd writes %.17g", path,
+		    g, v);
+		checked++;
+	}
+	cr_expect_gt(checked, 20);
+	/* the records are booked out once the flush wrote them */
+	cr_expect(wait_counter(&S.seg->slot[1].out, metrics));
+	free(got);
+	free(want);
+}
+
+/* Counters and timers reset each flush (written 0 / count 0), gauges
+ * persist, the rate divides by the Flush's own interval, tags are kept
+ * sorted, in both namespaces. */
+static void
+send_line(const char *s)
+{
+	struct pl p = { .port = S.port };
+	pl_sendto(&p, s, strlen(s));
+}
+
+Test(statsd, flushes_and_tags)
+{
+	sd_start(NULL);
+	send_line("c:3|c\nt:5|ms\ng:7|g\nu:x|s\ntg:1|c|#zone:b,app:a");
+	cr_assert(wait_counter(&S.seg->slot[1].in, 5));
+	sd_flush(500);
+	cr_assert(wait_out("statsd.numStats", 1));
+	char *got = h_slurp(S.out);
+	cr_expect_eq(out_value(got, "stats.c"), 6.0, "rate = 3 / 0.5 s");
+	cr_expect_eq(out_value(got, "stats_counts.c"), 3.0);
+	cr_expect_eq(out_value(got, "stats.timers.t.count_ps"), 2.0);
+	cr_expect_eq(out_value(got, "stats.gauges.g"), 7.0);
+	cr_expect_eq(out_value(got, "stats.sets.u.count"), 1.0);
+	cr_expect_eq(out_value(got, "stats_counts.tg;app=a;zone=b"), 1.0, "%s", got);
+	free(got);
+	send_line("g:+1|g");
+	cr_assert(wait_counter(&S.seg->slot[1].in, 6));
+	sd_flush(1000);
+	cr_assert(wait_out("statsd.numStats", 2));
+	got = h_slurp(S.out);
+	cr_expect_eq(out_value(got, "stats_counts.c"), 0.0);
+	cr_expect_eq(out_value(got, "stats.timers.t.count"), 0.0);
+	cr_expect_eq(out_value(got, "stats.gauges.g"), 8.0);
+	cr_expect_eq(out_value(got, "stats.sets.u.count"), 0.0);
+	free(got);
+}
+
+Test(statsd, new_namespace_and_prefixes)
+{
+	static const char *const args[] = { "--legacy-namespace", "no",
+		"--global-prefix", "gp", "--prefix-counter", "cc", "--global-suffix",
+		"sfx", "--percent", "50,100", NULL };
+	sd_start(args);
+	send_line("c:2|c\nt:1|ms\nt:3|ms");
+	cr_assert(wait_counter(&S.seg->slot[1].in, 3));
+	sd_flush(1000);
+	cr_assert(wait_out("numStats", 1), "%s", h_slurp(S.err));
+	char *got = h_slurp(S.out);
+	cr_expect_eq(out_value(got, "gp.cc.c.count.sfx"), 2.0, "%s", got);
+	cr_expect_eq(out_value(got, "gp.cc.c.rate.sfx"), 2.0);
+	cr_expect_eq(out_value(got, "gp.timers.t.upper_50.sfx"), 1.0);
+	cr_expect_eq(out_value(got, "gp.timers.t.mean_100.sfx"), 2.0);
+	free(got);
+}
+
+/* Lines statsd rejects (and the ones telem's strict parsing adds), each
+ * alone in a datagram: every one is counted bad at ingest and reaches
+ * statsd.bad_lines_seen; good lines around them still count. */
+#define B(s) { s, sizeof(s) - 1 }
+static const struct { const char *s; size_t len; } bad[] = {
+	B("nocolon"), B("a:1"), B("a:|c"), B("a:x|c"), B("a:1|c|@"),
+	B("a:1|c|0.5"), B("a:1|c|@-0.5"), B("a:1|c|@x"), B("a:NaN|c"),
+	B("a:inf|c"), B("a:-inf|g"), B("a:nan|ms"), B("a:-1|ms"),
+	B("a:1|ms|@1.2.3"), B("a:1..2|c"), B("a:1e|c"), B("a:--1|c"),
+	B("a:0x|c"), B("a:x|g"), B("a:x|ms"), B("a:|g"), B("a:1|@0.5|c"),
+	B("a:1|c|@+0.5"), B("a:1|c|@ 0.5"), B("a:1|c|@Infinity"), B("a:1|c|@."),
+	B("a:x|s\r"), B("a:1\0|c"), B("|c"), B("a|c"), B("a:1|x"), B("a:1|"),
+	B("a:1|C"), B("a:2|c|@0"), B("a:2|c|@2"), B("a:5|c|@1.5"),
+	B("a:Infinity|c"), B("a:1e400|ms"), B("a:0x1F|c"), B("a:   |c"),
+	B("a:1|c|@0.5|junk"), B(":1|c"), B("a\xff\xfe" "b:1|c"), B("m:\xff|s"),
+	B("a:1|msx"), B("a:1|c|#t:\xc0\xaf"),
+};
+
+Test(statsd, malformed_lines_counted_bad)
+{
+	size_t nbad = sizeof(bad) / sizeof(bad[0]);
+	cr_assert_geq(nbad, 40);
+	sd_start(NULL);
+	struct pl p = { .port = S.port };
+	char big[12000];
+	for (size_t i = 0; i < nbad; i++)
+		pl_sendto(&p, bad[i].s, bad[i].len);
+	/* a 10 000-digit number, and 1 000 tags */
+	memset(big, '9', 10000);
+	memcpy(big, "a:", 2);
+	memcpy(big + 10000, "|c", 2);
+	pl_sendto(&p, big, 10002);
+	size_t n = (size_t)sprintf(big, "a:1|c|#");
+	for (int i = 0; i < 1000; i++)
+		n += (size_t)sprintf(big + n, "t%d:v,", i);
+	pl_sendto(&p, big, n - 1);
+	nbad += 2;
+	send_line("ok:1|c");
+	cr_assert(wait_counter(&S.seg->slot[0].bad, nbad), "ingest bad=%llu of %zu",
+	    (unsigned long long)stats_get(&S.seg->slot[0].bad), nbad);
+	cr_assert(wait_counter(&S.seg->slot[1].in, 1));
+	nap_ms(300);  /* the meta records follow their metrics */
+	cr_expect_eq(stats_get(&S.seg->slot[0].bad), nbad);
+	cr_expect_eq(stats_get(&S.seg->slot[0].in), 1);
+	sd_flush(1000);
+	cr_assert(wait_out("statsd.numStats", 1));
+	char *got = h_slurp(S.out);
+	cr_expect_eq(out_value(got, "stats_counts.statsd.bad_lines_seen"),
+	    (double)nbad, "%s", got);
+	cr_expect_eq(out_value(got, "stats_counts.statsd.packets_received"),
+	    (double)nbad + 1);
+	cr_expect_eq(out_value(got, "stats_counts.ok"), 1.0);
+	free(got);
+	cr_expect_gt(h_count(h_slurp(S.err), "rejected"), 0);
+}
