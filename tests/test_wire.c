@@ -2,6 +2,7 @@
  * round trips, a full 8192-byte batch, truncated and lying messages, and a
  * table of names for wire_name_ok. */
 #include <criterion/criterion.h>
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -493,4 +494,111 @@ Test(wire, name_ok_every_byte)
 		cr_expect_eq(wire_name_ok(&c, 1), b > 0x20 && b < 0x7f,
 		    "byte 0x%02x", b);
 	}
+}
+
+/* statsd records (DESIGN §13): a round trip of every field, and the
+ * checks wire_check makes of a record that claims to be one. */
+static size_t
+statsd_msg(unsigned stype, unsigned flags, const char *key, double v,
+    double rate, const char *member)
+{
+	unsigned char rec[WIRE_REC_MAX];
+	struct wire_writer w;
+	size_t n = wire_encode_statsd(rec, stype, flags, key, strlen(key), v, rate,
+	    member, member ? strlen(member) : 0);
+	cr_assert_gt(n, 0);
+	wire_writer_init(&w, buf, sizeof(buf));
+	cr_assert_eq(wire_put_raw(&w, rec, n), 0);
+	return wire_finish(&w);
+}
+
+Test(wire, statsd_round_trip)
+{
+	unsigned char rec[WIRE_REC_MAX];
+	struct wire_writer w;
+	struct wire_meta m = { 3, 7, 2 }, m2;
+	wire_writer_init(&w, buf, sizeof(buf));
+	size_t n = wire_encode_statsd(rec, 3, WIRE_STATSD_DELTA, B("g;k=v"), -2.5,
+	    0.25, NULL, 0);
+	cr_assert_eq(wire_put_raw(&w, rec, n), 0);
+	n = wire_encode_statsd(rec, 4, 0, B("users"), 0, 1, B("alice"));
+	cr_assert_eq(wire_put_raw(&w, rec, n), 0);
+	cr_assert_eq(wire_put_raw(&w, rec, wire_encode_meta(rec, &m)), 0);
+	cr_assert_eq(wire_put(&w, WIRE_FLUSH, NULL, 0, 200), 0);
+	size_t len = wire_finish(&w);
+	uint32_t counted;
+	cr_assert_eq(wire_check_telemetry(buf, len, &counted), 4);
+	cr_expect_eq(counted, 2, "statsd metrics count, meta and flush do not");
+
+	struct wire_reader r;
+	struct wire_rec rec1;
+	struct wire_statsd s;
+	wire_reader_init(&r, buf);
+	cr_assert(wire_next(&r, &rec1));
+	cr_assert_eq(rec1.type, WIRE_STATSD);
+	wire_statsd_get(&rec1, &s);
+	cr_expect_eq(s.stype, 3);
+	cr_expect_eq(s.flags, WIRE_STATSD_DELTA);
+	cr_expect_eq(s.key_len, 5);
+	cr_expect_eq(memcmp(s.key, "g;k=v", 5), 0);
+	cr_expect_eq(s.value, -2.5);
+	cr_expect_eq(s.rate, 0.25);
+	cr_expect_eq(s.member_len, 0);
+	cr_assert(wire_next(&r, &rec1));
+	wire_statsd_get(&rec1, &s);
+	cr_expect_eq(s.stype, 4);
+	cr_expect_eq(s.member_len, 5);
+	cr_expect_eq(memcmp(s.member, "alice", 5), 0);
+	cr_assert(wire_next(&r, &rec1));
+	cr_assert_eq(rec1.type, WIRE_STATSD_META);
+	wire_meta_get(&rec1, &m2);
+	cr_expect(m2.packets == 3 && m2.lines == 7 && m2.bad == 2);
+	cr_assert(wire_next(&r, &rec1));
+	cr_expect_eq(rec1.type, WIRE_FLUSH);
+	cr_expect_eq(rec1.value, 200, "the Flush carries its interval");
+	cr_expect_eq(wire_next(&r, &rec1), 0);
+}
+
+Test(wire, statsd_rejected)
+{
+	cr_expect_eq(wire_check(buf, statsd_msg(1, 0, "ok", 1, 1, NULL)), 1);
+	cr_expect_eq(wire_check(buf, statsd_msg(0, 0, "a", 1, 1, NULL)), -1, "type 0");
+	cr_expect_eq(wire_check(buf, statsd_msg(5, 0, "a", 1, 1, NULL)), -1, "type 5");
+	cr_expect_eq(wire_check(buf, statsd_msg(1, 1, "a", 1, 1, NULL)), -1,
+	    "delta on a counter");
+	cr_expect_eq(wire_check(buf, statsd_msg(3, 2, "a", 1, 1, NULL)), -1, "flag 2");
+	cr_expect_eq(wire_check(buf, statsd_msg(1, 0, "a b", 1, 1, NULL)), -1, "blank");
+	cr_expect_eq(wire_check(buf, statsd_msg(1, 0, ";a", 1, 1, NULL)), -1,
+	    "no name");
+	cr_expect_eq(wire_check(buf, statsd_msg(1, 0, "a/b", 1, 1, NULL)), -1, "/");
+	cr_expect_eq(wire_check(buf, statsd_msg(1, 0, "a", NAN, 1, NULL)), -1, "NaN");
+	cr_expect_eq(wire_check(buf, statsd_msg(1, 0, "a", INFINITY, 1, NULL)), -1);
+	cr_expect_eq(wire_check(buf, statsd_msg(2, 0, "a", -1, 1, NULL)), -1,
+	    "negative timer");
+	cr_expect_eq(wire_check(buf, statsd_msg(1, 0, "a", 1, 0, NULL)), -1, "rate 0");
+	cr_expect_eq(wire_check(buf, statsd_msg(1, 0, "a", 1, 1.5, NULL)), -1);
+	cr_expect_eq(wire_check(buf, statsd_msg(1, 0, "a", 1, NAN, NULL)), -1);
+	cr_expect_eq(wire_check(buf, statsd_msg(1, 0, "a", 1, 1, "m")), -1,
+	    "member on a counter");
+	cr_expect_eq(wire_check(buf, statsd_msg(4, 0, "a", 1, 1, "m")), -1,
+	    "set value not 0");
+	/* the info's last byte, and a body cut short */
+	size_t len = statsd_msg(1, 0, "ab", 1, 1, NULL);
+	buf[WIRE_HDR + 5] = 1;
+	cr_expect_eq(wire_check(buf, len), -1);
+	buf[WIRE_HDR + 5] = 0;
+	cr_expect_eq(wire_check(buf, len), 1);
+	for (size_t cut = WIRE_HDR; cut < len; cut++)
+		cr_expect_eq(wire_check(buf, cut), -1, "cut at %zu", cut);
+	/* a meta record with a name or a value, or cut */
+	unsigned char rec[64];
+	struct wire_meta m = { 1, 1, 0 };
+	struct wire_writer w;
+	wire_writer_init(&w, buf, sizeof(buf));
+	wire_put_raw(&w, rec, wire_encode_meta(rec, &m));
+	len = wire_finish(&w);
+	cr_expect_eq(wire_check(buf, len), 1);
+	cr_expect_eq(wire_check(buf, len - 1), -1);
+	buf[WIRE_HDR + 2] = 1;
+	cr_expect_eq(wire_check(buf, len), -1, "meta with a value");
 }

@@ -41,7 +41,30 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		const unsigned char *name = (const unsigned char *)rec.name;
 		if (name < data + WIRE_HDR || name + rec.name_len > end)
 			abort();
+		if (rec.raw != (const unsigned char *)rec.name - WIRE_REC_HDR ||
+		    rec.raw + rec.size > end)
+			abort();
 		switch (rec.type) {
+		case WIRE_STATSD: {
+			struct wire_statsd s;
+			wire_statsd_get(&rec, &s);
+			if (s.stype < 1 || s.stype > 4 || !(s.rate > 0 && s.rate <= 1) ||
+			    s.value != s.value || s.key_len == 0 ||
+			    !wire_name_ok(s.key, s.key_len))
+				abort();
+			if (wire_put_raw(&w, rec.raw, rec.size))
+				abort();
+			seen++;
+			continue;
+		}
+		case WIRE_STATSD_META:
+			if (rec.name_len != 0 || rec.value != 0 ||
+			    rec.size != WIRE_REC_HDR + WIRE_META_BODY)
+				abort();
+			if (wire_put_raw(&w, rec.raw, rec.size))
+				abort();
+			seen++;
+			continue;
 		case WIRE_TELEMETRY:
 			if (!wire_name_ok(rec.name, rec.name_len))
 				abort();
