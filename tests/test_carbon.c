@@ -16,6 +16,8 @@
 
 #include "egress/carbon.h"
 
+#define B(s) s, sizeof(s) - 1
+
 TestSuite(carbon, .timeout = 60);
 
 static void
@@ -359,4 +361,65 @@ Test(carbon, prefixes_backoff_and_bad_hosts)
 	cr_expect_eq(errno, EINVAL);
 	cr_expect_not_null(why);
 	cr_expect_null(carbon_new("127.0.0.1", "2003", "bad prefix", 4096, &why));
+}
+
+/* Read fd until the peer closes it (polling the sink meanwhile); returns
+ * the bytes read, or -1 if it stayed open for 20 s. */
+static long
+read_to_eof(int fd, struct carbon *c, char *buf, size_t cap)
+{
+	size_t got = 0;
+	for (int i = 0; i < 4000; i++) {
+		carbon_poll(c);
+		ssize_t n = read(fd, buf + got, cap - 1 - got);
+		if (n == 0) {
+			buf[got] = '\0';
+			return (long)got;
+		}
+		if (n > 0)
+			got += (size_t)n;
+		else
+			nap_ms(5);
+	}
+	buf[got] = '\0';
+	return -1;
+}
+
+/* --connection per-flush (DESIGN §13): no connection while nothing is
+ * due; each flush's lines on their own connection, closed after them; the
+ * next flush's lines never on the previous flush's connection. */
+Test(carbon, per_flush_connection_carries_one_flush_and_closes)
+{
+	int port = 0, lfd = listen_on(&port);
+	struct carbon *c = sink(port, 4096);
+	carbon_set_per_flush(c);
+	for (int i = 0; i < 20; i++) {
+		carbon_poll(c);
+		nap_ms(5);
+	}
+	cr_assert_eq(accept(lfd, NULL, NULL), -1, "connected with nothing to send");
+	carbon_path_line(c, B("stats.a"), "1", 100);
+	carbon_path_line(c, B("stats.b;k=v"), "2.5", 100);
+	carbon_end_flush(c);
+	carbon_path_line(c, B("stats.a"), "3", 110);  /* the next flush, not ended */
+	char buf[512];
+	int fd = accept_from(lfd, c);
+	cr_assert_eq(read_to_eof(fd, c, buf, sizeof(buf)), 34, "%s", buf);
+	cr_assert_str_eq(buf, "stats.a 1 100\nstats.b;k=v 2.5 100\n");
+	close(fd);
+	cr_assert_eq(carbon_pending(c), 14);
+	for (int i = 0; i < 20; i++) {
+		carbon_poll(c);
+		nap_ms(5);
+	}
+	cr_assert_eq(accept(lfd, NULL, NULL), -1, "a flush not ended was sent");
+	carbon_end_flush(c);
+	fd = accept_from(lfd, c);
+	cr_assert_eq(read_to_eof(fd, c, buf, sizeof(buf)), 14);
+	cr_assert_str_eq(buf, "stats.a 3 110\n");
+	cr_assert_eq(carbon_pending(c), 0);
+	cr_assert_eq(carbon_dropped(c), 0);
+	close(fd);
+	carbon_free(c);
+	close(lfd);
 }
