@@ -20,10 +20,22 @@ command -v whisper-fetch >/dev/null 2>&1 || missing="$missing python3-whisper"
 command -v promtool >/dev/null 2>&1 || missing="$missing prometheus"
 [ -f /usr/include/microhttpd.h ] || missing="$missing libmicrohttpd-dev"
 command -v curl >/dev/null 2>&1 || missing="$missing curl"
-[ -z "$missing" ] && exit 0
-echo "deps: installing$missing" >&2
-SUDO=
-[ "$(id -u)" -eq 0 ] || SUDO=sudo
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq $missing </dev/null
+# e2e_statsd: real statsd clients, Python's (Debian) and hot-shots (npm).
+[ -f /usr/lib/python3/dist-packages/statsd/__init__.py ] || missing="$missing python3-statsd"
+command -v node >/dev/null 2>&1 || missing="$missing nodejs"
+command -v npm >/dev/null 2>&1 || missing="$missing npm"
+if [ -n "$missing" ]; then
+	echo "deps: installing$missing" >&2
+	SUDO=
+	[ "$(id -u)" -eq 0 ] || SUDO=sudo
+	export DEBIAN_FRONTEND=noninteractive
+	$SUDO apt-get update -qq
+	$SUDO apt-get install -y -qq $missing </dev/null
+fi
+# hot-shots goes into build/npm (the tests' NODE_PATH), not the system.
+if [ ! -f build/npm/node_modules/hot-shots/package.json ]; then
+	echo "deps: npm install hot-shots into build/npm" >&2
+	mkdir -p build/npm
+	(cd build/npm && npm install --no-audit --no-fund --silent hot-shots \
+	    </dev/null >/dev/null)
+fi

@@ -210,15 +210,15 @@ wait_out(const char *needle, int count)
 
 TestSuite(statsd, .fini = sd_cleanup, .timeout = 60);
 
-/* python3-statsd as an application uses it; the values written at a
- * 200 ms flush are exactly statsd's, computed by the client script from
- * the datagrams the client really sent. */
-Test(statsd, python_client_exact)
+/* Run a client script (cmd: a format with the port and the flush
+ * interval), then a Flush, and compare every "PATH VALUE" it printed with
+ * what the egress wrote. */
+static void
+client_exact(const char *fmt)
 {
 	sd_start(NULL);
 	char cmd[512];
-	snprintf(cmd, sizeof(cmd), "/usr/bin/python3 tests/clients/statsd_py.py "
-	    "%d %d", S.port, FLUSH_MS);
+	snprintf(cmd, sizeof(cmd), fmt, S.port, FLUSH_MS);
 	FILE *f = popen(cmd, "r");
 	cr_assert_not_null(f);
 	char *want = malloc(1 << 16);
@@ -252,6 +252,22 @@ Test(statsd, python_client_exact)
 	cr_expect(wait_counter(&S.seg->slot[1].out, metrics));
 	free(got);
 	free(want);
+}
+
+/* python3-statsd (Debian) as an application uses it: the values written
+ * at a 200 ms flush are exactly statsd's, computed by the client script
+ * from the datagrams the client really sent. */
+Test(statsd, python_client_exact)
+{
+	client_exact("/usr/bin/python3 tests/clients/statsd_py.py %d %d");
+}
+
+/* hot-shots (npm, installed by tests/deps.sh into build/npm), with
+ * DogStatsD tags, histogram and distribution. */
+Test(statsd, node_hot_shots_exact)
+{
+	client_exact("NODE_PATH=build/npm/node_modules node "
+	    "tests/clients/statsd_node.js %d %d");
 }
 
 /* Counters and timers reset each flush (written 0 / count 0), gauges
