@@ -13,6 +13,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -379,4 +384,238 @@ Test(statsd, malformed_lines_counted_bad)
 	cr_expect_eq(out_value(got, "stats_counts.ok"), 1.0);
 	free(got);
 	cr_expect_gt(h_count(h_slurp(S.err), "rejected"), 0);
+}
+
+/* Through a real carbon-cache (Debian's graphite-carbon) started here on
+ * free loopback ports with a 1-second retention, written to with
+ * --connection per-flush: each flush is one TCP connection that carbon
+ * logs, and the values read back from its whisper files are statsd's. */
+struct carbon_run {
+	char dir[160];
+	int line_port, pickle_port, query_port;
+	pid_t pid;
+};
+
+static struct carbon_run CR;
+
+static int
+tcp_port(void)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET };
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	socklen_t len = sizeof(sa);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	cr_assert(fd != -1 && bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
+	    getsockname(fd, (struct sockaddr *)&sa, &len) == 0);
+	/* kept bound until the three are known: no port comes twice */
+	return fd;
+}
+
+static int
+port_of(int fd)
+{
+	struct sockaddr_in sa;
+	socklen_t len = sizeof(sa);
+	cr_assert_eq(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+	return ntohs(sa.sin_port);
+}
+
+static int
+tcp_accepts(int port)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(port) };
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	int ok = fd != -1 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+	if (fd != -1)
+		close(fd);
+	return ok;
+}
+
+static void
+carbon_up(void)
+{
+	char path[300];
+	snprintf(CR.dir, sizeof(CR.dir), "%s/carbon", S.dir);
+	cr_assert_eq(mkdir(CR.dir, 0700), 0);
+	int fd[3] = { tcp_port(), tcp_port(), tcp_port() };
+	CR.line_port = port_of(fd[0]);
+	CR.pickle_port = port_of(fd[1]);
+	CR.query_port = port_of(fd[2]);
+	for (int i = 0; i < 3; i++)
+		close(fd[i]);
+	snprintf(path, sizeof(path), "%s/carbon.conf", CR.dir);
+	FILE *f = fopen(path, "w");
+	cr_assert_not_null(f);
+	const char *d = CR.dir;
+	fprintf(f, "[cache]\nSTORAGE_DIR = %s/storage\n"
+	    "LOCAL_DATA_DIR = %s/storage/whisper\nWHISPER_DIR = %s/storage/whisper\n"
+	    "LOG_DIR = %s/log\nPID_DIR = %s\nUSER =\nENABLE_LOGROTATION = False\n"
+	    "ENABLE_TAGS = False\nMAX_CACHE_SIZE = inf\n"
+	    "MAX_UPDATES_PER_SECOND = 100000\nMAX_CREATES_PER_MINUTE = inf\n"
+	    "LINE_RECEIVER_INTERFACE = 127.0.0.1\nLINE_RECEIVER_PORT = %d\n"
+	    "ENABLE_UDP_LISTENER = False\nPICKLE_RECEIVER_INTERFACE = 127.0.0.1\n"
+	    "PICKLE_RECEIVER_PORT = %d\nCACHE_QUERY_INTERFACE = 127.0.0.1\n"
+	    "CACHE_QUERY_PORT = %d\nLOG_LISTENER_CONNECTIONS = True\n",
+	    d, d, d, d, d, CR.line_port, CR.pickle_port, CR.query_port);
+	cr_assert_eq(fclose(f), 0);
+	snprintf(path, sizeof(path), "%s/storage-schemas.conf", CR.dir);
+	f = fopen(path, "w");
+	cr_assert_not_null(f);
+	fprintf(f, "[everything]\npattern = .*\nretentions = 1s:1h\n");
+	cr_assert_eq(fclose(f), 0);
+	char conf[300], log[300];
+	snprintf(conf, sizeof(conf), "--config=%s/carbon.conf", CR.dir);
+	snprintf(log, sizeof(log), "%s/out.log", CR.dir);
+	pid_t parent = getpid();
+	CR.pid = fork();
+	cr_assert_neq(CR.pid, -1);
+	if (CR.pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
+		int o = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+		int z = open("/dev/null", O_RDONLY);
+		if (getppid() != parent || o == -1 || z == -1)
+			_exit(127);
+		dup2(z, 0);
+		dup2(o, 1);
+		dup2(o, 2);
+		execlp("carbon-cache", "carbon-cache", conf, "--nodaemon", "start",
+		    (char *)NULL);
+		_exit(127);
+	}
+	for (int i = 0; i < 3000; i++) {
+		if (waitpid(CR.pid, NULL, WNOHANG) == CR.pid) {
+			CR.pid = 0;
+			cr_assert_fail("carbon-cache exited:\n%s", h_slurp(log));
+		}
+		if (tcp_accepts(CR.line_port) && tcp_accepts(CR.pickle_port))
+			return;
+		nap_ms(10);
+	}
+	cr_assert_fail("carbon-cache not up after 30 s:\n%s", h_slurp(log));
+}
+
+static void
+carbon_down(void)
+{
+	if (CR.pid > 0) {
+		kill(CR.pid, SIGTERM);
+		for (int k = 0; k < 2000 && CR.pid > 0; k++) {
+			if (waitpid(CR.pid, NULL, WNOHANG) == CR.pid)
+				CR.pid = 0;
+			else
+				nap_ms(10);
+		}
+		if (CR.pid > 0) {
+			kill(CR.pid, SIGKILL);
+			waitpid(CR.pid, NULL, 0);
+		}
+		CR.pid = 0;
+	}
+	if (CR.dir[0] != '\0' && getenv("TELEM_KEEP") == NULL) {
+		char cmd[300];
+		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", CR.dir);
+		(void)!system(cmd);
+	}
+	memset(&CR, 0, sizeof(CR));
+}
+
+static void
+graphite_fini(void)
+{
+	carbon_down();
+	sd_cleanup();
+}
+
+/* The last value whisper holds for a metric (path with '.' as '/'), or
+ * NAN when it holds none. */
+static double
+wsp_last(const char *metric)
+{
+	char path[600], cmd[800], line[160];
+	int n = snprintf(path, sizeof(path), "%s/storage/whisper/", CR.dir);
+	for (const char *m = metric; *m && (size_t)n < sizeof(path) - 5; m++)
+		path[n++] = *m == '.' ? '/' : *m;
+	snprintf(path + n, sizeof(path) - (size_t)n, ".wsp");
+	if (access(path, F_OK) != 0)
+		return NAN;
+	snprintf(cmd, sizeof(cmd), "whisper-fetch --from=%lld '%s' 2>&1",
+	    (long long)time(NULL) - 600, path);
+	FILE *f = popen(cmd, "r");
+	cr_assert_not_null(f);
+	double v = NAN;
+	while (fgets(line, sizeof(line), f) != NULL) {
+		long long ts;
+		char val[64];
+		if (sscanf(line, "%lld %63s", &ts, val) == 2 && strcmp(val, "None") != 0)
+			v = strtod(val, NULL);
+	}
+	pclose(f);
+	return v;
+}
+
+Test(statsd, python_client_through_carbon_per_flush, .fini = graphite_fini,
+    .timeout = 120)
+{
+	/* S.dir is made by sd_start; carbon needs its port first */
+	char gspec[64];
+	memset(&CR, 0, sizeof(CR));
+	sd_start(NULL);
+	carbon_up();
+	stop_pid(&S.egress);  /* again, now writing to carbon */
+	snprintf(gspec, sizeof(gspec), "127.0.0.1:%d", CR.line_port);
+	char exe_e[256], rdy[] = "3";
+	char *ev[] = { (char *)h_bin("telem-egress-statsd", exe_e, sizeof(exe_e)),
+		"-i", S.inst, "-t", (char *)h_transport(), "--in", "sd", "--slot",
+		"1", "--ready-fd", rdy, "--graphite", gspec, "--connection",
+		"per-flush", NULL };
+	S.egress = spawn_stage(ev, S.out);
+
+	char cmd[512];
+	snprintf(cmd, sizeof(cmd), "/usr/bin/python3 tests/clients/statsd_py.py "
+	    "%d %d", S.port, FLUSH_MS);
+	FILE *f = popen(cmd, "r");
+	cr_assert_not_null(f);
+	static char want[1 << 16];
+	size_t n = fread(want, 1, sizeof(want) - 1, f);
+	want[n] = '\0';
+	cr_assert_eq(pclose(f), 0, "client failed: %s", want);
+	unsigned dgrams, metrics;
+	cr_assert_eq(sscanf(want, "SENT %u %u", &dgrams, &metrics), 2);
+	cr_assert(wait_counter(&S.seg->slot[1].in, metrics));
+	/* carbon-cache --nodaemon logs each connection in out.log; those
+	 * of carbon_up's probes come before the flushes */
+	char log[300];
+	snprintf(log, sizeof(log), "%s/out.log", CR.dir);
+	char *before = h_slurp(log);
+	int conns = h_count(before, "MetricLineReceiver connection with");
+	free(before);
+	sd_flush(FLUSH_MS);
+	/* wait until carbon has the last line's metric, then compare all */
+	int checked = 0;
+	for (char *l = strchr(want, '\n'); l != NULL && l[1] != '\0';
+	    l = strchr(l + 1, '\n')) {
+		char path[256];
+		double v, g = NAN;
+		if (sscanf(l + 1, "%255s %lf", path, &v) != 2)
+			continue;
+		for (int i = 0; i < 1500 && !(g == v); i++) {
+			g = wsp_last(path);
+			if (!(g == v))
+				nap_ms(20);
+		}
+		cr_expect(g == v, "%s: whisper holds %.17g, statsd writes %.17g", path,
+		    g, v);
+		checked++;
+	}
+	cr_expect_gt(checked, 20);
+	/* a second flush: a second connection; each closed after its lines */
+	sd_flush(FLUSH_MS);
+	cr_expect(h_wait_text(log, "MetricLineReceiver connection with", conns + 4,
+	    10000), "%s", h_slurp(log));
+	char *all = h_slurp(log);
+	cr_expect_eq(h_count(all, "MetricLineReceiver connection with"), conns + 4,
+	    "two flushes: two connections, each opened and closed:\n%s", all);
+	free(all);
+	cr_expect_eq(stats_get(&S.seg->slot[1].sink_dropped), 0);
 }
