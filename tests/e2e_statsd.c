@@ -619,3 +619,59 @@ Test(statsd, python_client_through_carbon_per_flush, .fini = graphite_fini,
 	free(all);
 	cr_expect_eq(stats_get(&S.seg->slot[1].sink_dropped), 0);
 }
+
+/* --state FILE: the gauges survive the egress's restart (kill -9 after
+ * the flush that saved them); counters start afresh. A file that is not a
+ * state file is set aside and the egress starts empty. */
+Test(statsd, gauges_survive_a_restart_with_state)
+{
+	char state[200], arg_state[220];
+	memset(&S, 0, sizeof(S));
+	sd_start(NULL);
+	stop_pid(&S.egress);
+	snprintf(state, sizeof(state), "%s/state", S.dir);
+	snprintf(arg_state, sizeof(arg_state), "%s", state);
+	char exe_e[256], rdy[] = "3";
+	char *ev[] = { (char *)h_bin("telem-egress-statsd", exe_e, sizeof(exe_e)),
+		"-i", S.inst, "-t", (char *)h_transport(), "--in", "sd", "--slot",
+		"1", "--ready-fd", rdy, "--state", arg_state, "--histogram",
+		"t:2,inf", NULL };
+	S.egress = spawn_stage(ev, S.out);
+	send_line("g:5|g\nc:1|c\nt:1|ms\nt:3|ms");
+	cr_assert(wait_counter(&S.seg->slot[1].in, 4));
+	sd_flush(1000);
+	cr_assert(wait_out("statsd.numStats", 1));
+	char *got = h_slurp(S.out);
+	cr_expect_eq(out_value(got, "stats.timers.t.histogram.bin_2"), 1.0, "%s", got);
+	cr_expect_eq(out_value(got, "stats.timers.t.histogram.bin_inf"), 1.0);
+	free(got);
+	cr_assert(wait_counter(&S.seg->slot[1].out, 4), "booked once saved");
+	kill(S.egress, SIGKILL);
+	waitpid(S.egress, NULL, 0);
+	S.egress = spawn_stage(ev, S.out);
+	sd_flush(1000);
+	cr_assert(wait_out("statsd.numStats", 2));
+	got = h_slurp(S.out);
+	cr_expect_eq(out_value(got, "stats.gauges.g"), 5.0, "%s", got);
+	cr_expect_eq(h_count(got, "stats_counts.c "), 1,
+	    "counters start afresh (unknown, not written)");
+	free(got);
+	/* a foreign file: one log line, set aside, the egress starts empty */
+	stop_pid(&S.egress);
+	FILE *f = fopen(state, "w");
+	cr_assert_not_null(f);
+	fputs("not a state file\n", f);
+	fclose(f);
+	S.egress = spawn_stage(ev, S.out);
+	sd_flush(1000);
+	cr_assert(wait_out("statsd.numStats", 3));
+	got = h_slurp(S.out);
+	cr_expect_eq(h_count(got, "stats.gauges.g "), 2, "no gauge g now:\n%s", got);
+	free(got);
+	char aside[220];
+	snprintf(aside, sizeof(aside), "%s.bad", state);
+	cr_expect_eq(access(aside, F_OK), 0, "set aside as .bad");
+	cr_expect_gt(h_count(h_slurp(S.err), "state"), 0);
+	unlink(aside);
+	unlink(state);
+}
