@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "egress/carbon.h"
 #include "egress/report.h"
 #include "egress/statsd_agg.h"
@@ -257,6 +258,14 @@ sd_option(struct stage *st, int opt, const char *arg)
 	return -1;
 }
 
+/* statsd's processing_time and calculationtime: milliseconds. */
+static double
+now_ms(void *ctx)
+{
+	(void)ctx;
+	return clock_s() * 1000.0;
+}
+
 static int
 sd_init(struct stage *st)
 {
@@ -268,6 +277,7 @@ sd_init(struct stage *st)
 	c->delete_timers = d->del_t || d->delete_idle;
 	c->delete_gauges = d->del_g || d->delete_idle;
 	c->delete_sets = d->del_s || d->delete_idle;
+	c->clock_ms = now_ms;
 	if ((d->agg = statsd_agg_new(c)) == NULL) {
 		if (errno == EINVAL) {
 			log_warnx("the statsd options do not hold together (percent "
