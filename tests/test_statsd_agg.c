@@ -842,3 +842,67 @@ Test(statsd_agg, number_format)
 		cr_expect_eq(n, strlen(c[i].s));
 	}
 }
+
+/* The timer's own sort (a radix sort past 256 values) orders as qsort
+ * does: every percentile bound and the median of 5 000 values of both
+ * signs, zeros, subnormals and huge ones match a qsort of the same. */
+struct sort_fields {
+	double upper_50, lower_top10, median, upper, lower, sum_50;
+};
+
+static void
+take_sort_field(void *ctx, const char *field, double v)
+{
+	struct sort_fields *f = ctx;
+	if (strcmp(field, "upper_50") == 0) f->upper_50 = v;
+	else if (strcmp(field, "lower_top10") == 0) f->lower_top10 = v;
+	else if (strcmp(field, "median") == 0) f->median = v;
+	else if (strcmp(field, "upper") == 0) f->upper = v;
+	else if (strcmp(field, "lower") == 0) f->lower = v;
+	else if (strcmp(field, "sum_50") == 0) f->sum_50 = v;
+}
+
+static int
+cmp_sort_d(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return (x > y) - (x < y);
+}
+
+Test(statsd_agg, timer_sort_matches_qsort)
+{
+	enum { N = 5000 };
+	static double v[N];
+	struct statsd_timer t;
+	memset(&t, 0, sizeof(t));
+	srand(14);
+	for (int i = 0; i < N; i++) {
+		double x = (double)rand() / RAND_MAX - 0.5;
+		switch (i % 7) {
+		case 0: x *= 1e300; break;
+		case 1: x *= 1e-310; break;  /* subnormal */
+		case 2: x = i % 2 ? 0.0 : -0.0; break;
+		case 3: x = (double)(rand() % 1000); break;
+		default: x *= 1000; break;
+		}
+		v[i] = x;
+		cr_assert_eq(statsd_timer_add(&t, x, 1, 1u << 20), 0);
+	}
+	static const double pct[] = { 50, -10 };
+	static const char *const pn[] = { "50", "top10" };
+	struct sort_fields f;
+	statsd_timer_report(&t, pct, pn, 2, 1000, take_sort_field, &f);
+	qsort(v, N, sizeof(v[0]), cmp_sort_d);
+	double s50 = 0;
+	for (int i = 0; i < N / 2; i++)
+		s50 += v[i];
+	cr_expect_eq(f.lower, v[0]);
+	cr_expect_eq(f.upper, v[N - 1]);
+	cr_expect_eq(f.upper_50, v[N / 2 - 1]);
+	cr_expect_eq(f.lower_top10, v[N - N / 10]);
+	cr_expect_eq(f.median, (v[N / 2 - 1] + v[N / 2]) / 2);
+	cr_expect_eq(f.sum_50, s50);
+	for (size_t i = 1; i < t.n; i++)
+		cr_assert_leq(t.v[i - 1], t.v[i], "value %zu out of order", i);
+	statsd_timer_fini(&t);
+}
