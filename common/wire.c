@@ -103,19 +103,24 @@ wire_meta_get(const struct wire_rec *r, struct wire_meta *m)
 	memcpy(&m->bad, b + 16, 8);
 }
 
-/* What ingest/statsd.c leaves in a key: [A-Za-z0-9_.;=-], a name first. */
+/* What ingest/statsd.c leaves in a key: [A-Za-z0-9_.;=-], a name first.
+ * One bit per ASCII byte: '-' '.' '0'-'9' ';' '=' in the first word,
+ * 'A'-'Z' '_' 'a'-'z' in the second. */
+static const uint64_t key_bits[2] = {
+	(1ULL << '-') | (1ULL << '.') | (0x3FFULL << '0') | (1ULL << ';') |
+	    (1ULL << '='),
+	(0x3FFFFFFULL << ('A' - 64)) | (1ULL << ('_' - 64)) |
+	    (0x3FFFFFFULL << ('a' - 64)),
+};
+
 static int
 statsd_key_ok(const unsigned char *k, size_t len)
 {
 	if (len == 0 || k[0] == ';')
 		return 0;
-	for (size_t i = 0; i < len; i++) {
-		unsigned c = k[i];
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-		    (c >= '0' && c <= '9') || c == '_' || c == '.' || c == ';' ||
-		    c == '=' || c == '-'))
+	for (size_t i = 0; i < len; i++)
+		if (k[i] >= 128 || !(key_bits[k[i] >> 6] >> (k[i] & 63) & 1))
 			return 0;
-	}
 	return 1;
 }
 

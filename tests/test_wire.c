@@ -602,3 +602,20 @@ Test(wire, statsd_rejected)
 	buf[WIRE_HDR + 2] = 1;
 	cr_expect_eq(wire_check(buf, len), -1, "meta with a value");
 }
+
+/* A statsd key's every byte: exactly [A-Za-z0-9_.;=-] passes. */
+Test(wire, statsd_key_every_byte)
+{
+	for (int c = 0; c < 256; c++) {
+		char k[3] = { 'a', (char)c, '\0' };
+		int want = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		    (c >= '0' && c <= '9') || c == '_' || c == '.' || c == ';' ||
+		    c == '=' || c == '-';
+		unsigned char rec[WIRE_REC_MAX];
+		struct wire_writer w;
+		size_t n = wire_encode_statsd(rec, 1, 0, k, 2, 1, 1, NULL, 0);
+		wire_writer_init(&w, buf, sizeof(buf));
+		cr_assert_eq(wire_put_raw(&w, rec, n), 0);
+		cr_expect_eq(wire_check(buf, wire_finish(&w)) == 1, want, "byte %d", c);
+	}
+}
