@@ -106,6 +106,17 @@ ROUNDS ?= 3
 chaos: all $(BIN)/bench-loadgen
 	@./tests/chaos.sh $(ROUNDS) $(BIN)
 
+# bench-peers: install the statsd servers bench/statsd.sh compares telem
+# with (Etsy statsd 0.9.0 from npm into build/peers, collectd's statsd
+# plugin from Debian's collectd-core), then run those steps.
+bench-peers: all $(BENCHES)
+	@command -v collectd >/dev/null 2>&1 || \
+	  (apt-get update -qq && apt-get install -y -qq collectd-core </dev/null)
+	@[ -f build/peers/node_modules/statsd/stats.js ] || \
+	  (mkdir -p build/peers && cd build/peers && \
+	   npm install --no-audit --no-fund --silent statsd@0.9.0 </dev/null)
+	@./bench/statsd.sh $(BIN)
+
 run: deps all
 	./$(BIN)/telem-supervisor
 
@@ -119,7 +130,7 @@ install: all
 clean:
 	rm -rf $(BUILD) $(BIN)
 
-.PHONY: all deps tests test check bench chaos run install clean
+.PHONY: all deps tests test check bench bench-peers chaos run install clean
 .PRECIOUS: $(BUILD)/%.o
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
 
