@@ -35,7 +35,7 @@ struct sd {
 	enum chan_kind kind;
 	struct stats_seg *seg;
 	struct chan *q;            /* the egress's in-queue, for Flush */
-	pid_t ingest, egress;
+	pid_t ingest, egress, extra;
 	char dir[128], out[160], err[160];
 };
 
@@ -148,12 +148,15 @@ sd_cleanup(void)
 	char obj[64];
 	stop_pid(&S.ingest);
 	stop_pid(&S.egress);
+	stop_pid(&S.extra);
 	chan_close(S.q);
 	S.q = NULL;
 	if (S.seg != NULL)
 		stats_detach(S.seg);
 	S.seg = NULL;
 	objname(obj, sizeof(obj), "sd");
+	chan_unlink(S.kind, obj);
+	objname(obj, sizeof(obj), "ck");
 	chan_unlink(S.kind, obj);
 	objname(obj, sizeof(obj), "stats");
 	stats_unlink(obj);
@@ -674,4 +677,35 @@ Test(statsd, gauges_survive_a_restart_with_state)
 	cr_expect_gt(h_count(h_slurp(S.err), "state"), 0);
 	unlink(aside);
 	unlink(state);
+}
+
+/* A mixed pipeline: statsd records through telem-filter (passed
+ * unchanged, having no u32 to compare; the Flush keeps its interval) into
+ * telem-egress-ckms, which counts each one dropped and reports nothing. */
+Test(statsd, through_a_filter_into_ckms)
+{
+	char obj[64], exe_f[256], exe_c[256], rdy[] = "3";
+	sd_start(NULL);
+	stop_pid(&S.egress);
+	objname(obj, sizeof(obj), "ck");
+	struct chan_attr a = { S.kind, 1024, 10 };
+	cr_assert_eq(chan_create(&a, obj), 0);
+	char *fv[] = { (char *)h_bin("telem-filter", exe_f, sizeof(exe_f)), "-i",
+		S.inst, "-t", (char *)h_transport(), "--in", "sd", "--out", "ck",
+		"--slot", "1", "--ready-fd", rdy, "--keep-below", "100", NULL };
+	char *cv[] = { (char *)h_bin("telem-egress-ckms", exe_c, sizeof(exe_c)),
+		"-i", S.inst, "-t", (char *)h_transport(), "--in", "ck", "--slot",
+		"2", "--ready-fd", rdy, NULL };
+	S.extra = spawn_stage(cv, S.out);
+	S.egress = spawn_stage(fv, NULL);
+	send_line("a:1|c\nt:5|ms\ng:+2|g\nu:x|s");
+	cr_assert(wait_counter(&S.seg->slot[2].dropped, 4), "ckms dropped=%llu\n%s",
+	    (unsigned long long)stats_get(&S.seg->slot[2].dropped), h_slurp(S.err));
+	cr_expect_eq(stats_get(&S.seg->slot[1].out), 4, "the filter passed them");
+	cr_expect_eq(stats_get(&S.seg->slot[2].in), 4);
+	sd_flush(250);
+	nap_ms(300);
+	stop_pid(&S.extra);
+	cr_expect_eq(h_count(h_slurp(S.out), "[CKMS]"), 0, "nothing to report");
+	cr_expect_gt(h_count(h_slurp(S.err), "takes only telem records"), 0);
 }
