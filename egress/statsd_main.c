@@ -245,7 +245,7 @@ sd_option(struct stage *st, int opt, const char *arg)
 			log_warnx("--connection %s: must be persistent or per-flush", arg);
 			return -1;
 		}
-		d->per_flush = arg[1] == 'e' && arg[2] == 'r' && arg[3] == '-';
+		d->per_flush = strcmp(arg, "per-flush") == 0;
 		return 0;
 	case OPT_STATE:
 		if (*arg == '\0' || strlen(arg) > 4000) {
