@@ -6,8 +6,8 @@
  * runs on one host). `src` is the writer's stats slot (WIRE_SRC_NONE for
  * the supervisor or a writer without one) and `seq` the number of counted
  * records (wire_counts) that writer sent before this message, so that a
- * reader knows
- * which records of a writer it took and which went missing (common/stage.c).
+ * reader knows which records of a writer it took and which went missing
+ * (common/stage.c).
  * Messages are at most the channel's message size; a stage fills one with
  * everything it has ready and sends it, never waiting for more.
  *
