@@ -461,6 +461,7 @@ main(int argc, char **argv)
 		.on_tick = sd_tick,
 		.fini = sd_fini,
 		.needs_in = 1,
+		.no_out = 1,
 		.holds_records = 1,
 		.takes_statsd = 1,
 	};

@@ -4,7 +4,6 @@
  * one message per queue for everything received at once. */
 #include <errno.h>
 #include <poll.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -234,27 +233,20 @@ take_metric(void *ctx, const struct statsd_metric *m)
 	g->arena_n++;
 }
 
-/* Log the first bad line of a datagram: printable ASCII kept, every other
- * byte as \xHH, at most 80 bytes of it. */
+/* The statsd line a user can act on, as log_bad does for telem lines:
+ * the first bad line of a datagram (escaped and cut), why, how many more. */
 static void
 log_bad_statsd(struct ingest *g, const struct statsd_result *res)
 {
 	long long s = log_limit_pass(&g->bad_log, 1000);
 	if (s < 0)
 		return;
-	char esc[80 * 4 + 1];
-	size_t o = 0, n = res->bad_len < 80 ? res->bad_len : 80;
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)res->bad_line[i];
-		if (c >= 0x20 && c < 0x7f && c != '\\')
-			esc[o++] = (char)c;
-		else
-			o += (size_t)snprintf(esc + o, sizeof(esc) - o, "\\x%02x", c);
-	}
-	esc[o] = '\0';
-	log_warnx("rejected %llu bad statsd metric(s), first \"%s\"%s: %s (%lld "
-	    "more suppressed in the last second)", (unsigned long long)res->bad,
-	    esc, res->bad_len > 80 ? "..." : "", res->bad_why, s);
+	char more[64], text[4 * BAD_LINE_SHOWN + 8];
+	log_more(more, sizeof(more), s, "in the last second");
+	log_warnx("rejected %llu bad statsd metric(s) of a datagram; the first "
+	    "line, \"%s\": %s%s", (unsigned long long)res->bad,
+	    log_escape(text, sizeof(text), res->bad_line, res->bad_len,
+	    BAD_LINE_SHOWN), res->bad_why, more);
 }
 
 /* ingest_batch for statsd: every datagram through statsd_parse, the good
@@ -273,8 +265,7 @@ statsd_batch(struct stage *st, struct ingest *g)
 			st->n_bad++;
 			long long s = log_limit_pass(&g->bad_log, 1000);
 			if (s >= 0)
-				log_warnx("rejected an oversize datagram (%lld more "
-				    "suppressed in the last second)", s);
+				log_bad(b, k, 1, s);
 			continue;
 		}
 		statsd_parse(g->sp, b->buf[k], b->len[k], take_metric, g, &res);
