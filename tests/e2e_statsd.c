@@ -98,7 +98,7 @@ sd_start(const char *const *eargs)
 	snprintf(S.inst, sizeof(S.inst), "sd%d_%d", (int)getpid(), seq++);
 	S.port = h_free_port();
 	cr_assert_eq(chan_kind_parse(h_transport(), &S.kind), 0);
-	snprintf(S.dir, sizeof(S.dir), "/tmp/telem-statsd-%s-XXXXXX", S.inst);
+	h_tmp_name(S.dir, sizeof(S.dir), "statsd");
 	cr_assert_not_null(mkdtemp(S.dir));
 	snprintf(S.out, sizeof(S.out), "%s/out", S.dir);
 	snprintf(S.err, sizeof(S.err), "%s/err", S.dir);
@@ -160,11 +160,8 @@ sd_cleanup(void)
 	chan_unlink(S.kind, obj);
 	objname(obj, sizeof(obj), "stats");
 	stats_unlink(obj);
-	if (S.dir[0] != '\0' && getenv("TELEM_KEEP") == NULL) {
-		unlink(S.out);
-		unlink(S.err);
-		rmdir(S.dir);
-	}
+	if (S.dir[0] != '\0' && getenv("TELEM_KEEP") == NULL)
+		h_rm_dir(S.dir);
 }
 
 /* Wait until a slot's counter reaches want; 1 if so, 0 after 10 s. */
@@ -534,11 +531,8 @@ carbon_down(void)
 		}
 		CR.pid = 0;
 	}
-	if (CR.dir[0] != '\0' && getenv("TELEM_KEEP") == NULL) {
-		char cmd[300];
-		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", CR.dir);
-		(void)!system(cmd);
-	}
+	if (CR.dir[0] != '\0' && getenv("TELEM_KEEP") == NULL)
+		h_rm_dir(CR.dir);
 	memset(&CR, 0, sizeof(CR));
 }
 
