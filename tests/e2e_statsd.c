@@ -452,10 +452,10 @@ tcp_accepts(int port)
 }
 
 static void
-carbon_up(void)
+carbon_up_in(const char *under)
 {
 	char path[300];
-	snprintf(CR.dir, sizeof(CR.dir), "%s/carbon", S.dir);
+	snprintf(CR.dir, sizeof(CR.dir), "%s/carbon", under);
 	cr_assert_eq(mkdir(CR.dir, 0700), 0);
 	int fd[3] = { tcp_port(), tcp_port(), tcp_port() };
 	CR.line_port = port_of(fd[0]);
@@ -515,6 +515,12 @@ carbon_up(void)
 }
 
 static void
+carbon_up(void)
+{
+	carbon_up_in(S.dir);
+}
+
+static void
 carbon_down(void)
 {
 	if (CR.pid > 0) {
@@ -544,10 +550,12 @@ graphite_fini(void)
 }
 
 /* The last value whisper holds for a metric (path with '.' as '/'), or
- * NAN when it holds none. */
+ * NAN when it holds none; *sum gets the sum of its points when not NULL. */
 static double
-wsp_last(const char *metric)
+wsp_read(const char *metric, double *sum)
 {
+	if (sum != NULL)
+		*sum = NAN;
 	char path[600], cmd[800], line[160];
 	int n = snprintf(path, sizeof(path), "%s/storage/whisper/", CR.dir);
 	for (const char *m = metric; *m && (size_t)n < sizeof(path) - 5; m++)
@@ -559,15 +567,25 @@ wsp_last(const char *metric)
 	    (long long)time(NULL) - 600, path);
 	FILE *f = popen(cmd, "r");
 	cr_assert_not_null(f);
-	double v = NAN;
+	double v = NAN, s = 0;
 	while (fgets(line, sizeof(line), f) != NULL) {
 		long long ts;
 		char val[64];
-		if (sscanf(line, "%lld %63s", &ts, val) == 2 && strcmp(val, "None") != 0)
+		if (sscanf(line, "%lld %63s", &ts, val) == 2 && strcmp(val, "None") != 0) {
 			v = strtod(val, NULL);
+			s += v;
+		}
 	}
 	pclose(f);
+	if (sum != NULL)
+		*sum = s;
 	return v;
+}
+
+static double
+wsp_last(const char *metric)
+{
+	return wsp_read(metric, NULL);
 }
 
 Test(statsd, python_client_through_carbon_per_flush, .fini = graphite_fini,
@@ -721,4 +739,93 @@ Test(statsd, through_a_filter_into_ckms)
 	stop_pid(&S.extra);
 	cr_expect_eq(h_count(h_slurp(S.out), "[CKMS]"), 0, "nothing to report");
 	cr_expect_gt(h_count(h_slurp(S.err), "takes only telem records"), 0);
+}
+
+/* examples/statsd.conf as shipped, with free ports for 8125 and 2003 and
+ * a 1 s flush (whisper keeps one point a second): telem-supervisor runs
+ * it, python3-statsd sends, and carbon's whisper files hold statsd's numbers. Flushes fall where they
+ * fall, so what is compared is what adds up across them: the counts of
+ * counters and timers summed over the points, and each gauge's last. */
+static struct pl P;
+
+static void
+conf_fini(void)
+{
+	carbon_down();
+	pl_cleanup(&P);
+}
+
+/* text with every `from` made `to` (malloc'd); from must occur. */
+static char *
+replace(const char *text, const char *from, const char *to)
+{
+	size_t n = 0, fl = strlen(from), tl = strlen(to);
+	for (const char *at = strstr(text, from); at; at = strstr(at + fl, from))
+		n++;
+	cr_assert_gt(n, 0, "'%s' not in examples/statsd.conf", from);
+	char *out = malloc(strlen(text) + n * tl + 1), *o = out;
+	for (const char *at; (at = strstr(text, from)) != NULL; text = at + fl) {
+		memcpy(o, text, (size_t)(at - text));
+		o += at - text;
+		memcpy(o, to, tl);
+		o += tl;
+	}
+	strcpy(o, text);
+	return out;
+}
+
+Test(statsd, example_conf_with_carbon, .fini = conf_fini, .timeout = 120)
+{
+	memset(&CR, 0, sizeof(CR));
+	pl_init(&P);
+	carbon_up_in(P.dir);
+	char *text = h_slurp("examples/statsd.conf"), udp[64], tcp[64];
+	snprintf(udp, sizeof(udp), "127.0.0.1:%d", P.port);
+	snprintf(tcp, sizeof(tcp), "127.0.0.1:%d", CR.line_port);
+	char *a = replace(text, "127.0.0.1:8125", udp);
+	char *b = replace(a, "127.0.0.1:2003", tcp);
+	char *c = replace(b, "flush_ms = 10000", "flush_ms = 1000");
+	char path[300];
+	pl_conf(&P, "statsd.conf", path, sizeof(path), "%s", c);
+	free(a);
+	free(b);
+	free(c);
+	cr_assert(pl_start_conf(&P, path, NULL), "%s", h_slurp(P.err));
+
+	char cmd[512];
+	snprintf(cmd, sizeof(cmd), "/usr/bin/python3 tests/clients/statsd_py.py "
+	    "%d 1000", P.port);
+	FILE *f = popen(cmd, "r");
+	cr_assert_not_null(f);
+	static char want[1 << 16];
+	size_t n = fread(want, 1, sizeof(want) - 1, f);
+	want[n] = '\0';
+	cr_assert_eq(pclose(f), 0, "client failed: %s", want);
+	int checked = 0;
+	for (char *l = strchr(want, '\n'); l != NULL && l[1] != '\0';
+	    l = strchr(l + 1, '\n')) {
+		char p[256];
+		double v, g = NAN;
+		if (sscanf(l + 1, "%255s %lf", p, &v) != 2)
+			continue;
+		int sum = strncmp(p, "stats_counts.", 13) == 0 ||
+		    (strncmp(p, "stats.timers.", 13) == 0 &&
+		    strcmp(p + strlen(p) - 6, ".count") == 0);
+		if (!sum && strncmp(p, "stats.gauges.", 13) != 0)
+			continue;
+		for (int i = 0; i < 1500 && !(g == v); i++) {
+			double s;
+			g = wsp_read(p, &s);
+			if (sum)
+				g = s;
+			if (!(g == v))
+				nap_ms(20);
+		}
+		cr_expect(g == v, "%s: whisper holds %.17g, statsd writes %.17g", p,
+		    g, v);
+		if (!(g == v))
+			cr_assert_fail("supervisor:\n%s", h_slurp(P.err));
+		checked++;
+	}
+	cr_expect_gt(checked, 10);
 }
