@@ -296,9 +296,11 @@ stage_ready(struct stage *st)
 static int
 send_msg(struct stage *st, size_t i, const void *msg, size_t len)
 {
-	long long deadline = 0;
 	for (;;) {
-		int r = chan_send(st->out[i], msg, len, RECV_WAIT_MS);
+		/* Past the stop's grace a send is tried once, without waiting. */
+		int late = stage_stopping && st->stop_deadline != 0 &&
+		    clock_ms() >= st->stop_deadline;
+		int r = chan_send(st->out[i], msg, len, late ? 0 : RECV_WAIT_MS);
 		if (r == 0)
 			return 0;
 		if (r == -1 && errno != EINTR) {
@@ -306,10 +308,13 @@ send_msg(struct stage *st, size_t i, const void *msg, size_t len)
 			return -1;
 		}
 		if (stage_stopping) {
+			/* One grace for the whole stop, not one per batch: a
+			 * stage with many batches behind a full queue still
+			 * exits well within the supervisor's grace. */
 			long long now = clock_ms();
-			if (deadline == 0)
-				deadline = now + STOP_SEND_GRACE_MS;
-			else if (now >= deadline) {
+			if (st->stop_deadline == 0)
+				st->stop_deadline = now + STOP_SEND_GRACE_MS;
+			else if (now >= st->stop_deadline) {
 				log_warnx("queue %s still full at shutdown: batch of "
 				    "%u records not sent", st->out_name[i], st->w.count);
 				return -1;
@@ -583,7 +588,9 @@ recv_loop(struct stage *st)
 	while (!stage_stopping) {
 		int r = take_msg(st, RECV_WAIT_MS, &lim);
 		int idle = r == TAKE_NONE;
-		for (int k = 1; r == TAKE_GOT && k < TAKE_MAX; k++)
+		/* Once told to stop, take nothing more: what is queued
+		 * stays for the next process. */
+		for (int k = 1; r == TAKE_GOT && k < TAKE_MAX && !stage_stopping; k++)
 			r = take_msg(st, 0, &lim);
 		if (r == TAKE_FAIL || stage_push(st) == -1)
 			return EXIT_TEMPORARY;

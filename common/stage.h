@@ -85,6 +85,7 @@ struct stage {
 	 * out_slot[i]: the stats slot of out-queue i's reader (-1: none
 	 * known, nothing booked for it). */
 	uint64_t out_total;
+	long long stop_deadline;   /* stopping: sends give up after this */
 	uint32_t w_tel;
 	int out_slot[STAGE_OUT_MAX];
 	/* Counted locally per round, added to the shared slot once: records
