@@ -7,15 +7,30 @@ CC       ?= cc
 BUILD    ?= build
 BIN      ?= bin
 PREFIX   ?= /usr/local
+BINDIR   ?= $(PREFIX)/bin
+LIBEXECDIR ?= $(PREFIX)/libexec/telem
+MANDIR   ?= $(PREFIX)/share/man
+DOCDIR   ?= $(PREFIX)/share/doc/telem
+UNITDIR  ?= $(PREFIX)/lib/systemd/system
 OPT      ?= -O2 -g
 SAN      ?=
 WARN     := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Werror
-CPPFLAGS := -std=c11 -D_GNU_SOURCE -I. -Icommon -MMD -MP
-CFLAGS   := $(OPT) $(WARN) $(SAN) $(EXTRA_CFLAGS)
-LDFLAGS  := $(SAN)
+# The project's own flags; CPPFLAGS, CFLAGS, LDFLAGS and LDLIBS given on the
+# command line or in the environment come after them, so they add to them.
+TELEM_CPPFLAGS := -std=c11 -D_GNU_SOURCE -I. -Icommon -MMD -MP
+TELEM_CFLAGS   := $(OPT) $(WARN) $(SAN) $(EXTRA_CFLAGS)
+TELEM_LDFLAGS  := $(SAN)
 # libinih (Debian libinih-dev) reads the pipeline file (supervisor/pipeline.c).
 INIH_LIBS := $(shell pkg-config --libs inih 2>/dev/null || echo -linih)
-LDLIBS   := -lrt -lpthread -lm $(INIH_LIBS)
+TELEM_LDLIBS   := -lrt -lpthread -lm $(INIH_LIBS)
+COMPILE   = $(CC) $(TELEM_CPPFLAGS) $(CPPFLAGS) $(TELEM_CFLAGS) $(CFLAGS)
+LINK      = $(CC) $(TELEM_LDFLAGS) $(LDFLAGS)
+
+# One version for every program: the base below, or what `git describe`
+# says in a git checkout (a tag vX.Y.Z, else the base and the commit).
+VERSION_BASE := 0.2.0
+GIT_DESCRIBE := $(shell git describe --tags --always --dirty 2>/dev/null)
+VERSION  ?= $(strip $(if $(GIT_DESCRIBE),$(if $(filter v% 0% 1% 2% 3% 4% 5% 6% 7% 8% 9%,$(GIT_DESCRIBE)),$(patsubst v%,%,$(GIT_DESCRIBE)),$(VERSION_BASE)+g$(GIT_DESCRIBE)),$(VERSION_BASE)))
 
 PROGS    := telem-supervisor telem-ingest telem-filter telem-egress-ckms \
             telem-egress-cma telem-egress-statsd telemctl telem-example-prefix
@@ -38,7 +53,15 @@ all: $(addprefix $(BIN)/,$(PROGS))
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+	$(COMPILE) -c -o $@ $<
+
+# The version is compiled into common/version.c only; its object is rebuilt
+# when the version changes (the stamp is rewritten only then).
+$(BUILD)/version.stamp: FORCE
+	@mkdir -p $(dir $@)
+	@echo '$(VERSION)' | cmp -s - $@ || echo '$(VERSION)' > $@
+$(BUILD)/common/version.o: $(BUILD)/version.stamp
+$(BUILD)/common/version.o: TELEM_CPPFLAGS += -DTELEM_VERSION='"$(VERSION)"'
 
 $(LIB): $(call obj,$(LIBSRC))
 	@rm -f $@
@@ -53,21 +76,23 @@ $(BIN)/telem-egress-statsd: $(call obj,egress/statsd_main.c) $(LIB)
 $(BIN)/telemctl:         $(call obj,supervisor/telemctl_main.c) $(LIB)
 # A stage of one's own (README "Writing a stage").
 $(BIN)/telem-example-prefix: $(call obj,examples/stages/prefix_filter.c) $(LIB)
+# Only the supervisor talks to systemd (supervisor/notify.c).
+$(BIN)/telem-supervisor: PROG_LDLIBS := -lsystemd
 $(addprefix $(BIN)/,$(PROGS)):
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(LINK) -o $@ $^ $(PROG_LDLIBS) $(TELEM_LDLIBS) $(LDLIBS)
 
 $(BUILD)/tests/%: $(call obj,tests/%.c) $(call obj,$(TESTLIB)) $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ -lcriterion $(LDLIBS)
+	$(LINK) -o $@ $^ -lcriterion -lsystemd $(PROG_LDLIBS) $(TELEM_LDLIBS) $(LDLIBS)
 
 # The Prometheus sink's HTTP server (egress/prom_http.c) needs libmicrohttpd;
 # only what links it gets the library.
-$(BUILD)/tests/test_prom_http $(BIN)/bench-prom: LDLIBS += -lmicrohttpd
+$(BUILD)/tests/test_prom_http $(BIN)/bench-prom: PROG_LDLIBS := -lmicrohttpd
 
 $(BIN)/bench-%: $(call obj,bench/%.c) $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(LINK) -o $@ $^ $(PROG_LDLIBS) $(TELEM_LDLIBS) $(LDLIBS)
 
 # deps: what the tests need, installed when missing (Debian, as root).
 deps:
@@ -120,17 +145,70 @@ bench-peers: all $(BENCHES)
 run: deps all
 	./$(BIN)/telem-supervisor
 
+# The commands people type go to BINDIR; the stages, which only the
+# supervisor runs, to LIBEXECDIR (the supervisor looks in ../libexec/telem
+# beside its own executable first, then next to itself).
+USER_PROGS  := telem-supervisor telemctl
+STAGE_PROGS := $(filter-out $(USER_PROGS),$(PROGS))
+MAN5 := $(wildcard man/*.5)
+MAN8 := $(wildcard man/*.8)
+EXAMPLES := $(wildcard examples/*)
+UNIT := dist/telem.service
+
 install: all
-	install -d $(DESTDIR)$(PREFIX)/bin
-	install -m 0755 $(addprefix $(BIN)/,$(PROGS)) $(DESTDIR)$(PREFIX)/bin/
-	install -d $(DESTDIR)$(PREFIX)/share/telem/examples/stages
-	install -m 0644 examples/*.conf $(DESTDIR)$(PREFIX)/share/telem/examples/
-	install -m 0644 examples/stages/*.c $(DESTDIR)$(PREFIX)/share/telem/examples/stages/
+	@$(MAKE) --no-print-directory install-files
+
+# install-files: the copying alone, of programs built already in BIN.
+install-files:
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBEXECDIR) \
+	  $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(UNITDIR)
+	install -m 0755 $(addprefix $(BIN)/,$(USER_PROGS)) $(DESTDIR)$(BINDIR)/
+	install -m 0755 $(addprefix $(BIN)/,$(STAGE_PROGS)) $(DESTDIR)$(LIBEXECDIR)/
+	$(if $(MAN5),install -m 0644 $(MAN5) $(DESTDIR)$(MANDIR)/man5/)
+	$(if $(MAN8),install -m 0644 $(MAN8) $(DESTDIR)$(MANDIR)/man8/)
+	sed 's|@BINDIR@|$(BINDIR)|g' $(UNIT) > $(DESTDIR)$(UNITDIR)/telem.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/telem.service
+	$(if $(EXAMPLES),install -d $(DESTDIR)$(DOCDIR)/examples)
+	$(if $(EXAMPLES),cp -R $(EXAMPLES) $(DESTDIR)$(DOCDIR)/examples/)
+
+uninstall:
+	rm -f $(addprefix $(DESTDIR)$(BINDIR)/,$(USER_PROGS))
+	rm -f $(addprefix $(DESTDIR)$(LIBEXECDIR)/,$(STAGE_PROGS))
+	rm -f $(addprefix $(DESTDIR)$(MANDIR)/man5/,$(notdir $(MAN5)))
+	rm -f $(addprefix $(DESTDIR)$(MANDIR)/man8/,$(notdir $(MAN8)))
+	rm -f $(DESTDIR)$(UNITDIR)/telem.service
+	rm -rf $(DESTDIR)$(DOCDIR)/examples
+	-rmdir $(DESTDIR)$(LIBEXECDIR) $(DESTDIR)$(DOCDIR) 2>/dev/null
+
+# deb: telem_VERSION_ARCH.deb in DEB_OUT, built with dpkg-deb from a staged
+# install (prefix /usr). The programs are built with Debian's build flags
+# in their own folders; DEB_BIN=folder packages programs built already
+# (the test suite does, to stay quick). See dist/mkdeb.sh.
+DEB_OUT   ?= build
+DEB_BUILD ?= build/deb
+DEB_BIN   ?=
+DEB_VERSION := $(subst -,+,$(VERSION))
+
+deb:
+ifeq ($(DEB_BIN),)
+	@$(MAKE) --no-print-directory BUILD=$(DEB_BUILD) BIN=$(DEB_BUILD)/bin \
+	  CPPFLAGS="$$(dpkg-buildflags --get CPPFLAGS)" \
+	  CFLAGS="$$(dpkg-buildflags --get CFLAGS)" \
+	  LDFLAGS="$$(dpkg-buildflags --get LDFLAGS)" all
+	@./dist/mkdeb.sh $(DEB_BUILD)/bin $(DEB_OUT) $(DEB_VERSION)
+else
+	@./dist/mkdeb.sh $(DEB_BIN) $(DEB_OUT) $(DEB_VERSION)
+endif
+
+version:
+	@echo $(VERSION)
 
 clean:
 	rm -rf $(BUILD) $(BIN)
 
-.PHONY: all deps tests test check bench bench-peers chaos run install clean
+FORCE:
+
+.PHONY: all deps tests test check bench bench-peers chaos run install install-files uninstall deb version clean FORCE
 .PRECIOUS: $(BUILD)/%.o
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
 
@@ -211,7 +289,7 @@ RACE_OBJ  = $(call obj,common/chan.c common/chan_mq.c common/chan_shm.c \
 
 $(BUILD)/race/%: $(call obj,tests/race/%.c) $(RACE_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(LINK) -o $@ $^ $(TELEM_LDLIBS) $(LDLIBS)
 
 check-race:
 	@$(RACE_MK) build/tsan/race/ring_threads

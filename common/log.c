@@ -12,6 +12,19 @@
 #include "clock.h"
 
 static char tag[96] = "telem";
+static enum log_level level = LOG_LEVEL_INFO;
+
+void
+log_set_level(enum log_level l)
+{
+	level = l;
+}
+
+enum log_level
+log_get_level(void)
+{
+	return level;
+}
 
 void
 log_init(const char *prog, const char *stage)
@@ -72,6 +85,32 @@ log_warn(const char *fmt, ...)
 void
 log_warnx(const char *fmt, ...)
 {
+	int saved = errno;
+	va_list ap;
+	va_start(ap, fmt);
+	vlog(fmt, ap, -1);
+	va_end(ap);
+	errno = saved;
+}
+
+void
+log_info(const char *fmt, ...)
+{
+	if (level < LOG_LEVEL_INFO)
+		return;
+	int saved = errno;
+	va_list ap;
+	va_start(ap, fmt);
+	vlog(fmt, ap, -1);
+	va_end(ap);
+	errno = saved;
+}
+
+void
+log_debug(const char *fmt, ...)
+{
+	if (level < LOG_LEVEL_DEBUG)
+		return;
 	int saved = errno;
 	va_list ap;
 	va_start(ap, fmt);

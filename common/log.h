@@ -21,8 +21,14 @@ const char *log_tag(void);
 
 void log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_warnx(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-/* Notices (a stage restarted, the pipeline is up) read like warnings. */
-#define log_info log_warnx
+/* Levels: warnings (log_warn, log_warnx, fatal) always print; notices (a
+ * stage restarted, the pipeline is up) print at LOG_LEVEL_INFO, the
+ * default, and above; details print at LOG_LEVEL_DEBUG only. */
+enum log_level { LOG_LEVEL_WARN, LOG_LEVEL_INFO, LOG_LEVEL_DEBUG };
+void log_set_level(enum log_level level);
+enum log_level log_get_level(void);
+void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void log_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 _Noreturn void fatal(int status, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 _Noreturn void fatalx(int status, const char *fmt, ...)

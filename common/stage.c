@@ -11,6 +11,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "version.h"
 
 volatile sig_atomic_t stage_stopping;
 
@@ -70,6 +71,9 @@ usage(const struct stage_ops *ops, FILE *f)
 	    "%s%s"
 	    "      --slot N         add to counter slot N of /telem.INSTANCE.stats\n"
 	    "      --ready-fd FD    write \"R\\n\" to FD once ready\n"
+	    "  -v, --verbose        log debug lines too\n"
+	    "  -q, --quiet          log warnings and errors only\n"
+	    "  -V, --version        print the version and exit\n"
 	    "  -h, --help           this text\n"
 	    "Exit status: 0 stopped, 100 configuration error, 111 temporary failure.\n",
 	    ops->prog, ops->synopsis, (int)strlen(ops->prog), "",
@@ -90,6 +94,9 @@ static const struct option common_opts[] = {
 	{ "out", required_argument, NULL, OPT_OUT },
 	{ "slot", required_argument, NULL, OPT_SLOT },
 	{ "ready-fd", required_argument, NULL, OPT_READY },
+	{ "verbose", no_argument, NULL, 'v' },
+	{ "quiet", no_argument, NULL, 'q' },
+	{ "version", no_argument, NULL, 'V' },
 	{ "help", no_argument, NULL, 'h' },
 };
 
@@ -110,11 +117,19 @@ parse_args(struct stage *st, int argc, char **argv)
 
 	int c;
 	uint32_t u;
-	while ((c = getopt_long(argc, argv, "hi:n:t:", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "hi:n:t:vqV", opts, NULL)) != -1) {
 		switch (c) {
 		case 'h':
 			usage(ops, stdout);
 			return 0;
+		case 'V':
+			return version_print();
+		case 'v':
+			log_set_level(LOG_LEVEL_DEBUG);
+			break;
+		case 'q':
+			log_set_level(LOG_LEVEL_WARN);
+			break;
 		case 'i':
 			if (!chan_instance_ok(optarg)) {
 				log_warnx("-i %s: must be " CHAN_INSTANCE_RULE, optarg);
@@ -289,6 +304,8 @@ stage_ready(struct stage *st)
 	while (w == -1 && errno == EINTR);
 	if (w == -1)
 		log_warn("write readiness to fd %d", st->ready_fd);
+	else
+		log_debug("ready (fd %d)", st->ready_fd);
 	close(st->ready_fd);
 	st->ready_fd = -1;
 }

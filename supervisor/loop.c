@@ -25,6 +25,7 @@ sup_begin_stop(struct sup *s, int status)
 	if (!s->stopping) {
 		s->stopping = 1;
 		s->status = status;
+		sup_notify_stopping(s);
 	}
 }
 
@@ -228,6 +229,8 @@ start_due(struct sup *s, int *booted)
 		    chan_kind_name(s->cfg.chan.kind));
 		if (sup_start_timer(s) == -1)
 			sup_begin_stop(s, 1);
+		else
+			sup_notify_ready(s);
 	}
 	return next;
 }
@@ -301,8 +304,9 @@ wait_events(struct sup *s, long long timeout_ms)
 		on_signal(s);
 	if (pfd[1].revents) {
 		uint64_t ticks;
-		if (read(s->timerfd, &ticks, sizeof(ticks)) == sizeof(ticks))
-			sup_flush(s, 0);
+		if (read(s->timerfd, &ticks, sizeof(ticks)) == sizeof(ticks) &&
+		    sup_flush(s, 0) == 0)
+			log_debug("Flush sent");
 	}
 	/* A reaped stage's pipe is closed already (and the fd maybe taken). */
 	for (nfds_t i = 2; i < nready; i++)

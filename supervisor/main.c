@@ -19,6 +19,7 @@
 #include "supervisor/control.h"
 #include "supervisor/pipeline.h"
 #include "supervisor/sup.h"
+#include "version.h"
 #include "wire.h"
 
 static const char usage[] =
@@ -27,7 +28,7 @@ static const char usage[] =
     "                        [-f flush_ms] [-t mqueue|shm] [-m msg_bytes] [-s slots]\n"
     "                        [-i instance] [--control path] [--rcvbuf bytes]\n"
     "                        [--stall-ms ms] [--state-dir dir] [--max-names n]\n"
-    "                        [--print-pipeline]\n"
+    "                        [--print-pipeline] [-v | -q] [-V]\n"
     "  -c file      run the pipeline file (README \"Pipeline files\"); without it\n"
     "               the built-in pipeline, shaped by -H -p -l -e -g --max-names\n"
     "  --print-pipeline  print the pipeline (built-in, or the file's) as a\n"
@@ -58,6 +59,9 @@ static const char usage[] =
     "               stops and starts (default: /dev/shm, removed at stop)\n"
     "  --max-names n  names each egress keeps (default 100000); records of\n"
     "               new names past it are dropped, counted in its dropped=\n"
+    "  -v           log debug lines too (the stages as well)\n"
+    "  -q           log warnings and errors only (the stages as well)\n"
+    "  -V           print the version and exit\n"
     "Reports go to stdout, logs to stderr. telemctl talks to a running one.\n";
 
 static _Noreturn void
@@ -144,13 +148,16 @@ parse(struct sup_config *cfg, int argc, char **argv, int *print)
 		{ "graphite-buffer", required_argument, NULL, 'B' },
 		{ "state-dir", required_argument, NULL, 'D' },
 		{ "max-names", required_argument, NULL, 'N' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "quiet", no_argument, NULL, 'q' },
+		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int c;
 	char *end;
 	opterr = 0;  /* our own one-line messages */
-	while ((c = getopt_long(argc, argv, ":hc:H:p:l:e:f:t:m:s:i:g:", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":hvqVc:H:p:l:e:f:t:m:s:i:g:", opts, NULL)) != -1) {
 		switch (c) {
 		case 'c': cfg->file = optarg; break;
 		case 'X': *print = 1; break;
@@ -211,6 +218,9 @@ parse(struct sup_config *cfg, int argc, char **argv, int *print)
 			cfg->shaped |= 32;
 			break;
 		case 'h': fputs(usage, stdout); exit(0);
+		case 'V': exit(version_print());
+		case 'v': log_set_level(LOG_LEVEL_DEBUG); break;
+		case 'q': log_set_level(LOG_LEVEL_WARN); break;
 		case ':':
 			log_warnx("option %s needs a value (see -h)", argv[optind - 1]);
 			exit(EXIT_USAGE);
@@ -261,18 +271,30 @@ load_pipeline(struct sup *s)
 	cfg->flush_ms = s->pl.flush_ms;
 }
 
-/* The stage executables live next to this one. */
+/* Where the stage executables are: installed, in ../libexec/telem beside
+ * the folder of this executable (PREFIX/bin and PREFIX/libexec/telem);
+ * built, next to it (bin/). */
 static int
 find_bindir(char *dir, size_t cap)
 {
-	char self[PATH_MAX];
+	char self[PATH_MAX], libexec[PATH_MAX + 32], probe[PATH_MAX + 64];
 	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
 	if (n == -1) {
 		log_warn("readlink /proc/self/exe");
 		return -1;
 	}
 	self[n] = '\0';
-	snprintf(dir, cap, "%s", dirname(self));
+	const char *here = dirname(self);
+	snprintf(libexec, sizeof(libexec), "%s/../libexec/telem", here);
+	snprintf(probe, sizeof(probe), "%s/telem-ingest", libexec);
+	if (access(probe, X_OK) == 0 && realpath(libexec, dir) != NULL &&
+	    strlen(dir) < cap)
+		return 0;
+	if (strlen(here) >= cap) {
+		log_warnx("folder %s: path too long", here);
+		return -1;
+	}
+	snprintf(dir, cap, "%s", here);
 	return 0;
 }
 

@@ -257,6 +257,11 @@ exec_child(struct sup *s, struct sup_child *c, int ready_wr, pid_t parent)
 	argv[n++] = c->name;
 	argv[n++] = "-t";
 	argv[n++] = (char *)chan_kind_name(s->cfg.chan.kind);
+	/* The supervisor's -v or -q holds for its stages too. */
+	if (log_get_level() == LOG_LEVEL_DEBUG)
+		argv[n++] = "-v";
+	else if (log_get_level() == LOG_LEVEL_WARN)
+		argv[n++] = "-q";
 	if (c->in_queue[0] != '\0') {
 		argv[n++] = "--in";
 		argv[n++] = c->in_queue;
@@ -442,6 +447,8 @@ log_exit(const struct sup_child *c, int wst)
 	if (WIFSIGNALED(wst))
 		log_warnx("stage %s (pid %d) killed by signal %d (%s)", c->name,
 		    (int)c->pid, WTERMSIG(wst), strsignal(WTERMSIG(wst)));
+	else if (WEXITSTATUS(wst) == 0)  /* a notice: hidden by -q */
+		log_info("stage %s (pid %d) exited 0", c->name, (int)c->pid);
 	else
 		log_warnx("stage %s (pid %d) exited %d", c->name, (int)c->pid,
 		    WEXITSTATUS(wst));

@@ -229,6 +229,10 @@ struct sup_child *sup_find(struct sup *s, const char *name);
 /* Replace the program and its own options (for swap). */
 void sup_set_program(struct sup_child *c, const char *exe, const char *const *own);
 
+/* notify.c: the service manager (sd_notify); no-ops without one. */
+void sup_notify_ready(const struct sup *s);
+void sup_notify_stopping(const struct sup *s);
+
 /* loop.c: the event loop, Flush ticks and the ordered shutdown. */
 int sup_run(struct sup *s);
 /* A Flush into each flush stage's queue, waiting up to timeout_ms for

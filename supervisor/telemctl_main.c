@@ -14,9 +14,11 @@
 #include "chan.h"
 #include "ctlpath.h"
 #include "log.h"
+#include "version.h"
 
 static const char usage[] =
     "usage: telemctl [-i instance | --control path] COMMAND\n"
+    "       telemctl -V | -h\n"
     "  status                     one line per stage, then ok\n"
     "  books                      each stage's and queue's equation, then\n"
     "                             balanced or what does not add up (after a drain)\n"
@@ -36,6 +38,7 @@ main(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "control", required_argument, NULL, 'C' },
 		{ "instance", required_argument, NULL, 'i' },
+		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -43,7 +46,7 @@ main(int argc, char **argv)
 	char def[108], req[4096];
 	int c;
 	log_init("telemctl", NULL);
-	while ((c = getopt_long(argc, argv, "+hi:", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+hVi:", opts, NULL)) != -1) {
 		switch (c) {
 		case 'i':
 			if (!chan_instance_ok(optarg))
@@ -53,6 +56,7 @@ main(int argc, char **argv)
 			break;
 		case 'C': path = optarg; break;
 		case 'h': fputs(usage, stdout); return 0;
+		case 'V': return version_print();
 		default: fputs(usage, stderr); return EXIT_USAGE;
 		}
 	}
