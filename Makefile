@@ -27,10 +27,13 @@ COMPILE   = $(CC) $(TELEM_CPPFLAGS) $(CPPFLAGS) $(TELEM_CFLAGS) $(CFLAGS)
 LINK      = $(CC) $(TELEM_LDFLAGS) $(LDFLAGS)
 
 # One version for every program: the base below, or what `git describe`
-# says in a git checkout (a tag vX.Y.Z, else the base and the commit).
+# says in a git checkout (the last tag vX.Y.Z and the commits since, else
+# the base and the commit); `make VERSION=x.y.z` sets it.
 VERSION_BASE := 0.2.0
-GIT_DESCRIBE := $(shell git describe --tags --always --dirty 2>/dev/null)
-VERSION  ?= $(strip $(if $(GIT_DESCRIBE),$(if $(filter v% 0% 1% 2% 3% 4% 5% 6% 7% 8% 9%,$(GIT_DESCRIBE)),$(patsubst v%,%,$(GIT_DESCRIBE)),$(VERSION_BASE)+g$(GIT_DESCRIBE)),$(VERSION_BASE)))
+GIT_TAGGED := $(shell git describe --tags --match 'v[0-9]*' --dirty 2>/dev/null)
+GIT_COMMIT := $(shell git describe --always --dirty 2>/dev/null)
+VERSION ?= $(strip $(if $(GIT_TAGGED),$(patsubst v%,%,$(GIT_TAGGED)),\
+	$(if $(GIT_COMMIT),$(VERSION_BASE)+g$(GIT_COMMIT),$(VERSION_BASE))))
 
 PROGS    := telem-supervisor telem-ingest telem-filter telem-egress-ckms \
             telem-egress-cma telem-egress-statsd telemctl telem-example-prefix
@@ -161,7 +164,8 @@ install: all
 # install-files: the copying alone, of programs built already in BIN.
 install-files:
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBEXECDIR) \
-	  $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(UNITDIR)
+	  $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(UNITDIR) \
+	  $(if $(MAN5),$(DESTDIR)$(MANDIR)/man5)
 	install -m 0755 $(addprefix $(BIN)/,$(USER_PROGS)) $(DESTDIR)$(BINDIR)/
 	install -m 0755 $(addprefix $(BIN)/,$(STAGE_PROGS)) $(DESTDIR)$(LIBEXECDIR)/
 	$(if $(MAN5),install -m 0644 $(MAN5) $(DESTDIR)$(MANDIR)/man5/)
@@ -191,7 +195,8 @@ DEB_VERSION := $(subst -,+,$(VERSION))
 
 deb:
 ifeq ($(DEB_BIN),)
-	@$(MAKE) --no-print-directory BUILD=$(DEB_BUILD) BIN=$(DEB_BUILD)/bin \
+	@export DEB_BUILD_MAINT_OPTIONS=hardening=+all; \
+	$(MAKE) --no-print-directory BUILD=$(DEB_BUILD) BIN=$(DEB_BUILD)/bin \
 	  CPPFLAGS="$$(dpkg-buildflags --get CPPFLAGS)" \
 	  CFLAGS="$$(dpkg-buildflags --get CFLAGS)" \
 	  LDFLAGS="$$(dpkg-buildflags --get LDFLAGS)" all
