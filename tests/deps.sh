@@ -20,6 +20,14 @@ command -v whisper-fetch >/dev/null 2>&1 || missing="$missing python3-whisper"
 command -v promtool >/dev/null 2>&1 || missing="$missing prometheus"
 [ -f /usr/include/microhttpd.h ] || missing="$missing libmicrohttpd-dev"
 command -v curl >/dev/null 2>&1 || missing="$missing curl"
+# The supervisor links libsystemd (sd_notify); e2e_package lints the man
+# pages, verifies the systemd unit, builds and lints the Debian package.
+[ -f /usr/include/systemd/sd-daemon.h ] || missing="$missing libsystemd-dev"
+command -v mandoc >/dev/null 2>&1 || missing="$missing mandoc"
+command -v systemd-analyze >/dev/null 2>&1 || missing="$missing systemd"
+command -v man >/dev/null 2>&1 || missing="$missing man-db"
+command -v dpkg-shlibdeps >/dev/null 2>&1 || missing="$missing dpkg-dev"
+command -v lintian >/dev/null 2>&1 || missing="$missing lintian"
 # e2e_statsd: real statsd clients, Python's (Debian) and hot-shots (npm).
 [ -f /usr/lib/python3/dist-packages/statsd/__init__.py ] || missing="$missing python3-statsd"
 command -v node >/dev/null 2>&1 || missing="$missing nodejs"
