@@ -217,7 +217,7 @@ FORCE:
 .PRECIOUS: $(BUILD)/%.o
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
 
-# fuzz: the libFuzzer targets (issue #6 item 2), built with clang in their
+# fuzz: the libFuzzer targets (tests/fuzz/), built with clang in their
 # own folder straight from the sources they test, each run for 60 s on a
 # corpus kept under build/fuzz/; prints the executions run and fails on a
 # crash (the crashing input is left in build/fuzz/).

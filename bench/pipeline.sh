@@ -1,8 +1,8 @@
 #!/bin/sh
-# pipeline.sh - the whole pipeline under load (issue #7). For each transport
-# it starts bin/telem-supervisor, offers stepped rates with bench-loadgen
-# (1 line per datagram at 50k, 100k, 200k datagrams/s and flat out; then 32
-# lines at 50k, 100k, 150k datagrams/s and flat out; 100 names; values
+# pipeline.sh - the whole pipeline under load (README, Performance). For
+# each transport it starts bin/telem-supervisor, offers stepped rates with
+# bench-loadgen (1 line per datagram at 50k, 100k, 200k datagrams/s and flat
+# out; then 32 lines at 50k, 100k, 150k datagrams/s and flat out; 100 names; values
 # uniform 0..199), waits for the drain after each step and prints one row:
 # rates (in events/s), the share delivered, CPU per million events of every
 # telem process against bench-floor at the same step (at 1 line also

@@ -1,6 +1,6 @@
-/* chan.h - the one channel interface between stages (DESIGN §6), with two
- * implementations: POSIX message queues (chan_mq.c) and a shared-memory ring
- * guarded by a process-shared robust mutex (chan_shm.c).
+/* chan.h - the one channel interface between stages (docs/design.md §6),
+ * with two implementations: POSIX message queues (chan_mq.c) and a
+ * shared-memory ring guarded by a process-shared robust mutex (chan_shm.c).
  *
  * A channel carries whole messages of at most chan_msgsize() bytes, in
  * order, from any number of writers to one reader. A full channel blocks the

@@ -1,5 +1,5 @@
-/* chan_shm.c - the shared-memory ring transport (DESIGN §6), under chan.c
- * beside chan_mq.c: a segment holding a header and fixed slots, many writers
+/* chan_shm.c - the shared-memory ring transport (docs/design.md §6), under
+ * chan.c beside chan_mq.c: a segment holding a header and fixed slots, many writers
  * and one reader serialised by one process-shared robust mutex, sleepers
  * parked on two futex wait queues (not_empty, not_full). Layout: chan_shm.h.
  *

@@ -1,6 +1,6 @@
-/* ctlpath.c - default location of the control socket (DESIGN §7), and the
- * checks that keep a client and the supervisor from trusting a folder or
- * socket someone else controls. */
+/* ctlpath.c - default location of the control socket (docs/design.md
+ * §7), and the checks that keep a client and the supervisor from trusting
+ * a folder or socket someone else controls. */
 #include "ctlpath.h"
 
 #include <errno.h>

@@ -1,4 +1,4 @@
-/* stats.h - the stats segment (DESIGN §8, §15): one slot of 64-bit atomic
+/* stats.h - the stats segment (docs/design.md §8): one slot of 64-bit atomic
  * counters per stage in "/telem.<instance>.stats", shared by the supervisor
  * (which owns the segment and writes the names, pid, restarts, and `lost`
  * of a stage it reaped) and the stages (each writes its own slot).

@@ -1,4 +1,4 @@
-/* wire.h - the message format between stages (DESIGN §5).
+/* wire.h - the message format between stages (docs/design.md §5).
  *
  * A message is a header {u16 version, u8 src, u8 reserved (0), u32 count,
  * u64 seq} and then `count` records {u8 type, u8 name_len, u32 value, name

@@ -1,5 +1,5 @@
-/* ckms.c - the CKMS sketch of DESIGN §11 for the ckms egress. Values are
- * buffered and merged in sorted batches, yet every sample gets exactly the
+/* ckms.c - the CKMS sketch of docs/design.md §11 for the ckms egress.
+ * Values are buffered and merged in sorted batches, yet every sample gets exactly the
  * (v, g, Δ) and position that one-at-a-time insertion would give it. */
 #include "egress/ckms.h"
 
@@ -12,7 +12,7 @@
 
 /*
  * The rules, and what the 150 reference cases of the seed settle where
- * DESIGN §11 could be read more than one way (checked against a
+ * docs/design.md §11 could be read more than one way (checked against a
  * one-at-a-time model with each reading switched on in turn):
  *
  *  - Settled: compress runs right after the period-th, 2·period-th, ...

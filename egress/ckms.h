@@ -1,4 +1,4 @@
-/* ckms.h - the CKMS quantile sketch of DESIGN §11, one per name in the
+/* ckms.h - the CKMS quantile sketch of docs/design.md §11, one per name in the
  * ckms egress. It answers exactly as the seed's sketch does, but inserts in
  * batches so that millions of values per second go in. */
 #ifndef TELEM_CKMS_H

@@ -1,6 +1,7 @@
 /* telem-egress-ckms: one CKMS sketch per name; on Flush, if anything
  * arrived since the last report, prints quantiles 0, 0.25, 0.5, 0.75, 0.9
- * and 0.99 of every name, names in ascending byte order (DESIGN §4). */
+ * and 0.99 of every name, names in ascending byte order
+ * (docs/design.md §4). */
 #include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>

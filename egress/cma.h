@@ -1,5 +1,6 @@
 /* cma.h - the cumulative moving average of the cma egress, one per name,
- * and the seed's way of printing it (Rust's `{}` for f64, DESIGN §4). */
+ * and the seed's way of printing it (Rust's `{}` for f64,
+ * docs/design.md §4). */
 #ifndef TELEM_CMA_H
 #define TELEM_CMA_H
 

@@ -1,6 +1,7 @@
 /* telem-egress-cma: a cumulative moving average per name; on Flush, if
  * anything arrived since the last report, prints every name's average as
- * the shortest decimal that reads back to the same double (DESIGN §4). */
+ * the shortest decimal that reads back to the same double
+ * (docs/design.md §4). */
 #include "egress/cma.h"
 #include "egress/egress.h"
 

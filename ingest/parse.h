@@ -1,4 +1,4 @@
-/* parse.h - the ingest stage's datagram parser (DESIGN §9).
+/* parse.h - the ingest stage's datagram parser (docs/design.md §9).
  *
  * A datagram holds `name value` lines separated by '\n'; each line is judged
  * alone. Parsing happens in place: nothing is allocated or copied. */

@@ -1,5 +1,5 @@
-/* control.h - the supervisor's control socket (DESIGN §7): one request
- * line per connection, reply lines, last line `ok` or `error: ...`.
+/* control.h - the supervisor's control socket (docs/design.md §7): one
+ * request line per connection, reply lines, last line `ok` or `error: ...`.
  * Every connection is non-blocking and served by the supervisor's one poll
  * loop, bounded in number, in request size and in time (control.c). */
 #ifndef TELEM_CONTROL_H

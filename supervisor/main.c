@@ -1,6 +1,7 @@
 /* telem-supervisor: creates the instance's queues and stats segment,
  * starts every stage downstream-first, restarts what dies, sends Flush
- * every interval, serves telemctl, and shuts down in order (DESIGN §3, §7). */
+ * every interval, serves telemctl, and shuts down in order
+ * (docs/design.md §3, §7). */
 #include <errno.h>
 #include <getopt.h>
 #include <libgen.h>

@@ -1,5 +1,5 @@
-/* e2e_control.c - issue #4 end to end: every telemctl command against the
- * real bin/telem-supervisor and its replies, the exact books of the stats
+/* e2e_control.c - the control socket end to end: every telemctl command
+ * against the real bin/telem-supervisor and its replies, the exact books of the stats
  * segment under load (both transports), flush and stop, a second
  * supervisor and a stale socket. Restart, swap, lost= and readiness are in
  * e2e_swap.c. Waits are bounded polls of `telemctl status`; nothing
@@ -61,8 +61,8 @@ Test(control, status_lists_every_stage_then_ok)
 	START("-m", "1024", "-f", "60000");
 	int rc = ctl("status");
 	cr_assert_eq(rc, 0, "%s", reply_buf);
-	/* Five lines in pipeline order, the fields of DESIGN §7 in order
-	 * with filtered= after out= (and ingest's dropped_dgrams= after
+	/* Five lines in pipeline order, the fields of docs/design.md §7 in
+	 * order with filtered= after out= (and ingest's dropped_dgrams= after
 	 * dropped=), then lost=, inflight=, sink_dropped= and exe=, then `ok`. */
 	const char *line = reply_buf;
 	for (int i = 0; i < H_NSTAGES; i++) {

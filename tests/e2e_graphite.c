@@ -1,4 +1,4 @@
-/* e2e_graphite.c - issue #8 end to end: telem-supervisor -g sends every
+/* e2e_graphite.c - Graphite end to end: telem-supervisor -g sends every
  * report to a real carbon-cache (Debian's graphite-carbon), started here
  * on free loopback ports with its own carbon.conf and a 1-second
  * retention, and read back from its whisper files with whisper-fetch.

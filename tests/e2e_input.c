@@ -1,5 +1,5 @@
-/* e2e_input.c - bad input end to end (issue #6 items 6, 7 and the
- * security paragraph): every kind of bad datagram, names that would
+/* e2e_input.c - bad input end to end (docs/design.md §9, and who may
+ * write where): every kind of bad datagram, names that would
  * escape a report, rate-limited logs under a flood, kernel drops counted
  * across ingest restarts, what listens where and with which modes. */
 #include <criterion/criterion.h>

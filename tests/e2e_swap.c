@@ -1,4 +1,4 @@
-/* e2e_swap.c - issue #4 end to end, the stage commands: restart and swap
+/* e2e_swap.c - the stage commands end to end: restart and swap
  * under load with nothing lost, rollback of a swap whose program dies or
  * is never ready, SIGTERM finishing what a stage holds and SIGKILL booking
  * it as lost=, and readiness. Waits are bounded polls of `telemctl

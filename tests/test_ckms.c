@@ -1,7 +1,7 @@
 /* test_ckms.c - the CKMS sketch (egress/ckms.c): the seed's answers from
  * tests/data/ckms-reference.txt, batched inserts against a one-at-a-time
- * model of DESIGN §11, the switch from 8- to 12-byte samples, accuracy and
- * bounded memory for 1 M values. */
+ * model of docs/design.md §11, the switch from 8- to 12-byte samples,
+ * accuracy and bounded memory for 1 M values. */
 #include <criterion/criterion.h>
 #include <malloc.h>
 #include <criterion/parameterized.h>
@@ -121,7 +121,7 @@ Test(ckms, reference_cases)
 
 /* ---- batched inserts against a one-at-a-time model ----------------------- */
 
-/* DESIGN §11 taken literally: sorted insertion with memmove, compress
+/* docs/design.md §11 taken literally: sorted insertion with memmove, compress
  * every floor(1/(2eps)) inserts. Slow, obviously right, test-only. */
 struct model {
 	uint32_t *v, *g, *d;

@@ -1,6 +1,7 @@
-/* test_parse.c - table-driven tests of the ingest datagram parser (DESIGN §9):
- * a must_parse table, a must_reject table, multi-line datagrams, and
- * full-size datagrams of random bytes and of valid lines. */
+/* test_parse.c - table-driven tests of the ingest datagram parser
+ * (docs/design.md §9): a must_parse table, a must_reject table,
+ * multi-line datagrams, and full-size datagrams of random bytes and of
+ * valid lines. */
 #include <criterion/criterion.h>
 #include <criterion/parameterized.h>
 #include <stdio.h>

@@ -1,6 +1,6 @@
-/* test_wire.c - unit tests of the inter-stage message format (DESIGN §5):
- * round trips, a full 8192-byte batch, truncated and lying messages, and a
- * table of names for wire_name_ok. */
+/* test_wire.c - unit tests of the inter-stage message format
+ * (docs/design.md §5): round trips, a full 8192-byte batch, truncated
+ * and lying messages, and a table of names for wire_name_ok. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdio.h>

@@ -1,6 +1,7 @@
 /* parse_fuzz.c - libFuzzer target for the ingest datagram parser.
  * Feeds any bytes to parse_datagram and checks every outcome against a
- * second, deliberately naive judge written from DESIGN §9 (`make fuzz`). */
+ * second, deliberately naive judge written from docs/design.md §9
+ * (`make fuzz`). */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
