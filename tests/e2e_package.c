@@ -28,6 +28,12 @@ static char tmp[256];
 static void
 setup(void)
 {
+	/* The make commands below are make's own, not part of a `make test`
+	 * that runs this: no jobserver, no variables of that make. */
+	unsetenv("MAKEFLAGS");
+	unsetenv("MFLAGS");
+	unsetenv("MAKELEVEL");
+	unsetenv("MAKEOVERRIDES");
 	pl_init(&P);
 	snprintf(tmp, sizeof(tmp), "%s/pkg", P.dir);
 	cr_assert_eq(mkdir(tmp, 0700), 0, "mkdir %s: %s", tmp, strerror(errno));
