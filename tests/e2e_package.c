@@ -401,6 +401,49 @@ Test(package, verbose_adds_debug_lines_of_supervisor_and_stages)
 	free(err);
 }
 
+/* The postinst, run with stand-ins for getent, addgroup and adduser that
+ * log their calls: it creates the group and the user once, and a second
+ * configure (an upgrade) creates nothing. */
+static void
+write_exe(const char *dir, const char *name, const char *text)
+{
+	char path[600];
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	FILE *f = fopen(path, "w");
+	cr_assert_not_null(f, "%s: %s", path, strerror(errno));
+	fputs(text, f);
+	cr_assert_eq(fclose(f), 0);
+	cr_assert_eq(chmod(path, 0755), 0);
+}
+
+Test(package, postinst_creates_the_telem_user_once)
+{
+	mqueue_pass_only();
+	char stubs[400], top[512];
+	snprintf(stubs, sizeof(stubs), "%s/stubs", tmp);
+	cr_assert_eq(mkdir(stubs, 0700), 0);
+	cr_assert_not_null(getcwd(top, sizeof(top)));
+	/* getent finds what the stand-ins made; they log each call. */
+	write_exe(stubs, "getent", "#!/bin/sh\necho \"getent $*\" >> calls\n"
+	    "grep -qx \"made $1 $2\" calls\n");
+	write_exe(stubs, "addgroup", "#!/bin/sh\necho \"addgroup $*\" >> calls\n"
+	    "for a; do n=$a; done; echo \"made group $n\" >> calls\n");
+	write_exe(stubs, "adduser", "#!/bin/sh\necho \"adduser $*\" >> calls\n"
+	    "for a; do n=$a; done; echo \"made passwd $n\" >> calls\n");
+	char *out;
+	int rc = sh(&out, "cd '%s' && PATH='%s':$PATH && export PATH && "
+	    "sh '%s/dist/debian/postinst' configure && "
+	    "sh '%s/dist/debian/postinst' configure 0.1.0-1 && "
+	    "grep -c '^addgroup --system telem$' calls && "
+	    "grep -c '^adduser --system .* telem$' calls && cat calls",
+	    tmp, stubs, top, top);
+	cr_assert_eq(rc, 0, "postinst: %s", out);
+	cr_expect(strncmp(out, "1\n1\n", 4) == 0,
+	    "group and user not created exactly once:\n%s", out);
+	cr_expect_eq(h_count(out, "getent"), 4, "%s", out);
+	free(out);
+}
+
 /* make deb; the package unpacked with dpkg-deb -x; the seed session run by
  * the supervisor of the unpacked tree, which finds its stages in
  * usr/libexec/telem. */
