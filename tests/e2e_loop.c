@@ -1,9 +1,9 @@
 /* e2e_loop.c - the supervisor's loop against hostile clients and stuck
  * stages, end to end: a control client that trickles its request, many
- * idle ones, an oversized request and two `stop`s (DESIGN §15: no client
- * stalls the supervisor); a stage that stops reading is shown stalled and
- * restarted; a stage's process group goes with it; readiness is exactly
- * "R\n". Waits are bounded polls; nothing asserts on speed. */
+ * idle ones, an oversized request and two `stop`s (docs/design.md §7: no
+ * client stalls the supervisor); a stage that stops reading is shown
+ * stalled and restarted; a stage's process group goes with it; readiness
+ * is exactly "R\n". Waits are bounded polls; nothing asserts on speed. */
 #include <criterion/criterion.h>
 #include <dirent.h>
 #include <sys/socket.h>
