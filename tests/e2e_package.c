@@ -192,6 +192,8 @@ Test(package, install_puts_stages_in_libexec_and_uninstall_removes_all)
 		cr_expect(exists(root, rel), "%s missing", rel);
 	}
 	cr_expect(exists(root, "lib/systemd/system/telem.service"));
+	if (access("examples/seed.conf", R_OK) == 0)
+		cr_expect(exists(root, "share/doc/telem/examples/seed.conf"));
 	char unitpath[400];
 	snprintf(unitpath, sizeof(unitpath), "%s/lib/systemd/system/telem.service", root);
 	char *unit = h_slurp(unitpath);
