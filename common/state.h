@@ -1,9 +1,9 @@
-/* state.h - an egress's state file (DESIGN §15): a header that says what
- * the file is and covers, then a body the egress writes and reads field by
- * field. A save goes to PATH.tmp, is synced and renamed over PATH, so PATH
- * is always a whole save; a load checks everything before anything of the
- * body is used, and a file that is damaged, truncated or foreign is set
- * aside as PATH.bad. */
+/* state.h - an egress's state file (docs/design.md §13): a header that
+ * says what the file is and covers, then a body the egress writes and
+ * reads field by field. A save goes to PATH.tmp, is synced and renamed
+ * over PATH, so PATH is always a whole save; a load checks everything
+ * before anything of the body is used, and a file that is damaged,
+ * truncated or foreign is set aside as PATH.bad. */
 #ifndef TELEM_STATE_H
 #define TELEM_STATE_H
 

@@ -68,7 +68,7 @@ struct egress {
 	long long flush_ts;  /* the Flush being reported, unix seconds */
 	uint64_t sink_dropped_seen; /* already added to the stats slot */
 	/* --state: records applied are booked `out` only once a save holds
-	 * them (DESIGN §15); without it, once applied. */
+	 * them (docs/design.md §13); without it, once applied. */
 	const char *state_path;
 	uint64_t pending;    /* records applied and not yet booked */
 	int unsaved;         /* the state changed since the last save */

@@ -188,8 +188,9 @@ wait_drained(long events, struct h_status *s)
 		status(s);
 		const struct h_stage *g = &s->st[H_INGEST], *lo = &s->st[H_LOW],
 		    *hi = &s->st[H_HIGH], *ck = &s->st[H_CKMS], *cm = &s->st[H_CMA];
-		/* An egress books `out` once its state is saved (DESIGN §15),
-		 * up to a second after the records came. */
+		/* An egress books `out` once its state is saved
+		 * (docs/design.md §13), up to a second after the records
+		 * came. */
 		int ok = g->in == events && lo->in == g->out && hi->in == g->out &&
 		    ck->in == lo->out && cm->in == hi->out &&
 		    ck->in == ck->out + ck->dropped + ck->lost &&

@@ -93,7 +93,7 @@ Test(ckms_e2e, name_cap_drops_and_counts_new_names, .init = setup,
 		counted = pl_stat(&P, "cma", "dropped") == 2 && pl_stat(&P, "cma", "in") == 5;
 	cr_assert(counted, "cma in=%lld dropped=%lld", pl_stat(&P, "cma", "in"),
 	    pl_stat(&P, "cma", "dropped"));
-	/* out: once a save of the state holds them (DESIGN §15) */
+	/* out: once a save of the state holds them (docs/design.md §13) */
 	for (int i = 0; i < 500 && pl_stat(&P, "cma", "out") != 3; i++)
 		usleep(10000);
 	cr_assert_eq(pl_stat(&P, "cma", "out"), 3);

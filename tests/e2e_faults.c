@@ -264,8 +264,9 @@ wait_drained(struct snap *s)
 		int quiet = have && memcmp(s, &prev, sizeof(*s)) == 0;
 		for (int k = 0; k < NSTAGES; k++)
 			quiet = quiet && s->up[k] && s->depth[k] == 0;
-		/* An egress books `out` once its state is saved (DESIGN §15),
-		 * up to a second after the records came. */
+		/* An egress books `out` once its state is saved
+		 * (docs/design.md §13), up to a second after the records
+		 * came. */
 		for (int k = I_CKMS; k <= I_CMA; k++)
 			quiet = quiet && s->in[k] == s->out[k] + s->lost[k] + s->dropped[k];
 		if (quiet)

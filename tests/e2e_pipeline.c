@@ -84,7 +84,7 @@ kill_and_recover(const char *stage)
 	pl_nc(&P, "b 1000\n");
 	WAIT_OUT("[CMA] b ", 1);
 
-	/* An egress's `out` says its state is saved (DESIGN §15). */
+	/* An egress's `out` says its state is saved (docs/design.md §13). */
 	for (int i = 0; i < 1000 && (pl_stat(&P, "ckms", "out") != 1 ||
 	    pl_stat(&P, "cma", "out") != 1); i++)
 		usleep(10000);

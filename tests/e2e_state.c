@@ -1,12 +1,12 @@
-/* e2e_state.c - the egresses' aggregates survive (DESIGN §15), end to end
- * on the real bin/ and $TELEM_TRANSPORT: 100 x `z 10` and 100 x `y 1000`
- * reported, then kill -9 of both egresses, `telemctl restart ckms`, `swap
- * cma` to the same program, or a stop and start with --state-dir; then
- * `z 90` and `y 2000` are reported over all 101 values. Without
- * --state-dir a stop starts afresh; records applied but not saved when
- * killed are counted `lost` and only they are missing; a damaged or
- * foreign state file is one line, set aside, and the egress starts empty.
- * Waits are bounded polls. */
+/* e2e_state.c - the egresses' aggregates survive (docs/design.md §13),
+ * end to end on the real bin/ and $TELEM_TRANSPORT: 100 x `z 10` and
+ * 100 x `y 1000` reported, then kill -9 of both egresses, `telemctl
+ * restart ckms`, `swap cma` to the same program, or a stop and start
+ * with --state-dir; then `z 90` and `y 2000` are reported over all 101
+ * values. Without --state-dir a stop starts afresh; records applied but
+ * not saved when killed are counted `lost` and only they are missing; a
+ * damaged or foreign state file is one line, set aside, and the egress
+ * starts empty. Waits are bounded polls. */
 #include <criterion/criterion.h>
 #include <signal.h>
 #include <stdio.h>
