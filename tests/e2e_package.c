@@ -283,7 +283,8 @@ Test(package, systemd_unit_verifies)
 	snprintf(unit, sizeof(unit), "%s/u/lib/systemd/system/telem.service", tmp);
 	char *u = h_slurp(unit);
 	cr_expect(strstr(u, "\nType=notify\n") && strstr(u, "\nUser=telem\n") &&
-	    strstr(u, "\nRuntimeDirectory=telem\n") && strstr(u, "\nKillMode=mixed\n"),
+	    strstr(u, "\nRuntimeDirectory=telem\n") && strstr(u, "\nKillMode=mixed\n") &&
+	    strstr(u, "--state-dir /var/lib/telem\n") && strstr(u, "\nStateDirectory=telem\n"),
 	    "unit:\n%s", u);
 	free(u);
 }
