@@ -1,8 +1,8 @@
 /* report_rec.h - one entry of an egress's report as a record: what the
  * egresses emit on each Flush and the sinks (carbon, Prometheus) read
- * (DESIGN §14). A report is the entries of one Flush of one egress, ended
- * by an entry of kind REPORT_END that carries the number of entries before
- * it, so a sink can tell a whole report from a cut one.
+ * (docs/design.md §15). A report is the entries of one Flush of one
+ * egress, ended by an entry of kind REPORT_END that carries the number of
+ * entries before it, so a sink can tell a whole report from a cut one.
  *
  * The encoding is a self-delimiting byte string of at most REPORT_REC_MAX
  * bytes, meant to travel as the payload of one message record; integers

@@ -1,5 +1,5 @@
-/* statsd_agg.h - statsd 0.9.0's aggregation and Graphite names (DESIGN
- * §13), pure: metrics from ingest/statsd.h in, one callback per Graphite
+/* statsd_agg.h - statsd 0.9.0's aggregation and Graphite names (docs/design.md
+ * §14), pure: metrics from ingest/statsd.h in, one callback per Graphite
  * line out at each flush. No I/O, no clock unless one is given. Not yet
  * wired into a stage: telem-egress-statsd will call it.
  *

@@ -1,6 +1,6 @@
-/* statsd.h - the statsd line parser (DESIGN §13): one datagram of statsd
- * lines in, one callback per good metric out, bad lines counted the way
- * statsd 0.9.0 counts them in its bad_lines_seen. Not yet called by the
+/* statsd.h - the statsd line parser (docs/design.md §14): one datagram of
+ * statsd lines in, one callback per good metric out, bad lines counted the
+ * way statsd 0.9.0 counts them in its bad_lines_seen. Not yet called by the
  * ingest stage; egress/statsd_agg.h aggregates what it produces.
  *
  * What statsd 0.9.0 does (stats.js, handlePacket; lib/helpers.js,
@@ -34,8 +34,8 @@
  *     says how it applies); a set member is the value as written, "" meaning
  *     "0"; the sample rate is the leading [0-9.]+ of what follows '@'.
  *
- * Two modes. STATSD_STRICT (the default, DESIGN §13) is statsd's rules plus
- * these, each counted bad instead of being accepted:
+ * Two modes. STATSD_STRICT (the default, docs/design.md §14) is statsd's
+ * rules plus these, each counted bad instead of being accepted:
  *   - a type other than c, ms, h, d, g, s after trimming ("h" and "d" are
  *     timers, like "ms"); a field after the rate;
  *   - a value that is not a plain decimal (no 0x/0o/0b, no Infinity, no

@@ -9,7 +9,7 @@
  * and the flush that followed compared with this parser and
  * egress/statsd_agg.c fed the same datagrams (74 cases; the only
  * differences are the ones statsd.h lists: the empty key, 1000 tags,
- * "__proto__"). Strict-mode expectations follow DESIGN §13. */
+ * "__proto__"). Strict-mode expectations follow docs/design.md §14. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdio.h>
