@@ -1,9 +1,9 @@
 /* e2e_guard.c - what one supervisor, user or environment must not be able
  * to do to another, and the limits it must survive with one clear line
- * (DESIGN §15, §6): the instance lock seen across $XDG_RUNTIME_DIR and
- * users, a small or full /dev/shm (inside `unshare -m`), --control on a
- * file that is not a socket, control folders and sockets of someone else,
- * and low RLIMIT_NOFILE. Real binaries; the tests that switch users or
+ * (docs/design.md §6, §7): the instance lock seen across
+ * $XDG_RUNTIME_DIR and users, a small or full /dev/shm (inside `unshare
+ * -m`), --control on a file that is not a socket, control folders and
+ * sockets of someone else, and low RLIMIT_NOFILE. Real binaries; the tests that switch users or
  * mount need root, as CI runs the suite, and fail (never skip) without. */
 #include <criterion/criterion.h>
 
