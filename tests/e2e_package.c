@@ -259,6 +259,17 @@ Test(package, man_pages_cover_every_option)
 		}
 		regfree(&re);
 		cr_expect_gt(n, 3, "%s -h: only %d options found", progs[i], n);
+		/* telemctl's commands: "  status    ..." lines of its -h. */
+		for (const char *l = help; i == 1 && l != NULL && *l != '\0';
+		    l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL) {
+			char cmd[32], want[48];
+			if (l[0] != ' ' || l[1] != ' ' || l[2] < 'a' || l[2] > 'z' ||
+			    sscanf(l + 2, "%31[a-z]", cmd) != 1)
+				continue;
+			snprintf(want, sizeof(want), ".It Cm %s", cmd);
+			cr_expect(strstr(man, want) != NULL,
+			    "telemctl: command %s of -h is not in %s", cmd, page);
+		}
 		free(help);
 		free(man);
 	}
