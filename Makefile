@@ -12,6 +12,7 @@ LIBEXECDIR ?= $(PREFIX)/libexec/telem
 MANDIR   ?= $(PREFIX)/share/man
 DOCDIR   ?= $(PREFIX)/share/doc/telem
 UNITDIR  ?= $(PREFIX)/lib/systemd/system
+SYSCONFDIR ?= $(PREFIX)/etc
 OPT      ?= -O2 -g
 SAN      ?=
 WARN     := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Werror
@@ -170,8 +171,14 @@ install-files:
 	install -m 0755 $(addprefix $(BIN)/,$(STAGE_PROGS)) $(DESTDIR)$(LIBEXECDIR)/
 	$(if $(MAN5),install -m 0644 $(MAN5) $(DESTDIR)$(MANDIR)/man5/)
 	$(if $(MAN8),install -m 0644 $(MAN8) $(DESTDIR)$(MANDIR)/man8/)
-	sed 's|@BINDIR@|$(BINDIR)|g' $(UNIT) > $(DESTDIR)$(UNITDIR)/telem.service
+	sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
+	  $(UNIT) > $(DESTDIR)$(UNITDIR)/telem.service
 	chmod 0644 $(DESTDIR)$(UNITDIR)/telem.service
+	@# The service's pipeline file starts as the built-in pipeline; one
+	@# that is there already is kept.
+	install -d $(DESTDIR)$(SYSCONFDIR)/telem
+	[ -e $(DESTDIR)$(SYSCONFDIR)/telem/telem.conf ] || \
+	  install -m 0644 examples/seed.conf $(DESTDIR)$(SYSCONFDIR)/telem/telem.conf
 	$(if $(EXAMPLES),install -d $(DESTDIR)$(DOCDIR)/examples)
 	$(if $(EXAMPLES),cp -R $(EXAMPLES) $(DESTDIR)$(DOCDIR)/examples/)
 
@@ -182,6 +189,10 @@ uninstall:
 	rm -f $(addprefix $(DESTDIR)$(MANDIR)/man8/,$(notdir $(MAN8)))
 	rm -f $(DESTDIR)$(UNITDIR)/telem.service
 	rm -rf $(DESTDIR)$(DOCDIR)/examples
+	@# The pipeline file only if nobody changed it.
+	-cmp -s examples/seed.conf $(DESTDIR)$(SYSCONFDIR)/telem/telem.conf && \
+	  rm -f $(DESTDIR)$(SYSCONFDIR)/telem/telem.conf
+	-rmdir $(DESTDIR)$(SYSCONFDIR)/telem 2>/dev/null
 	-rmdir $(DESTDIR)$(LIBEXECDIR) $(DESTDIR)$(DOCDIR) 2>/dev/null
 
 # deb: telem_VERSION_ARCH.deb in DEB_OUT, built with dpkg-deb from a staged

@@ -22,7 +22,7 @@ pkg=$work/pkg
 doc=$pkg/usr/share/doc/telem
 
 ${MAKE:-make} --no-print-directory -s install-files BIN="$bin" DESTDIR="$pkg" \
-	PREFIX=/usr UNITDIR=/lib/systemd/system >/dev/null
+	PREFIX=/usr UNITDIR=/lib/systemd/system SYSCONFDIR=/etc >/dev/null
 # Debug information stays out of the package, as dh_strip leaves it.
 for f in "$pkg"/usr/bin/* "$pkg"/usr/libexec/telem/*; do
 	strip --remove-section=.comment --remove-section=.note --strip-unneeded "$f"
@@ -74,9 +74,11 @@ Description: telemetry aggregation server: quantiles and averages over UDP
  that restarts, swaps and drains them. telemctl controls a running one.
 EOF
 install -m 0755 dist/debian/postinst "$pkg/DEBIAN/postinst"
+# The service's pipeline file is the administrator's: kept on upgrades.
+echo /etc/telem/telem.conf > "$pkg/DEBIAN/conffiles"
 (cd "$pkg" && find . -path ./DEBIAN -prune -o -type f -print | sed 's|^\./||' |
 	LC_ALL=C sort | xargs md5sum) > "$pkg/DEBIAN/md5sums"
-chmod 0644 "$pkg/DEBIAN/control" "$pkg/DEBIAN/md5sums"
+chmod 0644 "$pkg/DEBIAN/control" "$pkg/DEBIAN/md5sums" "$pkg/DEBIAN/conffiles"
 find "$pkg" -type d -exec chmod 0755 {} +
 
 deb=$out/telem_${version}_$arch.deb

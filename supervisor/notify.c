@@ -28,7 +28,7 @@ sup_notify_ready(const struct sup *s)
 	char msg[256];
 	snprintf(msg, sizeof(msg),
 	    "READY=1\nSTATUS=pipeline up: %d stages (instance %s, transport %s)",
-	    SUP_STAGES, s->cfg.instance, chan_kind_name(s->cfg.chan.kind));
+	    s->nstage, s->cfg.instance, chan_kind_name(s->cfg.chan.kind));
 	notify(msg);
 }
 

@@ -52,7 +52,7 @@ TestSuite(package, .init = setup, .fini = teardown, .timeout = 90);
 
 static const char *const progs[] = {
 	"telem-supervisor", "telemctl", "telem-ingest", "telem-filter",
-	"telem-egress-ckms", "telem-egress-cma",
+	"telem-egress-ckms", "telem-egress-cma", "telem-example-prefix",
 };
 #define NPROGS (sizeof(progs) / sizeof(progs[0]))
 
@@ -192,13 +192,17 @@ Test(package, install_puts_stages_in_libexec_and_uninstall_removes_all)
 		cr_expect(exists(root, rel), "%s missing", rel);
 	}
 	cr_expect(exists(root, "lib/systemd/system/telem.service"));
-	if (access("examples/seed.conf", R_OK) == 0)
-		cr_expect(exists(root, "share/doc/telem/examples/seed.conf"));
+	cr_expect(exists(root, "share/doc/telem/examples/seed.conf"));
+	cr_expect(exists(root, "etc/telem/telem.conf"));
+	cr_expect(exists(root, "share/man/man5/telem.conf.5"));
 	char unitpath[400];
 	snprintf(unitpath, sizeof(unitpath), "%s/lib/systemd/system/telem.service", root);
 	char *unit = h_slurp(unitpath);
-	cr_expect(strstr(unit, "ExecStart=/opt/t/bin/telem-supervisor ") != NULL,
-	    "unit not pointed at the installed supervisor:\n%s", unit);
+	cr_expect(strstr(unit, "ExecStart=/opt/t/bin/telem-supervisor -c "
+	    "/opt/t/etc/telem/telem.conf ") != NULL &&
+	    strstr(unit, "\nExecReload=/opt/t/bin/telemctl --control "
+	    "/run/telem/default.sock reload\n") != NULL,
+	    "unit not pointed at the installed programs:\n%s", unit);
 	free(unit);
 
 	rc = sh(&out, "make -s --no-print-directory uninstall DESTDIR='%s' PREFIX=/opt/t "
@@ -295,7 +299,8 @@ Test(package, systemd_unit_verifies)
 	char *u = h_slurp(unit);
 	cr_expect(strstr(u, "\nType=notify\n") && strstr(u, "\nUser=telem\n") &&
 	    strstr(u, "\nRuntimeDirectory=telem\n") && strstr(u, "\nKillMode=mixed\n") &&
-	    strstr(u, "--state-dir /var/lib/telem\n") && strstr(u, "\nStateDirectory=telem\n"),
+	    strstr(u, "--state-dir /var/lib/telem\n") && strstr(u, "\nStateDirectory=telem\n") &&
+	    strstr(u, "\nExecReload="),
 	    "unit:\n%s", u);
 	free(u);
 }
@@ -490,15 +495,25 @@ Test(package, deb_installs_a_tree_that_runs_the_seed_session, .timeout = 120)
 		"x/usr/share/man/man8/telemctl.8.gz\n",
 		"x/lib/systemd/system/telem.service\n",
 		"x/usr/share/doc/telem/copyright\n",
-		"x/usr/share/doc/telem/changelog.Debian.gz\n" };
+		"x/usr/share/doc/telem/changelog.Debian.gz\n",
+		"x/usr/share/man/man5/telem.conf.5.gz\n",
+		"x/etc/telem/telem.conf\n",
+		"x/usr/libexec/telem/telem-example-prefix\n" };
 	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
 		cr_expect(strstr(out, want[i]) != NULL, "package lacks %s", want[i]);
 	free(out);
-	rc = sh(&out, "dpkg-deb -f '%s' Package Depends && dpkg-deb -I '%s' postinst",
-	    deb, deb);
+	rc = sh(&out, "dpkg-deb -f '%s' Package Depends && dpkg-deb -I '%s' postinst "
+	    "&& dpkg-deb -I '%s' conffiles", deb, deb, deb);
 	cr_expect_eq(rc, 0, "%s", out);
 	cr_expect(strstr(out, "Package: telem\n") && strstr(out, "libc6") &&
-	    strstr(out, "libsystemd0") && strstr(out, "adduser --system"), "%s", out);
+	    strstr(out, "libsystemd0") && strstr(out, "adduser --system") &&
+	    strstr(out, "/etc/telem/telem.conf\n"), "%s", out);
+	free(out);
+	/* The service's pipeline file names stages the package has. */
+	rc = sh(&out, "cd '%s' && x/usr/bin/telem-supervisor -c x/etc/telem/telem.conf "
+	    "--print-pipeline", tmp);
+	cr_expect_eq(rc, 0, "--print-pipeline of the packaged telem.conf: %s", out);
+	cr_expect(strstr(out, "[stage ckms]") != NULL, "%s", out);
 	free(out);
 
 	char xbin[400], libexec[400];
