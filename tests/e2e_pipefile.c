@@ -288,8 +288,8 @@ struct want {
 	long long in, out;
 };
 
-/* `telemctl books` says balanced (DESIGN §15), within 10 s: an egress
- * books its records out once it saved them. */
+/* `telemctl books` says balanced (docs/design.md §8), within 10 s: an
+ * egress books its records out once it saved them. */
 static void
 assert_balanced(void)
 {
