@@ -1,5 +1,5 @@
 #!/bin/sh
-# statsd.sh - statsd-format steps (DESIGN §13): 100 timer names, values
+# statsd.sh - statsd-format steps (docs/design.md §14): 100 timer names, values
 # uniform 1..1000, sent by bench-loadgen -f statsd (a) 1 line per datagram
 # flat out and (b) 32 lines per datagram at 100 000 datagrams/s, into
 #   telem   telem-supervisor -c (ingest --protocol statsd -> telem-egress-statsd)

@@ -11,7 +11,8 @@
  * Messages are at most the channel's message size; a stage fills one with
  * everything it has ready and sends it, never waiting for more.
  *
- * Two record types carry statsd (DESIGN §13) after that same 6-byte head:
+ * Two record types carry statsd (docs/design.md §14) after that same
+ * 6-byte head:
  *   WIRE_STATSD: name_len = the key's length (1..255), value = the metric's
  *     info {u8 statsd type, u8 flags (WIRE_STATSD_DELTA), u8 member_len,
  *     u8 0} (wire_statsd_info), then the key (name;tag=v;..., as

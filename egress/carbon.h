@@ -56,8 +56,8 @@ void carbon_line(struct carbon *c, const char *name, size_t len,
  * names). */
 void carbon_path_line(struct carbon *c, const char *path, size_t len,
     const char *value, long long ts);
-/* Switch c to a connection per flush (--connection per-flush, DESIGN
- * §13), before its first carbon_poll: lines queued up to each
+/* Switch c to a connection per flush (--connection per-flush, docs/design.md
+ * §14), before its first carbon_poll: lines queued up to each
  * carbon_end_flush go on one connection, opened when there are some and
  * closed once they are written; a flush's lines never share a connection
  * with a later flush's. (A line cut by a lost connection is sent whole on

@@ -1,7 +1,8 @@
 /* telem-egress-statsd: statsd 0.9's aggregation at the end of a statsd
- * pipeline (DESIGN §13). WIRE_STATSD records from `telem-ingest --protocol
- * statsd` go into egress/statsd_agg.h; each Flush writes statsd's Graphite
- * lines, `path value ts`, to carbon (--graphite) or to stdout. */
+ * pipeline (docs/design.md §14). WIRE_STATSD records from `telem-ingest
+ * --protocol statsd` go into egress/statsd_agg.h; each Flush writes
+ * statsd's Graphite lines, `path value ts`, to carbon (--graphite) or to
+ * stdout. */
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
@@ -24,7 +25,7 @@
 #define FLUSH_MS_UNKNOWN 1000
 
 #define STATSD_EGRESS_HELP \
-	"  statsd's config keys (DESIGN §13):\n" \
+	"  statsd's config keys:\n" \
 	"      --percent P,...  percentThreshold (default 90)\n" \
 	"      --histogram METRIC:BIN,...  histogram bins for timers whose key\n" \
 	"                       holds METRIC (\"\" for all; inf allowed; repeatable)\n" \

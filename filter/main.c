@@ -1,8 +1,8 @@
 /* telem-filter: keeps the events on one side of a limit and forwards Flush.
  * In the default pipeline `low` runs --keep-below 100 (value <= 100) into
  * the CKMS egress and `high` runs --keep-above 100 (value >= 100) into CMA.
- * statsd records (DESIGN §13) have no u32 value to compare: they and their
- * meta records pass unchanged, as does the Flush's interval. */
+ * statsd records (docs/design.md §14) have no u32 value to compare: they
+ * and their meta records pass unchanged, as does the Flush's interval. */
 #include <stdlib.h>
 
 #include "log.h"

@@ -558,8 +558,8 @@ sup_send_record(struct sup *s, const char *queue, uint8_t type, int timeout_ms)
 	unsigned char buf[WIRE_HDR + WIRE_REC_HDR];
 	struct wire_writer w;
 	wire_writer_init(&w, buf, sizeof(buf));
-	/* A Flush carries the interval (DESIGN §13): statsd's rates divide
-	 * by it. */
+	/* A Flush carries the interval (docs/design.md §14): statsd's rates
+	 * divide by it. */
 	wire_put(&w, type, NULL, 0, type == WIRE_FLUSH ?
 	    (uint32_t)s->cfg.flush_ms : 0);
 	size_t len = wire_finish(&w);

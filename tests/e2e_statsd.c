@@ -1,5 +1,5 @@
-/* e2e_statsd.c - telem as a statsd server (DESIGN §13), end to end with
- * the real stages: bin/telem-ingest --protocol statsd writing to a queue
+/* e2e_statsd.c - telem as a statsd server (docs/design.md §14), end to
+ * end with the real stages: bin/telem-ingest --protocol statsd writing to a queue
  * read by bin/telem-egress-statsd, on $TELEM_TRANSPORT. The test plays the
  * supervisor's part (stats segment, queue, the Flush record with its
  * interval), so that it decides when a flush happens: the values are then

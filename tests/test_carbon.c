@@ -385,7 +385,7 @@ read_to_eof(int fd, struct carbon *c, char *buf, size_t cap)
 	return -1;
 }
 
-/* --connection per-flush (DESIGN §13): no connection while nothing is
+/* --connection per-flush (docs/design.md §14): no connection while nothing is
  * due; each flush's lines on their own connection, closed after them; the
  * next flush's lines never on the previous flush's connection. */
 Test(carbon, per_flush_connection_carries_one_flush_and_closes)

@@ -496,7 +496,7 @@ Test(wire, name_ok_every_byte)
 	}
 }
 
-/* statsd records (DESIGN §13): a round trip of every field, and the
+/* statsd records (docs/design.md §14): a round trip of every field, and the
  * checks wire_check makes of a record that claims to be one. */
 static size_t
 statsd_msg(unsigned stype, unsigned flags, const char *key, double v,
