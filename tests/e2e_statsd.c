@@ -1,9 +1,9 @@
 /* e2e_statsd.c - telem as a statsd server (docs/design.md §14), end to
- * end with the real stages: bin/telem-ingest --protocol statsd writing to a queue
- * read by bin/telem-egress-statsd, on $TELEM_TRANSPORT. The test plays the
- * supervisor's part (stats segment, queue, the Flush record with its
- * interval), so that it decides when a flush happens: the values are then
- * exact. Clients: Debian's python3-statsd, unchanged (tests/clients/), and
+ * end with the real stages: bin/telem-ingest --protocol statsd writing to
+ * a queue read by bin/telem-egress-statsd, on $TELEM_TRANSPORT. The test
+ * plays the supervisor's part (stats segment, queue, the Flush record
+ * with its interval), so that it decides when a flush happens: the values
+ * are then exact. Clients: Debian's python3-statsd, unchanged (tests/clients/), and
  * 40+ malformed lines sent one per datagram. */
 #include <criterion/criterion.h>
 #include <errno.h>
