@@ -155,6 +155,7 @@ struct pipeline_opts {
 	const char *graphite_prefix;  /* or NULL */
 	const char *graphite_buffer;  /* or NULL */
 	const char *max_names;      /* --max-names of both egresses, or NULL */
+	const char *prom;           /* --prom host:port, or NULL */
 };
 /* The seed's defaults, as above. */
 void pipeline_opts_default(struct pipeline_opts *o);

@@ -488,17 +488,34 @@ Test(pipeline, builtin_with_options)
 	o.flush_ms = 250;
 	o.transport = CHAN_SHM;
 	o.msg_bytes = 1024;
+	cr_assert_eq(pipeline_builtin(&p, &o, err, sizeof(err)), 0, "%s", err);
+	expect_seed(&p, "4294967295", "0.001");
+	pipeline_free(&p);
+	/* -g and --prom: a sink stage each, fed by both egresses, started
+	 * first and sent no Flush. */
 	o.graphite = "carbon.example.org:2003";
 	o.graphite_prefix = "a\"b\\c;d";
 	o.graphite_buffer = "1024";
+	o.prom = "127.0.0.1:9108";
 	cr_assert_eq(pipeline_builtin(&p, &o, err, sizeof(err)), 0, "%s", err);
-	expect_seed(&p, "4294967295", "0.001");
-	cr_expect_str_eq(arg_line(&p.stage[pipeline_find(&p, "ckms")]),
-	    "--error 0.001 --graphite carbon.example.org:2003 --graphite-prefix "
-	    "a\"b\\c;d --graphite-buffer 1024");
-	cr_expect_str_eq(arg_line(&p.stage[pipeline_find(&p, "cma")]),
-	    "--graphite carbon.example.org:2003 --graphite-prefix a\"b\\c;d "
-	    "--graphite-buffer 1024");
+	cr_assert_eq(p.nstage, 7);
+	expect_order(&p, "carbon prom ckms cma low high ingest");
+	const struct pipeline_stage *eck = &p.stage[pipeline_find(&p, "ckms")],
+	    *ecm = &p.stage[pipeline_find(&p, "cma")],
+	    *sca = &p.stage[pipeline_find(&p, "carbon")],
+	    *spr = &p.stage[pipeline_find(&p, "prom")];
+	cr_expect_str_eq(arg_line(eck), "--error 0.001");
+	cr_expect_eq(ecm->nargs, 0);
+	cr_expect_str_eq(out_line(&p, eck), "carbon prom");
+	cr_expect_str_eq(out_line(&p, ecm), "carbon prom");
+	cr_expect_str_eq(sca->exec, "telem-sink-carbon");
+	cr_expect_str_eq(arg_line(sca), "--graphite carbon.example.org:2003 "
+	    "--graphite-prefix a\"b\\c;d --graphite-buffer 1024");
+	cr_expect(sca->in_queue && !sca->flush && sca->nout == 0);
+	cr_expect_str_eq(spr->exec, "telem-sink-prom");
+	cr_expect_str_eq(arg_line(spr), "--listen 127.0.0.1:9108");
+	cr_expect(spr->in_queue && !spr->flush && spr->nout == 0);
+	cr_expect_eq(pipeline_nqueues(&p), 6);
 	const struct pipeline_stage *in = &p.stage[pipeline_find(&p, "ingest")];
 	cr_expect_str_eq(in->udp_host, "::1");
 	cr_expect_str_eq(in->udp_port, "0");
