@@ -132,19 +132,22 @@ pipeline_builtin_text(const struct pipeline_opts *o)
 	    "args = --keep-above %u\nout = cma\nflush = yes\n", (unsigned)o->limit);
 	fprintf(f, "\n[stage ckms]\nexec = telem-egress-ckms\n");
 	put_args(f, ckms, nck);
+	/* With sinks the egresses have an out, and keep their state. */
 	if (outs[0] != '\0')
-		fprintf(f, "out =%s\n", outs);
+		fprintf(f, "out =%s\nstate = yes\n", outs);
 	fprintf(f, "\n[stage cma]\nexec = telem-egress-cma\n");
 	put_args(f, cma, ncm);
 	if (outs[0] != '\0')
-		fprintf(f, "out =%s\n", outs);
+		fprintf(f, "out =%s\nstate = yes\n", outs);
 	if (o->graphite != NULL) {
 		fprintf(f, "\n[stage carbon]\nexec = telem-sink-carbon\n");
 		put_args(f, g, ng);
+		fprintf(f, "state = no\n");
 	}
 	if (o->prom != NULL) {
 		fprintf(f, "\n[stage prom]\nexec = telem-sink-prom\n");
 		put_args(f, prom, 2);
+		fprintf(f, "state = no\n");
 	}
 	if (fclose(f) == EOF) {
 		free(text);
@@ -228,6 +231,8 @@ static const char header[] =
     "#               flush = yes: the supervisor writes Flush into its in-queue\n"
     "#               udp = host:port, [IPv6-address]:port or name:port, bound\n"
     "#                 by the supervisor and lent to the stage\n"
+    "#               state = yes: the stage is given --state FILE for its\n"
+    "#                 aggregates (default: yes when it has no out)\n"
     "# A line starting with ';' or '#' is a comment; so is ' ;' to the end of\n"
     "# a line. Lines hold at most 197 characters.\n";
 
@@ -305,6 +310,8 @@ pipeline_print(FILE *f, const struct pipeline *p)
 		}
 		if (st->flush)
 			fputs("flush = yes\n", f);
+		if (st->state != (st->nout == 0))
+			fprintf(f, "state = %s\n", st->state ? "yes" : "no");
 	}
 	return fflush(f) == EOF || ferror(f) ? -1 : 0;
 }
@@ -356,6 +363,8 @@ stage_changes(const struct pipeline *pa, const struct pipeline_stage *a,
 		w |= PIPELINE_CH_UDP;
 	if (a->flush != b->flush)
 		w |= PIPELINE_CH_FLUSH;
+	if (a->state != b->state)
+		w |= PIPELINE_CH_ARGS;   /* --state comes or goes: a swap */
 	return w;
 }
 

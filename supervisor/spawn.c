@@ -76,7 +76,7 @@ sup_define_stage(struct sup *s, const struct pipeline *p, int i)
 		c->name[0] = '\0';
 		return NULL;
 	}
-	if (ps->nout == 0 && sup_state_path(&s->cfg, c->name, c->state_file,
+	if (ps->state && sup_state_path(&s->cfg, c->name, c->state_file,
 	    sizeof(c->state_file)) == -1) {
 		log_warnx("stage %s: path of its state file is too long", ps->name);
 		c->name[0] = '\0';

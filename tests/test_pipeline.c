@@ -87,7 +87,7 @@ struct bad {
 static const struct bad bad[] = {
 	/* 0 */ { "[foo]\n", 1, "unknown section [foo] (expected [pipeline] or [stage NAME])" },
 	{ IN "out = a\n" SINK("a") "bogus = 1\n", 7, "unknown key 'bogus' in [stage a] "
-	    "(expected exec, args, out, flush or udp)" },
+	    "(expected exec, args, out, flush, udp or state)" },
 	{ "[pipeline]\ncolor = red\n" IN, 2, "unknown key 'color' in [pipeline]" },
 	{ "exec = x\n" IN, 1, "'exec' is outside any section" },
 	{ IN "out = a\n\n[stage a]\nargs = -x\n", 6, "stage 'a' has no exec" },
