@@ -342,6 +342,16 @@ Test(prom, promtool_accepts_the_page)
 	char check[4096];
 	int rc = run(cmd, check, sizeof(check));
 	cr_assert_eq(rc, 0, "promtool: %s\npage:\n%s", check, out);
+	/* The egresses keep their state though they now have an out; the
+	 * sink gets none (the pipeline file's state key, set by the
+	 * built-in pipeline). */
+	static const char *const stage[] = { "ckms", "cma", "prom" };
+	for (int i = 0; i < 3; i++) {
+		snprintf(cmd, sizeof(cmd), "tr '\\0' ' ' </proc/%d/cmdline | grep -q -- "
+		    "' --state '", (int)pl_stage_pid(&P, stage[i]));
+		cr_assert_eq(system(cmd), i < 2 ? 0 : 256, "%s: --state %s", stage[i],
+		    i < 2 ? "missing" : "given");
+	}
 	/* Only GET /metrics. */
 	snprintf(cmd, sizeof(cmd), "curl -s -o /dev/null -w '%%{http_code}' "
 	    "http://%s/other", sink_addr);

@@ -136,6 +136,8 @@ static const struct bad bad[] = {
 	/* 40 */ { IN "args = \"open\n", 4, "args: a double quote is not closed" },
 	{ IN "args = \"a\\nb\"\n", 4, "args: inside quotes a backslash escapes only" },
 	{ IN "flush = maybe\n", 4, "flush 'maybe': must be yes or no" },
+	{ IN "state = 1\n", 4, "state '1': must be yes or no" },
+	{ IN "state = no\nstate = no\n", 5, "state is given twice" },
 	{ IN "out = a\n" SINK("a") "[stage in2]\nexec = x\nudp = 127.0.0.1:1990\n", 9,
 	    "udp 127.0.0.1:1990: stage 'in' binds it already (line 3)" },
 	{ "", 1, "no stage: a pipeline needs [stage NAME] sections" },
@@ -186,6 +188,22 @@ ParameterizedTest(struct idx *x, pipeline, must_reject)
 	    x->i, b->msg, err);
 	cr_expect_null(strchr(err, '\n'), "case %zu: one line", x->i);
 	cr_expect_eq(p.nstage, 0, "nothing kept");
+	pipeline_free(&p);
+}
+
+static void expect_round_trip(const struct pipeline *p);
+
+Test(pipeline, state_defaults_to_stages_with_no_out)
+{
+	struct pipeline p;
+	must_load(&p, IN "out = e t\n" SINK("e") "out = s\nstate = yes\n"
+	    SINK("s") "state = no\n" SINK("t") "out = u\n" SINK("u"));
+	cr_expect_eq(p.stage[pipeline_find(&p, "in")].state, 0);
+	cr_expect_eq(p.stage[pipeline_find(&p, "t")].state, 0);
+	cr_expect_eq(p.stage[pipeline_find(&p, "e")].state, 1);
+	cr_expect_eq(p.stage[pipeline_find(&p, "s")].state, 0);
+	cr_expect_eq(p.stage[pipeline_find(&p, "u")].state, 1);
+	expect_round_trip(&p);
 	pipeline_free(&p);
 }
 
