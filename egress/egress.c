@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "clock.h"
+#include "egress/report_emit.h"
 #include "wire.h"
 
 int
@@ -193,10 +194,10 @@ save_spaced(const struct egress *e)
 static void
 send_entry(struct egress *e, const struct report_rec *r)
 {
-	unsigned char ent[REPORT_REC_MAX], rec[WIRE_REC_HDR + REPORT_REC_MAX];
-	size_t n = report_rec_encode(r, ent, sizeof(ent));
-	size_t m = n > 0 ? wire_encode_report(rec, sizeof(rec), ent, n) : 0;
-	if (m == 0 || stage_emit_raw(e->st, WIRE_REPORT, rec, m) == -1) {
+	int rc = r->kind == REPORT_END ?
+	    report_emit_end(e->st, r->source, r->ts, r->count) :
+	    report_emit(e->st, r);
+	if (rc == -1) {
 		if (!e->entries_failed)
 			log_warnx("report entry of %.*s %.*s not sent: the rest of "
 			    "this report is not sent either", (int)r->name_len,
