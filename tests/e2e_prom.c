@@ -447,6 +447,40 @@ Test(prom, a_sink_killed_under_load_is_restarted_and_serves_again)
 	cr_assert(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "%s", h_slurp(P.err));
 }
 
+Test(prom, in_a_pipeline_file_a_sink_is_an_ordinary_stage)
+{
+	/* Only ckms feeds the sink: cma's names never show. */
+	char path[300];
+	const char *conf = pl_conf(&P, "sink.conf", path, sizeof(path),
+	    "[pipeline]\nflush_ms = 200\nmsg_bytes = 1024\n"
+	    "[stage ingest]\nexec = telem-ingest\nudp = 127.0.0.1:%d\nout = low high\n"
+	    "[stage low]\nexec = telem-filter\nargs = --keep-below 100\nout = ckms\nflush = yes\n"
+	    "[stage high]\nexec = telem-filter\nargs = --keep-above 100\nout = cma\nflush = yes\n"
+	    "[stage ckms]\nexec = telem-egress-ckms\nout = web\nstate = yes\n"
+	    "[stage cma]\nexec = telem-egress-cma\n"
+	    "[stage web]\nexec = telem-sink-prom\nargs = --listen %s\nstate = no\n",
+	    P.port, sink_addr);
+	cr_assert(pl_start_conf(&P, conf, NULL), "%s", h_slurp(P.err));
+	pl_nc(&P, "a 10\nb 1000\n");
+	WAIT_OUT("[CMA] b 1000\n");
+	WAIT_OUT("[CKMS] a 0.99:10\n");
+	char cmd[300], out[16384];
+	int found = 0;
+	for (int i = 0; i < 200 && !found; i++) {
+		snprintf(cmd, sizeof(cmd), "curl -s http://%s/metrics", sink_addr);
+		found = run(cmd, out, sizeof(out)) == 0 &&
+		    strstr(out, "telem_ckms{name=\"a\",quantile=\"0.5\"} 10\n");
+		if (!found)
+			nap_ms(50);
+	}
+	cr_assert(found, "%s", out);
+	cr_assert_null(strstr(out, "telem_cma{"), "%s", out);
+	struct h_status s;
+	cr_assert(pl_status(&P, &s), "%s", s.raw);
+	cr_assert_not_null(h_find(&s, "web"), "%s", s.raw);
+	cr_assert_str_eq(h_find(&s, "web")->in_queue, "web");
+}
+
 Test(prom, bad_prom_options_are_one_line_and_exit_2)
 {
 	char exe[256], cmd[512];

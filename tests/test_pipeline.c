@@ -1026,6 +1026,27 @@ Test(pipeline, example_fanout)
 	pipeline_free(&p);
 }
 
+Test(pipeline, example_sinks_is_the_builtin_with_g_and_prom)
+{
+	struct pipeline_opts o;
+	struct pipeline b, p;
+	char err[PIPELINE_ERR_MAX];
+	pipeline_opts_default(&o);
+	o.graphite = "127.0.0.1:2003";
+	o.graphite_prefix = "telem";
+	o.prom = "127.0.0.1:9108";
+	cr_assert_eq(pipeline_builtin(&b, &o, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(pipeline_load(&p, "examples/sinks.conf", err, sizeof(err)), 0,
+	    "%s", err);
+	cr_expect(pipeline_equal(&b, &p));
+	expect_order(&p, "carbon prom ckms cma low high ingest");
+	cr_expect(p.stage[pipeline_find(&p, "ckms")].state);
+	cr_expect(!p.stage[pipeline_find(&p, "prom")].state);
+	expect_round_trip(&p);
+	pipeline_free(&p);
+	pipeline_free(&b);
+}
+
 /* ------------------------------------------------------------------ */
 /* Mutated files (a fixed seed, so every run tries the same ones): each
  * is either refused with one "name:LINE: ..." line whose LINE is in the
