@@ -33,8 +33,11 @@ struct sink_carbon {
 	struct log_limit bad_log;
 };
 
-enum { OPT_GRAPHITE = 256, OPT_PREFIX, OPT_BUFFER };
+enum { OPT_GRAPHITE = 256, OPT_PREFIX, OPT_BUFFER, OPT_STATE };
 static const struct option opts[] = {
+	/* A pipeline file gives --state to a stage with no out unless it
+	 * says `state = no` (supervisor/pipeline.h): taken, and ignored. */
+	{ "state", required_argument, NULL, OPT_STATE },
 	{ "graphite", required_argument, NULL, OPT_GRAPHITE },
 	{ "graphite-prefix", required_argument, NULL, OPT_PREFIX },
 	{ "graphite-buffer", required_argument, NULL, OPT_BUFFER },
@@ -69,6 +72,8 @@ sc_option(struct stage *st, int opt, const char *arg)
 			    CARBON_BUFFER_MIN, CARBON_BUFFER_MAX);
 			return -1;
 		}
+		return 0;
+	case OPT_STATE:
 		return 0;
 	}
 	return -1;
@@ -188,7 +193,8 @@ main(int argc, char **argv)
 		    "                       telem); NAME encoded one to one (README)\n"
 		    "      --graphite-buffer BYTES  lines kept while carbon is away; when\n"
 		    "                       full the oldest are dropped and counted\n"
-		    "                       (default 4194304)\n",
+		    "                       (default 4194304)\n"
+		    "      --state FILE     ignored: the sink keeps no state\n",
 		.longopts = opts,
 		.option = sc_option,
 		.init = sc_init,

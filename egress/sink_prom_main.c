@@ -25,10 +25,13 @@ struct sink_prom {
 	struct log_limit bad_log, pub_log;
 };
 
-enum { OPT_LISTEN = 256, OPT_MAX_CONNS };
+enum { OPT_LISTEN = 256, OPT_MAX_CONNS, OPT_STATE };
 static const struct option opts[] = {
 	{ "listen", required_argument, NULL, OPT_LISTEN },
 	{ "max-conns", required_argument, NULL, OPT_MAX_CONNS },
+	/* A pipeline file gives --state to a stage with no out unless it
+	 * says `state = no` (supervisor/pipeline.h): taken, and ignored. */
+	{ "state", required_argument, NULL, OPT_STATE },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -51,6 +54,8 @@ sp_option(struct stage *st, int opt, const char *arg)
 			log_warnx("--max-conns %s: must be 1..65536", arg);
 			return -1;
 		}
+		return 0;
+	case OPT_STATE:
 		return 0;
 	}
 	return -1;
@@ -172,7 +177,8 @@ main(int argc, char **argv)
 		    "      --listen HOST:PORT  serve GET /metrics (Prometheus text\n"
 		    "                       0.0.4) on this numeric address\n"
 		    "                       (default " PROM_HTTP_HOST ":" PROM_HTTP_PORT ")\n"
-		    "      --max-conns N    connections at once (default 1024)\n",
+		    "      --max-conns N    connections at once (default 1024)\n"
+		    "      --state FILE     ignored: the sink keeps no state\n",
 		.longopts = opts,
 		.option = sp_option,
 		.init = sp_init,

@@ -449,7 +449,8 @@ Test(prom, a_sink_killed_under_load_is_restarted_and_serves_again)
 
 Test(prom, in_a_pipeline_file_a_sink_is_an_ordinary_stage)
 {
-	/* Only ckms feeds the sink: cma's names never show. */
+	/* Only ckms feeds the sink: cma's names never show. The sink says
+	 * no `state = no`: it is given --state, and takes it. */
 	char path[300];
 	const char *conf = pl_conf(&P, "sink.conf", path, sizeof(path),
 	    "[pipeline]\nflush_ms = 200\nmsg_bytes = 1024\n"
@@ -458,7 +459,7 @@ Test(prom, in_a_pipeline_file_a_sink_is_an_ordinary_stage)
 	    "[stage high]\nexec = telem-filter\nargs = --keep-above 100\nout = cma\nflush = yes\n"
 	    "[stage ckms]\nexec = telem-egress-ckms\nout = web\nstate = yes\n"
 	    "[stage cma]\nexec = telem-egress-cma\n"
-	    "[stage web]\nexec = telem-sink-prom\nargs = --listen %s\nstate = no\n",
+	    "[stage web]\nexec = telem-sink-prom\nargs = --listen %s\n",
 	    P.port, sink_addr);
 	cr_assert(pl_start_conf(&P, conf, NULL), "%s", h_slurp(P.err));
 	pl_nc(&P, "a 10\nb 1000\n");
