@@ -482,6 +482,66 @@ Test(prom, in_a_pipeline_file_a_sink_is_an_ordinary_stage)
 	cr_assert_str_eq(h_find(&s, "web")->in_queue, "web");
 }
 
+static int
+tcp_connect(int port)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(port) };
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	if (fd != -1 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == -1) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+Test(prom, hostile_clients_do_not_stop_scrapes_or_reports)
+{
+	START("-f", "200", "-m", "1024", "--prom", sink_addr);
+	pl_nc(&P, "a 10\n");
+	WAIT_OUT("[CKMS] a 0.99:10\n");
+	/* 500 idle connections, a malformed request line, a 1 MiB header. */
+	enum { IDLE = 500 };
+	int fds[IDLE], n = 0;
+	for (int i = 0; i < IDLE; i++)
+		if ((fds[n] = tcp_connect(sink_port)) != -1)
+			n++;
+	cr_assert_gt(n, 100, "only %d connections", n);
+	int bad = tcp_connect(sink_port);
+	cr_assert_neq(bad, -1);
+	static const char garbage[] = "GARBAGE \x01\x02 HTTP/9\r\n\r\n";
+	(void)!send(bad, garbage, sizeof(garbage) - 1, MSG_NOSIGNAL);
+	int big = tcp_connect(sink_port);
+	cr_assert_neq(big, -1);
+	static char hdr[1 << 20];
+	memset(hdr, 'x', sizeof(hdr));
+	memcpy(hdr, "GET /metrics HTTP/1.1\r\nX: ", 27);
+	/* As much as the socket takes without waiting: the server may
+	 * refuse it (431) and close long before the end. */
+	(void)!send(big, hdr, sizeof(hdr), MSG_NOSIGNAL | MSG_DONTWAIT);
+	/* Reports go on, and another client's scrape is answered. */
+	pl_nc(&P, "a 55\n");
+	WAIT_OUT("[CKMS] a 0.99:55\n");
+	char cmd[300], out[16384];
+	int found = 0;
+	for (int i = 0; i < 200 && !found; i++) {
+		snprintf(cmd, sizeof(cmd), "curl -s -m 5 http://%s/metrics", sink_addr);
+		found = run(cmd, out, sizeof(out)) == 0 &&
+		    strstr(out, "telem_ckms_count{name=\"a\"} 2\n");
+		if (!found)
+			nap_ms(50);
+	}
+	cr_assert(found, "%s", out);
+	for (int i = 0; i < n; i++)
+		close(fds[i]);
+	close(bad);
+	close(big);
+	struct h_status s;
+	cr_assert(pl_status(&P, &s), "%s", s.raw);
+	cr_assert_eq(h_find(&s, "prom")->restarts, 0, "%s", s.raw);
+	cr_assert_eq(h_find(&s, "ckms")->lost, 0, "%s", s.raw);
+}
+
 Test(prom, bad_prom_options_are_one_line_and_exit_2)
 {
 	char exe[256], cmd[512];
