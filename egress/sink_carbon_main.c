@@ -204,6 +204,7 @@ main(int argc, char **argv)
 		.fini = sc_fini,
 		.needs_in = 1,
 		.takes_reports = 1,
+		.no_out = 1,
 	};
 	static struct sink_carbon s;
 	return stage_main(argc, argv, &ops, &s);

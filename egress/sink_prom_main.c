@@ -187,6 +187,7 @@ main(int argc, char **argv)
 		.fini = sp_fini,
 		.needs_in = 1,
 		.takes_reports = 1,
+		.no_out = 1,
 	};
 	static struct sink_prom p;
 	return stage_main(argc, argv, &ops, &p);
