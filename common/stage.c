@@ -276,6 +276,8 @@ open_all(struct stage *st)
 	for (size_t i = 0; i < st->nout; i++)
 		st->out_slot[i] = st->seg != NULL && !st->ops->holds_records ?
 		    stats_reader_of(st->seg, st->out_name[i]) : -1;
+	atomic_store(&st->stats->unbooked_out,
+	    st->ops->holds_records && st->nout > 0);
 	if (st->seg != NULL && !st->ops->holds_records) {
 		st->w.src = (uint8_t)st->slot;
 		mark_all_sent(st);

@@ -301,6 +301,9 @@ static void
 join_readers(struct sup *s, struct sup_child *c)
 {
 	uint64_t out = stats_get(&s->stats->slot[c->slot].out);
+	/* An egress's out-queues carry no booked records (common/stats.h). */
+	if (stats_get(&s->stats->slot[c->slot].unbooked_out))
+		c->join = 0;
 	for (int q = 0; q < c->nout; q++) {
 		if (!(c->join & (1u << q)))
 			continue;
@@ -488,7 +491,7 @@ on_exit_of(struct sup *s, struct sup_child *c, int wst)
 		log_warnx("stage %s: books off by %lld (lost shrank)", c->name,
 		    (long long)-held);
 	uint64_t out = stats_get(&st->out);
-	for (int q = 0; q < c->nout; q++) {
+	for (int q = 0; q < c->nout && !stats_get(&st->unbooked_out); q++) {
 		int r = stats_reader_of(s->stats, c->out_queue[q]);
 		if (r >= 0)
 			atomic_store(&st->sent[r], out);
