@@ -185,7 +185,7 @@ main(int argc, char **argv)
 		.prog = "telem-sink-carbon",
 		.default_name = "carbon",
 		.synopsis = "--graphite HOST:PORT [--graphite-prefix P] "
-		    "[--graphite-buffer BYTES]",
+		    "[--graphite-buffer BYTES] ",
 		.help =
 		    "      --graphite HOST:PORT  send every report entry to carbon\n"
 		    "                       (plaintext over TCP, never blocking)\n"

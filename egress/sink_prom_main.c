@@ -172,7 +172,7 @@ main(int argc, char **argv)
 	static const struct stage_ops ops = {
 		.prog = "telem-sink-prom",
 		.default_name = "prom",
-		.synopsis = "[--listen HOST:PORT] [--max-conns N]",
+		.synopsis = "[--listen HOST:PORT] [--max-conns N] ",
 		.help =
 		    "      --listen HOST:PORT  serve GET /metrics (Prometheus text\n"
 		    "                       0.0.4) on this numeric address\n"
