@@ -1,6 +1,6 @@
 /* egress.h - what the two egresses share: the per-name table with its cap,
  * the "new data since the last report" flag, the report writer and the
- * report entries sent on the out-queues (--out) to the sinks (DESIGN §14,
+ * report entries sent on the out-queues (--out) to the sinks (docs/design.md §15,
  * egress/report_rec.h). */
 #ifndef TELEM_EGRESS_H
 #define TELEM_EGRESS_H

@@ -1,7 +1,7 @@
 /* report_emit.h - sending report entries (egress/report_rec.h) on a
  * stage's out-queues, for any egress: ckms and cma through egress.c's
  * egress_entry, and an egress of another shape (telem-egress-statsd,
- * DESIGN §13) directly: one report_emit per entry of its Flush, then
+ * docs/design.md §14) directly: one report_emit per entry of its Flush, then
  * report_emit_end with how many it sent, then stage_push. */
 #ifndef TELEM_REPORT_EMIT_H
 #define TELEM_REPORT_EMIT_H

@@ -1,4 +1,4 @@
-/* telem-sink-carbon: reads the egresses' report records (DESIGN §14,
+/* telem-sink-carbon: reads the egresses' report records (docs/design.md §15,
  * egress/report_rec.h) from its in-queue and sends them to carbon as
  * plaintext lines "PREFIX.NAME.STAT VALUE TS" over one TCP connection
  * (egress/carbon.h: non-blocking, reconnecting with backoff, a bounded

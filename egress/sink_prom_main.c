@@ -1,4 +1,4 @@
-/* telem-sink-prom: reads the egresses' report records (DESIGN §14,
+/* telem-sink-prom: reads the egresses' report records (docs/design.md §15,
  * egress/report_rec.h) from its in-queue and serves the latest complete
  * report of each source as Prometheus text on GET /metrics (egress/
  * prom_expo.h renders, egress/prom_http.h serves). The stage's thread only

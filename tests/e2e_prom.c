@@ -1,4 +1,4 @@
-/* e2e_prom.c - telem-sink-prom end to end (DESIGN §14): the supervisor's
+/* e2e_prom.c - telem-sink-prom end to end (docs/design.md §15): the supervisor's
  * --prom adds the sink to the built-in pipeline; a real Prometheus server
  * (Debian's prometheus), started here on loopback with its own config and
  * a 1 s scrape interval, scrapes it, and its HTTP API (/api/v1/query, read
