@@ -37,10 +37,12 @@ VERSION ?= $(strip $(if $(GIT_TAGGED),$(patsubst v%,%,$(GIT_TAGGED)),\
 	$(if $(GIT_COMMIT),$(VERSION_BASE)+g$(GIT_COMMIT),$(VERSION_BASE))))
 
 PROGS    := telem-supervisor telem-ingest telem-filter telem-egress-ckms \
-            telem-egress-cma telem-egress-statsd telemctl telem-example-prefix
+            telem-egress-cma telem-egress-statsd telem-sink-carbon \
+            telem-sink-prom telemctl telem-example-prefix
 main_of   = $(firstword $(wildcard $(1)/main.c $(1)_main.c))
 MAINS    := supervisor/main.c ingest/main.c filter/main.c egress/ckms_main.c \
-            egress/cma_main.c egress/statsd_main.c supervisor/telemctl_main.c \
+            egress/cma_main.c egress/statsd_main.c egress/sink_carbon_main.c \
+            egress/sink_prom_main.c supervisor/telemctl_main.c \
             examples/stages/prefix_filter.c
 LIBSRC   := $(filter-out $(MAINS),$(wildcard common/*.c ingest/*.c filter/*.c \
             egress/*.c supervisor/*.c))
@@ -77,6 +79,8 @@ $(BIN)/telem-filter:     $(call obj,filter/main.c) $(LIB)
 $(BIN)/telem-egress-ckms: $(call obj,egress/ckms_main.c) $(LIB)
 $(BIN)/telem-egress-cma: $(call obj,egress/cma_main.c) $(LIB)
 $(BIN)/telem-egress-statsd: $(call obj,egress/statsd_main.c) $(LIB)
+$(BIN)/telem-sink-carbon: $(call obj,egress/sink_carbon_main.c) $(LIB)
+$(BIN)/telem-sink-prom:  $(call obj,egress/sink_prom_main.c) $(LIB)
 $(BIN)/telemctl:         $(call obj,supervisor/telemctl_main.c) $(LIB)
 # A stage of one's own (README "Writing a stage").
 $(BIN)/telem-example-prefix: $(call obj,examples/stages/prefix_filter.c) $(LIB)
@@ -92,7 +96,8 @@ $(BUILD)/tests/%: $(call obj,tests/%.c) $(call obj,$(TESTLIB)) $(LIB)
 
 # The Prometheus sink's HTTP server (egress/prom_http.c) needs libmicrohttpd;
 # only what links it gets the library.
-$(BUILD)/tests/test_prom_http $(BIN)/bench-prom: PROG_LDLIBS := -lmicrohttpd
+$(BUILD)/tests/test_prom_http $(BIN)/bench-prom $(BIN)/telem-sink-prom: \
+	PROG_LDLIBS := -lmicrohttpd
 
 $(BIN)/bench-%: $(call obj,bench/%.c) $(LIB)
 	@mkdir -p $(dir $@)
@@ -244,7 +249,8 @@ FUZZ_TIME  ?= 60
 
 $(FUZZ_DIR)/parse_fuzz: tests/fuzz/parse_fuzz.c ingest/parse.c common/wire.c \
                         ingest/parse.h common/wire.h
-$(FUZZ_DIR)/wire_fuzz: tests/fuzz/wire_fuzz.c common/wire.c common/wire.h
+$(FUZZ_DIR)/wire_fuzz: tests/fuzz/wire_fuzz.c common/wire.c common/wire.h \
+                       egress/report_rec.c egress/report_rec.h
 $(FUZZ_DIR)/statsd_fuzz: tests/fuzz/statsd_fuzz.c ingest/statsd.c \
                          ingest/jsstr.c egress/statsd_agg.c \
                          egress/statsd_agg_flush.c egress/statsd_timer.c \

@@ -8,11 +8,15 @@
 # telem process against bench-floor at the same step (at 1 line also
 # against bench-floor -w 1000, which waits 1 ms once a datagram is there as
 # ingest does), and each stage's peak RSS. Then a summary, the idle CPU
-# and the RSS with 10 000 names. Figures only, no asserts.
+# and the RSS with 10 000 names. Then, in the same run, the pipeline with
+# both sinks (-g to a discarding TCP listener, --prom scraped once a
+# second by curl) at the 1-line 200k and 32-line 3.2M steps, against the
+# same steps without them. Figures only, no asserts.
 #   usage: bench/pipeline.sh [bin]
 #   env:   STEP_S (5) seconds per step;  TRANSPORTS ("mqueue shm")
 #          RATES_1 ("50000 100000 200000 0") events/s, 0 = flat out
 #          RATES_32 ("1600000 3200000 4800000 0")
+#          SINKS (1): 0 skips the steps with the sinks
 set -u
 bin=${1:-bin}
 step_s=${STEP_S:-5}
@@ -24,7 +28,10 @@ hz=$(getconf CLK_TCK)
 ncpu=$(nproc)
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/pipeline.XXXXXX")
 sup_pid=
-stages="ingest low high ckms cma"
+aux_pids=
+base_stages="ingest low high ckms cma"
+stages=$base_stages
+sink_args=
 
 stop_pipeline() {
 	if [ -n "$sup_pid" ] && kill -0 "$sup_pid" 2>/dev/null; then
@@ -32,6 +39,8 @@ stop_pipeline() {
 		wait "$sup_pid" 2>/dev/null
 	fi
 	sup_pid=
+	for p in $aux_pids; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
+	aux_pids=
 }
 cleanup() {
 	stop_pipeline
@@ -64,10 +73,14 @@ snap() {
 	}' "$tmp/st")"
 }
 sum_of() { # a counter summed over the stages
-	eval "echo \$((s_ingest_$1 + s_low_$1 + s_high_$1 + s_ckms_$1 + s_cma_$1))"
+	n=0
+	for st in $stages; do eval "n=\$((n + s_${st}_$1))"; done
+	echo "$n"
 }
 pids() {
-	echo "$sup_pid $s_ingest_pid $s_low_pid $s_high_pid $s_ckms_pid $s_cma_pid"
+	l=$sup_pid
+	for st in $stages; do eval "l=\"\$l \$s_${st}_pid\""; done
+	echo "$l"
 }
 # Each stage's VmHWM (peak RSS), or VmRSS, in kB: "a/b/c/d/e".
 mem_kb() {
@@ -107,12 +120,14 @@ uptime_s() {
 # Start the pipeline on transport $1 and wait until every stage is up.
 start_pipeline() {
 	port=$(free_port)
-	"$bin/telem-supervisor" -i "$inst" -p "$port" -t "$1" -f 1000 \
+	# shellcheck disable=SC2086
+	"$bin/telem-supervisor" -i "$inst" -p "$port" -t "$1" -f 1000 $sink_args \
 	    >/dev/null 2>"$tmp/sup.log" &
 	sup_pid=$!
 	i=0
+	want=$(echo $stages | wc -w)
 	while [ "$i" -lt 100 ] && kill -0 "$sup_pid" 2>/dev/null; do
-		if snap && [ "$(grep -c 'state=up' "$tmp/st")" -eq 5 ]; then
+		if snap && [ "$(grep -c 'state=up' "$tmp/st")" -eq "$want" ]; then
 			return 0
 		fi
 		i=$((i + 1))
@@ -318,6 +333,54 @@ for t in $transports; do
 	stop_pipeline
 	summary "$t" "$idle"
 done
+
+# The sinks: the two target steps with -g and --prom, against the same
+# steps of the plain pipeline above.
+tcp_port() {
+	p=$((30000 + $$ % 20000 + $1))
+	while [ -n "$(ss -Hltn "sport = :$p" 2>/dev/null)" ]; do
+		p=$((p + 1))
+	done
+	echo "$p"
+}
+if [ "${SINKS:-1}" != 0 ]; then
+	cport=$(tcp_port 0)
+	pport=$(tcp_port 1)
+	[ "$pport" = "$cport" ] && pport=$((pport + 1))
+	stages="$base_stages carbon prom"
+	sink_args="-g 127.0.0.1:$cport --prom 127.0.0.1:$pport"
+	for t in $transports; do
+		[ -s "$tmp/rows.$t" ] || continue
+		nc -lk 127.0.0.1 "$cport" >/dev/null 2>&1 &
+		aux_pids=$!
+		if ! start_pipeline "$t"; then
+			echo "== sinks, transport $t: not up: $(tail -n 1 "$tmp/sup.log")"
+			stop_pipeline
+			continue
+		fi
+		( while :; do curl -s -o /dev/null "http://127.0.0.1:$pport/metrics"
+		    sleep 1; done ) &
+		aux_pids="$aux_pids $!"
+		echo "== transport $t with both sinks (-g, --prom scraped each second)"
+		: >"$tmp/rows"
+		header
+		pipe_step 1 200000 100 0 0 0 0
+		pipe_step 32 3200000 100 0 0 0 0
+		stop_pipeline
+		cp "$tmp/rows" "$tmp/sinks.$t"
+		awk -v t="$t" 'NR == FNR { if (($1 == 1 && $2 == 200000) ||
+			($1 == 32 && $2 == 3200000)) base[$1] = $7 / ($5 / 1e6); next }
+		{ s[$1] = $7 / ($5 / 1e6) }
+		END {
+			printf "sinks %s: cpu-s/M at 1 line 200k %.3f -> %.3f (%+.1f%%), " \
+			    "at 32 lines 3.2M %.3f -> %.3f (%+.1f%%)\n", t,
+			    base[1], s[1], 100 * (s[1] / base[1] - 1),
+			    base[32], s[32], 100 * (s[32] / base[32] - 1)
+		}' "$tmp/rows.$t" "$tmp/sinks.$t"
+	done
+	stages=$base_stages
+	sink_args=
+fi
 
 # Both transports: CPU per million events, step by step.
 if [ -s "$tmp/rows.mqueue" ] && [ -s "$tmp/rows.shm" ]; then

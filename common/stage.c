@@ -269,10 +269,16 @@ open_all(struct stage *st)
 	 * runs of this stage sent; whatever of that did not reach a reader
 	 * never will (they are dead), so say all of it was sent. */
 	st->out_total = stats_get(&st->stats->out);
+	/* A stage that holds its records (an egress) sends none of them on:
+	 * its out-queues carry report records only, which the books do not
+	 * count (common/wire.h), so its messages name no writer slot and
+	 * its `out` stays what stage_commit booked. */
 	for (size_t i = 0; i < st->nout; i++)
-		st->out_slot[i] = st->seg != NULL ?
+		st->out_slot[i] = st->seg != NULL && !st->ops->holds_records ?
 		    stats_reader_of(st->seg, st->out_name[i]) : -1;
-	if (st->seg != NULL) {
+	atomic_store(&st->stats->unbooked_out,
+	    st->ops->holds_records && st->nout > 0);
+	if (st->seg != NULL && !st->ops->holds_records) {
 		st->w.src = (uint8_t)st->slot;
 		mark_all_sent(st);
 	}
@@ -472,6 +478,12 @@ handle_msg(struct stage *st, const void *msg)
 					    "stage takes only telem records (%lld more since "
 					    "the last line)", st->in_name, s);
 			}
+			break;
+		case WIRE_REPORT:
+			/* Not in the books (common/wire.h); a stage that does
+			 * not read reports passes over them. */
+			if (st->ops->takes_reports)
+				st->ops->on_record(st, &rec);
 			break;
 		case WIRE_FLUSH:
 			st->flush_ms = rec.value;

@@ -47,13 +47,16 @@ struct stage_ops {
 	 * handled (an egress applies them to its aggregates), so the skeleton
 	 * does not book them in `out`; the stage does, with stage_commit,
 	 * once they are safe (saved). Until then they are in flight, lost if
-	 * killed. Only for stages without out-queues (whose `out` numbers
-	 * messages). */
+	 * killed. Its out-queues, if any, carry only report records, which
+	 * the books do not count: its messages name no writer slot. */
 	int holds_records;
 	/* 1: on_record also gets WIRE_STATSD and WIRE_STATSD_META records
 	 * (wire_statsd_get, wire_meta_get). 0: the skeleton counts a statsd
 	 * metric `dropped` (logged at most once a minute) and skips meta. */
 	int takes_statsd;
+	/* 1: on_record also gets WIRE_REPORT records (a sink); 0: the
+	 * skeleton passes over them. */
+	int takes_reports;
 };
 
 struct stage {

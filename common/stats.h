@@ -42,7 +42,13 @@ struct stats_slot {
 	_Atomic uint64_t dropped;   /* names over the cap */
 	_Atomic uint64_t dropped_dgrams; /* ingest: datagrams the kernel dropped */
 	_Atomic uint64_t lost;      /* held by killed stages, or taken by them */
-	_Atomic uint64_t sink_dropped; /* egress lines a full graphite buffer dropped */
+	_Atomic uint64_t sink_dropped; /* carbon lines a full buffer dropped */
+	_Atomic uint64_t unbooked_out; /* 1: its out-queues carry no records of
+	                             * the books (an egress sending report
+	                             * records, common/wire.h): its `out` is
+	                             * not what it sent, and no sent[] is kept
+	                             * for its readers (written by the stage at
+	                             * its start) */
 	_Atomic int64_t pid;
 	_Atomic uint64_t restarts;
 	_Atomic uint64_t taken[STATS_SLOTS]; /* reader: end of the last message

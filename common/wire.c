@@ -4,6 +4,8 @@
 #include <math.h>
 #include <string.h>
 
+#include "egress/report_rec.h"
+
 void
 wire_writer_init(struct wire_writer *w, void *buf, size_t cap)
 {
@@ -147,6 +149,36 @@ statsd_rec_ok(const unsigned char *p, size_t avail)
 	return size;
 }
 
+size_t
+wire_encode_report(void *buf, size_t cap, const void *entry, size_t len)
+{
+	unsigned char *p = buf;
+	uint32_t v = (uint32_t)len;
+	if (len == 0 || len > REPORT_REC_MAX || cap < WIRE_REC_HDR + len)
+		return 0;
+	p[0] = WIRE_REPORT;
+	p[1] = 0;
+	memcpy(p + 2, &v, 4);
+	memcpy(p + WIRE_REC_HDR, entry, len);
+	return WIRE_REC_HDR + len;
+}
+
+/* The report record at p (its head in bounds, avail bytes from p on):
+ * its size, or 0 when it is not valid. */
+static size_t
+report_ok(const unsigned char *p, size_t avail)
+{
+	uint32_t v;
+	struct report_rec r;
+	const char *why;
+	memcpy(&v, p + 2, 4);
+	if (p[1] != 0 || v < REPORT_REC_HDR || v > REPORT_REC_MAX ||
+	    avail - WIRE_REC_HDR < v ||
+	    report_rec_decode(p + WIRE_REC_HDR, v, &r, &why) == -1)
+		return 0;
+	return WIRE_REC_HDR + v;
+}
+
 long
 wire_check(const void *msg, size_t len)
 {
@@ -181,6 +213,11 @@ wire_check_telemetry(const void *msg, size_t len, uint32_t *telemetry)
 		size_t size;
 		uint32_t value;
 		switch (type) {
+		case WIRE_REPORT:
+			if ((size = report_ok(p, (size_t)(end - p))) == 0)
+				return -1;
+			p += size;
+			continue;
 		case WIRE_STATSD:
 			if ((size = statsd_rec_ok(p, (size_t)(end - p))) == 0)
 				return -1;

@@ -23,7 +23,14 @@
  *     packets_received, metrics_received, bad_lines_seen).
  * WIRE_TELEMETRY and WIRE_STATSD are the records the books count
  * (wire_counts); Flush, Stop and the meta record are not counted. Flush's
- * value is the Flush interval in milliseconds (0 from older writers). */
+ * value is the Flush interval in milliseconds (0 from older writers).
+ *
+ * WIRE_REPORT carries one entry of an egress's report (docs/design.md
+ * §15) after the same 6-byte head: name_len 0, value = the entry's length
+ * (REPORT_REC_HDR..REPORT_REC_MAX, egress/report_rec.h), then the entry as
+ * report_rec_encode writes it. The books do not count report records
+ * (wire_counts): they are made by an egress on Flush, not taken from its
+ * input, and a sink's page or carbon's whisper files are their account. */
 #ifndef TELEM_WIRE_H
 #define TELEM_WIRE_H
 
@@ -45,6 +52,7 @@ enum wire_type {
 	WIRE_STOP = 3,      /* drain: everything before it is done, then exit */
 	WIRE_STATSD = 4,    /* one statsd metric (see above) */
 	WIRE_STATSD_META = 5, /* statsd's own counts (see above) */
+	WIRE_REPORT = 6,    /* one report entry (see above) */
 };
 
 #define WIRE_STATSD_BODY 16   /* f64 value, f64 rate after the key */
@@ -60,12 +68,15 @@ wire_counts(uint8_t type)
 	return type == WIRE_TELEMETRY || type == WIRE_STATSD;
 }
 
-/* The bytes after a record's name: 0 but for the statsd types. */
+/* The bytes after a record's name: 0 but for the statsd types and a
+ * report record's entry. */
 static inline size_t
 wire_extra(uint8_t type, uint32_t value)
 {
 	if (type == WIRE_STATSD)
 		return WIRE_STATSD_BODY + ((value >> 16) & 0xff);
+	if (type == WIRE_REPORT)
+		return value;
 	return type == WIRE_STATSD_META ? WIRE_META_BODY : 0;
 }
 
@@ -134,9 +145,9 @@ wire_put(struct wire_writer *w, uint8_t type, const char *name,
  * the writer stays usable only after wire_writer_reset (which keeps src and
  * seq). */
 size_t wire_finish(struct wire_writer *w);
-/* Append a record already encoded (rec[0..size), as wire_encode_statsd or
- * wire_rec.raw give it). Returns 0, or -1 (nothing written) when it does
- * not fit. The record is not checked: the reader's wire_check does. */
+/* Append a record already encoded (rec[0..size), as wire_encode_statsd,
+ * wire_encode_report or wire_rec.raw give it). Returns 0, or -1
+ * (nothing written) when it does not fit. The record is not checked: the reader's wire_check does. */
 int wire_put_raw(struct wire_writer *w, const void *rec, size_t size);
 /* Encode a WIRE_STATSD record into buf (at least WIRE_REC_MAX bytes).
  * Returns its size, or 0 when key_len is not 1..255 or member_len over
@@ -150,11 +161,16 @@ size_t wire_encode_meta(void *buf, const struct wire_meta *m);
 /* The fields of a checked WIRE_STATSD record / WIRE_STATSD_META record. */
 void wire_statsd_get(const struct wire_rec *r, struct wire_statsd *s);
 void wire_meta_get(const struct wire_rec *r, struct wire_meta *m);
+/* Encode a WIRE_REPORT record holding entry[0..len) (a report_rec
+ * encoding) into buf[0..cap). Returns its size, or 0 when len is not
+ * 1..REPORT_REC_MAX or cap is too small. */
+size_t wire_encode_report(void *buf, size_t cap, const void *entry, size_t len);
 void wire_writer_reset(struct wire_writer *w);
 
 /* Check a whole received message before any record of it is used: version,
  * count, every record's type, length and name (wire_name_ok for telemetry,
- * empty for flush and stop), no trailing bytes. Returns the record count, or
+ * empty for flush and stop, a report entry that report_rec_decode takes
+ * for a report record), no trailing bytes. Returns the record count, or
  * -1 if anything is wrong (then nothing of the message may be used). */
 long wire_check(const void *msg, size_t len);
 /* wire_check, also counting the records the books count (wire_counts)

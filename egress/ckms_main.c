@@ -3,7 +3,6 @@
  * and 0.99 of every name, names in ascending byte order
  * (docs/design.md §4). */
 #include <malloc.h>
-#include <stdio.h>
 #include <stdlib.h>
 
 #include "egress/ckms.h"
@@ -12,6 +11,13 @@
 struct ckms_egress {
 	struct egress e;
 	double eps;
+};
+
+/* A name's state: its sketch, and the sum of its values for the
+ * summary's sum (report entries; the sketch keeps no sum). */
+struct ckms_name {
+	struct ckms *s;
+	double sum;
 };
 
 enum { OPT_ERROR = 256 };
@@ -40,22 +46,30 @@ ckms_option(struct stage *st, int opt, const char *arg)
 static void
 save_sketch(struct state_writer *w, const void *payload)
 {
-	ckms_save(*(struct ckms *const *)payload, w);
+	const struct ckms_name *n = payload;
+	ckms_save(n->s, w);
+	state_put(w, &n->sum, sizeof(n->sum));
 }
 
 static int
 load_sketch(void *e, struct state_reader *r, void *payload, const char **why)
 {
 	struct ckms_egress *c = e;  /* e is its first member */
-	struct ckms *s = ckms_load(c->eps, r, why);
-	*(struct ckms **)payload = s;
-	return s != NULL ? 0 : -1;
+	struct ckms_name *n = payload;
+	n->s = ckms_load(c->eps, r, why);
+	if (n->s == NULL)
+		return -1;
+	if (state_get(r, &n->sum, sizeof(n->sum)) == -1 || !(n->sum >= 0)) {
+		*why = "sum cut short or impossible";
+		return -1;
+	}
+	return 0;
 }
 
 static void
 free_sketch(void *payload)
 {
-	ckms_free(*(struct ckms **)payload);
+	ckms_free(((struct ckms_name *)payload)->s);
 }
 
 static const struct egress_kind sketches = {
@@ -70,7 +84,8 @@ ckms_init(struct stage *st)
 {
 	struct ckms_egress *c = st->ctx;
 	c->e.state_param = c->eps;
-	return egress_init(st, &c->e, sizeof(struct ckms *), &sketches);
+	return egress_init(st, &c->e, sizeof(struct ckms_name), &sketches,
+	    REPORT_SRC_CKMS);
 }
 
 static void
@@ -78,12 +93,14 @@ ckms_record(struct stage *st, const struct wire_rec *r)
 {
 	struct ckms_egress *c = st->ctx;
 	int created;
-	struct ckms **s = egress_lookup(st, &c->e, r->name, r->name_len, &created);
-	if (s == NULL)
+	struct ckms_name *n = egress_lookup(st, &c->e, r->name, r->name_len,
+	    &created);
+	if (n == NULL)
 		return;
-	if (created && (*s = ckms_new(c->eps)) == NULL)
+	if (created && (n->s = ckms_new(c->eps)) == NULL)
 		fatal(EXIT_TEMPORARY, "ckms_new");
-	ckms_insert(*s, r->value);
+	ckms_insert(n->s, r->value);
+	n->sum += r->value;
 	egress_applied(&c->e);
 }
 
@@ -92,18 +109,22 @@ report_one(void *ctx, const char *name, size_t len, void *payload)
 {
 	static const double q[] = { 0, 0.25, 0.5, 0.75, 0.9, 0.99 };
 	static const char *const label[] = { "0", "0.25", "0.5", "0.75", "0.9", "0.99" };
-	static const char *const stat[] = { "q0", "q25", "q50", "q75", "q90", "q99" };
+	static const char *const field[] = { "q0", "q0.25", "q0.5", "q0.75",
+	    "q0.9", "q0.99" };
 	struct egress *e = ctx;
-	struct ckms *s = *(struct ckms **)payload;
+	struct ckms_name *n = payload;
+	int entries = egress_entries_wanted(e);
 	for (size_t i = 0; i < sizeof(q) / sizeof(q[0]); i++) {
-		unsigned v = (unsigned)ckms_query(s, q[i]);
+		unsigned v = (unsigned)ckms_query(n->s, q[i]);
 		report_printf(&e->rep, "[CKMS] %.*s %s:%u\n", (int)len, name,
 		    label[i], v);
-		if (e->sink != NULL) {
-			char num[16];
-			snprintf(num, sizeof(num), "%u", v);
-			egress_graphite(e, name, len, stat[i], num);
-		}
+		if (entries)
+			egress_entry(e, name, len, REPORT_SUM_QUANTILE, field[i], v);
+	}
+	if (entries) {
+		egress_entry(e, name, len, REPORT_SUM_SUM, "sum", n->sum);
+		egress_entry(e, name, len, REPORT_SUM_COUNT, "count",
+		    (double)ckms_count(n->s));
 	}
 }
 
@@ -151,7 +172,6 @@ main(int argc, char **argv)
 		.fini = ckms_fini,
 		.needs_in = 1,
 		.holds_records = 1,
-		.no_out = 1,
 	};
 	struct ckms_egress c = { .eps = 0.01 };
 	return stage_main(argc, argv, &ops, &c);

@@ -46,7 +46,8 @@ static const struct egress_kind averages = {
 static int
 cma_init(struct stage *st)
 {
-	return egress_init(st, st->ctx, sizeof(struct cma), &averages);
+	return egress_init(st, st->ctx, sizeof(struct cma), &averages,
+	    REPORT_SRC_CMA);
 }
 
 static void
@@ -70,7 +71,10 @@ report_one(void *ctx, const char *name, size_t len, void *payload)
 	if (cma_format(m->mean, num, sizeof(num)) < 0)
 		return;
 	report_printf(&e->rep, "[CMA] %.*s %s\n", (int)len, name, num);
-	egress_graphite(e, name, len, "cma", num);
+	if (egress_entries_wanted(e)) {
+		egress_entry(e, name, len, REPORT_GAUGE, "cma", m->mean);
+		egress_entry(e, name, len, REPORT_COUNTER, "count", (double)m->n);
+	}
 }
 
 static void
@@ -108,7 +112,6 @@ main(int argc, char **argv)
 		.fini = cma_fini,
 		.needs_in = 1,
 		.holds_records = 1,
-		.no_out = 1,
 	};
 	struct egress e = { 0 };
 	return stage_main(argc, argv, &ops, &e);

@@ -1,5 +1,5 @@
-/* egress.c - name table, cap, report and graphite bookkeeping shared by
- * both egresses. */
+/* egress.c - name table, cap, report and report-entry bookkeeping shared
+ * by both egresses. */
 #include "egress/egress.h"
 
 #include <errno.h>
@@ -8,15 +8,13 @@
 #include <time.h>
 
 #include "clock.h"
+#include "egress/report_emit.h"
 #include "wire.h"
-
-#define SINK_DRAIN_MS 1000
 
 int
 egress_option(struct egress *e, int opt, const char *arg)
 {
 	uint32_t v;
-	const char *why;
 	switch (opt) {
 	case EGRESS_OPT_MAX_NAMES:
 		if (stage_parse_u32(arg, &v) == -1 || v == 0) {
@@ -24,30 +22,6 @@ egress_option(struct egress *e, int opt, const char *arg)
 			return -1;
 		}
 		e->max_names = v;
-		return 0;
-	case EGRESS_OPT_GRAPHITE:
-		if (carbon_parse_addr(arg, e->g_host, sizeof(e->g_host), e->g_port,
-		    sizeof(e->g_port), &why) == -1) {
-			log_warnx("--graphite %s: %s", arg, why);
-			return -1;
-		}
-		return 0;
-	case EGRESS_OPT_GRAPHITE_PREFIX:
-		if (!carbon_prefix_ok(arg)) {
-			log_warnx("--graphite-prefix %s: must be 1..%d printable "
-			    "characters without spaces", arg, CARBON_PREFIX_MAX);
-			return -1;
-		}
-		e->g_prefix = arg;
-		return 0;
-	case EGRESS_OPT_GRAPHITE_BUFFER:
-		if (stage_parse_u32(arg, &v) == -1 || v < CARBON_BUFFER_MIN ||
-		    v > CARBON_BUFFER_MAX) {
-			log_warnx("--graphite-buffer %s: must be %u..%u bytes", arg,
-			    CARBON_BUFFER_MIN, CARBON_BUFFER_MAX);
-			return -1;
-		}
-		e->g_buffer = v;
 		return 0;
 	case EGRESS_OPT_STATE:
 		if (*arg == '\0' || strlen(arg) > sizeof(e->sw->tmp) - 8) {
@@ -167,8 +141,10 @@ load_state(struct stage *st, struct egress *e)
 
 int
 egress_init(struct stage *st, struct egress *e, size_t payload,
-    const struct egress_kind *kind)
+    const struct egress_kind *kind, uint8_t source)
 {
+	e->st = st;
+	e->source = source;
 	if (e->max_names == 0)
 		e->max_names = EGRESS_MAX_NAMES_DEFAULT;
 	e->payload = payload;
@@ -184,16 +160,6 @@ egress_init(struct stage *st, struct egress *e, size_t payload,
 			return -1;
 		}
 		load_state(st, e);
-	}
-	if (e->g_host[0] != '\0') {
-		const char *why;
-		e->sink = carbon_new(e->g_host, e->g_port,
-		    e->g_prefix ? e->g_prefix : "telem",
-		    e->g_buffer ? e->g_buffer : CARBON_BUFFER_DEFAULT, &why);
-		if (e->sink == NULL) {
-			log_warnx("--graphite %s:%s: %s", e->g_host, e->g_port, why);
-			return -1;
-		}
 	}
 	return 0;
 }
@@ -225,6 +191,55 @@ save_spaced(const struct egress *e)
 	return clock_s() - e->saved_s >= EGRESS_SAVE_SPACING * e->save_cost_s;
 }
 
+static void
+send_entry(struct egress *e, const struct report_rec *r)
+{
+	int rc = r->kind == REPORT_END ?
+	    report_emit_end(e->st, r->source, r->ts, r->count) :
+	    report_emit(e->st, r);
+	if (rc == -1) {
+		if (!e->entries_failed)
+			log_warnx("report entry of %.*s %.*s not sent: the rest of "
+			    "this report is not sent either", (int)r->name_len,
+			    r->name ? r->name : "", (int)r->field_len,
+			    r->field ? r->field : "");
+		e->entries_failed = 1;
+		return;
+	}
+	e->entries++;
+}
+
+/* End the report's entries and send them. A report with an entry that
+ * could not go out gets no END: the sinks discard it whole. */
+static void
+end_entries(struct stage *st, struct egress *e)
+{
+	if (!e->entries_failed) {
+		struct report_rec end = {
+			.kind = REPORT_END, .source = e->source,
+			.ts = e->flush_ts, .count = e->entries,
+		};
+		send_entry(e, &end);
+	}
+	if (stage_push(st) == -1)
+		log_warnx("report entries not sent");
+}
+
+void
+egress_entry(struct egress *e, const char *name, size_t len, uint8_t kind,
+    const char *field, double value)
+{
+	if (!egress_entries_wanted(e) || e->entries_failed)
+		return;
+	struct report_rec r = {
+		.kind = kind, .source = e->source,
+		.name = name, .name_len = (uint8_t)len,
+		.field = field, .field_len = (uint8_t)strlen(field),
+		.ts = e->flush_ts, .value = value,
+	};
+	send_entry(e, &r);
+}
+
 void
 egress_flush(struct stage *st, struct egress *e,
     void (*one)(void *e, const char *name, size_t len, void *payload))
@@ -232,8 +247,12 @@ egress_flush(struct stage *st, struct egress *e,
 	if (!e->dirty)
 		return;
 	e->flush_ts = (long long)time(NULL);
+	e->entries = 0;
+	e->entries_failed = 0;
 	names_foreach_sorted(e->names, one, e);
 	report_flush(&e->rep);
+	if (egress_entries_wanted(e))
+		end_entries(st, e);
 	e->dirty = 0;
 	if (e->state_path != NULL) {
 		/* Saved as reported, so that a restart does not report the
@@ -313,27 +332,11 @@ fail:;
 }
 
 void
-egress_graphite(struct egress *e, const char *name, size_t len,
-    const char *stat, const char *value)
-{
-	if (e->sink != NULL)
-		carbon_line(e->sink, name, len, stat, value, e->flush_ts);
-}
-
-void
 egress_tick(struct stage *st, struct egress *e)
 {
 	if (e->unsaved && (e->state_path == NULL ||
 	    (clock_ms() - e->unsaved_ms >= EGRESS_SAVE_AFTER_MS && save_spaced(e))))
 		egress_save(st, e);
-	if (e->sink == NULL)
-		return;
-	carbon_poll(e->sink);
-	uint64_t d = carbon_dropped(e->sink);
-	if (d > e->sink_dropped_seen) {
-		stats_add(&st->stats->sink_dropped, d - e->sink_dropped_seen);
-		e->sink_dropped_seen = d;
-	}
 }
 
 void
@@ -341,11 +344,6 @@ egress_fini(struct stage *st, struct egress *e)
 {
 	report_flush(&e->rep);
 	egress_save(st, e);
-	if (e->sink != NULL) {
-		carbon_drain(e->sink, SINK_DRAIN_MS);
-		carbon_free(e->sink);
-		e->sink = NULL;
-	}
 	if (e->names != NULL)
 		names_free(e->names, e->kind->free_one);
 	e->names = NULL;

@@ -1,15 +1,16 @@
 /* egress.h - what the two egresses share: the per-name table with its cap,
  * the "new data since the last report" flag, the report writer and the
- * optional graphite sink that gets every reported value too. */
+ * report entries sent on the out-queues (--out) to the sinks (docs/design.md §15,
+ * egress/report_rec.h). */
 #ifndef TELEM_EGRESS_H
 #define TELEM_EGRESS_H
 
 #include <stddef.h>
 #include <stdint.h>
 
-#include "egress/carbon.h"
 #include "egress/names.h"
 #include "egress/report.h"
+#include "egress/report_rec.h"
 #include "log.h"
 #include "stage.h"
 #include "state.h"
@@ -17,29 +18,19 @@
 #define EGRESS_MAX_NAMES_DEFAULT 100000
 enum {
 	EGRESS_OPT_MAX_NAMES = 300,
-	EGRESS_OPT_GRAPHITE,
-	EGRESS_OPT_GRAPHITE_PREFIX,
-	EGRESS_OPT_GRAPHITE_BUFFER,
 	EGRESS_OPT_STATE,
 };
 #define EGRESS_OPTS \
 	{ "max-names", required_argument, NULL, EGRESS_OPT_MAX_NAMES }, \
-	{ "graphite", required_argument, NULL, EGRESS_OPT_GRAPHITE }, \
-	{ "graphite-prefix", required_argument, NULL, EGRESS_OPT_GRAPHITE_PREFIX }, \
-	{ "graphite-buffer", required_argument, NULL, EGRESS_OPT_GRAPHITE_BUFFER }, \
 	{ "state", required_argument, NULL, EGRESS_OPT_STATE }
-#define EGRESS_SYNOPSIS "[--max-names N] [--state FILE] [--graphite HOST:PORT " \
-	"[--graphite-prefix P] [--graphite-buffer BYTES]] "
+#define EGRESS_SYNOPSIS "[--max-names N] [--state FILE] "
 #define EGRESS_HELP \
 	"      --max-names N    distinct names kept; new names past it are dropped\n" \
 	"                       and counted (default 100000)\n" \
 	"      --state FILE     keep the aggregates in FILE: loaded at start, saved\n" \
 	"                       after each report, 1 s after unsaved data and at stop\n" \
-	"      --graphite HOST:PORT  also send every reported value to carbon\n" \
-	"                       (plaintext over TCP, never blocking the egress)\n" \
-	"      --graphite-prefix P   metric names are P.NAME.STAT (default telem)\n" \
-	"      --graphite-buffer BYTES  lines kept while carbon is away; when full\n" \
-	"                       the oldest are dropped and counted (default 4194304)\n"
+	"  With --out QUEUE, each report also goes to QUEUE as report records\n" \
+	"  (for telem-sink-carbon, telem-sink-prom), ended by an end-of-report.\n"
 
 /* What an egress keeps per name, as its state file holds it. */
 struct egress_kind {
@@ -60,13 +51,12 @@ struct egress {
 	int dirty;           /* data arrived since the last report */
 	struct report rep;
 	struct log_limit cap_log;
-	/* --graphite: the sink, or NULL */
-	char g_host[CARBON_HOST_MAX], g_port[8];
-	const char *g_prefix;
-	uint32_t g_buffer;
-	struct carbon *sink;
+	/* Report entries for the out-queues (nothing without --out). */
+	struct stage *st;
+	uint8_t source;      /* enum report_source */
 	long long flush_ts;  /* the Flush being reported, unix seconds */
-	uint64_t sink_dropped_seen; /* already added to the stats slot */
+	uint64_t entries;    /* entries of the report being sent */
+	int entries_failed;  /* one did not go out: the END is withheld */
 	/* --state: records applied are booked `out` only once a save holds
 	 * them (docs/design.md §13); without it, once applied. */
 	const char *state_path;
@@ -79,13 +69,12 @@ struct egress {
 	struct log_limit save_log;
 };
 
-/* Take --max-names and the --graphite options. Returns 0 or -1 (logged). */
+/* Take --max-names and --state. Returns 0 or -1 (logged). */
 int egress_option(struct egress *e, int opt, const char *arg);
-/* Allocate the table and the graphite sink if asked for, and load the
- * state file of --state (a bad one is logged, set aside and the egress
+/* Allocate the table and load the state file of --state (a bad one is logged, set aside and the egress
  * starts empty). Returns 0 or -1 (logged). */
 int egress_init(struct stage *st, struct egress *e, size_t payload,
-    const struct egress_kind *kind);
+    const struct egress_kind *kind, uint8_t source);
 /* A record was applied to name's payload: it is booked `out` once saved. */
 void egress_applied(struct egress *e);
 /* The state of r's name, created zeroed on first sight (*created = 1).
@@ -95,16 +84,24 @@ void *egress_lookup(struct stage *st, struct egress *e, const char *name,
     size_t len, int *created);
 /* On Flush: if data arrived since the last report, call one(e, name, len,
  * payload) for every name in ascending byte order, then write the report
- * and hand the graphite lines to the sink. e->flush_ts is the time of this
- * Flush, taken once, for every line of it. */
+ * and, with out-queues, end the report entries with REPORT_END and send
+ * them. e->flush_ts is the time of this Flush, taken once, for every
+ * entry of it. */
 void egress_flush(struct stage *st, struct egress *e,
     void (*one)(void *e, const char *name, size_t len, void *payload));
-/* Queue one value of a name for graphite, stamped e->flush_ts (nothing
- * without --graphite). */
-void egress_graphite(struct egress *e, const char *name, size_t len,
-    const char *stat, const char *value);
-/* The receive loop's tick: let the sink make progress and book its drops
- * in the stats slot (sink_dropped); save the state if records have waited
+/* Send one report entry of a name (kind: enum report_kind, field as
+ * report_rec.h says), stamped e->flush_ts, to the out-queues (nothing
+ * without --out). An entry that cannot go out is logged, and that
+ * report gets no REPORT_END, so sinks drop it whole. */
+void egress_entry(struct egress *e, const char *name, size_t len,
+    uint8_t kind, const char *field, double value);
+/* 1 if report entries go anywhere (the egress has --out). */
+static inline int
+egress_entries_wanted(const struct egress *e)
+{
+	return e->st != NULL && e->st->nout > 0;
+}
+/* The receive loop's tick: save the state if records have waited
  * unsaved for EGRESS_SAVE_AFTER_MS (without --state: book them). Saves
  * after a report or a tick are spaced by EGRESS_SAVE_SPACING times the
  * last one's duration, so that saving takes at most 1/SPACING of the
@@ -116,8 +113,7 @@ void egress_tick(struct stage *st, struct egress *e);
  * `out`. Returns 0, or -1 (logged at most every 10 s; the records stay in
  * flight and the next tick tries again). */
 int egress_save(struct stage *st, struct egress *e);
-/* Write what is gathered, save the state, give the sink up to a second to
- * deliver what it holds, and free everything. */
+/* Write what is gathered, save the state and free everything. */
 void egress_fini(struct stage *st, struct egress *e);
 
 #endif

@@ -25,13 +25,15 @@
 
 static const char usage[] =
     "usage: telem-supervisor [-c file | [-H host] [-p port] [-l limit] [-e error]\n"
-    "                        [-g host:port [--graphite-prefix p] [--graphite-buffer bytes]]]\n"
+    "                        [-g host:port [--graphite-prefix p] [--graphite-buffer bytes]]\n"
+    "                        [--prom host:port]]\n"
     "                        [-f flush_ms] [-t mqueue|shm] [-m msg_bytes] [-s slots]\n"
     "                        [-i instance] [--control path] [--rcvbuf bytes]\n"
     "                        [--stall-ms ms] [--state-dir dir] [--max-names n]\n"
     "                        [--print-pipeline] [-v | -q] [-V]\n"
     "  -c file      run the pipeline file (README \"Pipeline files\"); without it\n"
-    "               the built-in pipeline, shaped by -H -p -l -e -g --max-names\n"
+    "               the built-in pipeline, shaped by -H -p -l -e -g --prom\n"
+    "               --max-names\n"
     "  --print-pipeline  print the pipeline (built-in, or the file's) as a\n"
     "               pipeline file, with the options applied, and exit\n"
     "  -H host      UDP address or name to listen on (default 127.0.0.1)\n"
@@ -51,11 +53,15 @@ static const char usage[] =
     "               system allows); the socket is kept across ingest restarts\n"
     "  --stall-ms n a stage with queued input that takes nothing for n ms is\n"
     "               stalled: restarted (default 10000; 0: never)\n"
-    "  -g host:port send every report to carbon too (plaintext over TCP), one line\n"
-    "               per value: PREFIX.NAME.STAT VALUE UNIX-SECONDS\n"
+    "  -g host:port add the stage carbon (telem-sink-carbon), fed by both\n"
+    "               egresses: every report to carbon too (plaintext over TCP),\n"
+    "               one line per value: PREFIX.NAME.STAT VALUE UNIX-SECONDS\n"
     "  --graphite-prefix p  first part of the metric names (default telem)\n"
-    "  --graphite-buffer b  bytes of lines each egress keeps while carbon is\n"
+    "  --graphite-buffer b  bytes of lines the sink keeps while carbon is\n"
     "               away, oldest dropped first (default 4194304)\n"
+    "  --prom host:port  add the stage prom (telem-sink-prom), fed by both\n"
+    "               egresses: GET /metrics for Prometheus on that numeric\n"
+    "               address (e.g. 127.0.0.1:9108)\n"
     "  --state-dir dir  keep the egresses' aggregates in dir/STAGE.state across\n"
     "               stops and starts (default: /dev/shm, removed at stop)\n"
     "  --max-names n  names each egress keeps (default 100000); records of\n"
@@ -100,8 +106,8 @@ check_host(const char *host)
 		bad("H", host, rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
 }
 
-/* -g: the egresses take the same address; the host must resolve now, as
- * it will there (each egress resolves it once, at its start). */
+/* -g: the host must resolve now, as it will in telem-sink-carbon (which
+ * resolves it once, at its start). */
 static void
 check_graphite(const char *spec)
 {
@@ -113,6 +119,21 @@ check_graphite(const char *spec)
 	if (c == NULL)
 		bad("g", spec, why);
 	carbon_free(c);
+}
+
+/* --prom: a numeric address and a port, as telem-sink-prom takes them. */
+static void
+check_prom(const char *spec)
+{
+	char host[CARBON_HOST_MAX], port[8];
+	const char *why;
+	struct addrinfo hints = { .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV,
+	    .ai_socktype = SOCK_STREAM }, *ai;
+	if (carbon_parse_addr(spec, host, sizeof(host), port, sizeof(port), &why) == -1)
+		bad("-prom", spec, why);
+	if (getaddrinfo(host, port, &hints, &ai) != 0)
+		bad("-prom", spec, "the host must be a numeric IPv4 or IPv6 address");
+	freeaddrinfo(ai);
 }
 
 /* --state-dir: an existing folder we can write in, made absolute because
@@ -147,6 +168,7 @@ parse(struct sup_config *cfg, int argc, char **argv, int *print)
 		{ "graphite", required_argument, NULL, 'g' },
 		{ "graphite-prefix", required_argument, NULL, 'P' },
 		{ "graphite-buffer", required_argument, NULL, 'B' },
+		{ "prom", required_argument, NULL, 'M' },
 		{ "state-dir", required_argument, NULL, 'D' },
 		{ "max-names", required_argument, NULL, 'N' },
 		{ "verbose", no_argument, NULL, 'v' },
@@ -212,6 +234,11 @@ parse(struct sup_config *cfg, int argc, char **argv, int *print)
 			number("-graphite-buffer", optarg, CARBON_BUFFER_MIN, CARBON_BUFFER_MAX);
 			o->graphite_buffer = optarg;
 			break;
+		case 'M':
+			check_prom(optarg);
+			o->prom = optarg;
+			cfg->shaped |= 64;
+			break;
 		case 'D': cfg->state_dir = check_state_dir(optarg); break;
 		case 'N':
 			number("-max-names", optarg, 1, 4294967295L);
@@ -239,8 +266,8 @@ parse(struct sup_config *cfg, int argc, char **argv, int *print)
 		exit(EXIT_USAGE);
 	}
 	if (cfg->file != NULL && cfg->shaped) {
-		log_warnx("-H -p -l -e -g --max-names shape the built-in pipeline: "
-		    "with -c %s, write them in the file", cfg->file);
+		log_warnx("-H -p -l -e -g --prom --max-names shape the built-in "
+		    "pipeline: with -c %s, write them in the file", cfg->file);
 		exit(EXIT_USAGE);
 	}
 }

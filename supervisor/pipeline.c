@@ -448,13 +448,22 @@ on_stage_key(struct ctx *c, const char *name, const char *value)
 			st->flush = 0;
 		else
 			bad(c, "flush '%s': must be yes or no", value);
+	} else if (strcmp(name, "state") == 0) {
+		if (!first_time(c, &st->line.state, name))
+			return;
+		if (strcmp(value, "yes") == 0)
+			st->state = 1;
+		else if (strcmp(value, "no") == 0)
+			st->state = 0;
+		else
+			bad(c, "state '%s': must be yes or no", value);
 	} else if (strcmp(name, "udp") == 0) {
 		if (first_time(c, &st->line.udp, name) &&
 		    parse_udp(st, value, &why) == -1)
 			bad(c, "udp '%s': %s", value, why);
 	} else {
 		bad(c, "unknown key '%s' in [stage %s] (expected exec, "
-		    "args, out, flush or udp)", name, st->name);
+		    "args, out, flush, udp or state)", name, st->name);
 	}
 }
 

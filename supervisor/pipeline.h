@@ -21,6 +21,10 @@
  *   flush = yes                   yes or no: Flush is written to its in-queue
  *   udp = 127.0.0.1:1990          host:port, [v6-address]:port or name:port,
  *                                 port 0..65535; sockets bound and lent
+ *   state = yes                   yes or no: the stage is given --state
+ *                                 FILE; default yes when it has no out (an
+ *                                 egress that feeds sinks says yes, the
+ *                                 sinks no)
  *
  * Lines: `;` or `#` first on a line is a comment, and ` ;` (a blank then
  * `;`) starts a comment after a value. Leading blanks are ignored, so
@@ -48,9 +52,10 @@
  * What the supervisor makes of it (supervisor/spawn.c, loop.c, ipc.c):
  * one queue /telem.INSTANCE.NAME per stage with an in-queue; Flush ticks
  * into the in-queues of the flush stages; udp sockets bound by the
- * supervisor and lent to the stage as --udp-fd; every stage with no out
- * (a sink, such as an egress) is given --state FILE for its aggregates
- * (a sink of one's own must accept the option, and may ignore it); start
+ * supervisor and lent to the stage as --udp-fd; every stage with `state`
+ * (by default those with no out, such as an egress) is given --state FILE
+ * for its aggregates (a stage of one's own must accept the option, and may
+ * ignore it); start
  * in `order`, stop the stages with udp and no in-queue first, then level
  * by level from upstream with a Flush (flush stages) and a Stop behind
  * what their queue holds. */
@@ -85,6 +90,9 @@ struct pipeline_stage {
 	int out[PIPELINE_STAGES_MAX];   /* indices into pipeline.stage, as listed */
 	int nout;
 	int flush;                  /* 1: Flush goes into its in-queue */
+	int state;                  /* 1: given --state FILE (its aggregates);
+	                             * `state = yes|no`, by default yes for a
+	                             * stage with no out */
 	int in_queue;               /* 1: some stage sends to it; the queue is
 	                             * named after the stage */
 	int udp;                    /* 1: udp_host/udp_port are set */
@@ -92,7 +100,7 @@ struct pipeline_stage {
 	char udp_port[6];
 	int level;                  /* 0: sends nowhere; else 1 + its outs' max */
 	struct {                    /* where each key was (0: absent) */
-		int section, exec, args, out, flush, udp;
+		int section, exec, args, out, flush, udp, state;
 	} line;
 };
 
@@ -155,6 +163,7 @@ struct pipeline_opts {
 	const char *graphite_prefix;  /* or NULL */
 	const char *graphite_buffer;  /* or NULL */
 	const char *max_names;      /* --max-names of both egresses, or NULL */
+	const char *prom;           /* --prom host:port, or NULL */
 };
 /* The seed's defaults, as above. */
 void pipeline_opts_default(struct pipeline_opts *o);

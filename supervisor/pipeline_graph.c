@@ -169,6 +169,8 @@ pipeline_graph(struct pipeline *p, char *const *outs, int last_line,
 			return -1;
 	for (int i = 0; i < p->nstage; i++) {
 		struct pipeline_stage *st = &p->stage[i];
+		if (st->line.state == 0)
+			st->state = st->nout == 0;
 		if (st->flush && !st->in_queue)
 			pipeline_fail(e, st->line.flush, "flush = yes, but no "
 			    "stage sends to '%s', so it has no in-queue to write "

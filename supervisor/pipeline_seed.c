@@ -88,14 +88,16 @@ pipeline_builtin_text(const struct pipeline_opts *o)
 	FILE *f = open_memstream(&text, &len);
 	if (f == NULL)
 		return NULL;
-	/* Both egresses get --max-names and the graphite options after their
-	 * own. */
-	const char *g[8];
-	int ng = 0;
+	/* Both egresses get --max-names after their own options; -g and
+	 * --prom add a sink stage each, fed by both egresses. */
+	const char *ckms[4] = { "--error", eps }, *cma[2];
+	int nck = 2, ncm = 0;
 	if (o->max_names != NULL) {
-		g[ng++] = "--max-names";
-		g[ng++] = o->max_names;
+		ckms[nck++] = cma[ncm++] = "--max-names";
+		ckms[nck++] = cma[ncm++] = o->max_names;
 	}
+	const char *g[6];
+	int ng = 0;
 	if (o->graphite != NULL) {
 		g[ng++] = "--graphite";
 		g[ng++] = o->graphite;
@@ -108,8 +110,10 @@ pipeline_builtin_text(const struct pipeline_opts *o)
 			g[ng++] = o->graphite_buffer;
 		}
 	}
-	const char *ckms[10] = { "--error", eps };
-	memcpy(ckms + 2, g, (size_t)ng * sizeof(g[0]));
+	const char *prom[2] = { "--listen", o->prom };
+	char outs[32];
+	snprintf(outs, sizeof(outs), "%s%s", o->graphite ? " carbon" : "",
+	    o->prom ? " prom" : "");
 	fmt_double(eps, sizeof(eps), o->eps);
 
 	fprintf(f, "[pipeline]\ntransport = %s\n", chan_kind_name(o->transport));
@@ -127,9 +131,24 @@ pipeline_builtin_text(const struct pipeline_opts *o)
 	fprintf(f, "\n[stage high]\nexec = telem-filter\n"
 	    "args = --keep-above %u\nout = cma\nflush = yes\n", (unsigned)o->limit);
 	fprintf(f, "\n[stage ckms]\nexec = telem-egress-ckms\n");
-	put_args(f, ckms, 2 + ng);
+	put_args(f, ckms, nck);
+	/* With sinks the egresses have an out, and keep their state. */
+	if (outs[0] != '\0')
+		fprintf(f, "out =%s\nstate = yes\n", outs);
 	fprintf(f, "\n[stage cma]\nexec = telem-egress-cma\n");
-	put_args(f, g, ng);
+	put_args(f, cma, ncm);
+	if (outs[0] != '\0')
+		fprintf(f, "out =%s\nstate = yes\n", outs);
+	if (o->graphite != NULL) {
+		fprintf(f, "\n[stage carbon]\nexec = telem-sink-carbon\n");
+		put_args(f, g, ng);
+		fprintf(f, "state = no\n");
+	}
+	if (o->prom != NULL) {
+		fprintf(f, "\n[stage prom]\nexec = telem-sink-prom\n");
+		put_args(f, prom, 2);
+		fprintf(f, "state = no\n");
+	}
 	if (fclose(f) == EOF) {
 		free(text);
 		errno = ENOMEM;
@@ -212,6 +231,8 @@ static const char header[] =
     "#               flush = yes: the supervisor writes Flush into its in-queue\n"
     "#               udp = host:port, [IPv6-address]:port or name:port, bound\n"
     "#                 by the supervisor and lent to the stage\n"
+    "#               state = yes: the stage is given --state FILE for its\n"
+    "#                 aggregates (default: yes when it has no out)\n"
     "# A line starting with ';' or '#' is a comment; so is ' ;' to the end of\n"
     "# a line. Lines hold at most 197 characters.\n";
 
@@ -289,6 +310,8 @@ pipeline_print(FILE *f, const struct pipeline *p)
 		}
 		if (st->flush)
 			fputs("flush = yes\n", f);
+		if (st->state != (st->nout == 0))
+			fprintf(f, "state = %s\n", st->state ? "yes" : "no");
 	}
 	return fflush(f) == EOF || ferror(f) ? -1 : 0;
 }
@@ -340,6 +363,8 @@ stage_changes(const struct pipeline *pa, const struct pipeline_stage *a,
 		w |= PIPELINE_CH_UDP;
 	if (a->flush != b->flush)
 		w |= PIPELINE_CH_FLUSH;
+	if (a->state != b->state)
+		w |= PIPELINE_CH_ARGS;   /* --state comes or goes: a swap */
 	return w;
 }
 

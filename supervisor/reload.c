@@ -61,7 +61,7 @@ reshape(struct sup *s, struct sup_child *c, const struct pipeline *p, int i)
 	if (pipeline_exec_path(ps, s->cfg.bindir, exe, sizeof(exe)) == -1)
 		return -1;
 	c->state_file[0] = '\0';
-	if (ps->nout == 0 && sup_state_path(&s->cfg, c->name, c->state_file,
+	if (ps->state && sup_state_path(&s->cfg, c->name, c->state_file,
 	    sizeof(c->state_file)) == -1)
 		return -1;
 	sup_set_program(c, exe, (const char *const *)ps->argv);

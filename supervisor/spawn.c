@@ -76,7 +76,7 @@ sup_define_stage(struct sup *s, const struct pipeline *p, int i)
 		c->name[0] = '\0';
 		return NULL;
 	}
-	if (ps->nout == 0 && sup_state_path(&s->cfg, c->name, c->state_file,
+	if (ps->state && sup_state_path(&s->cfg, c->name, c->state_file,
 	    sizeof(c->state_file)) == -1) {
 		log_warnx("stage %s: path of its state file is too long", ps->name);
 		c->name[0] = '\0';
@@ -301,6 +301,9 @@ static void
 join_readers(struct sup *s, struct sup_child *c)
 {
 	uint64_t out = stats_get(&s->stats->slot[c->slot].out);
+	/* An egress's out-queues carry no booked records (common/stats.h). */
+	if (stats_get(&s->stats->slot[c->slot].unbooked_out))
+		c->join = 0;
 	for (int q = 0; q < c->nout; q++) {
 		if (!(c->join & (1u << q)))
 			continue;
@@ -488,7 +491,7 @@ on_exit_of(struct sup *s, struct sup_child *c, int wst)
 		log_warnx("stage %s: books off by %lld (lost shrank)", c->name,
 		    (long long)-held);
 	uint64_t out = stats_get(&st->out);
-	for (int q = 0; q < c->nout; q++) {
+	for (int q = 0; q < c->nout && !stats_get(&st->unbooked_out); q++) {
 		int r = stats_reader_of(s->stats, c->out_queue[q]);
 		if (r >= 0)
 			atomic_store(&st->sent[r], out);

@@ -355,8 +355,11 @@ Test(edges, each_help_lists_only_what_the_program_takes)
 	static const struct { const char *prog; int in, out; } t[] = {
 		{ "telem-ingest", 0, 1 },
 		{ "telem-filter", 1, 1 },
-		{ "telem-egress-ckms", 1, 0 },
-		{ "telem-egress-cma", 1, 0 },
+		/* An egress's out-queues take its report records (the sinks). */
+		{ "telem-egress-ckms", 1, 1 },
+		{ "telem-egress-cma", 1, 1 },
+		{ "telem-sink-carbon", 1, 0 },
+		{ "telem-sink-prom", 1, 0 },
 	};
 	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
 		char *h = help_of(t[i].prog);

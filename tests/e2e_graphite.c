@@ -1,10 +1,13 @@
-/* e2e_graphite.c - Graphite end to end: telem-supervisor -g sends every
- * report to a real carbon-cache (Debian's graphite-carbon), started here
- * on free loopback ports with its own carbon.conf and a 1-second
+/* e2e_graphite.c - end to end: telem-supervisor -g adds the stage carbon
+ * (telem-sink-carbon, fed by both egresses' report records), which sends
+ * every report to a real carbon-cache (Debian's graphite-carbon), started
+ * here on free loopback ports with its own carbon.conf and a 1-second
  * retention, and read back from its whisper files with whisper-fetch.
  * Also: carbon stopped and started again while telem runs, a full send
- * buffer, and a carbon-relay with consistent hashing in front of two
- * caches. A carbon that cannot be started fails the test, with its log. */
+ * buffer, a carbon-relay with consistent hashing in front of two caches,
+ * names that differ only in dots and slashes landing in distinct files,
+ * and names that cannot reach outside the prefix (egress/carbon_path.h).
+ * A carbon that cannot be started fails the test, with its log. */
 #include <criterion/criterion.h>
 #include <arpa/inet.h>
 #include <errno.h>
@@ -21,6 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "egress/carbon_path.h"
 #include "harness.h"
 
 struct carbon_proc {
@@ -389,7 +393,11 @@ Test(graphite, values_sent_over_udp_land_in_whisper)
 	    "timestamps %lld %lld outside [%lld, %lld]", ta, tb, t0, t1);
 	struct h_status s;
 	cr_assert(pl_status(&P, &s), "%s", s.raw);
-	cr_assert_eq(s.st[H_CKMS].sink_dropped + s.st[H_CMA].sink_dropped, 0, "%s", s.raw);
+	struct h_stage *sink = h_find(&s, "carbon");
+	cr_assert_not_null(sink, "%s", s.raw);
+	cr_assert_eq(sink->sink_dropped, 0, "%s", s.raw);
+	cr_assert_str_eq(sink->state, "up");
+	cr_assert_str_eq(sink->in_queue, "carbon");
 }
 
 Test(graphite, what_is_sent_while_carbon_is_down_arrives_once_it_is_back)
@@ -420,11 +428,12 @@ Test(graphite, what_is_sent_while_carbon_is_down_arrives_once_it_is_back)
 	char *err = h_slurp(P.err);
 	char text[128];
 	snprintf(text, sizeof(text), "carbon 127.0.0.1:%d: connected", C[0].line_port);
-	cr_assert_geq(h_count(err, text), 4, "two connections per egress:\n%s", err);
+	cr_assert_geq(h_count(err, text), 2, "the sink connected twice:\n%s", err);
 	free(err);
 	struct h_status s;
 	cr_assert(pl_status(&P, &s), "%s", s.raw);
-	cr_assert_eq(s.st[H_CKMS].sink_dropped + s.st[H_CMA].sink_dropped, 0, "%s", s.raw);
+	cr_assert_not_null(h_find(&s, "carbon"), "%s", s.raw);
+	cr_assert_eq(h_find(&s, "carbon")->sink_dropped, 0, "%s", s.raw);
 }
 
 Test(graphite, a_full_buffer_drops_the_oldest_lines_and_status_counts_them)
@@ -443,20 +452,18 @@ Test(graphite, a_full_buffer_drops_the_oldest_lines_and_status_counts_them)
 	size_t len = 0;
 	for (int i = 0; i < 60; i++)
 		len += (size_t)snprintf(buf + len, sizeof(buf) - len, "n%02d 1\n", i);
-	snprintf(buf + len, sizeof(buf) - len, "h 500\n");
 	pl_nc(&P, buf);
 	WAIT_OUT("[CKMS] n59 0.99:1\n");
-	WAIT_OUT("[CMA] h 500\n");
 	struct h_status s;
 	int seen = 0;
-	for (int i = 0; i < 500 && !seen; i++) {
+	for (int i = 0; i < 500 && seen != 322; i++) {
 		cr_assert(pl_status(&P, &s), "%s", s.raw);
-		seen = s.st[H_CKMS].sink_dropped > 0;
-		if (!seen)
+		cr_assert_not_null(h_find(&s, "carbon"), "%s", s.raw);
+		seen = (int)h_find(&s, "carbon")->sink_dropped;
+		if (seen != 322)
 			nap_ms(10);
 	}
-	cr_assert_eq(s.st[H_CKMS].sink_dropped, 322, "%s", s.raw);
-	cr_assert_eq(s.st[H_CMA].sink_dropped, 0, "%s", s.raw);
+	cr_assert_eq(seen, 322, "%s", s.raw);
 	/* The egress goes on reporting; one log line about the drops. */
 	pl_nc(&P, "n00 3\n");
 	WAIT_OUT("[CKMS] n00 0.99:3\n");
@@ -464,13 +471,14 @@ Test(graphite, a_full_buffer_drops_the_oldest_lines_and_status_counts_them)
 	cr_assert_eq(h_count(err, "send buffer of 1024 bytes full: oldest lines dropped"),
 	    1, "%s", err);
 	free(err);
-	/* The options reach both egresses' command lines. */
-	const char *stage[] = { "ckms", "cma" };
-	for (int i = 0; i < 2; i++) {
+	/* The options reach the sink's command line, and no egress's. */
+	const char *stage[] = { "carbon", "ckms", "cma" };
+	for (int i = 0; i < 3; i++) {
 		char cmd[256];
 		snprintf(cmd, sizeof(cmd), "tr '\\0' ' ' </proc/%d/cmdline | grep -q -- "
 		    "'--graphite %s --graphite-buffer 1024 '", (int)pl_stage_pid(&P, stage[i]), g);
-		cr_assert_eq(system(cmd), 0, "%s lacks the graphite options", stage[i]);
+		cr_assert_eq(system(cmd), i == 0 ? 0 : 256, "%s: graphite options %s",
+		    stage[i], i == 0 ? "missing" : "where they do not belong");
 	}
 }
 
@@ -547,4 +555,59 @@ Test(graphite, bad_graphite_options_are_one_line_and_exit_2)
 	char why[4096];
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 		cr_assert(h_refuses(&P, bad[i], why, sizeof(why)), "%s", why);
+}
+
+/* The whisper file of `name`'s stat under prefix telem, as carbon stores
+ * the sink's path for it. */
+static void
+encoded_metric(const char *name, const char *stat, char *metric, size_t cap)
+{
+	char path[CARBON_PATH_MAX];
+	cr_assert_gt(carbon_path_encode(name, strlen(name), path, sizeof(path)), 0);
+	snprintf(metric, cap, "telem.%s.%s", path, stat);
+}
+
+Test(graphite, names_that_collided_land_in_distinct_files_and_stay_under_the_prefix)
+{
+	long long t0 = (long long)time(NULL) - 2;
+	carbon_conf(&C[0], "carbon-cache", "cache", NULL);
+	carbon_start(&C[0]);
+	START("-f", "200", "-m", "1024", "-g", addr(&C[0]));
+	/* Taken unchanged, these three were one file, telem/col/x/q50.wsp,
+	 * and ../ and /-led names walked out of telem/. */
+	static const char *const name[] = { "col.x", "col/x", ".col..x.",
+	    "../../escaped", "/abs", "a;tag=x", "..", "col%2Fx" };
+	static const double want[] = { 10, 90, 50, 20, 30, 40, 60, 70 };
+	enum { N = sizeof(name) / sizeof(name[0]) };
+	char buf[512];
+	size_t len = 0;
+	for (int i = 0; i < N; i++)
+		len += (size_t)snprintf(buf + len, sizeof(buf) - len, "%s %g\n",
+		    name[i], want[i]);
+	pl_nc(&P, buf);
+	WAIT_OUT("[CKMS] col%2Fx 0.99:70\n");
+	char metric[N][CARBON_PATH_MAX + 16];
+	for (int i = 0; i < N; i++) {
+		encoded_metric(name[i], "q50", metric[i], sizeof(metric[i]));
+		wait_value(&C[0], metric[i], t0, want[i], 20000);
+	}
+	/* Eight names, eight files, each with its own value. */
+	for (int i = 0; i < N; i++)
+		for (int j = 0; j < i; j++)
+			cr_assert_str_neq(metric[i], metric[j]);
+	cr_assert(wsp_exists(&C[0], "telem.col.x.q50"), "the plain name is unchanged");
+	/* Every file carbon made is under storage/whisper/telem/, and
+	 * nothing outside it holds a whisper file. */
+	char cmd[600], out[256];
+	snprintf(cmd, sizeof(cmd), "cd '%s' && find . -name '*.wsp' | grep -v "
+	    "'^./storage/whisper/telem/' | head -5", C[0].dir);
+	FILE *f = popen(cmd, "r");
+	cr_assert_not_null(f);
+	size_t n = fread(out, 1, sizeof(out) - 1, f);
+	out[n] = '\0';
+	pclose(f);
+	cr_assert_str_eq(out, "", "whisper files outside the prefix:\n%s", out);
+	snprintf(cmd, sizeof(cmd), "test $(find '%s/storage/whisper/telem' -name "
+	    "q50.wsp | wc -l) -eq %d", C[0].dir, N);
+	cr_assert_eq(system(cmd), 0, "not one q50 file per name");
 }

@@ -53,7 +53,7 @@ TestSuite(package, .init = setup, .fini = teardown, .timeout = 90);
 static const char *const progs[] = {
 	"telem-supervisor", "telemctl", "telem-ingest", "telem-filter",
 	"telem-egress-ckms", "telem-egress-cma", "telem-example-prefix",
-	"telem-egress-statsd",
+	"telem-egress-statsd", "telem-sink-carbon", "telem-sink-prom",
 };
 #define NPROGS (sizeof(progs) / sizeof(progs[0]))
 

@@ -87,7 +87,7 @@ struct bad {
 static const struct bad bad[] = {
 	/* 0 */ { "[foo]\n", 1, "unknown section [foo] (expected [pipeline] or [stage NAME])" },
 	{ IN "out = a\n" SINK("a") "bogus = 1\n", 7, "unknown key 'bogus' in [stage a] "
-	    "(expected exec, args, out, flush or udp)" },
+	    "(expected exec, args, out, flush, udp or state)" },
 	{ "[pipeline]\ncolor = red\n" IN, 2, "unknown key 'color' in [pipeline]" },
 	{ "exec = x\n" IN, 1, "'exec' is outside any section" },
 	{ IN "out = a\n\n[stage a]\nargs = -x\n", 6, "stage 'a' has no exec" },
@@ -136,6 +136,8 @@ static const struct bad bad[] = {
 	/* 40 */ { IN "args = \"open\n", 4, "args: a double quote is not closed" },
 	{ IN "args = \"a\\nb\"\n", 4, "args: inside quotes a backslash escapes only" },
 	{ IN "flush = maybe\n", 4, "flush 'maybe': must be yes or no" },
+	{ IN "state = 1\n", 4, "state '1': must be yes or no" },
+	{ IN "state = no\nstate = no\n", 5, "state is given twice" },
 	{ IN "out = a\n" SINK("a") "[stage in2]\nexec = x\nudp = 127.0.0.1:1990\n", 9,
 	    "udp 127.0.0.1:1990: stage 'in' binds it already (line 3)" },
 	{ "", 1, "no stage: a pipeline needs [stage NAME] sections" },
@@ -186,6 +188,22 @@ ParameterizedTest(struct idx *x, pipeline, must_reject)
 	    x->i, b->msg, err);
 	cr_expect_null(strchr(err, '\n'), "case %zu: one line", x->i);
 	cr_expect_eq(p.nstage, 0, "nothing kept");
+	pipeline_free(&p);
+}
+
+static void expect_round_trip(const struct pipeline *p);
+
+Test(pipeline, state_defaults_to_stages_with_no_out)
+{
+	struct pipeline p;
+	must_load(&p, IN "out = e t\n" SINK("e") "out = s\nstate = yes\n"
+	    SINK("s") "state = no\n" SINK("t") "out = u\n" SINK("u"));
+	cr_expect_eq(p.stage[pipeline_find(&p, "in")].state, 0);
+	cr_expect_eq(p.stage[pipeline_find(&p, "t")].state, 0);
+	cr_expect_eq(p.stage[pipeline_find(&p, "e")].state, 1);
+	cr_expect_eq(p.stage[pipeline_find(&p, "s")].state, 0);
+	cr_expect_eq(p.stage[pipeline_find(&p, "u")].state, 1);
+	expect_round_trip(&p);
 	pipeline_free(&p);
 }
 
@@ -488,17 +506,34 @@ Test(pipeline, builtin_with_options)
 	o.flush_ms = 250;
 	o.transport = CHAN_SHM;
 	o.msg_bytes = 1024;
+	cr_assert_eq(pipeline_builtin(&p, &o, err, sizeof(err)), 0, "%s", err);
+	expect_seed(&p, "4294967295", "0.001");
+	pipeline_free(&p);
+	/* -g and --prom: a sink stage each, fed by both egresses, started
+	 * first and sent no Flush. */
 	o.graphite = "carbon.example.org:2003";
 	o.graphite_prefix = "a\"b\\c;d";
 	o.graphite_buffer = "1024";
+	o.prom = "127.0.0.1:9108";
 	cr_assert_eq(pipeline_builtin(&p, &o, err, sizeof(err)), 0, "%s", err);
-	expect_seed(&p, "4294967295", "0.001");
-	cr_expect_str_eq(arg_line(&p.stage[pipeline_find(&p, "ckms")]),
-	    "--error 0.001 --graphite carbon.example.org:2003 --graphite-prefix "
-	    "a\"b\\c;d --graphite-buffer 1024");
-	cr_expect_str_eq(arg_line(&p.stage[pipeline_find(&p, "cma")]),
-	    "--graphite carbon.example.org:2003 --graphite-prefix a\"b\\c;d "
-	    "--graphite-buffer 1024");
+	cr_assert_eq(p.nstage, 7);
+	expect_order(&p, "carbon prom ckms cma low high ingest");
+	const struct pipeline_stage *eck = &p.stage[pipeline_find(&p, "ckms")],
+	    *ecm = &p.stage[pipeline_find(&p, "cma")],
+	    *sca = &p.stage[pipeline_find(&p, "carbon")],
+	    *spr = &p.stage[pipeline_find(&p, "prom")];
+	cr_expect_str_eq(arg_line(eck), "--error 0.001");
+	cr_expect_eq(ecm->nargs, 0);
+	cr_expect_str_eq(out_line(&p, eck), "carbon prom");
+	cr_expect_str_eq(out_line(&p, ecm), "carbon prom");
+	cr_expect_str_eq(sca->exec, "telem-sink-carbon");
+	cr_expect_str_eq(arg_line(sca), "--graphite carbon.example.org:2003 "
+	    "--graphite-prefix a\"b\\c;d --graphite-buffer 1024");
+	cr_expect(sca->in_queue && !sca->flush && sca->nout == 0);
+	cr_expect_str_eq(spr->exec, "telem-sink-prom");
+	cr_expect_str_eq(arg_line(spr), "--listen 127.0.0.1:9108");
+	cr_expect(spr->in_queue && !spr->flush && spr->nout == 0);
+	cr_expect_eq(pipeline_nqueues(&p), 6);
 	const struct pipeline_stage *in = &p.stage[pipeline_find(&p, "ingest")];
 	cr_expect_str_eq(in->udp_host, "::1");
 	cr_expect_str_eq(in->udp_port, "0");
@@ -989,6 +1024,27 @@ Test(pipeline, example_fanout)
 	expect_order(&p, "ckms ckms-fine cma cma-tiny low high tiny ingest");
 	expect_round_trip(&p);
 	pipeline_free(&p);
+}
+
+Test(pipeline, example_sinks_is_the_builtin_with_g_and_prom)
+{
+	struct pipeline_opts o;
+	struct pipeline b, p;
+	char err[PIPELINE_ERR_MAX];
+	pipeline_opts_default(&o);
+	o.graphite = "127.0.0.1:2003";
+	o.graphite_prefix = "telem";
+	o.prom = "127.0.0.1:9108";
+	cr_assert_eq(pipeline_builtin(&b, &o, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(pipeline_load(&p, "examples/sinks.conf", err, sizeof(err)), 0,
+	    "%s", err);
+	cr_expect(pipeline_equal(&b, &p));
+	expect_order(&p, "carbon prom ckms cma low high ingest");
+	cr_expect(p.stage[pipeline_find(&p, "ckms")].state);
+	cr_expect(!p.stage[pipeline_find(&p, "prom")].state);
+	expect_round_trip(&p);
+	pipeline_free(&p);
+	pipeline_free(&b);
 }
 
 /* ------------------------------------------------------------------ */

@@ -520,7 +520,8 @@ fake_init(struct fake *f, uint64_t run)
 	f->st.stats = &f->seg.slot[0];
 	f->st.name = "test";
 	f->e.state_path = path;
-	cr_assert_eq(egress_init(&f->st, &f->e, sizeof(struct cma), &avg_kind), 0);
+	cr_assert_eq(egress_init(&f->st, &f->e, sizeof(struct cma), &avg_kind,
+	    REPORT_SRC_CMA), 0);
 }
 
 static void
@@ -582,7 +583,8 @@ Test(state, egress_saves_books_out_and_loads_everything)
 	b->st.out_total = 60;  /* what stage_main reads from the slot */
 	b->e.state_path = path;
 	b->e.names = NULL;
-	cr_assert_eq(egress_init(&b->st, &b->e, sizeof(struct cma), &avg_kind), 0);
+	cr_assert_eq(egress_init(&b->st, &b->e, sizeof(struct cma), &avg_kind,
+	    REPORT_SRC_CMA), 0);
 	cr_assert_eq(stats_get(&b->st.stats->out), 101);
 	cr_assert_eq(stats_get(&b->st.stats->lost), 0);
 	b->e.state_path = NULL;

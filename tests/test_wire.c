@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "egress/report_rec.h"
 #include "wire.h"
 
 #define B(s) s, sizeof(s) - 1
@@ -618,4 +619,112 @@ Test(wire, statsd_key_every_byte)
 		cr_assert_eq(wire_put_raw(&w, rec, n), 0);
 		cr_expect_eq(wire_check(buf, wire_finish(&w)) == 1, want, "byte %d", c);
 	}
+}
+
+/* Report records (common/wire.h): one report_rec entry each. */
+static size_t
+report_msg(const struct report_rec *e, size_t n)
+{
+	struct wire_writer w;
+	unsigned char ent[REPORT_REC_MAX], rec[WIRE_REC_HDR + REPORT_REC_MAX];
+	wire_writer_init(&w, buf, sizeof(buf));
+	for (size_t i = 0; i < n; i++) {
+		size_t len = report_rec_encode(&e[i], ent, sizeof(ent));
+		cr_assert_gt(len, 0, "entry %zu", i);
+		size_t size = wire_encode_report(rec, sizeof(rec), ent, len);
+		cr_assert_eq(size, WIRE_REC_HDR + len);
+		cr_assert_eq(wire_put_raw(&w, rec, size), 0);
+	}
+	cr_assert_eq(wire_put(&w, WIRE_FLUSH, NULL, 0, 0), 0);
+	return wire_finish(&w);
+}
+
+static const struct report_rec entries[] = {
+	{ .kind = REPORT_SUM_QUANTILE, .source = REPORT_SRC_CKMS, .name = "a",
+	  .name_len = 1, .field = "q0.25", .field_len = 5, .ts = 1700000000,
+	  .value = 10 },
+	{ .kind = REPORT_GAUGE, .source = REPORT_SRC_CMA, .name = "b.c",
+	  .name_len = 3, .field = "cma", .field_len = 3, .ts = 1700000000,
+	  .value = 0.1 },
+	{ .kind = REPORT_END, .source = REPORT_SRC_CMA, .ts = 1700000000,
+	  .count = 1 },
+};
+
+Test(wire, report_round_trip)
+{
+	size_t len = report_msg(entries, 3);
+	cr_assert_eq(wire_check(buf, len), 4);
+	uint32_t counted = 99;
+	cr_assert_eq(wire_check_telemetry(buf, len, &counted), 4);
+	cr_expect_eq(counted, 0, "report records are not in the books");
+	struct wire_reader rd;
+	struct wire_rec got;
+	wire_reader_init(&rd, buf);
+	for (size_t i = 0; i < 3; i++) {
+		cr_assert(wire_next(&rd, &got));
+		cr_assert_eq(got.type, WIRE_REPORT);
+		cr_assert_eq(got.name_len, 0);
+		cr_assert_eq(got.size, WIRE_REC_HDR + got.value);
+		struct report_rec e;
+		const char *why;
+		cr_assert_eq(report_rec_decode(got.raw + WIRE_REC_HDR, got.value,
+		    &e, &why), 0);
+		cr_expect_eq(e.kind, entries[i].kind);
+		cr_expect_eq(e.source, entries[i].source);
+		cr_expect_eq(e.ts, entries[i].ts);
+		if (e.kind == REPORT_END) {
+			cr_expect_eq(e.count, 1);
+		} else {
+			cr_expect_eq(e.value, entries[i].value);
+			cr_expect_eq(memcmp(e.name, entries[i].name, e.name_len), 0);
+		}
+	}
+	cr_assert(wire_next(&rd, &got));
+	cr_expect_eq(got.type, WIRE_FLUSH, "the record after them is found");
+	cr_expect_eq(wire_next(&rd, &got), 0);
+}
+
+Test(wire, report_encode_refuses)
+{
+	unsigned char ent[8] = { 0 }, rec[64];
+	cr_expect_eq(wire_encode_report(rec, sizeof(rec), ent, 0), 0);
+	cr_expect_eq(wire_encode_report(rec, sizeof(rec), ent, REPORT_REC_MAX + 1), 0);
+	cr_expect_eq(wire_encode_report(rec, WIRE_REC_HDR + 7, ent, 8), 0);
+}
+
+/* Every way a report record can lie is refused, whole message. */
+Test(wire, report_records_that_lie)
+{
+	size_t len = report_msg(entries, 1);
+	size_t elen = len - WIRE_HDR - WIRE_REC_HDR - WIRE_REC_HDR;  /* - flush */
+	unsigned char good[1024];
+	memcpy(good, buf, len);
+	cr_assert_eq(wire_check(good, len), 2);
+	size_t rec = WIRE_HDR;
+	/* a name length */
+	memcpy(buf, good, len);
+	buf[rec + 1] = 1;
+	cr_expect_eq(wire_check(buf, len), -1);
+	/* a length one short, one long, huge, below a header */
+	uint32_t bad[] = { (uint32_t)elen - 1, (uint32_t)elen + 1, 0xffffffffu,
+	    REPORT_REC_HDR - 1, 0, REPORT_REC_MAX + 1 };
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		memcpy(buf, good, len);
+		memcpy(buf + rec + 2, &bad[i], 4);
+		cr_expect_eq(wire_check(buf, len), -1, "length %u", bad[i]);
+	}
+	/* an entry that does not decode: unknown kind, bad name, bad field */
+	size_t e = rec + WIRE_REC_HDR;
+	memcpy(buf, good, len);
+	buf[e] = 99;
+	cr_expect_eq(wire_check(buf, len), -1, "kind");
+	memcpy(buf, good, len);
+	buf[e + REPORT_REC_HDR] = ' ';
+	cr_expect_eq(wire_check(buf, len), -1, "name");
+	memcpy(buf, good, len);
+	buf[e + REPORT_REC_HDR + 1] = '/';
+	cr_expect_eq(wire_check(buf, len), -1, "field");
+	/* cut anywhere */
+	for (size_t cut = WIRE_HDR; cut < len; cut++)
+		cr_expect_eq(wire_check(good, cut), -1, "cut at %zu", cut);
 }

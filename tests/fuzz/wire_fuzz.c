@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "egress/report_rec.h"
 #include "wire.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -74,6 +75,23 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			if (rec.name_len != 0)
 				abort();
 			break;
+		case WIRE_REPORT: {
+			/* The entry decodes, and encodes back to the same bytes. */
+			struct report_rec e;
+			const char *why;
+			unsigned char ent[REPORT_REC_MAX];
+			if (rec.name_len != 0 || rec.raw + rec.size > end ||
+			    rec.size != WIRE_REC_HDR + rec.value ||
+			    report_rec_decode(rec.raw + WIRE_REC_HDR, rec.value, &e,
+			    &why) != 0 ||
+			    report_rec_encode(&e, ent, sizeof(ent)) != rec.value ||
+			    memcmp(ent, rec.raw + WIRE_REC_HDR, rec.value) != 0)
+				abort();
+			if (wire_put_raw(&w, rec.raw, rec.size))
+				abort();
+			seen++;
+			continue;
+		}
 		default:
 			abort();
 		}

@@ -1,0 +1,211 @@
+/* telem-sink-carbon: reads the egresses' report records (docs/design.md §15,
+ * egress/report_rec.h) from its in-queue and sends them to carbon as
+ * plaintext lines "PREFIX.NAME.STAT VALUE TS" over one TCP connection
+ * (egress/carbon.h: non-blocking, reconnecting with backoff, a bounded
+ * buffer whose drops are counted in sink_dropped). NAME is the telem name
+ * encoded by egress/carbon_path.h, so two names never share a whisper file
+ * and none reaches outside PREFIX.
+ *
+ * STAT is the wave-1 name of the entry's field: a quantile "q0.25" is
+ * "q25" (its percent, any '.' made '_': q0.999 is "q99_9"), the CMA gauge
+ * is "cma"; the summary's sum and count and the CMA's sample count are
+ * for Prometheus and not sent. statsd entries keep their field as STAT
+ * (statsd's own names have no '.'). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "egress/carbon.h"
+#include "egress/carbon_path.h"
+#include "egress/cma.h"
+#include "egress/report_rec.h"
+#include "log.h"
+#include "stage.h"
+
+#define DRAIN_MS 1000
+
+struct sink_carbon {
+	char host[CARBON_HOST_MAX], port[8];
+	const char *prefix;
+	uint32_t buffer;
+	struct carbon *c;
+	uint64_t dropped_seen;     /* already added to the stats slot */
+	struct log_limit bad_log;
+};
+
+enum { OPT_GRAPHITE = 256, OPT_PREFIX, OPT_BUFFER, OPT_STATE };
+static const struct option opts[] = {
+	/* A pipeline file gives --state to a stage with no out unless it
+	 * says `state = no` (supervisor/pipeline.h): taken, and ignored. */
+	{ "state", required_argument, NULL, OPT_STATE },
+	{ "graphite", required_argument, NULL, OPT_GRAPHITE },
+	{ "graphite-prefix", required_argument, NULL, OPT_PREFIX },
+	{ "graphite-buffer", required_argument, NULL, OPT_BUFFER },
+	{ NULL, 0, NULL, 0 },
+};
+
+static int
+sc_option(struct stage *st, int opt, const char *arg)
+{
+	struct sink_carbon *s = st->ctx;
+	const char *why;
+	switch (opt) {
+	case OPT_GRAPHITE:
+		if (carbon_parse_addr(arg, s->host, sizeof(s->host), s->port,
+		    sizeof(s->port), &why) == -1) {
+			log_warnx("--graphite %s: %s", arg, why);
+			return -1;
+		}
+		return 0;
+	case OPT_PREFIX:
+		if (!carbon_prefix_ok(arg)) {
+			log_warnx("--graphite-prefix %s: must be 1..%d printable "
+			    "characters without spaces", arg, CARBON_PREFIX_MAX);
+			return -1;
+		}
+		s->prefix = arg;
+		return 0;
+	case OPT_BUFFER:
+		if (stage_parse_u32(arg, &s->buffer) == -1 ||
+		    s->buffer < CARBON_BUFFER_MIN || s->buffer > CARBON_BUFFER_MAX) {
+			log_warnx("--graphite-buffer %s: must be %u..%u bytes", arg,
+			    CARBON_BUFFER_MIN, CARBON_BUFFER_MAX);
+			return -1;
+		}
+		return 0;
+	case OPT_STATE:
+		return 0;
+	}
+	return -1;
+}
+
+static int
+sc_init(struct stage *st)
+{
+	struct sink_carbon *s = st->ctx;
+	const char *why;
+	if (s->host[0] == '\0') {
+		log_warnx("--graphite HOST:PORT is required");
+		return -1;
+	}
+	s->c = carbon_new(s->host, s->port, s->prefix ? s->prefix : "telem",
+	    s->buffer ? s->buffer : CARBON_BUFFER_DEFAULT, &why);
+	if (s->c == NULL) {
+		log_warnx("--graphite %s:%s: %s", s->host, s->port, why);
+		return -1;
+	}
+	return 0;
+}
+
+/* The Graphite stat of an entry into stat[0..cap), or 0 when the entry is
+ * not sent. */
+static int
+entry_stat(const struct report_rec *e, char *stat, size_t cap)
+{
+	if (e->source == REPORT_SRC_STATSD) {
+		if (e->kind == REPORT_END || memchr(e->field, '.', e->field_len))
+			return 0;
+		snprintf(stat, cap, "%.*s", (int)e->field_len, e->field);
+		return 1;
+	}
+	if (e->kind == REPORT_GAUGE) {
+		snprintf(stat, cap, "%.*s", (int)e->field_len, e->field);
+		return 1;
+	}
+	double q;
+	if (e->kind != REPORT_SUM_QUANTILE ||
+	    report_rec_quantile(e->field, e->field_len, &q) == -1)
+		return 0;
+	int n = snprintf(stat, cap, "q%.10g", q * 100);
+	if (n < 0 || (size_t)n >= cap)
+		return 0;
+	for (char *p = stat; *p; p++)
+		if (*p == '.')
+			*p = '_';
+	return 1;
+}
+
+static void
+sc_record(struct stage *st, const struct wire_rec *r)
+{
+	struct sink_carbon *s = st->ctx;
+	struct report_rec e;
+	const char *why;
+	if (report_rec_decode(r->raw + WIRE_REC_HDR, r->size - WIRE_REC_HDR,
+	    &e, &why) == -1) {
+		stats_add(&st->stats->bad, 1);
+		long long n = log_limit_pass(&s->bad_log, 60000);
+		if (n >= 0)
+			log_warnx("report entry dropped: %s (%lld more)", why, n);
+		return;
+	}
+	char stat[REPORT_FIELD_MAX + 8], path[CARBON_PATH_MAX], num[336];
+	if (!entry_stat(&e, stat, sizeof(stat)))
+		return;
+	int plen = carbon_path_encode(e.name, e.name_len, path, sizeof(path));
+	if (plen < 0 || cma_format(e.value, num, sizeof(num)) < 0)
+		return;
+	carbon_line(s->c, path, (size_t)plen, stat, num, e.ts);
+}
+
+static void
+sc_flush(struct stage *st)
+{
+	(void)st;  /* lines go out as they come, not on Flush */
+}
+
+static void
+sc_tick(struct stage *st)
+{
+	struct sink_carbon *s = st->ctx;
+	carbon_poll(s->c);
+	uint64_t d = carbon_dropped(s->c);
+	if (d > s->dropped_seen) {
+		stats_add(&st->stats->sink_dropped, d - s->dropped_seen);
+		s->dropped_seen = d;
+	}
+}
+
+static void
+sc_fini(struct stage *st)
+{
+	struct sink_carbon *s = st->ctx;
+	if (s->c == NULL)
+		return;
+	carbon_drain(s->c, DRAIN_MS);
+	sc_tick(st);
+	carbon_free(s->c);
+	s->c = NULL;
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct stage_ops ops = {
+		.prog = "telem-sink-carbon",
+		.default_name = "carbon",
+		.synopsis = "--graphite HOST:PORT [--graphite-prefix P] "
+		    "[--graphite-buffer BYTES] ",
+		.help =
+		    "      --graphite HOST:PORT  send every report entry to carbon\n"
+		    "                       (plaintext over TCP, never blocking)\n"
+		    "      --graphite-prefix P   metric names are P.NAME.STAT (default\n"
+		    "                       telem); NAME encoded one to one (README)\n"
+		    "      --graphite-buffer BYTES  lines kept while carbon is away; when\n"
+		    "                       full the oldest are dropped and counted\n"
+		    "                       (default 4194304)\n"
+		    "      --state FILE     ignored: the sink keeps no state\n",
+		.longopts = opts,
+		.option = sc_option,
+		.init = sc_init,
+		.on_record = sc_record,
+		.on_flush = sc_flush,
+		.on_tick = sc_tick,
+		.fini = sc_fini,
+		.needs_in = 1,
+		.takes_reports = 1,
+		.no_out = 1,
+	};
+	static struct sink_carbon s;
+	return stage_main(argc, argv, &ops, &s);
+}
