@@ -433,15 +433,18 @@ sup_kill(struct sup_child *c, int sig)
 {
 	if (c->pid <= 0)
 		return;
+	/* A stopped stage (SIGSTOP, a debugger) would hold SIGTERM pending
+	 * for ever: let it run to act on it. SIGCONT goes first: sent after
+	 * SIGTERM it could reach a stage already exiting and discard the
+	 * SIGSTOP that a tracer of its own (LeakSanitizer's exit scan in
+	 * `make check`) waits for, hanging it until the SIGKILL. */
+	if (sig == SIGTERM && kill(-c->pid, SIGCONT) == -1 && errno != ESRCH)
+		log_warn("kill %s (pid %d) SIGCONT", c->name, (int)c->pid);
 	/* The group first; the pid alone if the group is not there (the
 	 * child died before either setpgid). */
 	if (kill(-c->pid, sig) == -1 && (errno != ESRCH ||
 	    (kill(c->pid, sig) == -1 && errno != ESRCH)))
 		log_warn("kill %s (pid %d)", c->name, (int)c->pid);
-	/* A stopped stage (SIGSTOP, a debugger) would hold SIGTERM pending
-	 * for ever: let it run to act on it. */
-	if (sig == SIGTERM && kill(-c->pid, SIGCONT) == -1 && errno != ESRCH)
-		log_warn("kill %s (pid %d) SIGCONT", c->name, (int)c->pid);
 }
 
 static void
