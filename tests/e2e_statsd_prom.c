@@ -1,7 +1,8 @@
 /* e2e_statsd_prom.c - statsd metrics on telem-sink-prom (docs/design.md
  * §14, §15), end to end with the real binaries under the supervisor: a
- * pipeline file with telem-ingest --protocol statsd -> telem-egress-statsd
- * --out prom -> telem-sink-prom on a free port. Counters, a timer of ten
+ * pipeline file (examples/statsd-prom.conf) with telem-ingest --protocol
+ * statsd -> telem-egress-statsd --out prom -> telem-sink-prom on a free
+ * port. Counters, a timer of ten
  * values, a gauge and a tagged counter are sent with `nc -u -q0`; after a
  * `telemctl flush` the page read with curl must hold the series as
  * statsd_exporter maps them (counters as _total, the timer as a summary
@@ -72,30 +73,29 @@ run(const char *cmd, char *out, size_t cap)
 	return pclose(f);
 }
 
-static const char conf_fmt[] =
-    "[pipeline]\n"
-    "msg_bytes = 1024\n"
-    "flush_ms = 3600000\n"      /* only the test's telemctl flush */
-    "\n"
-    "[stage ingest]\n"
-    "exec = telem-ingest\n"
-    "args = --protocol statsd\n"
-    "udp = 127.0.0.1:%d\n"
-    "out = statsd\n"
-    "\n"
-    "[stage statsd]\n"
-    "exec = telem-egress-statsd\n"
-    "args = --percent 90\n"
-    "out = prom\n"
-    "flush = yes\n"
-    "\n"
-    "[stage prom]\n"
-    "exec = telem-sink-prom\n"
-    "args = --listen 127.0.0.1:%d\n";
+/* text with every `from` made `to` (malloc'd); from must occur. */
+static char *
+replace(const char *text, const char *from, const char *to)
+{
+	size_t n = 0, fl = strlen(from), tl = strlen(to);
+	for (const char *at = strstr(text, from); at; at = strstr(at + fl, from))
+		n++;
+	cr_assert_gt(n, 0, "'%s' not in examples/statsd-prom.conf", from);
+	char *out = malloc(strlen(text) + n * tl + 1), *o = out;
+	cr_assert_not_null(out);
+	for (const char *at; (at = strstr(text, from)) != NULL; text = at + fl) {
+		memcpy(o, text, (size_t)(at - text));
+		o += at - text;
+		memcpy(o, to, tl);
+		o += tl;
+	}
+	strcpy(o, text);
+	return out;
+}
 
 /* Every metric sent (one line each): what the egress must have read
  * before the flush. */
-#define METRICS 16
+#define METRICS 17
 
 static const char *const expected[] = {
 	"# TYPE hits_total counter\nhits_total 15\n",
@@ -103,18 +103,33 @@ static const char *const expected[] = {
 	"# TYPE api_latency summary\n"
 	"api_latency{quantile=\"0.5\"} 0.55\n"
 	"api_latency{quantile=\"0.9\"} 0.9\n"
+	"api_latency{quantile=\"0.99\"} 1\n"
 	"api_latency_sum 5.5\n"
 	"api_latency_count 10\n",
 	"# TYPE reqs_total counter\nreqs_total{code=\"200\",env=\"prod\"} 4\n",
+	"# TYPE dots_total counter\ndots_total{a=\"2\",a_b=\"1\"} 1\n",
 	"# TYPE statsd_metrics_received_total counter\n"
-	"statsd_metrics_received_total 16\n",
+	"statsd_metrics_received_total 17\n",
 };
 
 Test(statsd_prom, statsd_metrics_as_statsd_exporter_maps_them)
 {
+	/* examples/statsd-prom.conf as shipped, with free ports, small
+	 * messages, and no flush but the test's telemctl flush. */
+	char *text = h_slurp("examples/statsd-prom.conf"), udp[64], tcp[64];
+	snprintf(udp, sizeof(udp), "127.0.0.1:%d", P.port);
+	snprintf(tcp, sizeof(tcp), "127.0.0.1:%d", sink_port);
+	char *a = replace(text, "127.0.0.1:8125", udp);
+	char *b = replace(a, "127.0.0.1:9102", tcp);
+	char *c = replace(b, "flush_ms = 10000", "flush_ms = 3600000");
+	char *d = replace(c, "msg_bytes = auto", "msg_bytes = 1024");
 	char conf[256];
-	pl_conf(&P, "statsd-prom.conf", conf, sizeof(conf), conf_fmt, P.port,
-	    sink_port);
+	pl_conf(&P, "statsd-prom.conf", conf, sizeof(conf), "%s", d);
+	free(text);
+	free(a);
+	free(b);
+	free(c);
+	free(d);
 	cr_assert(pl_start_conf(&P, conf, NULL), "supervisor did not come up:\n%s",
 	    h_slurp(P.err));
 	pl_nc(&P, "hits:2|c");
@@ -126,6 +141,9 @@ Test(statsd_prom, statsd_metrics_as_statsd_exporter_maps_them)
 	pl_nc(&P, "temp:21.5|g");
 	pl_nc(&P, "temp:-1.5|g");
 	pl_nc(&P, "reqs:4|c|#env:prod,code:200");
+	/* The key holds its tags in byte order, "a.b=1;a=2"; a report wants
+	 * them in key order. */
+	pl_nc(&P, "dots:1|c|#a:2,a.b:1");
 	/* The egress books a record `in` when it read it; Flush after all. */
 	long long in = -1;
 	for (int i = 0; i < 1000 && (in = pl_stat(&P, "ingest", "out")) < METRICS; i++)
