@@ -110,6 +110,8 @@ static const char *const expected[] = {
 	"# TYPE dots_total counter\ndots_total{a=\"2\",a_b=\"1\"} 1\n",
 	"# TYPE statsd_metrics_received_total counter\n"
 	"statsd_metrics_received_total 17\n",
+	"telem_sink_prom_reports_broken_total 0\n",
+	"telem_sink_prom_series_dropped_total 0\n",
 };
 
 Test(statsd_prom, statsd_metrics_as_statsd_exporter_maps_them)
