@@ -396,14 +396,13 @@ one_line(void *ctx, const char *path, size_t path_len, double value,
 
 /* The report entry kind of a statsd field (egress/report_rec.h), as
  * telem-sink-prom maps them the way statsd_exporter does: a counter's
- * count, a gauge, a set's count (a gauge); a timer's upper_P (P > 0) and
- * median as its summary's quantiles, sum and count as the summary's. The
- * rest is REPORT_DERIVED (Prometheus computes rates, means and the like
- * itself). *field may be replaced (median is "q0.5"). */
+ * count, a gauge, a set's count (a gauge); a timer's upper_P (P > 0) as
+ * its summary's quantiles, sum and count as the summary's. The rest
+ * (median included: one_entry adds it as quantile 0.5) is REPORT_DERIVED,
+ * which telem-sink-carbon writes and Prometheus computes itself. */
 static uint8_t
-entry_kind(const struct sd *d, enum statsd_type type, const char **field)
+entry_kind(enum statsd_type type, const char *f)
 {
-	const char *f = *field;
 	switch (type) {
 	case STATSD_COUNTER:
 		return strcmp(f, "count") == 0 ? REPORT_COUNTER : REPORT_DERIVED;
@@ -415,10 +414,6 @@ entry_kind(const struct sd *d, enum statsd_type type, const char **field)
 			return REPORT_SUM_SUM;
 		if (strcmp(f, "count") == 0)
 			return REPORT_SUM_COUNT;
-		if (strcmp(f, "median") == 0 && d->median_q) {
-			*field = "q0.5";
-			return REPORT_SUM_QUANTILE;
-		}
 		double q;
 		if (strncmp(f, "upper_", 6) == 0 &&
 		    report_rec_quantile(f, strlen(f), &q) == 0)
@@ -464,6 +459,21 @@ entry_tags(struct report_rec *r, const char *tags, size_t len)
 	return 0;
 }
 
+static void
+send_entry(struct sd *d, const struct report_rec *r)
+{
+	if (d->entries_failed)
+		return;
+	if (report_emit(d->st, r) == -1) {
+		log_warnx("report entry of %.*s %.*s not sent: the rest of this "
+		    "report is not sent either", (int)r->name_len, r->name,
+		    (int)r->field_len, r->field);
+		d->entries_failed = 1;
+		return;
+	}
+	d->entries++;
+}
+
 /* One value of the flush as a report entry (statsd_entry_fn). An entry
  * that cannot be one (a name over 255 bytes, a tag without '=' or that a
  * report cannot carry, a field name over REPORT_FIELD_MAX) is left out,
@@ -481,7 +491,7 @@ one_entry(void *ctx, enum statsd_type type, const char *name, size_t name_len,
 		.source = REPORT_SRC_STATSD, .ts = ts, .value = value,
 		.name = name, .name_len = (uint8_t)name_len,
 	};
-	r.kind = entry_kind(d, type, &field);
+	r.kind = entry_kind(type, field);
 	r.field = field;
 	r.field_len = (uint8_t)strlen(field);
 	if (name_len > 255 || strlen(field) > REPORT_FIELD_MAX ||
@@ -494,13 +504,15 @@ one_entry(void *ctx, enum statsd_type type, const char *name, size_t name_len,
 			    tags_len ? ";" : "", (int)tags_len, tags, field, k);
 		return;
 	}
-	if (report_emit(d->st, &r) == -1) {
-		log_warnx("report entry of %.*s %s not sent: the rest of this "
-		    "report is not sent either", (int)name_len, name, field);
-		d->entries_failed = 1;
-		return;
+	send_entry(d, &r);
+	/* The median is also the summary's quantile 0.5 (as "q0.5", which
+	 * telem-sink-carbon leaves out: it has a '.'), unless upper_50 is. */
+	if (type == STATSD_TIMER && d->median_q && strcmp(field, "median") == 0) {
+		r.kind = REPORT_SUM_QUANTILE;
+		r.field = "q0.5";
+		r.field_len = 4;
+		send_entry(d, &r);
 	}
-	d->entries++;
 }
 
 static void
