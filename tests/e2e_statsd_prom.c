@@ -182,6 +182,38 @@ Test(statsd_prom, statsd_metrics_as_statsd_exporter_maps_them)
 	int rc = run(cmd, check, sizeof(check));
 	cr_expect_eq(rc, 0, "promtool: %s\npage:\n%s", check, page);
 
+	/* A second flush: counters add up in the sink, the timer (kept, with
+	 * no values) is its count 0 only, the gauge stays. */
+	pl_nc(&P, "hits:5|c");
+	for (int i = 0; i < 1000 && (in = pl_stat(&P, "statsd", "in")) < METRICS + 1; i++)
+		nap_ms(10);
+	cr_assert_geq(in, METRICS + 1, "egress read %lld:\n%s", in, h_slurp(P.err));
+	cr_assert_eq(pl_ctl(&P, reply, sizeof(reply), "flush"), 0, "flush: %s", reply);
+	static const char *const second[] = {
+		"hits_total 20\n", "temp 20\n", "api_latency_count 0\n",
+		"reqs_total{code=\"200\",env=\"prod\"} 4\n",
+	};
+	all = 0;
+	for (int i = 0; i < 1000 && !all; i++) {
+		snprintf(cmd, sizeof(cmd), "curl -s http://127.0.0.1:%d/metrics",
+		    sink_port);
+		if (run(cmd, page, sizeof(page)) == 0) {
+			all = 1;
+			for (size_t k = 0; k < sizeof(second) / sizeof(*second); k++)
+				all &= strstr(page, second[k]) != NULL;
+		}
+		if (!all)
+			nap_ms(20);
+	}
+	for (size_t k = 0; k < sizeof(second) / sizeof(*second); k++)
+		cr_expect_not_null(strstr(page, second[k]), "second flush, page "
+		    "lacks: %s\npage:\n%s", second[k], page);
+	cr_expect_null(strstr(page, "quantile"), "%s", page);
+	snprintf(cmd, sizeof(cmd), "curl -s http://127.0.0.1:%d/metrics | "
+	    "promtool check metrics 2>&1", sink_port);
+	rc = run(cmd, check, sizeof(check));
+	cr_expect_eq(rc, 0, "promtool, second flush: %s\npage:\n%s", check, page);
+
 	/* The books still balance: report records are not counted. */
 	char books[4096];
 	cr_expect(pl_books(&P, books, sizeof(books)), "books:\n%s", books);
