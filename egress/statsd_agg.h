@@ -150,6 +150,20 @@ struct statsd_agg_stats {
 typedef void statsd_line_fn(void *ctx, const char *path, size_t path_len,
     double value, int64_t ts);
 
+/* One value of one metric at a flush, typed (for a report, as
+ * egress/report_rec.h carries it): the key's name (already sanitized by
+ * the parser; no namespace, prefix or suffix), its tags (the key's
+ * ';'-separated parts after the name, "k=v" each, in the key's order, which
+ * ingest/statsd.h sorts bytewise; tags_len 0 when none), the metric's type,
+ * and the field as statsd names it: counters "count" and "rate"; timers the
+ * fields listed above (the same ones the Graphite lines get, after
+ * calculatedTimerMetrics); gauges "value"; sets "count". statsd's own
+ * numStats, calculationtime and processing_time are not entries (its three
+ * counters and timestamp_lag are: they are keys). */
+typedef void statsd_entry_fn(void *ctx, enum statsd_type type,
+    const char *name, size_t name_len, const char *tags, size_t tags_len,
+    const char *field, double value, int64_t ts);
+
 /* Fill c with statsd's defaults (pointers NULL, counts as above). */
 void statsd_agg_config_default(struct statsd_agg_config *c);
 /* A new aggregator; c and everything it points to are copied. Returns
@@ -178,6 +192,12 @@ void statsd_agg_received(struct statsd_agg *a, uint64_t packets,
  * deleting keys and to create the timestamp_lag gauge once. */
 int statsd_agg_flush(struct statsd_agg *a, uint32_t interval_ms, int64_t ts,
     statsd_line_fn *fn, void *ctx);
+/* statsd_agg_flush, and also efn (when not NULL) for every value of every
+ * key, in the order of the Graphite lines, each just after its line. The
+ * Graphite lines are the same as statsd_agg_flush's. */
+int statsd_agg_flush_entries(struct statsd_agg *a, uint32_t interval_ms,
+    int64_t ts, statsd_line_fn *fn, void *ctx, statsd_entry_fn *efn,
+    void *ectx);
 /* What the caps turned away so far. */
 void statsd_agg_stats(const struct statsd_agg *a, struct statsd_agg_stats *s);
 

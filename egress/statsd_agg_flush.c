@@ -89,6 +89,20 @@ line(struct statsd_agg *a, enum ns kind, const char *key, size_t klen,
 	a->fn(a->ctx, p, o, v, a->ts);
 }
 
+/* The typed entry of one field of key (statsd_entry_fn). */
+static void
+entry(struct statsd_agg *a, enum statsd_type type, const char *key,
+    size_t klen, const char *field, double v)
+{
+	if (a->efn == NULL)
+		return;
+	const char *semi = memchr(key, ';', klen);
+	size_t nl = semi ? (size_t)(semi - key) : klen;
+	const char *tags = semi ? semi + 1 : key + klen;
+	a->efn(a->ectx, type, key, nl, tags, semi ? klen - nl - 1 : 0, field, v,
+	    a->ts);
+}
+
 static void
 flush_counter(void *ctx, const char *key, size_t len, void *payload)
 {
@@ -98,13 +112,18 @@ flush_counter(void *ctx, const char *key, size_t len, void *payload)
 
 	if (a->legacy) {
 		line(a, NS_RATE, key, len, NULL, NULL, rate);
+		entry(a, STATSD_COUNTER, key, len, "rate", rate);
 		if (a->flush_counts)
 			line(a, NS_COUNT, key, len, NULL, NULL, c->v);
 	} else {
 		line(a, NS_RATE, key, len, "rate", NULL, rate);
+		entry(a, STATSD_COUNTER, key, len, "rate", rate);
 		if (a->flush_counts)
 			line(a, NS_COUNT, key, len, "count", NULL, c->v);
 	}
+	/* The count is the counter's entry even without flush_counts: it is
+	 * what a report needs (egress/report_rec.h REPORT_COUNTER). */
+	entry(a, STATSD_COUNTER, key, len, "count", c->v);
 	a->num_stats++;
 }
 
@@ -144,8 +163,10 @@ static void
 timer_field(void *ctx, const char *field, double v)
 {
 	struct statsd_agg *a = ctx;
-	if (timer_field_wanted(a, field))
+	if (timer_field_wanted(a, field)) {
 		line(a, NS_TIMER, a->key, a->key_len, field, NULL, v);
+		entry(a, STATSD_TIMER, a->key, a->key_len, field, v);
+	}
 }
 
 static void
@@ -168,6 +189,7 @@ flush_gauge(void *ctx, const char *key, size_t len, void *payload)
 {
 	struct statsd_agg *a = ctx;
 	line(a, NS_GAUGE, key, len, NULL, NULL, ((struct gauge *)payload)->v);
+	entry(a, STATSD_GAUGE, key, len, "value", ((struct gauge *)payload)->v);
 	a->num_stats++;
 }
 
@@ -177,6 +199,7 @@ flush_set(void *ctx, const char *key, size_t len, void *payload)
 	struct statsd_agg *a = ctx;
 	struct statsd_set *s = payload;
 	line(a, NS_SET, key, len, "count", NULL, (double)s->n);
+	entry(a, STATSD_SET, key, len, "count", (double)s->n);
 	a->num_stats++;
 }
 
@@ -309,6 +332,14 @@ int
 statsd_agg_flush(struct statsd_agg *a, uint32_t interval_ms, int64_t ts,
     statsd_line_fn *fn, void *ctx)
 {
+	return statsd_agg_flush_entries(a, interval_ms, ts, fn, ctx, NULL, NULL);
+}
+
+int
+statsd_agg_flush_entries(struct statsd_agg *a, uint32_t interval_ms,
+    int64_t ts, statsd_line_fn *fn, void *ctx, statsd_entry_fn *efn,
+    void *ectx)
+{
 	double t0 = now_ms(a);
 	const char *ps = a->pfx[P_STATS];
 	size_t pl = strlen(ps);
@@ -317,6 +348,8 @@ statsd_agg_flush(struct statsd_agg *a, uint32_t interval_ms, int64_t ts,
 		return errno = EINVAL, -1;
 	a->fn = fn;
 	a->ctx = ctx;
+	a->efn = efn;
+	a->ectx = ectx;
 	a->ts = ts;
 	a->interval_ms = interval_ms;
 	a->num_stats = 0;

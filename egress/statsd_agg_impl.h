@@ -57,6 +57,8 @@ struct statsd_agg {
 	/* flush-time state for the callbacks */
 	statsd_line_fn *fn;
 	void *ctx;
+	statsd_entry_fn *efn;      /* NULL: no typed entries */
+	void *ectx;
 	int64_t ts;
 	uint32_t interval_ms;
 	uint64_t num_stats;

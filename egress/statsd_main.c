@@ -2,7 +2,8 @@
  * pipeline (docs/design.md §14). WIRE_STATSD records from `telem-ingest
  * --protocol statsd` go into egress/statsd_agg.h; each Flush writes
  * statsd's Graphite lines, `path value ts`, to carbon (--graphite) or to
- * stdout. */
+ * stdout, and, with --out, the same values as report records
+ * (egress/report_rec.h, source statsd) for telem-sink-prom. */
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
@@ -12,6 +13,7 @@
 #include "clock.h"
 #include "egress/carbon.h"
 #include "egress/report.h"
+#include "egress/report_emit.h"
 #include "egress/statsd_agg.h"
 #include "egress/statsd_num.h"
 #include "egress/statsd_state.h"
@@ -64,7 +66,11 @@ struct sd {
 	const char *state_path;
 	uint64_t pending;      /* records applied, not yet reported (booked) */
 	uint64_t dropped_seen; /* statsd_agg_stats drops already booked */
-	struct log_limit drop_log, flush_log;
+	struct log_limit drop_log, flush_log, entry_log;
+	struct stage *st;
+	uint64_t entries;      /* report entries sent this flush */
+	int entries_failed;    /* one could not go out: no END this flush */
+	int median_q;          /* median as quantile 0.5 (no threshold 50) */
 };
 
 enum {
@@ -279,6 +285,12 @@ sd_init(struct stage *st)
 	c->delete_gauges = d->del_g || d->delete_idle;
 	c->delete_sets = d->del_s || d->delete_idle;
 	c->clock_ms = now_ms;
+	d->st = st;
+	d->median_q = 1;
+	const double *pct = c->npercent ? c->percent : (const double[]){ 90 };
+	for (size_t i = 0; i < (c->npercent ? c->npercent : 1); i++)
+		if (pct[i] == 50)
+			d->median_q = 0;  /* upper_50 is quantile 0.5 */
 	if ((d->agg = statsd_agg_new(c)) == NULL) {
 		if (errno == EINVAL) {
 			log_warnx("the statsd options do not hold together (percent "
@@ -382,6 +394,127 @@ one_line(void *ctx, const char *path, size_t path_len, double value,
 		    (long long)ts);
 }
 
+/* The report entry kind of a statsd field (egress/report_rec.h), as
+ * telem-sink-prom maps them the way statsd_exporter does: a counter's
+ * count, a gauge, a set's count (a gauge); a timer's upper_P (P > 0) as
+ * its summary's quantiles, sum and count as the summary's. The rest
+ * (median included: one_entry adds it as quantile 0.5) is REPORT_DERIVED,
+ * which telem-sink-carbon writes and Prometheus computes itself. */
+static uint8_t
+entry_kind(enum statsd_type type, const char *f)
+{
+	switch (type) {
+	case STATSD_COUNTER:
+		return strcmp(f, "count") == 0 ? REPORT_COUNTER : REPORT_DERIVED;
+	case STATSD_GAUGE:
+	case STATSD_SET:
+		return REPORT_GAUGE;
+	case STATSD_TIMER:
+		if (strcmp(f, "sum") == 0)
+			return REPORT_SUM_SUM;
+		if (strcmp(f, "count") == 0)
+			return REPORT_SUM_COUNT;
+		double q;
+		if (strncmp(f, "upper_", 6) == 0 &&
+		    report_rec_quantile(f, strlen(f), &q) == 0)
+			return REPORT_SUM_QUANTILE;
+		return REPORT_DERIVED;
+	}
+	return 0;
+}
+
+/* The tags "k=v;k=v" of a key into r, ordered by key (report_rec.h wants
+ * keys strictly ascending; the key's bytewise order of "k=v" is not
+ * quite that: "a.b=1" sorts before "a=1"). 0, or -1 when a tag has no
+ * '=' or there are too many. */
+static int
+entry_tags(struct report_rec *r, const char *tags, size_t len)
+{
+	r->ntags = 0;
+	while (len > 0) {
+		const char *semi = memchr(tags, ';', len);
+		size_t tl = semi ? (size_t)(semi - tags) : len;
+		const char *eq = memchr(tags, '=', tl);
+		if (eq == NULL || r->ntags == REPORT_TAGS_MAX)
+			return -1;
+		size_t kl = (size_t)(eq - tags), vl = tl - kl - 1;
+		if (kl > REPORT_TAG_KEY_MAX || vl > REPORT_TAG_VAL_MAX)
+			return -1;
+		struct report_tag t = { tags, eq + 1, (uint8_t)kl, (uint8_t)vl };
+		size_t j = r->ntags++;
+		for (; j > 0; j--) {
+			const struct report_tag *p = &r->tag[j - 1];
+			size_t n = p->klen < t.klen ? p->klen : t.klen;
+			int c = memcmp(p->key, t.key, n);
+			if (c < 0 || (c == 0 && p->klen <= t.klen))
+				break;
+			r->tag[j] = *p;
+		}
+		r->tag[j] = t;
+		if (semi == NULL)
+			break;
+		tags = semi + 1;
+		len -= tl + 1;
+	}
+	return 0;
+}
+
+static void
+send_entry(struct sd *d, const struct report_rec *r)
+{
+	if (d->entries_failed)
+		return;
+	if (report_emit(d->st, r) == -1) {
+		log_warnx("report entry of %.*s %.*s not sent: the rest of this "
+		    "report is not sent either", (int)r->name_len, r->name,
+		    (int)r->field_len, r->field);
+		d->entries_failed = 1;
+		return;
+	}
+	d->entries++;
+}
+
+/* One value of the flush as a report entry (statsd_entry_fn). An entry
+ * that cannot be one (a name over 255 bytes, a tag without '=' or that a
+ * report cannot carry, a field name over REPORT_FIELD_MAX) is left out,
+ * logged; one that could not be sent ends the report: no END, so the
+ * sinks drop it whole. */
+static void
+one_entry(void *ctx, enum statsd_type type, const char *name, size_t name_len,
+    const char *tags, size_t tags_len, const char *field, double value,
+    int64_t ts)
+{
+	struct sd *d = ctx;
+	if (d->entries_failed)
+		return;
+	struct report_rec r = {
+		.source = REPORT_SRC_STATSD, .ts = ts, .value = value,
+		.name = name, .name_len = (uint8_t)name_len,
+	};
+	r.kind = entry_kind(type, field);
+	r.field = field;
+	r.field_len = (uint8_t)strlen(field);
+	if (name_len > 255 || strlen(field) > REPORT_FIELD_MAX ||
+	    entry_tags(&r, tags, tags_len) == -1 || !report_rec_ok(&r)) {
+		long long k = log_limit_pass(&d->entry_log, 60000);
+		if (k >= 0)
+			log_warnx("%.*s%s%.*s %s: no report entry can carry it "
+			    "(name, tags or field); left out of the report (%lld "
+			    "more lines suppressed)", (int)name_len, name,
+			    tags_len ? ";" : "", (int)tags_len, tags, field, k);
+		return;
+	}
+	send_entry(d, &r);
+	/* The median is also the summary's quantile 0.5 (as "q0.5", which
+	 * telem-sink-carbon leaves out: it has a '.'), unless upper_50 is. */
+	if (type == STATSD_TIMER && d->median_q && strcmp(field, "median") == 0) {
+		r.kind = REPORT_SUM_QUANTILE;
+		r.field = "q0.5";
+		r.field_len = 4;
+		send_entry(d, &r);
+	}
+}
+
 static void
 sd_tick(struct stage *st)
 {
@@ -413,8 +546,21 @@ sd_flush(struct stage *st)
 	struct timespec now;
 	clock_gettime(CLOCK_REALTIME, &now);
 	int64_t ts = (int64_t)now.tv_sec + (now.tv_nsec >= 500000000L);
-	statsd_agg_flush(d->agg, ms, ts, one_line, d);
+	d->entries = 0;
+	d->entries_failed = 0;
+	statsd_agg_flush_entries(d->agg, ms, ts, one_line, d,
+	    st->nout > 0 ? one_entry : NULL, d);
 	report_flush(&d->rep);
+	if (st->nout > 0) {
+		/* Report records are not booked (common/stats.h unbooked_out):
+		 * the records applied are booked `out` below, as without --out. */
+		if (!d->entries_failed && report_emit_end(st, REPORT_SRC_STATSD, ts,
+		    d->entries) == -1)
+			log_warnx("report end not sent: this report is dropped by "
+			    "the sinks");
+		if (stage_push(st) == -1)
+			log_warnx("report entries not sent");
+	}
 	if (d->sink != NULL)
 		carbon_end_flush(d->sink);
 	if (d->state_path != NULL && statsd_state_save(d->agg, d->state_path) == -1)
@@ -462,7 +608,6 @@ main(int argc, char **argv)
 		.on_tick = sd_tick,
 		.fini = sd_fini,
 		.needs_in = 1,
-		.no_out = 1,
 		.holds_records = 1,
 		.takes_statsd = 1,
 	};

@@ -1,0 +1,224 @@
+/* e2e_statsd_prom.c - statsd metrics on telem-sink-prom (docs/design.md
+ * §14, §15), end to end with the real binaries under the supervisor: a
+ * pipeline file (examples/statsd-prom.conf) with telem-ingest --protocol
+ * statsd -> telem-egress-statsd --out prom -> telem-sink-prom on a free
+ * port. Counters, a timer of ten
+ * values, a gauge and a tagged counter are sent with `nc -u -q0`; after a
+ * `telemctl flush` the page read with curl must hold the series as
+ * statsd_exporter maps them (counters as _total, the timer as a summary
+ * in seconds, tags as labels), and promtool must accept it. */
+#include <criterion/criterion.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+static struct pl P;
+static int sink_port;
+
+static void
+nap_ms(int ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+	nanosleep(&ts, NULL);
+}
+
+/* A TCP port free on 127.0.0.1 now. */
+static int
+tcp_port(void)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET };
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	socklen_t len = sizeof(sa);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	cr_assert(fd != -1 && bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
+	    getsockname(fd, (struct sockaddr *)&sa, &len) == 0);
+	close(fd);
+	return ntohs(sa.sin_port);
+}
+
+static void
+setup(void)
+{
+	pl_init(&P);
+	sink_port = tcp_port();
+}
+
+static void
+teardown(void)
+{
+	pl_cleanup(&P);
+}
+
+TestSuite(statsd_prom, .init = setup, .fini = teardown, .timeout = 120);
+
+/* Run the command; its stdout (at most cap - 1 bytes) into out. Returns
+ * its exit status, or -1. */
+static int
+run(const char *cmd, char *out, size_t cap)
+{
+	FILE *f = popen(cmd, "r");
+	if (f == NULL)
+		return -1;
+	size_t n = fread(out, 1, cap - 1, f);
+	out[n] = '\0';
+	return pclose(f);
+}
+
+/* text with every `from` made `to` (malloc'd); from must occur. */
+static char *
+replace(const char *text, const char *from, const char *to)
+{
+	size_t n = 0, fl = strlen(from), tl = strlen(to);
+	for (const char *at = strstr(text, from); at; at = strstr(at + fl, from))
+		n++;
+	cr_assert_gt(n, 0, "'%s' not in examples/statsd-prom.conf", from);
+	char *out = malloc(strlen(text) + n * tl + 1), *o = out;
+	cr_assert_not_null(out);
+	for (const char *at; (at = strstr(text, from)) != NULL; text = at + fl) {
+		memcpy(o, text, (size_t)(at - text));
+		o += at - text;
+		memcpy(o, to, tl);
+		o += tl;
+	}
+	strcpy(o, text);
+	return out;
+}
+
+/* Every metric sent (one line each): what the egress must have read
+ * before the flush. */
+#define METRICS 17
+
+static const char *const expected[] = {
+	"# TYPE hits_total counter\nhits_total 15\n",
+	"# TYPE temp gauge\ntemp 20\n",
+	"# TYPE api_latency summary\n"
+	"api_latency{quantile=\"0.5\"} 0.55\n"
+	"api_latency{quantile=\"0.9\"} 0.9\n"
+	"api_latency{quantile=\"0.99\"} 1\n"
+	"api_latency_sum 5.5\n"
+	"api_latency_count 10\n",
+	"# TYPE reqs_total counter\nreqs_total{code=\"200\",env=\"prod\"} 4\n",
+	"# TYPE dots_total counter\ndots_total{a=\"2\",a_b=\"1\"} 1\n",
+	"# TYPE statsd_metrics_received_total counter\n"
+	"statsd_metrics_received_total 17\n",
+	"telem_sink_prom_reports_broken_total 0\n",
+	"telem_sink_prom_series_dropped_total 0\n",
+};
+
+Test(statsd_prom, statsd_metrics_as_statsd_exporter_maps_them)
+{
+	/* examples/statsd-prom.conf as shipped, with free ports, small
+	 * messages, and no flush but the test's telemctl flush. */
+	char *text = h_slurp("examples/statsd-prom.conf"), udp[64], tcp[64];
+	snprintf(udp, sizeof(udp), "127.0.0.1:%d", P.port);
+	snprintf(tcp, sizeof(tcp), "127.0.0.1:%d", sink_port);
+	char *a = replace(text, "127.0.0.1:8125", udp);
+	char *b = replace(a, "127.0.0.1:9102", tcp);
+	char *c = replace(b, "flush_ms = 10000", "flush_ms = 3600000");
+	char *d = replace(c, "msg_bytes = auto", "msg_bytes = 1024");
+	char conf[256];
+	pl_conf(&P, "statsd-prom.conf", conf, sizeof(conf), "%s", d);
+	free(text);
+	free(a);
+	free(b);
+	free(c);
+	free(d);
+	cr_assert(pl_start_conf(&P, conf, NULL), "supervisor did not come up:\n%s",
+	    h_slurp(P.err));
+	pl_nc(&P, "hits:2|c");
+	pl_nc(&P, "hits:3|c\nhits:5|c|@0.5");
+	pl_nc(&P, "api.latency:300|ms\napi.latency:100|ms\napi.latency:200|ms\n"
+	    "api.latency:1000|ms\napi.latency:500|ms\napi.latency:400|ms\n"
+	    "api.latency:900|ms\napi.latency:600|ms\napi.latency:800|ms\n"
+	    "api.latency:700|ms");
+	pl_nc(&P, "temp:21.5|g");
+	pl_nc(&P, "temp:-1.5|g");
+	pl_nc(&P, "reqs:4|c|#env:prod,code:200");
+	/* The key holds its tags in byte order, "a.b=1;a=2"; a report wants
+	 * them in key order. */
+	pl_nc(&P, "dots:1|c|#a:2,a.b:1");
+	/* The egress books a record `in` when it read it; Flush after all. */
+	long long in = -1;
+	for (int i = 0; i < 1000 && (in = pl_stat(&P, "ingest", "out")) < METRICS; i++)
+		nap_ms(10);
+	cr_assert_geq(in, METRICS, "ingest sent %lld:\n%s", in, h_slurp(P.err));
+	for (int i = 0; i < 1000 && (in = pl_stat(&P, "statsd", "in")) < METRICS; i++)
+		nap_ms(10);
+	cr_assert_geq(in, METRICS, "egress read %lld:\n%s", in, h_slurp(P.err));
+	char reply[512];
+	cr_assert_eq(pl_ctl(&P, reply, sizeof(reply), "flush"), 0, "flush: %s", reply);
+
+	char cmd[200], page[16384];
+	snprintf(cmd, sizeof(cmd), "curl -s http://127.0.0.1:%d/metrics", sink_port);
+	int all = 0;
+	for (int i = 0; i < 1000 && !all; i++) {
+		if (run(cmd, page, sizeof(page)) == 0) {
+			all = 1;
+			for (size_t k = 0; k < sizeof(expected) / sizeof(*expected); k++)
+				all &= strstr(page, expected[k]) != NULL;
+		}
+		if (!all)
+			nap_ms(20);
+	}
+	for (size_t k = 0; k < sizeof(expected) / sizeof(*expected); k++)
+		cr_expect_not_null(strstr(page, expected[k]), "page lacks:\n%s\npage:\n%s"
+		    "\nstderr:\n%s", expected[k], page, h_slurp(P.err));
+	/* Derived fields (rate, mean, std, ...) are for Graphite only. */
+	cr_expect_null(strstr(page, "mean"), "%s", page);
+	cr_expect_null(strstr(page, "rate"), "%s", page);
+
+	char check[4096];
+	snprintf(cmd, sizeof(cmd), "curl -s http://127.0.0.1:%d/metrics | "
+	    "promtool check metrics 2>&1", sink_port);
+	int rc = run(cmd, check, sizeof(check));
+	cr_expect_eq(rc, 0, "promtool: %s\npage:\n%s", check, page);
+
+	/* A second flush: counters add up in the sink, the timer (kept, with
+	 * no values) is its count 0 only, the gauge stays. */
+	pl_nc(&P, "hits:5|c");
+	for (int i = 0; i < 1000 && (in = pl_stat(&P, "statsd", "in")) < METRICS + 1; i++)
+		nap_ms(10);
+	cr_assert_geq(in, METRICS + 1, "egress read %lld:\n%s", in, h_slurp(P.err));
+	cr_assert_eq(pl_ctl(&P, reply, sizeof(reply), "flush"), 0, "flush: %s", reply);
+	static const char *const second[] = {
+		"hits_total 20\n", "temp 20\n", "api_latency_count 0\n",
+		"reqs_total{code=\"200\",env=\"prod\"} 4\n",
+	};
+	all = 0;
+	for (int i = 0; i < 1000 && !all; i++) {
+		snprintf(cmd, sizeof(cmd), "curl -s http://127.0.0.1:%d/metrics",
+		    sink_port);
+		if (run(cmd, page, sizeof(page)) == 0) {
+			all = 1;
+			for (size_t k = 0; k < sizeof(second) / sizeof(*second); k++)
+				all &= strstr(page, second[k]) != NULL;
+		}
+		if (!all)
+			nap_ms(20);
+	}
+	for (size_t k = 0; k < sizeof(second) / sizeof(*second); k++)
+		cr_expect_not_null(strstr(page, second[k]), "second flush, page "
+		    "lacks: %s\npage:\n%s", second[k], page);
+	cr_expect_null(strstr(page, "quantile"), "%s", page);
+	snprintf(cmd, sizeof(cmd), "curl -s http://127.0.0.1:%d/metrics | "
+	    "promtool check metrics 2>&1", sink_port);
+	rc = run(cmd, check, sizeof(check));
+	cr_expect_eq(rc, 0, "promtool, second flush: %s\npage:\n%s", check, page);
+
+	/* The books still balance: report records are not counted. */
+	char books[4096];
+	cr_expect(pl_books(&P, books, sizeof(books)), "books:\n%s", books);
+	int st = pl_signal_wait(&P, SIGTERM, 10000);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %d:\n%s", st,
+	    h_slurp(P.err));
+	cr_expect_eq(pl_objects_left(&P), 0);
+}
