@@ -118,14 +118,11 @@ test: deps
 # The stages' stderr ends in the tests' temporary files, so every report,
 # of any process, goes to a file in $(SAN_LOG) instead, and one there fails
 # the check. Criterion's own allocations are suppressed (tests/lsan.supp).
-# A sanitized stage can take seconds to exit (LeakSanitizer stops it with a
-# tracer to scan its memory), so the supervisor's SIGTERM-to-SIGKILL grace
-# is longer in this build than the 2 s of supervisor/sup.h.
 SAN_LOG := build/asan/reports
 check: deps
 	@$(MAKE) --no-print-directory BUILD=build/asan BIN=build/asan/bin \
 	  SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
-	  OPT="-O1 -g -DSUP_STOP_GRACE_MS=8000" tests
+	  OPT="-O1 -g" tests
 	@rm -rf $(SAN_LOG) && mkdir -p $(SAN_LOG)
 	@ASAN_OPTIONS=detect_leaks=1:log_path=$(CURDIR)/$(SAN_LOG)/asan \
 	  UBSAN_OPTIONS=print_stacktrace=1:log_path=$(CURDIR)/$(SAN_LOG)/ubsan \

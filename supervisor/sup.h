@@ -38,9 +38,7 @@
 #define SUP_BACKOFF_MAX_MS 5000
 #define SUP_INTENSITY 5           /* more restarts than this ... */
 #define SUP_PERIOD_MS 10000       /* ... within this: give up */
-#ifndef SUP_STOP_GRACE_MS         /* (longer in `make check`'s build) */
 #define SUP_STOP_GRACE_MS 2000    /* SIGTERM, then SIGKILL after this */
-#endif
 #define SUP_READY_MS 10000        /* a stage not ready by then is killed */
 #define SUP_STALL_MS 10000        /* default --stall-ms */
 #define SUP_STALL_CHECK_MS 500    /* how often the in-queues are looked at */
