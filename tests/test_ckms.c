@@ -360,7 +360,7 @@ ParameterizedTestParameters(ckms, narrow_to_wide_same_as_one_at_a_time)
  * buffer to flush) within 200 values of the switch; samples take 8 bytes
  * before it and 12 after. */
 ParameterizedTest(struct switch_case *c, ckms,
-    narrow_to_wide_same_as_one_at_a_time, .timeout = 60)
+    narrow_to_wide_same_as_one_at_a_time, .timeout = 300)
 {
 	struct model m;
 	model_init(&m, c->eps, c->n);
@@ -422,7 +422,7 @@ ParameterizedTestParameters(ckms, widened_early_same_answers)
  * itself, one wide from the start and one widened with a partly filled
  * buffer give the same sample count and answers all along. */
 ParameterizedTest(uint32_t *domain, ckms, widened_early_same_answers,
-    .timeout = 60)
+    .timeout = 300)
 {
 	const double eps = 0.01;
 	const size_t n = 3600000, mid = 1234567;
@@ -584,7 +584,7 @@ sample_bound(double eps, double n)
 	return 2.0 / eps * log(eps * n) + 1.0 / (2.0 * eps);
 }
 
-Test(ckms, samples_bounded, .timeout = 60)
+Test(ckms, samples_bounded, .timeout = 300)
 {
 	const double eps = 0.01;
 	struct ckms *s = new_sketch(eps);
