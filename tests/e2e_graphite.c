@@ -75,32 +75,6 @@ TestSuite(graphite, .init = setup, .fini = teardown, .timeout = 120);
 	"stdout never held '%s':\n%s\nstderr:\n%s", text, h_slurp(P.out), \
 	h_slurp(P.err))
 
-static void
-nap_ms(int ms)
-{
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-	nanosleep(&ts, NULL);
-}
-
-/* n distinct TCP ports free on 127.0.0.1 now (all held until all are
- * known, so none comes twice). */
-static void
-tcp_ports(int *port, int n)
-{
-	int fd[8];
-	for (int i = 0; i < n; i++) {
-		struct sockaddr_in sa = { .sin_family = AF_INET };
-		sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-		socklen_t len = sizeof(sa);
-		fd[i] = socket(AF_INET, SOCK_STREAM, 0);
-		cr_assert(fd[i] != -1 && bind(fd[i], (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
-		    getsockname(fd[i], (struct sockaddr *)&sa, &len) == 0);
-		port[i] = ntohs(sa.sin_port);
-	}
-	for (int i = 0; i < n; i++)
-		close(fd[i]);
-}
-
 static int
 tcp_accepts(int port)
 {
@@ -137,7 +111,7 @@ carbon_conf(struct carbon_proc *cp, const char *prog, const char *name,
 	cp->prog = prog;
 	snprintf(cp->dir, sizeof(cp->dir), "%s/%s", tmp, name);
 	cr_assert_eq(mkdir(cp->dir, 0700), 0, "mkdir %s: %s", cp->dir, strerror(errno));
-	tcp_ports(port, 3);
+	h_tcp_ports(port, 3);
 	cp->line_port = port[0];
 	cp->pickle_port = port[1];
 	cp->query_port = port[2];
@@ -233,7 +207,7 @@ carbon_wait_up(struct carbon_proc *cp)
 		}
 		if (tcp_accepts(cp->line_port) && (!cache || tcp_accepts(cp->pickle_port)))
 			return;
-		nap_ms(10);
+		h_nap_ms(10);
 	}
 	cr_assert_fail("%s not listening on %d after 30 s:\n%s", cp->prog,
 	    cp->line_port, carbon_log(cp));
@@ -259,7 +233,7 @@ carbon_stop(struct carbon_proc *cps, int n)
 			if (waitpid(cps[i].pid, NULL, WNOHANG) == cps[i].pid)
 				cps[i].pid = 0;
 			else
-				nap_ms(10);
+				h_nap_ms(10);
 		}
 		if (cps[i].pid > 0) {
 			kill(cps[i].pid, SIGKILL);
@@ -338,7 +312,7 @@ wait_value(const struct carbon_proc *cp, const char *metric, long long from,
 		n = wsp_points(cp, metric, from, &p);
 		if (n > 0 && p.v == want)
 			return p.ts;
-		nap_ms(100);
+		h_nap_ms(100);
 	}
 	cr_assert_fail("%s: %d points, last %.17g at %lld, never %.17g\n"
 	    "telem stderr:\n%s\n%s log:\n%s", metric, n, p.v, p.ts, want,
@@ -440,7 +414,7 @@ Test(graphite, a_full_buffer_drops_the_oldest_lines_and_status_counts_them)
 {
 	/* Nobody listens: every line waits in a 1024-byte buffer. */
 	int port;
-	tcp_ports(&port, 1);
+	h_tcp_ports(&port, 1);
 	char g[32];
 	snprintf(g, sizeof(g), "127.0.0.1:%d", port);
 	START("-f", "200", "-m", "1024", "-g", g, "--graphite-buffer", "1024");
@@ -461,7 +435,7 @@ Test(graphite, a_full_buffer_drops_the_oldest_lines_and_status_counts_them)
 		cr_assert_not_null(h_find(&s, "carbon"), "%s", s.raw);
 		seen = (int)h_find(&s, "carbon")->sink_dropped;
 		if (seen != 322)
-			nap_ms(10);
+			h_nap_ms(10);
 	}
 	cr_assert_eq(seen, 322, "%s", s.raw);
 	/* The egress goes on reporting; one log line about the drops. */
@@ -520,7 +494,7 @@ Test(graphite, past_one_machine_a_relay_stores_every_metric_in_exactly_one_cache
 			else if (wsp_exists(&C[1], metric[i]))
 				where = 1;
 			else
-				nap_ms(10);
+				h_nap_ms(10);
 		}
 		cr_assert(where >= 0, "%s stored nowhere\nrelay log:\n%s", metric[i],
 		    carbon_log(&C[2]));

@@ -30,31 +30,6 @@ static int sink_port, web_port;
 static char sink_addr[32];
 
 static void
-nap_ms(int ms)
-{
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-	nanosleep(&ts, NULL);
-}
-
-/* n distinct TCP ports free on 127.0.0.1 now. */
-static void
-tcp_ports(int *port, int n)
-{
-	int fd[4];
-	for (int i = 0; i < n; i++) {
-		struct sockaddr_in sa = { .sin_family = AF_INET };
-		sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-		socklen_t len = sizeof(sa);
-		fd[i] = socket(AF_INET, SOCK_STREAM, 0);
-		cr_assert(fd[i] != -1 && bind(fd[i], (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
-		    getsockname(fd[i], (struct sockaddr *)&sa, &len) == 0);
-		port[i] = ntohs(sa.sin_port);
-	}
-	for (int i = 0; i < n; i++)
-		close(fd[i]);
-}
-
-static void
 setup(void)
 {
 	pl_init(&P);
@@ -64,7 +39,7 @@ setup(void)
 		abort();
 	}
 	int port[2];
-	tcp_ports(port, 2);
+	h_tcp_ports(port, 2);
 	sink_port = port[0];
 	web_port = port[1];
 	snprintf(sink_addr, sizeof(sink_addr), "127.0.0.1:%d", sink_port);
@@ -81,7 +56,7 @@ prom_stop(void)
 			prom_pid = 0;
 			return;
 		}
-		nap_ms(10);
+		h_nap_ms(10);
 	}
 	kill(prom_pid, SIGKILL);
 	waitpid(prom_pid, NULL, 0);
@@ -183,7 +158,7 @@ prom_start(void)
 		}
 		if (run(cmd, out, sizeof(out)) == 0 && strcmp(out, "200") == 0)
 			return;
-		nap_ms(10);
+		h_nap_ms(10);
 	}
 	cr_assert_fail("prometheus not ready after 30 s:\n%s", prom_log());
 }
@@ -224,7 +199,7 @@ prom_expect(const char *expr, double want)
 		have = prom_query(expr, &v);
 		if (have && v == want)
 			return;
-		nap_ms(100);
+		h_nap_ms(100);
 	}
 	char page[200];
 	snprintf(page, sizeof(page), "curl -s http://%s/metrics", sink_addr);
@@ -333,7 +308,7 @@ Test(prom, promtool_accepts_the_page)
 		cr_assert_eq(run(cmd, out, sizeof(out)), 0);
 		if (strstr(out, "utf8-é") && strstr(out, "telem_cma{"))
 			break;
-		nap_ms(50);
+		h_nap_ms(50);
 	}
 	cr_assert(strstr(out, "telem_ckms{name=\"weird\\\"name\\\\x\",quantile=\"0.5\"} 5\n"),
 	    "label value escaped:\n%s", out);
@@ -375,7 +350,7 @@ wait_up_again(const char *stage, long long old, int n)
 			    strcmp(x->state, "up") == 0)
 				return x->pid;
 		}
-		nap_ms(10);
+		h_nap_ms(10);
 	}
 	cr_assert_fail("%s not up again:\n%s\n%s", stage, s.raw, h_slurp(P.err));
 	return -1;
@@ -385,7 +360,7 @@ Test(prom, sinks_and_an_egress_killed_under_load_are_restarted_and_the_books_bal
 {
 	/* carbon: nobody listens there; its lines wait and are dropped. */
 	int cport;
-	tcp_ports(&cport, 1);
+	h_tcp_ports(&cport, 1);
 	char g[32];
 	snprintf(g, sizeof(g), "127.0.0.1:%d", cport);
 	START("-f", "100", "-m", "1024", "--prom", sink_addr, "-g", g);
@@ -407,7 +382,7 @@ Test(prom, sinks_and_an_egress_killed_under_load_are_restarted_and_the_books_bal
 			pl_burst(&P, dgram, 4000, 200);
 			_exit(0);
 		}
-		nap_ms(300);
+		h_nap_ms(300);
 		cr_assert_eq(kill((pid_t)pid, SIGKILL), 0);
 		wait_up_again(sink[k], pid, 1);
 		waitpid(load, NULL, 0);
@@ -423,7 +398,7 @@ Test(prom, sinks_and_an_egress_killed_under_load_are_restarted_and_the_books_bal
 		    strstr(out, "telem_ckms{name=\"fresh\",quantile=\"0.5\"} 42\n") &&
 		    strstr(out, "telem_ckms_count{name=\"n1\"}");
 		if (!found)
-			nap_ms(50);
+			h_nap_ms(50);
 	}
 	cr_assert(found, "page after the restart:\n%s", out);
 	struct h_status s;
@@ -442,7 +417,7 @@ Test(prom, sinks_and_an_egress_killed_under_load_are_restarted_and_the_books_bal
 		cr_assert(in && lo);
 		even = lo->in == in->out && lo->depth == 0;
 		if (!even)
-			nap_ms(10);
+			h_nap_ms(10);
 	}
 	cr_expect(even, "%s", s.raw);
 	/* The books balance with the sinks in the pipeline: report records
@@ -452,7 +427,7 @@ Test(prom, sinks_and_an_egress_killed_under_load_are_restarted_and_the_books_bal
 	for (int i = 0; i < 300 && !balanced; i++) {
 		balanced = pl_books(&P, books, sizeof(books));
 		if (!balanced)
-			nap_ms(50);
+			h_nap_ms(50);
 	}
 	cr_assert(balanced, "%s\n%s", books, h_slurp(P.err));
 	cr_assert(pl_status(&P, &s), "%s", s.raw);
@@ -489,7 +464,7 @@ Test(prom, in_a_pipeline_file_a_sink_is_an_ordinary_stage)
 		found = run(cmd, out, sizeof(out)) == 0 &&
 		    strstr(out, "telem_ckms{name=\"a\",quantile=\"0.5\"} 10\n");
 		if (!found)
-			nap_ms(50);
+			h_nap_ms(50);
 	}
 	cr_assert(found, "%s", out);
 	cr_assert_null(strstr(out, "telem_cma{"), "%s", out);
@@ -546,7 +521,7 @@ Test(prom, hostile_clients_do_not_stop_scrapes_or_reports)
 		found = run(cmd, out, sizeof(out)) == 0 &&
 		    strstr(out, "telem_ckms_count{name=\"a\"} 2\n");
 		if (!found)
-			nap_ms(50);
+			h_nap_ms(50);
 	}
 	cr_assert(found, "%s", out);
 	for (int i = 0; i < n; i++)

@@ -42,13 +42,6 @@ struct sd {
 static struct sd S;
 
 static void
-nap_ms(int ms)
-{
-	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
-	nanosleep(&ts, NULL);
-}
-
-static void
 objname(char *buf, size_t cap, const char *what)
 {
 	snprintf(buf, cap, "/telem.%s.%s", S.inst, what);
@@ -135,7 +128,7 @@ stop_pid(pid_t *pid)
 			*pid = 0;
 			return;
 		}
-		nap_ms(10);
+		h_nap_ms(10);
 	}
 	kill(*pid, SIGKILL);
 	waitpid(*pid, NULL, 0);
@@ -171,7 +164,7 @@ wait_counter(_Atomic uint64_t *c, uint64_t want)
 	for (int i = 0; i < 1000; i++) {
 		if (stats_get(c) >= want)
 			return 1;
-		nap_ms(10);
+		h_nap_ms(10);
 	}
 	return 0;
 }
@@ -184,7 +177,7 @@ wait_in(int slot, uint64_t want)
 	for (int i = 0; i < 1000; i++) {
 		if (stats_in(&S.seg->slot[slot]) >= want)
 			return 1;
-		nap_ms(10);
+		h_nap_ms(10);
 	}
 	return 0;
 }
@@ -390,7 +383,7 @@ Test(statsd, malformed_lines_counted_bad)
 	cr_assert(wait_counter(&S.seg->slot[0].bad, nbad), "ingest bad=%llu of %zu",
 	    (unsigned long long)stats_get(&S.seg->slot[0].bad), nbad);
 	cr_assert(wait_in(1, 1));
-	nap_ms(300);  /* the meta records follow their metrics */
+	h_nap_ms(300);  /* the meta records follow their metrics */
 	cr_expect_eq(stats_get(&S.seg->slot[0].bad), nbad);
 	cr_expect_eq(stats_in(&S.seg->slot[0]), 1);
 	sd_flush(1000);
@@ -509,7 +502,7 @@ carbon_up_in(const char *under)
 		}
 		if (tcp_accepts(CR.line_port) && tcp_accepts(CR.pickle_port))
 			return;
-		nap_ms(10);
+		h_nap_ms(10);
 	}
 	cr_assert_fail("carbon-cache not up after 30 s:\n%s", h_slurp(log));
 }
@@ -529,7 +522,7 @@ carbon_down(void)
 			if (waitpid(CR.pid, NULL, WNOHANG) == CR.pid)
 				CR.pid = 0;
 			else
-				nap_ms(10);
+				h_nap_ms(10);
 		}
 		if (CR.pid > 0) {
 			kill(CR.pid, SIGKILL);
@@ -636,7 +629,7 @@ Test(statsd, python_client_through_carbon_per_flush, .fini = graphite_fini,
 		for (int i = 0; i < 1500 && !(g == v); i++) {
 			g = wsp_last(path);
 			if (!(g == v))
-				nap_ms(20);
+				h_nap_ms(20);
 		}
 		cr_expect(g == v, "%s: whisper holds %.17g, statsd writes %.17g", path,
 		    g, v);
@@ -735,7 +728,7 @@ Test(statsd, through_a_filter_into_ckms)
 	cr_expect_eq(stats_get(&S.seg->slot[1].out), 4, "the filter passed them");
 	cr_expect_eq(stats_in(&S.seg->slot[2]), 4);
 	sd_flush(250);
-	nap_ms(300);
+	h_nap_ms(300);
 	stop_pid(&S.extra);
 	cr_expect_eq(h_count(h_slurp(S.out), "[CKMS]"), 0, "nothing to report");
 	cr_expect_gt(h_count(h_slurp(S.err), "takes only telem records"), 0);
@@ -819,7 +812,7 @@ Test(statsd, example_conf_with_carbon, .fini = conf_fini, .timeout = 120)
 			if (sum)
 				g = s;
 			if (!(g == v))
-				nap_ms(20);
+				h_nap_ms(20);
 		}
 		cr_expect(g == v, "%s: whisper holds %.17g, statsd writes %.17g", p,
 		    g, v);

@@ -24,13 +24,6 @@
 static struct pl P;
 static int sink_port;
 
-static void
-nap_ms(int ms)
-{
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-	nanosleep(&ts, NULL);
-}
-
 /* A TCP port free on 127.0.0.1 now. */
 static int
 tcp_port(void)
@@ -149,10 +142,10 @@ Test(statsd_prom, statsd_metrics_as_statsd_exporter_maps_them)
 	/* The egress books a record `in` when it read it; Flush after all. */
 	long long in = -1;
 	for (int i = 0; i < 1000 && (in = pl_stat(&P, "ingest", "out")) < METRICS; i++)
-		nap_ms(10);
+		h_nap_ms(10);
 	cr_assert_geq(in, METRICS, "ingest sent %lld:\n%s", in, h_slurp(P.err));
 	for (int i = 0; i < 1000 && (in = pl_stat(&P, "statsd", "in")) < METRICS; i++)
-		nap_ms(10);
+		h_nap_ms(10);
 	cr_assert_geq(in, METRICS, "egress read %lld:\n%s", in, h_slurp(P.err));
 	char reply[512];
 	cr_assert_eq(pl_ctl(&P, reply, sizeof(reply), "flush"), 0, "flush: %s", reply);
@@ -167,7 +160,7 @@ Test(statsd_prom, statsd_metrics_as_statsd_exporter_maps_them)
 				all &= strstr(page, expected[k]) != NULL;
 		}
 		if (!all)
-			nap_ms(20);
+			h_nap_ms(20);
 	}
 	for (size_t k = 0; k < sizeof(expected) / sizeof(*expected); k++)
 		cr_expect_not_null(strstr(page, expected[k]), "page lacks:\n%s\npage:\n%s"
@@ -186,7 +179,7 @@ Test(statsd_prom, statsd_metrics_as_statsd_exporter_maps_them)
 	 * no values) is its count 0 only, the gauge stays. */
 	pl_nc(&P, "hits:5|c");
 	for (int i = 0; i < 1000 && (in = pl_stat(&P, "statsd", "in")) < METRICS + 1; i++)
-		nap_ms(10);
+		h_nap_ms(10);
 	cr_assert_geq(in, METRICS + 1, "egress read %lld:\n%s", in, h_slurp(P.err));
 	cr_assert_eq(pl_ctl(&P, reply, sizeof(reply), "flush"), 0, "flush: %s", reply);
 	static const char *const second[] = {
@@ -203,7 +196,7 @@ Test(statsd_prom, statsd_metrics_as_statsd_exporter_maps_them)
 				all &= strstr(page, second[k]) != NULL;
 		}
 		if (!all)
-			nap_ms(20);
+			h_nap_ms(20);
 	}
 	for (size_t k = 0; k < sizeof(second) / sizeof(*second); k++)
 		cr_expect_not_null(strstr(page, second[k]), "second flush, page "

@@ -668,3 +668,32 @@ pl_cleanup(struct pl *p)
 	if (getenv("TELEM_KEEP") == NULL && p->dir[0] != '\0')
 		h_rm_dir(p->dir);
 }
+
+void
+h_tcp_ports(int *port, int n)
+{
+	int fd[8];
+	if (n > 8)
+		abort();
+	for (int i = 0; i < n; i++) {
+		struct sockaddr_in sa = { .sin_family = AF_INET };
+		sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		socklen_t len = sizeof(sa);
+		fd[i] = socket(AF_INET, SOCK_STREAM, 0);
+		if (fd[i] == -1 || bind(fd[i], (struct sockaddr *)&sa, sizeof(sa)) == -1 ||
+		    getsockname(fd[i], (struct sockaddr *)&sa, &len) == -1) {
+			perror("h_tcp_ports");
+			abort();
+		}
+		port[i] = ntohs(sa.sin_port);
+	}
+	for (int i = 0; i < n; i++)
+		close(fd[i]);
+}
+
+void
+h_nap_ms(int ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+	nanosleep(&ts, NULL);
+}

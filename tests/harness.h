@@ -23,6 +23,11 @@ const char *h_transport(void);
 const char *h_bin(const char *prog, char *buf, size_t cap);
 /* A UDP port free on 127.0.0.1 now. */
 int h_free_port(void);
+/* n (at most 8) distinct TCP ports free on 127.0.0.1 now: all are held
+ * until all are known, so none comes twice. */
+void h_tcp_ports(int *port, int n);
+/* Sleep ms milliseconds. */
+void h_nap_ms(int ms);
 
 /* A mkdtemp template in /tmp for `what`: /tmp/telem-test-[TAG-]what-XXXXXX,
  * TAG being $TELEM_TEST_TAG (tests/run.sh sets one per binary and checks

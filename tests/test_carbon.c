@@ -15,17 +15,11 @@
 #include <unistd.h>
 
 #include "egress/carbon.h"
+#include "harness.h"
 
 #define B(s) s, sizeof(s) - 1
 
 TestSuite(carbon, .timeout = 60);
-
-static void
-nap_ms(int ms)
-{
-	struct timespec ts = { 0, ms * 1000000L };
-	nanosleep(&ts, NULL);
-}
 
 /* A non-blocking listener on 127.0.0.1:*port (0: any; the port is
  * written back). */
@@ -67,7 +61,7 @@ accept_from(int lfd, struct carbon *c)
 		int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd != -1)
 			return fd;
-		nap_ms(5);
+		h_nap_ms(5);
 	}
 	cr_assert_fail("the sink never connected");
 	return -1;
@@ -85,7 +79,7 @@ read_bytes(int fd, struct carbon *c, char *buf, size_t want)
 		if (n > 0)
 			got += (size_t)n;
 		else
-			nap_ms(5);
+			h_nap_ms(5);
 	}
 	buf[got] = '\0';
 	return got;
@@ -175,7 +169,7 @@ Test(carbon, reconnects_after_the_listener_closes_and_reopens)
 	/* Carbon goes away: the sink notices, keeps new lines, retries. */
 	close(fd);
 	close(lfd);
-	for (int i = 0; i < 2000 && carbon_connected(c); i++, nap_ms(5))
+	for (int i = 0; i < 2000 && carbon_connected(c); i++, h_nap_ms(5))
 		carbon_poll(c);
 	cr_assert(!carbon_connected(c), "the closed connection went unnoticed");
 	line_n(c, 2);
@@ -211,7 +205,7 @@ read_stream(int fd, struct carbon *c, unsigned expect, long long first)
 			if (carbon_pending(c) == 0 && lines + carbon_dropped(c) >= expect)
 				break;
 			idle++;
-			nap_ms(5);
+			h_nap_ms(5);
 			continue;
 		}
 		for (ssize_t i = 0; i < n; i++) {
@@ -280,7 +274,7 @@ Test(carbon, a_line_cut_by_a_lost_connection_is_sent_whole_on_the_next)
 	setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
 	close(fd);
 	close(lfd);
-	for (int k = 0; k < 2000 && carbon_connected(c); k++, nap_ms(5))
+	for (int k = 0; k < 2000 && carbon_connected(c); k++, h_nap_ms(5))
 		carbon_poll(c);
 	cr_assert(!carbon_connected(c), "the reset went unnoticed");
 	size_t held = carbon_pending(c);
@@ -379,7 +373,7 @@ read_to_eof(int fd, struct carbon *c, char *buf, size_t cap)
 		if (n > 0)
 			got += (size_t)n;
 		else
-			nap_ms(5);
+			h_nap_ms(5);
 	}
 	buf[got] = '\0';
 	return -1;
@@ -395,7 +389,7 @@ Test(carbon, per_flush_connection_carries_one_flush_and_closes)
 	carbon_set_per_flush(c);
 	for (int i = 0; i < 20; i++) {
 		carbon_poll(c);
-		nap_ms(5);
+		h_nap_ms(5);
 	}
 	cr_assert_eq(accept(lfd, NULL, NULL), -1, "connected with nothing to send");
 	carbon_path_line(c, B("stats.a"), "1", 100);
@@ -410,7 +404,7 @@ Test(carbon, per_flush_connection_carries_one_flush_and_closes)
 	cr_assert_eq(carbon_pending(c), 14);
 	for (int i = 0; i < 20; i++) {
 		carbon_poll(c);
-		nap_ms(5);
+		h_nap_ms(5);
 	}
 	cr_assert_eq(accept(lfd, NULL, NULL), -1, "a flush not ended was sent");
 	carbon_end_flush(c);
