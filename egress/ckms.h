@@ -39,6 +39,15 @@ size_t ckms_sample_bytes(const struct ckms *s);
  * 65535; no answer changes. For tests, which compare a sketch widened
  * early with one that is not. Exits 111 on ENOMEM like ckms_insert. */
 void ckms_widen(struct ckms *s);
+/* For tests: the integer P with which the compress walk tests c <= f(r)
+ * as c * P <= r while samples are 8 bytes (exact there), or 0 when eps
+ * has none and the walk tests in doubles. */
+uint64_t ckms_integer_period(double eps);
+/* For tests: sort n <= 512 buffered keys as a merge does, ascending. A key
+ * is v << 32 | (0x7fffffff - j) << 1 | b, where j is its index on input
+ * (keys come in arrival order) and b a flag bit; n > 512 is refused (no
+ * change). */
+void ckms_sort_keys(uint64_t *keys, size_t n);
 /* Append s, whole (its buffered values too), to a state file's body. */
 void ckms_save(const struct ckms *s, struct state_writer *w);
 /* A sketch of error eps read from r as ckms_save wrote it (with the same

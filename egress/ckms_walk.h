@@ -23,57 +23,85 @@ WALK(lower_bound)(const SAMPLE *smp, size_t n, uint32_t v)
 	return lo;
 }
 
-/* Would a merge into b, a's successor, pass the compress test? r_a is the
- * g below a. */
-static int
-WALK(mergeable)(SAMPLE a, SAMPLE b, uint64_t r_a, double twoeps)
-{
-	return (uint64_t)a.g + b.g + b.delta <= invariant(twoeps, u2d(r_a));
-}
+/* The merge test: does a pair whose merge would give g + Δ = c (>= 2)
+ * pass it at rank r? c <= f(r), in integers when per allows (ckms.c),
+ * else as c <= 2εr in doubles (see old_run). */
+#define MERGES(c, r) (per ? (c) * per <= (r) : \
+	(double)(c) <= twoeps * u2d(r) && (c) <= UINT32_MAX)
 
 /* The compress walk over old samples, from cur = smp[ri - 1] (not yet
  * written, rcur the g below it) up to the next buffered value `kv`: as long
  * as no pair merges, each sample is written out unchanged, so this loop
  * does only that. It stops before the first old sample that cur would merge
  * into or that a buffered value goes before, and returns the new ri, with
- * *w, *rcur, *cur (the last sample of the run, still pending) and *gs (g
- * of the old samples read) updated. The merge test c <= f(r) is written
- * c <= 2εr: for an integer c >= 2 it is the same (f floors 2εr, and is 1
- * only when 2εr < 1 < c), with f's cap at UINT32_MAX kept by the second
- * test. */
+ * *w, *rcur and *cur (the last sample of the run, still pending) updated.
+ * The merge test c <= f(r) is written c <= 2εr: for an integer c >= 2 it is
+ * the same (f floors 2εr, and is 1 only when 2εr < 1 < c), with f's cap at
+ * UINT32_MAX kept by the second test (always true for narrow samples).
+ *
+ * Inside a run every sample moves down by the same distance, ri - 1 - *w,
+ * so the loop copies each one as it is, memory to memory, and keeps only
+ * the g of the pending one in a register; the caller recomputes the g of
+ * the old samples read from r (see merge). Against a loop that kept the
+ * pending sample field by field and stored it back field by field, this
+ * took the pipeline's flush from ... (measured in ckms.c's comment). */
+static inline __attribute__((always_inline)) size_t
+WALK(run)(SAMPLE *smp, size_t ri, size_t re, uint64_t kv, double twoeps,
+    uint64_t per, int to_end, size_t *w, uint64_t *rcur, SAMPLE *cur)
+{
+	const SAMPLE *in = smp + ri, *end = smp + re;
+	SAMPLE *out = smp + *w;
+	uint64_t r = *rcur, pg = in[-1].g;
+	for (;; in++) {
+		if (to_end ? in == end : in->v >= kv)
+			break;
+		uint64_t c = pg + in->g + in->delta;
+		if (MERGES(c, r))
+			break;
+		*out++ = in[-1];
+		r += pg;
+		pg = in->g;
+	}
+	*w = (size_t)(out - smp);
+	*rcur = r;
+	*cur = in[-1];
+	return (size_t)(in - smp);
+}
+
+/* The run up to the next buffered value `kv` (smp[re] is a sentinel that
+ * stops it: a value >= kv), or with none left (kv > UINT32_MAX) to the end;
+ * with the merge test in integers when s->per (ckms.c) allows. */
 static size_t
 WALK(old_run)(SAMPLE *smp, size_t ri, size_t re, uint64_t kv, double twoeps,
-    size_t *w, uint64_t *rcur, SAMPLE *cur, uint64_t *gs)
+    uint64_t per, size_t *w, uint64_t *rcur, SAMPLE *cur)
 {
-	size_t j = ri, o = *w;
-	uint64_t r = *rcur, g = *gs;
-	SAMPLE prev = smp[j - 1];
-	for (; j < re && smp[j].v < kv; j++) {
-		uint64_t c = (uint64_t)prev.g + smp[j].g + smp[j].delta;
-		if ((double)c <= twoeps * u2d(r) && c <= UINT32_MAX)
-			break;
-		smp[o++] = prev;
-		r += prev.g;
-		prev = smp[j];
-		g += prev.g;
-	}
-	*w = o;
-	*rcur = r;
-	*gs = g;
-	*cur = prev;
-	return j;
+	if (kv > UINT32_MAX)
+		return per ?
+		    WALK(run)(smp, ri, re, kv, twoeps, per, 1, w, rcur, cur) :
+		    WALK(run)(smp, ri, re, kv, twoeps, 0, 1, w, rcur, cur);
+	return per ?
+	    WALK(run)(smp, ri, re, kv, twoeps, per, 0, w, rcur, cur) :
+	    WALK(run)(smp, ri, re, kv, twoeps, 0, 0, w, rcur, cur);
 }
 
 /* The pass of flush: merge the sorted, annotated buffer into the samples
- * (room for them reserved), compressing too when `compress`. In the narrow
- * layout every g and Δ it writes is at most f(n) <= UINT16_MAX (flush
- * widens before that could fail), so the 16-bit fields truncate nothing. */
+ * (room for them reserved, and for a sentinel after them), compressing too
+ * when `compress`. In the narrow layout every g and Δ it writes is at most
+ * f(n) <= UINT16_MAX (flush widens before that could fail), so the 16-bit
+ * fields truncate nothing.
+ *
+ * The sentinel smp[re], a value of UINT32_MAX above the old samples, and
+ * `nextv`, the next buffered value or 2^32 when there is none, make "does
+ * a buffered value come next" one comparison, nextv <= smp[ri].v. */
 static void
 WALK(merge)(struct ckms *s, int compress)
 {
 	size_t nb = s->nbuf;
 	SAMPLE *smp = s->smp;
-	size_t k = WALK(lower_bound)(smp, s->ns, (uint32_t)(s->keys[0] >> 32));
+	const uint64_t *keys = s->keys;
+	double twoeps = s->twoeps;
+	uint64_t per = s->wide ? 0 : s->per;
+	size_t k = WALK(lower_bound)(smp, s->ns, (uint32_t)(keys[0] >> 32));
 	size_t w0 = k;
 	if (compress) {
 		size_t start = k < s->clean ? k : s->clean;
@@ -84,22 +112,58 @@ WALK(merge)(struct ckms *s, int compress)
 		gs += smp[i].g;
 
 	/* Open a gap of nb slots: the pass reads old samples from above the
-	 * gap and writes its output from w0, never overtaking its reads. */
+	 * gap and writes its output from w0, never overtaking its reads (nor
+	 * reaching the sentinel: it writes ns + nb samples at most). */
 	memmove(smp + w0 + nb, smp + w0, (s->ns - w0) * sizeof(*smp));
 	size_t ri = w0 + nb, re = s->ns + nb, bi = 0, w = w0;
-	size_t dirty = SIZE_MAX;
-	const uint64_t *keys = s->keys;
-	double twoeps = s->twoeps;
-	uint64_t rcur = gs; /* g of the output below cur */
-	uint64_t fcur = 0;  /* f(rcur) */
-	SAMPLE cur = {0, 0, 0}, x;
-	int have = 0, absorbed = 0;
+	smp[re].v = UINT32_MAX;
+	uint64_t nextv = keys[0] >> 32;
+	SAMPLE x;
 
+	if (!compress) {
+		for (;;) {
+			if (nextv <= smp[ri].v) {
+				uint64_t key = keys[bi++];
+				nextv = bi < nb ? keys[bi] >> 32 : (uint64_t)1 << 32;
+				x.v = (uint32_t)(key >> 32);
+				x.g = 1;
+				x.delta = (key & KEY_EXTREME) ? 0 :
+				    invariant(twoeps, u2d(gs + (key & KEY_COUNT))) - 1;
+			} else if (ri < re) {
+				x = smp[ri++];
+				gs += x.g;
+			} else {
+				break;
+			}
+			smp[w++] = x;
+		}
+		s->ns = w;
+		s->nbuf = 0;
+		if (k < s->clean)
+			s->clean = k;
+		return;
+	}
+
+	size_t dirty = SIZE_MAX;
+	uint64_t rcur = gs; /* g of the output below cur */
+	SAMPLE cur;         /* the sample pending, not yet written */
+	int absorbed = 0;   /* cur has absorbed others */
+	if (nextv <= smp[ri].v) {
+		uint64_t key = keys[bi++];
+		nextv = bi < nb ? keys[bi] >> 32 : (uint64_t)1 << 32;
+		cur.v = (uint32_t)(key >> 32);
+		cur.g = 1;
+		cur.delta = (key & KEY_EXTREME) ? 0 :
+		    invariant(twoeps, u2d(gs + (key & KEY_COUNT))) - 1;
+	} else {
+		cur = smp[ri++];
+		gs += cur.g;
+	}
 	for (;;) {
 		int x_old = 0; /* x is an old sample, smp[ri - 1] */
-		if (bi < nb && (ri == re ||
-		    (uint32_t)(keys[bi] >> 32) <= smp[ri].v)) {
+		if (nextv <= smp[ri].v) {
 			uint64_t key = keys[bi++];
+			nextv = bi < nb ? keys[bi] >> 32 : (uint64_t)1 << 32;
 			x.v = (uint32_t)(key >> 32);
 			x.g = 1;
 			x.delta = (key & KEY_EXTREME) ? 0 :
@@ -111,47 +175,42 @@ WALK(merge)(struct ckms *s, int compress)
 		} else {
 			break;
 		}
-		if (!compress) {
-			smp[w++] = x;
-		} else if (!have) {
-			cur = x;
-			have = 1;
-			fcur = invariant(twoeps, u2d(rcur));
-		} else if ((uint64_t)cur.g + x.g + x.delta <= fcur) {
+		uint64_t c = (uint64_t)cur.g + x.g + x.delta;
+		if (MERGES(c, rcur)) {
 			/* cur merges into x: x's v and Δ, the summed g */
 			cur.v = x.v;
 			cur.g += x.g;
 			cur.delta = x.delta;
 			absorbed = 1;
-		} else {
-			if (absorbed && dirty == SIZE_MAX && w > 0 &&
-			    WALK(mergeable)(smp[w - 1], cur,
-			    rcur - smp[w - 1].g, twoeps))
+			continue;
+		}
+		if (absorbed && dirty == SIZE_MAX && w > 0) {
+			uint64_t cb = (uint64_t)smp[w - 1].g + cur.g + cur.delta;
+			if (MERGES(cb, rcur - smp[w - 1].g))
 				dirty = w;
-			smp[w++] = cur;
-			rcur += cur.g;
-			cur = x;
-			absorbed = 0;
-			if (x_old)
-				ri = WALK(old_run)(smp, ri, re, bi < nb ?
-				    keys[bi] >> 32 : (uint64_t)UINT32_MAX + 1,
-				    twoeps, &w, &rcur, &cur, &gs);
-			fcur = invariant(twoeps, u2d(rcur));
+		}
+		smp[w++] = cur;
+		rcur += cur.g;
+		cur = x;
+		absorbed = 0;
+		if (x_old) {
+			ri = WALK(old_run)(smp, ri, re, nextv, twoeps, per,
+			    &w, &rcur, &cur);
+			/* everything read is written or cur: the old
+			 * samples' g is that less the bi buffered
+			 * values' g of 1 */
+			gs = rcur + cur.g - bi;
 		}
 	}
-	if (have) {
-		if (absorbed && dirty == SIZE_MAX && w > 0 &&
-		    WALK(mergeable)(smp[w - 1], cur, rcur - smp[w - 1].g,
-		    twoeps))
+	if (absorbed && dirty == SIZE_MAX && w > 0) {
+		uint64_t cb = (uint64_t)smp[w - 1].g + cur.g + cur.delta;
+		if (MERGES(cb, rcur - smp[w - 1].g))
 			dirty = w;
-		smp[w++] = cur;
 	}
+	smp[w++] = cur;
 	s->ns = w;
 	s->nbuf = 0;
-	if (compress)
-		s->clean = dirty < w ? dirty : w;
-	else if (k < s->clean)
-		s->clean = k;
+	s->clean = dirty < w ? dirty : w;
 }
 
 /* The value at quantile q of the n values the ns >= 1 samples stand for. */
@@ -169,5 +228,6 @@ WALK(query)(const SAMPLE *smp, size_t ns, uint64_t n, double twoeps, double q)
 	return smp[ns - 1].v;
 }
 
+#undef MERGES
 #undef SAMPLE
 #undef WALK

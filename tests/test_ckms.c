@@ -256,6 +256,17 @@ ParameterizedTestParameters(ckms, same_as_one_at_a_time)
 		{0.3, 1000, 0, 5000, 3},
 		{0.49, 10, 0, 2000, 5},
 		{0.0001, 100000, 0, 40000, 4001},
+		/* batches of 50 spanning just under, at and over the 256
+		 * values the counting sort of ckms.c takes */
+		{0.01, 256, 0, 20000, 211},
+		{0.01, 257, 0, 20000, 0},
+		{0.01, 400, 0, 20000, 0},
+		/* batches of 500: counting sort, then radix above 256 */
+		{0.001, 300, 0, 30000, 1999},
+		/* 1/(2eps) not an integer, and 2eps a little under 1/3:
+		 * the walk's merge test in doubles while narrow */
+		{1.0 / 6, 1000, 0, 10000, 13},
+		{0.003, UINT32_MAX, 0, 20000, 0},
 	};
 	return cr_make_param_array(struct stream_case, cases,
 	    sizeof(cases) / sizeof(cases[0]));
@@ -291,6 +302,95 @@ ParameterizedTest(struct stream_case *c, ckms, same_as_one_at_a_time)
 	cr_expect_eq(ckms_count(s), c->n);
 	ckms_free(s);
 	model_free(&m);
+}
+
+/* ---- the merge's own pieces ------------------------------------------- */
+
+static int
+cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* The batch sort (a counting pass on narrow spans, insertion or radix
+ * sort on wide ones) against qsort, on sizes 0..512 and values of spans
+ * around the counting pass's limit of 256. */
+Test(ckms, sort_keys_same_as_qsort)
+{
+	static const uint64_t spans[] = {1, 2, 101, 255, 256, 257, 4096,
+	    UINT64_C(1) << 32};
+	static const uint32_t bases[] = {0, 1000, UINT32_MAX - 300};
+	uint64_t keys[512], want[512];
+	rng_state = 77;
+	for (size_t n = 0; n <= 512; n += n < 70 ? 1 : 37) {
+		for (size_t si = 0; si < sizeof(spans) / sizeof(spans[0]); si++) {
+			for (size_t bi = 0; bi < 3; bi++) {
+				for (size_t j = 0; j < n; j++) {
+					uint64_t v = bases[bi] + rng() % spans[si];
+					if (v > UINT32_MAX)
+						v = rng() >> 32;
+					keys[j] = v << 32 |
+					    (uint64_t)((0x7fffffffu - (uint32_t)j) << 1) |
+					    (rng() & 1);
+				}
+				memcpy(want, keys, n * sizeof(keys[0]));
+				qsort(want, n, sizeof(want[0]), cmp_u64);
+				ckms_sort_keys(keys, n);
+				cr_assert_eq(memcmp(keys, want, n * sizeof(keys[0])), 0,
+				    "n %zu span %llu base %u", n,
+				    (unsigned long long)spans[si], bases[bi]);
+			}
+		}
+	}
+	/* more than a buffer holds: refused, untouched */
+	uint64_t big[513];
+	for (size_t j = 0; j < 513; j++)
+		big[j] = 513 - j;
+	ckms_sort_keys(big, 513);
+	cr_assert_eq(big[0], 513);
+	cr_assert_eq(big[512], 1);
+}
+
+static double
+f_double(double eps, uint64_t r)
+{
+	return floor(2.0 * eps * (double)r);
+}
+
+/* Where ckms.c tests c <= f(r) as c * P <= r, floor(2eps * r) in doubles
+ * is r / P for every r a narrow sketch reaches (up to 65537 * P), at
+ * every multiple of P and its neighbours up to 2*10^5 and on random r;
+ * and eps whose 2eps is not 1/P or a bit above get no P. */
+Test(ckms, integer_period_exact)
+{
+	static const double with[] = {0.01, 0.1, 0.001, 0.0001, 0.005,
+	    0.05, 0.025, 0.25};
+	static const uint64_t per[] = {50, 5, 500, 5000, 100, 10, 20, 2};
+	for (size_t i = 0; i < sizeof(with) / sizeof(with[0]); i++) {
+		double eps = with[i];
+		uint64_t p = ckms_integer_period(eps);
+		cr_assert_eq(p, per[i], "eps %g: P %llu", eps,
+		    (unsigned long long)p);
+		uint64_t rmax = 65537 * p;
+		rng_state = 99 + i;
+		for (uint64_t r = 0; r <= rmax; ) {
+			for (uint64_t k = r ? r - 1 : 0; k <= r + 1; k++)
+				cr_assert_eq(f_double(eps, k), (double)(k / p),
+				    "eps %g r %llu", eps, (unsigned long long)k);
+			r += r < 200000 ? p : 1 + rng() % (p * 1000);
+		}
+		for (int k = 0; k < 100000; k++) {
+			uint64_t r = rng() % (rmax + 1);
+			cr_assert_eq(f_double(eps, r), (double)(r / p),
+			    "eps %g r %llu", eps, (unsigned long long)r);
+		}
+	}
+	static const double without[] = {0.4, 0.3, 0.2, 1.0 / 6, 0.003,
+	    0.49, 0.0000001};
+	for (size_t i = 0; i < sizeof(without) / sizeof(without[0]); i++)
+		cr_expect_eq(ckms_integer_period(without[i]), 0, "eps %g",
+		    without[i]);
 }
 
 /* ---- 8-byte samples, widened to 12 once f(n) passes 65535 ---------------- */
