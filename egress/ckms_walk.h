@@ -107,9 +107,20 @@ WALK(merge)(struct ckms *s, int compress)
 		size_t start = k < s->clean ? k : s->clean;
 		w0 = start ? start - 1 : 0;
 	}
-	uint64_t gs = 0; /* g of the old samples passed so far */
-	for (size_t i = 0; i < w0; i++)
-		gs += smp[i].g;
+	/* g of the old samples passed so far; four sums at a time halve
+	 * what this costs (a few hundred samples lie below w0 when the
+	 * small values of a low-biased sketch have many samples) */
+	uint64_t g0 = 0, g1 = 0, g2 = 0, g3 = 0;
+	size_t i = 0;
+	for (; i + 4 <= w0; i += 4) {
+		g0 += smp[i].g;
+		g1 += smp[i + 1].g;
+		g2 += smp[i + 2].g;
+		g3 += smp[i + 3].g;
+	}
+	for (; i < w0; i++)
+		g0 += smp[i].g;
+	uint64_t gs = g0 + g1 + g2 + g3;
 
 	/* Open a gap of nb slots: the pass reads old samples from above the
 	 * gap and writes its output from w0, never overtaking its reads (nor
