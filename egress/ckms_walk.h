@@ -8,21 +8,6 @@
 #error "ckms_walk.h is included by ckms.c only, with SAMPLE and WALK defined"
 #endif
 
-/* First index whose value is >= v. */
-static size_t
-WALK(lower_bound)(const SAMPLE *smp, size_t n, uint32_t v)
-{
-	size_t lo = 0, hi = n;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		if (smp[mid].v < v)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo;
-}
-
 /* The merge test: does a pair whose merge would give g + Δ = c (>= 2)
  * pass it at rank r? c <= f(r), in integers when per allows (ckms.c),
  * else as c <= 2εr in doubles (see old_run). */
@@ -101,26 +86,32 @@ WALK(merge)(struct ckms *s, int compress)
 	const uint64_t *keys = s->keys;
 	double twoeps = s->twoeps;
 	uint64_t per = s->wide ? 0 : s->per;
-	size_t k = WALK(lower_bound)(smp, s->ns, (uint32_t)(keys[0] >> 32));
-	size_t w0 = k;
-	if (compress) {
-		size_t start = k < s->clean ? k : s->clean;
-		w0 = start ? start - 1 : 0;
-	}
-	/* g of the old samples passed so far; four sums at a time halve
-	 * what this costs (a few hundred samples lie below w0 when the
-	 * small values of a low-biased sketch have many samples) */
+	/* The pass starts at start = min(k, clean), k the first sample not
+	 * below the smallest buffered value (they go before equal ones):
+	 * below k nothing changes but through compress, and below clean no
+	 * pair merges. Found by a forward scan that sums the g below it on
+	 * the way, four samples at a time while all four lie below (values
+	 * ascend). A binary search for k was 15% of flush in the pipeline
+	 * of tests/e2e (a cold array: a cache miss per probe), and the g
+	 * below start needed a pass over those samples anyway. */
+	uint32_t v0 = (uint32_t)(keys[0] >> 32);
+	size_t lim = s->clean, i = 0;
 	uint64_t g0 = 0, g1 = 0, g2 = 0, g3 = 0;
-	size_t i = 0;
-	for (; i + 4 <= w0; i += 4) {
+	for (; i + 4 <= lim && smp[i + 3].v < v0; i += 4) {
 		g0 += smp[i].g;
 		g1 += smp[i + 1].g;
 		g2 += smp[i + 2].g;
 		g3 += smp[i + 3].g;
 	}
-	for (; i < w0; i++)
+	for (; i < lim && smp[i].v < v0; i++)
 		g0 += smp[i].g;
-	uint64_t gs = g0 + g1 + g2 + g3;
+	size_t start = i;
+	uint64_t gs = g0 + g1 + g2 + g3; /* g of the old samples passed */
+	/* a compress walks from the sample below start, whose merge into
+	 * the first one at or above it was not tested yet */
+	size_t w0 = start;
+	if (compress && start > 0)
+		gs -= smp[--w0].g;
 
 	/* Open a gap of nb slots: the pass reads old samples from above the
 	 * gap and writes its output from w0, never overtaking its reads (nor
@@ -150,8 +141,7 @@ WALK(merge)(struct ckms *s, int compress)
 		}
 		s->ns = w;
 		s->nbuf = 0;
-		if (k < s->clean)
-			s->clean = k;
+		s->clean = start;
 		return;
 	}
 
