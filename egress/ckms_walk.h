@@ -29,7 +29,7 @@
  * the g of the pending one in a register; the caller recomputes the g of
  * the old samples read from r (see merge). Against a loop that kept the
  * pending sample field by field and stored it back field by field, this
- * took the pipeline's flush from ... (measured in ckms.c's comment). */
+ * took 60 instructions per insert off (the header comment of ckms.c). */
 static inline __attribute__((always_inline)) size_t
 WALK(run)(SAMPLE *smp, size_t ri, size_t re, uint64_t kv, double twoeps,
     uint64_t per, int to_end, size_t *w, uint64_t *rcur, SAMPLE *cur)
