@@ -71,8 +71,13 @@
  *    586 / 2.2  the g below the start summed four at a time, by the scan
  *               that finds the start (the binary search, 15% of flush in
  *               the pipeline where the array is cold, is gone)
- * In time, /tmp-style bench of that load (100 names, 80 000 values each):
- * 77 -> 45..50 ns per insert on an idle core.
+ * In CPU time, that load alone (the 100-sketch line of bin/bench-ckms)
+ * went from 94 to 56 ns per insert, medians of 9 runs on the project's
+ * 2-vCPU VM while busy; the ckms stage of the pipeline at 3.2M events/s,
+ * 32 lines a datagram, from about 0.080 to 0.063 CPU-s per million
+ * events: there the array is cold at every flush (100 arrays of ~10 KiB
+ * against a 1 MiB L2 shared with the other stages), which the count of
+ * instructions does not see.
  */
 
 /* Two sample layouts. Every g and Δ is at most f(n) (g <= f(r) after a
