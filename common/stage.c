@@ -455,44 +455,59 @@ stage_emit_raw(struct stage *st, uint8_t type, const void *rec, size_t size)
  * record, else TAKE_GOT. What it emits is sent by the caller. */
 enum { TAKE_FAIL = -1, TAKE_NONE, TAKE_GOT, TAKE_STOP };
 
-static int
-handle_msg(struct stage *st, const void *msg)
+static inline int
+take_record(struct stage *st, const struct wire_rec *rec)
 {
+	switch (rec->type) {
+	case WIRE_TELEMETRY:
+		st->ops->on_record(st, rec);
+		break;
+	case WIRE_STATSD:
+	case WIRE_STATSD_META:
+		if (st->ops->takes_statsd) {
+			st->ops->on_record(st, rec);
+		} else if (rec->type == WIRE_STATSD) {
+			stats_add(&st->stats->dropped, 1);
+			long long s = log_limit_pass(&st->statsd_log, 60000);
+			if (s >= 0)
+				log_warnx("statsd metric on queue %s dropped: this "
+				    "stage takes only telem records (%lld more since "
+				    "the last line)", st->in_name, s);
+		}
+		break;
+	case WIRE_REPORT:
+		/* Not in the books (common/wire.h); a stage that does
+		 * not read reports passes over them. */
+		if (st->ops->takes_reports)
+			st->ops->on_record(st, rec);
+		break;
+	case WIRE_FLUSH:
+		st->flush_ms = rec->value;
+		st->ops->on_flush(st);
+		break;
+	case WIRE_STOP:
+		return 1;
+	}
+	return 0;
+}
+
+int
+stage_take_record(struct stage *st, const struct wire_rec *r)
+{
+	return take_record(st, r);
+}
+
+static int
+handle_msg(struct stage *st, const void *msg, size_t len)
+{
+	if (st->ops->on_msg != NULL)
+		return st->ops->on_msg(st, msg, len) ? TAKE_STOP : TAKE_GOT;
 	struct wire_reader r;
 	struct wire_rec rec;
 	wire_reader_init(&r, msg);
-	while (wire_next(&r, &rec)) {
-		switch (rec.type) {
-		case WIRE_TELEMETRY:
-			st->ops->on_record(st, &rec);
-			break;
-		case WIRE_STATSD:
-		case WIRE_STATSD_META:
-			if (st->ops->takes_statsd) {
-				st->ops->on_record(st, &rec);
-			} else if (rec.type == WIRE_STATSD) {
-				stats_add(&st->stats->dropped, 1);
-				long long s = log_limit_pass(&st->statsd_log, 60000);
-				if (s >= 0)
-					log_warnx("statsd metric on queue %s dropped: this "
-					    "stage takes only telem records (%lld more since "
-					    "the last line)", st->in_name, s);
-			}
-			break;
-		case WIRE_REPORT:
-			/* Not in the books (common/wire.h); a stage that does
-			 * not read reports passes over them. */
-			if (st->ops->takes_reports)
-				st->ops->on_record(st, &rec);
-			break;
-		case WIRE_FLUSH:
-			st->flush_ms = rec.value;
-			st->ops->on_flush(st);
-			break;
-		case WIRE_STOP:
+	while (wire_next(&r, &rec))
+		if (take_record(st, &rec))
 			return TAKE_STOP;
-		}
-	}
 	return TAKE_GOT;
 }
 
@@ -601,7 +616,7 @@ take_msg(struct stage *st, int wait_ms, struct log_limit *lim)
 	}
 	if (book_msg(st, st->inbuf, ntel, lim) == -1)
 		return TAKE_GOT;
-	return handle_msg(st, st->inbuf);
+	return handle_msg(st, st->inbuf, (size_t)n);
 }
 
 /* Wait for a message, then take the ones already queued behind it too

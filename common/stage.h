@@ -34,6 +34,14 @@ struct stage_ops {
 	 * return the exit status; NULL for queue-reading stages. */
 	int (*run)(struct stage *st);
 	void (*on_record)(struct stage *st, const struct wire_rec *r);
+	/* Optional: take a whole message at once instead of one on_record
+	 * call per record (no call per record through this table). The
+	 * message msg[0..len) has passed wire_check and is booked in `in`; the hook
+	 * walks it (wire_reader_init, wire_next), handles the records it
+	 * wants and gives every other one to stage_take_record, exactly as
+	 * the skeleton would have. Returns 1 when stage_take_record said
+	 * Stop (the records after it are not taken), else 0. */
+	int (*on_msg)(struct stage *st, const void *msg, size_t len);
 	void (*on_flush)(struct stage *st);
 	/* Optional: called by the receive loop after every round, whether it
 	 * took messages or its wait (at most 100 ms) timed out, so that a
@@ -117,6 +125,28 @@ int stage_emit_raw(struct stage *st, uint8_t type, const void *rec,
 /* Send every non-empty batch now and settle the counters of the records
  * handled so far. Returns 0 or -1 (logged). */
 int stage_push(struct stage *st);
+/* Append a record of `type` exactly as it
+ * came in (rec[0..size), wire_rec.raw: the in and out encodings are the
+ * same) to every out-queue's batch: stage_emit_raw, with the common case
+ * of a batch that has room inline. Returns 0 or -1. */
+static inline int
+stage_pass_raw(struct stage *st, uint8_t type, const void *rec, size_t size)
+{
+	struct wire_writer *w = &st->w;
+	if (st->nout == 0 || w->cap - w->len < size)
+		return stage_emit_raw(st, type, rec, size);
+	memcpy(w->buf + w->len, rec, size);
+	w->len += size;
+	w->count++;
+	if (wire_counts(type))
+		st->w_tel++;
+	return 0;
+}
+/* What the skeleton does with one record of a checked, booked message:
+ * on_record, or the rule for statsd and report records a stage does not
+ * take, on_flush for a Flush. Returns 1 for a Stop record (nothing after
+ * it in the message may be taken), else 0. For an on_msg hook. */
+int stage_take_record(struct stage *st, const struct wire_rec *r);
 /* A record the stage's rule drops: booked in `filtered` with the batch. */
 static inline void
 stage_filtered(struct stage *st)

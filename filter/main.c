@@ -5,14 +5,9 @@
  * and their meta records pass unchanged, as does the Flush's interval. */
 #include <stdlib.h>
 
+#include "filter/filter.h"
 #include "log.h"
 #include "stage.h"
-
-struct filter {
-	int below;      /* 1: keep value <= limit; 0: keep value >= limit */
-	int set;
-	uint32_t limit;
-};
 
 enum { OPT_BELOW = 256, OPT_ABOVE };
 
@@ -47,26 +42,6 @@ filter_init(struct stage *st)
 	return 0;
 }
 
-static void
-filter_record(struct stage *st, const struct wire_rec *r)
-{
-	const struct filter *f = st->ctx;
-	if (r->type != WIRE_TELEMETRY) {
-		stage_emit_raw(st, r->type, r->raw, r->size);
-		return;
-	}
-	if (f->below ? r->value <= f->limit : r->value >= f->limit)
-		stage_emit(st, WIRE_TELEMETRY, r->name, r->name_len, r->value);
-	else
-		stage_filtered(st);
-}
-
-static void
-filter_flush(struct stage *st)
-{
-	stage_emit(st, WIRE_FLUSH, NULL, 0, st->flush_ms);
-}
-
 int
 main(int argc, char **argv)
 {
@@ -81,6 +56,7 @@ main(int argc, char **argv)
 		.option = filter_option,
 		.init = filter_init,
 		.on_record = filter_record,
+		.on_msg = filter_msg,
 		.on_flush = filter_flush,
 		.needs_in = 1,
 		.takes_statsd = 1,
