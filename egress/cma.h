@@ -22,4 +22,11 @@ void cma_add(struct cma *c, uint32_t x);
  * (buf unspecified) when cap is too small; 330 bytes always suffice. */
 int cma_format(double v, char *buf, size_t cap);
 
+struct stage;
+/* The cma egress's on_msg hook (st->ctx is its struct egress, whose
+ * payloads are struct cma): every telemetry record of the checked message
+ * msg[0..len) counted into its name's average, any other record handed
+ * to stage_take_record. Returns 1 after a Stop record, else 0. */
+int cma_msg(struct stage *st, const void *msg, size_t len);
+
 #endif

@@ -107,6 +107,7 @@ main(int argc, char **argv)
 		.option = cma_option,
 		.init = cma_init,
 		.on_record = cma_record,
+		.on_msg = cma_msg,
 		.on_flush = cma_flush,
 		.on_tick = cma_tick,
 		.fini = cma_fini,

@@ -165,13 +165,8 @@ egress_init(struct stage *st, struct egress *e, size_t payload,
 }
 
 void *
-egress_lookup(struct stage *st, struct egress *e, const char *name, size_t len,
-    int *created)
+egress_lookup_miss(struct stage *st, struct egress *e)
 {
-	*created = 0;
-	void *p = names_get(e->names, name, len, created);
-	if (p != NULL)
-		return p;
 	if (errno != ENOSPC)
 		fatal(EXIT_TEMPORARY, "out of memory for name table");
 	stats_add(&st->stats->dropped, 1);
@@ -270,7 +265,15 @@ egress_flush(struct stage *st, struct egress *e,
 void
 egress_applied(struct egress *e)
 {
-	e->pending++;
+	egress_applied_n(e, 1);
+}
+
+void
+egress_applied_n(struct egress *e, uint64_t n)
+{
+	if (n == 0)
+		return;
+	e->pending += n;
 	e->dirty = 1;
 	if (!e->unsaved) {
 		e->unsaved = 1;

@@ -77,11 +77,23 @@ int egress_init(struct stage *st, struct egress *e, size_t payload,
     const struct egress_kind *kind, uint8_t source);
 /* A record was applied to name's payload: it is booked `out` once saved. */
 void egress_applied(struct egress *e);
+/* n records were (egress_applied n times, in one step; n may be 0). */
+void egress_applied_n(struct egress *e, uint64_t n);
 /* The state of r's name, created zeroed on first sight (*created = 1).
  * NULL when the name cap is reached: the record is counted in `dropped`
  * and logged at most once a minute. Exits 111 when memory runs out. */
-void *egress_lookup(struct stage *st, struct egress *e, const char *name,
-    size_t len, int *created);
+static inline void *egress_lookup(struct stage *st, struct egress *e,
+    const char *name, size_t len, int *created);
+/* egress_lookup's way when names_get said NULL (errno as it left it). */
+void *egress_lookup_miss(struct stage *st, struct egress *e);
+/* Inline: the egresses look up a name per record, nearly always a hit. */
+static inline void *
+egress_lookup(struct stage *st, struct egress *e, const char *name,
+    size_t len, int *created)
+{
+	void *p = names_get(e->names, name, len, created);
+	return p != NULL ? p : egress_lookup_miss(st, e);
+}
 /* On Flush: if data arrived since the last report, call one(e, name, len,
  * payload) for every name in ascending byte order, then write the report
  * and, with out-queues, end the report entries with REPORT_END and send

@@ -49,14 +49,14 @@ struct names {
  * multiply, the length folded in so zero padding cannot collide. A tail
  * (or a name) under 8 bytes is read as wyhash does, with fixed-size loads
  * that may overlap, so a lookup makes no call to memcpy. */
-static uint64_t
+static inline uint64_t
 fold(uint64_t a, uint64_t b)
 {
 	__uint128_t r = (__uint128_t)a * b;
 	return (uint64_t)r ^ (uint64_t)(r >> 64);
 }
 
-static uint64_t
+static inline uint64_t
 load32(const char *p)
 {
 	uint32_t w;
@@ -64,7 +64,7 @@ load32(const char *p)
 	return w;
 }
 
-static uint64_t
+static inline uint64_t
 load64(const char *p)
 {
 	uint64_t w;
@@ -73,7 +73,7 @@ load64(const char *p)
 }
 
 /* The last len (0..7) bytes before end, as one word. */
-static uint64_t
+static inline uint64_t
 tail_word(const char *end, size_t len)
 {
 	const unsigned char *p = (const unsigned char *)end - len;
@@ -84,7 +84,7 @@ tail_word(const char *end, size_t len)
 	return 0;
 }
 
-static uint64_t
+static inline uint64_t
 hash(const char *p, size_t len)
 {
 	const uint64_t k0 = 0xa0761d6478bd642fULL, k1 = 0xe7037ed1a0b428dbULL;
@@ -99,17 +99,22 @@ hash(const char *p, size_t len)
 	return fold(h ^ tail_word(p + n, n) ^ k0, k2 ^ ((uint64_t)len << 56));
 }
 
-/* a[0..len) == b[0..len), without a call for the short names we expect. */
-static int
+/* a[0..len) == b[0..len), without a call or a loop over bytes for the
+ * short names we expect: under 8 bytes, tail_word holds every byte of a
+ * name (for a given length it is one-to-one), so one word compare does;
+ * longer names compare 8-byte words, the last one overlapping. A loop
+ * over 2..3 bytes was mispredicted whenever the length changed
+ * (bench/readpath.c, cma). */
+static inline int
 same_bytes(const unsigned char *a, const char *b, size_t len)
 {
-	for (; len >= 8; a += 8, b += 8, len -= 8)
-		if (load64((const char *)a) != load64(b))
+	const char *ac = (const char *)a;
+	if (len < 8)
+		return tail_word(ac + len, len) == tail_word(b + len, len);
+	for (size_t i = 0; i + 8 < len; i += 8)
+		if (load64(ac + i) != load64(b + i))
 			return 0;
-	for (size_t i = 0; i < len; i++)
-		if (a[i] != (unsigned char)b[i])
-			return 0;
-	return 1;
+	return load64(ac + len - 8) == load64(b + len - 8);
 }
 
 struct names *
@@ -196,12 +201,19 @@ grow_entries(struct names *t)
 	return 0;
 }
 
-/* Double the hash index once it would be more than half full. */
+/* Double the hash index once it would be more than 1/8 full while it is
+ * small (up to SLOTS_SPARSE slots: 32 KiB, 512 names), more than half
+ * full past that. A lookup whose first slot holds another name's tag is
+ * a mispredicted branch; at the default benchmark's 100 names a half-full
+ * index (256 slots) had that on a third of the lookups (callgrind's branch
+ * simulation of bench/readpath.c), 1/8 (1024 slots) on ... */
+#define SLOTS_SPARSE 4096
+
 static int
 grow_slots(struct names *t)
 {
 	size_t n = t->mask + 1;
-	if ((t->count + 1) * 2 <= n)
+	if ((t->count + 1) * (n <= SLOTS_SPARSE / 2 ? 8 : 2) <= n)
 		return 0;
 	size_t n2 = n * 2;
 	struct names_slot *s = calloc(n2, sizeof(*s));
