@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "clock.h"
@@ -621,21 +622,75 @@ take_msg(struct stage *st, int wait_ms, struct log_limit *lim)
 
 /* Wait for a message, then take the ones already queued behind it too
  * (without waiting) before sending: when a stage falls behind, its output
- * comes in fewer, fuller messages. It never waits for more, though. A full
- * batch is sent by stage_emit on its own. */
+ * comes in fewer, fuller messages. A full batch is sent by stage_emit on
+ * its own.
+ *
+ * Gathering. While messages come faster than one per GATHER_MAX_US, a
+ * stage that has emptied its queue naps before it looks again, long
+ * enough for about GATHER_WANT messages to gather (from the rate of the
+ * last round; at most GATHER_MAX_US, so a record waits 1 ms more at
+ * most, and a queue of 10 is never near full), instead of sleeping on
+ * the queue and being woken by each message as it comes. A wake-up costs
+ * the woken stage a context switch and its writer a system call, and at
+ * 3.2M events/s each queue carried 3-4 messages a millisecond. Slower
+ * traffic, a stage that is behind (its queue not emptied) and an idle one
+ * wait on the queue as before; so does a stage told to stop. */
 #define TAKE_MAX 64
+#ifndef GATHER_MAX_US
+#define GATHER_MAX_US 1000
+#endif
+#define GATHER_WANT 4
+
+static void
+nap_us(long us)
+{
+	struct timespec ts = { 0, us * 1000L };
+	/* EINTR: a signal (a stop) ends the nap early, as it should */
+	if (nanosleep(&ts, NULL) == -1 && errno != EINTR)
+		log_warn("nanosleep");
+}
+
+/* The nap before the next round: `got` messages came in the `spent_us`
+ * since the last round began (the nap and the wait for the first), the
+ * first one after a wait of `waited_us`; `emptied`: the round ended on an
+ * empty queue. */
+static long
+next_nap(long got, long spent_us, long waited_us, int emptied)
+{
+	if (!emptied || got == 0 || waited_us >= GATHER_MAX_US ||
+	    GATHER_MAX_US == 0)
+		return 0;
+	long nap = spent_us * GATHER_WANT / got;
+	return nap < GATHER_MAX_US ? nap : GATHER_MAX_US;
+}
+
+static long
+now_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long)ts.tv_sec * 1000000L + ts.tv_nsec / 1000;
+}
 
 static int
 recv_loop(struct stage *st)
 {
 	struct log_limit lim = { 0, 0 };
+	long nap = 0;
 	while (!stage_stopping) {
+		long t0 = now_us();
+		if (nap > 0)
+			nap_us(nap);
+		long t1 = now_us();
 		int r = take_msg(st, RECV_WAIT_MS, &lim);
+		long waited = now_us() - t1;
 		int idle = r == TAKE_NONE;
+		long got = r == TAKE_GOT;
 		/* Once told to stop, take nothing more: what is queued
 		 * stays for the next process. */
 		for (int k = 1; r == TAKE_GOT && k < TAKE_MAX && !stage_stopping; k++)
-			r = take_msg(st, 0, &lim);
+			if ((r = take_msg(st, 0, &lim)) == TAKE_GOT)
+				got++;
 		if (r == TAKE_FAIL || stage_push(st) == -1)
 			return EXIT_TEMPORARY;
 		if (idle || r == TAKE_STOP)
@@ -644,6 +699,8 @@ recv_loop(struct stage *st)
 			st->ops->on_tick(st);
 		if (r == TAKE_STOP)
 			break;
+		nap = next_nap(got, t1 - t0 + waited, waited,
+		    r == TAKE_NONE && !idle && !stage_stopping);
 	}
 	return 0;
 }
