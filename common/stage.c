@@ -506,9 +506,12 @@ handle_msg(struct stage *st, const void *msg, size_t len)
 	struct wire_reader r;
 	struct wire_rec rec;
 	wire_reader_init(&r, msg);
-	while (wire_next(&r, &rec))
-		if (take_record(st, &rec))
+	while (wire_next(&r, &rec)) {
+		if (rec.type == WIRE_TELEMETRY)  /* the common record, no switch */
+			st->ops->on_record(st, &rec);
+		else if (take_record(st, &rec))
 			return TAKE_STOP;
+	}
 	return TAKE_GOT;
 }
 

@@ -325,8 +325,9 @@ name_tail_ok(const unsigned char *s, const unsigned char *end)
  * exact as a yes/no for the whole word. The first word or byte that is
  * not all printable goes to name_tail_ok from there (UTF-8, or a reject).
  * Before this every byte went through name_tail_ok's branches in a call
- * per name (bench/readpath.c: the check of a message of 2..3-byte names
- * went from 4.7 to ... ns a record). */
+ * per name: the whole-message check of bench/readpath.c's messages went
+ * from 131 instructions and 1.0 mispredicted branch a record to 58 and
+ * 0.03 (callgrind), 4.7 to 2.8 ns a record with 2..3-byte names. */
 #define ONES 0x0101010101010101ULL
 #define HIGHS 0x8080808080808080ULL
 
