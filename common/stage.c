@@ -639,9 +639,7 @@ take_msg(struct stage *st, int wait_ms, struct log_limit *lim)
  * traffic, a stage that is behind (its queue not emptied) and an idle one
  * wait on the queue as before; so does a stage told to stop. */
 #define TAKE_MAX 64
-#ifndef GATHER_MAX_US
-#define GATHER_MAX_US 1000
-#endif
+#define GATHER_MAX_US STAGE_GATHER_MAX_US
 #define GATHER_WANT 4
 
 static void
@@ -653,15 +651,10 @@ nap_us(long us)
 		log_warn("nanosleep");
 }
 
-/* The nap before the next round: `got` messages came in the `spent_us`
- * since the last round began (the nap and the wait for the first), the
- * first one after a wait of `waited_us`; `emptied`: the round ended on an
- * empty queue. */
-static long
-next_nap(long got, long spent_us, long waited_us, int emptied)
+long
+stage_gather_nap(long got, long spent_us, long waited_us, int emptied)
 {
-	if (!emptied || got == 0 || waited_us >= GATHER_MAX_US ||
-	    GATHER_MAX_US == 0)
+	if (!emptied || got <= 0 || waited_us >= GATHER_MAX_US)
 		return 0;
 	long nap = spent_us * GATHER_WANT / got;
 	return nap < GATHER_MAX_US ? nap : GATHER_MAX_US;
@@ -702,7 +695,7 @@ recv_loop(struct stage *st)
 			st->ops->on_tick(st);
 		if (r == TAKE_STOP)
 			break;
-		nap = next_nap(got, t1 - t0 + waited, waited,
+		nap = stage_gather_nap(got, t1 - t0 + waited, waited,
 		    r == TAKE_NONE && !idle && !stage_stopping);
 	}
 	return 0;

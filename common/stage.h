@@ -160,6 +160,14 @@ void stage_commit(struct stage *st, uint64_t n);
  * calls do nothing). */
 void stage_ready(struct stage *st);
 
+/* The receive loop's nap before its next round, in µs (0: wait on the
+ * queue at once; common/stage.c says why): `got` messages came in the
+ * `spent_us` since the last round began (its nap and the wait for the
+ * first), the first one after a wait of `waited_us`; `emptied`: the round
+ * ended on an empty queue. At most STAGE_GATHER_MAX_US. */
+#define STAGE_GATHER_MAX_US 1000
+long stage_gather_nap(long got, long spent_us, long waited_us, int emptied);
+
 /* Parse a decimal u32 option value. Returns 0 or -1. */
 int stage_parse_u32(const char *s, uint32_t *v);
 

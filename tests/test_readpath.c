@@ -591,3 +591,20 @@ Test(readpath, cma_msg_matches_cma_add)
 	}
 	names_free(eg.names, NULL);
 }
+
+/* The receive loop's nap (common/stage.c): only while messages come
+ * faster than one per STAGE_GATHER_MAX_US and the queue was emptied; long
+ * enough for about four messages at the rate seen; never past the cap. */
+Test(readpath, gather_nap)
+{
+	cr_expect_eq(stage_gather_nap(8, 1000, 10, 1), 500, "8 in 1 ms: 4 in 0.5 ms");
+	cr_expect_eq(stage_gather_nap(4, 1000, 10, 1), 1000);
+	cr_expect_eq(stage_gather_nap(1, 300, 300, 1), STAGE_GATHER_MAX_US,
+	    "capped");
+	cr_expect_eq(stage_gather_nap(64, 1000, 0, 1), 62);
+	cr_expect_eq(stage_gather_nap(3, 1000, 10, 0), 0,
+	    "queue not emptied: a stage behind does not nap");
+	cr_expect_eq(stage_gather_nap(1, 5000, STAGE_GATHER_MAX_US, 1), 0,
+	    "slow traffic waits on the queue");
+	cr_expect_eq(stage_gather_nap(0, 100000, 100000, 1), 0, "idle");
+}
