@@ -371,19 +371,8 @@ shown_state(const struct sup_child *c)
 {
 	if (c->state != S_UP || c->pid <= 0)
 		return sup_state_name(c->state);
-	char path[32], buf[256];
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)c->pid);
-	FILE *f = fopen(path, "re");
-	if (f == NULL)
-		return sup_state_name(c->state);
-	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	buf[n] = '\0';
-	/* "pid (comm) S ...": comm may hold ')' itself, so the last one. */
-	const char *p = strrchr(buf, ')');
-	if (p != NULL && p[1] == ' ' && (p[2] == 'T' || p[2] == 't'))
-		return "stopped";
-	return sup_state_name(c->state);
+	int st = sup_proc_state(c->pid);
+	return st == 'T' || st == 't' ? "stopped" : sup_state_name(c->state);
 }
 
 static void

@@ -428,17 +428,39 @@ sup_on_ready(struct sup *s, struct sup_child *c)
 	c->ready_fd = -1;
 }
 
+int
+sup_proc_state(pid_t pid)
+{
+	char path[32], buf[256];
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	FILE *f = fopen(path, "re");
+	if (f == NULL)
+		return errno == ENOENT ? 0 : -1;
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	/* "pid (comm) S ...": comm may hold ')' itself, so the last one. */
+	const char *p = strrchr(buf, ')');
+	return p != NULL && p[1] == ' ' && p[2] != '\0' ? (unsigned char)p[2] : -1;
+}
+
 void
 sup_kill(struct sup_child *c, int sig)
 {
 	if (c->pid <= 0)
 		return;
-	/* A stopped stage (SIGSTOP, a debugger) would hold SIGTERM pending
-	 * for ever: let it run to act on it. SIGCONT goes first: sent after
-	 * SIGTERM it could reach a stage already exiting and discard the
-	 * SIGSTOP that a tracer of its own (LeakSanitizer's exit scan in
-	 * `make check`) waits for, hanging it until the SIGKILL. */
-	if (sig == SIGTERM && kill(-c->pid, SIGCONT) == -1 && errno != ESRCH)
+	/* A stage stopped by a signal (SIGSTOP; /proc says 'T') would hold
+	 * SIGTERM pending for ever: SIGCONT first lets it run to act on it.
+	 * Any other stage gets none. A SIGCONT discards a pending SIGSTOP,
+	 * and a stage already exiting (told to stop before, or leaving on
+	 * its own) may have one pending from LeakSanitizer's exit scan in
+	 * `make check`: its tracer attaches with a SIGSTOP and waits for the
+	 * stop for ever, while the stage spins on a CPU until a SIGKILL -- and
+	 * none comes if the supervisor is gone by then. Unknown (no /proc):
+	 * SIGCONT, so that a stopped stage is never left stopped. */
+	int state = sig == SIGTERM ? sup_proc_state(c->pid) : 0;
+	if ((state == 'T' || state == -1) && kill(-c->pid, SIGCONT) == -1 &&
+	    errno != ESRCH)
 		log_warn("kill %s (pid %d) SIGCONT", c->name, (int)c->pid);
 	/* The group first; the pid alone if the group is not there (the
 	 * child died before either setpgid). */

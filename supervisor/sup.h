@@ -224,7 +224,13 @@ struct sup_child *sup_stage_add(struct sup *s, const struct pipeline *p, int i);
 int sup_spawn(struct sup *s, struct sup_child *c, const char **what);
 void sup_reap(struct sup *s);
 void sup_on_ready(struct sup *s, struct sup_child *c);
+/* SIGTERM or SIGKILL to the stage's group; SIGTERM with a SIGCONT first
+ * when the stage is stopped. */
 void sup_kill(struct sup_child *c, int sig);
+/* The state letter of /proc/PID/stat ('R', 'S', 'T' stopped by a signal,
+ * 't' held by a tracer, ...), 0 when the process is gone, -1 when /proc
+ * cannot tell. */
+int sup_proc_state(pid_t pid);
 struct sup_child *sup_find(struct sup *s, const char *name);
 /* Replace the program and its own options (for swap). */
 void sup_set_program(struct sup_child *c, const char *exe, const char *const *own);
