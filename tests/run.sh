@@ -15,6 +15,36 @@ if [ ! -d /dev/mqueue ] || ! grep -q ' /dev/mqueue ' /proc/mounts; then
 fi
 pass=0 fail=0 failed=
 seq=0
+# The telem programs still running that a test binary started, one pid a
+# line: every process it starts inherits its TELEM_TEST_TAG (below), and
+# /proc/PID/environ keeps it.
+tagged() {
+	grep -lxzs "TELEM_TEST_TAG=$1" /proc/[0-9]*/environ | while read -r f; do
+		p=${f#/proc/}
+		p=${p%/environ}
+		a0=$(tr '\0' '\n' 2>/dev/null </proc/"$p"/cmdline | head -n 1)
+		case ${a0##*/} in telem*) echo "$p" ;; esac
+	done
+}
+# What of them is still there after up to 15 s (stages leave after their
+# supervisor, on its parent-death signal), one ps line each; those are
+# killed. A sanitized stage hung in its exit (supervisor/spawn.c sup_kill)
+# once spun on for good after its supervisor was gone, unnoticed.
+left_running() {
+	n=0
+	while [ -n "$(tagged "$1")" ] && [ "$n" -lt 75 ]; do
+		sleep 0.2
+		n=$((n + 1))
+	done
+	pids=$(tagged "$1" | tr '\n' ' ')
+	[ -n "$pids" ] || return 0
+	# shellcheck disable=SC2086
+	ps -o pid,ppid,stat,pcpu,etime,wchan:16,args -p "$(echo $pids | tr ' ' ,)" |
+	    tail -n +2
+	# shellcheck disable=SC2086
+	kill -9 $pids 2>/dev/null
+	return 0
+}
 # Unit tests once; end-to-end tests once per transport.
 set --
 for t in "$build"/tests/test_*; do set -- "$@" "$t:"; done
@@ -33,6 +63,7 @@ for spec in "$@"; do
 	export TELEM_TEST_TAG
 	out=$("$t" --jobs 2 2>&1)
 	rc=$?
+	running=$(left_running "$TELEM_TEST_TAG")
 	left=$(ls -d /tmp/telem-test-"$TELEM_TEST_TAG"-* 2>/dev/null)
 	line=$(echo "$out" | grep 'Synthesis:' | tail -n 1)
 	p=$(echo "$line" | sed -n 's/.*Passing: \([0-9]*\).*/\1/p')
@@ -47,6 +78,12 @@ for spec in "$@"; do
 left behind in /tmp by this binary:
 $left"
 		rm -rf $left
+	fi
+	if [ -n "$running" ]; then
+		f=$((f + 1))
+		out="$out
+left running by this binary (now killed):
+$running"
 	fi
 	# All of a failing binary's report; one summary line of a passing one.
 	if [ "$f" -ne 0 ]; then echo "$out" | tail -n 80; else echo "$line"; fi
