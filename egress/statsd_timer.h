@@ -70,8 +70,9 @@ int statsd_timer_add(struct statsd_timer *t, double v, double inv_rate,
 void statsd_timer_report(struct statsd_timer *t, const double *pct,
     const char *const *pnames, size_t npct, uint32_t interval_ms,
     statsd_field_fn *fn, void *ctx);
-/* Empty t for the next flush (count 0, no values), keeping a small value
- * array for reuse and freeing a large one and any sketch. */
+/* Empty t for the next flush (count 0, no values), keeping its value
+ * array for reuse when small or at least half filled this flush, freeing
+ * it otherwise, and any sketch. */
 void statsd_timer_reset(struct statsd_timer *t);
 /* Free everything t holds; t may then be discarded. */
 void statsd_timer_fini(struct statsd_timer *t);

@@ -429,6 +429,139 @@ parse_line(struct statsd_parser *p, const char *line, size_t len,
 	}
 }
 
+/* The fast path: one pass over a line that is plainly good, with no
+ * work that could not change the result. Character classes: */
+enum { C_NAME = 1, C_DIGIT = 2 };
+static const unsigned char cls[256] = {
+	['-'] = C_NAME, ['.'] = C_NAME, ['='] = C_NAME, ['_'] = C_NAME,
+	['0'] = C_NAME | C_DIGIT, ['1'] = C_NAME | C_DIGIT,
+	['2'] = C_NAME | C_DIGIT, ['3'] = C_NAME | C_DIGIT,
+	['4'] = C_NAME | C_DIGIT, ['5'] = C_NAME | C_DIGIT,
+	['6'] = C_NAME | C_DIGIT, ['7'] = C_NAME | C_DIGIT,
+	['8'] = C_NAME | C_DIGIT, ['9'] = C_NAME | C_DIGIT,
+	['A'] = C_NAME, ['B'] = C_NAME, ['C'] = C_NAME, ['D'] = C_NAME,
+	['E'] = C_NAME, ['F'] = C_NAME, ['G'] = C_NAME, ['H'] = C_NAME,
+	['I'] = C_NAME, ['J'] = C_NAME, ['K'] = C_NAME, ['L'] = C_NAME,
+	['M'] = C_NAME, ['N'] = C_NAME, ['O'] = C_NAME, ['P'] = C_NAME,
+	['Q'] = C_NAME, ['R'] = C_NAME, ['S'] = C_NAME, ['T'] = C_NAME,
+	['U'] = C_NAME, ['V'] = C_NAME, ['W'] = C_NAME, ['X'] = C_NAME,
+	['Y'] = C_NAME, ['Z'] = C_NAME,
+	['a'] = C_NAME, ['b'] = C_NAME, ['c'] = C_NAME, ['d'] = C_NAME,
+	['e'] = C_NAME, ['f'] = C_NAME, ['g'] = C_NAME, ['h'] = C_NAME,
+	['i'] = C_NAME, ['j'] = C_NAME, ['k'] = C_NAME, ['l'] = C_NAME,
+	['m'] = C_NAME, ['n'] = C_NAME, ['o'] = C_NAME, ['p'] = C_NAME,
+	['q'] = C_NAME, ['r'] = C_NAME, ['s'] = C_NAME, ['t'] = C_NAME,
+	['u'] = C_NAME, ['v'] = C_NAME, ['w'] = C_NAME, ['x'] = C_NAME,
+	['y'] = C_NAME, ['z'] = C_NAME,
+};
+
+/* Powers of ten a double holds exactly. */
+static const double p10[16] = { 1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7,
+	1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15 };
+
+/* A plain decimal D+ (. D*)? | . D+ of at most 15 digits at *s (< e):
+ * its value, correctly rounded (the digits make an integer below 2^53
+ * and the point a division by an exact power of ten: one rounding, the
+ * one strtod makes), and *s past it. -1 when it is not one: no digit,
+ * more than 15 digits (jsstr_number reads those). */
+static inline int
+fast_decimal(const unsigned char **s, const unsigned char *e, double *v)
+{
+	const unsigned char *q = *s;
+	uint64_t m = 0;
+	int nd = 0, frac = -1;
+
+	for (; q < e; q++) {
+		if (cls[*q] & C_DIGIT) {
+			m = m * 10 + (uint64_t)(*q - '0');
+			nd++;
+			frac += frac >= 0;
+		} else if (*q == '.' && frac < 0) {
+			frac = 0;
+		} else {
+			break;
+		}
+	}
+	if (nd == 0 || nd > 15)
+		return -1;
+	*v = frac > 0 ? (double)m / p10[frac] : (double)m;
+	*s = q;
+	return 0;
+}
+
+/* Parse the line at s (< e) when it is `name:value|type[|@rate]` with a
+ * name of [A-Za-z0-9_.=-] (nothing to sanitize, no tags), a plain
+ * decimal value of at most 15 digits, a type c, ms, h, d or g, a rate of
+ * [0-9.]+ in (0, 1], and then '\n', "\r\n" or the end: fills m and
+ * returns the line's end (at its '\n' or e). Anything else, good or bad,
+ * returns NULL and is left to parse_line, which gives the same result
+ * for every line this takes. */
+static const char *
+parse_fast(struct statsd_parser *p, const char *line, const char *end,
+    struct statsd_metric *m)
+{
+	const unsigned char *s = (const unsigned char *)line,
+	    *e = (const unsigned char *)end, *q = s;
+
+	while (q < e && (cls[*q] & C_NAME))
+		q++;
+	size_t nlen = (size_t)(q - s);
+	if (nlen == 0 || nlen > STATSD_KEY_MAX || q == e || *q != ':')
+		return NULL;
+	q++;
+	int sign = q < e && (*q == '-' || *q == '+');
+	int neg = sign && *q == '-';
+	q += sign;
+	double v;
+	if (fast_decimal(&q, e, &v) < 0 || q == e || *q != '|')
+		return NULL;
+	q++;
+	enum statsd_type t;
+	if (q < e && *q == 'c') {
+		t = STATSD_COUNTER;
+		q++;
+	} else if (q < e && *q == 'g') {
+		t = STATSD_GAUGE;
+		q++;
+	} else if (q < e && (*q == 'h' || *q == 'd')) {
+		t = STATSD_TIMER;
+		q++;
+	} else if (e - q >= 2 && q[0] == 'm' && q[1] == 's') {
+		t = STATSD_TIMER;
+		q += 2;
+	} else {
+		return NULL;
+	}
+	if (t == STATSD_TIMER && neg && v != 0)
+		return NULL;  /* a negative timer: bad */
+	double rate = 1;
+	if (q < e && *q == '|') {
+		if (e - q < 3 || q[1] != '@')
+			return NULL;
+		q += 2;
+		if (fast_decimal(&q, e, &rate) < 0 || !(rate > 0 && rate <= 1))
+			return NULL;
+	}
+	if (q < e && *q == '\r')
+		q++;
+	if (q < e && *q != '\n')
+		return NULL;
+	memcpy(p->key, line, nlen);
+	p->key[nlen] = '\0';
+	m->type = t;
+	m->key = p->key;
+	m->key_len = nlen;
+	m->name_len = nlen;
+	m->ntags = 0;
+	m->tags = p->tags;
+	m->value = neg ? -v : v;
+	m->delta = t == STATSD_GAUGE && sign;
+	m->rate = rate;
+	m->member = NULL;
+	m->member_len = 0;
+	return (const char *)q;
+}
+
 void
 statsd_parser_init(struct statsd_parser *p, enum statsd_mode mode)
 {
@@ -440,17 +573,27 @@ void
 statsd_parse(struct statsd_parser *p, const char *buf, size_t len,
     statsd_metric_fn *fn, void *ctx, struct statsd_result *res)
 {
+	const char *end = buf + len;
+	int fast = p->mode == STATSD_STRICT && !p->no_fast;
+	struct statsd_metric m;
+
 	memset(res, 0, sizeof(*res));
-	while (len > 0) {
-		const char *nl = memchr(buf, '\n', len);
-		size_t l = nl ? (size_t)(nl - buf) : len;
-		if (l > 0) {
-			res->lines++;
-			parse_line(p, buf, l, fn, ctx, res);
+	while (buf < end) {
+		if (*buf == '\n') {
+			buf++;
+			continue;
 		}
-		if (!nl)
-			break;
-		buf += l + 1;
-		len -= l + 1;
+		res->lines++;
+		const char *q = fast ? parse_fast(p, buf, end, &m) : NULL;
+		if (q != NULL) {
+			res->metrics++;
+			fn(ctx, &m);
+		} else {
+			q = memchr(buf, '\n', (size_t)(end - buf));
+			if (q == NULL)
+				q = end;
+			parse_line(p, buf, (size_t)(q - buf), fn, ctx, res);
+		}
+		buf = q + (q < end);
 	}
 }

@@ -119,6 +119,7 @@ struct statsd_result {
  * allocated per line. About 2 KiB; one per ingest, not shared. */
 struct statsd_parser {
 	enum statsd_mode mode;
+	int no_fast;  /* 1: every line by the general path (for tests) */
 	char key[STATSD_KEY_MAX + 1];
 	char scratch[STATSD_KEY_MAX + 1];
 	char member[STATSD_MEMBER_MAX + 1];

@@ -467,3 +467,135 @@ Test(statsd_parse, random_datagrams)
 		}
 	}
 }
+
+/* What a parse gave, for comparing two parsers on one datagram. */
+struct verdict {
+	struct out o;
+	struct statsd_result r;
+	size_t bad_off;
+};
+
+static void
+parse_with(int no_fast, const char *buf, size_t n, struct verdict *v)
+{
+	struct statsd_parser p;
+
+	statsd_parser_init(&p, STATSD_STRICT);
+	p.no_fast = no_fast;
+	memset(v, 0, sizeof(*v));
+	statsd_parse(&p, buf, n, collect, &v->o, &v->r);
+	v->bad_off = v->r.bad_line ? (size_t)(v->r.bad_line - buf) : SIZE_MAX;
+}
+
+static uint64_t
+next(uint64_t *x)
+{
+	*x ^= *x << 13, *x ^= *x >> 7, *x ^= *x << 17;
+	return *x;
+}
+
+/* The fast path of strict parsing (ingest/statsd.c, parse_fast) against
+ * the general one on 20 000 random datagrams of lines built near the
+ * plainly good ones: the same metrics with the same values (%.17g keeps
+ * every bit, -0 included), the same counts, the same first bad line and
+ * reason. */
+Test(statsd_parse, fast_path_same_as_general)
+{
+	static const char *names[] = { "a", "m12", "A.b-c_d=e", "x;t=1", "",
+		"sp ace", "sl/ash", "caf\xc3\xa9", "0", "n:" };
+	static const char *vals[] = { "1", "0", "-0", "+0", "517", "-5", "+3",
+		"1.5", ".5", "5.", ".", "-", "+", "", "1e3", " 1", "1 ",
+		"123456789012345", "1234567890123456", "0.000000000000001",
+		"12345678.1234567", "99999999999999.9", "1.2.3", "0x10", "--1",
+		"Infinity", "007", "3|c", "2:3" };
+	static const char *types[] = { "c", "ms", "g", "h", "d", "s", "x", "",
+		"mss", " c", "c ", "C", "m" };
+	static const char *rates[] = { "", "|@0.5", "|@1", "|@.5", "|@1.",
+		"|@0", "|@2", "|@", "|@1e-1", "|@ 0.5", "|@0.5 ", "|x", "|@0.5|x",
+		"|#t:v", "|@0.1:2|c", "|@0.0000001", "|@1.5.2" };
+	static const char *ends[] = { "\n", "\r\n", "\n\n", "\r", "\r\r\n" };
+	static char buf[16384];
+	struct verdict fast, slow;
+	uint64_t x = 0x9E3779B97F4A7C15ULL;
+#define PICK(a) (a[next(&x) % (sizeof(a) / sizeof(a[0]))])
+	for (int round = 0; round < 20000; round++) {
+		size_t n = 0;
+		int lines = 1 + (int)(round % 40);
+		for (int l = 0; l < lines && n < sizeof(buf) - 200; l++) {
+			const char *nm = PICK(names), *v = PICK(vals),
+			    *t = PICK(types), *r = PICK(rates);
+			n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%s:%s|%s%s",
+			    nm, v, t, r);
+			if (l + 1 < lines || x % 2)
+				n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%s",
+				    PICK(ends));
+		}
+		parse_with(0, buf, n, &fast);
+		parse_with(1, buf, n, &slow);
+		cr_assert_eq(fast.r.lines, slow.r.lines, "round %d", round);
+		cr_assert_eq(fast.r.metrics, slow.r.metrics, "round %d", round);
+		cr_assert_eq(fast.r.bad, slow.r.bad, "round %d", round);
+		cr_assert_eq(fast.bad_off, slow.bad_off, "round %d", round);
+		cr_assert_eq(fast.r.bad_len, slow.r.bad_len, "round %d", round);
+		cr_assert_eq(fast.r.bad_why, slow.r.bad_why, "round %d", round);
+		cr_assert_eq(fast.o.len, slow.o.len, "round %d", round);
+		cr_assert(memcmp(fast.o.text, slow.o.text, fast.o.len) == 0,
+		    "round %d:\n%.*s\nvs\n%.*s", round, (int)fast.o.len,
+		    fast.o.text, (int)slow.o.len, slow.o.text);
+	}
+#undef PICK
+}
+
+static void
+take_value(void *ctx, const struct statsd_metric *m)
+{
+	*(double *)ctx = m->value;
+}
+
+static void
+collect_rate(void *ctx, const struct statsd_metric *m)
+{
+	*(double *)ctx = m->rate;
+}
+
+/* Values and rates as the parser reads them are exactly strtod's, on
+ * 200 000 random decimals: up to 20 digits, the point anywhere or
+ * nowhere, leading zeros, a sign; timers, counters, and rates in (0, 1]. */
+Test(statsd_parse, values_exactly_strtod)
+{
+	struct statsd_parser p;
+	struct statsd_result r;
+	char num[64], line[128];
+	uint64_t x = 12345;
+
+	statsd_parser_init(&p, STATSD_STRICT);
+	for (int i = 0; i < 200000; i++) {
+		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+		int nd = 1 + (int)(x % 20), point = (int)((x >> 8) % (nd + 2));
+		size_t o = 0;
+		if ((x >> 16) % 4 == 0)
+			num[o++] = (x >> 18) % 2 ? '-' : '+';
+		for (int d = 0; d < nd; d++) {
+			if (d == point)
+				num[o++] = '.';
+			x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+			num[o++] = (char)('0' + (d < 3 && x % 3 == 0 ? 0 : x % 10));
+		}
+		num[o] = '\0';
+		double want = strtod(num, NULL), got = NAN;
+		snprintf(line, sizeof(line), "v:%s|c", num);
+		statsd_parse(&p, line, strlen(line), take_value, &got, &r);
+		cr_assert_eq(r.metrics, 1, "%s", line);
+		cr_assert(memcmp(&got, &want, 8) == 0, "%s: %.17g, strtod %.17g",
+		    line, got, want);
+		/* the same digits as a rate, when it is one */
+		const char *digits = num + (num[0] == '-' || num[0] == '+');
+		if (!(want > 0 && want <= 1) || digits != num)
+			continue;
+		snprintf(line, sizeof(line), "v:1|ms|@%s", digits);
+		statsd_parse(&p, line, strlen(line), collect_rate, &got, &r);
+		cr_assert_eq(r.metrics, 1, "%s", line);
+		cr_assert(memcmp(&got, &want, 8) == 0, "%s: %.17g, strtod %.17g",
+		    line, got, want);
+	}
+}
