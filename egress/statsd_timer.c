@@ -46,12 +46,56 @@ sort_key(double d)
 	return u >> 63 ? ~u : u | (1ULL << 63);
 }
 
-/* Sort v[0..n) ascending: a radix sort on sort_key, 8 bits a pass and
- * passes whose byte is the same in every value skipped, so that a
- * flush of 32 000 values a timer is not spent in qsort's comparator
- * calls (bench/statsd.sh). Short arrays, or no memory for the second
- * buffer, take qsort; both give the same order but for -0 and 0, which
- * read and add the same. */
+/* Whole numbers whose range spans at most this many values (and not
+ * many more than there are values) are sorted by counting. */
+#define COUNT_SPAN 65536
+
+/* Sort v[0..n) by counting when every value is a whole number of at most
+ * 2^52 in magnitude, none is -0, and they span at most COUNT_SPAN (and 8n)
+ * values: whole milliseconds, the usual timer. Such a double is the only
+ * one of its value, so writing base + k back gives the very same bits.
+ * Returns 0 when sorted, -1 when v is not such (or no memory). */
+static int
+count_sort(double *v, size_t n)
+{
+	double lo = v[0], hi = v[0];
+	if (n > UINT32_MAX)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		double x = v[i];
+		if (!(x >= -0x1p52 && x <= 0x1p52) || x != (double)(int64_t)x ||
+		    (x == 0 && signbit(x)))
+			return -1;
+		lo = x < lo ? x : lo;
+		hi = x > hi ? x : hi;
+	}
+	if (hi - lo >= COUNT_SPAN || hi - lo >= 8 * (double)n)
+		return -1;
+	int64_t base = (int64_t)lo;
+	size_t span = (size_t)((int64_t)hi - base) + 1;
+	uint32_t *c = calloc(span, sizeof(*c));
+	if (c == NULL)
+		return -1;
+	for (size_t i = 0; i < n; i++)
+		c[(int64_t)v[i] - base]++;
+	size_t o = 0;
+	for (size_t k = 0; k < span; k++) {
+		double x = (double)(base + (int64_t)k);
+		for (uint32_t j = c[k]; j > 0; j--)
+			v[o++] = x;
+	}
+	free(c);
+	return 0;
+}
+
+/* Sort v[0..n) ascending. Whole numbers in a narrow range by counting
+ * (count_sort); others by a radix sort on sort_key, 8 bits a pass, the
+ * bytes that are the same in every value (found from the AND and OR of
+ * all keys) neither counted nor passed over, so that a flush of 32 000
+ * values a timer is not spent in qsort's comparator calls
+ * (bench/statsd.sh). Short arrays, or no memory for the second buffer,
+ * take qsort; all give the same order but for -0 and 0, which read and
+ * add the same. */
 static void
 sort_values(double *v, size_t n)
 {
@@ -59,30 +103,38 @@ sort_values(double *v, size_t n)
 		qsort(v, n, sizeof(*v), cmp_double);
 		return;
 	}
+	if (count_sort(v, n) == 0)
+		return;
 	uint64_t *a = malloc(n * 2 * sizeof(*a));
 	if (a == NULL) {
 		qsort(v, n, sizeof(*v), cmp_double);
 		return;
 	}
-	uint64_t *b = a + n;
-	size_t cnt[8][256];  /* 16 KiB */
-	memset(cnt, 0, sizeof(cnt));
+	uint64_t *b = a + n, all = ~0ULL, any = 0;
 	for (size_t i = 0; i < n; i++) {
 		uint64_t k = a[i] = sort_key(v[i]);
-		for (int p = 0; p < 8; p++)
-			cnt[p][(k >> (8 * p)) & 0xff]++;
+		all &= k;
+		any |= k;
 	}
-	for (int p = 0; p < 8; p++) {
-		size_t *c = cnt[p], sum = 0;
-		if (c[a[0] >> (8 * p) & 0xff] == n)
-			continue;  /* one byte value for all: nothing moves */
+	int pass[8], np = 0;
+	for (int p = 0; p < 8; p++)
+		if (((all ^ any) >> (8 * p)) & 0xff)
+			pass[np++] = p;
+	size_t cnt[8][256];  /* 16 KiB */
+	memset(cnt, 0, sizeof(cnt[0]) * (size_t)np);
+	for (size_t i = 0; i < n; i++)
+		for (int j = 0; j < np; j++)
+			cnt[j][(a[i] >> (8 * pass[j])) & 0xff]++;
+	for (int j = 0; j < np; j++) {
+		size_t *c = cnt[j], sum = 0;
+		int sh = 8 * pass[j];
 		for (int d = 0; d < 256; d++) {
 			size_t t = c[d];
 			c[d] = sum;
 			sum += t;
 		}
 		for (size_t i = 0; i < n; i++)
-			b[c[(a[i] >> (8 * p)) & 0xff]++] = a[i];
+			b[c[(a[i] >> sh) & 0xff]++] = a[i];
 		uint64_t *t = a;
 		a = b;
 		b = t;

@@ -906,3 +906,49 @@ Test(statsd_agg, timer_sort_matches_qsort)
 		cr_assert_leq(t.v[i - 1], t.v[i], "value %zu out of order", i);
 	statsd_timer_fini(&t);
 }
+
+/* The sorts a timer's flush picks from (egress/statsd_timer.c): counting
+ * for whole numbers in a narrow range, radix otherwise, each against
+ * qsort's order, value for value and bit for bit: whole numbers at the
+ * ends of the range counting takes and just past it, negative ones, a
+ * single -0, 0.5 or NaN-free huge value among whole ones. */
+Test(statsd_agg, timer_sorts_match_qsort)
+{
+	enum { N = 4000 };
+	static double v[N];
+	uint64_t x = 77;
+
+	for (int kind = 0; kind < 9; kind++) {
+		struct statsd_timer t;
+		memset(&t, 0, sizeof(t));
+		for (int i = 0; i < N; i++) {
+			x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+			double d;
+			switch (kind) {
+			case 0: d = (double)(1 + x % 1000); break;
+			case 1: d = (double)(int64_t)(x % 1001) - 500; break;
+			case 2: d = 0x1p52 - (double)(x % 100); break;
+			case 3: d = (double)(x % 2) * 32000 + (double)(x % 7); break;
+			case 4: d = (double)(x % 2) * 65536 + (double)(x % 7); break;
+			case 5: d = (double)(x % 1000); if (i == N / 2) d = -0.0; break;
+			case 6: d = (double)(x % 1000); if (i == 7) d = 0.5; break;
+			case 7: d = (double)(x % 1000); if (i == 9) d = 1e300; break;
+			default: d = (double)(x % 100000) / 1000 - 50; break;
+			}
+			v[i] = d;
+			cr_assert_eq(statsd_timer_add(&t, d, 1, 1u << 20), 0);
+		}
+		static const double pct[] = { 90 };
+		static const char *const pn[] = { "90" };
+		struct sort_fields f;
+		statsd_timer_report(&t, pct, pn, 1, 1000, take_sort_field, &f);
+		qsort(v, N, sizeof(v[0]), cmp_sort_d);
+		for (size_t i = 0; i < N; i++)
+			cr_assert(t.v[i] == v[i] && (v[i] == 0 ||
+			    memcmp(&t.v[i], &v[i], 8) == 0),
+			    "kind %d, value %zu: %.17g vs %.17g", kind, i, t.v[i], v[i]);
+		cr_expect_eq(f.lower, v[0]);
+		cr_expect_eq(f.upper, v[N - 1]);
+		statsd_timer_fini(&t);
+	}
+}
