@@ -276,6 +276,14 @@ add_member(struct statsd_agg *a, struct statsd_set *s,
 	return 0;
 }
 
+/* 1 / rate, statsd's factor, without a division for the usual rate 1
+ * (1 / 1 is 1 exactly). */
+static inline double
+inv_rate(double rate)
+{
+	return rate == 1 ? 1 : 1 / rate;
+}
+
 int
 statsd_agg_add(struct statsd_agg *a, const struct statsd_metric *m)
 {
@@ -290,7 +298,7 @@ statsd_agg_add(struct statsd_agg *a, const struct statsd_metric *m)
 			return -1;
 		if (isnan(c->v))
 			c->v = 0; /* statsd: `if (!counters[key]) counters[key] = 0` */
-		c->v += m->value * (1 / m->rate);
+		c->v += m->value * inv_rate(m->rate);
 		return 0;
 	}
 	case STATSD_TIMER: {
@@ -299,12 +307,16 @@ statsd_agg_add(struct statsd_agg *a, const struct statsd_metric *m)
 			return -1;
 		if (created)
 			t->bins = bins_for(a, m->key, m->key_len);
+		if (statsd_timer_add_room(t, m->value, inv_rate(m->rate))) {
+			a->exact++;
+			return 0;
+		}
 		int exact = !statsd_timer_sketched(t);
 		/* Past the budget of exact values for all timers, a timer that
 		 * holds 1024 or more switches to the sketch when it next grows. */
 		size_t max = a->exact >= a->exact_total && t->n >= 1024 &&
 		    t->n < a->exact_max ? t->n : a->exact_max;
-		if (statsd_timer_add(t, m->value, 1 / m->rate, max) < 0) {
+		if (statsd_timer_add(t, m->value, inv_rate(m->rate), max) < 0) {
 			a->st.dropped_nomem++;
 			return -1;
 		}

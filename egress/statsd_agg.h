@@ -173,7 +173,8 @@ struct statsd_agg *statsd_agg_new(const struct statsd_agg_config *c);
 /* Free a and everything it holds; NULL is allowed. */
 void statsd_agg_free(struct statsd_agg *a);
 /* Apply one metric (from statsd_parse, or built by the caller with the
- * same fields). Returns 0, or -1 with errno ENOSPC (a new key past
+ * same fields; only type, key, key_len, value, delta, rate, member and
+ * member_len are read: name_len and the tags need not be set). Returns 0, or -1 with errno ENOSPC (a new key past
  * max_names, or a set member past max_members: counted in the stats),
  * ENOMEM (counted too) or EINVAL (key_len 0 or over STATSD_KEY_MAX, an
  * unknown type); nothing else changes then, except a timer's count, which

@@ -355,12 +355,11 @@ sd_record(struct stage *st, const struct wire_rec *r)
 	}
 	struct wire_statsd w;
 	wire_statsd_get(r, &w);
-	const char *semi = memchr(w.key, ';', w.key_len);
+	/* statsd_agg_add reads neither name_len nor the tags. */
 	struct statsd_metric m = {
 		.type = (enum statsd_type)w.stype,
 		.key = w.key,
 		.key_len = w.key_len,
-		.name_len = semi ? (size_t)(semi - w.key) : w.key_len,
 		.value = w.value,
 		.delta = (w.flags & WIRE_STATSD_DELTA) != 0,
 		.rate = w.rate,

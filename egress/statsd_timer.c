@@ -11,7 +11,6 @@
 #define ZERO_MAX 1e-9 /* |v| below: the zero bucket */
 #define BIG_MAX  1e15 /* |v| above: the top bucket */
 #define KEEP_CAP 1024 /* value arrays up to this size survive a reset */
-#define PREFETCH_AHEAD 16 /* values: two cache lines */
 
 /* The counts of one sign's buckets lo..hi (a range grown as values come,
  * within imin..imax), or c NULL while that sign has no value. */
@@ -359,11 +358,6 @@ statsd_timer_add(struct statsd_timer *t, double v, double inv_rate,
 	}
 	if (t->sk)
 		return sk_add(t->sk, v, t->bins) < 0 ? (errno = ENOMEM, -1) : 0;
-	/* Many timers fill their arrays at once, each a cache line at a
-	 * time: ask for the line after next now, so that a store rarely
-	 * waits for a line from memory. */
-	if (t->n + PREFETCH_AHEAD < t->cap)
-		__builtin_prefetch(t->v + t->n + PREFETCH_AHEAD, 1);
 	t->v[t->n++] = v;
 	return 0;
 nomem:
@@ -403,6 +397,43 @@ first_k(const struct statsd_timer *t, uint64_t k, double *sum, double *sumsq)
 	}
 }
 
+/* statsd's count of values for threshold p of count values (count > 1):
+ * Math.round(|p| / 100 * count). */
+static double
+pct_rank(double p, uint64_t count)
+{
+	return js_round(fabs(p) / 100 * (double)count);
+}
+
+/* Marks of the running sums: as many as the thresholds, plus the whole. */
+#define MARKS_MAX 33
+
+/* statsd's running sums over the sorted v (s = v[i] + s, q = v[i] * v[i]
+ * + q, as prefix does), in one pass, read off after the first ks[j]
+ * values for each j (any order) into s[j] and q[j]. */
+static void
+prefix_marks(const double *v, const uint64_t *ks, size_t nk, double *s,
+    double *q)
+{
+	size_t ord[MARKS_MAX];
+	for (size_t j = 0; j < nk; j++) {
+		size_t i = j;
+		for (; i > 0 && ks[ord[i - 1]] > ks[j]; i--)
+			ord[i] = ord[i - 1];
+		ord[i] = j;
+	}
+	double a = 0, b = 0;
+	uint64_t i = 0;
+	for (size_t j = 0; j < nk; j++) {
+		for (uint64_t k = ks[ord[j]]; i < k; i++) {
+			a = v[i] + a;
+			b = v[i] * v[i] + b;
+		}
+		s[ord[j]] = a;
+		q[ord[j]] = b;
+	}
+}
+
 static double
 at(const struct statsd_timer *t, uint64_t r)
 {
@@ -428,25 +459,47 @@ statsd_timer_report(struct statsd_timer *t, const double *pct,
 		sort_values(t->v, t->n);
 	double min = at(t, 0), max = at(t, count - 1);
 	double all_sum, all_sq;
-	first_k(t, count, &all_sum, &all_sq);
+	/* The exact sums all come from one pass of the running sums: the
+	 * whole, and the prefix each threshold needs (mark i + 1). */
+	uint64_t mk[MARKS_MAX];
+	double ms[MARKS_MAX], mq[MARKS_MAX];
+	int marks = !t->sk && npct < MARKS_MAX;
+	if (marks) {
+		mk[0] = count;
+		for (size_t i = 0; i < npct; i++) {
+			uint64_t k = (uint64_t)pct_rank(pct[i], count);
+			mk[i + 1] = count == 1 ? 0 : pct[i] > 0 ? k : count - k;
+		}
+		prefix_marks(t->v, mk, npct + 1, ms, mq);
+		all_sum = ms[0];
+		all_sq = mq[0];
+	} else {
+		first_k(t, count, &all_sum, &all_sq);
+	}
 	for (size_t i = 0; i < npct; i++) {
 		double p = pct[i], n = (double)count, bound = max, sum = min,
 		    sq = min * min, mean = min;
 		if (count > 1) {
-			n = js_round(fabs(p) / 100 * (double)count);
+			n = pct_rank(p, count);
 			if (n == 0)
 				continue;
 			uint64_t k = (uint64_t)n;
 			if (p > 0) {
 				bound = at(t, k - 1);
-				first_k(t, k, &sum, &sq);
+				if (marks)
+					sum = ms[i + 1], sq = mq[i + 1];
+				else
+					first_k(t, k, &sum, &sq);
 			} else {
 				/* statsd subtracts the prefix before the top k; when
 				 * k is all of them it reads index -1 and writes NaN:
 				 * here the prefix is then empty (0). */
 				double s0, q0;
 				bound = at(t, count - k);
-				first_k(t, count - k, &s0, &q0);
+				if (marks)
+					s0 = ms[i + 1], q0 = mq[i + 1];
+				else
+					first_k(t, count - k, &s0, &q0);
 				sum = all_sum - s0;
 				sq = all_sq - q0;
 			}

@@ -503,11 +503,17 @@ parse_fast(struct statsd_parser *p, const char *line, const char *end,
 	const unsigned char *s = (const unsigned char *)line,
 	    *e = (const unsigned char *)end, *q = s;
 
-	while (q < e && (cls[*q] & C_NAME))
-		q++;
+	/* The name goes into p->key as it is read (no call to memcpy for a
+	 * few bytes); a line the fast path leaves rebuilds it anyway. */
+	const unsigned char *stop = e - s > STATSD_KEY_MAX ?
+	    s + STATSD_KEY_MAX + 1 : e;
+	char *k = p->key;
+	while (q < stop && (cls[*q] & C_NAME))
+		*k++ = (char)*q++;
 	size_t nlen = (size_t)(q - s);
 	if (nlen == 0 || nlen > STATSD_KEY_MAX || q == e || *q != ':')
 		return NULL;
+	*k = '\0';
 	q++;
 	int sign = q < e && (*q == '-' || *q == '+');
 	int neg = sign && *q == '-';
@@ -546,8 +552,6 @@ parse_fast(struct statsd_parser *p, const char *line, const char *end,
 		q++;
 	if (q < e && *q != '\n')
 		return NULL;
-	memcpy(p->key, line, nlen);
-	p->key[nlen] = '\0';
 	m->type = t;
 	m->key = p->key;
 	m->key_len = nlen;

@@ -952,3 +952,59 @@ Test(statsd_agg, timer_sorts_match_qsort)
 		statsd_timer_fini(&t);
 	}
 }
+
+/* Up to 256 fields of a report, names and values. */
+struct many {
+	char name[256][32];
+	double v[256];
+	int n;
+};
+
+static void
+many_field(void *ctx, const char *f, double v)
+{
+	struct many *M = ctx;
+	cr_assert_lt(M->n, 256);
+	snprintf(M->name[M->n], sizeof(M->name[0]), "%s", f);
+	M->v[M->n++] = v;
+}
+
+/* The sums of many thresholds, taken from one pass of the running sums
+ * (up to 32 thresholds) or one pass each (more), are the same, bit for
+ * bit: 40 thresholds on both sides of 0 against their first 32 alone. */
+Test(statsd_agg, many_thresholds_one_pass)
+{
+	static double pct[40];
+	static char pnb[40][16];
+	static const char *pn[40];
+	static struct many M[2];
+
+	for (int i = 0; i < 40; i++) {
+		pct[i] = (i % 2 ? -1 : 1) * (2.5 * (i + 1));
+		snprintf(pnb[i], sizeof(pnb[i]), "p%d", i);
+		pn[i] = pnb[i];
+	}
+	for (int round = 0; round < 2; round++) {
+		struct statsd_timer t;
+		uint64_t x = 5;
+		memset(&t, 0, sizeof(t));
+		for (int i = 0; i < 3001; i++) {
+			x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+			cr_assert_eq(statsd_timer_add(&t, (double)(x % 100000) / 1000,
+			    1, 1u << 20), 0);
+		}
+		statsd_timer_report(&t, pct, pn, round ? 40 : 32, 1000, many_field,
+		    &M[round]);
+		statsd_timer_fini(&t);
+	}
+	cr_assert_eq(M[0].n, 32 * 5 + 9);
+	cr_assert_eq(M[1].n, 40 * 5 + 9);
+	for (int i = 0; i < 32 * 5; i++) {
+		cr_assert_str_eq(M[0].name[i], M[1].name[i]);
+		cr_expect(memcmp(&M[0].v[i], &M[1].v[i], 8) == 0, "%s: %.17g vs "
+		    "%.17g", M[0].name[i], M[0].v[i], M[1].v[i]);
+	}
+	for (int i = 0; i < 9; i++)
+		cr_expect(memcmp(&M[0].v[32 * 5 + i], &M[1].v[40 * 5 + i], 8) == 0,
+		    "%s", M[0].name[32 * 5 + i]);
+}
