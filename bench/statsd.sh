@@ -12,11 +12,12 @@
 # statsd by their own metrics_received counters as written to carbon;
 # collectd by the kernel's drop count of its socket (what it did not
 # lose it took). Figures only, no asserts.
-#   usage: bench/statsd.sh [bin]     env: STEP_S (5), TRANSPORT (mqueue)
+#   usage: bench/statsd.sh [bin]     env: STEP_S (5), TRANSPORT (the
+#   transports telem runs on, one after the other: "mqueue shm")
 set -u
 bin=${1:-bin}
 step_s=${STEP_S:-5}
-transport=${TRANSPORT:-mqueue}
+transport=${TRANSPORT:-mqueue shm}
 hz=$(getconf CLK_TCK)
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/statsd-bench.XXXXXX")
 peers=$(cd "$(dirname "$0")/.." && pwd)/build/peers
@@ -93,13 +94,14 @@ step() {
 }
 
 run_steps() { # $1: server name
-	step 1 0 | sed "s/^/$1 /" >>"$tmp/rows"
-	step 32 100000 | sed "s/^/$1 /" >>"$tmp/rows"
+	step 1 0 | sed "s|^|$1 |" >>"$tmp/rows"
+	step 32 100000 | sed "s|^|$1 |" >>"$tmp/rows"
 }
 
 # --- telem
 telem_delivered() { sink_sum stats_counts.statsd.metrics_received; }
-run_telem() {
+run_telem() { # $1: transport
+	transport=$1
 	port=$(free_port u)
 	cat >"$tmp/telem.conf" <<EOF
 [pipeline]
@@ -133,7 +135,9 @@ EOF
 	done
 	pids="$sup $("$bin/telemctl" -i "$inst" status | sed -n 's/.* pid=\([0-9]*\) .*/\1/p' | tr '\n' ' ')"
 	delivered=telem_delivered
-	run_steps telem
+	name=telem
+	[ "$ntransports" -gt 1 ] && name=telem/$transport
+	run_steps "$name"
 	kill -TERM "$sup"
 	wait "$sup" 2>/dev/null
 	pids=
@@ -213,15 +217,19 @@ EOF
 	pids=
 }
 
+transports=$transport
+ntransports=$(echo $transports | wc -w)
 echo "statsd steps: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)," \
-    "$step_s s a step, 100 timer names, values 1..1000, flush 1 s, transport $transport"
+    "$step_s s a step, 100 timer names, values 1..1000, flush 1 s, transport $transports"
 : >"$tmp/rows"
 start_sink
-run_telem
+for t in $transports; do
+	run_telem "$t"
+done
 run_statsd
 run_collectd
 
-printf "%-9s %5s %9s %10s %9s %8s %9s %s\n" server lines offered sent/s \
+printf "%-12s %5s %9s %10s %9s %8s %9s %s\n" server lines offered sent/s \
     delivered% cpu_s cpu/M "x collectd"
 awk -v s="$step_s" '
 	{ key = $2 " " $3; cpm = $5 > 0 ? $6 / ($5 / 1e6) : 0
@@ -230,7 +238,7 @@ awk -v s="$step_s" '
 		for (i = 1; i <= NR; i++) {
 			split(row[i], f, " "); key = f[2] " " f[3]
 			# (parenthesised: a bare ">" in a printf list redirects)
-			printf("%-9s %5d %9s %10.0f %8.3f%% %8.2f %9.3f %s\n", f[1],
+			printf("%-12s %5d %9s %10.0f %8.3f%% %8.2f %9.3f %s\n", f[1],
 			    f[2], f[3] == 0 ? "max" : f[3] * f[2], f[4] / s,
 			    f[4] ? 100 * f[5] / f[4] : 0, f[6], cp[i],
 			    (col[key] > 0) ? sprintf("%.2f", cp[i] / col[key]) : "-")
