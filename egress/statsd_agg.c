@@ -212,7 +212,6 @@ statsd_agg_free(struct statsd_agg *a)
 		return;
 	names_free(a->counters, NULL);
 	names_free(a->timers, statsd_agg_timer_fini);
-	free(a->tsc.v);
 	names_free(a->gauges, NULL);
 	names_free(a->sets, statsd_agg_set_fini);
 	for (size_t i = 0; i < a->npct && a->pname; i++)
@@ -317,8 +316,7 @@ statsd_agg_add(struct statsd_agg *a, const struct statsd_metric *m)
 		 * holds 1024 or more switches to the sketch when it next grows. */
 		size_t max = a->exact >= a->exact_total && t->n >= 1024 &&
 		    t->n < a->exact_max ? t->n : a->exact_max;
-		if (statsd_timer_add(t, m->value, inv_rate(m->rate), max,
-		    &a->tsc) < 0) {
+		if (statsd_timer_add(t, m->value, inv_rate(m->rate), max) < 0) {
 			a->st.dropped_nomem++;
 			return -1;
 		}

@@ -180,7 +180,7 @@ flush_timer(void *ctx, const char *key, size_t len, void *payload)
 	if (statsd_timer_sketched(t))
 		a->st.sketched++;
 	statsd_timer_report(t, a->pct, (const char *const *)a->pname, a->npct,
-	    a->interval_ms, timer_field, a, &a->tsc);
+	    a->interval_ms, timer_field, a);
 	a->num_stats++;
 }
 

@@ -50,7 +50,6 @@ struct statsd_agg {
 	struct names *counters, *timers, *gauges, *sets;
 	size_t members;            /* set members added this flush */
 	size_t exact;              /* exact timer values held this flush */
-	struct statsd_timer_scratch tsc; /* counted timers' flush array */
 	int64_t old_ts;
 	struct statsd_agg_stats st;
 	char k_bad[PREFIX_MAX + 20], k_packets[PREFIX_MAX + 20],

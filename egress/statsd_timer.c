@@ -323,106 +323,22 @@ sk_switch(struct statsd_timer *t)
 	t->sk = sk_new(t->bins);
 	if (t->sk == NULL)
 		return -1;
-	for (size_t i = 0; !t->counting && i < t->n; i++)
-		if (sk_add(t->sk, t->v[i], t->bins) < 0)
-			goto fail;
-	for (uint32_t i = 0; t->counting && i < STATSD_COUNT_MAX; i++)
-		for (uint32_t c = t->cnt[i]; c > 0; c--)
-			if (sk_add(t->sk, (double)i, t->bins) < 0)
-				goto fail;
-	free(t->v);
-	t->v = NULL;
-	free(t->cnt);
-	t->cnt = NULL;
-	t->counting = 0;
-	t->n = t->cap = 0;
-	return 0;
-fail:
-	sk_free(t->sk);
-	t->sk = NULL;
-	return -1;
-}
-
-/* Values a timer holds before counting is tried (at the array's growth). */
-#define COUNT_FROM 4096
-
-/* 1 when v is a whole number 0..STATSD_COUNT_MAX - 1 and not -0. */
-static int
-countable(double v)
-{
-	if (!(v >= 0 && v < STATSD_COUNT_MAX))
-		return 0;
-	uint32_t i = (uint32_t)v;
-	return (double)i == v && !(i == 0 && signbit(v));
-}
-
-/* Make the shared scratch array hold n values. -1 on ENOMEM. */
-static int
-scratch_fit(struct statsd_timer_scratch *sc, size_t n)
-{
-	if (sc->cap >= n)
-		return 0;
-	double *v = realloc(sc->v, n * sizeof(*v));
-	if (v == NULL)
-		return -1;
-	sc->v = v;
-	sc->cap = n;
-	return 0;
-}
-
-/* At the growth of a full array to cap values: count the values instead,
- * when they all can be, as statsd_timer explains. 0 when t now counts. */
-static int
-start_counting(struct statsd_timer *t, size_t cap, size_t exact_max,
-    struct statsd_timer_scratch *sc)
-{
-	if (t->cap < COUNT_FROM || exact_max > UINT32_MAX)
-		return -1;
-	for (size_t i = 0; i < t->n; i++)
-		if (!countable(t->v[i]))
+	for (size_t i = 0; i < t->n; i++) {
+		if (sk_add(t->sk, t->v[i], t->bins) < 0) {
+			sk_free(t->sk);
+			t->sk = NULL;
 			return -1;
-	if (scratch_fit(sc, cap) < 0)
-		return -1;
-	if (t->cnt == NULL && (t->cnt = calloc(STATSD_COUNT_MAX,
-	    sizeof(*t->cnt))) == NULL)
-		return -1;
-	for (size_t i = 0; i < t->n; i++)
-		t->cnt[(uint32_t)t->v[i]]++;
+		}
+	}
 	free(t->v);
 	t->v = NULL;
-	t->cap = cap;
-	t->counting = 1;
-	return 0;
-}
-
-/* Write the counted values in ascending order into v. */
-static void
-write_counted(const struct statsd_timer *t, double *v)
-{
-	size_t o = 0;
-	for (uint32_t i = 0; o < t->n && i < STATSD_COUNT_MAX; i++)
-		for (uint32_t c = t->cnt[i]; c > 0; c--)
-			v[o++] = (double)i;
-}
-
-/* A value that cannot be counted: the counts go back into an array of
- * t->cap values (the array they stand for). -1 on ENOMEM. */
-static int
-stop_counting(struct statsd_timer *t)
-{
-	double *v = malloc(t->cap * sizeof(*v));
-	if (v == NULL)
-		return -1;
-	write_counted(t, v);
-	memset(t->cnt, 0, STATSD_COUNT_MAX * sizeof(*t->cnt));
-	t->v = v;
-	t->counting = 0;
+	t->n = t->cap = 0;
 	return 0;
 }
 
 int
 statsd_timer_add(struct statsd_timer *t, double v, double inv_rate,
-    size_t exact_max, struct statsd_timer_scratch *sc)
+    size_t exact_max)
 {
 	t->count += inv_rate;
 	if (t->sk == NULL && t->n == t->cap) {
@@ -433,30 +349,15 @@ statsd_timer_add(struct statsd_timer *t, double v, double inv_rate,
 			size_t cap = t->cap ? t->cap * 2 : 16;
 			if (cap > exact_max)
 				cap = exact_max;
-			if (t->counting) {
-				if (scratch_fit(sc, cap) < 0)
-					goto nomem;
-				t->cap = cap;
-			} else if (start_counting(t, cap, exact_max, sc) < 0) {
-				double *nv = realloc(t->v, cap * sizeof(*nv));
-				if (nv == NULL)
-					goto nomem;
-				t->v = nv;
-				t->cap = cap;
-			}
+			double *nv = realloc(t->v, cap * sizeof(*nv));
+			if (nv == NULL)
+				goto nomem;
+			t->v = nv;
+			t->cap = cap;
 		}
 	}
 	if (t->sk)
 		return sk_add(t->sk, v, t->bins) < 0 ? (errno = ENOMEM, -1) : 0;
-	if (t->counting) {
-		if (countable(v)) {
-			t->cnt[(uint32_t)v]++;
-			t->n++;
-			return 0;
-		}
-		if (stop_counting(t) < 0)
-			goto nomem;
-	}
 	t->v[t->n++] = v;
 	return 0;
 nomem:
@@ -539,10 +440,10 @@ at(const struct statsd_timer *t, uint64_t r)
 	return t->sk ? sk_at(t->sk, r) : t->v[r];
 }
 
-static void
-report(struct statsd_timer *t, const double *pct, const char *const *pnames,
-    size_t npct, uint32_t interval_ms, statsd_field_fn *fn, void *ctx,
-    int sorted)
+void
+statsd_timer_report(struct statsd_timer *t, const double *pct,
+    const char *const *pnames, size_t npct, uint32_t interval_ms,
+    statsd_field_fn *fn, void *ctx)
 {
 	uint64_t count = t->sk ? t->sk->n : t->n;
 	double per_s = interval_ms / 1000.0;
@@ -554,7 +455,7 @@ report(struct statsd_timer *t, const double *pct, const char *const *pnames,
 		fn(ctx, "count", 0);
 		return;
 	}
-	if (!t->sk && !sorted)
+	if (!t->sk)
 		sort_values(t->v, t->n);
 	double min = at(t, 0), max = at(t, count - 1);
 	double all_sum, all_sq;
@@ -657,44 +558,16 @@ report(struct statsd_timer *t, const double *pct, const char *const *pnames,
 }
 
 void
-statsd_timer_report(struct statsd_timer *t, const double *pct,
-    const char *const *pnames, size_t npct, uint32_t interval_ms,
-    statsd_field_fn *fn, void *ctx, struct statsd_timer_scratch *sc)
-{
-	if (!t->counting || t->sk != NULL) {
-		report(t, pct, pnames, npct, interval_ms, fn, ctx, 0);
-		return;
-	}
-	/* The counted values, in order, in the scratch array (which holds
-	 * t->cap >= t->n: statsd_timer_add saw to it) for the same math. */
-	write_counted(t, sc->v);
-	t->v = sc->v;
-	report(t, pct, pnames, npct, interval_ms, fn, ctx, 1);
-	t->v = NULL;
-}
-
-void
 statsd_timer_reset(struct statsd_timer *t)
 {
 	sk_free(t->sk);
 	t->sk = NULL;
 	/* A large array that was at least half filled is kept for the
 	 * next flush: reused, its pages cost no faults again. */
-	if (t->cap > KEEP_CAP && t->n < t->cap / 2 && !t->counting) {
+	if (t->cap > KEEP_CAP && t->n < t->cap / 2) {
 		free(t->v);
 		t->v = NULL;
 		t->cap = 0;
-	}
-	if (t->counting) {
-		/* Busy: count from the start next flush too (its scratch is
-		 * grown again as it fills); else back to an array. */
-		memset(t->cnt, 0, STATSD_COUNT_MAX * sizeof(*t->cnt));
-		t->counting = t->n >= COUNT_FROM / 2;
-		t->cap = 0;
-	}
-	if (!t->counting && t->cnt != NULL) {
-		free(t->cnt);
-		t->cnt = NULL;
 	}
 	t->n = 0;
 	t->count = 0;
@@ -705,7 +578,6 @@ statsd_timer_fini(struct statsd_timer *t)
 {
 	sk_free(t->sk);
 	free(t->v);
-	free(t->cnt);
 	memset(t, 0, sizeof(*t));
 }
 

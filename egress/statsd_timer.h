@@ -10,7 +10,6 @@
 #ifndef TELEM_STATSD_TIMER_H
 #define TELEM_STATSD_TIMER_H
 
-#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -35,35 +34,12 @@ struct statsd_sketch;
 
 struct statsd_bins;
 
-/* Whole values below this many are counted (see statsd_timer). */
-#define STATSD_COUNT_MAX 4096
-
-/* The array a flush writes a counted timer's values into, in order,
- * shared by all timers of an aggregator (grown as their counts grow, so
- * that a flush allocates nothing for it). */
-struct statsd_timer_scratch {
-	double *v;
-	size_t cap;
-};
-
-/* The exact values are kept in an array, appended to and sorted at the
- * flush; or, once a timer holds 4096 values a flush that are all whole
- * numbers from 0 to STATSD_COUNT_MAX - 1 (whole milliseconds, the usual
- * timer), counted: cnt[v] per value, so that adding one touches one
- * counter of a 16 KiB array instead of a cache line at the end of a long
- * one, and the flush writes them out in order into the shared scratch
- * array without a sort. Such a double is the only one of its value, so
- * the values are the very same; the report is the same either way. The
- * first value that is not such moves the counts back into an array.
- * cap is then the size the array would have. */
 struct statsd_timer {
-	double *v;          /* exact values, n of cap (NULL while counting) */
+	double *v;          /* exact values, n of cap */
 	size_t n, cap;
 	double count;       /* statsd's timer_counters: sum of 1/rate */
 	struct statsd_sketch *sk; /* non-NULL once switched, this flush */
 	const struct statsd_bins *bins; /* its histogram, or NULL: set once */
-	uint32_t *cnt;      /* STATSD_COUNT_MAX counts, or NULL */
-	int counting;       /* this flush's values are in cnt */
 };
 
 /* One histogram configuration: values < bins[0] go to bin 0, values >=
@@ -81,11 +57,9 @@ struct statsd_bins {
 typedef void statsd_field_fn(void *ctx, const char *field, double value);
 
 /* Add value v with sample rate 1/inv_rate (count += inv_rate). Returns 0,
- * or -1 with errno ENOMEM (the value is lost, count raised anyway). sc is
- * the same for all timers of an aggregator; a counted timer makes sure it
- * can hold its values. An exact_max over UINT32_MAX never counts. */
+ * or -1 with errno ENOMEM (the value is lost, count raised anyway). */
 int statsd_timer_add(struct statsd_timer *t, double v, double inv_rate,
-    size_t exact_max, struct statsd_timer_scratch *sc);
+    size_t exact_max);
 /* Values ahead of the next store whose cache line is asked for. */
 #define STATSD_PREFETCH_AHEAD 16
 
@@ -99,17 +73,6 @@ statsd_timer_add_room(struct statsd_timer *t, double v, double inv_rate)
 {
 	if (t->sk != NULL || t->n >= t->cap)
 		return 0;
-	if (t->counting) {
-		if (!(v >= 0 && v < STATSD_COUNT_MAX))
-			return 0;
-		uint32_t i = (uint32_t)v;
-		if ((double)i != v || (i == 0 && signbit(v)))
-			return 0;  /* not whole, or -0 */
-		t->count += inv_rate;
-		t->cnt[i]++;
-		t->n++;
-		return 1;
-	}
 	t->count += inv_rate;
 	if (t->n + STATSD_PREFETCH_AHEAD < t->cap)
 		__builtin_prefetch(t->v + t->n + STATSD_PREFETCH_AHEAD, 1);
@@ -123,15 +86,13 @@ statsd_timer_add_room(struct statsd_timer *t, double v, double inv_rate)
  * lower, count, count_ps, sum, sum_squares, mean, median, then the bins of
  * t->bins ("histogram.bin_10", ...) if it has any. With no values:
  * count_ps and count only, both 0. pnames[i] is the percent's name part
- * ("90", "99_9", "top10"). Sorts the exact values in place (a counted
- * timer's are written out in order into sc). interval_ms > 0. */
+ * ("90", "99_9", "top10"). Sorts the exact values in place. interval_ms > 0. */
 void statsd_timer_report(struct statsd_timer *t, const double *pct,
     const char *const *pnames, size_t npct, uint32_t interval_ms,
-    statsd_field_fn *fn, void *ctx, struct statsd_timer_scratch *sc);
+    statsd_field_fn *fn, void *ctx);
 /* Empty t for the next flush (count 0, no values), keeping its value
  * array for reuse when small or at least half filled this flush, freeing
- * it otherwise, and any sketch; a timer that counted 2048 values or more
- * starts the next flush counting. */
+ * it otherwise, and any sketch. */
 void statsd_timer_reset(struct statsd_timer *t);
 /* Free everything t holds; t may then be discarded. */
 void statsd_timer_fini(struct statsd_timer *t);
