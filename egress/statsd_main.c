@@ -338,6 +338,9 @@ book_drops(struct stage *st, struct sd *d)
 		    (unsigned long long)all, k);
 }
 
+static void apply_metric(struct stage *st, struct sd *d,
+    const struct wire_rec *r);
+
 static void
 sd_record(struct stage *st, const struct wire_rec *r)
 {
@@ -353,6 +356,14 @@ sd_record(struct stage *st, const struct wire_rec *r)
 		stats_add(&st->stats->dropped, 1);
 		return;
 	}
+	apply_metric(st, d, r);
+}
+
+/* One checked WIRE_STATSD record into the aggregator: pending when
+ * applied, else booked dropped. */
+static inline void
+apply_metric(struct stage *st, struct sd *d, const struct wire_rec *r)
+{
 	struct wire_statsd w;
 	wire_statsd_get(r, &w);
 	/* statsd_agg_add reads neither name_len nor the tags. */
@@ -377,6 +388,27 @@ sd_record(struct stage *st, const struct wire_rec *r)
 		 * record): still settled, as dropped. */
 		stats_add(&st->stats->dropped, 1);
 	}
+}
+
+/* The on_msg hook: the message's statsd metrics applied in one loop,
+ * without an indirect call each; every other record (statsd's own counts,
+ * a Flush, a Stop, a telem record) goes to stage_take_record, which calls
+ * sd_record or sd_flush as the skeleton would. */
+static int
+sd_msg(struct stage *st, const void *msg, size_t len)
+{
+	struct sd *d = st->ctx;
+	struct wire_reader r;
+	struct wire_rec rec;
+	(void)len;
+	wire_reader_init(&r, msg);
+	while (wire_next(&r, &rec)) {
+		if (rec.type == WIRE_STATSD)
+			apply_metric(st, d, &rec);
+		else if (stage_take_record(st, &rec))
+			return 1;
+	}
+	return 0;
 }
 
 static void
@@ -603,6 +635,7 @@ main(int argc, char **argv)
 		.option = sd_option,
 		.init = sd_init,
 		.on_record = sd_record,
+		.on_msg = sd_msg,
 		.on_flush = sd_flush,
 		.on_tick = sd_tick,
 		.fini = sd_fini,
