@@ -136,7 +136,10 @@ void statsd_parser_init(struct statsd_parser *p, enum statsd_mode mode);
 /* Parse one datagram buf[0..len) (any bytes; buf may be NULL when len is
  * 0): calls fn(ctx, m) for each good metric in order, and fills *res
  * (overwriting it). Work is linear in len (tags: at most STATSD_TAGS_MAX^2
- * comparisons a line); nothing is allocated; there is no failure. */
+ * comparisons a line); nothing is allocated; there is no failure. In
+ * STATSD_STRICT a plainly good line (statsd.c, parse_fast) is read in one
+ * pass; every other line by the general rules above, with the same
+ * result for every line both can read. */
 void statsd_parse(struct statsd_parser *p, const char *buf, size_t len,
     statsd_metric_fn *fn, void *ctx, struct statsd_result *res);
 
