@@ -107,7 +107,7 @@ $(BIN)/bench-%: $(call obj,bench/%.c) $(LIB)
 deps:
 	@./tests/deps.sh
 
-tests: all $(TESTS)
+tests: all $(TESTS) $(BENCHES)
 
 # The unit tests and the end-to-end tests, which drive $(BIN)/ for real.
 test: deps

@@ -174,8 +174,10 @@ bench(int ckms, size_t nnames, const char *shm_path, const char *disk_path)
 	struct egress e;
 	memset(&e, 0, sizeof(e));
 	e.state_param = ckms ? 0.01 : 0;
+	uint8_t src = ckms ? REPORT_SRC_CKMS : REPORT_SRC_CMA;
 	if (egress_init(&st, &e, ckms ? sizeof(struct ckms *) : sizeof(struct cma),
-	    &kinds[ckms ? 0 : 1]) == -1 || (e.sw = malloc(sizeof(*e.sw))) == NULL)
+	    &kinds[ckms ? 0 : 1], src) == -1 ||
+	    (e.sw = malloc(sizeof(*e.sw))) == NULL)
 		exit(1);
 	fill(&st, &e, ckms, nnames);
 	long bytes;
@@ -191,7 +193,7 @@ bench(int ckms, size_t nnames, const char *shm_path, const char *disk_path)
 	l.state_path = shm_path;
 	double t0 = clock_s();
 	if (egress_init(&st, &l, ckms ? sizeof(struct ckms *) : sizeof(struct cma),
-	    &kinds[ckms ? 0 : 1]) == -1)
+	    &kinds[ckms ? 0 : 1], src) == -1)
 		exit(1);
 	double load = (clock_s() - t0) * 1e3;
 	size_t back = names_count(l.names);
