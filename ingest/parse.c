@@ -193,7 +193,7 @@ parse_any(const char *buf, size_t len, parse_fn *fn, struct wire_writer *w,
 			goto slow;
 		while (p < end && (*p == ' ' || *p == '\t'))
 			p++;
-		if (p < end && *p == '\r' && (p + 1 == end || p[1] == '\n'))
+		if (p < end && *p == '\r')
 			p++;
 		if (p < end) {
 			if (*p != '\n')
