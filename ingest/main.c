@@ -68,7 +68,7 @@ struct ingest {
  * datagram that arrives within TICK_AHEAD_NS of a tick waits LINGER_NS,
  * as every datagram did when ingest gathered for a fixed millisecond.
  * Without a published schedule (no supervisor) every gather is LINGER_NS.
- * docs/design.md §9 has the figures. */
+ * docs/design.md §5. */
 #define LINGER_NS 1000000LL
 #define GATHER_MAX_NS 10000000LL
 #define TICK_AHEAD_NS 3000000LL
