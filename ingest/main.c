@@ -63,8 +63,10 @@ struct ingest {
  * Reports come only at a Flush tick, and a value belongs to the report of
  * the first tick after it arrived. The supervisor's ticks fall on a grid
  * it publishes (stats_seg.flush_next_ms, supervisor/loop.c), and a gather
- * always ends TICK_AHEAD_NS before the next tick, leaving the filters and
- * egresses that long to take what it sent before the Flush comes. A
+ * always ends TICK_AHEAD_NS before the next tick. The Flush goes into
+ * the flush stages' queues (in the built-in pipeline the filters', which
+ * ingest writes: what it sent is ahead of the Flush there); stages
+ * between ingest and a flush stage have TICK_AHEAD_NS to pass it on. A
  * datagram that arrives within TICK_AHEAD_NS of a tick waits LINGER_NS,
  * as every datagram did when ingest gathered for a fixed millisecond.
  * Without a published schedule (no supervisor) every gather is LINGER_NS.
