@@ -375,6 +375,10 @@ Test(pipeline, a_value_sent_just_before_a_tick_is_in_that_ticks_report)
 {
 	START("-f", "500", "-m", "1024");
 	struct stats_seg *seg = attach_stats();
+	/* Published once the pipeline is up and the timer armed. */
+	for (int i = 0; i < 500 && atomic_load(&seg->flush_next_ms) == 0; i++)
+		h_nap_ms(10);
+	cr_assert_neq(atomic_load(&seg->flush_next_ms), 0, "no tick published");
 	long long t0 = next_tick_ms(seg);
 	h_nap_ms(600);
 	/* The grid: a tick every 500 ms from the first. */
