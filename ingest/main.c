@@ -465,9 +465,9 @@ wait_readable(struct stage *st, struct ingest *g, struct pollfd *pfd,
 	return 1;
 }
 
-/* How often the kernel's drop count is read, datagrams or not: a datagram
- * carries the count as it was when it was queued (SO_RXQ_OVFL), and a
- * burst that was all dropped brings none. While ingest waits on a full
+/* How often the kernel's drop count is read, datagrams or not (udp_recv
+ * reads it after every batch it takes; a burst that was all dropped
+ * brings none). While ingest waits on a full
  * queue, the supervisor shows the count it reads from its own copy of
  * the sockets (supervisor/control.c). */
 #define DROPS_POLL_MS 100
