@@ -61,7 +61,11 @@ struct stats_seg {
 	uint32_t magic;
 	uint32_t version;
 	uint32_t nslots;
-	uint32_t reserved;
+	/* The supervisor's next Flush tick: CLOCK_MONOTONIC milliseconds,
+	 * low 32 bits (0: none known). Written by the supervisor when it arms
+	 * its timer and after every tick, so that ingest can send what it
+	 * gathered before the tick (ingest/main.c). */
+	_Atomic uint32_t flush_next_ms;
 	/* Set once at creation, different for every run of a supervisor: a
 	 * stage's state file tells by it whether its booked counts belong to
 	 * this segment. */

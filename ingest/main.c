@@ -28,9 +28,11 @@ struct ingest {
 	size_t nfd;
 	struct udp udp;
 	struct udp_batch *batch;
-	/* The events of one whole received batch, pointing into it. */
-	struct { const char *name; uint32_t value; uint8_t len; } *ev;
-	size_t nev;
+	/* The events parsed straight into the out-queues' batch (st->w, or
+	 * `none` without out-queues) and not yet booked in `in`: the records
+	 * from index `booked` of the writer on. */
+	uint32_t booked;
+	struct wire_writer none;
 	struct log_limit bad_log;
 	/* --protocol statsd: the parser, and the encoded records of what is
 	 * parsed but not yet booked and emitted (STATSD_ARENA bytes). */
@@ -40,9 +42,93 @@ struct ingest {
 	size_t arena_len, arena_n;
 	struct stage *st;
 	int failed;                /* an emit failed for good */
+	/* The gather (wait_readable): datagram bytes a nanosecond over the
+	 * last read's interval, when that read ended, the bound. */
+	double rate;
+	long long read_at, gather_max;
 };
 
 #define STATSD_ARENA (256u << 10)
+
+/* How long datagrams are left to gather in the kernel's socket buffer once
+ * one is waiting, before ingest reads them all. Every message ingest sends
+ * wakes the four stages downstream, and a wake-up costs microseconds: read
+ * at once, a datagram or two per message, the pipeline spent 2-3 times the
+ * CPU of a bare receiver. So ingest waits until, at the rate datagrams
+ * came in lately, a message's worth has gathered (GATHER_FILL of it), at
+ * least LINGER_NS and at most the gather bound (gather_max_ns); busier --
+ * its last read filled a message -- it reads on at once. Nothing leaves
+ * the kernel's buffer meanwhile (a killed ingest loses none of it).
+ *
+ * Reports come only at a Flush tick, and a value belongs to the report of
+ * the first tick after it arrived. The supervisor's ticks fall on a grid
+ * it publishes (stats_seg.flush_next_ms, supervisor/loop.c), and a gather
+ * always ends TICK_AHEAD_NS before the next tick. The Flush goes into
+ * the flush stages' queues (in the built-in pipeline the filters', which
+ * ingest writes: what it sent is ahead of the Flush there); stages
+ * between ingest and a flush stage have TICK_AHEAD_NS to pass it on. A
+ * datagram that arrives within TICK_AHEAD_NS of a tick waits LINGER_NS,
+ * as every datagram did when ingest gathered for a fixed millisecond.
+ * Without a published schedule (no supervisor) every gather is LINGER_NS.
+ * docs/design.md §5. */
+#define LINGER_NS 1000000LL
+#define GATHER_MAX_NS 10000000LL
+#define TICK_AHEAD_NS 3000000LL
+#define GATHER_FILL 0.75
+/* The receive buffer GATHER_MAX_NS is sized for: --rcvbuf's default of
+ * 4 MiB, which the kernel doubles. A small datagram takes about 830 bytes
+ * of it (the kernel's truesize on loopback), so 8 MiB hold about 10 000
+ * datagrams, 20 ms at 500 000 datagrams/s (bench-loadgen's flat out
+ * here); a gather of 10 ms fills half of it even if a burst at that rate
+ * starts just as the gather does. A smaller buffer gets a proportionally
+ * shorter bound, never under LINGER_NS. */
+#define GATHER_RCVBUF (4LL << 20)
+
+/* The gather bound for a receive buffer of rcvbuf bytes (udp.rcvbuf, half
+ * what the kernel reserves). */
+static long long
+gather_max_ns(long long rcvbuf)
+{
+	long long g = rcvbuf >= GATHER_RCVBUF ? GATHER_MAX_NS :
+	    GATHER_MAX_NS * rcvbuf / GATHER_RCVBUF;
+	return g < LINGER_NS ? LINGER_NS : g;
+}
+
+static long long
+now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* How long to let datagrams gather from `now`: the fill time at `rate`
+ * (bytes a nanosecond; 0: unknown or idle) of a message of cap bytes,
+ * within [LINGER_NS, gmax], ending TICK_AHEAD_NS before the next tick
+ * when next_ms (CLOCK_MONOTONIC ms, low 32 bits; 0: none known) is
+ * given, else LINGER_NS. */
+static long long
+gather_ns(long long now, double rate, size_t cap, long long gmax,
+    uint32_t next_ms)
+{
+	if (next_ms == 0)
+		return LINGER_NS;
+	long long g = rate > 0 ? (long long)(GATHER_FILL * (double)cap / rate) :
+	    gmax;
+	if (g > gmax)
+		g = gmax;
+	if (g < LINGER_NS)
+		g = LINGER_NS;
+	/* The tick as a full time: its low 32 bits against now's. */
+	long long now_ms = now / 1000000;
+	long long tick = (now_ms + (int32_t)(next_ms - (uint32_t)now_ms)) *
+	    1000000LL;
+	long long left = tick - TICK_AHEAD_NS - now;
+	if (left < 0)
+		return LINGER_NS;  /* within TICK_AHEAD_NS of the tick, or
+		                    * the supervisor has not moved it yet */
+	return g < left ? g : left;
+}
 
 enum { OPT_HOST = 256, OPT_PORT, OPT_RCVBUF, OPT_UDP_FD, OPT_PROTOCOL };
 
@@ -92,23 +178,11 @@ ingest_option(struct stage *st, int opt, const char *arg)
 	return 0;
 }
 
-static void
-take_event(void *ctx, const char *name, size_t len, uint32_t value)
-{
-	struct ingest *g = ctx;
-	g->ev[g->nev].name = name;
-	g->ev[g->nev].len = (uint8_t)len;  /* a valid name is <= 255 bytes */
-	g->ev[g->nev++].value = value;
-}
-
 static int
 ingest_init(struct stage *st)
 {
 	struct ingest *g = st->ctx;
 	int permanent;
-	/* An accepted line takes at least 4 bytes with its newline ("a 1\n"),
-	 * so a datagram holds at most UDP_DGRAM_MAX / 4 + 1 events. The
-	 * array is touched only as far as a batch fills it. */
 	g->batch = malloc(sizeof(*g->batch));
 	if (g->statsd) {
 		g->sp = malloc(sizeof(*g->sp));
@@ -117,10 +191,15 @@ ingest_init(struct stage *st)
 			statsd_parser_init(g->sp, STATSD_STRICT);
 		g->st = st;
 	} else {
-		g->ev = malloc(sizeof(*g->ev) * UDP_BATCH * (UDP_DGRAM_MAX / 4 + 1));
+		g->st = st;
+		if (st->nout == 0) {
+			void *buf = malloc(WIRE_MSG_MIN);
+			if (buf == NULL)
+				fatal(EXIT_TEMPORARY, "malloc");
+			wire_writer_init(&g->none, buf, WIRE_MSG_MIN);
+		}
 	}
-	if (g->batch == NULL || (g->statsd ? g->sp == NULL || g->arena == NULL :
-	    g->ev == NULL))
+	if (g->batch == NULL || (g->statsd && (g->sp == NULL || g->arena == NULL)))
 		fatal(EXIT_TEMPORARY, "malloc");
 	if (g->nfd > 0) {
 		/* The supervisor's sockets: the kernel counted drops on them
@@ -134,11 +213,13 @@ ingest_init(struct stage *st)
 			atomic_store(&st->stats->dropped_dgrams, drops);
 		udp_log_listening(&g->udp, g->udp.n > 1 ?
 		    " (sockets of the supervisor)" : " (socket of the supervisor)");
+		g->gather_max = gather_max_ns(g->udp.rcvbuf);
 		return 0;
 	}
 	if (udp_open(&g->udp, g->host, g->port, (int)g->rcvbuf, &permanent) == -1)
 		exit(permanent ? EXIT_PERMANENT : EXIT_TEMPORARY);
 	udp_log_listening(&g->udp, "");
+	g->gather_max = gather_max_ns(g->udp.rcvbuf);
 	return 0;
 }
 
@@ -161,33 +242,63 @@ log_bad(const struct udp_batch *b, size_t k, size_t bad, long long suppressed)
 	}
 }
 
-/* Parse every datagram of a received batch, book all its events in `in`,
- * then emit them. The booking comes right after parsing, before the first
- * emit (which may block on a full queue): from then on a kill books them
- * as lost (supervisor/spawn.c). The datagrams of a batch read by an ingest
- * killed between recvmmsg and this store -- a few microseconds of parsing
- * -- are the one loss no counter can show: the kernel has handed them over
+/* Book the records parsed into w since the last booking in `in` (and in
+ * the batch's count of records the books count, which stage_push stores
+ * in `out`); without out-queues they are passed on there and then. */
+static void
+book_parsed(struct stage *st, struct ingest *g, struct wire_writer *w)
+{
+	if (w->count > g->booked)
+		stats_add(&st->stats->in, w->count - g->booked);
+	g->booked = w->count;
+	if (st->nout > 0) {
+		st->w_tel = w->count;  /* every record in it is telemetry */
+	} else {
+		st->n_out += w->count;
+		wire_writer_reset(w);
+		g->booked = 0;
+	}
+}
+
+/* parse_encode's writer is full: book it, then send it. */
+static int
+batch_full(void *ctx, struct wire_writer *w)
+{
+	struct ingest *g = ctx;
+	book_parsed(g->st, g, w);
+	if (g->st->nout == 0)
+		return 0;
+	int r = stage_push(g->st);
+	g->booked = 0;
+	return r;
+}
+
+/* Parse every datagram of a received batch straight into the out-queues'
+ * batch, then book its events in `in`. The booking comes before anything
+ * parsed is sent (a full batch is booked, then sent, as it fills; a send
+ * may block on a full queue): from then on a kill books them as lost
+ * (supervisor/spawn.c). The datagrams of a batch read by an ingest killed
+ * between recvmmsg and the booking -- a few microseconds of parsing --
+ * are the one loss no counter can show: the kernel has handed them over
  * and nothing else saw them. */
 static int
 ingest_batch(struct stage *st, struct ingest *g)
 {
 	const struct udp_batch *b = g->batch;
-	g->nev = 0;
+	struct wire_writer *w = st->nout > 0 ? &st->w : &g->none;
 	for (size_t k = 0; k < b->n; k++) {
-		size_t bad = b->trunc[k] ? 1 :
-		    parse_datagram(b->buf[k], b->len[k], take_event, g);
+		long bad = b->trunc[k] ? 1 :
+		    parse_encode(b->buf[k], b->len[k], w, batch_full, g);
+		if (bad == -1)
+			return -1;
 		if (bad == 0)
 			continue;
-		st->n_bad += bad;
+		st->n_bad += (uint64_t)bad;
 		long long s = log_limit_pass(&g->bad_log, 1000);
 		if (s >= 0)
-			log_bad(b, k, bad, s);
+			log_bad(b, k, (size_t)bad, s);
 	}
-	stats_add(&st->stats->in, g->nev);
-	for (size_t i = 0; i < g->nev; i++)
-		if (stage_emit(st, WIRE_TELEMETRY, g->ev[i].name, g->ev[i].len,
-		    g->ev[i].value) == -1)
-			return -1;
+	book_parsed(st, g, w);
 	return 0;
 }
 
@@ -287,17 +398,6 @@ statsd_batch(struct stage *st, struct ingest *g)
 /* Received batches taken from one socket before the next is looked at. */
 #define ROUNDS_MAX 16
 
-/* How long datagrams are left to gather in the kernel's socket buffer once
- * one is waiting, before ingest reads them all. Every message ingest sends
- * wakes the four stages downstream, and a wake-up costs microseconds: read
- * at once, a datagram or two per message, the pipeline spent 2-3 times the
- * CPU of a bare receiver; let gather for 1 ms, a message carries everything
- * that came in that millisecond. Ingest waits only while what it read last
- * time did not fill a message (busier, it reads on at once). Nothing leaves
- * the kernel's buffer meanwhile (a killed ingest loses none of it), reports
- * come only at a Flush tick, and 4 MiB holds thousands of datagrams. */
-#define LINGER_NS 1000000L
-
 /* What one pass over the sockets took in. */
 struct drain {
 	size_t dgrams, bytes;
@@ -335,14 +435,19 @@ ingest_poll_once(struct stage *st, struct ingest *g, struct drain *d)
 				d->bytes += g->batch->len[k];
 		}
 	}
-	return d->dgrams > 0 ? stage_push(st) : 0;
+	if (d->dgrams == 0)
+		return 0;
+	int r = stage_push(st);
+	g->booked = 0;
+	return r;
 }
 
-/* Wait until a socket has a datagram, then let more gather for linger_ns.
+/* Wait until a socket has a datagram, then let more gather (gather_ns).
  * Returns 1 when something waits, 0 on timeout or signal, -1 if poll
  * failed (logged). */
 static int
-wait_readable(struct pollfd *pfd, size_t n, long linger_ns)
+wait_readable(struct stage *st, struct ingest *g, struct pollfd *pfd,
+    size_t n)
 {
 	int r = poll(pfd, n, RECV_POLL_MS);
 	if (r == -1 && errno != EINTR) {
@@ -351,15 +456,18 @@ wait_readable(struct pollfd *pfd, size_t n, long linger_ns)
 	}
 	if (r <= 0)
 		return 0;
-	struct timespec ts = { 0, linger_ns };
-	if (linger_ns > 0)
-		(void)nanosleep(&ts, NULL);  /* EINTR: a stop, read what came */
+	uint32_t next = st->seg == NULL ? 0 :
+	    atomic_load_explicit(&st->seg->flush_next_ms, memory_order_relaxed);
+	long long ns = gather_ns(now_ns(), g->rate, st->w.cap, g->gather_max,
+	    next);
+	struct timespec ts = { ns / 1000000000LL, ns % 1000000000LL };
+	(void)nanosleep(&ts, NULL);  /* EINTR: a stop, read what came */
 	return 1;
 }
 
-/* How often the kernel's drop count is read, datagrams or not: a datagram
- * carries the count as it was when it was queued (SO_RXQ_OVFL), and a
- * burst that was all dropped brings none. While ingest waits on a full
+/* How often the kernel's drop count is read, datagrams or not (udp_recv
+ * reads it after every batch it takes; a burst that was all dropped
+ * brings none). While ingest waits on a full
  * queue, the supervisor shows the count it reads from its own copy of
  * the sockets (supervisor/control.c). */
 #define DROPS_POLL_MS 100
@@ -385,12 +493,20 @@ ingest_run(struct stage *st)
 	while (!stage_stopping) {
 		/* A backlog is read on at once; so is a socket that filled a
 		 * message last time. */
-		int r = d.more ? 1 : wait_readable(pfd, g->udp.n,
-		    d.bytes < st->w.cap ? LINGER_NS : 0);
+		int r = d.more || d.bytes >= st->w.cap ? 1 :
+		    wait_readable(st, g, pfd, g->udp.n);
 		if (r == -1)
 			return EXIT_TEMPORARY;
 		if (r == 1 && ingest_poll_once(st, g, &d) == -1)
 			return EXIT_TEMPORARY;
+		if (d.dgrams > 0) {
+			/* The rate since the last read: what came in while
+			 * ingest waited and gathered. */
+			long long t = now_ns();
+			g->rate = t > g->read_at ?
+			    (double)d.bytes / (double)(t - g->read_at) : 0;
+			g->read_at = t;
+		}
 		long long now = clock_ms();
 		if (now - drops_at >= DROPS_POLL_MS) {
 			sync_drops(st, g);
@@ -412,7 +528,7 @@ ingest_fini(struct stage *st)
 	struct ingest *g = st->ctx;
 	udp_close(&g->udp);
 	free(g->batch);
-	free(g->ev);
+	free(g->none.buf);
 	free(g->sp);
 	free(g->arena);
 }

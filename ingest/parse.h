@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "wire.h"
+
 /* Called for each accepted line. name points into the datagram, not
  * NUL-terminated, and is valid only while the datagram is. */
 typedef void parse_fn(void *ctx, const char *name, size_t name_len,
@@ -19,6 +21,19 @@ typedef void parse_fn(void *ctx, const char *name, size_t name_len,
  * line, in order, and returns the number of rejected lines; an empty
  * datagram counts as one rejected line. Never fails otherwise. */
 size_t parse_datagram(const char *buf, size_t len, parse_fn *fn, void *ctx);
+
+/* Called by parse_encode when an accepted line's record does not fit in
+ * w: make room (send w's records and reset it) and return 0, or return
+ * -1 to give up. */
+typedef int parse_full_fn(void *ctx, struct wire_writer *w);
+
+/* parse_datagram, with every accepted line appended to w as the
+ * WIRE_TELEMETRY record wire_put writes for it (name, value), in the same
+ * pass: no call per line. When a record does not fit, full(ctx, w) is
+ * called and the record put again. Returns the rejected lines (as
+ * parse_datagram does), or -1 when full failed or left no room. */
+long parse_encode(const char *buf, size_t len, struct wire_writer *w,
+    parse_full_fn *full, void *ctx);
 
 /* Judge one line of len bytes, without its '\n'; one final '\r' is allowed
  * and ignored. A line is two fields separated by spaces or tabs, leading and

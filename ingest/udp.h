@@ -1,6 +1,6 @@
 /* udp.h - the ingest's sockets: one UDP socket per address the host
  * resolves to, each with a large receive buffer and the kernel's drop
- * counter (SO_RXQ_OVFL), drained with recvmmsg in batches. */
+ * counter (SO_MEMINFO), drained with recvmmsg in batches. */
 #ifndef TELEM_UDP_H
 #define TELEM_UDP_H
 
@@ -14,7 +14,7 @@
 
 struct udp_sock {
 	int fd;
-	uint32_t drops;   /* last SO_RXQ_OVFL value seen */
+	uint32_t drops;   /* last kernel drop count seen */
 	char addr[64];    /* "127.0.0.1:1990" for messages */
 };
 
@@ -64,8 +64,7 @@ struct udp_batch {
  * drops counted since the last call. */
 int udp_recv(struct udp *u, size_t i, struct udp_batch *b, uint64_t *new_drops);
 /* The kernel drops on every socket since the last udp_recv or
- * udp_new_drops, read now without receiving (SO_MEMINFO, the same count
- * SO_RXQ_OVFL reports with each datagram). */
+ * udp_new_drops, read now without receiving (SO_MEMINFO). */
 uint64_t udp_new_drops(struct udp *u);
 /* What the kernel has dropped on all the sockets since they were opened. */
 uint64_t udp_total_drops(const struct udp *u);

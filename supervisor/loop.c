@@ -83,18 +83,33 @@ sup_restart(struct sup *s, struct sup_child *c)
 	(void)s;
 }
 
+/* Ticks fall on a fixed grid of CLOCK_MONOTONIC (an absolute timer: the
+ * kernel keeps expiries at first + k * interval, however late they are
+ * read), so the next one is known in advance: ingest reads it from the
+ * stats segment and sends what it gathered before it (ingest/main.c). */
+static void
+publish_next_tick(struct sup *s)
+{
+	atomic_store_explicit(&s->stats->flush_next_ms,
+	    (uint32_t)s->flush_next_ms, memory_order_relaxed);
+}
+
 int
 sup_start_timer(struct sup *s)
 {
 	struct itimerspec its;
+	long long first = clock_ms() + s->cfg.flush_ms;
 	memset(&its, 0, sizeof(its));
 	its.it_interval.tv_sec = s->cfg.flush_ms / 1000;
 	its.it_interval.tv_nsec = (s->cfg.flush_ms % 1000) * 1000000L;
-	its.it_value = its.it_interval;
-	if (timerfd_settime(s->timerfd, 0, &its, NULL) == -1) {
+	its.it_value.tv_sec = first / 1000;
+	its.it_value.tv_nsec = (first % 1000) * 1000000L;
+	if (timerfd_settime(s->timerfd, TFD_TIMER_ABSTIME, &its, NULL) == -1) {
 		log_warn("timerfd_settime");
 		return -1;
 	}
+	s->flush_next_ms = first;
+	publish_next_tick(s);
 	return 0;
 }
 
@@ -304,9 +319,12 @@ wait_events(struct sup *s, long long timeout_ms)
 		on_signal(s);
 	if (pfd[1].revents) {
 		uint64_t ticks;
-		if (read(s->timerfd, &ticks, sizeof(ticks)) == sizeof(ticks) &&
-		    sup_flush(s, 0) == 0)
-			log_debug("Flush sent");
+		if (read(s->timerfd, &ticks, sizeof(ticks)) == sizeof(ticks)) {
+			s->flush_next_ms += (long long)ticks * s->cfg.flush_ms;
+			publish_next_tick(s);
+			if (sup_flush(s, 0) == 0)
+				log_debug("Flush sent");
+		}
 	}
 	/* A reaped stage's pipe is closed already (and the fd maybe taken). */
 	for (nfds_t i = 2; i < nready; i++)

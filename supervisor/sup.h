@@ -162,6 +162,7 @@ struct sup {
 	struct stats_seg *stats;
 	int sigfd;
 	int timerfd;
+	long long flush_next_ms;   /* CLOCK_MONOTONIC ms of the next tick */
 	int lockfd;
 	int ctlfd;                        /* listening control socket */
 	char ctlpath[PATH_MAX];
@@ -251,7 +252,9 @@ uint64_t sup_flush_try(struct sup *s, uint64_t left);
 void sup_begin_stop(struct sup *s, int status);
 /* Stop c (SIGTERM, SIGKILL after the grace period); it starts again. */
 void sup_restart(struct sup *s, struct sup_child *c);
-/* (Re)arm the Flush timer with s->cfg.flush_ms; 0 or -1 logged. */
+/* (Re)arm the Flush timer with s->cfg.flush_ms, the first tick one
+ * interval from now, and publish the tick schedule in the stats segment
+ * (flush_next_ms); 0 or -1 logged. */
 int sup_start_timer(struct sup *s);
 
 /* reload.c: `telemctl reload` and SIGHUP. */

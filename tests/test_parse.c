@@ -533,3 +533,148 @@ Test(parse, every_single_byte_as_name)
 		}
 	}
 }
+
+/* The reference for the one-pass parser: the datagram split at '\n' as
+ * docs/design.md §9 says, each line judged by parse_line on its own, each
+ * accepted line encoded by wire_put. Returns the rejected lines; the
+ * records go to out[0..*out_len). */
+static size_t
+reference_records(const char *buf, size_t len, unsigned char *out,
+    size_t *out_len)
+{
+	size_t bad = 0, pos = 0, o = 0;
+	if (len == 0) {
+		*out_len = 0;
+		return 1;
+	}
+	while (pos < len) {
+		const char *l = buf + pos, *nl = memchr(l, '\n', len - pos);
+		size_t llen = nl ? (size_t)(nl - l) : len - pos;
+		const char *name;
+		size_t name_len;
+		uint32_t value;
+		pos += llen + (nl ? 1 : 0);
+		if (parse_line(l, llen, &name, &name_len, &value) == -1) {
+			bad++;
+			continue;
+		}
+		unsigned char one[WIRE_HDR + WIRE_REC_HDR + WIRE_NAME_MAX];
+		struct wire_writer w;
+		wire_writer_init(&w, one, sizeof(one));
+		cr_assert_eq(wire_put(&w, WIRE_TELEMETRY, name, name_len, value), 0);
+		memcpy(out + o, one + WIRE_HDR, w.len - WIRE_HDR);
+		o += w.len - WIRE_HDR;
+	}
+	*out_len = o;
+	return bad;
+}
+
+/* parse_encode's writer: a small one (so that it fills and `full` runs
+ * often), whose records are moved into `got` each time it is full. */
+struct enc {
+	unsigned char *got;
+	size_t got_len;
+	size_t fulls;
+	int fail;
+};
+
+static int
+enc_full(void *ctx, struct wire_writer *w)
+{
+	struct enc *e = ctx;
+	e->fulls++;
+	if (e->fail)
+		return -1;
+	memcpy(e->got + e->got_len, w->buf + WIRE_HDR, w->len - WIRE_HDR);
+	e->got_len += w->len - WIRE_HDR;
+	wire_writer_reset(w);
+	return 0;
+}
+
+static unsigned char ref_out[DGRAM_MAX * 4], enc_out[DGRAM_MAX * 4];
+
+/* parse_encode (and parse_datagram, the same scan) against the reference,
+ * record for record and byte for byte, through a writer of cap bytes. */
+static void
+same_as_reference(const char *buf, size_t len, size_t cap)
+{
+	size_t ref_len;
+	size_t want_bad = reference_records(buf, len, ref_out, &ref_len);
+	unsigned char wbuf[1024];
+	struct wire_writer w;
+	struct enc e = { enc_out, 0, 0, 0 };
+	/* The records start after the header (WIRE_HDR). */
+	wire_writer_init(&w, wbuf, cap);
+	size_t start = WIRE_HDR;
+	long bad = parse_encode(buf, len, &w, enc_full, &e);
+	cr_assert_eq(bad, (long)want_bad, "len %zu: %ld bad, want %zu", len, bad,
+	    want_bad);
+	memcpy(e.got + e.got_len, w.buf + start, w.len - start);
+	e.got_len += w.len - start;
+	cr_assert_eq(e.got_len, ref_len, "len %zu", len);
+	cr_assert(memcmp(e.got, ref_out, ref_len) == 0, "len %zu: records differ",
+	    len);
+	cr_assert_eq(run(buf, len), want_bad);
+}
+
+Test(parse, one_pass_encoding_is_the_reference_byte_for_byte)
+{
+	/* Bytes that make lines of every shape: names with UTF-8 (good and
+	 * bad), controls, '\r' anywhere, blanks, long digit strings. */
+	static const char alpha[] = "ab1 0\t9\n\r\xc3\xa9\x85\xc2\xff\x00\x7fx.~!2345678";
+	for (int round = 0; round < 200; round++) {
+		size_t len = round < 100 ? (size_t)round * 40 :
+		    (size_t)DGRAM_MAX / (size_t)(round - 98);
+		for (size_t i = 0; i < len; i++) {
+			uint32_t r = next_rand();
+			dgram[i] = round % 5 == 4 ? (char)r : alpha[r % (sizeof(alpha) - 1)];
+		}
+		same_as_reference(dgram, len, round % 3 ? 1024 : WIRE_HDR + 300);
+	}
+	/* Every case of the tables, alone, with "\n" and with "\r\n". */
+	for (size_t i = 0; i < NOK + NBAD; i++) {
+		const char *in = i < NOK ? must_parse[i].in : must_reject[i - NOK].in;
+		size_t len = i < NOK ? must_parse[i].len : must_reject[i - NOK].len;
+		char line[600];
+		cr_assert_lt(len + 2, sizeof(line));
+		memcpy(line, in, len);
+		same_as_reference(line, len, 1024);
+		memcpy(line + len, "\n", 1);
+		same_as_reference(line, len + 1, 1024);
+		memcpy(line + len, "\r\n", 2);
+		same_as_reference(line, len + 2, 1024);
+	}
+	/* Values around 2^32 and long zero runs. */
+	static const char *const vals[] = { "4294967295", "4294967296",
+	    "04294967295", "99999999999", "00000000000000000000001", "0",
+	    "42949672950", "18446744073709551616" };
+	for (size_t i = 0; i < sizeof(vals) / sizeof(vals[0]); i++) {
+		char line[64];
+		int l = snprintf(line, sizeof(line), "n %s\r\nn\t%s \n", vals[i], vals[i]);
+		same_as_reference(line, (size_t)l, 1024);
+	}
+}
+
+Test(parse, one_pass_encoding_fills_the_writer_and_gives_up_when_told)
+{
+	char buf[4096];
+	size_t len = 0;
+	for (int i = 0; i < 200; i++)
+		len += (size_t)snprintf(buf + len, sizeof(buf) - len, "name.%03d %d\n", i, i);
+	unsigned char wbuf[WIRE_HDR + 100];
+	struct wire_writer w;
+	struct enc e = { enc_out, 0, 0, 0 };
+	wire_writer_init(&w, wbuf, sizeof(wbuf));
+	cr_assert_eq(parse_encode(buf, len, &w, enc_full, &e), 0);
+	/* 100 bytes take 7 records of 14 bytes: 200 records fill it 28
+	 * times, and 4 are left in it. */
+	cr_assert_eq(e.fulls, 28);
+	cr_assert_eq(w.count, 4);
+	cr_assert_eq(e.got_len, 28 * 7 * 14);
+	same_as_reference(buf, len, sizeof(wbuf));
+	/* A `full` that fails stops the parse with -1. */
+	e = (struct enc){ enc_out, 0, 0, 1 };
+	wire_writer_init(&w, wbuf, sizeof(wbuf));
+	cr_assert_eq(parse_encode(buf, len, &w, enc_full, &e), -1);
+	cr_assert_eq(e.fulls, 1);
+}
