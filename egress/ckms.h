@@ -48,6 +48,10 @@ uint64_t ckms_integer_period(double eps);
  * (keys come in arrival order) and b a flag bit; n > 512 is refused (no
  * change). */
 void ckms_sort_keys(uint64_t *keys, size_t n);
+/* For tests: sample i (< ckms_samples(s)) after merging any buffered
+ * values, as its v, g and Δ. Exits 111 on ENOMEM like ckms_insert. */
+void ckms_sample(struct ckms *s, size_t i, uint32_t *v, uint32_t *g,
+    uint32_t *delta);
 /* Append s, whole (its buffered values too), to a state file's body. */
 void ckms_save(const struct ckms *s, struct state_writer *w);
 /* A sketch of error eps read from r as ckms_save wrote it (with the same

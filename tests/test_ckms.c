@@ -304,6 +304,106 @@ ParameterizedTest(struct stream_case *c, ckms, same_as_one_at_a_time)
 	model_free(&m);
 }
 
+/* Every sample of s (v, g, Δ, position) is the model's. */
+static void
+same_samples(struct ckms *s, const struct model *m, const char *what,
+    size_t after)
+{
+	size_t ns = ckms_samples(s);
+	cr_assert_eq(ns, m->ns, "%s: %zu samples after %zu values, model %zu",
+	    what, ns, after, m->ns);
+	for (size_t i = 0; i < ns; i++) {
+		uint32_t v, g, d;
+		ckms_sample(s, i, &v, &g, &d);
+		cr_assert(v == m->v[i] && g == m->g[i] && d == m->d[i],
+		    "%s: after %zu values sample %zu is (%u, %u, %u), model "
+		    "(%u, %u, %u)", what, after, i, v, g, d, m->v[i],
+		    m->g[i], m->d[i]);
+	}
+}
+
+/* Every sample, not only the answers, against the one-at-a-time model:
+ * about every `every` values (and at the end) a query, which merges a
+ * partly filled period too (so the next merge starts inside a period),
+ * and a comparison of every sample's v, g, Δ and position. Streams of
+ * many sizes and value spans, with duplicates, new minima and maxima,
+ * and the switch to wide samples. */
+struct sample_case {
+	double eps;
+	uint32_t domain;
+	int shape;
+	size_t n;
+	unsigned every;
+};
+
+ParameterizedTestParameters(ckms, samples_same_as_one_at_a_time)
+{
+	static struct sample_case cases[] = {
+		{0.01, 101, 0, 60000, 3000},
+		{0.01, 101, 0, 60000, 0},
+		{0.01, 101, 0, 150000, 7000},
+		{0.01, UINT32_MAX, 0, 40000, 2000},
+		{0.01, UINT32_MAX, 0, 41000, 1500},
+		{0.01, 3, 0, 20000, 1500},
+		{0.01, 1, 0, 10000, 900},
+		{0.01, 1000, 1, 40000, 2500},   /* new maxima */
+		{0.01, 1000, 2, 40000, 2500},   /* new minima */
+		{0.01, 5000, 3, 40000, 700},
+		{0.01, 256, 0, 30000, 1100},
+		{0.01, 400, 0, 30000, 1100},
+		{0.02, 300, 0, 40000, 800},
+		{0.004, 257, 0, 40000, 1300},
+		{0.003, UINT32_MAX, 0, 40000, 0},
+		{0.003, 100, 0, 40000, 999},
+		{0.001, UINT32_MAX, 0, 30000, 2999},
+		{0.1, 100, 0, 20000, 50},
+		{0.1, 7, 2, 20000, 31},
+		{1.0 / 6, 1000, 0, 30000, 97},
+		{0.49, 10, 0, 5000, 37},
+		{0.3, 1000, 3, 5000, 11},
+		/* narrow to wide: f(n) passes 65535 */
+		{0.1, UINT32_MAX, 0, 340000, 20000},
+		{0.1, 1000, 1, 340000, 0},
+		{1.0 / 6, UINT32_MAX, 0, 210000, 9000},
+		{0.3, UINT32_MAX, 0, 120000, 6000},
+	};
+	return cr_make_param_array(struct sample_case, cases,
+	    sizeof(cases) / sizeof(cases[0]));
+}
+
+ParameterizedTest(struct sample_case *c, ckms, samples_same_as_one_at_a_time,
+    .timeout = 300)
+{
+	struct model m;
+	model_init(&m, c->eps, c->n);
+	struct ckms *s = new_sketch(c->eps);
+	rng_state = UINT64_C(0x2545f4914f6cdd1d) ^ c->n ^ c->shape ^ c->domain;
+	char what[96];
+	snprintf(what, sizeof(what), "eps %g domain %u shape %d", c->eps,
+	    c->domain, c->shape);
+
+	for (size_t i = 0; i < c->n; i++) {
+		uint32_t x = shaped(c->shape, i, c->n, c->domain);
+		model_insert(&m, x);
+		ckms_insert(s, x);
+		if ((c->every && rng() % c->every == 0) || i + 1 == c->n) {
+			double q = (double)(rng() % 1001) / 1000.0;
+			cr_assert_eq(ckms_query(s, q), model_query(&m, q),
+			    "%s: after %zu values, q=%g", what, i + 1, q);
+			same_samples(s, &m, what, i + 1);
+			/* wide exactly from the merge after which f(n)
+			 * > 65535 */
+			cr_assert_eq(ckms_sample_bytes(s),
+			    model_f(&m, (double)m.n) > 65535 ? 12u : 8u,
+			    "%s: %zu bytes a sample after %zu values", what,
+			    ckms_sample_bytes(s), i + 1);
+		}
+	}
+	cr_expect_eq(ckms_count(s), c->n);
+	ckms_free(s);
+	model_free(&m);
+}
+
 /* ---- the merge's own pieces ------------------------------------------- */
 
 static int
