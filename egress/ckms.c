@@ -89,10 +89,13 @@
  *    passed samples_same_as_one_at_a_time of tests/test_ckms.c), but each
  *    stage still tests every sample it passes, so the instructions do not
  *    drop (5.25G against 4.69G over the 8M inserts), and the misses it
- *    saves did not pay for them: 84 against 58 ns per insert in the
- *    100-sketch load alone, and in the pipeline at 3.2M events/s 0.0615
- *    against 0.057 CPU-s per million events for the ckms stage (0.067
- *    against 0.0655 with 4 periods a flush). The cold walk is sequential,
+ *    saves did not pay for them: 65 against 50 ns per insert in the
+ *    100-sketch load alone (medians of 5) with every array of 1 KiB or
+ *    more chained, and in the pipeline at 3.2M events/s, 32 lines a
+ *    datagram, 0.0615 against 0.057 CPU-s per million events for the
+ *    ckms stage; chained only from 8 KiB arrays (half of that run),
+ *    0.0675 against 0.0655, and 0.067 against 0.063 with 4 periods a
+ *    flush. The cold walk is sequential,
  *    and the hardware prefetcher seems to hide most of it: the stage costs
  *    about what the sketch alone costs per insert out of the pipeline.
  *  - Software prefetch of the whole array one insert before a sketch's
