@@ -95,9 +95,9 @@
  *    datagram, 0.0615 against 0.057 CPU-s per million events for the
  *    ckms stage; chained only from 8 KiB arrays (half of that run),
  *    0.0675 against 0.0655, and 0.067 against 0.063 with 4 periods a
- *    flush. The cold walk is sequential,
- *    and the hardware prefetcher seems to hide most of it: the stage costs
- *    about what the sketch alone costs per insert out of the pipeline.
+ *    flush. The cold walk is sequential, and the hardware prefetcher
+ *    seems to hide most of it: the stage costs about what the sketch
+ *    alone costs per insert out of the pipeline.
  *  - Software prefetch of the whole array one insert before a sketch's
  *    flush: 0.0565 against 0.059, within the runs' spread (the other
  *    stages moved as much).
