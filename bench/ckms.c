@@ -11,22 +11,13 @@
 #include "egress/ckms.h"
 #include "egress/cma.h"
 #include "egress/names.h"
+#include "bench/rng.h"
 
 #define EPS     0.01
 #define BIG     10000000
 #define NAMES   10000
 #define PERNAME 1000
 
-static uint64_t rng_state = 0x9e3779b97f4a7c15ULL;
-
-static uint32_t
-rng32(void)
-{
-	rng_state ^= rng_state << 13;
-	rng_state ^= rng_state >> 7;
-	rng_state ^= rng_state << 17;
-	return (uint32_t)(rng_state >> 32);
-}
 
 /* A "VmRSS:"-style line of /proc/self/status, in KiB; -1 if missing. */
 static long

@@ -49,14 +49,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 1' INT TERM
 
-# A UDP port nobody listens on.
-free_port() {
-	p=$((20000 + $$ % 20000))
-	while [ -n "$(ss -Hlun "sport = :$p" 2>/dev/null)" ]; do
-		p=$((p + 1))
-	done
-	echo "$p"
-}
+# free_port: bench/lib.sh
+. "$(dirname "$0")/lib.sh"
 
 # `telemctl status` into shell variables s_<stage>_<field>.
 snap() {

@@ -16,6 +16,7 @@
 #include "filter/filter.h"
 #include "stage.h"
 #include "wire.h"
+#include "bench/rng.h"
 
 #define MSG 8192
 #define NMSG 64
@@ -27,16 +28,6 @@ static unsigned char msgs[NMSG][MSG];
 static size_t msg_len[NMSG];
 static uint64_t nrec;  /* records in all NMSG messages */
 
-static uint64_t rng_state = 0x9e3779b97f4a7c15ULL;
-
-static uint32_t
-rng32(void)
-{
-	rng_state ^= rng_state << 13;
-	rng_state ^= rng_state >> 7;
-	rng_state ^= rng_state << 17;
-	return (uint32_t)(rng_state >> 32);
-}
 
 static void
 build(size_t name_pad)

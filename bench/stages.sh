@@ -31,13 +31,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 1' INT TERM
 
-free_port() {
-	p=$((20000 + $$ % 20000))
-	while [ -n "$(ss -Hlun "sport = :$p" 2>/dev/null)" ]; do
-		p=$((p + 1))
-	done
-	echo "$p"
-}
+# free_port: bench/lib.sh
+. "$(dirname "$0")/lib.sh"
 # "stage pid" per line, from telemctl status.
 stage_pids() {
 	"$bin/telemctl" -i "$inst" status 2>/dev/null |

@@ -17,20 +17,11 @@
 #include "egress/ckms.h"
 #include "egress/cma.h"
 #include "egress/egress.h"
+#include "bench/rng.h"
 
 #define PERNAME 1000   /* values per name, 1..1000 */
 #define RUNS    9      /* saves timed per figure; the median is printed */
 
-static uint64_t rng_state = 0x9e3779b97f4a7c15ULL;
-
-static uint32_t
-rng32(void)
-{
-	rng_state ^= rng_state << 13;
-	rng_state ^= rng_state >> 7;
-	rng_state ^= rng_state << 17;
-	return (uint32_t)(rng_state >> 32);
-}
 
 /* The two egresses' kinds, as egress/ckms_main.c and cma_main.c have
  * them. */

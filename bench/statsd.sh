@@ -32,11 +32,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 1' INT TERM
 
-free_port() { # $1: u (UDP) or t (TCP)
-	p=$(( ${2:-21000} + $$ % 20000 ))
-	while [ -n "$(ss -Hln"$1" "sport = :$p" 2>/dev/null)" ]; do p=$((p + 1)); done
-	echo "$p"
-}
+# free_port: bench/lib.sh
+. "$(dirname "$0")/lib.sh"
 
 cpu_ticks() {
 	for p in "$@"; do sed 's/.*) //' "/proc/$p/stat" 2>/dev/null; done |
@@ -102,7 +99,7 @@ run_steps() { # $1: server name
 telem_delivered() { sink_sum stats_counts.statsd.metrics_received; }
 run_telem() { # $1: transport
 	transport=$1
-	port=$(free_port u)
+	port=$(free_port u 21000)
 	cat >"$tmp/telem.conf" <<EOF
 [pipeline]
 transport = $transport

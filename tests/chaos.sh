@@ -39,13 +39,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 1' INT TERM
 
-free_port() {
-	p=$((20000 + $$ % 20000))
-	while [ -n "$(ss -Hlun "sport = :$p" 2>/dev/null)" ]; do
-		p=$((p + 1))
-	done
-	echo "$p"
-}
+# free_port: bench/lib.sh
+. "$(dirname "$0")/../bench/lib.sh"
 nap_ms() { sleep "$(awk -v m="$1" 'BEGIN { printf "%.3f", m / 1000 }')"; }
 now_ms() { awk '{ printf "%d", $1 * 1000 }' /proc/uptime; }
 rand() { od -An -N2 -tu2 /dev/urandom | tr -d ' '; }
