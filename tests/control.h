@@ -50,19 +50,7 @@ nap(int ms)
 static char reply_buf[8192];
 
 /* Run `telemctl -i INSTANCE cmd`; the reply is in reply_buf. */
-static inline int
-ctl(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static inline int
-ctl(const char *fmt, ...)
-{
-	char cmd[1024];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	return pl_ctl(&P, reply_buf, sizeof(reply_buf), cmd);
-}
+#define ctl(...) pl_ctlf(&P, reply_buf, sizeof(reply_buf), __VA_ARGS__)
 
 static inline void
 status(struct h_status *s)

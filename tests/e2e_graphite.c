@@ -75,18 +75,6 @@ TestSuite(graphite, .init = setup, .fini = teardown, .timeout = 120);
 	"stdout never held '%s':\n%s\nstderr:\n%s", text, h_slurp(P.out), \
 	h_slurp(P.err))
 
-static int
-tcp_accepts(int port)
-{
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(port) };
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	int ok = fd != -1 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
-	if (fd != -1)
-		close(fd);
-	return ok;
-}
-
 static char *
 carbon_log(const struct carbon_proc *cp)
 {
@@ -205,7 +193,7 @@ carbon_wait_up(struct carbon_proc *cp)
 			cr_assert_fail("%s exited (status %d) instead of starting:\n%s",
 			    cp->prog, st, carbon_log(cp));
 		}
-		if (tcp_accepts(cp->line_port) && (!cache || tcp_accepts(cp->pickle_port)))
+		if (h_tcp_accepts(cp->line_port) && (!cache || h_tcp_accepts(cp->pickle_port)))
 			return;
 		h_nap_ms(10);
 	}

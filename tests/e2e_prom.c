@@ -93,20 +93,6 @@ prom_log(void)
 	return n > 3000 ? s + n - 3000 : s;
 }
 
-/* Run the command; its stdout (at most cap - 1 bytes) into out. Returns
- * its exit status, or -1. */
-static int
-run(const char *cmd, char *out, size_t cap)
-{
-	FILE *f = popen(cmd, "r");
-	if (f == NULL)
-		return -1;
-	size_t n = fread(out, 1, cap - 1, f);
-	out[n] = '\0';
-	int st = pclose(f);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 /* Start Prometheus scraping the sink every second, with its data in tmp;
  * returns once its API answers. */
 static void
@@ -156,7 +142,7 @@ prom_start(void)
 			prom_pid = 0;
 			cr_assert_fail("prometheus exited (status %d):\n%s", st, prom_log());
 		}
-		if (run(cmd, out, sizeof(out)) == 0 && strcmp(out, "200") == 0)
+		if (h_run(cmd, out, sizeof(out)) == 0 && strcmp(out, "200") == 0)
 			return;
 		h_nap_ms(10);
 	}
@@ -171,7 +157,7 @@ prom_query(const char *expr, double *v)
 	char cmd[600], out[8192];
 	snprintf(cmd, sizeof(cmd), "curl -s -G 'http://127.0.0.1:%d/api/v1/query' "
 	    "--data-urlencode 'query=%s'", web_port, expr);
-	if (run(cmd, out, sizeof(out)) != 0)
+	if (h_run(cmd, out, sizeof(out)) != 0)
 		return 0;
 	/* {"status":"success","data":{"resultType":"vector","result":[{
 	 * "metric":{...},"value":[1700000000.123,"55"]}]}} */
@@ -204,43 +190,21 @@ prom_expect(const char *expr, double want)
 	char page[200];
 	snprintf(page, sizeof(page), "curl -s http://%s/metrics", sink_addr);
 	char body[16384];
-	run(page, body, sizeof(body));
+	h_run(page, body, sizeof(body));
 	cr_assert_fail("%s: Prometheus has %s%.17g, want %.17g\nsink page:\n%s\n"
 	    "prometheus log:\n%s\ntelem stderr:\n%s", expr, have ? "" : "nothing, last ",
 	    v, want, body, prom_log(), h_slurp(P.err));
-}
-
-static const char seed_out[] =
-    "[CKMS] a 0:10\n[CKMS] a 0.25:10\n[CKMS] a 0.5:10\n"
-    "[CKMS] a 0.75:10\n[CKMS] a 0.9:10\n[CKMS] a 0.99:10\n"
-    "[CKMS] a 0:10\n[CKMS] a 0.25:10\n[CKMS] a 0.5:10\n"
-    "[CKMS] a 0.75:55\n[CKMS] a 0.9:55\n[CKMS] a 0.99:55\n"
-    "[CMA] b 1000\n[CMA] b 1500\n[CMA] b 2000\n";
-
-/* The seed's session, each step waited for, as e2e_pipeline.c runs it. */
-static void
-seed_session(void)
-{
-	pl_nc(&P, "a 10\n");
-	WAIT_OUT("[CKMS] a 0.99:10\n");
-	pl_nc(&P, "a 55\n");
-	WAIT_OUT("[CKMS] a 0.99:55\n");
-	pl_nc(&P, "b 1000\n");
-	WAIT_OUT("[CMA] b 1000\n");
-	pl_nc(&P, "b 2000\n");
-	WAIT_OUT("[CMA] b 1500\n");
-	pl_nc(&P, "b 3000\n");
-	WAIT_OUT("[CMA] b 2000\n");
 }
 
 Test(prom, prometheus_reads_the_seed_session_and_known_values)
 {
 	prom_start();
 	START("-f", "200", "-m", "1024", "--prom", sink_addr);
-	seed_session();
+	cr_assert(pl_seed_session(&P), "the session's reports did not come:\n%s"
+	    "\nstderr:\n%s", h_slurp(P.out), h_slurp(P.err));
 	/* The stdout report is the seed's, byte for byte, with the sink on. */
 	char *out = h_slurp(P.out);
-	cr_assert_str_eq(out, seed_out);
+	cr_assert_str_eq(out, H_SEED_OUT);
 	free(out);
 	prom_expect("telem_ckms{name=\"a\",quantile=\"0.75\"}", 55);
 	prom_expect("telem_ckms{name=\"a\",quantile=\"0.25\"}", 10);
@@ -305,7 +269,7 @@ Test(prom, promtool_accepts_the_page)
 	char cmd[300], out[16384];
 	for (int i = 0; i < 100; i++) {
 		snprintf(cmd, sizeof(cmd), "curl -s http://%s/metrics", sink_addr);
-		cr_assert_eq(run(cmd, out, sizeof(out)), 0);
+		cr_assert_eq(h_run(cmd, out, sizeof(out)), 0);
 		if (strstr(out, "utf8-é") && strstr(out, "telem_cma{"))
 			break;
 		h_nap_ms(50);
@@ -315,7 +279,7 @@ Test(prom, promtool_accepts_the_page)
 	snprintf(cmd, sizeof(cmd), "curl -s http://%s/metrics | promtool check metrics "
 	    "2>&1", sink_addr);
 	char check[4096];
-	int rc = run(cmd, check, sizeof(check));
+	int rc = h_run(cmd, check, sizeof(check));
 	cr_assert_eq(rc, 0, "promtool: %s\npage:\n%s", check, out);
 	/* The egresses keep their state though they now have an out; the
 	 * sink gets none (the pipeline file's state key, set by the
@@ -330,11 +294,11 @@ Test(prom, promtool_accepts_the_page)
 	/* Only GET /metrics. */
 	snprintf(cmd, sizeof(cmd), "curl -s -o /dev/null -w '%%{http_code}' "
 	    "http://%s/other", sink_addr);
-	cr_assert_eq(run(cmd, out, sizeof(out)), 0);
+	cr_assert_eq(h_run(cmd, out, sizeof(out)), 0);
 	cr_assert_str_eq(out, "404");
 	snprintf(cmd, sizeof(cmd), "curl -s -o /dev/null -w '%%{http_code}' -X POST "
 	    "http://%s/metrics", sink_addr);
-	cr_assert_eq(run(cmd, out, sizeof(out)), 0);
+	cr_assert_eq(h_run(cmd, out, sizeof(out)), 0);
 	cr_assert_str_eq(out, "405");
 }
 
@@ -394,7 +358,7 @@ Test(prom, sinks_and_an_egress_killed_under_load_are_restarted_and_the_books_bal
 	int found = 0;
 	for (int i = 0; i < 200 && !found; i++) {
 		snprintf(cmd, sizeof(cmd), "curl -s http://%s/metrics", sink_addr);
-		found = run(cmd, out, sizeof(out)) == 0 &&
+		found = h_run(cmd, out, sizeof(out)) == 0 &&
 		    strstr(out, "telem_ckms{name=\"fresh\",quantile=\"0.5\"} 42\n") &&
 		    strstr(out, "telem_ckms_count{name=\"n1\"}");
 		if (!found)
@@ -461,7 +425,7 @@ Test(prom, in_a_pipeline_file_a_sink_is_an_ordinary_stage)
 	int found = 0;
 	for (int i = 0; i < 200 && !found; i++) {
 		snprintf(cmd, sizeof(cmd), "curl -s http://%s/metrics", sink_addr);
-		found = run(cmd, out, sizeof(out)) == 0 &&
+		found = h_run(cmd, out, sizeof(out)) == 0 &&
 		    strstr(out, "telem_ckms{name=\"a\",quantile=\"0.5\"} 10\n");
 		if (!found)
 			h_nap_ms(50);
@@ -518,7 +482,7 @@ Test(prom, hostile_clients_do_not_stop_scrapes_or_reports)
 	int found = 0;
 	for (int i = 0; i < 200 && !found; i++) {
 		snprintf(cmd, sizeof(cmd), "curl -s -m 5 http://%s/metrics", sink_addr);
-		found = run(cmd, out, sizeof(out)) == 0 &&
+		found = h_run(cmd, out, sizeof(out)) == 0 &&
 		    strstr(out, "telem_ckms_count{name=\"a\"} 2\n");
 		if (!found)
 			h_nap_ms(50);

@@ -410,52 +410,17 @@ struct carbon_run {
 
 static struct carbon_run CR;
 
-static int
-tcp_port(void)
-{
-	struct sockaddr_in sa = { .sin_family = AF_INET };
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	socklen_t len = sizeof(sa);
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	cr_assert(fd != -1 && bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
-	    getsockname(fd, (struct sockaddr *)&sa, &len) == 0);
-	/* kept bound until the three are known: no port comes twice */
-	return fd;
-}
-
-static int
-port_of(int fd)
-{
-	struct sockaddr_in sa;
-	socklen_t len = sizeof(sa);
-	cr_assert_eq(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
-	return ntohs(sa.sin_port);
-}
-
-static int
-tcp_accepts(int port)
-{
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(port) };
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	int ok = fd != -1 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
-	if (fd != -1)
-		close(fd);
-	return ok;
-}
-
 static void
 carbon_up_in(const char *under)
 {
 	char path[300];
 	snprintf(CR.dir, sizeof(CR.dir), "%s/carbon", under);
 	cr_assert_eq(mkdir(CR.dir, 0700), 0);
-	int fd[3] = { tcp_port(), tcp_port(), tcp_port() };
-	CR.line_port = port_of(fd[0]);
-	CR.pickle_port = port_of(fd[1]);
-	CR.query_port = port_of(fd[2]);
-	for (int i = 0; i < 3; i++)
-		close(fd[i]);
+	int port[3];
+	h_tcp_ports(port, 3);
+	CR.line_port = port[0];
+	CR.pickle_port = port[1];
+	CR.query_port = port[2];
 	snprintf(path, sizeof(path), "%s/carbon.conf", CR.dir);
 	FILE *f = fopen(path, "w");
 	cr_assert_not_null(f);
@@ -500,7 +465,7 @@ carbon_up_in(const char *under)
 			CR.pid = 0;
 			cr_assert_fail("carbon-cache exited:\n%s", h_slurp(log));
 		}
-		if (tcp_accepts(CR.line_port) && tcp_accepts(CR.pickle_port))
+		if (h_tcp_accepts(CR.line_port) && h_tcp_accepts(CR.pickle_port))
 			return;
 		h_nap_ms(10);
 	}

@@ -24,25 +24,11 @@
 static struct pl P;
 static int sink_port;
 
-/* A TCP port free on 127.0.0.1 now. */
-static int
-tcp_port(void)
-{
-	struct sockaddr_in sa = { .sin_family = AF_INET };
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	socklen_t len = sizeof(sa);
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	cr_assert(fd != -1 && bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
-	    getsockname(fd, (struct sockaddr *)&sa, &len) == 0);
-	close(fd);
-	return ntohs(sa.sin_port);
-}
-
 static void
 setup(void)
 {
 	pl_init(&P);
-	sink_port = tcp_port();
+	h_tcp_ports(&sink_port, 1);
 }
 
 static void
@@ -52,19 +38,6 @@ teardown(void)
 }
 
 TestSuite(statsd_prom, .init = setup, .fini = teardown, .timeout = 120);
-
-/* Run the command; its stdout (at most cap - 1 bytes) into out. Returns
- * its exit status, or -1. */
-static int
-run(const char *cmd, char *out, size_t cap)
-{
-	FILE *f = popen(cmd, "r");
-	if (f == NULL)
-		return -1;
-	size_t n = fread(out, 1, cap - 1, f);
-	out[n] = '\0';
-	return pclose(f);
-}
 
 /* text with every `from` made `to` (malloc'd); from must occur. */
 static char *
@@ -154,7 +127,7 @@ Test(statsd_prom, statsd_metrics_as_statsd_exporter_maps_them)
 	snprintf(cmd, sizeof(cmd), "curl -s http://127.0.0.1:%d/metrics", sink_port);
 	int all = 0;
 	for (int i = 0; i < 1000 && !all; i++) {
-		if (run(cmd, page, sizeof(page)) == 0) {
+		if (h_run(cmd, page, sizeof(page)) == 0) {
 			all = 1;
 			for (size_t k = 0; k < sizeof(expected) / sizeof(*expected); k++)
 				all &= strstr(page, expected[k]) != NULL;
@@ -172,7 +145,7 @@ Test(statsd_prom, statsd_metrics_as_statsd_exporter_maps_them)
 	char check[4096];
 	snprintf(cmd, sizeof(cmd), "curl -s http://127.0.0.1:%d/metrics | "
 	    "promtool check metrics 2>&1", sink_port);
-	int rc = run(cmd, check, sizeof(check));
+	int rc = h_run(cmd, check, sizeof(check));
 	cr_expect_eq(rc, 0, "promtool: %s\npage:\n%s", check, page);
 
 	/* A second flush: counters add up in the sink, the timer (kept, with
@@ -190,7 +163,7 @@ Test(statsd_prom, statsd_metrics_as_statsd_exporter_maps_them)
 	for (int i = 0; i < 1000 && !all; i++) {
 		snprintf(cmd, sizeof(cmd), "curl -s http://127.0.0.1:%d/metrics",
 		    sink_port);
-		if (run(cmd, page, sizeof(page)) == 0) {
+		if (h_run(cmd, page, sizeof(page)) == 0) {
 			all = 1;
 			for (size_t k = 0; k < sizeof(second) / sizeof(*second); k++)
 				all &= strstr(page, second[k]) != NULL;
@@ -204,7 +177,7 @@ Test(statsd_prom, statsd_metrics_as_statsd_exporter_maps_them)
 	cr_expect_null(strstr(page, "quantile"), "%s", page);
 	snprintf(cmd, sizeof(cmd), "curl -s http://127.0.0.1:%d/metrics | "
 	    "promtool check metrics 2>&1", sink_port);
-	rc = run(cmd, check, sizeof(check));
+	rc = h_run(cmd, check, sizeof(check));
 	cr_expect_eq(rc, 0, "promtool, second flush: %s\npage:\n%s", check, page);
 
 	/* The books still balance: report records are not counted. */

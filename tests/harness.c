@@ -697,3 +697,63 @@ h_nap_ms(int ms)
 	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
 	nanosleep(&ts, NULL);
 }
+
+int
+h_tcp_accepts(int port)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(port) };
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	int ok = fd != -1 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+	if (fd != -1)
+		close(fd);
+	return ok;
+}
+
+int
+h_run(const char *cmd, char *out, size_t cap)
+{
+	FILE *f = popen(cmd, "r");
+	if (f == NULL)
+		return -1;
+	size_t n = fread(out, 1, cap - 1, f);
+	out[n] = '\0';
+	int st = pclose(f);
+	return st != -1 && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+int
+pl_ctlf(const struct pl *p, char *out, size_t cap, const char *fmt, ...)
+{
+	char cmd[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	return pl_ctl(p, out, cap, cmd);
+}
+
+const char H_SEED_OUT[] =
+    "[CKMS] a 0:10\n[CKMS] a 0.25:10\n[CKMS] a 0.5:10\n"
+    "[CKMS] a 0.75:10\n[CKMS] a 0.9:10\n[CKMS] a 0.99:10\n"
+    "[CKMS] a 0:10\n[CKMS] a 0.25:10\n[CKMS] a 0.5:10\n"
+    "[CKMS] a 0.75:55\n[CKMS] a 0.9:55\n[CKMS] a 0.99:55\n"
+    "[CMA] b 1000\n[CMA] b 1500\n[CMA] b 2000\n";
+
+int
+pl_seed_session(struct pl *p)
+{
+	static const char *const step[][2] = {
+		{ "a 10\n", "[CKMS] a 0.99:10\n" },
+		{ "a 55\n", "[CKMS] a 0.99:55\n" },
+		{ "b 1000\n", "[CMA] b 1000\n" },
+		{ "b 2000\n", "[CMA] b 1500\n" },
+		{ "b 3000\n", "[CMA] b 2000\n" },
+	};
+	for (size_t i = 0; i < sizeof(step) / sizeof(step[0]); i++) {
+		pl_nc(p, step[i][0]);
+		if (!h_wait_text(p->out, step[i][1], 1, 10000))
+			return 0;
+	}
+	return 1;
+}

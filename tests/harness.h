@@ -28,6 +28,11 @@ int h_free_port(void);
 void h_tcp_ports(int *port, int n);
 /* Sleep ms milliseconds. */
 void h_nap_ms(int ms);
+/* 1 if something accepts a TCP connection on 127.0.0.1:port now. */
+int h_tcp_accepts(int port);
+/* Run a shell command; its stdout (at most cap - 1 bytes) into out.
+ * Returns its exit status, or -1 (not started, or killed). */
+int h_run(const char *cmd, char *out, size_t cap);
 
 /* A mkdtemp template in /tmp for `what`: /tmp/telem-test-[TAG-]what-XXXXXX,
  * TAG being $TELEM_TEST_TAG (tests/run.sh sets one per binary and checks
@@ -70,6 +75,14 @@ int pl_signal_wait(struct pl *p, int sig, int timeout_ms);
 int pl_wait(struct pl *p, int timeout_ms);
 /* Run telemctl for this instance; the reply goes into out. Exit status. */
 int pl_ctl(const struct pl *p, char *out, size_t cap, const char *cmd);
+/* pl_ctl with the command made by printf. */
+int pl_ctlf(const struct pl *p, char *out, size_t cap, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* The seed chapter's session (a 10, a 55, b 1000, b 2000, b 3000 sent one
+ * by one, each waited for in the report it makes, 10 s at most): 1 when
+ * every report came, else 0. H_SEED_OUT is the whole stdout it gives. */
+int pl_seed_session(struct pl *p);
+extern const char H_SEED_OUT[];
 /* The pid of a stage from `telemctl status`, or -1. */
 pid_t pl_stage_pid(const struct pl *p, const char *stage);
 /* A counter of a stage from `telemctl status` (e.g. "in"), or -1. */
