@@ -33,6 +33,8 @@ struct stage_ops {
 	/* Stages without an in-queue (ingest) run their own loop here and
 	 * return the exit status; NULL for queue-reading stages. */
 	int (*run)(struct stage *st);
+	/* One record. May be NULL with an on_msg hook that handles every
+	 * record type the stage takes itself (the egresses' egress_msg). */
 	void (*on_record)(struct stage *st, const struct wire_rec *r);
 	/* Optional: take a whole message at once instead of one on_record
 	 * call per record (no call per record through this table). The

@@ -88,56 +88,24 @@ ckms_init(struct stage *st)
 	    REPORT_SRC_CKMS);
 }
 
-static void
-ckms_record(struct stage *st, const struct wire_rec *r)
+static inline void
+insert_one(void *ctx, void *payload, int created, uint32_t value)
 {
-	struct ckms_egress *c = st->ctx;
-	int created;
-	struct ckms_name *n = egress_lookup(st, &c->e, r->name, r->name_len,
-	    &created);
-	if (n == NULL)
-		return;
+	const struct ckms_egress *c = ctx;
+	struct ckms_name *n = payload;
 	if (created && (n->s = ckms_new(c->eps)) == NULL)
 		fatal(EXIT_TEMPORARY, "ckms_new");
-	ckms_insert(n->s, r->value);
-	n->sum += r->value;
-	egress_applied(&c->e);
+	ckms_insert(n->s, value);
+	n->sum += value;
 }
 
-/* The on_msg hook, as cma_msg (egress/cma_msg.c): the message's telemetry
- * records inserted in one loop, booked applied once per run of them; any
- * other record goes to stage_take_record. */
+/* The on_msg hook: egress_msg's loop with insert_one. */
 static int
 ckms_msg(struct stage *st, const void *msg, size_t len)
 {
 	struct ckms_egress *c = st->ctx;
-	struct wire_reader r;
-	struct wire_rec rec;
-	uint64_t applied = 0;
 	(void)len;
-	wire_reader_init(&r, msg);
-	while (wire_next(&r, &rec)) {
-		if (rec.type == WIRE_TELEMETRY) {
-			int created;
-			struct ckms_name *n = egress_lookup(st, &c->e, rec.name,
-			    rec.name_len, &created);
-			if (n == NULL)
-				continue;
-			if (created && (n->s = ckms_new(c->eps)) == NULL)
-				fatal(EXIT_TEMPORARY, "ckms_new");
-			ckms_insert(n->s, rec.value);
-			n->sum += rec.value;
-			applied++;
-			continue;
-		}
-		/* What came before a Flush is in the report it makes. */
-		egress_applied_n(&c->e, applied);
-		applied = 0;
-		if (stage_take_record(st, &rec))
-			return 1;
-	}
-	egress_applied_n(&c->e, applied);
-	return 0;
+	return egress_msg(st, &c->e, msg, insert_one, c);
 }
 
 static void
@@ -202,7 +170,6 @@ main(int argc, char **argv)
 		.longopts = opts,
 		.option = ckms_option,
 		.init = ckms_init,
-		.on_record = ckms_record,
 		.on_msg = ckms_msg,
 		.on_flush = ckms_flush,
 		.on_tick = ckms_tick,

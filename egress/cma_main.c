@@ -51,18 +51,6 @@ cma_init(struct stage *st)
 }
 
 static void
-cma_record(struct stage *st, const struct wire_rec *r)
-{
-	struct egress *e = st->ctx;
-	int created;
-	struct cma *m = egress_lookup(st, e, r->name, r->name_len, &created);
-	if (m == NULL)
-		return;
-	cma_add(m, r->value);
-	egress_applied(e);
-}
-
-static void
 report_one(void *ctx, const char *name, size_t len, void *payload)
 {
 	struct egress *e = ctx;
@@ -106,7 +94,6 @@ main(int argc, char **argv)
 		.longopts = opts,
 		.option = cma_option,
 		.init = cma_init,
-		.on_record = cma_record,
 		.on_msg = cma_msg,
 		.on_flush = cma_flush,
 		.on_tick = cma_tick,
