@@ -28,18 +28,14 @@ struct ingest {
 	size_t nfd;
 	struct udp udp;
 	struct udp_batch *batch;
-	/* The events parsed straight into the out-queues' batch (st->w, or
-	 * `none` without out-queues) and not yet booked in `in`: the records
-	 * from index `booked` of the writer on. */
+	/* The events (telem or statsd) parsed straight into the out-queues'
+	 * batch (st->w, or `none` without out-queues) and not yet booked in
+	 * `in`: the records from index `booked` of the writer on. */
 	uint32_t booked;
 	struct wire_writer none;
 	struct log_limit bad_log;
-	/* --protocol statsd: the parser, and the encoded records of what is
-	 * parsed but not yet booked and emitted (STATSD_ARENA bytes). */
-	int statsd;
+	int statsd;                /* --protocol statsd, and its parser */
 	struct statsd_parser *sp;
-	unsigned char *arena;
-	size_t arena_len, arena_n;
 	struct stage *st;
 	int failed;                /* an emit failed for good */
 	/* The gather (wait_readable): datagram bytes a nanosecond over the
@@ -47,8 +43,6 @@ struct ingest {
 	double rate;
 	long long read_at, gather_max;
 };
-
-#define STATSD_ARENA (256u << 10)
 
 /* How long datagrams are left to gather in the kernel's socket buffer once
  * one is waiting, before ingest reads them all. Every message ingest sends
@@ -184,22 +178,21 @@ ingest_init(struct stage *st)
 	struct ingest *g = st->ctx;
 	int permanent;
 	g->batch = malloc(sizeof(*g->batch));
+	g->st = st;
 	if (g->statsd) {
 		g->sp = malloc(sizeof(*g->sp));
-		g->arena = malloc(STATSD_ARENA);
 		if (g->sp != NULL)
 			statsd_parser_init(g->sp, STATSD_STRICT);
-		g->st = st;
-	} else {
-		g->st = st;
-		if (st->nout == 0) {
-			void *buf = malloc(WIRE_MSG_MIN);
-			if (buf == NULL)
-				fatal(EXIT_TEMPORARY, "malloc");
-			wire_writer_init(&g->none, buf, WIRE_MSG_MIN);
-		}
 	}
-	if (g->batch == NULL || (g->statsd && (g->sp == NULL || g->arena == NULL)))
+	if (st->nout == 0) {
+		/* room for the largest record after the header */
+		size_t cap = WIRE_HDR + WIRE_REC_MAX;
+		void *buf = malloc(cap);
+		if (buf == NULL)
+			fatal(EXIT_TEMPORARY, "malloc");
+		wire_writer_init(&g->none, buf, cap);
+	}
+	if (g->batch == NULL || (g->statsd && g->sp == NULL))
 		fatal(EXIT_TEMPORARY, "malloc");
 	if (g->nfd > 0) {
 		/* The supervisor's sockets: the kernel counted drops on them
@@ -248,13 +241,14 @@ log_bad(const struct udp_batch *b, size_t k, size_t bad, long long suppressed)
 static void
 book_parsed(struct stage *st, struct ingest *g, struct wire_writer *w)
 {
-	if (w->count > g->booked)
-		stats_add(&st->stats->in, w->count - g->booked);
-	g->booked = w->count;
+	uint32_t n = w->count - g->booked;
+	if (n > 0)
+		stats_add(&st->stats->in, n);
 	if (st->nout > 0) {
-		st->w_tel = w->count;  /* every record in it is telemetry */
+		st->w_tel += n;
+		g->booked = w->count;
 	} else {
-		st->n_out += w->count;
+		st->n_out += n;
 		wire_writer_reset(w);
 		g->booked = 0;
 	}
@@ -302,46 +296,36 @@ ingest_batch(struct stage *st, struct ingest *g)
 	return 0;
 }
 
-/* Book what the arena holds in `in`, then emit it (the order of
- * ingest_batch). Returns 0 or -1 (an emit failed for good). */
-static int
-statsd_emit_arena(struct stage *st, struct ingest *g)
-{
-	stats_add(&st->stats->in, g->arena_n);
-	for (size_t off = 0; off < g->arena_len;) {
-		const unsigned char *rec = g->arena + off;
-		uint32_t info;
-		memcpy(&info, rec + 2, 4);
-		size_t size = WIRE_REC_HDR + rec[1] + wire_extra(rec[0], info);
-		if (stage_emit_raw(st, rec[0], rec, size) == -1)
-			return -1;
-		off += size;
-	}
-	g->arena_len = g->arena_n = 0;
-	return 0;
-}
-
-/* One good metric of statsd_parse: encoded into the arena, which is
- * emitted first when it cannot take one more record. */
+/* One good metric of statsd_parse, encoded straight into the out-queues'
+ * batch as ingest_batch's lines are: a full batch is booked, then sent. */
 static void
 take_metric(void *ctx, const struct statsd_metric *m)
 {
 	struct ingest *g = ctx;
+	struct stage *st = g->st;
+	struct wire_writer *w = st->nout > 0 ? &st->w : &g->none;
+	size_t member_len = m->type == STATSD_SET ? m->member_len : 0;
+	size_t size = WIRE_REC_HDR + m->key_len + WIRE_STATSD_BODY + member_len;
 	if (g->failed)
 		return;
-	if (STATSD_ARENA - g->arena_len < WIRE_REC_MAX &&
-	    statsd_emit_arena(g->st, g) == -1) {
-		g->failed = 1;
-		return;
+	if (w->len + size > w->cap) {
+		if (w->count == 0) {
+			log_warnx("record of %zu bytes does not fit a message", size);
+			g->failed = 1;
+			return;
+		}
+		if (batch_full(g, w) == -1) {
+			g->failed = 1;
+			return;
+		}
 	}
-	size_t n = wire_encode_statsd(g->arena + g->arena_len, m->type,
+	if (wire_encode_statsd(w->buf + w->len, m->type,
 	    m->type == STATSD_GAUGE && m->delta ? WIRE_STATSD_DELTA : 0,
 	    m->key, m->key_len, m->type == STATSD_SET ? 0 : m->value,
-	    m->rate, m->member, m->type == STATSD_SET ? m->member_len : 0);
-	if (n == 0)
+	    m->rate, m->member, member_len) == 0)
 		return;  /* not reached: the parser bounds keys and members */
-	g->arena_len += n;
-	g->arena_n++;
+	w->len += size;
+	w->count++;
 }
 
 /* The statsd line a user can act on, as log_bad does for telem lines:
@@ -389,10 +373,13 @@ statsd_batch(struct stage *st, struct ingest *g)
 			log_bad_statsd(g, &res);
 		}
 	}
-	if (statsd_emit_arena(st, g) == -1)
-		return -1;
+	book_parsed(st, g, st->nout > 0 ? &st->w : &g->none);
 	unsigned char rec[WIRE_REC_HDR + WIRE_META_BODY];
-	return stage_emit_raw(st, WIRE_STATSD_META, rec, wire_encode_meta(rec, &meta));
+	int r = stage_emit_raw(st, WIRE_STATSD_META, rec,
+	    wire_encode_meta(rec, &meta));
+	if (st->nout > 0)
+		g->booked = st->w.count;  /* the meta record is not booked */
+	return r;
 }
 
 /* Received batches taken from one socket before the next is looked at. */
@@ -530,7 +517,6 @@ ingest_fini(struct stage *st)
 	free(g->batch);
 	free(g->none.buf);
 	free(g->sp);
-	free(g->arena);
 }
 
 int
