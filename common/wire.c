@@ -49,28 +49,6 @@ wire_put_raw(struct wire_writer *w, const void *rec, size_t size)
 }
 
 size_t
-wire_encode_statsd(void *buf, unsigned stype, unsigned flags, const char *key,
-    size_t key_len, double value, double rate, const char *member,
-    size_t member_len)
-{
-	unsigned char *p = buf;
-	if (key_len == 0 || key_len > WIRE_NAME_MAX || member_len > 255)
-		return 0;
-	uint32_t info = wire_statsd_info(stype, flags, member_len);
-	p[0] = WIRE_STATSD;
-	p[1] = (uint8_t)key_len;
-	memcpy(p + 2, &info, 4);
-	p += WIRE_REC_HDR;
-	memcpy(p, key, key_len);
-	p += key_len;
-	memcpy(p, &value, 8);
-	memcpy(p + 8, &rate, 8);
-	if (member_len > 0)
-		memcpy(p + 16, member, member_len);
-	return WIRE_REC_HDR + key_len + WIRE_STATSD_BODY + member_len;
-}
-
-size_t
 wire_encode_meta(void *buf, const struct wire_meta *m)
 {
 	unsigned char *p = buf;
@@ -82,20 +60,6 @@ wire_encode_meta(void *buf, const struct wire_meta *m)
 	memcpy(p + WIRE_REC_HDR + 8, &m->lines, 8);
 	memcpy(p + WIRE_REC_HDR + 16, &m->bad, 8);
 	return WIRE_REC_HDR + WIRE_META_BODY;
-}
-
-void
-wire_statsd_get(const struct wire_rec *r, struct wire_statsd *s)
-{
-	const unsigned char *b = (const unsigned char *)r->name + r->name_len;
-	s->stype = r->value & 0xff;
-	s->flags = (r->value >> 8) & 0xff;
-	s->key = r->name;
-	s->key_len = r->name_len;
-	memcpy(&s->value, b, 8);
-	memcpy(&s->rate, b + 8, 8);
-	s->member = (const char *)b + WIRE_STATSD_BODY;
-	s->member_len = (r->value >> 16) & 0xff;
 }
 
 void
@@ -122,10 +86,14 @@ statsd_key_ok(const unsigned char *k, size_t len)
 {
 	if (len == 0 || k[0] == ';')
 		return 0;
-	for (size_t i = 0; i < len; i++)
-		if (k[i] >= 128 || !(key_bits[k[i] >> 6] >> (k[i] & 63) & 1))
-			return 0;
-	return 1;
+	/* No branch per byte: bit 0 of `bad` gathers every byte's verdict
+	 * (c >> 7: not ASCII; else its bit of key_bits clear). */
+	uint64_t bad = 0;
+	for (size_t i = 0; i < len; i++) {
+		unsigned c = k[i];
+		bad |= ~(key_bits[(c >> 6) & 1] >> (c & 63)) | (c >> 7);
+	}
+	return !(bad & 1);
 }
 
 /* Check the statsd record at p (its head already in bounds); `avail`

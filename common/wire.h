@@ -151,15 +151,47 @@ size_t wire_finish(struct wire_writer *w);
 int wire_put_raw(struct wire_writer *w, const void *rec, size_t size);
 /* Encode a WIRE_STATSD record into buf (at least WIRE_REC_MAX bytes).
  * Returns its size, or 0 when key_len is not 1..255 or member_len over
- * 255 (nothing written). */
-size_t wire_encode_statsd(void *buf, unsigned stype, unsigned flags,
-    const char *key, size_t key_len, double value, double rate,
-    const char *member, size_t member_len);
+ * 255 (nothing written). Inline, with wire_statsd_get: ingest and the
+ * statsd egress run them once per metric. */
+static inline size_t
+wire_encode_statsd(void *buf, unsigned stype, unsigned flags, const char *key,
+    size_t key_len, double value, double rate, const char *member,
+    size_t member_len)
+{
+	unsigned char *p = buf;
+	if (key_len == 0 || key_len > WIRE_NAME_MAX || member_len > 255)
+		return 0;
+	uint32_t info = wire_statsd_info(stype, flags, member_len);
+	p[0] = WIRE_STATSD;
+	p[1] = (uint8_t)key_len;
+	memcpy(p + 2, &info, 4);
+	p += WIRE_REC_HDR;
+	memcpy(p, key, key_len);
+	p += key_len;
+	memcpy(p, &value, 8);
+	memcpy(p + 8, &rate, 8);
+	if (member_len > 0)
+		memcpy(p + 16, member, member_len);
+	return WIRE_REC_HDR + key_len + WIRE_STATSD_BODY + member_len;
+}
 /* Encode a WIRE_STATSD_META record into buf (WIRE_REC_HDR + WIRE_META_BODY
  * bytes); returns its size. */
 size_t wire_encode_meta(void *buf, const struct wire_meta *m);
 /* The fields of a checked WIRE_STATSD record / WIRE_STATSD_META record. */
-void wire_statsd_get(const struct wire_rec *r, struct wire_statsd *s);
+static inline void
+wire_statsd_get(const struct wire_rec *r, struct wire_statsd *s)
+{
+	const unsigned char *b = (const unsigned char *)r->name + r->name_len;
+	s->stype = r->value & 0xff;
+	s->flags = (r->value >> 8) & 0xff;
+	s->key = r->name;
+	s->key_len = r->name_len;
+	memcpy(&s->value, b, 8);
+	memcpy(&s->rate, b + 8, 8);
+	s->member = (const char *)b + WIRE_STATSD_BODY;
+	s->member_len = (r->value >> 16) & 0xff;
+}
+
 void wire_meta_get(const struct wire_rec *r, struct wire_meta *m);
 /* Encode a WIRE_REPORT record holding entry[0..len) (a report_rec
  * encoding) into buf[0..cap). Returns its size, or 0 when len is not
