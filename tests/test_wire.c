@@ -604,21 +604,34 @@ Test(wire, statsd_rejected)
 	cr_expect_eq(wire_check(buf, len), -1, "meta with a value");
 }
 
-/* A statsd key's every byte: exactly [A-Za-z0-9_.;=-] passes. */
+/* A statsd key's every byte, at every place of keys of 1 to 24 bytes:
+ * exactly [A-Za-z0-9_.;=-] passes, but ';' first. */
 Test(wire, statsd_key_every_byte)
 {
-	for (int c = 0; c < 256; c++) {
-		char k[3] = { 'a', (char)c, '\0' };
-		int want = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-		    (c >= '0' && c <= '9') || c == '_' || c == '.' || c == ';' ||
-		    c == '=' || c == '-';
-		unsigned char rec[WIRE_REC_MAX];
-		struct wire_writer w;
-		size_t n = wire_encode_statsd(rec, 1, 0, k, 2, 1, 1, NULL, 0);
-		wire_writer_init(&w, buf, sizeof(buf));
-		cr_assert_eq(wire_put_raw(&w, rec, n), 0);
-		cr_expect_eq(wire_check(buf, wire_finish(&w)) == 1, want, "byte %d", c);
-	}
+	int wrong = 0;
+	for (size_t len = 1; len <= 24; len++)
+		for (size_t at = 0; at < len; at++)
+			for (int c = 0; c < 256; c++) {
+				char k[24];
+				memset(k, 'a', sizeof(k));
+				k[at] = (char)c;
+				int want = (c >= 'a' && c <= 'z') ||
+				    (c >= 'A' && c <= 'Z') ||
+				    (c >= '0' && c <= '9') || c == '_' ||
+				    c == '.' || (c == ';' && at > 0) || c == '=' ||
+				    c == '-';
+				unsigned char rec[WIRE_REC_MAX];
+				struct wire_writer w;
+				size_t n = wire_encode_statsd(rec, 1, 0, k, len, 1, 1,
+				    NULL, 0);
+				wire_writer_init(&w, buf, sizeof(buf));
+				cr_assert_eq(wire_put_raw(&w, rec, n), 0);
+				int got = wire_check(buf, wire_finish(&w)) == 1;
+				if (got != want && wrong++ < 10)
+					cr_expect_eq(got, want, "byte %d at %zu of %zu",
+					    c, at, len);
+			}
+	cr_expect_eq(wrong, 0);
 }
 
 /* Report records (common/wire.h): one report_rec entry each. */
