@@ -72,13 +72,16 @@ wire_meta_get(const struct wire_rec *r, struct wire_meta *m)
 }
 
 /* What ingest/statsd.c leaves in a key: [A-Za-z0-9_.;=-], a name first.
- * One bit per ASCII byte: '-' '.' '0'-'9' ';' '=' in the first word,
- * 'A'-'Z' '_' 'a'-'z' in the second. */
-static const uint64_t key_bits[2] = {
-	(1ULL << '-') | (1ULL << '.') | (0x3FFULL << '0') | (1ULL << ';') |
-	    (1ULL << '='),
-	(0x3FFFFFFULL << ('A' - 64)) | (1ULL << ('_' - 64)) |
-	    (0x3FFFFFFULL << ('a' - 64)),
+ * A byte's entry is 1 when it may be in a key (bytes from 0x80 on: 0). */
+static const unsigned char key_byte[256] = {
+	/* 0x00 */ 0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+	/* 0x10 */ 0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+	/* 0x20 */ 0,0,0,0,0,0,0,0,0,0,0,0,0,1,1,0,
+	/* 0x30 */ 1,1,1,1,1,1,1,1,1,1,0,1,0,1,0,0,
+	/* 0x40 */ 0,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,
+	/* 0x50 */ 1,1,1,1,1,1,1,1,1,1,1,0,0,0,0,1,
+	/* 0x60 */ 0,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,
+	/* 0x70 */ 1,1,1,1,1,1,1,1,1,1,1,0,0,0,0,0,
 };
 
 static int
@@ -86,14 +89,11 @@ statsd_key_ok(const unsigned char *k, size_t len)
 {
 	if (len == 0 || k[0] == ';')
 		return 0;
-	/* No branch per byte: bit 0 of `bad` gathers every byte's verdict
-	 * (c >> 7: not ASCII; else its bit of key_bits clear). */
-	uint64_t bad = 0;
-	for (size_t i = 0; i < len; i++) {
-		unsigned c = k[i];
-		bad |= ~(key_bits[(c >> 6) & 1] >> (c & 63)) | (c >> 7);
-	}
-	return !(bad & 1);
+	/* no branch per byte: the verdicts are and-ed */
+	unsigned ok = 1;
+	for (size_t i = 0; i < len; i++)
+		ok &= key_byte[k[i]];
+	return (int)ok;
 }
 
 /* Check the statsd record at p (its head already in bounds); `avail`
