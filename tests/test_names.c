@@ -50,6 +50,42 @@ Test(names, insert_and_lookup)
 	names_free(t, NULL);
 }
 
+/* Names that share their first bytes, or whose short forms read alike
+ * ("a" and "aaa" in tail_word), at every length 1..40 around the 8-byte
+ * words names.c compares: each is its own entry, found again after all
+ * are in. */
+Test(names, alike_names_apart)
+{
+	struct names *t = new_table(1000);
+	struct pay *p[2][41];
+	char a[41], b[41];
+	memset(a, 'a', sizeof(a));
+	memcpy(b, a, sizeof(b));
+	for (size_t len = 1; len <= 40; len++) {
+		b[len - 1] = 'b';   /* differs from a's only in its last byte */
+		int created;
+		p[0][len] = names_get(t, a, len, &created);
+		cr_assert_not_null(p[0][len]);
+		cr_expect_eq(created, 1, "a x %zu", len);
+		p[0][len]->idx = len;
+		p[1][len] = names_get(t, b, len, &created);
+		cr_assert_not_null(p[1][len]);
+		cr_expect_eq(created, 1, "b at %zu", len);
+		p[1][len]->idx = 100 + len;
+		b[len - 1] = 'a';
+	}
+	cr_expect_eq(names_count(t), 80);
+	for (size_t len = 1; len <= 40; len++) {
+		cr_expect_eq(names_get(t, a, len, NULL), p[0][len], "a x %zu", len);
+		cr_expect_eq(p[0][len]->idx, len);
+		b[len - 1] = 'b';
+		cr_expect_eq(names_get(t, b, len, NULL), p[1][len], "b at %zu", len);
+		cr_expect_eq(p[1][len]->idx, 100 + len);
+		b[len - 1] = 'a';
+	}
+	names_free(t, NULL);
+}
+
 Test(names, bad_lengths)
 {
 	struct names *t = new_table(10);
