@@ -91,6 +91,12 @@ chan_msgsize(const struct chan *c)
 	return c->msgsize;
 }
 
+size_t
+chan_capacity(const struct chan *c)
+{
+	return c->capacity;
+}
+
 ssize_t
 chan_recv(struct chan *c, void *buf, size_t cap, int timeout_ms)
 {

@@ -19,6 +19,7 @@ struct chan_ops {
 struct chan {
 	const struct chan_ops *ops;
 	size_t msgsize;
+	size_t capacity;   /* messages it holds when full */
 };
 
 extern const struct chan_ops chan_mq_ops;

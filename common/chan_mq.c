@@ -88,6 +88,7 @@ mq_attach(const char *objname, int mode)
 	}
 	c->base.ops = &chan_mq_ops;
 	c->base.msgsize = (size_t)ma.mq_msgsize;
+	c->base.capacity = (size_t)ma.mq_maxmsg;
 	return &c->base;
 }
 

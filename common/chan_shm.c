@@ -409,6 +409,7 @@ shm_attach(const char *objname, int mode)
 	c->h = p;
 	c->base.ops = &chan_shm_ops;
 	c->base.msgsize = (size_t)g.slot_size;
+	c->base.capacity = g.slot_count;
 	c->nslots = g.slot_count;
 	c->stride = CHAN_SHM_STRIDE(c->base.msgsize);
 	c->slots = (unsigned char *)p + CHAN_SHM_HDR_SIZE;

@@ -166,9 +166,17 @@ void stage_ready(struct stage *st);
  * queue at once; common/stage.c says why): `got` messages came in the
  * `spent_us` since the last round began (its nap and the wait for the
  * first), the first one after a wait of `waited_us`; `emptied`: the round
- * ended on an empty queue. At most STAGE_GATHER_MAX_US. */
-#define STAGE_GATHER_MAX_US 1000
-long stage_gather_nap(long got, long spent_us, long waited_us, int emptied);
+ * ended on an empty queue; long enough for `want` more at that rate, at
+ * most STAGE_GATHER_MAX_US. */
+#define STAGE_GATHER_MAX_US 4000
+long stage_gather_nap(long got, long spent_us, long waited_us, int emptied,
+    long want);
+/* A nap of `nap` µs from `now` (CLOCK_MONOTONIC µs) cut to end 1 ms before
+ * the tick at next_ms (the low 32 bits of CLOCK_MONOTONIC ms, as
+ * stats_seg.flush_next_ms; 0: no schedule), and 0 within that last
+ * millisecond. A tick more than 1 ms past (the supervisor has not moved
+ * it yet) leaves the nap as it is. */
+long stage_nap_before_tick(long nap, long now, uint32_t next_ms);
 
 /* Parse a decimal u32 option value. Returns 0 or -1. */
 int stage_parse_u32(const char *s, uint32_t *v);

@@ -39,9 +39,11 @@ struct ingest {
 	struct stage *st;
 	int failed;                /* an emit failed for good */
 	/* The gather (wait_readable): datagram bytes a nanosecond over the
-	 * last read's interval, when that read ended, the bound. */
+	 * last read's interval, when that read ended, the bound, and the
+	 * bytes a gather is for (fill_bytes). */
 	double rate;
 	long long read_at, gather_max;
+	size_t fill;
 };
 
 /* How long datagrams are left to gather in the kernel's socket buffer once
@@ -49,10 +51,14 @@ struct ingest {
  * wakes the four stages downstream, and a wake-up costs microseconds: read
  * at once, a datagram or two per message, the pipeline spent 2-3 times the
  * CPU of a bare receiver. So ingest waits until, at the rate datagrams
- * came in lately, a message's worth has gathered (GATHER_FILL of it), at
- * least LINGER_NS and at most the gather bound (gather_max_ns); busier --
- * its last read filled a message -- it reads on at once. Nothing leaves
- * the kernel's buffer meanwhile (a killed ingest loses none of it).
+ * came in lately, half an out-queue's worth of messages has gathered
+ * (GATHER_FILL of it; fill_bytes), at least LINGER_NS and at most the
+ * gather bound (gather_max_ns); busier -- its last read took that much --
+ * it reads on at once. Nothing leaves the kernel's buffer meanwhile (a
+ * killed ingest loses none of it). Half a queue, not one message: a
+ * wake-up, here or downstream, costs a context switch (some 15 us on the
+ * project's 2-vCPU VM), and the stages downstream nap for half their
+ * queue too (common/stage.c).
  *
  * Reports come only at a Flush tick, and a value belongs to the report of
  * the first tick after it arrived. The supervisor's ticks fall on a grid
@@ -77,6 +83,20 @@ struct ingest {
  * starts just as the gather does. A smaller buffer gets a proportionally
  * shorter bound, never under LINGER_NS. */
 #define GATHER_RCVBUF (4LL << 20)
+
+/* The bytes a gather is for: half the smallest out-queue's capacity in
+ * messages (one message at least, and without out-queues). */
+static size_t
+fill_bytes(const struct stage *st)
+{
+	size_t msgs = 0;
+	for (size_t i = 0; i < st->nout; i++) {
+		size_t half = chan_capacity(st->out[i]) / 2;
+		if (i == 0 || half < msgs)
+			msgs = half;
+	}
+	return (st->nout > 0 ? st->w.cap : WIRE_MSG_MIN) * (msgs > 1 ? msgs : 1);
+}
 
 /* The gather bound for a receive buffer of rcvbuf bytes (udp.rcvbuf, half
  * what the kernel reserves). */
@@ -206,13 +226,14 @@ ingest_init(struct stage *st)
 			atomic_store(&st->stats->dropped_dgrams, drops);
 		udp_log_listening(&g->udp, g->udp.n > 1 ?
 		    " (sockets of the supervisor)" : " (socket of the supervisor)");
-		g->gather_max = gather_max_ns(g->udp.rcvbuf);
-		return 0;
+	} else {
+		if (udp_open(&g->udp, g->host, g->port, (int)g->rcvbuf,
+		    &permanent) == -1)
+			exit(permanent ? EXIT_PERMANENT : EXIT_TEMPORARY);
+		udp_log_listening(&g->udp, "");
 	}
-	if (udp_open(&g->udp, g->host, g->port, (int)g->rcvbuf, &permanent) == -1)
-		exit(permanent ? EXIT_PERMANENT : EXIT_TEMPORARY);
-	udp_log_listening(&g->udp, "");
 	g->gather_max = gather_max_ns(g->udp.rcvbuf);
+	g->fill = fill_bytes(st);
 	return 0;
 }
 
@@ -445,7 +466,7 @@ wait_readable(struct stage *st, struct ingest *g, struct pollfd *pfd,
 		return 0;
 	uint32_t next = st->seg == NULL ? 0 :
 	    atomic_load_explicit(&st->seg->flush_next_ms, memory_order_relaxed);
-	long long ns = gather_ns(now_ns(), g->rate, st->w.cap, g->gather_max,
+	long long ns = gather_ns(now_ns(), g->rate, g->fill, g->gather_max,
 	    next);
 	struct timespec ts = { ns / 1000000000LL, ns % 1000000000LL };
 	(void)nanosleep(&ts, NULL);  /* EINTR: a stop, read what came */
@@ -478,9 +499,9 @@ ingest_run(struct stage *st)
 		pfd[i] = (struct pollfd){ .fd = g->udp.s[i].fd, .events = POLLIN };
 	stage_ready(st);
 	while (!stage_stopping) {
-		/* A backlog is read on at once; so is a socket that filled a
-		 * message last time. */
-		int r = d.more || d.bytes >= st->w.cap ? 1 :
+		/* A backlog is read on at once; so is a socket that gave a
+		 * gather's worth last time. */
+		int r = d.more || d.bytes >= g->fill ? 1 :
 		    wait_readable(st, g, pfd, g->udp.n);
 		if (r == -1)
 			return EXIT_TEMPORARY;

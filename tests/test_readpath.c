@@ -594,17 +594,44 @@ Test(readpath, cma_msg_matches_cma_add)
 
 /* The receive loop's nap (common/stage.c): only while messages come
  * faster than one per STAGE_GATHER_MAX_US and the queue was emptied; long
- * enough for about four messages at the rate seen; never past the cap. */
+ * enough for `want` messages at the rate seen; never past the cap. */
 Test(readpath, gather_nap)
 {
-	cr_expect_eq(stage_gather_nap(8, 1000, 10, 1), 500, "8 in 1 ms: 4 in 0.5 ms");
-	cr_expect_eq(stage_gather_nap(4, 1000, 10, 1), 1000);
-	cr_expect_eq(stage_gather_nap(1, 300, 300, 1), STAGE_GATHER_MAX_US,
+	cr_expect_eq(stage_gather_nap(8, 1000, 10, 1, 4), 500,
+	    "8 in 1 ms: 4 in 0.5 ms");
+	cr_expect_eq(stage_gather_nap(8, 1000, 10, 1, 16), 2000,
+	    "16 in 2 ms");
+	cr_expect_eq(stage_gather_nap(4, 1000, 10, 1, 4), 1000);
+	cr_expect_eq(stage_gather_nap(1, 300, 300, 1, 16), STAGE_GATHER_MAX_US,
 	    "capped");
-	cr_expect_eq(stage_gather_nap(64, 1000, 0, 1), 62);
-	cr_expect_eq(stage_gather_nap(3, 1000, 10, 0), 0,
+	cr_expect_eq(stage_gather_nap(64, 1000, 0, 1, 4), 62);
+	cr_expect_eq(stage_gather_nap(3, 1000, 10, 0, 5), 0,
 	    "queue not emptied: a stage behind does not nap");
-	cr_expect_eq(stage_gather_nap(1, 5000, STAGE_GATHER_MAX_US, 1), 0,
+	cr_expect_eq(stage_gather_nap(1, 5000, STAGE_GATHER_MAX_US, 1, 5), 0,
 	    "slow traffic waits on the queue");
-	cr_expect_eq(stage_gather_nap(0, 100000, 100000, 1), 0, "idle");
+	cr_expect_eq(stage_gather_nap(0, 100000, 100000, 1, 5), 0, "idle");
+}
+
+/* A stage that passes records on ends its nap 1 ms before the next Flush
+ * tick (stats_seg.flush_next_ms: CLOCK_MONOTONIC ms, low 32 bits), takes
+ * what comes at once in that last millisecond, and naps as it would when
+ * there is no schedule or the tick is past. */
+Test(readpath, nap_before_tick)
+{
+	long now = 5000000000L;              /* µs: 5 000 000 ms */
+	uint32_t ms = (uint32_t)(now / 1000);
+	cr_expect_eq(stage_nap_before_tick(3000, now, 0), 3000, "no schedule");
+	cr_expect_eq(stage_nap_before_tick(3000, now, ms + 10), 3000,
+	    "tick far off");
+	cr_expect_eq(stage_nap_before_tick(3000, now, ms + 3), 2000,
+	    "ends 1 ms before the tick");
+	cr_expect_eq(stage_nap_before_tick(3000, now + 500, ms + 2), 500);
+	cr_expect_eq(stage_nap_before_tick(3000, now + 200, ms + 1), 0,
+	    "in the last millisecond");
+	cr_expect_eq(stage_nap_before_tick(3000, now, ms - 5), 3000,
+	    "tick past, not moved yet");
+	cr_expect_eq(stage_nap_before_tick(0, now, ms + 3), 0);
+	/* the low 32 bits wrap: a tick 3 ms ahead across the wrap */
+	long wrap = ((long)UINT32_MAX - 1) * 1000L;
+	cr_expect_eq(stage_nap_before_tick(3000, wrap, 1), 2000, "across the wrap");
 }
