@@ -18,12 +18,12 @@ enum { CHAN_READ = 1, CHAN_WRITE = 2 };
 
 #define CHAN_NAME_MAX 256
 /* A ring's slots by default. A reader naps until half its queue has
- * gathered (common/stage.c), and each wake-up is a context switch: 32
- * slots of 8 KiB let the readers of the 3.2M events/s benchmark sleep 4 ms
- * at a time where an mqueue's 10 allow about 1, for 256 KiB of /dev/shm
- * per ring, resident in the stages that touch it (64 slots would cost
- * each stage 0.5 MB of its 4 MB budget). */
-#define CHAN_SHM_SLOTS_DEFAULT 32
+ * gathered (common/stage.c), and each wake-up is a context switch: 24
+ * slots of 8 KiB let the readers of the 3.2M events/s benchmark sleep 3 ms
+ * at a time where an mqueue's 10 allow about 1, for 192 KiB of /dev/shm
+ * per ring, resident in the stages that touch it (32 slots cost no less
+ * CPU there and brought the ckms egress with both sinks past 4 MB). */
+#define CHAN_SHM_SLOTS_DEFAULT 24
 
 struct chan_attr {
 	enum chan_kind kind;

@@ -631,7 +631,7 @@ take_msg(struct stage *st, int wait_ms, struct log_limit *lim)
  * Gathering. While messages come faster than one per GATHER_MAX_US, a
  * stage that has emptied its queue naps before it looks again, long
  * enough for half its queue's capacity to gather at the rate of the last
- * round (5 messages of an mqueue's 10, 16 of a ring's 32 slots), at most
+ * round (5 messages of an mqueue's 10, 12 of a ring's 24 slots), at most
  * GATHER_MAX_US, instead of sleeping on the queue and being woken by each
  * message as it comes. A wake-up costs the woken stage a context switch
  * and its writer a system call: on the project's 2-vCPU VM a switch costs
