@@ -628,20 +628,23 @@ take_msg(struct stage *st, int wait_ms, struct log_limit *lim)
  * comes in fewer, fuller messages. A full batch is sent by stage_emit on
  * its own.
  *
- * Gathering. While messages come faster than one per GATHER_MAX_US, a
- * stage that has emptied its queue naps before it looks again, long
- * enough for half its queue's capacity to gather at the rate of the last
- * round (5 messages of an mqueue's 10, 12 of a ring's 24 slots), at most
- * GATHER_MAX_US, instead of sleeping on the queue and being woken by each
- * message as it comes. A wake-up costs the woken stage a context switch
- * and its writer a system call: on the project's 2-vCPU VM a switch costs
- * some 15 us, and at 3.2M events/s, 32 lines a datagram, each queue
- * carries 3-4 messages a millisecond. Napping for 4 of them at most 1 ms,
- * the five stages switched about 3 500 times a second; for half the
- * queue, at most 4 ms, on 32-slot rings, about 1 700, and the pipeline
- * spent 15 % less CPU (README, Performance). Slower traffic, a stage that
- * is behind (its queue not emptied) and an idle one wait on the queue as
- * before; so does a stage told to stop.
+ * Gathering. While messages come faster than one per nap bound, a stage
+ * that has emptied its queue naps before it looks again, long enough for
+ * stage_gather_msgs of them to gather at the rate of the last round: half
+ * a queue deeper than SHALLOW messages, at most GATHER_MAX_US (12 of a
+ * ring's 24 slots, 4 ms); two fifths of a shallow one, at most
+ * SHALLOW_MAX_US (4 of an mqueue's 10, 1 ms). It then takes them at once
+ * instead of sleeping on the queue and being woken by each message as it
+ * comes. A wake-up costs the woken stage a context switch and its writer
+ * a system call; on the project's 2-vCPU VM a switch costs some 15 us,
+ * and at 3.2M events/s, 32 lines a datagram, each queue carries 3-4
+ * messages a millisecond: on 24-slot rings the longer naps halve the
+ * switches (README, Performance). Half of a 10-message mqueue, up to 4
+ * ms, let it fill behind a napping reader (the ckms egress, the busiest)
+ * and cost 3-12 % of the events at 4.8M events/s, so a shallow queue
+ * keeps the short naps. Slower traffic, a stage that is behind (its queue
+ * not emptied) and an idle one wait on the queue as before; so does a
+ * stage told to stop.
  *
  * A stage that passes records on never naps past TICK_MARGIN_US before
  * the next Flush tick the supervisor publishes (stats_seg.flush_next_ms):
@@ -651,6 +654,8 @@ take_msg(struct stage *st, int wait_ms, struct log_limit *lim)
  * may nap across a tick. */
 #define TAKE_MAX 64
 #define GATHER_MAX_US STAGE_GATHER_MAX_US
+#define SHALLOW 10
+#define SHALLOW_MAX_US 1000
 #define TICK_MARGIN_US 1000
 
 static void
@@ -662,14 +667,23 @@ nap_us(long us)
 		log_warn("nanosleep");
 }
 
+size_t
+stage_gather_msgs(size_t capacity)
+{
+	size_t n = capacity > SHALLOW ? capacity / 2 : capacity * 2 / 5;
+	return n > 1 ? n : 1;
+}
+
 long
 stage_gather_nap(long got, long spent_us, long waited_us, int emptied,
-    long want)
+    size_t capacity)
 {
-	if (!emptied || got <= 0 || waited_us >= GATHER_MAX_US)
+	long want = (long)stage_gather_msgs(capacity);
+	long max = capacity > SHALLOW ? GATHER_MAX_US : SHALLOW_MAX_US;
+	if (!emptied || got <= 0 || waited_us >= max)
 		return 0;
 	long nap = spent_us * want / got;
-	return nap < GATHER_MAX_US ? nap : GATHER_MAX_US;
+	return nap < max ? nap : max;
 }
 
 static long
@@ -698,9 +712,8 @@ static int
 recv_loop(struct stage *st)
 {
 	struct log_limit lim = { 0, 0 };
-	long nap = 0, want = (long)chan_capacity(st->in) / 2;
-	if (want < 1)
-		want = 1;
+	long nap = 0;
+	size_t capacity = chan_capacity(st->in);
 	while (!stage_stopping) {
 		long t0 = now_us();
 		if (nap > 0)
@@ -724,7 +737,7 @@ recv_loop(struct stage *st)
 		if (r == TAKE_STOP)
 			break;
 		nap = stage_gather_nap(got, t1 - t0 + waited, waited,
-		    r == TAKE_NONE && !idle && !stage_stopping, want);
+		    r == TAKE_NONE && !idle && !stage_stopping, capacity);
 		if (st->nout > 0 && st->seg != NULL)
 			nap = stage_nap_before_tick(nap, now_us(),
 			    atomic_load_explicit(&st->seg->flush_next_ms,

@@ -162,15 +162,20 @@ void stage_commit(struct stage *st, uint64_t n);
  * calls do nothing). */
 void stage_ready(struct stage *st);
 
+/* How many messages a reader of a queue of `capacity` messages lets
+ * gather before it takes them (and ingest, for its out-queues): half of a
+ * queue deeper than 10, two fifths of a shallower one, one at least. */
+size_t stage_gather_msgs(size_t capacity);
 /* The receive loop's nap before its next round, in µs (0: wait on the
  * queue at once; common/stage.c says why): `got` messages came in the
  * `spent_us` since the last round began (its nap and the wait for the
  * first), the first one after a wait of `waited_us`; `emptied`: the round
- * ended on an empty queue; long enough for `want` more at that rate, at
- * most STAGE_GATHER_MAX_US. */
+ * ended on an empty queue; long enough for stage_gather_msgs(capacity)
+ * more at that rate, at most STAGE_GATHER_MAX_US (1 ms for a queue of 10
+ * or fewer messages). */
 #define STAGE_GATHER_MAX_US 4000
 long stage_gather_nap(long got, long spent_us, long waited_us, int emptied,
-    long want);
+    size_t capacity);
 /* A nap of `nap` µs from `now` (CLOCK_MONOTONIC µs) cut to end 1 ms before
  * the tick at next_ms (the low 32 bits of CLOCK_MONOTONIC ms, as
  * stats_seg.flush_next_ms; 0: no schedule), and 0 within that last

@@ -51,14 +51,16 @@ struct ingest {
  * wakes the four stages downstream, and a wake-up costs microseconds: read
  * at once, a datagram or two per message, the pipeline spent 2-3 times the
  * CPU of a bare receiver. So ingest waits until, at the rate datagrams
- * came in lately, half an out-queue's worth of messages has gathered
- * (GATHER_FILL of it; fill_bytes), at least LINGER_NS and at most the
+ * came in lately, as many messages as the stages downstream let gather
+ * (stage_gather_msgs of the smallest out-queue: 4 for a 10-message
+ * mqueue, 12 for a 24-slot ring) have gathered (GATHER_FILL of them;
+ * fill_bytes), at least LINGER_NS and at most the
  * gather bound (gather_max_ns); busier -- its last read took that much --
  * it reads on at once. Nothing leaves the kernel's buffer meanwhile (a
- * killed ingest loses none of it). Half a queue, not one message: a
+ * killed ingest loses none of it). Part of a queue, not one message: a
  * wake-up, here or downstream, costs a context switch (some 15 us on the
- * project's 2-vCPU VM), and the stages downstream nap for half their
- * queue too (common/stage.c).
+ * project's 2-vCPU VM), and the stages downstream nap for as much of
+ * their queue (common/stage.c).
  *
  * Reports come only at a Flush tick, and a value belongs to the report of
  * the first tick after it arrived. The supervisor's ticks fall on a grid
@@ -84,18 +86,18 @@ struct ingest {
  * shorter bound, never under LINGER_NS. */
 #define GATHER_RCVBUF (4LL << 20)
 
-/* The bytes a gather is for: half the smallest out-queue's capacity in
- * messages (one message at least, and without out-queues). */
+/* The bytes a gather is for: stage_gather_msgs of the smallest
+ * out-queue's capacity in messages (one message without out-queues). */
 static size_t
 fill_bytes(const struct stage *st)
 {
-	size_t msgs = 0;
+	size_t msgs = 1;
 	for (size_t i = 0; i < st->nout; i++) {
-		size_t half = chan_capacity(st->out[i]) / 2;
-		if (i == 0 || half < msgs)
-			msgs = half;
+		size_t m = stage_gather_msgs(chan_capacity(st->out[i]));
+		if (i == 0 || m < msgs)
+			msgs = m;
 	}
-	return (st->nout > 0 ? st->w.cap : WIRE_MSG_MIN) * (msgs > 1 ? msgs : 1);
+	return (st->nout > 0 ? st->w.cap : WIRE_MSG_MIN) * msgs;
 }
 
 /* The gather bound for a receive buffer of rcvbuf bytes (udp.rcvbuf, half

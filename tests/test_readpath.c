@@ -593,23 +593,30 @@ Test(readpath, cma_msg_matches_cma_add)
 }
 
 /* The receive loop's nap (common/stage.c): only while messages come
- * faster than one per STAGE_GATHER_MAX_US and the queue was emptied; long
- * enough for `want` messages at the rate seen; never past the cap. */
+ * faster than one per nap bound and the queue was emptied; long enough
+ * for half of a deep queue (two fifths of a queue of 10 or fewer) at the
+ * rate seen; never past the bound (4 ms, 1 ms for a shallow queue). */
 Test(readpath, gather_nap)
 {
-	cr_expect_eq(stage_gather_nap(8, 1000, 10, 1, 4), 500,
+	cr_expect_eq(stage_gather_msgs(10), 4, "an mqueue of 10");
+	cr_expect_eq(stage_gather_msgs(24), 12, "a ring of 24");
+	cr_expect_eq(stage_gather_msgs(2), 1);
+	cr_expect_eq(stage_gather_nap(8, 1000, 10, 1, 10), 500,
 	    "8 in 1 ms: 4 in 0.5 ms");
-	cr_expect_eq(stage_gather_nap(8, 1000, 10, 1, 16), 2000,
-	    "16 in 2 ms");
-	cr_expect_eq(stage_gather_nap(4, 1000, 10, 1, 4), 1000);
-	cr_expect_eq(stage_gather_nap(1, 300, 300, 1, 16), STAGE_GATHER_MAX_US,
+	cr_expect_eq(stage_gather_nap(8, 1000, 10, 1, 24), 1500,
+	    "12 in 1.5 ms");
+	cr_expect_eq(stage_gather_nap(4, 1000, 10, 1, 10), 1000);
+	cr_expect_eq(stage_gather_nap(1, 300, 300, 1, 10), 1000,
+	    "capped at 1 ms on a shallow queue");
+	cr_expect_eq(stage_gather_nap(1, 1000, 300, 1, 24), STAGE_GATHER_MAX_US,
 	    "capped");
-	cr_expect_eq(stage_gather_nap(64, 1000, 0, 1, 4), 62);
-	cr_expect_eq(stage_gather_nap(3, 1000, 10, 0, 5), 0,
+	cr_expect_eq(stage_gather_nap(64, 1000, 0, 1, 10), 62);
+	cr_expect_eq(stage_gather_nap(3, 1000, 10, 0, 10), 0,
 	    "queue not emptied: a stage behind does not nap");
-	cr_expect_eq(stage_gather_nap(1, 5000, STAGE_GATHER_MAX_US, 1, 5), 0,
+	cr_expect_eq(stage_gather_nap(1, 5000, 1000, 1, 10), 0,
 	    "slow traffic waits on the queue");
-	cr_expect_eq(stage_gather_nap(0, 100000, 100000, 1, 5), 0, "idle");
+	cr_expect_eq(stage_gather_nap(1, 9000, STAGE_GATHER_MAX_US, 1, 24), 0);
+	cr_expect_eq(stage_gather_nap(0, 100000, 100000, 1, 24), 0, "idle");
 }
 
 /* A stage that passes records on ends its nap 1 ms before the next Flush
