@@ -17,13 +17,15 @@ enum chan_kind { CHAN_MQUEUE, CHAN_SHM };
 enum { CHAN_READ = 1, CHAN_WRITE = 2 };
 
 #define CHAN_NAME_MAX 256
-/* A ring's slots by default. A reader naps until half its queue has
- * gathered (common/stage.c), and each wake-up is a context switch: 24
- * slots of 8 KiB let the readers of the 3.2M events/s benchmark sleep 3 ms
- * at a time where an mqueue's 10 allow about 1, for 192 KiB of /dev/shm
- * per ring, resident in the stages that touch it (32 slots cost no less
- * CPU there and brought the ckms egress with both sinks past 4 MB). */
-#define CHAN_SHM_SLOTS_DEFAULT 24
+/* A ring's slots by default: as many messages as an mqueue holds (msg_max
+ * 10). A reader of a deeper ring naps longer (common/stage.c): `-s 24`
+ * took 8-16 % off the CPU of the built-in pipeline at 3.2M events/s in
+ * interleaved runs, but the statsd pipeline (ingest and
+ * telem-egress-statsd) then lost datagrams in 3 of 11 runs of its 32-line
+ * step, and in none of 7 with 10 (README, Performance, "Fewer
+ * wake-ups"). 24 slots of 8 KiB are 192 KiB of /dev/shm per ring,
+ * resident in the stages that touch it. */
+#define CHAN_SHM_SLOTS_DEFAULT 10
 
 struct chan_attr {
 	enum chan_kind kind;
