@@ -640,10 +640,10 @@ take_msg(struct stage *st, int wait_ms, struct log_limit *lim)
  * and at 3.2M events/s, 32 lines a datagram, each queue carries 3-4
  * messages a millisecond: on 24-slot rings (-s 24; common/chan.h says why
  * rings have 10 by default) the longer naps halve the switches (README,
- * Performance). Half of a 10-message mqueue, up to 4
- * ms, let it fill behind a napping reader (the ckms egress, the busiest)
- * and cost 3-12 % of the events at 4.8M events/s, so a shallow queue
- * keeps the short naps. Slower traffic, a stage that is behind (its queue
+ * Performance). Half of a 10-message mqueue, up to 4 ms, let it fill
+ * behind a napping reader (the ckms egress, the busiest) and cost 5-12 %
+ * of the events at 4.8M events/s, so a shallow queue keeps the short
+ * naps. Slower traffic, a stage that is behind (its queue
  * not emptied) and an idle one wait on the queue as before; so does a
  * stage told to stop.
  *

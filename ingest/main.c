@@ -54,9 +54,9 @@ struct ingest {
  * came in lately, as many messages as the stages downstream let gather
  * (stage_gather_msgs of the smallest out-queue: 4 for a 10-message
  * mqueue, 12 for a 24-slot ring) have gathered (GATHER_FILL of them;
- * fill_bytes), at least LINGER_NS and at most the
- * gather bound (gather_max_ns); busier -- its last read took that much --
- * it reads on at once. Nothing leaves the kernel's buffer meanwhile (a
+ * fill_bytes), at least LINGER_NS and at most the gather bound
+ * (gather_max_ns); busier -- its last read took that much -- it reads on
+ * at once. Nothing leaves the kernel's buffer meanwhile (a
  * killed ingest loses none of it). Part of a queue, not one message: a
  * wake-up, here or downstream, costs a context switch (some 15 us on the
  * project's 2-vCPU VM), and the stages downstream nap for as much of
