@@ -69,6 +69,24 @@ WALK(old_run)(SAMPLE *smp, size_t ri, size_t re, uint64_t kv, double twoeps,
 	    WALK(run)(smp, ri, re, kv, twoeps, 0, 0, w, rcur, cur);
 }
 
+/* The next buffered value as a new sample, taking it off the sorted keys
+ * (bi, nextv: the value after it, 2^32 past the last): g 1, and Δ 0 for a
+ * new minimum or maximum, else f(r) - 1 at the rank r it was inserted at,
+ * the g below it (gs) plus the earlier arrivals below it (ckms.c). */
+static inline __attribute__((always_inline)) SAMPLE
+WALK(take_key)(const uint64_t *keys, size_t nb, size_t *bi, uint64_t *nextv,
+    double twoeps, uint64_t gs)
+{
+	uint64_t key = keys[(*bi)++];
+	*nextv = *bi < nb ? keys[*bi] >> 32 : (uint64_t)1 << 32;
+	SAMPLE x;
+	x.v = (uint32_t)(key >> 32);
+	x.g = 1;
+	x.delta = (key & KEY_EXTREME) ? 0 :
+	    invariant(twoeps, u2d(gs + (key & KEY_COUNT))) - 1;
+	return x;
+}
+
 /* The pass of flush: merge the sorted, annotated buffer into the samples
  * (room for them reserved, and for a sentinel after them), compressing too
  * when `compress`. In the narrow layout every g and Δ it writes is at most
@@ -126,12 +144,7 @@ WALK(merge)(struct ckms *s, int compress)
 	if (!compress) {
 		for (;;) {
 			if (nextv <= smp[ri].v) {
-				uint64_t key = keys[bi++];
-				nextv = bi < nb ? keys[bi] >> 32 : (uint64_t)1 << 32;
-				x.v = (uint32_t)(key >> 32);
-				x.g = 1;
-				x.delta = (key & KEY_EXTREME) ? 0 :
-				    invariant(twoeps, u2d(gs + (key & KEY_COUNT))) - 1;
+				x = WALK(take_key)(keys, nb, &bi, &nextv, twoeps, gs);
 			} else if (ri < re) {
 				x = smp[ri++];
 				gs += x.g;
@@ -151,12 +164,7 @@ WALK(merge)(struct ckms *s, int compress)
 	SAMPLE cur;         /* the sample pending, not yet written */
 	int absorbed = 0;   /* cur has absorbed others */
 	if (nextv <= smp[ri].v) {
-		uint64_t key = keys[bi++];
-		nextv = bi < nb ? keys[bi] >> 32 : (uint64_t)1 << 32;
-		cur.v = (uint32_t)(key >> 32);
-		cur.g = 1;
-		cur.delta = (key & KEY_EXTREME) ? 0 :
-		    invariant(twoeps, u2d(gs + (key & KEY_COUNT))) - 1;
+		cur = WALK(take_key)(keys, nb, &bi, &nextv, twoeps, gs);
 	} else {
 		cur = smp[ri++];
 		gs += cur.g;
@@ -164,12 +172,7 @@ WALK(merge)(struct ckms *s, int compress)
 	for (;;) {
 		int x_old = 0; /* x is an old sample, smp[ri - 1] */
 		if (nextv <= smp[ri].v) {
-			uint64_t key = keys[bi++];
-			nextv = bi < nb ? keys[bi] >> 32 : (uint64_t)1 << 32;
-			x.v = (uint32_t)(key >> 32);
-			x.g = 1;
-			x.delta = (key & KEY_EXTREME) ? 0 :
-			    invariant(twoeps, u2d(gs + (key & KEY_COUNT))) - 1;
+			x = WALK(take_key)(keys, nb, &bi, &nextv, twoeps, gs);
 		} else if (ri < re) {
 			x = smp[ri++];
 			gs += x.g;
