@@ -19,6 +19,7 @@
 #include "e2e.h"
 #include "stats.h"
 #include "wire.h"
+#include "tests/rng.h"
 
 TestSuite(faults, .init = setup, .fini = teardown, .timeout = 120);
 
@@ -32,14 +33,6 @@ one_record(unsigned char *buf, size_t cap, const char *name, uint32_t value)
 	return wire_finish(&w);
 }
 
-static uint64_t
-xorshift(uint64_t *s)
-{
-	*s ^= *s << 13;
-	*s ^= *s >> 7;
-	*s ^= *s << 17;
-	return *s;
-}
 
 /* Write every kind of malformed message into `queue`; returns how many. */
 static int
@@ -87,9 +80,9 @@ write_malformed(const char *queue)
 	BAD(m, sizeof(m));
 	uint64_t seed = 0x9e3779b97f4a7c15ULL;
 	for (int i = 0; i < 32; i++) {         /* random bytes, random length */
-		size_t l = 1 + xorshift(&seed) % sizeof(m);
+		size_t l = 1 + xorshift64(&seed) % sizeof(m);
 		for (size_t k = 0; k < l; k++)
-			m[k] = (unsigned char)xorshift(&seed);
+			m[k] = (unsigned char)xorshift64(&seed);
 		if (l >= 2 && wire_check(m, l) >= 0)
 			m[0] ^= 0xff;
 		BAD(m, l);

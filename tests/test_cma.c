@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "egress/cma.h"
+#include "tests/rng.h"
 
 static const char *
 fmt(double v)
@@ -69,9 +70,7 @@ Test(cma, ten_million_values)
 	for (uint32_t i = 0; i < 10000000; i++) {
 		cma_add(&same, 4294967295u);
 		cma_add(&cyc, i % 1000);
-		s ^= s << 13;
-		s ^= s >> 7;
-		s ^= s << 17;
+		xorshift64(&s);
 		uint32_t x = (uint32_t)(s >> 32);
 		cma_add(&rnd, x);
 		sum += x;
@@ -168,9 +167,7 @@ Test(cma, format_round_trips)
 {
 	uint64_t s = 0x2545f4914f6cdd1dULL;
 	for (int i = 0; i < 100000; i++) {
-		s ^= s << 13;
-		s ^= s >> 7;
-		s ^= s << 17;
+		xorshift64(&s);
 		double v;
 		if (i % 2) {
 			memcpy(&v, &s, sizeof(v));

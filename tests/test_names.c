@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "egress/names.h"
+#include "tests/rng.h"
 
 struct pay {
 	size_t idx;
@@ -253,9 +254,7 @@ Test(names, sorted_random_rounds)
 	for (int round = 0; round < 6; round++) {
 		size_t add = round == 0 ? 1 : round == 5 ? 0 : 1000;
 		for (size_t k = 0; k < add; k++) {
-			s ^= s << 13;
-			s ^= s >> 7;
-			s ^= s << 17;
+			xorshift64(&s);
 			size_t len = 1 + (s >> 59) % 6;  /* short: many prefixes */
 			for (size_t j = 0; j < len; j++)
 				all[n][j] = "ab\x80\xff"[(s >> (8 * j)) & 3];

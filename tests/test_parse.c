@@ -10,6 +10,7 @@
 #include "log.h"
 #include "ingest/parse.h"
 #include "wire.h"
+#include "tests/rng.h"
 
 /* A byte string with its exact length, so cases may hold NUL bytes. */
 #define B(s) s, sizeof(s) - 1
@@ -437,9 +438,7 @@ static uint64_t rng = 0x9e3779b97f4a7c15ull;
 static uint32_t
 next_rand(void)
 {
-	rng ^= rng << 13;
-	rng ^= rng >> 7;
-	rng ^= rng << 17;
+	xorshift64(&rng);
 	return (uint32_t)(rng >> 32);
 }
 

@@ -19,15 +19,14 @@
 #include "filter/filter.h"
 #include "stage.h"
 #include "wire.h"
+#include "tests/rng.h"
 
 static uint64_t rng = 0x2545f4914f6cdd1dULL;
 
 static uint32_t
 rnd(void)
 {
-	rng ^= rng << 13;
-	rng ^= rng >> 7;
-	rng ^= rng << 17;
+	xorshift64(&rng);
 	return (uint32_t)(rng >> 32);
 }
 

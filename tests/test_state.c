@@ -16,6 +16,7 @@
 #include "egress/cma.h"
 #include "egress/egress.h"
 #include "state.h"
+#include "tests/rng.h"
 
 #define REFERENCE "tests/data/ckms-reference.txt"
 #define MAXV 512
@@ -54,9 +55,7 @@ static uint64_t rng_state = 88172645463325252ULL;
 static uint64_t
 rng(void)
 {
-	rng_state ^= rng_state << 13;
-	rng_state ^= rng_state >> 7;
-	rng_state ^= rng_state << 17;
+	xorshift64(&rng_state);
 	return rng_state;
 }
 

@@ -17,6 +17,7 @@
 #include "egress/statsd_timer.h"
 #include "ingest/statsd.h"
 #include "tests/data/statsd_090_graphite.h"
+#include "tests/rng.h"
 
 /* The lines of one flush as "path value" (value as statsd writes it). */
 struct lines {
@@ -604,7 +605,7 @@ Test(statsd_agg, timer_past_exact_threshold)
 	uint64_t x = 88172645463325252ull;
 	double sum_abs = 0;
 	for (int i = 0; i < 200000; i++) {
-		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+		xorshift64(&x);
 		m.value = 1 + (double)(x % 100000) / 100; /* 1 .. 1000.99 */
 		sum_abs += m.value;
 		cr_assert_eq(statsd_agg_add(exact, &m), 0);
@@ -796,7 +797,7 @@ Test(statsd_agg, sketch_wide_range)
 	uint64_t x = 1234567;
 
 	for (int i = 0; i < 100000; i++) {
-		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+		xorshift64(&x);
 		double v = pow(10, -8 + (double)(x % 22000) / 1000);
 		if (x % 3 == 0)
 			v = -v;
@@ -922,7 +923,7 @@ Test(statsd_agg, timer_sorts_match_qsort)
 		struct statsd_timer t;
 		memset(&t, 0, sizeof(t));
 		for (int i = 0; i < N; i++) {
-			x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+			xorshift64(&x);
 			double d;
 			switch (kind) {
 			case 0: d = (double)(1 + x % 1000); break;
@@ -989,7 +990,7 @@ Test(statsd_agg, many_thresholds_one_pass)
 		uint64_t x = 5;
 		memset(&t, 0, sizeof(t));
 		for (int i = 0; i < 3001; i++) {
-			x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+			xorshift64(&x);
 			cr_assert_eq(statsd_timer_add(&t, (double)(x % 100000) / 1000,
 			    1, 1u << 20), 0);
 		}

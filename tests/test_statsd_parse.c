@@ -18,6 +18,7 @@
 
 #include "ingest/jsstr.h"
 #include "ingest/statsd.h"
+#include "tests/rng.h"
 
 #define B(s) s, sizeof(s) - 1
 
@@ -490,7 +491,7 @@ parse_with(int no_fast, const char *buf, size_t n, struct verdict *v)
 static uint64_t
 next(uint64_t *x)
 {
-	*x ^= *x << 13, *x ^= *x >> 7, *x ^= *x << 17;
+	xorshift64(x);
 	return *x;
 }
 
@@ -570,7 +571,7 @@ Test(statsd_parse, values_exactly_strtod)
 
 	statsd_parser_init(&p, STATSD_STRICT);
 	for (int i = 0; i < 200000; i++) {
-		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+		xorshift64(&x);
 		int nd = 1 + (int)(x % 20), point = (int)((x >> 8) % (nd + 2));
 		size_t o = 0;
 		if ((x >> 16) % 4 == 0)
@@ -578,7 +579,7 @@ Test(statsd_parse, values_exactly_strtod)
 		for (int d = 0; d < nd; d++) {
 			if (d == point)
 				num[o++] = '.';
-			x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+			xorshift64(&x);
 			num[o++] = (char)('0' + (d < 3 && x % 3 == 0 ? 0 : x % 10));
 		}
 		num[o] = '\0';
