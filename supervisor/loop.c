@@ -29,28 +29,48 @@ sup_begin_stop(struct sup *s, int status)
 	}
 }
 
-int
-sup_flush(struct sup *s, int timeout_ms)
+/* A tick: a Flush into each flush stage's queue, without waiting. A full
+ * queue keeps its stage's bit in s->tick_left, and the loop tries again
+ * every TICK_RETRY_MS (retry_tick) until the Flush fits, so a queue full
+ * for a moment costs that report a few milliseconds (the records that
+ * reach the queue meanwhile go into it), not a whole interval. Only a
+ * queue still full at the next tick gets one Flush for both: said, rate
+ * limited. A skipped tick is no small thing downstream: a statsd timer
+ * then holds two intervals of values, which can pass its exact budget
+ * (egress/statsd_agg.c) and switch it to the sketch. */
+#define TICK_RETRY_MS 1
+
+static void
+on_tick(struct sup *s)
 {
 	static struct log_limit lim;
-	int rc = 0;
-	for (int i = 0; i < SUP_STAGES; i++) {
-		struct sup_child *c = &s->ch[i];
-		if (c->name[0] == '\0' || !c->flush || c->retiring)
+	for (int i = 0; i < SUP_STAGES && s->tick_left != 0; i++) {
+		if (!(s->tick_left & (uint64_t)1 << i))
 			continue;
-		/* A tick must not wait behind a full queue: it is late anyway,
-		 * so it is skipped and said. */
-		if (sup_send_record(s, c->in_queue, WIRE_FLUSH, timeout_ms) != 0) {
-			long long n = log_limit_pass(&lim, 10000);
-			char more[64];
-			if (n >= 0)
-				log_warnx("queue %s full: Flush skipped%s",
-				    c->in_queue, log_more(more, sizeof(more), n,
-				    "skipped since the last line"));
-			rc = -1;
-		}
+		long long n = log_limit_pass(&lim, 10000);
+		char more[64];
+		if (n >= 0)
+			log_warnx("queue %s full since the last tick: one Flush "
+			    "for two ticks%s", s->ch[i].in_queue,
+			    log_more(more, sizeof(more), n, "since the last line"));
 	}
-	return rc;
+	s->tick_left = sup_flush_try(s, ~(uint64_t)0);
+	if (s->tick_left == 0)
+		log_debug("Flush sent");
+}
+
+/* The tick's Flush into the queues that were full; the next try in ms,
+ * or -1 when every one has it. */
+static long long
+retry_tick(struct sup *s)
+{
+	if (s->tick_left == 0)
+		return -1;
+	s->tick_left = sup_flush_try(s, s->tick_left);
+	if (s->tick_left != 0)
+		return TICK_RETRY_MS;
+	log_debug("Flush sent, late");
+	return -1;
 }
 
 uint64_t
@@ -322,8 +342,7 @@ wait_events(struct sup *s, long long timeout_ms)
 		if (read(s->timerfd, &ticks, sizeof(ticks)) == sizeof(ticks)) {
 			s->flush_next_ms += (long long)ticks * s->cfg.flush_ms;
 			publish_next_tick(s);
-			if (sup_flush(s, 0) == 0)
-				log_debug("Flush sent");
+			on_tick(s);
 		}
 	}
 	/* A reaped stage's pipe is closed already (and the fd maybe taken). */
@@ -478,6 +497,7 @@ sup_run(struct sup *s)
 		long long next = start_due(s, &booted);
 		next = soonest(next, check_stalls(s, clock_ms()));
 		next = soonest(next, ctl_tick(s));
+		next = soonest(next, retry_tick(s));
 		if (s->stopping)
 			break;
 		wait_events(s, next);

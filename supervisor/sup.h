@@ -163,6 +163,8 @@ struct sup {
 	int sigfd;
 	int timerfd;
 	long long flush_next_ms;   /* CLOCK_MONOTONIC ms of the next tick */
+	uint64_t tick_left;        /* flush stages (bit: slot) whose queue was
+	                            * full at the last tick: retried (loop.c) */
 	int lockfd;
 	int ctlfd;                        /* listening control socket */
 	char ctlpath[PATH_MAX];
@@ -242,9 +244,6 @@ void sup_notify_stopping(const struct sup *s);
 
 /* loop.c: the event loop, Flush ticks and the ordered shutdown. */
 int sup_run(struct sup *s);
-/* A Flush into each flush stage's queue, waiting up to timeout_ms for
- * room. 0, or -1 if a queue stayed full (logged; the others got it). */
-int sup_flush(struct sup *s, int timeout_ms);
 /* Try, without waiting, to send a Flush to each flush stage whose bit
  * (1 << its slot) is set in `left`; ~0 means every one. Returns the bits
  * of those whose queue was full (0: all sent). */

@@ -301,6 +301,53 @@ Test(loop, a_stopped_filter_is_stalled_and_restarted, .timeout = 90)
 	cr_assert_eq(kill(low, 0), -1, "the stalled process is still there");
 }
 
+/* A tick that finds a filter's queue full is not lost: the supervisor
+ * tries again until the Flush fits (supervisor/loop.c), so the report
+ * comes as soon as the filter reads again, not one interval later. The
+ * clock is the report itself: ticks fall every 2 s after the one that
+ * printed `a`'s first report, and the filter runs again 0.5 s after the
+ * next; the second report must come before the tick after that. */
+static long long
+mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
+}
+
+Test(loop, a_tick_that_finds_a_queue_full_is_sent_once_there_is_room)
+{
+	START("-m", "1024", "-f", "2000", "--stall-ms", "60000");
+	pl_nc(&P, "a 10\n");
+	WAIT_OUT("[CKMS] a 0.5:", 1);
+	long long tick = mono_ms();
+	struct h_status s;
+	status(&s);
+	pid_t low = (pid_t)s.st[H_LOW].pid;
+	cr_assert_eq(kill(low, SIGSTOP), 0);
+	/* One message a datagram (ingest reads each before the next comes):
+	 * more than low's queue holds, so it is full at the next tick. */
+	for (int i = 0; i < 14; i++, nap(40))
+		pl_nc(&P, "a 20\n");
+	status(&s);
+	cr_assert_eq(s.st[H_LOW].depth, 10, "low's queue not full:\n%s", s.raw);
+	cr_assert_lt(mono_ms() - tick, 1700, "too slow to fill the queue before "
+	    "the tick");
+	nap((int)(tick + 2500 - mono_ms()));
+	char *out = h_slurp(P.out);
+	int before = h_count(out, "[CKMS] a 0.5:");
+	free(out);
+	cr_assert_eq(before, 1, "a report while low was stopped");
+	cr_assert_eq(kill(low, SIGCONT), 0);
+	/* Before the tick at 4 s: the one at 2 s, sent late. */
+	int late = h_wait_text(P.out, "[CKMS] a 0.5:", 2, (int)(tick + 3700 - mono_ms()));
+	cr_assert(late, "the tick's Flush was lost: no report until the next "
+	    "tick\n%s\nstderr:\n%s", h_slurp(P.out), h_slurp(P.err));
+	char *err = h_slurp(P.err);
+	cr_assert_eq(h_count(err, "one Flush for two ticks"), 0, "%s", err);
+	free(err);
+}
+
 Test(loop, stall_ms_defaults_to_ten_seconds)
 {
 	char exe[256], cmd[600];
