@@ -17,15 +17,13 @@ enum chan_kind { CHAN_MQUEUE, CHAN_SHM };
 enum { CHAN_READ = 1, CHAN_WRITE = 2 };
 
 #define CHAN_NAME_MAX 256
-/* A ring's slots by default: as many messages as an mqueue holds (msg_max
- * 10). A reader of a deeper ring naps longer (common/stage.c): `-s 24`
- * took 8-16 % off the CPU of the built-in pipeline at 3.2M events/s in
- * interleaved runs, but the statsd pipeline (ingest and
- * telem-egress-statsd) then lost datagrams in 3 of 11 runs of its 32-line
- * step, and in none of 7 with 10 (README, Performance, "Fewer
- * wake-ups"). 24 slots of 8 KiB are 192 KiB of /dev/shm per ring,
- * resident in the stages that touch it. */
-#define CHAN_SHM_SLOTS_DEFAULT 10
+/* A ring's slots by default. A reader of a ring deeper than an mqueue
+ * (msg_max 10) naps longer (common/stage.c): 24 slots took 6-10 % off the
+ * CPU of the built-in pipeline at 3.2M events/s in interleaved runs, and
+ * 32 little more (README, Performance, "Fewer wake-ups"). 24 slots of
+ * 8 KiB are 192 KiB of /dev/shm per ring, resident in the stages that
+ * touch it (the ckms egress's peak RSS, the largest, is 3.9 MB). */
+#define CHAN_SHM_SLOTS_DEFAULT 24
 
 struct chan_attr {
 	enum chan_kind kind;

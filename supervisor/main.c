@@ -45,7 +45,7 @@ static const char usage[] =
     "  -m bytes     message size, 512..1048576 (default auto: 8192 when every\n"
     "               queue fits the user's RLIMIT_MSGQUEUE budget, else less)\n"
     "               -f -t -m given with -c override the file's [pipeline]\n"
-    "  -s slots     shm ring capacity in messages (default 10)\n"
+    "  -s slots     shm ring capacity in messages (default 24)\n"
     "  -i instance  IPC objects are /telem.INSTANCE.* (default: default)\n"
     "  --control p  control socket (default $XDG_RUNTIME_DIR/telem/INSTANCE.sock,\n"
     "               else /tmp/telem-UID/INSTANCE.sock)\n"

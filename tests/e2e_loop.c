@@ -317,7 +317,8 @@ mono_ms(void)
 
 Test(loop, a_tick_that_finds_a_queue_full_is_sent_once_there_is_room)
 {
-	START("-m", "1024", "-f", "2000", "--stall-ms", "60000");
+	/* -s 10: a ring as deep as an mqueue (the shm default is deeper) */
+	START("-m", "1024", "-f", "2000", "--stall-ms", "60000", "-s", "10");
 	pl_nc(&P, "a 10\n");
 	WAIT_OUT("[CKMS] a 0.5:", 1);
 	long long tick = mono_ms();
