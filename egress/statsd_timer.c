@@ -163,6 +163,21 @@ bin_of(const struct statsd_bins *b, double v)
 	return b->n;
 }
 
+/* The bucket of each whole number 1..WHOLE_MAX, as sk_add computes it:
+ * whole milliseconds are the usual timer value, and log() was most of
+ * sk_add's time. Filled on first use from the very same expression
+ * (double arithmetic is exact IEEE here, log a fixed function of its
+ * argument), so a value's bucket does not depend on the way it took. */
+#define WHOLE_MAX 4096
+static int whole_bucket[WHOLE_MAX + 1];
+static int whole_ready;
+
+static inline int
+bucket_of(const struct statsd_sketch *s, double a)
+{
+	return (int)ceil(log(a) / s->lg);
+}
+
 static struct statsd_sketch *
 sk_new(const struct statsd_bins *b)
 {
@@ -173,6 +188,11 @@ sk_new(const struct statsd_bins *b)
 	s->lg = log(gamma);
 	s->imin = (int)floor(log(ZERO_MAX) / s->lg);
 	s->imax = (int)ceil(log(BIG_MAX) / s->lg);
+	if (!whole_ready) {
+		for (int k = 1; k <= WHOLE_MAX; k++)
+			whole_bucket[k] = bucket_of(s, k);
+		whole_ready = 1;
+	}
 	if (b && b->n > 0 && (s->hist = calloc(b->n, sizeof(*s->hist))) == NULL) {
 		free(s);
 		return NULL;
@@ -232,7 +252,9 @@ sk_add(struct statsd_sketch *s, double v, const struct statsd_bins *b)
 	double a = fabs(v);
 	if (a >= ZERO_MAX) {
 		struct side *d = v > 0 ? &s->pos : &s->neg;
-		int i = a >= BIG_MAX ? s->imax : (int)ceil(log(a) / s->lg);
+		int i = a <= WHOLE_MAX && a == (double)(int)a ?
+		    whole_bucket[(int)a] :
+		    a >= BIG_MAX ? s->imax : bucket_of(s, a);
 		if (i < s->imin)
 			i = s->imin;
 		if (i > s->imax)

@@ -676,6 +676,52 @@ Test(statsd_agg, timer_past_exact_threshold)
 	statsd_agg_free(sketch);
 }
 
+/* A sketched timer buckets a whole number of milliseconds from a table
+ * (egress/statsd_timer.c), any other value with log(): a whole value k
+ * and the next double above it must land in the same bucket, so two
+ * timers fed one and the other answer every interior rank alike. */
+Test(statsd_agg, sketch_buckets_whole_values_as_any_other)
+{
+	static const double pct[] = { 10, 20, 30, 40, 50, 60, 70, 80, 90, 99 };
+	struct statsd_agg_config c;
+	statsd_agg_config_default(&c);
+	c.percent = pct;
+	c.npercent = 10;
+	c.timer_exact_max = 16;
+	struct statsd_agg *whole = statsd_agg_new(&c), *above = statsd_agg_new(&c);
+	cr_assert(whole && above);
+	struct statsd_metric m = { .type = STATSD_TIMER, .key = "t",
+		.key_len = 1, .name_len = 1, .rate = 1 };
+	uint64_t x = 0x9E3779B97F4A7C15ull;
+	for (int i = 0; i < 20000; i++) {
+		xorshift64(&x);
+		double k = (double)(1 + x % 5000); /* past the table's 4096 too */
+		m.value = k;
+		cr_assert_eq(statsd_agg_add(whole, &m), 0);
+		m.value = nextafter(k, INFINITY);
+		cr_assert_eq(statsd_agg_add(above, &m), 0);
+	}
+	struct lines w = { 0 }, a = { 0 };
+	statsd_agg_flush(whole, 1000, 1, on_line, &w);
+	statsd_agg_flush(above, 1000, 1, on_line, &a);
+	struct statsd_agg_stats st;
+	statsd_agg_stats(whole, &st);
+	cr_assert_eq(st.sketched, 1);
+	char path[64];
+	cr_expect_eq(value_of(&w, "stats.timers.t.median"),
+	    value_of(&a, "stats.timers.t.median"));
+	for (size_t i = 0; i < 10; i++) {
+		snprintf(path, sizeof(path), "stats.timers.t.upper_%g", pct[i]);
+		double vw = value_of(&w, path), va = value_of(&a, path);
+		cr_expect(vw == va, "%s: %.17g vs %.17g", path, vw, va);
+		cr_expect(vw > 1 && vw < 5001, "%s: %.17g", path, vw);
+	}
+	lines_free(&w);
+	lines_free(&a);
+	statsd_agg_free(whole);
+	statsd_agg_free(above);
+}
+
 struct fields {
 	char name[40][32];
 	double v[40];
