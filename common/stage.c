@@ -638,8 +638,9 @@ take_msg(struct stage *st, int wait_ms, struct log_limit *lim)
  * comes. A wake-up costs the woken stage a context switch and its writer
  * a system call; on the project's 2-vCPU VM a switch costs some 15 us,
  * and at 3.2M events/s, 32 lines a datagram, each queue carries 3-4
- * messages a millisecond: on 24-slot rings (the shm default, common/chan.h)
- * the longer naps halve the switches (README, Performance). Half of a 10-message mqueue, up to 4 ms, let it fill
+ * messages a millisecond: on 24-slot rings (the shm default,
+ * common/chan.h) the longer naps halve the switches (README,
+ * Performance). Half of a 10-message mqueue, up to 4 ms, let it fill
  * behind a napping reader (the ckms egress, the busiest) and cost 5-12 %
  * of the events at 4.8M events/s, so a shallow queue keeps the short
  * naps. Slower traffic, a stage that is behind (its queue

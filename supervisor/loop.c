@@ -45,7 +45,7 @@ on_tick(struct sup *s)
 {
 	static struct log_limit lim;
 	for (int i = 0; i < SUP_STAGES && s->tick_left != 0; i++) {
-		if (!(s->tick_left & (uint64_t)1 << i))
+		if (!(s->tick_left & (uint64_t)1 << i) || s->ch[i].name[0] == '\0')
 			continue;
 		long long n = log_limit_pass(&lim, 10000);
 		char more[64];
