@@ -42,7 +42,6 @@ struct chan_shm {
 	unsigned char *slots;
 	size_t map_size;
 	size_t stride;
-	uint32_t nslots;
 	int mode;
 	uint64_t spin_ns;
 };
@@ -95,7 +94,8 @@ chan_shm_bytes(const struct chan_attr *attr)
 static struct chan_shm_slot *
 slot_at(const struct chan_shm *c, uint64_t pos)
 {
-	return (struct chan_shm_slot *)(c->slots + (pos % c->nslots) * c->stride);
+	return (struct chan_shm_slot *)(c->slots +
+	    (pos % c->base.capacity) * c->stride);
 }
 
 /* The wait queues. */
@@ -152,8 +152,8 @@ ring_recover(struct chan_shm *c)
 	struct chan_shm_hdr *h = c->h;
 	uint64_t head = load(&h->head), tail = load(&h->tail);
 	if (h->magic != CHAN_SHM_MAGIC || h->version != CHAN_SHM_VERSION ||
-	    h->slot_count != c->nslots || h->slot_size != c->base.msgsize ||
-	    head - tail > c->nslots) {
+	    h->slot_count != c->base.capacity || h->slot_size != c->base.msgsize ||
+	    head - tail > c->base.capacity) {
 		pthread_mutex_unlock(&h->lock);
 		errno = EPROTO;
 		return -1;
@@ -239,7 +239,7 @@ has_room(const struct chan_shm *c)
 {
 	/* tail first: head read later is at least the head of that time */
 	uint64_t tail = load(&c->h->tail);
-	return load(&c->h->head) - tail < c->nslots;
+	return load(&c->h->head) - tail < c->base.capacity;
 }
 
 static void
@@ -410,7 +410,6 @@ shm_attach(const char *objname, int mode)
 	c->base.ops = &chan_shm_ops;
 	c->base.msgsize = (size_t)g.slot_size;
 	c->base.capacity = g.slot_count;
-	c->nslots = g.slot_count;
 	c->stride = CHAN_SHM_STRIDE(c->base.msgsize);
 	c->slots = (unsigned char *)p + CHAN_SHM_HDR_SIZE;
 	c->map_size = size;
@@ -452,7 +451,7 @@ shm_recv(struct chan *base, void *buf, size_t cap, int timeout_ms)
 		if (ring_sleep(c, &h->not_empty, slice_end(deadline)) == -1)
 			return -1;
 	}
-	if (load(&h->head) - tail > c->nslots) {
+	if (load(&h->head) - tail > c->base.capacity) {
 		ring_unlock(c);
 		errno = EPROTO;
 		return -1;
@@ -493,8 +492,8 @@ ring_reserve(struct chan_shm *c, int timeout_ms)
 	if (ring_lock(c) == -1)
 		return -1;
 	uint64_t used;
-	while ((used = load(&h->head) - load(&h->tail)) >= c->nslots) {
-		if (used > c->nslots) {
+	while ((used = load(&h->head) - load(&h->tail)) >= c->base.capacity) {
+		if (used > c->base.capacity) {
 			ring_unlock(c);
 			errno = EPROTO;
 			return -1;
@@ -543,7 +542,7 @@ shm_depth(struct chan *base)
 	uint64_t tail = load(&c->h->tail);
 	uint64_t d = load(&c->h->head) - tail;
 	/* both indices may move between the two loads: clamp */
-	return (long)(d > c->nslots ? c->nslots : d);
+	return (long)(d > c->base.capacity ? c->base.capacity : d);
 }
 
 const struct chan_ops chan_shm_ops = {
