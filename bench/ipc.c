@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "chan.h"
+#include "wire.h"
 #include "clock.h"
 #include "chan_shm.h"
 
@@ -270,7 +271,7 @@ chan_setup(struct way *w)
 	snprintf(inst, sizeof(inst), "bench%d", (int)getpid());
 	size_t bytes = w->per_msg * sizeof(uint32_t);
 	struct chan_attr a = { .kind = w->kind,
-	    .msgsize = bytes < 512 ? 512 : bytes, .slots = CAP };
+	    .msgsize = bytes < WIRE_MSG_MIN ? WIRE_MSG_MIN : bytes, .slots = CAP };
 	if (chan_objname(w->objname, sizeof(w->objname), inst, "ipc") == -1 ||
 	    chan_create(&a, w->objname) == -1)
 		return -1;

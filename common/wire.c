@@ -6,6 +6,11 @@
 
 #include "egress/report_rec.h"
 
+_Static_assert(WIRE_MSG_MIN >= WIRE_HDR + WIRE_REC_MAX,
+    "a message must hold the largest statsd record");
+_Static_assert(WIRE_MSG_MIN >= WIRE_HDR + WIRE_REC_HDR + REPORT_REC_MAX,
+    "a message must hold the largest report record");
+
 static inline int name_ok(const unsigned char *s, size_t len);
 
 void

@@ -43,7 +43,11 @@
 #define WIRE_SRC_NONE 0xFF /* the supervisor, or a writer without a slot */
 #define WIRE_REC_HDR 6
 #define WIRE_NAME_MAX 255
-#define WIRE_MSG_MIN 512   /* smallest message size a channel may use */
+/* The smallest message size a channel may use: room for the largest
+ * record of any type after the header (a statsd set of a 255-byte key and
+ * member, 532 bytes; a report record with tags, 604), asserted in
+ * common/wire.c. A record that fits no message would stop its writer. */
+#define WIRE_MSG_MIN 1024
 #define WIRE_MSG_MAX (1 << 20)
 
 enum wire_type {

@@ -42,7 +42,7 @@ static const char usage[] =
     "  -e error     CKMS rank error, in (0, 0.5) (default 0.01)\n"
     "  -f flush_ms  report interval in milliseconds (default 1000)\n"
     "  -t kind      transport between stages: mqueue (default) or shm\n"
-    "  -m bytes     message size, 512..1048576 (default auto: 8192 when every\n"
+    "  -m bytes     message size, 1024..1048576 (default auto: 8192 when every\n"
     "               queue fits the user's RLIMIT_MSGQUEUE budget, else less)\n"
     "               -f -t -m given with -c override the file's [pipeline]\n"
     "  -s slots     shm ring capacity in messages (default 24)\n"

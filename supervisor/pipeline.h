@@ -68,6 +68,7 @@
 #include <sys/types.h>
 
 #include "chan.h"
+#include "wire.h"
 
 #define PIPELINE_STAGES_MAX 32
 #define PIPELINE_NAME_MAX 15          /* characters of a stage name */
@@ -76,7 +77,7 @@
 #define PIPELINE_HOST_MAX 253
 #define PIPELINE_MSG_AUTO 0           /* msg_bytes = auto */
 #define PIPELINE_MSG_PREFERRED 8192   /* what auto picks when it fits */
-#define PIPELINE_MSG_MIN 512
+#define PIPELINE_MSG_MIN WIRE_MSG_MIN
 #define PIPELINE_MSG_MAX 1048576
 #define PIPELINE_FLUSH_MS_DEFAULT 1000
 #define PIPELINE_FLUSH_MS_MAX 86400000

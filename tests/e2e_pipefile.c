@@ -599,7 +599,7 @@ Test(pipefile, msg_bytes_auto_takes_what_the_budget_leaves)
 	const char *m = strstr(err, "telem-supervisor: msg_bytes ");
 	cr_assert_not_null(m, "no msg_bytes line:\n%s", err);
 	long size = strtol(m + strlen("telem-supervisor: msg_bytes "), NULL, 10);
-	cr_assert(size >= 512 && size < 8192, "msg_bytes %ld:\n%s", size, err);
+	cr_assert(size >= WIRE_MSG_MIN && size < 8192, "msg_bytes %ld:\n%s", size, err);
 	cr_assert(strstr(m, "other queues of this user") != NULL, "%s", err);
 	/* And it works at that size. */
 	pl_nc(&P, "a 10\n");

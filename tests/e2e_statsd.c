@@ -98,7 +98,7 @@ sd_start(const char *const *eargs)
 	objname(obj, sizeof(obj), "stats");
 	cr_assert_not_null(S.seg = stats_create(obj));
 	objname(obj, sizeof(obj), "sd");
-	struct chan_attr a = { S.kind, 1024, 10 };
+	struct chan_attr a = { S.kind, WIRE_MSG_MIN, 10 };  /* the smallest */
 	cr_assert_eq(chan_create(&a, obj), 0, "create %s: %s", obj, strerror(errno));
 	cr_assert_not_null(S.q = chan_open(S.kind, obj, CHAN_WRITE));
 	snprintf(port, sizeof(port), "%d", S.port);
@@ -396,6 +396,37 @@ Test(statsd, malformed_lines_counted_bad)
 	cr_expect_eq(out_value(got, "stats_counts.ok"), 1.0);
 	free(got);
 	cr_expect_gt(h_count(h_slurp(S.err), "rejected"), 0);
+}
+
+/* The largest statsd record (a set of a 255-byte key and a 255-byte
+ * member, 532 bytes) goes through the smallest message a queue may have
+ * (sd_start's), and ingest goes on with the next: with 512-byte messages
+ * it stopped ingest, and the next datagram was lost. */
+Test(statsd, the_largest_record_fits_the_smallest_message)
+{
+	sd_start(NULL);
+	struct pl p = { .port = S.port };
+	char line[600];
+	int n = snprintf(line, sizeof(line), "%.*s:%.*s|s", 255,
+	    "kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk"
+	    "kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk"
+	    "kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk"
+	    "kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk",
+	    255,
+	    "mmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmm"
+	    "mmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmm"
+	    "mmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmm"
+	    "mmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmm");
+	cr_assert_eq(n, 255 + 1 + 255 + 2);
+	pl_sendto(&p, line, (size_t)n);
+	send_line("ok:1|c");
+	cr_assert(wait_in(1, 2), "egress in=%llu of 2\n%s",
+	    (unsigned long long)stats_in(&S.seg->slot[1]), h_slurp(S.err));
+	cr_expect_eq(stats_get(&S.seg->slot[0].bad), 0);
+	cr_expect_eq(waitpid(S.ingest, NULL, WNOHANG), 0, "ingest is gone:\n%s",
+	    h_slurp(S.err));
+	cr_expect_eq(h_count(h_slurp(S.err), "does not fit"), 0, "%s",
+	    h_slurp(S.err));
 }
 
 /* Through a real carbon-cache (Debian's graphite-carbon) started here on

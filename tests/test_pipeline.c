@@ -115,8 +115,8 @@ static const struct bad bad[] = {
 	{ IN "out = a\n" SINK("a") SINK("lonely"), 7, "stage 'lonely' gets no input: no out "
 	    "names it and it has no udp" },
 	{ "[pipeline]\ntransport = tcp\n" IN, 2, "transport 'tcp': must be mqueue or shm" },
-	/* 25 */ { "[pipeline]\nmsg_bytes = 511\n" IN, 2, "msg_bytes '511': must be auto or a whole "
-	    "number in 512..1048576" },
+	/* 25 */ { "[pipeline]\nmsg_bytes = 1023\n" IN, 2, "msg_bytes '1023': must be auto or a whole "
+	    "number in 1024..1048576" },
 	{ "[pipeline]\nmsg_bytes = 1048577\n" IN, 2, "msg_bytes '1048577'" },
 	{ "[pipeline]\nmsg_bytes = 8k\n" IN, 2, "msg_bytes '8k'" },
 	{ "[pipeline]\nflush_ms = 0\n" IN, 2, "flush_ms '0': must be a whole number in 1..86400000" },
@@ -606,7 +606,7 @@ Test(pipeline, print_and_parse_back)
 	o.host = "fe80::2";
 	o.graphite = "[::1]:2003";
 	o.graphite_prefix = "x;y";
-	o.msg_bytes = 700;
+	o.msg_bytes = 1100;
 	cr_assert_eq(pipeline_builtin(&p, &o, err, sizeof(err)), 0, "%s", err);
 	expect_round_trip(&p);
 	pipeline_free(&p);
@@ -772,13 +772,13 @@ Test(pipeline, auto_msg_bytes)
 	    "RLIMIT_MSGQUEUE for 8 queues of 10 messages; limit 819200, in use "
 	    "700000 (other queues of this user)");
 	/* The smallest size just fits, then does not. */
-	uint64_t min = 4 * pipeline_mq_charge(10, 512);
+	uint64_t min = 4 * pipeline_mq_charge(10, 1024);
 	cr_expect_eq(pipeline_auto_msg_bytes(4, 10, 819200, 819200 - min, why,
-	    sizeof(why)), 512);
+	    sizeof(why)), 1024);
 	cr_expect_eq(pipeline_auto_msg_bytes(4, 10, 819200, 819200 - min + 1, why,
 	    sizeof(why)), 0);
-	cr_expect_str_eq(why, "msg_bytes = auto: 4 queues of 10 messages of 512 bytes "
-	    "need 24320 bytes of RLIMIT_MSGQUEUE; limit 819200, in use 794881; "
+	cr_expect_str_eq(why, "msg_bytes = auto: 4 queues of 10 messages of 1024 bytes "
+	    "need 44800 bytes of RLIMIT_MSGQUEUE; limit 819200, in use 774401; "
 	    "remove unused queues in /dev/mqueue, raise the limit (ulimit -q), or "
 	    "use the shm transport (-t shm, transport = shm)");
 	/* More in use than the limit (another process raised it, then...). */
@@ -900,7 +900,7 @@ Test(pipeline, msg_bytes_for_a_pipeline)
 	cr_expect_eq(msg_bytes_with_limit(&p, 4 * one), 8192);
 	cr_expect_eq(msg_bytes_with_limit(&p, 4 * one - 4), 8191);
 	cr_expect_eq(msg_bytes_with_limit(&p, 4 * pipeline_mq_charge(msg_max(),
-	    512) - 1), 0);
+	    1024) - 1), 0);
 	/* An empty folder: nothing in use, and it says so. */
 	cr_expect_eq(pipeline_msg_bytes(&p, dir, why, sizeof(why)), 8192);
 	cr_expect_not_null(strstr(why, "in use 0"), "%s", why);
