@@ -18,8 +18,9 @@
 
 #include "chan.h"
 #include "chan_shm.h"
+#include "wire.h"
 
-#define MSG 512
+#define MSG WIRE_MSG_MIN
 #define WRITERS 4
 #define PER_WRITER 20000
 
