@@ -245,7 +245,8 @@ FUZZ_FLAGS := -std=c11 -D_GNU_SOURCE -I. -Icommon -g -O1 \
 FUZZ_TIME  ?= 60
 
 $(FUZZ_DIR)/parse_fuzz: tests/fuzz/parse_fuzz.c ingest/parse.c common/wire.c \
-                        ingest/parse.h common/wire.h
+                        egress/report_rec.c ingest/parse.h common/wire.h \
+                        egress/report_rec.h
 $(FUZZ_DIR)/wire_fuzz: tests/fuzz/wire_fuzz.c common/wire.c common/wire.h \
                        egress/report_rec.c egress/report_rec.h
 $(FUZZ_DIR)/statsd_fuzz: tests/fuzz/statsd_fuzz.c ingest/statsd.c \

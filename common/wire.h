@@ -251,4 +251,21 @@ wire_next(struct wire_reader *r, struct wire_rec *rec)
  * control character and no DEL, so it cannot break or escape a report line. */
 int wire_name_ok(const char *name, size_t len);
 
+/* The eight bytes of w (loaded from memory as they lie) that are not
+ * printable ASCII but space (0x21..0x7e), the bytes nearly every name is
+ * made of: 0x80 in each such byte, 0 when there is none. Two carry
+ * tricks: a byte below 0x21 borrows into its top bit, which it lacked;
+ * adding 1 to a byte above 0x7e sets its top bit, or it was set. A
+ * borrow or carry into the next byte comes only from a flagged byte, so
+ * the zero test is exact, and so is the first flagged byte in memory on
+ * a little-endian machine (wire.c's name check, ingest/parse.c). */
+static inline uint64_t
+wire_not_printable(uint64_t w)
+{
+	const uint64_t ones = 0x0101010101010101ULL, highs = ones << 7;
+	uint64_t below = (w - ones * 0x21) & ~w & highs;
+	uint64_t above = ((w + ones) | w) & highs;
+	return below | above;
+}
+
 #endif

@@ -654,6 +654,51 @@ Test(parse, one_pass_encoding_is_the_reference_byte_for_byte)
 	}
 }
 
+/* The common line ("name value\n", one space) is taken eight bytes at a
+ * time where the datagram leaves room for the loads (ingest/parse.c,
+ * fast_line): every name length around a word, every value length around
+ * the seven digits it takes, each line at every distance from the
+ * datagram's end, and every byte next to a range the word masks test
+ * (name bytes 0x21..0x7e, digits 0x30..0x39) in every position. */
+Test(parse, word_at_a_time_lines_are_the_reference)
+{
+	static const char *const vals[] = { "7", "42", "100", "0042", "99999",
+	    "123456", "9999999", "0000000", "12345678", "4294967295" };
+	char buf[512];
+	for (size_t nl = 1; nl <= 20; nl++) {
+		for (size_t vi = 0; vi < sizeof(vals) / sizeof(vals[0]); vi++) {
+			size_t len = 0;
+			for (int k = 0; k < 3; k++) {
+				for (size_t i = 0; i < nl; i++)
+					buf[len++] = (char)('a' + (i + (size_t)k) % 26);
+				len += (size_t)sprintf(buf + len, " %s\n", vals[vi]);
+			}
+			/* the lines with 0..24 more bytes after them */
+			for (size_t tail = 0; tail <= 24; tail++) {
+				memset(buf + len, tail % 2 ? '5' : 'x', tail);
+				same_as_reference(buf, len + tail, 1024);
+			}
+		}
+	}
+	static const unsigned char edge[] = { 0x00, '\t', '\n', '\r', 0x20,
+	    0x21, 0x2f, 0x30, 0x39, 0x3a, 0x7e, 0x7f, 0x80, 0xc3, 0xff };
+	static const char line[] = "abcdefghijk 1234567\n";
+	const size_t ll = sizeof(line) - 1;
+	for (size_t e = 0; e < sizeof(edge); e++) {
+		for (size_t at = 0; at < ll; at++) {
+			size_t len = 0;
+			for (int k = 0; k < 4; k++) {
+				memcpy(buf + len, line, ll);
+				if (k == 1)
+					buf[len + at] = (char)edge[e];
+				len += ll;
+			}
+			same_as_reference(buf, len, 1024);
+			same_as_reference(buf + 1, len - 1, 1024);
+		}
+	}
+}
+
 Test(parse, one_pass_encoding_fills_the_writer_and_gives_up_when_told)
 {
 	char buf[4096];
