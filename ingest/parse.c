@@ -234,10 +234,10 @@ fast_line(const unsigned char *p, const unsigned char *end,
  * anything else -- UTF-8 in the name, a bad line, a value past 2^32-1 --
  * is found by the same pass, and that one line is judged again by
  * parse_line from its start, so both give exactly its answers. Before
- * that pass a line is tried a word at a time (fast_line), which takes
- * only lines that pass takes the same way. Accepted lines go to fn, or
- * with w into w as WIRE_TELEMETRY records. Returns the rejected lines, or
- * -1 when full failed. */
+ * that pass a line is tried a word at a time (fast_line), which accepts
+ * only lines the pass would accept, with the same name and value.
+ * Accepted lines go to fn, or with w into w as WIRE_TELEMETRY records.
+ * Returns the rejected lines, or -1 when full failed. */
 static inline long
 parse_any(const char *buf, size_t len, parse_fn *fn, struct wire_writer *w,
     parse_full_fn *full, void *ctx)
