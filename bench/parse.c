@@ -9,10 +9,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "ingest/parse.h"
 #include "wire.h"
+#include "bench/cputime.h"
 #include "bench/rng.h"
 
 #define POOL 4096       /* distinct datagrams */
@@ -22,14 +22,6 @@
 static char dgram[POOL][LINES_MAX * 40];
 static size_t dlen[POOL];
 static unsigned char wbuf[8192];
-
-static double
-cpu_s(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
-	return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
 
 static int
 restart(void *ctx, struct wire_writer *w)

@@ -11,8 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "bench/cputime.h"
 #include "egress/statsd_agg.h"
 #include "ingest/statsd.h"
 #include "wire.h"
@@ -32,14 +32,6 @@ static size_t nmsg;
 static unsigned char wbuf[MSG_BYTES];
 static struct wire_writer w;
 static uint64_t metrics;
-
-static double
-cpu_s(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
-	return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
 
 static void
 count_only(void *ctx, const struct statsd_metric *m)
