@@ -11,16 +11,18 @@
 # and the RSS with 10 000 names. Then, in the same run, the pipeline with
 # both sinks (-g to a discarding TCP listener, --prom scraped once a
 # second by curl) at the 1-line 200k and 32-line 3.2M steps, against the
-# same steps without them. Figures only, no asserts.
+# same steps without them. A transport written shm/N runs shm rings of N
+# slots (-s N; README, Performance, "Deeper rings"). Figures only, no
+# asserts.
 #   usage: bench/pipeline.sh [bin]
-#   env:   STEP_S (5) seconds per step;  TRANSPORTS ("mqueue shm")
+#   env:   STEP_S (5) seconds per step;  TRANSPORTS ("mqueue shm shm/96")
 #          RATES_1 ("50000 100000 200000 0") events/s, 0 = flat out
 #          RATES_32 ("1600000 3200000 4800000 0")
 #          SINKS (1): 0 skips the steps with the sinks
 set -u
 bin=${1:-bin}
 step_s=${STEP_S:-5}
-transports=${TRANSPORTS:-mqueue shm}
+transports=${TRANSPORTS:-mqueue shm shm/96}
 rates_1=${RATES_1:-50000 100000 200000 0}
 rates_32=${RATES_32:-1600000 3200000 4800000 0}
 inst=bench$$
@@ -111,12 +113,15 @@ uptime_s() {
 	cut -d' ' -f1 /proc/uptime
 }
 
-# Start the pipeline on transport $1 and wait until every stage is up.
+# Start the pipeline on transport $1 (shm/N: rings of N slots) and wait
+# until every stage is up.
 start_pipeline() {
 	port=$(free_port)
+	slots=
+	case $1 in */*) slots="-s ${1#*/}" ;; esac
 	# shellcheck disable=SC2086
-	"$bin/telem-supervisor" -i "$inst" -p "$port" -t "$1" -f 1000 $sink_args \
-	    >/dev/null 2>"$tmp/sup.log" &
+	"$bin/telem-supervisor" -i "$inst" -p "$port" -t "${1%/*}" -f 1000 \
+	    $slots $sink_args >/dev/null 2>"$tmp/sup.log" &
 	sup_pid=$!
 	i=0
 	want=$(echo $stages | wc -w)
@@ -272,7 +277,7 @@ summary() {
 		printf "summary %s: %s (worst 1-line ratio %.2f); 32 lines: %.0f " \
 		    "events/s at >= 99.9%%, %.3f cpu-s/M; largest stage peak RSS " \
 		    "%d kB; idle %s\n", t, s1, worst, best, bestpm, rss, idle
-	}' "$tmp/rows.$1"
+	}' "$tmp/rows.$(echo "$1" | tr / -)"
 }
 
 echo "pipeline: $ncpu cores, load average $(cut -d' ' -f1-3 /proc/loadavg)," \
@@ -308,7 +313,7 @@ for t in $transports; do
 			pipe_step "$lines" "$r" 100 $f
 		done
 	done
-	cp "$tmp/rows" "$tmp/rows.$t"
+	cp "$tmp/rows" "$tmp/rows.$(echo "$t" | tr / -)"
 	# Idle: no traffic, Flush ticks only; schedstat has ns resolution.
 	sleep 1
 	snap
@@ -344,7 +349,7 @@ if [ "${SINKS:-1}" != 0 ]; then
 	stages="$base_stages carbon prom"
 	sink_args="-g 127.0.0.1:$cport --prom 127.0.0.1:$pport"
 	for t in $transports; do
-		[ -s "$tmp/rows.$t" ] || continue
+		[ -s "$tmp/rows.$(echo "$t" | tr / -)" ] || continue
 		nc -lk 127.0.0.1 "$cport" >/dev/null 2>&1 &
 		aux_pids=$!
 		if ! start_pipeline "$t"; then
@@ -361,7 +366,7 @@ if [ "${SINKS:-1}" != 0 ]; then
 		pipe_step 1 200000 100 0 0 0 0
 		pipe_step 32 3200000 100 0 0 0 0
 		stop_pipeline
-		cp "$tmp/rows" "$tmp/sinks.$t"
+		cp "$tmp/rows" "$tmp/sinks.$(echo "$t" | tr / -)"
 		awk -v t="$t" 'NR == FNR { if (($1 == 1 && $2 == 200000) ||
 			($1 == 32 && $2 == 3200000)) base[$1] = $7 / ($5 / 1e6); next }
 		{ s[$1] = $7 / ($5 / 1e6) }
@@ -370,7 +375,7 @@ if [ "${SINKS:-1}" != 0 ]; then
 			    "at 32 lines 3.2M %.3f -> %.3f (%+.1f%%)\n", t,
 			    base[1], s[1], 100 * (s[1] / base[1] - 1),
 			    base[32], s[32], 100 * (s[32] / base[32] - 1)
-		}' "$tmp/rows.$t" "$tmp/sinks.$t"
+		}' "$tmp/rows.$(echo "$t" | tr / -)" "$tmp/sinks.$(echo "$t" | tr / -)"
 	done
 	stages=$base_stages
 	sink_args=

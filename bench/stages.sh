@@ -4,15 +4,17 @@
 # on a free port, offers one bench-loadgen step (32 lines per datagram at
 # 3.2M events/s, 100 names, values uniform 0..199 by default), waits for the
 # drain and prints each stage's CPU (utime + stime, /proc/PID/stat) per
-# million events that left ingest, their sum, and the share delivered.
+# million events that left ingest, their sum, the share delivered and the
+# largest peak RSS (VmHWM) of a stage. A transport written shm/N runs shm
+# rings of N slots (-s N; README, Performance, "Deeper rings").
 # With PERF=1 it also records the stages with `perf record -g` into
 # perf.<transport>.data in the current folder. Figures only, no asserts.
 #   usage: bench/stages.sh [bin]
-#   env:   TRANSPORTS ("mqueue shm"), LINES (32), RATE (3200000 events/s),
-#          STEP_S (5), NAMES (100), PERF (0)
+#   env:   TRANSPORTS ("mqueue shm shm/96"), LINES (32), RATE (3200000
+#          events/s), STEP_S (5), NAMES (100), PERF (0)
 set -u
 bin=${1:-bin}
-transports=${TRANSPORTS:-mqueue shm}
+transports=${TRANSPORTS:-mqueue shm shm/96}
 lines=${LINES:-32}
 rate=${RATE:-3200000}
 step_s=${STEP_S:-5}
@@ -54,8 +56,10 @@ echo "stages: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg);" \
     "CPU-s per million events"
 for t in $transports; do
 	port=$(free_port)
-	"$bin/telem-supervisor" -i "$inst" -p "$port" -t "$t" -f 1000 \
-	    >/dev/null 2>"$tmp/sup.log" &
+	slots=
+	case $t in */*) slots="-s ${t#*/}" ;; esac
+	"$bin/telem-supervisor" -i "$inst" -p "$port" -t "${t%/*}" -f 1000 \
+	    $slots >/dev/null 2>"$tmp/sup.log" &
 	sup_pid=$!
 	i=0
 	until "$bin/telemctl" -i "$inst" status >"$tmp/st" 2>/dev/null &&
@@ -98,18 +102,23 @@ for t in $transports; do
 		prev=$cur
 	done
 	ticks >"$tmp/t1"
+	rss=$(while read -r st p; do
+		printf '%s %s\n' "$(awk '/^VmHWM:/ { print $2 }' \
+		    "/proc/$p/status")" "$st"
+	done <"$tmp/pids" | sort -n | tail -n 1)
 	[ -n "$perf_pid" ] && wait "$perf_pid"
 	kill -TERM "$sup_pid" 2>/dev/null
 	wait "$sup_pid" 2>/dev/null
 	sup_pid=
 	out=$(($(counter ingest out) - out0))
 	sent=$(sed -n 's/^sent_events=\([0-9]*\) .*/\1/p' "$tmp/lg")
-	paste "$tmp/t0" "$tmp/t1" | awk -v t="$t" -v out="$out" \
+	paste "$tmp/t0" "$tmp/t1" | awk -v t="$t" -v out="$out" -v rss="$rss" \
 	    -v sent="${sent:-0}" -v hz="$(getconf CLK_TCK)" '{
 		c = ($4 - $2) / hz / (out / 1e6); sum += c
 		row = row sprintf("  %s %.3f", $1, c)
 	} END {
-		printf "%-6s%s  all %.3f  delivered %.3f%%\n", t, row, sum,
-		    (sent > 0 ? 100 * out / sent : 0)
+		split(rss, r, " ")
+		printf "%-7s%s  all %.3f  delivered %.3f%%  peak RSS %s kB (%s)\n",
+		    t, row, sum, (sent > 0 ? 100 * out / sent : 0), r[1], r[2]
 	}'
 done

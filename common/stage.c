@@ -631,31 +631,34 @@ take_msg(struct stage *st, int wait_ms, struct log_limit *lim)
  * Gathering. While messages come faster than one per nap bound, a stage
  * that has emptied its queue naps before it looks again, long enough for
  * stage_gather_msgs of them to gather at the rate of the last round: half
- * a queue deeper than SHALLOW messages, at most GATHER_MAX_US (12 of a
- * ring's 24 slots, 4 ms); two fifths of a shallow one, at most
- * SHALLOW_MAX_US (4 of an mqueue's 10, 1 ms). It then takes them at once
- * instead of sleeping on the queue and being woken by each message as it
- * comes. A wake-up costs the woken stage a context switch and its writer
- * a system call; on the project's 2-vCPU VM a switch costs some 15 us
- * (and a nap with the wake-up after it 40-80 us of CPU: README),
- * and at 3.2M events/s, 32 lines a datagram, each queue carries 3-4
- * messages a millisecond: on 24-slot rings (the shm default,
- * common/chan.h) the longer naps halve the switches (README,
- * Performance). Half of a 10-message mqueue, up to 4 ms, let it fill
- * behind a napping reader (the ckms egress, the busiest) and cost 5-12 %
- * of the events at 4.8M events/s, so a shallow queue keeps the short
- * naps. Slower traffic, a stage that is behind (its queue
- * not emptied) and an idle one wait on the queue as before; so does a
- * stage told to stop.
+ * a queue deeper than SHALLOW messages, at most 1/6 ms a slot (12 of a
+ * ring's 24 slots, the default, in 4 ms; 48 of 96 in 16 ms, the most
+ * any ring gets: stage_gather_max_us); two fifths of a shallow one, at
+ * most SHALLOW_MAX_US (4 of an mqueue's 10, 1 ms). It then takes them at
+ * once instead of sleeping on the queue and being woken by each message
+ * as it comes. A wake-up costs the woken stage a context switch and its
+ * writer a system call; on the project's 2-vCPU VM a switch costs some
+ * 15 us (and a nap with the wake-up after it 30-80 us of CPU: README),
+ * and work that touches much memory runs slower for a while after one.
+ * At 3.2M events/s, 32 lines a datagram, each queue carries 3-4 messages
+ * a millisecond: on 24-slot rings (the shm default, common/chan.h) the
+ * longer naps halve the switches, and on 96-slot rings they halve them
+ * again (README, Performance, "Deeper rings"). The bound grows with the
+ * ring because what a nap may gather is what the ring holds: half of a
+ * 10-message mqueue in up to 4 ms, or a 24-slot ring's 12 in up to 8
+ * ms, let it fill behind a napping reader (the ckms egress, the busiest)
+ * and cost 3-22 % of the events at 4.8M events/s; a shallow queue keeps
+ * the short naps. Slower traffic, a stage that is behind (its queue not
+ * emptied) and an idle one wait on the queue as before; so does a stage
+ * told to stop.
  *
  * A stage that passes records on never naps past TICK_MARGIN_US before
  * the next Flush tick the supervisor publishes (stats_seg.flush_next_ms):
  * what ingest sent before the tick (it ends its gathers 3 ms ahead,
  * ingest/main.c) must reach a flush stage further down before the Flush.
  * A Flush comes behind the records in a stage's own queue, so an egress
- * may nap across a tick. */
+ * may nap across a tick, and its report comes up to a nap late. */
 #define TAKE_MAX 64
-#define GATHER_MAX_US STAGE_GATHER_MAX_US
 #define SHALLOW 10
 #define SHALLOW_MAX_US 1000
 #define TICK_MARGIN_US 1000
@@ -677,11 +680,21 @@ stage_gather_msgs(size_t capacity)
 }
 
 long
+stage_gather_max_us(size_t capacity)
+{
+	if (capacity <= SHALLOW)
+		return SHALLOW_MAX_US;
+	long max = (long)capacity * STAGE_GATHER_RING_US /
+	    CHAN_SHM_SLOTS_DEFAULT;
+	return max < STAGE_GATHER_MAX_US ? max : STAGE_GATHER_MAX_US;
+}
+
+long
 stage_gather_nap(long got, long spent_us, long waited_us, int emptied,
     size_t capacity)
 {
 	long want = (long)stage_gather_msgs(capacity);
-	long max = capacity > SHALLOW ? GATHER_MAX_US : SHALLOW_MAX_US;
+	long max = stage_gather_max_us(capacity);
 	if (!emptied || got <= 0 || waited_us >= max)
 		return 0;
 	long nap = spent_us * want / got;

@@ -171,11 +171,16 @@ size_t stage_gather_msgs(size_t capacity);
  * `spent_us` since the last round began (its nap and the wait for the
  * first), the first one after a wait of `waited_us`; `emptied`: the round
  * ended on an empty queue; long enough for stage_gather_msgs(capacity)
- * more at that rate, at most STAGE_GATHER_MAX_US (1 ms for a queue of 10
- * or fewer messages). */
-#define STAGE_GATHER_MAX_US 4000
+ * more at that rate, at most stage_gather_max_us(capacity). */
 long stage_gather_nap(long got, long spent_us, long waited_us, int emptied,
     size_t capacity);
+/* The bound on that nap for a queue of `capacity` messages: 1 ms for 10
+ * or fewer; for a deeper ring STAGE_GATHER_RING_US for the default depth
+ * (CHAN_SHM_SLOTS_DEFAULT) and in proportion to its depth for others, at
+ * most STAGE_GATHER_MAX_US. */
+#define STAGE_GATHER_RING_US 4000
+#define STAGE_GATHER_MAX_US 16000
+long stage_gather_max_us(size_t capacity);
 /* A nap of `nap` µs from `now` (CLOCK_MONOTONIC µs) cut to end 1 ms before
  * the tick at next_ms (the low 32 bits of CLOCK_MONOTONIC ms, as
  * stats_seg.flush_next_ms; 0: no schedule), and 0 within that last

@@ -594,7 +594,8 @@ Test(readpath, cma_msg_matches_cma_add)
 /* The receive loop's nap (common/stage.c): only while messages come
  * faster than one per nap bound and the queue was emptied; long enough
  * for half of a deep queue (two fifths of a queue of 10 or fewer) at the
- * rate seen; never past the bound (4 ms, 1 ms for a shallow queue). */
+ * rate seen; never past the bound (1 ms for a shallow queue, 4 ms for a
+ * ring of the default 24 slots, more for a deeper one). */
 Test(readpath, gather_nap)
 {
 	cr_expect_eq(stage_gather_msgs(10), 4, "an mqueue of 10");
@@ -607,14 +608,19 @@ Test(readpath, gather_nap)
 	cr_expect_eq(stage_gather_nap(4, 1000, 10, 1, 10), 1000);
 	cr_expect_eq(stage_gather_nap(1, 300, 300, 1, 10), 1000,
 	    "capped at 1 ms on a shallow queue");
-	cr_expect_eq(stage_gather_nap(1, 1000, 300, 1, 24), STAGE_GATHER_MAX_US,
+	cr_expect_eq(stage_gather_nap(1, 1000, 300, 1, 24), STAGE_GATHER_RING_US,
 	    "capped");
+	cr_expect_eq(stage_gather_nap(1, 1000, 300, 1, 96), 16000,
+	    "a ring of 96 slots: capped at four times the default's bound");
 	cr_expect_eq(stage_gather_nap(64, 1000, 0, 1, 10), 62);
 	cr_expect_eq(stage_gather_nap(3, 1000, 10, 0, 10), 0,
 	    "queue not emptied: a stage behind does not nap");
 	cr_expect_eq(stage_gather_nap(1, 5000, 1000, 1, 10), 0,
 	    "slow traffic waits on the queue");
-	cr_expect_eq(stage_gather_nap(1, 9000, STAGE_GATHER_MAX_US, 1, 24), 0);
+	cr_expect_eq(stage_gather_nap(1, 9000, STAGE_GATHER_RING_US, 1, 24), 0,
+	    "a wait as long as the bound: slow traffic");
+	cr_expect_eq(stage_gather_nap(1, 9000, 4000, 1, 96), 16000,
+	    "that wait is short for a deeper ring");
 	cr_expect_eq(stage_gather_nap(0, 100000, 100000, 1, 24), 0, "idle");
 }
 
@@ -622,6 +628,25 @@ Test(readpath, gather_nap)
  * tick (stats_seg.flush_next_ms: CLOCK_MONOTONIC ms, low 32 bits), takes
  * what comes at once in that last millisecond, and naps as it would when
  * there is no schedule or the tick is past. */
+/* The nap's bound grows with a ring's depth, from the default's, and
+ * stops at STAGE_GATHER_MAX_US; a queue of 10 or fewer keeps 1 ms. */
+Test(readpath, gather_bound_follows_depth)
+{
+	cr_expect_eq(stage_gather_max_us(2), 1000);
+	cr_expect_eq(stage_gather_max_us(10), 1000, "an mqueue of 10");
+	cr_expect_eq(stage_gather_max_us(12), 2000);
+	cr_expect_eq(stage_gather_max_us(CHAN_SHM_SLOTS_DEFAULT),
+	    STAGE_GATHER_RING_US);
+	cr_expect_eq(stage_gather_max_us(48), 8000);
+	cr_expect_eq(stage_gather_max_us(96), STAGE_GATHER_MAX_US);
+	cr_expect_eq(stage_gather_max_us(97), STAGE_GATHER_MAX_US);
+	cr_expect_eq(stage_gather_max_us(65536), STAGE_GATHER_MAX_US,
+	    "the deepest ring -s allows");
+	for (size_t c = 11; c < 200; c++)
+		cr_expect_leq(stage_gather_max_us(c), stage_gather_max_us(c + 1),
+		    "not monotonic at %zu", c);
+}
+
 Test(readpath, nap_before_tick)
 {
 	long now = 5000000000L;              /* µs: 5 000 000 ms */
