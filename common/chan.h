@@ -20,9 +20,11 @@ enum { CHAN_READ = 1, CHAN_WRITE = 2 };
 /* A ring's slots by default. A reader of a ring deeper than an mqueue
  * (msg_max 10) naps longer (common/stage.c): 24 slots took 6-10 % off the
  * CPU of the built-in pipeline at 3.2M events/s in interleaved runs, and
- * 32 little more (README, Performance, "Fewer wake-ups"). 24 slots of
- * 8 KiB are 192 KiB of /dev/shm per ring, resident in the stages that
- * touch it (the ckms egress's peak RSS, the largest, is 3.9 MB). */
+ * 32 little more (README, Performance, "Fewer wake-ups"); 96, with naps
+ * four times as long, take some 10 % more (README, "Deeper rings"). 24
+ * slots of 8 KiB are 192 KiB of /dev/shm per ring, resident in the stages
+ * that touch it (the ckms egress's peak RSS, the largest, is 3.9 MB); 96
+ * put the ckms egress and ingest over 4 MB, so they are for `-s 96`. */
 #define CHAN_SHM_SLOTS_DEFAULT 24
 
 struct chan_attr {
