@@ -642,13 +642,13 @@ take_msg(struct stage *st, int wait_ms, struct log_limit *lim)
  * and work that touches much memory runs slower for a while after one.
  * At 3.2M events/s, 32 lines a datagram, each queue carries 3-4 messages
  * a millisecond: on 24-slot rings (the shm default, common/chan.h) the
- * longer naps halve the switches, and on 96-slot rings they halve them
- * again (README, Performance, "Deeper rings"). The bound grows with the
- * ring because what a nap may gather is what the ring holds: half of a
- * 10-message mqueue in up to 4 ms, or a 24-slot ring's 12 in up to 8
- * ms, let it fill behind a napping reader (the ckms egress, the busiest)
- * and cost 3-22 % of the events at 4.8M events/s; a shallow queue keeps
- * the short naps. Slower traffic, a stage that is behind (its queue not
+ * longer naps halve the switches, and 96-slot rings cut what is left
+ * to some 40 % (README, Performance, "Deeper rings"). The bound grows
+ * with the ring because what a nap may gather is what the ring holds:
+ * half of a 10-message mqueue in up to 4 ms let it fill behind a napping
+ * reader (the ckms egress, the busiest) and lost 5-12 % of the events at
+ * 4.8M events/s, a 24-slot ring's 12 in up to 8 ms 3-22 %; a shallow
+ * queue keeps the short naps. Slower traffic, a stage that is behind (its queue not
  * emptied) and an idle one wait on the queue as before; so does a stage
  * told to stop.
  *
