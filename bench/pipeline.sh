@@ -113,6 +113,11 @@ uptime_s() {
 	cut -d' ' -f1 /proc/uptime
 }
 
+# The file name part for transport $1: shm/96 -> shm-96.
+tkey() {
+	echo "$1" | tr / -
+}
+
 # Start the pipeline on transport $1 (shm/N: rings of N slots) and wait
 # until every stage is up.
 start_pipeline() {
@@ -277,7 +282,7 @@ summary() {
 		printf "summary %s: %s (worst 1-line ratio %.2f); 32 lines: %.0f " \
 		    "events/s at >= 99.9%%, %.3f cpu-s/M; largest stage peak RSS " \
 		    "%d kB; idle %s\n", t, s1, worst, best, bestpm, rss, idle
-	}' "$tmp/rows.$(echo "$1" | tr / -)"
+	}' "$tmp/rows.$(tkey "$1")"
 }
 
 echo "pipeline: $ncpu cores, load average $(cut -d' ' -f1-3 /proc/loadavg)," \
@@ -313,7 +318,7 @@ for t in $transports; do
 			pipe_step "$lines" "$r" 100 $f
 		done
 	done
-	cp "$tmp/rows" "$tmp/rows.$(echo "$t" | tr / -)"
+	cp "$tmp/rows" "$tmp/rows.$(tkey "$t")"
 	# Idle: no traffic, Flush ticks only; schedstat has ns resolution.
 	sleep 1
 	snap
@@ -349,7 +354,7 @@ if [ "${SINKS:-1}" != 0 ]; then
 	stages="$base_stages carbon prom"
 	sink_args="-g 127.0.0.1:$cport --prom 127.0.0.1:$pport"
 	for t in $transports; do
-		[ -s "$tmp/rows.$(echo "$t" | tr / -)" ] || continue
+		[ -s "$tmp/rows.$(tkey "$t")" ] || continue
 		nc -lk 127.0.0.1 "$cport" >/dev/null 2>&1 &
 		aux_pids=$!
 		if ! start_pipeline "$t"; then
@@ -366,7 +371,7 @@ if [ "${SINKS:-1}" != 0 ]; then
 		pipe_step 1 200000 100 0 0 0 0
 		pipe_step 32 3200000 100 0 0 0 0
 		stop_pipeline
-		cp "$tmp/rows" "$tmp/sinks.$(echo "$t" | tr / -)"
+		cp "$tmp/rows" "$tmp/sinks.$(tkey "$t")"
 		awk -v t="$t" 'NR == FNR { if (($1 == 1 && $2 == 200000) ||
 			($1 == 32 && $2 == 3200000)) base[$1] = $7 / ($5 / 1e6); next }
 		{ s[$1] = $7 / ($5 / 1e6) }
@@ -375,7 +380,7 @@ if [ "${SINKS:-1}" != 0 ]; then
 			    "at 32 lines 3.2M %.3f -> %.3f (%+.1f%%)\n", t,
 			    base[1], s[1], 100 * (s[1] / base[1] - 1),
 			    base[32], s[32], 100 * (s[32] / base[32] - 1)
-		}' "$tmp/rows.$(echo "$t" | tr / -)" "$tmp/sinks.$(echo "$t" | tr / -)"
+		}' "$tmp/rows.$(tkey "$t")" "$tmp/sinks.$(tkey "$t")"
 	done
 	stages=$base_stages
 	sink_args=

@@ -648,9 +648,9 @@ take_msg(struct stage *st, int wait_ms, struct log_limit *lim)
  * half of a 10-message mqueue in up to 4 ms let it fill behind a napping
  * reader (the ckms egress, the busiest) and lost 5-12 % of the events at
  * 4.8M events/s, a 24-slot ring's 12 in up to 8 ms 3-22 %; a shallow
- * queue keeps the short naps. Slower traffic, a stage that is behind (its queue not
- * emptied) and an idle one wait on the queue as before; so does a stage
- * told to stop.
+ * queue keeps the short naps. Slower traffic, a stage that is behind (its
+ * queue not emptied) and an idle one wait on the queue as before; so does
+ * a stage told to stop.
  *
  * A stage that passes records on never naps past TICK_MARGIN_US before
  * the next Flush tick the supervisor publishes (stats_seg.flush_next_ms):
