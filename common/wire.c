@@ -299,8 +299,6 @@ name_tail_ok(const unsigned char *s, const unsigned char *end)
  * per name: the whole-message check of bench/readpath.c's messages went
  * from 131 instructions and 1.0 mispredicted branch a record to 58 and
  * 0.03 (callgrind), 4.7 to 2.8 ns a record with 2..3-byte names. */
-#define ONES 0x0101010101010101ULL
-
 static inline int
 word_printable(uint64_t w)
 {
@@ -325,15 +323,14 @@ name_ok(const unsigned char *s, size_t len)
 	uint64_t w;
 	if (len >= 8) {
 		for (; end - s > 8; s += 8) {
-			memcpy(&w, s, 8);
-			if (!word_printable(w))
+			if (!word_printable(wire_load8(s)))
 				return name_tail_ok(s, end);
 		}
-		memcpy(&w, end - 8, 8);
+		w = wire_load8(end - 8);
 	} else if (len >= 4) {
 		w = load32(s) | load32(end - 4) << 32;
 	} else if (len > 0) {
-		w = ONES * 0x21 << 24 | (uint64_t)s[0] << 16 |
+		w = WIRE_ONES * 0x21 << 24 | (uint64_t)s[0] << 16 |
 		    (uint64_t)s[len >> 1] << 8 | s[len - 1];
 	} else {
 		return 0;

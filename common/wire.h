@@ -251,6 +251,19 @@ wire_next(struct wire_reader *r, struct wire_rec *rec)
  * control character and no DEL, so it cannot break or escape a report line. */
 int wire_name_ok(const char *name, size_t len);
 
+/* A byte of 1 in each of a word's eight lanes (ONES * c: c in each), and
+ * eight bytes from memory as they lie, for the word-at-a-time scans of
+ * names and lines (wire.c's name check, ingest/parse.c). */
+#define WIRE_ONES 0x0101010101010101ULL
+
+static inline uint64_t
+wire_load8(const unsigned char *p)
+{
+	uint64_t w;
+	memcpy(&w, p, 8);
+	return w;
+}
+
 /* The eight bytes of w (loaded from memory as they lie) that are not
  * printable ASCII but space (0x21..0x7e), the bytes nearly every name is
  * made of: 0x80 in each such byte, 0 when there is none. Two carry
@@ -262,9 +275,9 @@ int wire_name_ok(const char *name, size_t len);
 static inline uint64_t
 wire_not_printable(uint64_t w)
 {
-	const uint64_t ones = 0x0101010101010101ULL, highs = ones << 7;
-	uint64_t below = (w - ones * 0x21) & ~w & highs;
-	uint64_t above = ((w + ones) | w) & highs;
+	const uint64_t highs = WIRE_ONES << 7;
+	uint64_t below = (w - WIRE_ONES * 0x21) & ~w & highs;
+	uint64_t above = ((w + WIRE_ONES) | w) & highs;
 	return below | above;
 }
 

@@ -59,7 +59,7 @@ struct ingest {
  * at once. Nothing leaves the kernel's buffer meanwhile (a
  * killed ingest loses none of it). Part of a queue, not one message: a
  * wake-up, here or downstream, costs a context switch (some 15 us on the
- * project's 2-vCPU VM, and a nap with the wake-up after it 40-80 us of
+ * project's 2-vCPU VM, and a nap with the wake-up after it 30-80 us of
  * CPU: README, Performance), and the stages downstream nap for as much of
  * their queue (common/stage.c).
  *

@@ -150,18 +150,10 @@ name_byte(unsigned char c)
  * used on little-endian machines only, where a word's first byte in
  * memory is its lowest: the borrows and carries of wire_not_printable
  * run from lower bytes to higher ones, so its first flagged byte is a
- * true one). */
-#define ONES 0x0101010101010101ULL
-
-static inline uint64_t
-load8(const unsigned char *p)
-{
-	uint64_t w;
-	memcpy(&w, p, 8);
-	return w;
-}
-
-/* The index (0..7) in memory of the first flagged byte of m != 0. */
+ * true one), beside wire.h's WIRE_ONES and wire_load8.
+ *
+ * first_byte: the index (0..7) in memory of the first flagged byte of
+ * m != 0. */
 static inline unsigned
 first_byte(uint64_t m)
 {
@@ -174,8 +166,9 @@ first_byte(uint64_t m)
 static inline uint64_t
 not_digit(uint64_t w)
 {
-	uint64_t hi = (w & ONES * 0xf0) ^ ONES * 0x30;
-	uint64_t lo = ((w & ONES * 0x0f) + ONES * 0x06) & ONES * 0xf0;
+	uint64_t hi = (w & WIRE_ONES * 0xf0) ^ WIRE_ONES * 0x30;
+	uint64_t lo = ((w & WIRE_ONES * 0x0f) + WIRE_ONES * 0x06) &
+	    WIRE_ONES * 0xf0;
 	return hi | lo;
 }
 
@@ -187,7 +180,7 @@ not_digit(uint64_t w)
 static inline uint32_t
 digits_value(uint64_t w, unsigned n)
 {
-	uint64_t d = (w - ONES * 0x30) << (8 * (8 - n));
+	uint64_t d = (w - WIRE_ONES * 0x30) << (8 * (8 - n));
 	d = (d * 10 + (d >> 8)) & 0x00ff00ff00ff00ffULL;   /* 2-digit lanes */
 	d = (d * 100 + (d >> 16)) & 0x0000ffff0000ffffULL; /* 4-digit lanes */
 	return (uint32_t)((d & 0xffff) * 10000 + (d >> 32));
@@ -209,14 +202,14 @@ fast_line(const unsigned char *p, const unsigned char *end,
 	for (;;) {
 		if (end - q < 8)
 			return NULL;
-		if ((m = wire_not_printable(load8(q))) != 0)
+		if ((m = wire_not_printable(wire_load8(q))) != 0)
 			break;
 		q += 8;
 	}
 	q += first_byte(m);
 	if (q == p || q - p > WIRE_NAME_MAX || end - q < 9 || *q != ' ')
 		return NULL;
-	uint64_t w = load8(q + 1);
+	uint64_t w = wire_load8(q + 1);
 	uint64_t nd = not_digit(w);
 	if (nd == 0)
 		return NULL;
