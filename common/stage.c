@@ -638,7 +638,8 @@ take_msg(struct stage *st, int wait_ms, struct log_limit *lim)
  * once instead of sleeping on the queue and being woken by each message
  * as it comes. A wake-up costs the woken stage a context switch and its
  * writer a system call; on the project's 2-vCPU VM a switch costs some
- * 15 us (and a nap with the wake-up after it 30-80 us of CPU: README),
+ * 15 us (and a nap with the wake-up after it 30-80 us of CPU, a wake-up
+ * across CPUs the most: README, and bin/bench-wake measures it anywhere),
  * and work that touches much memory runs slower for a while after one.
  * At 3.2M events/s, 32 lines a datagram, each queue carries 3-4 messages
  * a millisecond: on 24-slot rings (the shm default, common/chan.h) the
