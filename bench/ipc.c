@@ -30,6 +30,7 @@
 #include "wire.h"
 #include "clock.h"
 #include "chan_shm.h"
+#include "bench/cputime.h"
 
 #define N 1000000u
 #define CAP 10
@@ -339,12 +340,6 @@ on_alarm(int sig)
 	timed_out = 1;
 }
 
-static double
-secs(struct timeval tv)
-{
-	return (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
-}
-
 static pid_t
 spawn(struct way *w, int (*fn)(struct way *), int go)
 {
@@ -435,8 +430,7 @@ run_once(struct way *w, struct sample *out)
 	close(go[1]);
 	if (w->teardown != NULL)
 		w->teardown(w);
-	out->cpu = secs(r1.ru_utime) - secs(r0.ru_utime) +
-	    secs(r1.ru_stime) - secs(r0.ru_stime);
+	out->cpu = rusage_s(&r1) - rusage_s(&r0);
 	out->csw = (r1.ru_nvcsw - r0.ru_nvcsw) + (r1.ru_nivcsw - r0.ru_nivcsw);
 	out->verdict = timed_out ? "TIMEOUT" : verdict(st_rd);
 	if (!timed_out && st_rd == 0 && st_wr != 0)

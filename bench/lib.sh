@@ -10,3 +10,13 @@ free_port() {
 	done
 	echo "$p"
 }
+
+# transport_args T: telem-supervisor's options for transport T, where
+# shm/N means shm rings of N slots: "mqueue" -> -t mqueue, "shm/96" ->
+# -t shm -s 96.
+transport_args() {
+	case $1 in
+	*/*) echo "-t ${1%/*} -s ${1#*/}" ;;
+	*) echo "-t $1" ;;
+	esac
+}

@@ -51,7 +51,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 1' INT TERM
 
-# free_port: bench/lib.sh
+# free_port, transport_args: bench/lib.sh
 . "$(dirname "$0")/lib.sh"
 
 # `telemctl status` into shell variables s_<stage>_<field>.
@@ -122,11 +122,9 @@ tkey() {
 # until every stage is up.
 start_pipeline() {
 	port=$(free_port)
-	slots=
-	case $1 in */*) slots="-s ${1#*/}" ;; esac
 	# shellcheck disable=SC2086
-	"$bin/telem-supervisor" -i "$inst" -p "$port" -t "${1%/*}" -f 1000 \
-	    $slots $sink_args >/dev/null 2>"$tmp/sup.log" &
+	"$bin/telem-supervisor" -i "$inst" -p "$port" $(transport_args "$1") \
+	    -f 1000 $sink_args >/dev/null 2>"$tmp/sup.log" &
 	sup_pid=$!
 	i=0
 	want=$(echo $stages | wc -w)

@@ -33,7 +33,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 1' INT TERM
 
-# free_port: bench/lib.sh
+# free_port, transport_args: bench/lib.sh
 . "$(dirname "$0")/lib.sh"
 # "stage pid" per line, from telemctl status.
 stage_pids() {
@@ -56,10 +56,8 @@ echo "stages: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg);" \
     "CPU-s per million events"
 for t in $transports; do
 	port=$(free_port)
-	slots=
-	case $t in */*) slots="-s ${t#*/}" ;; esac
-	"$bin/telem-supervisor" -i "$inst" -p "$port" -t "${t%/*}" -f 1000 \
-	    $slots >/dev/null 2>"$tmp/sup.log" &
+	"$bin/telem-supervisor" -i "$inst" -p "$port" $(transport_args "$t") \
+	    -f 1000 >/dev/null 2>"$tmp/sup.log" &
 	sup_pid=$!
 	i=0
 	until "$bin/telemctl" -i "$inst" status >"$tmp/st" 2>/dev/null &&

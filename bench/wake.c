@@ -63,8 +63,7 @@ child_cpu_s(void)
 	struct rusage ru;
 	if (getrusage(RUSAGE_CHILDREN, &ru) == -1)
 		die("getrusage");
-	return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec * 1e-6 +
-	    (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec * 1e-6;
+	return rusage_s(&ru);
 }
 
 static pid_t
