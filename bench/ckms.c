@@ -12,6 +12,7 @@
 #include "egress/cma.h"
 #include "egress/names.h"
 #include "bench/rng.h"
+#include "bench/usage.h"
 
 #define EPS     0.01
 #define BIG     10000000
@@ -248,8 +249,10 @@ bench_cma(const uint32_t *vals)
 }
 
 int
-main(void)
+main(int argc, char **argv)
 {
+	bench_usage(argc, argv, 0, "", "(no arguments: prints the speed and memory of the CKMS sketch, the\n"
+	    "name table and the CMA of the egresses)");
 	for (int i = 0; i < NAMES; i++)
 		name_len[i] = (size_t)snprintf(names[i], sizeof(names[i]),
 		    "svc.%04d.lat", i);

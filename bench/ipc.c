@@ -31,6 +31,7 @@
 #include "clock.h"
 #include "chan_shm.h"
 #include "bench/cputime.h"
+#include "bench/usage.h"
 
 #define N 1000000u
 #define CAP 10
@@ -463,8 +464,10 @@ run(struct way *w)
 }
 
 int
-main(void)
+main(int argc, char **argv)
 {
+	bench_usage(argc, argv, 0, "", "(no arguments: sends 1 000 000 values between two processes through\n"
+	    "rings built several ways and prints one row each)");
 	struct shared *sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE,
 	    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (sh == MAP_FAILED) {

@@ -12,6 +12,7 @@
 
 #include "ingest/parse.h"
 #include "wire.h"
+#include "bench/usage.h"
 #include "bench/cputime.h"
 #include "bench/rng.h"
 
@@ -74,6 +75,8 @@ rounds(long n, unsigned lines)
 int
 main(int argc, char **argv)
 {
+	bench_usage(argc, argv, 1, "[datagrams a round (200000)]",
+	    "(prints ingest's parse and encode cost per line)");
 	long n = argc > 1 ? atol(argv[1]) : 200000;
 	if (n <= 0) {
 		fprintf(stderr, "usage: bench-parse [datagrams a round]\n");

@@ -14,6 +14,7 @@
 #include "clock.h"
 #include "egress/prom_expo.h"
 #include "egress/prom_http.h"
+#include "bench/usage.h"
 
 #define NAMES 10000
 #define SCRAPES 20
@@ -86,8 +87,10 @@ cmp_d(const void *a, const void *b)
 }
 
 int
-main(void)
+main(int argc, char **argv)
 {
+	bench_usage(argc, argv, 0, "", "(no arguments: prints what a /metrics report of many names costs to\n"
+	    "gather, render and serve, and the memory it takes)");
 	static const char *const q[] = { "q0", "q0.25", "q0.5", "q0.75", "q0.9",
 		"q0.99" };
 	prom_malloc_tune();  /* as the sink's main does */

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "bench/usage.h"
 #include "egress/ckms.h"
 #include "egress/cma.h"
 #include "egress/egress.h"
@@ -202,8 +203,10 @@ bench(int ckms, size_t nnames, const char *shm_path, const char *disk_path)
 }
 
 int
-main(void)
+main(int argc, char **argv)
 {
+	bench_usage(argc, argv, 0, "", "(no arguments: prints what saving and loading an egress's state costs,\n"
+	    "on /dev/shm and on disk)");
 	char shm[96], disk[96];
 	snprintf(shm, sizeof(shm), "/dev/shm/telem-bench-state.%d", (int)getpid());
 	snprintf(disk, sizeof(disk), "bench-state.%d.state", (int)getpid());

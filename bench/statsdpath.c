@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "bench/cputime.h"
+#include "bench/usage.h"
 #include "egress/statsd_agg.h"
 #include "ingest/statsd.h"
 #include "wire.h"
@@ -87,6 +88,8 @@ parse_rounds(struct statsd_parser *p, long rounds, statsd_metric_fn *fn)
 int
 main(int argc, char **argv)
 {
+	bench_usage(argc, argv, 1, "[datagrams a round (100000)]",
+	    "(prints the statsd path's cost per metric: parse, wire, aggregate)");
 	long rounds = argc > 1 ? atol(argv[1]) : 100000;
 	uint64_t x = 1;
 	struct statsd_parser p;

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "bench/cputime.h"
+#include "bench/usage.h"
 
 #define NAPS 2000
 #define TRIPS 20000
@@ -122,11 +123,8 @@ round_trips(int cpu_a, int cpu_b, int n)
 int
 main(int argc, char **argv)
 {
-	if (argc > 1) {
-		fprintf(stderr, "usage: %s\n(no options: prints what this machine "
-		    "charges for a nap and a wake-up)\n", argv[0]);
-		return strcmp(argv[1], "-h") == 0 ? 0 : 2;
-	}
+	bench_usage(argc, argv, 0, "", "(no arguments: prints what this machine "
+	    "charges for a nap and a wake-up)");
 	cpu_set_t all;
 	if (sched_getaffinity(0, sizeof(all), &all) == -1)
 		die("sched_getaffinity");

@@ -3,6 +3,7 @@
  * limit and how to raise it, log lines a user can act on, -h texts that
  * list what each program takes, and instance names that stay names. */
 #include <criterion/criterion.h>
+#include <glob.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -383,6 +384,28 @@ Test(edges, each_help_lists_only_what_the_program_takes)
 	h = help_of("telemctl");
 	cr_expect(strstr(h, "/tmp/telem-UID/INSTANCE.sock") != NULL, "%s", h);
 	free(h);
+}
+
+/* The benchmark programs answer -h too, with a usage line, and without
+ * running their measurement (which takes seconds to minutes). */
+Test(edges, every_bench_program_answers_h)
+{
+	char pat[300], cmd[900], path[300];
+	glob_t g;
+	h_bin("bench-*", pat, sizeof(pat));
+	cr_assert_eq(glob(pat, 0, NULL, &g), 0, "%s", pat);
+	cr_assert_geq(g.gl_pathc, 10, "%zu programs match %s", g.gl_pathc, pat);
+	snprintf(path, sizeof(path), "%s/help", P.dir);
+	for (size_t i = 0; i < g.gl_pathc; i++) {
+		snprintf(cmd, sizeof(cmd), "timeout 10 %s -h >%s 2>&1",
+		    g.gl_pathv[i], path);
+		cr_expect_eq(system(cmd), 0, "%s -h", g.gl_pathv[i]);
+		char *h = h_slurp(path);
+		cr_expect(strncmp(h, "usage: ", 7) == 0, "%s -h:\n%s",
+		    g.gl_pathv[i], h);
+		free(h);
+	}
+	globfree(&g);
 }
 
 /* ---- --max-names from the supervisor ------------------------------------ */
