@@ -104,10 +104,10 @@
  *  - No gap: merge writes into a spare array of the same size, which then
  *    becomes the sketch's, and the sketch's old array the spare (one
  *    spare for all sketches). It takes off the memmove that opens the
- *    gap in merge (egress/ckms_walk.h), which
- *    `perf record` put at about a quarter of flush in the pipeline. But
- *    that memmove is where the cold array is first read; without it the
- *    walk meets the misses instead. The ckms stage at 3.2M events/s, 32
+ *    gap in merge (egress/ckms_walk.h), which `perf record` put at
+ *    about a quarter of flush in the pipeline. But that memmove is where
+ *    the cold array is first read; without it the walk meets the misses
+ *    instead. The ckms stage at 3.2M events/s, 32
  *    lines a datagram, three interleaved pairs on another VM of the same
  *    kind, slower than the one of the figures above: shm
  *    0.071-0.076 against 0.074-0.076, mqueue 0.076-0.081 against
