@@ -5,6 +5,7 @@
  * current folder (as with --state-dir there), and what a load at start
  * costs. One readable line per figure; no asserts. Run by `make bench`. */
 #include <stdint.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -202,14 +203,31 @@ bench(int ckms, size_t nnames, const char *shm_path, const char *disk_path)
 		unlink(disk_path);
 }
 
+/* The two state files, removed by on_signal when the run is stopped. */
+static char shm[96], disk[96];
+
+static void
+on_signal(int sig)
+{
+	(void)sig;
+	unlink(shm);
+	unlink(disk);
+	_exit(1);
+}
+
 int
 main(int argc, char **argv)
 {
-	bench_usage(argc, argv, 0, "", "(no arguments: prints what saving and loading an egress's state costs,\n"
-	    "on /dev/shm and on disk)");
-	char shm[96], disk[96];
+	bench_usage(argc, argv, 0, "", "(no arguments: prints what saving and "
+	    "loading an egress's state costs,\non /dev/shm and on disk)");
 	snprintf(shm, sizeof(shm), "/dev/shm/telem-bench-state.%d", (int)getpid());
 	snprintf(disk, sizeof(disk), "bench-state.%d.state", (int)getpid());
+	static const int sigs[] = { SIGINT, SIGTERM, SIGHUP };
+	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+		if (signal(sigs[i], on_signal) == SIG_ERR) {
+			perror("bench-state: signal");
+			return 1;
+		}
 	static const size_t counts[] = { 100, 10000 };
 	for (int ckms = 1; ckms >= 0; ckms--)
 		for (size_t i = 0; i < 2; i++)
