@@ -251,8 +251,9 @@ bench_cma(const uint32_t *vals)
 int
 main(int argc, char **argv)
 {
-	bench_usage(argc, argv, 0, "", "(no arguments: prints the speed and memory of the CKMS sketch, the\n"
-	    "name table and the CMA of the egresses)");
+	bench_usage(argc, argv, 0, "", "(no arguments: prints the speed and "
+	    "memory of the CKMS sketch,\nthe name table and the CMA of the "
+	    "egresses)");
 	for (int i = 0; i < NAMES; i++)
 		name_len[i] = (size_t)snprintf(names[i], sizeof(names[i]),
 		    "svc.%04d.lat", i);

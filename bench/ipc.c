@@ -466,8 +466,9 @@ run(struct way *w)
 int
 main(int argc, char **argv)
 {
-	bench_usage(argc, argv, 0, "", "(no arguments: sends 1 000 000 values between two processes through\n"
-	    "rings built several ways and prints one row each)");
+	bench_usage(argc, argv, 0, "", "(no arguments: sends 1 000 000 values "
+	    "between two processes\nthrough rings built several ways and prints "
+	    "one row each)");
 	struct shared *sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE,
 	    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (sh == MAP_FAILED) {

@@ -188,8 +188,9 @@ run_cma_new(void)
 int
 main(int argc, char **argv)
 {
-	bench_usage(argc, argv, 1, "[rounds]", "(prints the cost per record of each step of a stage's read path;\n"
-	    "rounds > 0: that many rounds, one try each)");
+	bench_usage(argc, argv, 1, "[rounds]", "(prints the cost per record "
+	    "of each step of a stage's read path;\nrounds > 0: that many "
+	    "rounds, one try each)");
 	if (argc > 1 && atoi(argv[1]) > 0)
 		ROUNDS = atoi(argv[1]), TRIES = 1;
 	static const size_t pads[] = { 0, 22 };
