@@ -251,7 +251,7 @@ bench_cma(const uint32_t *vals)
 int
 main(int argc, char **argv)
 {
-	bench_usage(argc, argv, 0, "", "(no arguments: prints the speed and "
+	bench_usage(argc, argv, "(no arguments: prints the speed and "
 	    "memory of the CKMS sketch,\nthe name table and the CMA of the "
 	    "egresses)");
 	for (int i = 0; i < NAMES; i++)

@@ -466,7 +466,7 @@ run(struct way *w)
 int
 main(int argc, char **argv)
 {
-	bench_usage(argc, argv, 0, "", "(no arguments: sends 1 000 000 values "
+	bench_usage(argc, argv, "(no arguments: sends 1 000 000 values "
 	    "between two processes\nthrough rings built several ways and prints "
 	    "one row each)");
 	struct shared *sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE,

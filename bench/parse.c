@@ -75,13 +75,9 @@ rounds(long n, unsigned lines)
 int
 main(int argc, char **argv)
 {
-	bench_usage(argc, argv, 1, "[datagrams a round (200000)]",
+	long n = bench_count(argc, argv, 200000, 1,
+	    "[datagrams a round (200000)]",
 	    "(prints ingest's parse and encode cost per line)");
-	long n = argc > 1 ? atol(argv[1]) : 200000;
-	if (n <= 0) {
-		fprintf(stderr, "usage: bench-parse [datagrams a round]\n");
-		return 2;
-	}
 	fill(32, "m");
 	printf("parse_encode, 32 lines a datagram, names m0..m99: %.2f ns/line\n",
 	    rounds(n, 32));

@@ -89,7 +89,7 @@ cmp_d(const void *a, const void *b)
 int
 main(int argc, char **argv)
 {
-	bench_usage(argc, argv, 0, "", "(no arguments: prints what a /metrics "
+	bench_usage(argc, argv, "(no arguments: prints what a /metrics "
 	    "report of many names costs\nto gather, render and serve, and the "
 	    "memory it takes)");
 	static const char *const q[] = { "q0", "q0.25", "q0.5", "q0.75", "q0.9",

@@ -188,11 +188,11 @@ run_cma_new(void)
 int
 main(int argc, char **argv)
 {
-	bench_usage(argc, argv, 1, "[rounds]", "(prints the cost per record "
-	    "of each step of a stage's read path;\nrounds > 0: that many "
-	    "rounds, one try each)");
-	if (argc > 1 && atoi(argv[1]) > 0)
-		ROUNDS = atoi(argv[1]), TRIES = 1;
+	long rounds = bench_count(argc, argv, 0, 1, "[rounds]", "(prints the "
+	    "cost per record of each step of a stage's read path;\nrounds: "
+	    "that many rounds, one try each)");
+	if (rounds > 0)
+		ROUNDS = (int)rounds, TRIES = 1;
 	static const size_t pads[] = { 0, 22 };
 	for (size_t i = 0; i < sizeof(pads) / sizeof(pads[0]); i++) {
 		build(pads[i]);

@@ -218,7 +218,7 @@ on_signal(int sig)
 int
 main(int argc, char **argv)
 {
-	bench_usage(argc, argv, 0, "", "(no arguments: prints what saving and "
+	bench_usage(argc, argv, "(no arguments: prints what saving and "
 	    "loading an egress's state costs,\non /dev/shm and on disk)");
 	snprintf(shm, sizeof(shm), "/dev/shm/telem-bench-state.%d", (int)getpid());
 	snprintf(disk, sizeof(disk), "bench-state.%d.state", (int)getpid());

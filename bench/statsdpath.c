@@ -7,7 +7,7 @@
  * (egress/statsd_agg.h) as telem-egress-statsd does, with a flush of every
  * 3.2 M metrics (one second of the 32-line step). Prints the best of five
  * rounds, CPU time per metric. Figures only, no asserts.
- *   usage: bench-statsdpath [datagrams a round (100000)] */
+ *   usage: bench-statsdpath [datagrams a round, >= 1000 (100000)] */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,16 +88,12 @@ parse_rounds(struct statsd_parser *p, long rounds, statsd_metric_fn *fn)
 int
 main(int argc, char **argv)
 {
-	bench_usage(argc, argv, 1, "[datagrams a round (100000)]",
+	long rounds = bench_count(argc, argv, 100000, 1000,
+	    "[datagrams a round, >= 1000 (100000)]",
 	    "(prints the statsd path's cost per metric: parse, wire, aggregate)");
-	long rounds = argc > 1 ? atol(argv[1]) : 100000;
 	uint64_t x = 1;
 	struct statsd_parser p;
 
-	if (rounds < 1000) {
-		fprintf(stderr, "usage: bench-statsdpath [datagrams >= 1000]\n");
-		return 2;
-	}
 	for (int i = 0; i < POOL; i++) {
 		size_t o = 0;
 		for (int k = 0; k < LINES; k++) {

@@ -123,7 +123,7 @@ round_trips(int cpu_a, int cpu_b, int n)
 int
 main(int argc, char **argv)
 {
-	bench_usage(argc, argv, 0, "", "(no arguments: prints what this machine "
+	bench_usage(argc, argv, "(no arguments: prints what this machine "
 	    "charges for a nap and a wake-up)");
 	cpu_set_t all;
 	if (sched_getaffinity(0, sizeof(all), &all) == -1)

@@ -107,12 +107,12 @@
  *    gap in merge (egress/ckms_walk.h), which `perf record` put at
  *    about a quarter of flush in the pipeline. But that memmove is where
  *    the cold array is first read; without it the walk meets the misses
- *    instead. The ckms stage at 3.2M events/s, 32
- *    lines a datagram, three interleaved pairs on another VM of the same
- *    kind, slower than the one of the figures above: shm
- *    0.071-0.076 against 0.074-0.076, mqueue 0.076-0.081 against
- *    0.081-0.083 CPU-s per million events, inside the runs' spread, for
- *    a second array in flight and sizes that must match to swap.
+ *    instead. The ckms stage at 3.2M events/s, 32 lines a datagram,
+ *    three interleaved pairs on another VM of the same kind, slower than
+ *    the one of the figures above: shm 0.071-0.076 against 0.074-0.076,
+ *    mqueue 0.076-0.081 against 0.081-0.083 CPU-s per million events,
+ *    inside the runs' spread, for a second array in flight and sizes
+ *    that must match to swap.
  */
 
 /* Two sample layouts. Every g and Δ is at most f(n) (g <= f(r) after a
