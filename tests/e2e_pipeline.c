@@ -411,8 +411,11 @@ Test(pipeline, a_value_sent_just_before_a_tick_is_in_that_ticks_report)
 		counted++;
 	}
 	cr_assert_geq(counted, 3, "only %d fair rounds", counted);
+	/* Told at info level, shown with --verbose: Criterion counts a
+	 * warning (cr_log_warn) against the whole binary, whose exit status
+	 * then fails the run (tests/run.sh) with every test passed. */
 	if (missed)
-		cr_log_warn("one of %d rounds missed its tick:\n%s", counted,
+		cr_log_info("one of %d rounds missed its tick:\n%s", counted,
 		    missed_out);
 	free(missed_out);
 	stats_detach(seg);
