@@ -139,14 +139,16 @@ candidate(double v, int p, char *digits, int *exp10, int exact_tie)
 static int
 shortest(double v, char *digits, int *point)
 {
-	char tmp[DIGITS_MAX + 1];
-	int lo = 1, hi = DIGITS_MAX, exp10;
+	int lo, exp10;
 	if (v >= DBL_MIN) {
 		/* no tie to look for at 15 digits: there is one candidate */
 		for (lo = DBL_DIG; lo <= DIGITS_MAX; lo++)
 			if (candidate(v, lo, digits, &exp10, lo > DBL_DIG))
 				break;
 	} else {
+		char tmp[DIGITS_MAX + 1];
+		int hi = DIGITS_MAX;
+		lo = 1;
 		while (lo < hi) {
 			int mid = lo + (hi - lo) / 2;
 			if (candidate(v, mid, tmp, &exp10, 0))

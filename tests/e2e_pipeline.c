@@ -401,12 +401,11 @@ Test(pipeline, a_value_sent_just_before_a_tick_is_in_that_ticks_report)
 			free(out);
 		}
 		if (!seen) {
-			missed++;
-			free(missed_out);
-			missed_out = h_slurp(P.out);
-			cr_assert_leq(missed, 1, "'%s' sent at tick - 8 ms was not "
-			    "in that tick's report, the second such round:\n%s",
-			    want, missed_out);
+			char *out = h_slurp(P.out);
+			cr_assert_leq(++missed, 1, "'%s' sent at tick - 8 ms was "
+			    "not in that tick's report, the second such round:\n%s",
+			    want, out);
+			missed_out = out;
 		}
 		counted++;
 	}
