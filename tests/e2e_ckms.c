@@ -107,8 +107,11 @@ Test(ckms_e2e, name_cap_drops_and_counts_new_names, .init = setup,
 Test(ckms_e2e, error_outside_open_interval_is_refused, .timeout = 60)
 {
 	static const char *const bad[] = { "0", "0.5", "0.75", "-0.1", "x", "" };
-	char exe[256], cmd[512], err[64];
-	snprintf(err, sizeof(err), "/tmp/telem-ckms-err-%d", (int)getpid());
+	char exe[256], cmd[512], err[128];
+	h_tmp_name(err, sizeof(err), "ckms-err");
+	int fd = mkstemp(err);
+	cr_assert_neq(fd, -1, "mkstemp %s", err);
+	close(fd);
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		snprintf(cmd, sizeof(cmd), "%s --in ckms --error '%s' 2>%s",
 		    h_bin("telem-egress-ckms", exe, sizeof(exe)), bad[i], err);

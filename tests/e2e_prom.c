@@ -33,7 +33,7 @@ static void
 setup(void)
 {
 	pl_init(&P);
-	snprintf(tmp, sizeof(tmp), "/tmp/telem-prom-%s-XXXXXX", P.instance);
+	h_tmp_name(tmp, sizeof(tmp), "prom");
 	if (mkdtemp(tmp) == NULL) {
 		perror("mkdtemp");
 		abort();

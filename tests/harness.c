@@ -68,13 +68,19 @@ h_free_port(void)
 }
 
 void
-h_tmp_name(char *buf, size_t cap, const char *what)
+h_tmp_name_in(char *buf, size_t cap, const char *base, const char *what)
 {
 	const char *tag = getenv("TELEM_TEST_TAG");
 	if (tag != NULL && *tag != '\0')
-		snprintf(buf, cap, "/tmp/telem-test-%s-%s-XXXXXX", tag, what);
+		snprintf(buf, cap, "%s/telem-test-%s-%s-XXXXXX", base, tag, what);
 	else
-		snprintf(buf, cap, "/tmp/telem-test-%s-XXXXXX", what);
+		snprintf(buf, cap, "%s/telem-test-%s-XXXXXX", base, what);
+}
+
+void
+h_tmp_name(char *buf, size_t cap, const char *what)
+{
+	h_tmp_name_in(buf, cap, "/tmp", what);
 }
 
 int

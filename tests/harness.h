@@ -34,10 +34,13 @@ int h_tcp_accepts(int port);
  * Returns its exit status, or -1 (not started, or killed). */
 int h_run(const char *cmd, char *out, size_t cap);
 
-/* A mkdtemp template in /tmp for `what`: /tmp/telem-test-[TAG-]what-XXXXXX,
- * TAG being $TELEM_TEST_TAG (tests/run.sh sets one per binary and checks
- * that nothing with it is left after the binary has run). */
+/* A mkdtemp or mkstemp template in /tmp for `what`:
+ * /tmp/telem-test-[TAG-]what-XXXXXX, TAG being $TELEM_TEST_TAG
+ * (tests/run.sh sets one per binary and checks that nothing with it is
+ * left in /tmp or /dev/shm after the binary has run). */
 void h_tmp_name(char *buf, size_t cap, const char *what);
+/* The same in the folder `base` (/dev/shm for a tmpfs). */
+void h_tmp_name_in(char *buf, size_t cap, const char *base, const char *what);
 /* Remove a folder and everything in it. 0, or -1 with errno. */
 int h_rm_dir(const char *dir);
 

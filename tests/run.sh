@@ -64,7 +64,8 @@ for spec in "$@"; do
 	out=$("$t" --jobs 2 2>&1)
 	rc=$?
 	running=$(left_running "$TELEM_TEST_TAG")
-	left=$(ls -d /tmp/telem-test-"$TELEM_TEST_TAG"-* 2>/dev/null)
+	left=$(ls -d /tmp/telem-test-"$TELEM_TEST_TAG"-* \
+	    /dev/shm/telem-test-"$TELEM_TEST_TAG"-* 2>/dev/null)
 	line=$(echo "$out" | grep 'Synthesis:' | tail -n 1)
 	p=$(echo "$line" | sed -n 's/.*Passing: \([0-9]*\).*/\1/p')
 	f=$(echo "$line" | sed -n 's/.*Failing: \([0-9]*\).*/\1/p')
@@ -75,7 +76,7 @@ for spec in "$@"; do
 	if [ -n "$left" ]; then
 		f=$((f + 1))
 		out="$out
-left behind in /tmp by this binary:
+left behind in /tmp or /dev/shm by this binary:
 $left"
 		rm -rf $left
 	fi

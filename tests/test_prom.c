@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "egress/prom_expo.h"
+#include "harness.h"
 
 TestSuite(prom, .timeout = 120);
 
@@ -369,7 +370,8 @@ Test(prom, statsd_conflicts_are_left_out_and_counted)
 static int
 promtool(struct prom_expo *x, size_t *bytes)
 {
-	char path[] = "/tmp/telem-test-prom-XXXXXX";
+	char path[128];
+	h_tmp_name(path, sizeof(path), "prom");
 	int fd = mkstemp(path);
 	cr_assert_neq(fd, -1);
 	FILE *f = fdopen(fd, "w");
@@ -474,7 +476,8 @@ Test(prom, promtool_accepts_the_conflicts_page)
 /* The check above can fail: promtool refuses a family typed twice. */
 Test(prom, promtool_refuses_a_broken_page)
 {
-	char path[] = "/tmp/telem-test-prom-XXXXXX";
+	char path[128];
+	h_tmp_name(path, sizeof(path), "prom");
 	int fd = mkstemp(path);
 	cr_assert_neq(fd, -1);
 	const char bad[] = "# TYPE x gauge\nx 1\n# TYPE x gauge\nx{a=\"1\"} 2\n";

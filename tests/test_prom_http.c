@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "egress/prom_http.h"
+#include "harness.h"
 
 TestSuite(prom_http, .timeout = 180);
 
@@ -64,8 +65,9 @@ static int
 curl(struct prom_http *h, const char *extra, const char *path, char **hdr,
     char **body, size_t *body_len)
 {
-	char hf[] = "/tmp/telem-test-promhttp-h-XXXXXX";
-	char bf[] = "/tmp/telem-test-promhttp-b-XXXXXX";
+	char hf[128], bf[128];
+	h_tmp_name(hf, sizeof(hf), "promhttp-h");
+	h_tmp_name(bf, sizeof(bf), "promhttp-b");
 	int hfd = mkstemp(hf), bfd = mkstemp(bf);
 	cr_assert(hfd != -1 && bfd != -1);
 	close(hfd);

@@ -17,20 +17,21 @@
 #include "egress/egress.h"
 #include "state.h"
 #include "tests/rng.h"
+#include "harness.h"
 
 #define REFERENCE "tests/data/ckms-reference.txt"
 #define MAXV 512
 
 static const double qs[6] = {0, 0.25, 0.5, 0.75, 0.9, 0.99};
-static char dir[64], path[128];
+static char dir[128], path[160];
 
 /* tmpfs when there is one: thousands of saves, each synced */
 static void
 setup(void)
 {
-	snprintf(dir, sizeof(dir), "/dev/shm/telem-test-state.XXXXXX");
+	h_tmp_name_in(dir, sizeof(dir), "/dev/shm", "state");
 	if (mkdtemp(dir) == NULL) {
-		snprintf(dir, sizeof(dir), "/tmp/telem-test-state.XXXXXX");
+		h_tmp_name(dir, sizeof(dir), "state");
 		cr_assert_not_null(mkdtemp(dir));
 	}
 	snprintf(path, sizeof(path), "%s/egress.state", dir);
