@@ -85,7 +85,9 @@ number(const char *opt, const char *val, long lo, long hi)
 	char *end;
 	errno = 0;
 	long v = strtol(val, &end, 10);
-	if (*val == '\0' || *end != '\0' || errno != 0 || v < lo || v > hi) {
+	/* Digits only, as the stages read what is passed on to them. */
+	if (*val == '\0' || strspn(val, "0123456789") != strlen(val) ||
+	    *end != '\0' || errno != 0 || v < lo || v > hi) {
 		char why[80];
 		snprintf(why, sizeof(why), "must be a whole number in %ld..%ld", lo, hi);
 		bad(opt, val, why);
@@ -213,7 +215,13 @@ parse(struct sup_config *cfg, int argc, char **argv, int *print)
 				bad("i", optarg, "must be " CHAN_INSTANCE_RULE);
 			cfg->instance = optarg;
 			break;
-		case 'C': cfg->control = optarg; break;
+		case 'C':
+			/* An empty path would bind an abstract socket, which has
+			 * no file mode: any user could then drive the supervisor. */
+			if (*optarg == '\0')
+				bad("-control", optarg, "must be a path");
+			cfg->control = optarg;
+			break;
 		case 'S':
 			cfg->stall_ms = number("-stall-ms", optarg, 0, 86400000);
 			if (cfg->stall_ms > 0 && cfg->stall_ms < 100)

@@ -39,7 +39,13 @@ struct ctx {
 	struct pipeline_err e;      /* the first error */
 };
 
-static const char *const reserved[] = { "stats", "lock" };
+/* The instance's own objects, and the last word of the state files'
+ * names (/dev/shm/telem.INSTANCE.STAGE.state, .state.tmp, .state.bad):
+ * instance names may hold dots, so a stage called "state" in instance
+ * "a.b" would share its shm ring's name with stage b's state file in
+ * instance "a". */
+static const char *const reserved[] = { "stats", "lock", "state", "tmp",
+	"bad" };
 
 static void bad(struct ctx *c, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));

@@ -2,10 +2,11 @@
  * again and the difference to the running pipeline applied
  * (supervisor/pipeline.h pipeline_diff). An invalid file, or one that
  * changes what cannot change while queues exist (transport, msg_bytes),
+ * or a stage's kind of input (gaining or losing its in-queue or udp),
  * changes nothing. Otherwise, in this order:
  *  - new stages: their queues are created first, then they start once
  *    every stage they send to is up (downstream first);
- *  - changed stages (exec, args, out, in-queue or udp): swapped, that is
+ *  - changed stages (exec, args, out or the udp address): swapped, that is
  *    stopped and started with the new command line; their queue keeps its
  *    records, and a new out-queue exists before they start;
  *  - removed stages: once every stage that wrote to them runs its new
@@ -120,6 +121,26 @@ sup_reload(struct sup *s, char *buf, size_t cap)
 		pipeline_free(&np);
 		return -1;
 	}
+	/* A stage keeps the kind of its input: one that lost its in-queue
+	 * would leave what the queue holds unread, and the program a failed
+	 * swap rolls back to expects the input it had. */
+	for (int k = 0; k < d.nchanged; k++) {
+		int i = d.changed[k];
+		const struct pipeline_stage *nw = &np.stage[i];
+		const struct pipeline_stage *od = &s->pl.stage[d.old_of[i]];
+		if (!(d.what[i] & PIPELINE_CH_IN) && nw->udp == od->udp)
+			continue;
+		snprintf(err, sizeof(err), "%s:%d: stage %s would %s %s: a stage "
+		    "keeps its kind of input across a reload; give the new one "
+		    "another name", np.file, nw->line.section, nw->name,
+		    (d.what[i] & PIPELINE_CH_IN ? od->in_queue : od->udp) ?
+		    "lose" : "gain", d.what[i] & PIPELINE_CH_IN ? "its in-queue" :
+		    "its udp socket");
+		log_warnx("reload: %s: nothing changed", err);
+		say(&o, "error: %s\n", err);
+		pipeline_free(&np);
+		return -1;
+	}
 	int used = 0;
 	for (int i = 0; i < SUP_STAGES; i++)
 		used += s->ch[i].name[0] != '\0';
@@ -149,7 +170,7 @@ sup_reload(struct sup *s, char *buf, size_t cap)
 		}
 	}
 
-	/* New queues first: a new stage's, and one a stage gains. */
+	/* New queues first: the new stages'. */
 	for (int k = 0; k < np.nstage; k++) {
 		const struct pipeline_stage *ps = &np.stage[k];
 		int had = d.old_of[k] >= 0 && s->pl.stage[d.old_of[k]].in_queue;

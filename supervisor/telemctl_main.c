@@ -54,7 +54,11 @@ main(int argc, char **argv)
 				    optarg);
 			instance = optarg;
 			break;
-		case 'C': path = optarg; break;
+		case 'C':
+			if (*optarg == '\0')
+				fatalx(EXIT_USAGE, "--control: must be a path");
+			path = optarg;
+			break;
 		case 'h': fputs(usage, stdout); return 0;
 		case 'V': return version_print();
 		default: fputs(usage, stderr); return EXIT_USAGE;
@@ -152,7 +156,8 @@ main(int argc, char **argv)
 			fatal(1, "read from %s", path);
 		if (n == 0)
 			break;
-		fwrite(buf, 1, (size_t)n, stdout);
+		if (fwrite(buf, 1, (size_t)n, stdout) != (size_t)n)
+			fatal(1, "write the reply to stdout");
 		for (ssize_t i = 0; i < n; i++) {
 			if (at_start)
 				lastlen = 0;
@@ -162,7 +167,8 @@ main(int argc, char **argv)
 		}
 	}
 	last[lastlen] = '\0';
-	fflush(stdout);
+	if (fflush(stdout) == EOF)
+		fatal(1, "write the reply to stdout");
 	close(fd);
 	return strcmp(last, "ok") == 0 ? 0 : 1;
 }

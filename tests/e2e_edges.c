@@ -93,6 +93,47 @@ Test(edges, bad_host_and_tiny_rcvbuf_are_refused_with_exit_2)
 	free(err);
 }
 
+/* Numbers the supervisor passes on to its stages are digits only, as the
+ * stages read them; an empty --control would be an abstract socket,
+ * which has no file mode to keep other users out. */
+Test(edges, signed_numbers_and_an_empty_control_path_are_refused)
+{
+	static const char *const bad[] = {
+		"--max-names +5", "--max-names ' 5'", "-p +0", "-l -0",
+		"--graphite-buffer +1048576", "--control ''",
+	};
+	char args[256], why[2048];
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(args, sizeof(args), "-i %s -p 0 %s", P.instance, bad[i]);
+		cr_assert(h_refuses(&P, args, why, sizeof(why)), "%s", why);
+		cr_assert_eq(pl_objects_left(&P), 0, "%s left objects", bad[i]);
+	}
+	char exe[256], cmd[600];
+	snprintf(cmd, sizeof(cmd), "%s --control '' status 2>%s",
+	    h_bin("telemctl", exe, sizeof(exe)), P.err);
+	int st = system(cmd);
+	char *err = h_slurp(P.err);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 2 && h_count(err, "\n") == 1 &&
+	    strstr(err, "must be a path") != NULL, "%d: %s", st, err);
+	free(err);
+}
+
+/* A reply telemctl cannot write is an error, not exit 0. */
+Test(edges, telemctl_says_when_it_cannot_write_the_reply)
+{
+	cr_assert(pl_start(&P, "-m", "1024", NULL), "%s", h_slurp(P.err));
+	char exe[256], cmd[600], errf[300];
+	snprintf(errf, sizeof(errf), "%s/ctl.err", P.dir);
+	snprintf(cmd, sizeof(cmd), "%s -i %s status >/dev/full 2>%s",
+	    h_bin("telemctl", exe, sizeof(exe)), P.instance, errf);
+	int st = system(cmd);
+	char *err = h_slurp(errf);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 1 && h_count(err, "\n") == 1 &&
+	    strstr(err, "telemctl: write the reply to stdout: No space left") == err,
+	    "%d: %s", st, err);
+	free(err);
+}
+
 /* Run `cmd` (shell) in the background with stderr to P.err, wait for
  * `needle` there, stop it. 1 if the needle came. */
 static int

@@ -500,6 +500,50 @@ Test(pipefile, reload_refuses_a_new_msg_bytes)
 	    want, reply_buf);
 }
 
+/* tiny turned into a second ingest: it would lose its in-queue, so
+ * the reload is refused whole and every stage keeps its pid. */
+Test(pipefile, reload_refuses_a_stage_that_changes_its_input)
+{
+	char conf[256], text[2048];
+	pl_conf(&P, "p.conf", conf, sizeof(conf), before, P.port);
+	START_CONF(conf, "-m", "1024");
+	struct h_status s0, s;
+	status(&s0);
+	snprintf(text, sizeof(text), before, P.port);
+	char *out = strstr(text, "out = low high tiny\n");
+	cr_assert_not_null(out);
+	memcpy(out + strlen("out = low high"), "     ", 5);
+	const char *old = "[stage tiny]\nexec = telem-filter\nargs = --keep-below 10\n";
+	char *t = strstr(text, old);
+	cr_assert_not_null(t);
+	char tail[1024];
+	snprintf(tail, sizeof(tail), "%s", t + strlen(old));
+	char *fl = strstr(tail, "flush = yes\n");   /* tiny's: it has no queue */
+	cr_assert_not_null(fl);
+	memmove(fl, fl + 12, strlen(fl + 12) + 1);
+	snprintf(t, sizeof(text) - (size_t)(t - text),
+	    "[stage tiny]\nexec = telem-ingest\nudp = 127.0.0.1:%d\n%s",
+	    P.port == 65535 ? 1 : P.port + 1, tail);
+	int line = 1;
+	for (const char *c = text; c < t; c++)
+		line += *c == '\n';
+	pl_conf(&P, "p.conf", conf, sizeof(conf), "%s", text);
+	int rc = ctl("reload");
+	cr_assert_eq(rc, 1, "%s", reply_buf);
+	char want[320];
+	snprintf(want, sizeof(want), "error: %s:%d: stage tiny would lose its "
+	    "in-queue", conf, line);
+	cr_assert(strncmp(reply_buf, want, strlen(want)) == 0, "wanted %s..., got:\n%s",
+	    want, reply_buf);
+	status(&s);
+	cr_assert_eq(s.n, s0.n, "%s", s.raw);
+	for (int i = 0; i < s.n; i++)
+		cr_assert_eq(s.st[i].pid, s0.st[i].pid, "%s touched:\n%s",
+		    s.st[i].name, s.raw);
+	pl_nc(&P, "a 10\n");
+	WAIT_OUT("[CKMS] a 0.99:10\n", 1);
+}
+
 Test(pipefile, reload_without_a_file_says_so)
 {
 	cr_assert(pl_start(&P, "-m", "1024", NULL), "%s", h_slurp(P.err));

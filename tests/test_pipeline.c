@@ -131,6 +131,9 @@ static const struct bad bad[] = {
 	{ "[pipeline]\n[pipeline]\n" IN, 2, "[pipeline] appears twice (first at line 1)" },
 	{ "[stage stats]\n", 1, "stage name 'stats' is reserved" },
 	{ "[stage lock]\n", 1, "stage name 'lock' is reserved" },
+	{ "[stage state]\n", 1, "stage name 'state' is reserved" },
+	{ "[stage tmp]\n", 1, "stage name 'tmp' is reserved" },
+	{ "[stage bad]\n", 1, "stage name 'bad' is reserved" },
 	{ "[stage in]\nexec = bin/telem-ingest\n", 2, "exec 'bin/telem-ingest': must be a bare "
 	    "name (found next to telem-supervisor) or an absolute path" },
 	/* 40 */ { IN "args = \"open\n", 4, "args: a double quote is not closed" },
