@@ -78,7 +78,9 @@ ssize_t chan_recv(struct chan *c, void *buf, size_t cap, int timeout_ms);
 
 /* Send one message of len bytes (1..chan_msgsize). Waits up to timeout_ms
  * for room (< 0: no limit). Returns 0 once it is queued whole, 1 on timeout
- * (nothing queued), or -1 with errno (EINTR when a signal arrived). */
+ * (nothing queued), or -1 with errno (EINTR when a signal arrived).
+ * With a limit, neither call hangs on a shm ring whose lock a stopped
+ * process holds: that is a timeout 100 ms past the limit (chan_shm.c). */
 int chan_send(struct chan *c, const void *msg, size_t len, int timeout_ms);
 
 /* Messages now waiting, or -1 with errno. */

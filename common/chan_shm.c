@@ -174,19 +174,47 @@ ring_recover(struct chan_shm *c)
 	return 0;
 }
 
-/* Returns 0 with the lock held, or -1 with errno and the lock not held:
- * EPROTO (this locker found the ring beyond repair), ENOTRECOVERABLE (an
- * earlier one did). */
+/* The lock is held for a copy of one message, so a wait much longer than
+ * that means its holder is stopped (SIGSTOP, a debugger). A caller with a
+ * deadline waits for the lock until LOCK_GRACE_NS past it, then gives up
+ * as on a timeout: the supervisor's Flush and Stop must not hang on a
+ * stopped stage. A caller without one waits as for room in a full ring. */
+#define LOCK_GRACE_NS (100 * 1000000ULL)
+
+/* Returns 0 with the lock held; 1 when until_ns (CLOCK_MONOTONIC, or
+ * FOREVER) passed first; or -1 with errno, the lock not held: EPROTO
+ * (this locker found the ring beyond repair), ENOTRECOVERABLE (an earlier
+ * one did). */
 static int
-ring_lock(struct chan_shm *c)
+ring_lock_until(struct chan_shm *c, uint64_t until_ns)
 {
-	int e = pthread_mutex_lock(&c->h->lock);
+	int e = pthread_mutex_trylock(&c->h->lock);
+	if (e == EBUSY && until_ns == FOREVER) {
+		e = pthread_mutex_lock(&c->h->lock);
+	} else if (e == EBUSY) {
+		/* The mutex's clock is CLOCK_REALTIME: the same distance ahead. */
+		uint64_t now = now_ns(), left = until_ns > now ? until_ns - now : 0;
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		uint64_t ns = (uint64_t)ts.tv_nsec + left % 1000000000ULL;
+		ts.tv_sec += (time_t)(left / 1000000000ULL + ns / 1000000000ULL);
+		ts.tv_nsec = (long)(ns % 1000000000ULL);
+		e = pthread_mutex_timedlock(&c->h->lock, &ts);
+	}
 	if (e == 0)
 		return 0;
 	if (e == EOWNERDEAD)
 		return ring_recover(c);
+	if (e == ETIMEDOUT)
+		return 1;
 	errno = e;
 	return -1;
+}
+
+static uint64_t
+lock_until(uint64_t deadline)
+{
+	return deadline == FOREVER ? FOREVER : deadline + LOCK_GRACE_NS;
 }
 
 static void
@@ -196,18 +224,21 @@ ring_unlock(struct chan_shm *c)
 }
 
 /* With the lock held: drop it, sleep on ev until woken or until_ns, take
- * it again. The caller re-checks its condition. Returns 0 with the lock
- * held, or -1 with errno (EINTR: a signal handler ran) and the lock not
- * held. */
+ * it again (waiting for it until lock_by). The caller re-checks its
+ * condition. Returns 0 with the lock held, 1 when lock_by passed before
+ * the lock came back, or -1 with errno (EINTR: a signal handler ran);
+ * the lock is not held unless 0. */
 static int
-ring_sleep(struct chan_shm *c, struct chan_shm_event *ev, uint64_t until_ns)
+ring_sleep(struct chan_shm *c, struct chan_shm_event *ev, uint64_t until_ns,
+    uint64_t lock_by)
 {
 	uint32_t seq = __atomic_load_n(&ev->seq, __ATOMIC_RELAXED);
 	__atomic_store_n(&ev->waiting, 1, __ATOMIC_RELAXED);
 	ring_unlock(c);
 	int e = futex_wait_until(&ev->seq, seq, until_ns);
-	if (ring_lock(c) == -1)
-		return -1;
+	int r = ring_lock_until(c, lock_by);
+	if (r != 0)
+		return r;
 	if (e == 0 || e == EAGAIN || e == ETIMEDOUT)
 		return 0;
 	ring_unlock(c);
@@ -440,16 +471,19 @@ shm_recv(struct chan *base, void *buf, size_t cap, int timeout_ms)
 	uint64_t deadline = deadline_after(timeout_ms);
 	if (timeout_ms != 0)
 		spin_until(c, has_msg);
-	if (ring_lock(c) == -1)
-		return -1;
+	int r = ring_lock_until(c, lock_until(deadline));
+	if (r != 0)
+		return r == 1 ? 0 : -1;
 	uint64_t tail;
 	while ((tail = load(&h->tail)) == load(&h->head)) {
 		if (now_ns() >= deadline) {
 			ring_unlock(c);
 			return 0;
 		}
-		if (ring_sleep(c, &h->not_empty, slice_end(deadline)) == -1)
-			return -1;
+		r = ring_sleep(c, &h->not_empty, slice_end(deadline),
+		    lock_until(deadline));
+		if (r != 0)
+			return r == 1 ? 0 : -1;
 	}
 	if (load(&h->head) - tail > c->base.capacity) {
 		ring_unlock(c);
@@ -489,8 +523,9 @@ ring_reserve(struct chan_shm *c, int timeout_ms)
 	uint64_t deadline = deadline_after(timeout_ms);
 	if (timeout_ms != 0)
 		spin_until(c, has_room);
-	if (ring_lock(c) == -1)
-		return -1;
+	int r = ring_lock_until(c, lock_until(deadline));
+	if (r != 0)
+		return r;
 	uint64_t used;
 	while ((used = load(&h->head) - load(&h->tail)) >= c->base.capacity) {
 		if (used > c->base.capacity) {
@@ -502,8 +537,10 @@ ring_reserve(struct chan_shm *c, int timeout_ms)
 			ring_unlock(c);
 			return 1;
 		}
-		if (ring_sleep(c, &h->not_full, slice_end(deadline)) == -1)
-			return -1;
+		r = ring_sleep(c, &h->not_full, slice_end(deadline),
+		    lock_until(deadline));
+		if (r != 0)
+			return r;
 	}
 	return 0;
 }
@@ -590,7 +627,7 @@ int
 chan_shm_test_lock(struct chan *c)
 {
 	struct chan_shm *s = as_shm(c);
-	return s == NULL ? -1 : ring_lock(s);
+	return s == NULL ? -1 : ring_lock_until(s, FOREVER);
 }
 
 int

@@ -515,7 +515,8 @@ handle_msg(struct stage *st, const void *msg, size_t len)
 	return TAKE_GOT;
 }
 
-/* The name of the writer in stats slot w, for messages. */
+/* The name of the writer in stats slot w, for messages: print it with
+ * %.*s and STATS_NAME_MAX, as the segment may not hold its NUL. */
 static const char *
 writer_name(const struct stage *st, unsigned w)
 {
@@ -559,11 +560,12 @@ book_msg(struct stage *st, const void *msg, uint32_t ntel, struct log_limit *lim
 	if (gap > 0) {
 		long long n = log_limit_pass(&st->gap_log, 1000);
 		if (n >= 0)
-			log_warnx("%llu records of %s before its record %llu never "
+			log_warnx("%llu records of %.*s before its record %llu never "
 			    "reached us (taken by a killed %s or not sent by a killed "
-			    "%s): counted lost (%lld more such lines suppressed)",
-			    (unsigned long long)gap, writer_name(st, src),
-			    (unsigned long long)seq, st->name, writer_name(st, src), n);
+			    "%.*s): counted lost (%lld more such lines suppressed)",
+			    (unsigned long long)gap, STATS_NAME_MAX, writer_name(st, src),
+			    (unsigned long long)seq, st->name, STATS_NAME_MAX,
+			    writer_name(st, src), n);
 	}
 	return 0;
 }

@@ -194,7 +194,8 @@ fail:;
 static int
 read_file(const char *path, struct state_reader *r, size_t *size, const char **why)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	/* O_NONBLOCK: a FIFO put at the path must not hang the open. */
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
 	if (fd == -1) {
 		if (errno == ENOENT)
 			return 0;

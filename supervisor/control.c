@@ -477,7 +477,8 @@ do_books(struct sup *s, struct ctl_conn *k)
 			wout += sent;
 			if (wlen < sizeof(who))
 				wlen += (size_t)snprintf(who + wlen, sizeof(who) - wlen,
-				    "%s%s.out", wlen ? "+" : "", s->stats->slot[j].stage[0] ?
+				    "%s%.*s.out", wlen ? "+" : "", STATS_NAME_MAX,
+				    s->stats->slot[j].stage[0] ?
 				    s->stats->slot[j].stage : "(removed)");
 		}
 		uint64_t rin = stats_in(rs);

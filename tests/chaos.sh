@@ -19,6 +19,10 @@ load_s=${LOAD_S:-8}
 kills=${KILLS:-12}
 gap_ms=${GAP_MS:-600}
 inst=chaos$$
+if [ "$kills" -gt 15 ]; then
+	echo "chaos.sh: KILLS=$kills: at most 15 (3 for each of the 5 stages)" >&2
+	exit 2
+fi
 stages="ingest low high ckms cma"
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/chaos.XXXXXX")
 sup_pid= lg_pid=

@@ -452,6 +452,32 @@ lock_holder(const struct job *j)
 	return 3;
 }
 
+/* A live process that holds the lock (stopped, say) makes a call with a
+ * limit time out, a little past its limit, instead of hanging; once it
+ * dies the ring is recovered and works. */
+Test(chan_shm_segment, a_held_lock_is_a_timeout_for_a_call_with_a_limit,
+    .init = setup, .fini = teardown, .timeout = TIMEOUT_S)
+{
+	struct chan *c = make("held", 8, CHAN_READ | CHAN_WRITE);
+	int fds[2];
+	cr_assert_eq(pipe(fds), 0);
+	struct job j = { .fn = lock_holder, .n = 0, .fd = fds[1] };
+	pid_t pid = spawn(&j);
+	wait_byte(fds[0]);
+	unsigned char buf[MSG] = { 1 };
+	cr_assert_eq(chan_send(c, buf, 8, 0), 1, "%s", strerror(errno));
+	cr_assert_eq(chan_send(c, buf, 8, 50), 1, "%s", strerror(errno));
+	cr_assert_eq(chan_recv(c, buf, sizeof(buf), 0), 0, "%s", strerror(errno));
+	cr_assert_eq(chan_recv(c, buf, sizeof(buf), 50), 0, "%s", strerror(errno));
+	kill9(pid);
+	cr_assert_eq(chan_send(c, buf, 8, 0), 0, "%s", strerror(errno));
+	cr_assert_eq(chan_recv(c, buf, sizeof(buf), 0), 8, "%s", strerror(errno));
+	cr_assert_eq(chan_shm_recoveries(c), 1);
+	close(fds[0]);
+	close(fds[1]);
+	chan_close(c);
+}
+
 Test(chan_shm_segment, header_beyond_repair,
     .init = setup, .fini = teardown, .timeout = TIMEOUT_S)
 {

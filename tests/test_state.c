@@ -387,6 +387,12 @@ Test(state, foreign_files_are_refused)
 	cr_assert_eq(state_load(path, STATE_CKMS, 0.01, &info, &r, &why), -1);
 	state_close(&r);
 	rmdir(path);
+	/* a FIFO, which nobody writes: refused, not waited on */
+	cr_assert_eq(mkfifo(path, 0600), 0);
+	cr_assert_eq(state_load(path, STATE_CKMS, 0.01, &info, &r, &why), -1);
+	cr_assert_str_eq(why, "not a regular file");
+	state_close(&r);
+	unlink(path);
 	free(b);
 }
 
