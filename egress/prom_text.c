@@ -365,19 +365,10 @@ entry_item(struct prom_totals *tt, struct render *r, const struct report_rec *e)
 		return;
 	}
 	size_t lab_len = r->str.len - lab_off;
-	/* The entries of one series come together (a name's quantiles, sum
-	 * and count): keep one copy of their label block. */
-	if (lab_len == r->last_len && r->last_off + lab_len <= lab_off &&
-	    !r->str.failed && memcmp(r->str.p + r->last_off, r->str.p + lab_off,
-	    lab_len) == 0) {
-		r->str.len = lab_off;
-		lab_off = r->last_off;
-	} else {
-		r->last_off = lab_off;
-		r->last_len = lab_len;
-	}
 	if (e->source == REPORT_SRC_STATSD && type == F_COUNTER) {
-		/* key: family name, NUL, label block */
+		/* key: family name, NUL, label block. The block only passes
+		 * through str: it is taken off again (str goes back to where
+		 * it was), so it is never the block the next entry shares. */
 		char key[600 + 2048];
 		if (nlen + 1 + lab_len > sizeof(key) || r->str.failed) {
 			r->dropped++;
@@ -391,6 +382,17 @@ entry_item(struct prom_totals *tt, struct render *r, const struct report_rec *e)
 		if (totals_add(tt, key, nlen + 1 + lab_len, v) == -1)
 			r->nomem = 1;
 		return;
+	}
+	/* The entries of one series come together (a name's quantiles, sum
+	 * and count): keep one copy of their label block. */
+	if (lab_len == r->last_len && r->last_off + lab_len <= lab_off &&
+	    !r->str.failed && memcmp(r->str.p + r->last_off, r->str.p + lab_off,
+	    lab_len) == 0) {
+		r->str.len = lab_off;
+		lab_off = r->last_off;
+	} else {
+		r->last_off = lab_off;
+		r->last_len = lab_len;
 	}
 	size_t f = fam_get(r, name, nlen, type, help);
 	if (f == (size_t)-1) {

@@ -402,6 +402,76 @@ promtool(struct prom_expo *x, size_t *bytes)
 	return rc;
 }
 
+/* statsd counters go to the running totals, not onto the page as they
+ * come: one that shares its label block with the entry before it (the
+ * empty block of every untagged name, or the same tags) must not give back
+ * any of the names and blocks written before it (egress/prom_text.c,
+ * entry_item). Every family once, every name one that was sent, telem's
+ * own names left out and counted. */
+Test(prom, statsd_counters_among_gauges_keep_every_name)
+{
+	struct prom_expo *x = prom_expo_new(0);
+	char longname[242];
+	longname[0] = 'g';
+	memset(longname + 1, 'z', 240);
+	longname[241] = '\0';
+	struct report_rec up = ent(REPORT_GAUGE, REPORT_SRC_STATSD, "up",
+	    "value", 2);
+	tag(&up, "host", "a");
+	struct report_rec req_a = ent(REPORT_COUNTER, REPORT_SRC_STATSD, "req",
+	    "count", 3);
+	tag(&req_a, "host", "a");
+	struct report_rec req_b = req_a;
+	req_b.tag[0].val = "b";
+	req_b.value = 1;
+	struct report_rec recs[] = {
+		ent(REPORT_GAUGE, REPORT_SRC_STATSD, "g.a", "value", 1),
+		ent(REPORT_COUNTER, REPORT_SRC_STATSD, "hits", "count", 5),
+		/* telem's own names */
+		ent(REPORT_COUNTER, REPORT_SRC_STATSD, "telem_sink_prom_scrapes",
+		    "count", 7),
+		ent(REPORT_GAUGE, REPORT_SRC_STATSD, "telem_ckms", "value", 1),
+		up, req_a,
+		ent(REPORT_GAUGE, REPORT_SRC_STATSD, longname, "value", 4),
+		req_b,
+		ent(REPORT_COUNTER, REPORT_SRC_STATSD, "hits", "count", 1),
+	};
+	size_t n = sizeof(recs) / sizeof(recs[0]);
+	for (size_t i = 0; i < n; i++)
+		cr_assert_eq(feed(x, recs[i]), PROM_FED);
+	cr_assert_eq(end(x, REPORT_SRC_STATSD, n), PROM_RENDERED);
+	char *s = part(x, REPORT_SRC_STATSD);
+	char want[4096];
+	snprintf(want, sizeof(want),
+	    "# HELP g_a statsd gauge, as statsd_exporter maps it.\n"
+	    "# TYPE g_a gauge\n"
+	    "g_a 1\n"
+	    "# HELP %s statsd gauge, as statsd_exporter maps it.\n"
+	    "# TYPE %s gauge\n"
+	    "%s 4\n"
+	    "# HELP hits_total statsd counter (the sum of its increments since "
+	    "the sink started), as statsd_exporter maps it.\n"
+	    "# TYPE hits_total counter\n"
+	    "hits_total 6\n"
+	    "# HELP req_total statsd counter (the sum of its increments since "
+	    "the sink started), as statsd_exporter maps it.\n"
+	    "# TYPE req_total counter\n"
+	    "req_total{host=\"a\"} 3\n"
+	    "req_total{host=\"b\"} 1\n"
+	    "# HELP up statsd gauge, as statsd_exporter maps it.\n"
+	    "# TYPE up gauge\n"
+	    "up{host=\"a\"} 2\n", longname, longname, longname);
+	cr_assert_str_eq(s, want);
+	struct prom_self st;
+	prom_expo_self(x, &st);
+	cr_assert_eq(st.series_dropped, 2, "dropped %llu",
+	    (unsigned long long)st.series_dropped);
+	free(s);
+	size_t bytes;
+	cr_assert_eq(promtool(x, &bytes), 0, "promtool check metrics failed");
+	prom_expo_free(x);
+}
+
 Test(prom, promtool_accepts_10000_names)
 {
 	cr_assert_eq(system("command -v promtool >/dev/null"), 0,
