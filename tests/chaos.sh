@@ -122,16 +122,26 @@ while [ "$k" -le "$rounds" ]; do
 		[ -n "$pid" ] && [ "$pid" != 0 ] && kill -KILL "$pid" 2>/dev/null
 		eval "n_$s=$((n + 1))"
 		killed=$((killed + 1))
-		wait_restarted "$s" "$pid" || { echo "round $k: $s not restarted" >&2; break; }
+		if ! wait_restarted "$s" "$pid"; then
+			echo "round $k: $s not restarted; status and the supervisor's log:" >&2
+			"$bin/telemctl" -i "$inst" status >&2
+			tail -n 20 "$tmp/err" >&2
+			failed=1
+			break
+		fi
 		left=$((gap_ms - ($(now_ms) - t0)))
 		[ "$left" -gt 0 ] && nap_ms "$left"
 	done
 	wait "$lg_pid" 2>/dev/null
 	lg_pid=
-	drain || echo "round $k: never drained" >&2
+	if ! drain; then
+		echo "round $k: never drained; the supervisor's log:" >&2
+		tail -n 20 "$tmp/err" >&2
+		failed=1
+	fi
 	"$bin/telemctl" -i "$inst" books >"$tmp/books" 2>&1
 	lost=0
-	for s in $stages; do lost=$((lost + $(stat_of "$s" lost))); done
+	for s in $stages; do lost=$((lost + $(stat_of "$s" lost) + 0)); done
 	if grep -qx balanced "$tmp/books"; then
 		verdict=balanced
 	else
