@@ -223,7 +223,11 @@ queue_line(struct carbon *c, const char *line, int n)
 {
 	if (n < 0 || (size_t)n >= CARBON_LINE_MAX || (size_t)n > c->cap) {
 		c->dropped++;
-		log_drops(c);
+		if (log_limit_pass(&c->drop_log, DROP_LOG_MS) >= 0)
+			log_warnx("carbon %s: a line of %d bytes dropped: a line "
+			    "is at most %d bytes and the send buffer's %zu (%llu "
+			    "dropped so far)", c->where, n, CARBON_LINE_MAX - 1,
+			    c->cap, (unsigned long long)c->dropped);
 		return;
 	}
 	if (c->cap - c->used < (size_t)n) {
@@ -240,11 +244,11 @@ queue_line(struct carbon *c, const char *line, int n)
 
 void
 carbon_line(struct carbon *c, const char *name, size_t len, const char *stat,
-    const char *value, long long ts)
+    const char *tags, const char *value, long long ts)
 {
 	char line[CARBON_LINE_MAX];
-	int n = snprintf(line, sizeof(line), "%s.%.*s.%s %s %lld\n", c->prefix,
-	    (int)len, name, stat, value, ts);
+	int n = snprintf(line, sizeof(line), "%s.%.*s.%s%s %s %lld\n", c->prefix,
+	    (int)len, name, stat, tags, value, ts);
 	queue_line(c, line, n);
 }
 

@@ -44,13 +44,14 @@ struct carbon *carbon_new(const char *host, const char *port,
 /* Close the connection and free c (NULL is allowed). Lines still
  * buffered are lost. */
 void carbon_free(struct carbon *c);
-/* Queue "<prefix>.<name>.<stat> <value> <ts>\n" (name is name[0..len),
- * value already formatted). When the buffer cannot take it, the oldest
- * whole lines not yet begun are dropped to make room; a line longer than
- * the buffer (or CARBON_LINE_MAX) is itself dropped. Drops are counted and
- * logged at most once a minute. Never sends: see carbon_poll. */
+/* Queue "<prefix>.<name>.<stat><tags> <value> <ts>\n" (name is
+ * name[0..len), tags "" or ";k=v;..." as egress/carbon_path.h encodes
+ * them, value already formatted). When the buffer cannot take it, the
+ * oldest whole lines not yet begun are dropped to make room; a line longer
+ * than the buffer (or CARBON_LINE_MAX) is itself dropped. Drops are
+ * counted and logged at most once a minute. Never sends: see carbon_poll. */
 void carbon_line(struct carbon *c, const char *name, size_t len,
-    const char *stat, const char *value, long long ts);
+    const char *stat, const char *tags, const char *value, long long ts);
 /* Queue "<path> <value> <ts>\n" as carbon_line does, with no prefix and
  * no stat: path[0..len) is the whole metric path (the statsd egress's
  * names). */

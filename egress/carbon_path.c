@@ -92,3 +92,70 @@ carbon_path_decode(const char *path, char *out, size_t cap)
 		return -1;
 	return (int)n;
 }
+
+/* Append s[0..len) to out[*o..cap) with every byte but [A-Za-z0-9_.-]
+ * (and '=' when eq) as %XX. -1 when it does not fit. */
+static int
+tag_part(const char *s, size_t len, int eq, char *out, size_t *o, size_t cap)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	const unsigned char *u = (const unsigned char *)s;
+	for (size_t i = 0; i < len; i++) {
+		if (plain(u[i]) || u[i] == '.' || (eq && u[i] == '=')) {
+			if (*o + 1 >= cap)
+				return -1;
+			out[(*o)++] = (char)u[i];
+			continue;
+		}
+		if (*o + 3 >= cap)
+			return -1;
+		out[(*o)++] = '%';
+		out[(*o)++] = hex[u[i] >> 4];
+		out[(*o)++] = hex[u[i] & 15];
+	}
+	return 0;
+}
+
+int
+carbon_tags_encode(const struct report_tag *tag, size_t n, char *out,
+    size_t cap)
+{
+	char piece[CARBON_TAGS_MAX];
+	size_t off[REPORT_TAGS_MAX], len[REPORT_TAGS_MAX], order[REPORT_TAGS_MAX];
+	size_t o = 0;
+	if (n > REPORT_TAGS_MAX || cap == 0)
+		return -1;
+	/* Each "k=v" into piece, then their order: carbon sorts a tagged
+	 * path's ";k=v" strings (TaggedSeries.format in graphite-carbon). */
+	for (size_t i = 0; i < n; i++) {
+		off[i] = o;
+		if (tag_part(tag[i].key, tag[i].klen, 0, piece, &o,
+		    sizeof(piece)) == -1 || o + 1 >= sizeof(piece))
+			return -1;
+		piece[o++] = '=';
+		if (tag_part(tag[i].val, tag[i].vlen, 1, piece, &o,
+		    sizeof(piece)) == -1)
+			return -1;
+		len[i] = o - off[i];
+		size_t j = i;
+		for (; j > 0; j--) {
+			size_t a = order[j - 1], m = len[a] < len[i] ? len[a] : len[i];
+			int c = memcmp(piece + off[a], piece + off[i], m);
+			if (c < 0 || (c == 0 && len[a] <= len[i]))
+				break;
+			order[j] = a;
+		}
+		order[j] = i;
+	}
+	o = 0;
+	for (size_t k = 0; k < n; k++) {
+		size_t i = order[k];
+		if (o + 1 + len[i] >= cap)
+			return -1;
+		out[o++] = ';';
+		memcpy(out + o, piece + off[i], len[i]);
+		o += len[i];
+	}
+	out[o] = '\0';
+	return (int)o;
+}

@@ -23,11 +23,27 @@
  *
  * The writer appends ".<stat>" to the encoded name; (name, stat) pairs
  * stay one to one only while stats have no '.' (q25, cma, mean_90): a
- * stat "x.y" after name "a" would meet stat "y" after name "a.x". */
+ * stat "x.y" after name "a" would meet stat "y" after name "a.x".
+ *
+ * An entry's tags follow as Graphite's tagged-series form, ";k=v;k=v"
+ * (carbon_tags_encode), as telem-egress-statsd writes a key's tags after
+ * its path (egress/statsd_agg_flush.c). Tag keys and values keep
+ * [A-Za-z0-9_.-] (and a value its '=' too: statsd's tags, "env=prod",
+ * are unchanged); every other byte (';', ' ', '%', '~', '!', '^', '/',
+ * UTF-8 bytes, ...) becomes "%XX". No ';' but the separators and no '='
+ * in a key is left, so a different tag list is a different path, and
+ * carbon reads each tag as it was meant (it refuses ';', '!', '^' and '='
+ * in a tag's key and a value that starts with '~'). The tags are written
+ * in the order carbon itself sorts a tagged path to (bytewise on the
+ * encoded "k=v"), so the line is already the name carbon stores. Carbon
+ * keeps a tagged series under _tagged/, its file named from the sha256
+ * of the whole path. */
 #ifndef TELEM_CARBON_PATH_H
 #define TELEM_CARBON_PATH_H
 
 #include <stddef.h>
+
+#include "egress/report_rec.h"
 
 #define CARBON_PATH_LEVEL_MAX 240   /* characters of one level, at most */
 /* The longest encoding of a 255-byte name (765 escaped characters, cut
@@ -41,5 +57,15 @@ int carbon_path_encode(const char *name, size_t len, char *out, size_t cap);
 /* The inverse: decode path (NUL-terminated) into out[0..cap). Returns the
  * name's length, or -1 when path is not an encoding this module makes. */
 int carbon_path_decode(const char *path, char *out, size_t cap);
+
+/* ";k=v;k=v" of the longest tag list a report entry carries (each byte
+ * escaped to 3), plus its NUL. */
+#define CARBON_TAGS_MAX (3 * REPORT_TAGS_BYTES + 1)
+/* Encode tag[0..n) (report_rec_tag_key_ok keys, distinct, and
+ * report_rec_tag_val_ok values) as ";k=v" each, in carbon's order, into
+ * out[0..cap) with a NUL; "" when n is 0. Returns the length, or -1 (out
+ * unspecified) when n is over REPORT_TAGS_MAX or cap is too small. */
+int carbon_tags_encode(const struct report_tag *tag, size_t n, char *out,
+    size_t cap);
 
 #endif

@@ -1,10 +1,11 @@
 /* telem-sink-carbon: reads the egresses' report records (docs/design.md §15,
  * egress/report_rec.h) from its in-queue and sends them to carbon as
- * plaintext lines "PREFIX.NAME.STAT VALUE TS" over one TCP connection
- * (egress/carbon.h: non-blocking, reconnecting with backoff, a bounded
- * buffer whose drops are counted in sink_dropped). NAME is the telem name
- * encoded by egress/carbon_path.h, so two names never share a whisper file
- * and none reaches outside PREFIX.
+ * plaintext lines "PREFIX.NAME.STAT[;k=v...] VALUE TS" over one TCP
+ * connection (egress/carbon.h: non-blocking, reconnecting with backoff, a
+ * bounded buffer whose drops are counted in sink_dropped). NAME is the
+ * telem name and ";k=v..." the entry's tags (statsd's), both encoded by
+ * egress/carbon_path.h, so two series never share a whisper file and none
+ * reaches outside PREFIX.
  *
  * STAT is the wave-1 name of the entry's field: a quantile "q0.25" is
  * "q25" (its percent, any '.' made '_': q0.999 is "q99_9"), the CMA gauge
@@ -30,7 +31,7 @@ struct sink_carbon {
 	uint32_t buffer;
 	struct carbon *c;
 	uint64_t dropped_seen;     /* already added to the stats slot */
-	struct log_limit bad_log;
+	struct log_limit bad_log, drop_log;
 };
 
 enum { OPT_GRAPHITE = 256, OPT_PREFIX, OPT_BUFFER, OPT_STATE };
@@ -140,12 +141,22 @@ sc_record(struct stage *st, const struct wire_rec *r)
 		return;
 	}
 	char stat[REPORT_FIELD_MAX + 8], path[CARBON_PATH_MAX], num[336];
+	char tags[CARBON_TAGS_MAX];
 	if (!entry_stat(&e, stat, sizeof(stat)))
 		return;
+	/* None of these fails on an entry report_rec_decode took. */
 	int plen = carbon_path_encode(e.name, e.name_len, path, sizeof(path));
-	if (plen < 0 || cma_format(e.value, num, sizeof(num)) < 0)
+	if (plen < 0 || carbon_tags_encode(e.tag, e.ntags, tags,
+	    sizeof(tags)) < 0 || cma_format(e.value, num, sizeof(num)) < 0) {
+		stats_add(&st->stats->sink_dropped, 1);
+		long long n = log_limit_pass(&s->drop_log, 60000);
+		if (n >= 0)
+			log_warnx("report entry of %.*s %.*s dropped: no line can "
+			    "carry it (%lld more)", (int)e.name_len, e.name,
+			    (int)e.field_len, e.field, n);
 		return;
-	carbon_line(s->c, path, (size_t)plen, stat, num, e.ts);
+	}
+	carbon_line(s->c, path, (size_t)plen, stat, tags, num, e.ts);
 }
 
 static void

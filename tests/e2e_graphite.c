@@ -6,7 +6,8 @@
  * Also: carbon stopped and started again while telem runs, a full send
  * buffer, a carbon-relay with consistent hashing in front of two caches,
  * names that differ only in dots and slashes landing in distinct files,
- * and names that cannot reach outside the prefix (egress/carbon_path.h).
+ * names that cannot reach outside the prefix (egress/carbon_path.h), and
+ * statsd's tagged series through telem-egress-statsd and the sink.
  * A carbon that cannot be started fails the test, with its log. */
 #include <criterion/criterion.h>
 #include <arpa/inet.h>
@@ -259,15 +260,13 @@ struct point {
 	double v;
 };
 
-/* The points whisper-fetch reads from the metric's file since `from`
+/* The points whisper-fetch reads from the file at `path` since `from`
  * (its None slots left out); returns how many, the last in *last. */
 static int
-wsp_points(const struct carbon_proc *cp, const char *metric, long long from,
-    struct point *last)
+file_points(const char *path, long long from, struct point *last)
 {
-	char path[512], cmd[700], line[128];
-	wsp_path(cp, metric, path, sizeof(path));
-	if (access(path, F_OK) != 0)
+	char cmd[1200], line[128];
+	if (path[0] == '\0' || access(path, F_OK) != 0)
 		return 0;
 	/* Not --drop=nulls: whisper-fetch 1.1 then prints wrong times. */
 	snprintf(cmd, sizeof(cmd), "whisper-fetch --from=%lld '%s' 2>&1", from, path);
@@ -286,6 +285,55 @@ wsp_points(const struct carbon_proc *cp, const char *metric, long long from,
 	int st = pclose(f);
 	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "%s failed (%d)", cmd, st);
 	return n;
+}
+
+static int
+wsp_points(const struct carbon_proc *cp, const char *metric, long long from,
+    struct point *last)
+{
+	char path[512];
+	wsp_path(cp, metric, path, sizeof(path));
+	return file_points(path, from, last);
+}
+
+/* The file carbon keeps the tagged series `metric` ("a.b;k=v", tags in
+ * carbon's order) in: _tagged/XXX/YYY/H.wsp, H the sha256 of the path
+ * and XXXYYY its start (graphite-carbon's TaggedSeries.encode, with its
+ * default TAG_HASH_FILENAMES). */
+static void
+tagged_path(const struct carbon_proc *cp, const char *metric, char *path,
+    size_t cap)
+{
+	char cmd[1000], h[128];
+	snprintf(cmd, sizeof(cmd), "printf %%s '%s' | sha256sum", metric);
+	cr_assert_eq(h_run(cmd, h, sizeof(h)), 0, "%s", cmd);
+	cr_assert_gt(strlen(h), 64, "%s: %s", cmd, h);
+	snprintf(path, cap, "%s/storage/whisper/_tagged/%.3s/%.3s/%.64s.wsp",
+	    cp->dir, h, h + 3, h);
+}
+
+/* wait_value for a tagged series. */
+static void
+wait_tagged(const struct carbon_proc *cp, const char *metric, long long from,
+    double want, int ms)
+{
+	char path[1000];
+	struct point p = { 0, 0 };
+	int n = 0;
+	for (int waited = 0; waited <= ms; waited += 100) {
+		tagged_path(cp, metric, path, sizeof(path));
+		n = file_points(path, from, &p);
+		if (n > 0 && p.v == want)
+			return;
+		h_nap_ms(100);
+	}
+	char cmd[400], files[2048];
+	snprintf(cmd, sizeof(cmd), "cd '%s/storage/whisper' && find . -name "
+	    "'*.wsp' | head -40", cp->dir);
+	h_run(cmd, files, sizeof(files));
+	cr_assert_fail("%s: file '%s', %d points, last %.17g, never %.17g\n"
+	    "files:\n%s\ntelem stderr:\n%s\n%s log:\n%s", metric, path, n, p.v,
+	    want, files, h_slurp(P.err), cp->prog, carbon_log(cp));
 }
 
 /* Wait (up to `ms`) until whisper holds `want` for the metric; returns its
@@ -572,4 +620,58 @@ Test(graphite, names_that_collided_land_in_distinct_files_and_stay_under_the_pre
 	snprintf(cmd, sizeof(cmd), "test $(find '%s/storage/whisper/telem' -name "
 	    "q50.wsp | wc -l) -eq %d", C[0].dir, N);
 	cr_assert_eq(system(cmd), 0, "not one q50 file per name");
+}
+
+/* statsd -> telem-egress-statsd -> telem-sink-carbon -> carbon-cache: an
+ * entry's tags follow its path as Graphite's tagged-series form, as the
+ * statsd egress writes them itself (egress/carbon_path.h), so two series
+ * that differ only in a tag keep a file each. */
+static const char statsd_sink_conf[] =
+    "[pipeline]\n"
+    "flush_ms = 200\n"
+    "[stage ingest]\n"
+    "exec = telem-ingest\n"
+    "args = --protocol statsd\n"
+    "udp = 127.0.0.1:%d\n"
+    "out = statsd\n"
+    "[stage statsd]\n"
+    "exec = telem-egress-statsd\n"
+    "out = carbon\n"
+    "flush = yes\n"
+    "[stage carbon]\n"
+    "exec = telem-sink-carbon\n"
+    "args = --graphite 127.0.0.1:%d\n"
+    "state = no\n";
+
+Test(graphite, statsd_tags_through_the_sink_keep_series_apart)
+{
+	long long t0 = (long long)time(NULL) - 2;
+	carbon_conf(&C[0], "carbon-cache", "cache", NULL);
+	carbon_start(&C[0]);
+	char conf[256];
+	pl_conf(&P, "statsd-carbon.conf", conf, sizeof(conf), statsd_sink_conf,
+	    P.port, C[0].line_port);
+	cr_assert(pl_start_conf(&P, conf, "-m", "1024", NULL),
+	    "supervisor did not come up:\n%s", h_slurp(P.err));
+	/* Two series of one name, and tags whose key order ("a", "a.b") is
+	 * not carbon's ("a.b=1" before "a=2"). */
+	pl_nc(&P, "tg:1|g|#k:v\ntg:2|g|#k:w\nmt:3|g|#a:2,a.b:1\nplain:4|g\n");
+	/* The statsd egress's own lines (stdout: it has no --graphite). */
+	WAIT_OUT("stats.gauges.tg;k=v 1 ");
+	WAIT_OUT("stats.gauges.tg;k=w 2 ");
+	WAIT_OUT("stats.gauges.mt;a.b=1;a=2 3 ");
+	/* The sink's: the same tags after telem.NAME.value. */
+	wait_tagged(&C[0], "telem.tg.value;k=v", t0, 1, 20000);
+	wait_tagged(&C[0], "telem.tg.value;k=w", t0, 2, 20000);
+	wait_tagged(&C[0], "telem.mt.value;a.b=1;a=2", t0, 3, 20000);
+	wait_value(&C[0], "telem.plain.value", t0, 4, 20000);
+	cr_assert(!wsp_exists(&C[0], "telem.tg.value"),
+	    "the tagged series also went to the untagged file");
+	char *log = carbon_log(&C[0]);
+	cr_assert_null(strstr(log, "Error parsing metric"), "%s", log);
+	struct h_status s;
+	cr_assert(pl_status(&P, &s), "%s", s.raw);
+	cr_assert_not_null(h_find(&s, "carbon"), "%s", s.raw);
+	cr_assert_eq(h_find(&s, "carbon")->sink_dropped, 0, "%s", s.raw);
+	cr_assert_eq(h_find(&s, "carbon")->bad, 0, "%s", s.raw);
 }

@@ -91,18 +91,18 @@ line_n(struct carbon *c, unsigned i)
 	char name[16], val[16];
 	int len = snprintf(name, sizeof(name), "n%u", i);
 	snprintf(val, sizeof(val), "%u", i);
-	carbon_line(c, name, (size_t)len, "cma", val, 1);
+	carbon_line(c, name, (size_t)len, "cma", "", val, 1);
 }
 
 Test(carbon, lines_arrive_in_the_plaintext_format)
 {
 	int port = 0, lfd = listen_on(&port);
 	struct carbon *c = sink(port, 4096);
-	carbon_line(c, "a", 1, "q50", "10", 1700000000);
-	carbon_line(c, "b", 1, "cma", "1666.6666666666667", 1700000000);
-	carbon_line(c, "abc", 2, "q0", "0", 1700000001);  /* name is name[0..len) */
+	carbon_line(c, "a", 1, "q50", "", "10", 1700000000);
+	carbon_line(c, "b", 1, "cma", ";k=v", "1666.6666666666667", 1700000000);
+	carbon_line(c, "abc", 2, "q0", "", "0", 1700000001);  /* name is name[0..len) */
 	static const char want[] = "telem.a.q50 10 1700000000\n"
-	    "telem.b.cma 1666.6666666666667 1700000000\n"
+	    "telem.b.cma;k=v 1666.6666666666667 1700000000\n"
 	    "telem.ab.q0 0 1700000001\n";
 	cr_assert_eq(carbon_pending(c), sizeof(want) - 1);
 	int fd = accept_from(lfd, c);
@@ -148,7 +148,7 @@ Test(carbon, a_line_longer_than_the_buffer_is_dropped_and_counted)
 	int port = 0;
 	close(listen_on(&port));
 	struct carbon *c = sink(port, 20);
-	carbon_line(c, "a_rather_long_name", 18, "cma", "1", 1);
+	carbon_line(c, "a_rather_long_name", 18, "cma", "", "1", 1);
 	cr_assert_eq(carbon_dropped(c), 1);
 	cr_assert_eq(carbon_pending(c), 0);
 	line_n(c, 1);

@@ -214,3 +214,125 @@ Test(carbon_path, random_names_decode_back)
 		cr_assert_eq(memcmp(back, name, len), 0);
 	}
 }
+
+static struct report_tag
+tag(const char *k, const char *v)
+{
+	return (struct report_tag){ k, v, (uint8_t)strlen(k), (uint8_t)strlen(v) };
+}
+
+static size_t
+count_char(const char *s, char c)
+{
+	size_t n = 0;
+	for (; *s; s++)
+		n += *s == c;
+	return n;
+}
+
+static const char *
+tags_enc(const struct report_tag *t, size_t n, char *buf)
+{
+	int len = carbon_tags_encode(t, n, buf, CARBON_TAGS_MAX);
+	cr_assert_geq(len, 0, "encode of %zu tags failed", n);
+	cr_assert_eq((size_t)len, strlen(buf));
+	return buf;
+}
+
+/* statsd's tags (keys [A-Za-z0-9_.-], values also '=') are written as
+ * telem-egress-statsd writes them; anything that would end the line, the
+ * path or a tag, or that carbon refuses in a tag, is escaped. */
+Test(carbon_path, tags_as_graphite_tagged_series)
+{
+	char buf[CARBON_TAGS_MAX];
+	cr_assert_str_eq(tags_enc(NULL, 0, buf), "");
+	struct report_tag one[] = { tag("env", "prod") };
+	cr_assert_str_eq(tags_enc(one, 1, buf), ";env=prod");
+	struct report_tag t[] = { tag("code", "200"), tag("env", "prod") };
+	cr_assert_str_eq(tags_enc(t, 2, buf), ";code=200;env=prod");
+	/* Report order is by key ("a" before "a.b"); carbon's, and the statsd
+	 * key's, is by "k=v" ("a.b=1" before "a=2"). */
+	struct report_tag o[] = { tag("a", "2"), tag("a.b", "1"), tag("a1", "x") };
+	cr_assert_str_eq(tags_enc(o, 3, buf), ";a.b=1;a1=x;a=2");
+	struct report_tag eq[] = { tag("k", "b=c"), tag("k-2", "x_y.z") };
+	cr_assert_str_eq(tags_enc(eq, 2, buf), ";k-2=x_y.z;k=b=c");
+	static const struct { const char *k, *v, *out; } esc[] = {
+		{ "k", "a;b", ";k=a%3Bb" },
+		{ "a;b", "v", ";a%3Bb=v" },
+		{ "k", "~x", ";k=%7Ex" },
+		{ "a!b^c", "v", ";a%21b%5Ec=v" },
+		{ "k", "50%", ";k=50%25" },
+		{ "k", "a/b", ";k=a%2Fb" },
+		{ "k", "\xc3\xa9", ";k=%C3%A9" },
+		{ "k", "a\nb c\t", ";k=a%0Ab%20c%09" },
+	};
+	for (size_t i = 0; i < sizeof(esc) / sizeof(esc[0]); i++) {
+		struct report_tag x = tag(esc[i].k, esc[i].v);
+		cr_assert_str_eq(tags_enc(&x, 1, buf), esc[i].out, "%s=%s",
+		    esc[i].k, esc[i].v);
+		for (const char *p = buf; *p; p++)
+			cr_assert(*p > ' ' && *p <= '~', "byte %02x", (unsigned char)*p);
+		cr_assert_eq(count_char(buf, ';'), 1);
+		cr_assert_eq(count_char(buf, '='), 1 + count_char(esc[i].v, '='));
+	}
+	/* The largest tag list a report carries fits; a small buffer or too
+	 * many tags do not. */
+	char k[REPORT_TAGS_MAX][8], v[REPORT_TAGS_MAX][10];
+	struct report_tag big[REPORT_TAGS_MAX + 1];
+	for (int i = 0; i < REPORT_TAGS_MAX; i++) {
+		snprintf(k[i], sizeof(k[i]), ";;;%03d", i);
+		memset(v[i], ';', 9);
+		v[i][9] = '\0';
+		big[i] = tag(k[i], v[i]);
+	}
+	cr_assert_eq(carbon_tags_encode(big, REPORT_TAGS_MAX, buf, sizeof(buf)),
+	    REPORT_TAGS_MAX * (2 + 3 * 3 + 3 + 3 * 9));
+	cr_assert_eq(carbon_tags_encode(big, REPORT_TAGS_MAX, buf, 100), -1);
+	big[REPORT_TAGS_MAX] = tag("z", "z");
+	cr_assert_eq(carbon_tags_encode(big, REPORT_TAGS_MAX + 1, buf,
+	    sizeof(buf)), -1);
+}
+
+/* Every one-tag list over a hostile alphabet (keys of 1..2 bytes,
+ * values of 1..3, as report_rec takes them): distinct lists, distinct
+ * encodings. */
+Test(carbon_path, tags_are_one_to_one)
+{
+	static const char alpha[] = { 'a', '.', ';', '=', '%', '2', ',', '~' };
+	enum { K = sizeof(alpha) };
+	static char str[K + K * K + K * K * K][4];
+	size_t nstr = 0, upto2 = 0;
+	for (size_t len = 1; len <= 3; len++) {
+		size_t combos = len == 1 ? K : len == 2 ? K * K : K * K * K;
+		for (size_t c = 0; c < combos; c++, nstr++) {
+			size_t x = c;
+			for (size_t i = 0; i < len; i++, x /= K)
+				str[nstr][i] = alpha[x % K];
+		}
+		if (len == 2)
+			upto2 = nstr;
+	}
+	char **out = calloc(upto2 * nstr, sizeof(*out));
+	cr_assert_not_null(out);
+	size_t m = 0;
+	for (size_t i = 0; i < upto2; i++) {
+		for (size_t j = 0; j < nstr; j++) {
+			const char *key = str[i], *val = str[j];
+			if (!report_rec_tag_key_ok(key, strlen(key)) ||
+			    !report_rec_tag_val_ok(val, strlen(val)))
+				continue;
+			struct report_tag t = tag(key, val);
+			char buf[CARBON_TAGS_MAX];
+			out[m] = strdup(tags_enc(&t, 1, buf));
+			cr_assert_not_null(out[m]);
+			m++;
+		}
+	}
+	cr_assert_gt(m, 10000);
+	qsort(out, m, sizeof(*out), cmp_str);
+	for (size_t i = 1; i < m; i++)
+		cr_assert_str_neq(out[i - 1], out[i], "two tag lists share %s", out[i]);
+	for (size_t i = 0; i < m; i++)
+		free(out[i]);
+	free(out);
+}
