@@ -4,6 +4,8 @@
 
 #include <string.h>
 
+static const char hex[] = "0123456789ABCDEF";
+
 static int
 plain(unsigned char c)
 {
@@ -14,7 +16,6 @@ plain(unsigned char c)
 int
 carbon_path_encode(const char *name, size_t len, char *out, size_t cap)
 {
-	static const char hex[] = "0123456789ABCDEF";
 	const unsigned char *s = (const unsigned char *)name;
 	size_t o = 0, level = 0;  /* characters in the current level piece */
 	if (len == 0 || len > 255)
@@ -93,12 +94,34 @@ carbon_path_decode(const char *path, char *out, size_t cap)
 	return (int)n;
 }
 
+int
+carbon_stat_encode(const char *s, size_t len, char *out, size_t cap)
+{
+	const unsigned char *u = (const unsigned char *)s;
+	size_t o = 0;
+	if (len == 0 || len > REPORT_FIELD_MAX)
+		return -1;
+	for (size_t i = 0; i < len; i++) {
+		size_t unit = plain(u[i]) ? 1 : 3;
+		if (o + unit >= cap)
+			return -1;
+		if (unit == 1) {
+			out[o++] = (char)u[i];
+		} else {
+			out[o++] = '%';
+			out[o++] = hex[u[i] >> 4];
+			out[o++] = hex[u[i] & 15];
+		}
+	}
+	out[o] = '\0';
+	return (int)o;
+}
+
 /* Append s[0..len) to out[*o..cap) with every byte but [A-Za-z0-9_.-]
  * (and '=' when eq) as %XX. -1 when it does not fit. */
 static int
 tag_part(const char *s, size_t len, int eq, char *out, size_t *o, size_t cap)
 {
-	static const char hex[] = "0123456789ABCDEF";
 	const unsigned char *u = (const unsigned char *)s;
 	for (size_t i = 0; i < len; i++) {
 		if (plain(u[i]) || u[i] == '.' || (eq && u[i] == '=')) {

@@ -21,9 +21,12 @@
  * a whisper file. Names of only [A-Za-z0-9_-] and single inner dots (the
  * common case, and every name of the wave-1 tests) are unchanged.
  *
- * The writer appends ".<stat>" to the encoded name; (name, stat) pairs
- * stay one to one only while stats have no '.' (q25, cma, mean_90): a
- * stat "x.y" after name "a" would meet stat "y" after name "a.x".
+ * The writer appends ".<stat>" to the encoded name, the stat encoded by
+ * carbon_stat_encode: [A-Za-z0-9_-] kept, every other byte, '.' too, as
+ * "%XX". A stat is so one level (q25, cma, mean_90 unchanged; statsd's
+ * "histogram.bin_10" is "histogram%2Ebin_10") and (name, stat) pairs stay
+ * one to one: a stat "x.y" kept as it is after name "a" would meet stat
+ * "y" after name "a.x".
  *
  * An entry's tags follow as Graphite's tagged-series form, ";k=v;k=v"
  * (carbon_tags_encode), as telem-egress-statsd writes a key's tags after
@@ -57,6 +60,14 @@ int carbon_path_encode(const char *name, size_t len, char *out, size_t cap);
 /* The inverse: decode path (NUL-terminated) into out[0..cap). Returns the
  * name's length, or -1 when path is not an encoding this module makes. */
 int carbon_path_decode(const char *path, char *out, size_t cap);
+
+/* The longest stat: a report field (REPORT_FIELD_MAX bytes) with each
+ * byte escaped, plus its NUL. */
+#define CARBON_STAT_MAX (3 * REPORT_FIELD_MAX + 1)
+/* Encode the stat s[0..len) (1..REPORT_FIELD_MAX bytes) as one level into
+ * out[0..cap) with a NUL. Returns the length, or -1 (out unspecified) when
+ * len is 0 or over REPORT_FIELD_MAX, or cap is too small. */
+int carbon_stat_encode(const char *s, size_t len, char *out, size_t cap);
 
 /* ";k=v;k=v" of the longest tag list a report entry carries (each byte
  * escaped to 3), plus its NUL. */

@@ -10,8 +10,11 @@
  * STAT is the wave-1 name of the entry's field: a quantile "q0.25" is
  * "q25" (its percent, any '.' made '_': q0.999 is "q99_9"), the CMA gauge
  * is "cma"; the summary's sum and count and the CMA's sample count are
- * for Prometheus and not sent. statsd entries keep their field as STAT
- * (statsd's own names have no '.'). */
+ * for Prometheus and not sent. statsd entries keep their field as STAT,
+ * but the median's copy as quantile "q0.5", for Prometheus (its value
+ * goes as "median"). A stat is one level of the path: any byte but
+ * [A-Za-z0-9_-] in it, the '.' of statsd's "histogram.bin_10", is %XX
+ * (egress/carbon_path.h carbon_stat_encode). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -98,32 +101,37 @@ sc_init(struct stage *st)
 	return 0;
 }
 
-/* The Graphite stat of an entry into stat[0..cap), or 0 when the entry is
- * not sent. */
+/* The Graphite stat of an entry, encoded, into stat[0..cap): 1, or 0 when
+ * the entry is not sent (END, and what is for Prometheus only), or -1
+ * when it cannot be encoded (not reached: cap is CARBON_STAT_MAX). */
 static int
 entry_stat(const struct report_rec *e, char *stat, size_t cap)
 {
+	const char *f = e->field;
+	size_t len = e->field_len;
+	char q_stat[32];
+	if (e->kind == REPORT_END)
+		return 0;
 	if (e->source == REPORT_SRC_STATSD) {
-		if (e->kind == REPORT_END || memchr(e->field, '.', e->field_len))
+		/* statsd's quantiles are "upper_P"; a "q" one is the median's
+		 * copy (egress/statsd_main.c one_entry). */
+		if (e->kind == REPORT_SUM_QUANTILE && f[0] == 'q')
 			return 0;
-		snprintf(stat, cap, "%.*s", (int)e->field_len, e->field);
-		return 1;
+	} else if (e->kind != REPORT_GAUGE) {
+		double q;
+		if (e->kind != REPORT_SUM_QUANTILE ||
+		    report_rec_quantile(f, len, &q) == -1)
+			return 0;
+		int n = snprintf(q_stat, sizeof(q_stat), "q%.10g", q * 100);
+		if (n < 0 || (size_t)n >= sizeof(q_stat))
+			return -1;
+		for (char *p = q_stat; *p; p++)
+			if (*p == '.')
+				*p = '_';
+		f = q_stat;
+		len = (size_t)n;
 	}
-	if (e->kind == REPORT_GAUGE) {
-		snprintf(stat, cap, "%.*s", (int)e->field_len, e->field);
-		return 1;
-	}
-	double q;
-	if (e->kind != REPORT_SUM_QUANTILE ||
-	    report_rec_quantile(e->field, e->field_len, &q) == -1)
-		return 0;
-	int n = snprintf(stat, cap, "q%.10g", q * 100);
-	if (n < 0 || (size_t)n >= cap)
-		return 0;
-	for (char *p = stat; *p; p++)
-		if (*p == '.')
-			*p = '_';
-	return 1;
+	return carbon_stat_encode(f, len, stat, cap) < 0 ? -1 : 1;
 }
 
 static void
@@ -140,13 +148,14 @@ sc_record(struct stage *st, const struct wire_rec *r)
 			log_warnx("report entry dropped: %s (%lld more)", why, n);
 		return;
 	}
-	char stat[REPORT_FIELD_MAX + 8], path[CARBON_PATH_MAX], num[336];
+	char stat[CARBON_STAT_MAX], path[CARBON_PATH_MAX], num[336];
 	char tags[CARBON_TAGS_MAX];
-	if (!entry_stat(&e, stat, sizeof(stat)))
+	int sent = entry_stat(&e, stat, sizeof(stat));
+	if (sent == 0)
 		return;
 	/* None of these fails on an entry report_rec_decode took. */
 	int plen = carbon_path_encode(e.name, e.name_len, path, sizeof(path));
-	if (plen < 0 || carbon_tags_encode(e.tag, e.ntags, tags,
+	if (sent < 0 || plen < 0 || carbon_tags_encode(e.tag, e.ntags, tags,
 	    sizeof(tags)) < 0 || cma_format(e.value, num, sizeof(num)) < 0) {
 		stats_add(&st->stats->sink_dropped, 1);
 		long long n = log_limit_pass(&s->drop_log, 60000);

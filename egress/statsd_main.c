@@ -537,7 +537,8 @@ one_entry(void *ctx, enum statsd_type type, const char *name, size_t name_len,
 	}
 	send_entry(d, &r);
 	/* The median is also the summary's quantile 0.5 (as "q0.5", which
-	 * telem-sink-carbon leaves out: it has a '.'), unless upper_50 is. */
+	 * telem-sink-carbon leaves out: it sends the value as "median"),
+	 * unless upper_50 is. */
 	if (type == STATSD_TIMER && d->median_q && strcmp(field, "median") == 0) {
 		r.kind = REPORT_SUM_QUANTILE;
 		r.field = "q0.5";

@@ -636,6 +636,7 @@ static const char statsd_sink_conf[] =
     "out = statsd\n"
     "[stage statsd]\n"
     "exec = telem-egress-statsd\n"
+    "args = --histogram lat:10,inf\n"
     "out = carbon\n"
     "flush = yes\n"
     "[stage carbon]\n"
@@ -674,4 +675,34 @@ Test(graphite, statsd_tags_through_the_sink_keep_series_apart)
 	cr_assert_not_null(h_find(&s, "carbon"), "%s", s.raw);
 	cr_assert_eq(h_find(&s, "carbon")->sink_dropped, 0, "%s", s.raw);
 	cr_assert_eq(h_find(&s, "carbon")->bad, 0, "%s", s.raw);
+}
+
+/* --histogram's fields, "histogram.bin_10", reach carbon as one level,
+ * histogram%2Ebin_10, so no name's path can meet them; the median's copy
+ * as quantile 0.5 (for Prometheus) is not sent, its value is the median. */
+Test(graphite, statsd_histogram_bins_through_the_sink_are_one_level)
+{
+	long long t0 = (long long)time(NULL) - 2;
+	carbon_conf(&C[0], "carbon-cache", "cache", NULL);
+	carbon_start(&C[0]);
+	char conf[256];
+	pl_conf(&P, "statsd-carbon.conf", conf, sizeof(conf), statsd_sink_conf,
+	    P.port, C[0].line_port);
+	cr_assert(pl_start_conf(&P, conf, "-m", "1024", NULL),
+	    "supervisor did not come up:\n%s", h_slurp(P.err));
+	/* A timer "lat" with a bin field, and a gauge whose name ends where
+	 * the timer's bin path would begin ("lat.histogram" + "bin_10"). */
+	pl_nc(&P, "lat:5|ms\nlat:20|ms\nlat:7|ms|#k:v\nlat.histogram:9|g\n");
+	WAIT_OUT("stats.timers.lat.histogram.bin_10 1 ");
+	WAIT_OUT("stats.timers.lat.histogram.bin_inf 1 ");
+	wait_value(&C[0], "telem.lat.histogram%2Ebin_10", t0, 1, 20000);
+	wait_value(&C[0], "telem.lat.histogram%2Ebin_inf", t0, 1, 20000);
+	wait_tagged(&C[0], "telem.lat.histogram%2Ebin_10;k=v", t0, 1, 20000);
+	wait_value(&C[0], "telem.lat.median", t0, 12.5, 20000);
+	wait_value(&C[0], "telem.lat.histogram.value", t0, 9, 20000);
+	cr_assert(!wsp_exists(&C[0], "telem.lat.q0%2E5"), "the median's copy was sent");
+	struct h_status s;
+	cr_assert(pl_status(&P, &s), "%s", s.raw);
+	cr_assert_not_null(h_find(&s, "carbon"), "%s", s.raw);
+	cr_assert_eq(h_find(&s, "carbon")->sink_dropped, 0, "%s", s.raw);
 }

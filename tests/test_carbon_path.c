@@ -336,3 +336,40 @@ Test(carbon_path, tags_are_one_to_one)
 		free(out[i]);
 	free(out);
 }
+
+/* A stat is one level: statsd's histogram.bin_10 after name "a" cannot
+ * meet bin_10 after name "a.histogram" (egress/carbon_path.h). */
+Test(carbon_path, stats_are_one_level)
+{
+	static const struct { const char *in, *out; } t[] = {
+		{ "q25", "q25" }, { "cma", "cma" }, { "mean_90", "mean_90" },
+		{ "upper_99_9", "upper_99_9" }, { "count-x", "count-x" },
+		{ "histogram.bin_10", "histogram%2Ebin_10" },
+		{ "histogram.bin_0_5", "histogram%2Ebin_0_5" },
+		{ "histogram.bin_inf", "histogram%2Ebin_inf" },
+		{ "q0.5", "q0%2E5" }, { ".", "%2E" },
+	};
+	char buf[CARBON_STAT_MAX];
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		int n = carbon_stat_encode(t[i].in, strlen(t[i].in), buf, sizeof(buf));
+		cr_assert_eq(n, (int)strlen(t[i].out), "%s", t[i].in);
+		cr_assert_str_eq(buf, t[i].out);
+	}
+	/* "a" + "histogram.bin_10" and "a.histogram" + "bin_10": two paths. */
+	char p1[CARBON_PATH_MAX + CARBON_STAT_MAX], p2[sizeof(p1)];
+	char s[CARBON_STAT_MAX], name[CARBON_PATH_MAX];
+	carbon_stat_encode("histogram.bin_10", 16, s, sizeof(s));
+	snprintf(p1, sizeof(p1), "%s.%s", enc("a", name), s);
+	carbon_stat_encode("bin_10", 6, s, sizeof(s));
+	snprintf(p2, sizeof(p2), "%s.%s", enc("a.histogram", name), s);
+	cr_assert_str_neq(p1, p2);
+	/* The longest field, every byte escaped, fits; more or none does not. */
+	char f[REPORT_FIELD_MAX + 1];
+	memset(f, '.', sizeof(f));
+	cr_assert_eq(carbon_stat_encode(f, REPORT_FIELD_MAX, buf, sizeof(buf)),
+	    3 * REPORT_FIELD_MAX);
+	cr_assert_eq(carbon_stat_encode(f, REPORT_FIELD_MAX + 1, buf,
+	    sizeof(buf)), -1);
+	cr_assert_eq(carbon_stat_encode(f, 0, buf, sizeof(buf)), -1);
+	cr_assert_eq(carbon_stat_encode(f, 4, buf, 12), -1);
+}
