@@ -490,6 +490,33 @@ carbon_drain(struct carbon *c, int timeout_ms)
 }
 
 uint64_t
+carbon_drop_pending(struct carbon *c)
+{
+	uint64_t n = c->cur_off < c->cur_len;
+	/* The ring holds whole lines: one '\n' each. */
+	size_t first = c->cap - c->head < c->used ? c->cap - c->head : c->used;
+	const char *part[2] = { c->ring + c->head, c->ring };
+	size_t len[2] = { first, c->used - first };
+	for (int i = 0; i < 2; i++) {
+		const char *p = part[i], *end = part[i] + len[i];
+		while ((p = memchr(p, '\n', (size_t)(end - p))) != NULL) {
+			n++;
+			p++;
+		}
+	}
+	c->head = c->used = 0;
+	c->cur_len = c->cur_off = 0;
+	c->flush_left = 0;
+	if (n > 0) {
+		c->dropped += n;
+		log_warnx("carbon %s: %llu lines not sent before exit (carbon %s): "
+		    "dropped", c->where, (unsigned long long)n,
+		    c->state == C_UP ? "too slow" : "unreachable");
+	}
+	return n;
+}
+
+uint64_t
 carbon_dropped(const struct carbon *c)
 {
 	return c->dropped;

@@ -174,11 +174,10 @@ sc_flush(struct stage *st)
 	(void)st;  /* lines go out as they come, not on Flush */
 }
 
+/* The lines carbon.c dropped since the last call, into sink_dropped. */
 static void
-sc_tick(struct stage *st)
+book_dropped(struct stage *st, struct sink_carbon *s)
 {
-	struct sink_carbon *s = st->ctx;
-	carbon_poll(s->c);
 	uint64_t d = carbon_dropped(s->c);
 	if (d > s->dropped_seen) {
 		stats_add(&st->stats->sink_dropped, d - s->dropped_seen);
@@ -187,13 +186,23 @@ sc_tick(struct stage *st)
 }
 
 static void
+sc_tick(struct stage *st)
+{
+	struct sink_carbon *s = st->ctx;
+	carbon_poll(s->c);
+	book_dropped(st, s);
+}
+
+/* What the drain could not send is dropped, counted and logged. */
+static void
 sc_fini(struct stage *st)
 {
 	struct sink_carbon *s = st->ctx;
 	if (s->c == NULL)
 		return;
 	carbon_drain(s->c, DRAIN_MS);
-	sc_tick(st);
+	carbon_drop_pending(s->c);
+	book_dropped(st, s);
 	carbon_free(s->c);
 	s->c = NULL;
 }

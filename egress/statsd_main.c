@@ -547,6 +547,17 @@ one_entry(void *ctx, enum statsd_type type, const char *name, size_t name_len,
 	}
 }
 
+/* The carbon lines dropped since the last call, into sink_dropped. */
+static void
+book_sink_drops(struct stage *st, struct sd *d)
+{
+	uint64_t n = carbon_dropped(d->sink);
+	if (n > d->sink_dropped_seen) {
+		stats_add(&st->stats->sink_dropped, n - d->sink_dropped_seen);
+		d->sink_dropped_seen = n;
+	}
+}
+
 static void
 sd_tick(struct stage *st)
 {
@@ -554,11 +565,7 @@ sd_tick(struct stage *st)
 	if (d->sink == NULL)
 		return;
 	carbon_poll(d->sink);
-	uint64_t n = carbon_dropped(d->sink);
-	if (n > d->sink_dropped_seen) {
-		stats_add(&st->stats->sink_dropped, n - d->sink_dropped_seen);
-		d->sink_dropped_seen = n;
-	}
+	book_sink_drops(st, d);
 }
 
 /* The records applied so far are in this flush's lines: they have left
@@ -608,8 +615,11 @@ sd_fini(struct stage *st)
 	struct sd *d = st->ctx;
 	report_flush(&d->rep);
 	if (d->sink != NULL) {
+		/* What the drain could not send is dropped, counted and logged. */
 		carbon_end_flush(d->sink);
 		carbon_drain(d->sink, SINK_DRAIN_MS);
+		carbon_drop_pending(d->sink);
+		book_sink_drops(st, d);
 		carbon_free(d->sink);
 	}
 	statsd_agg_free(d->agg);

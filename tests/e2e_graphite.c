@@ -492,6 +492,35 @@ Test(graphite, a_full_buffer_drops_the_oldest_lines_and_status_counts_them)
 	}
 }
 
+/* Lines still waiting for carbon when the sink stops (here a restart)
+ * are dropped: counted in sink_dropped, and said in one log line. */
+Test(graphite, lines_left_at_a_restart_are_counted_and_logged)
+{
+	int port;
+	h_tcp_ports(&port, 1);  /* nobody listens there */
+	char g[32];
+	snprintf(g, sizeof(g), "127.0.0.1:%d", port);
+	START("-f", "200", "-m", "1024", "-g", g);
+	pl_nc(&P, "a 1\nb 500\n");
+	WAIT_OUT("[CKMS] a 0.99:1\n");
+	WAIT_OUT("[CMA] b 500\n");
+	h_nap_ms(1000);  /* the sink has read the reports: 6 + 1 lines */
+	char reply[512];
+	cr_assert_eq(pl_ctl(&P, reply, sizeof(reply), "restart carbon"), 0,
+	    "%s", reply);
+	long long n = -1;
+	for (int i = 0; i < 500 && n != 7; i++) {
+		n = pl_stat(&P, "carbon", "sink_dropped");
+		if (n != 7)
+			h_nap_ms(10);
+	}
+	cr_assert_eq(n, 7, "sink_dropped=%lld\n%s", n, h_slurp(P.err));
+	char text[128];
+	snprintf(text, sizeof(text), "carbon %s: 7 lines not sent before exit "
+	    "(carbon unreachable): dropped", g);
+	cr_assert(h_wait_text(P.err, text, 1, 5000), "%s", h_slurp(P.err));
+}
+
 Test(graphite, past_one_machine_a_relay_stores_every_metric_in_exactly_one_cache)
 {
 	long long t0 = (long long)time(NULL) - 2;

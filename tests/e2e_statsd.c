@@ -643,6 +643,45 @@ Test(statsd, python_client_through_carbon_per_flush, .fini = graphite_fini,
 	cr_expect_eq(stats_get(&S.seg->slot[1].sink_dropped), 0);
 }
 
+/* telem-egress-statsd --graphite: the lines carbon did not take before
+ * the egress stopped are dropped, counted in sink_dropped and said in one
+ * log line. The first flush of a fresh egress after one datagram is
+ * first written to stdout to know how many lines it has. */
+Test(statsd, lines_left_for_carbon_at_exit_are_counted_and_logged)
+{
+	memset(&S, 0, sizeof(S));
+	sd_start(NULL);
+	send_line("c:1|c");
+	cr_assert(wait_in(1, 1));
+	sd_flush(FLUSH_MS);
+	cr_assert(wait_out("statsd.numStats", 1), "%s", h_slurp(S.err));
+	char *out = h_slurp(S.out);
+	int lines = h_count(out, "\n");
+	free(out);
+	cr_assert_gt(lines, 5);
+	stop_pid(&S.egress);
+
+	int port;
+	h_tcp_ports(&port, 1);  /* nobody listens there */
+	char gspec[32], exe_e[256], rdy[] = "3";
+	snprintf(gspec, sizeof(gspec), "127.0.0.1:%d", port);
+	char *ev[] = { (char *)h_bin("telem-egress-statsd", exe_e, sizeof(exe_e)),
+		"-i", S.inst, "-t", (char *)h_transport(), "--in", "sd", "--slot",
+		"1", "--ready-fd", rdy, "--graphite", gspec, NULL };
+	S.egress = spawn_stage(ev, S.out);
+	send_line("c:1|c");
+	cr_assert(wait_in(1, 2));
+	sd_flush(FLUSH_MS);
+	cr_assert(wait_counter(&S.seg->slot[1].out, 2), "flushed");
+	stop_pid(&S.egress);
+	cr_expect_eq(stats_get(&S.seg->slot[1].sink_dropped), (uint64_t)lines,
+	    "%s", h_slurp(S.err));
+	char text[128];
+	snprintf(text, sizeof(text), "carbon %s: %d lines not sent before exit "
+	    "(carbon unreachable): dropped", gspec, lines);
+	cr_expect_eq(h_count(h_slurp(S.err), text), 1, "%s", h_slurp(S.err));
+}
+
 /* --state FILE: the gauges survive the egress's restart (kill -9 after
  * the flush that saved them); counters start afresh. A file that is not a
  * state file is set aside and the egress starts empty. */

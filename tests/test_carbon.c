@@ -290,6 +290,70 @@ Test(carbon, a_line_cut_by_a_lost_connection_is_sent_whole_on_the_next)
 	close(lfd);
 }
 
+/* At exit, what is still buffered is counted: the whole lines of the
+ * ring (wrapped around its end here) ... */
+Test(carbon, lines_left_at_exit_are_counted_dropped)
+{
+	int port = 0;
+	close(listen_on(&port));
+	struct carbon *c = sink(port, 100);
+	for (unsigned i = 0; i < 10; i++) {  /* 17 bytes each: 5 fit */
+		line_n(c, i);
+		carbon_poll(c);
+	}
+	cr_assert_eq(carbon_dropped(c), 5);
+	carbon_drain(c, 200);  /* gives up: carbon is unreachable */
+	cr_assert_eq(carbon_drop_pending(c), 5);
+	cr_assert_eq(carbon_dropped(c), 10);
+	cr_assert_eq(carbon_pending(c), 0);
+	cr_assert_eq(carbon_drop_pending(c), 0);
+	/* The sink goes on afterwards as an empty one. */
+	line_n(c, 1);
+	cr_assert_eq(carbon_pending(c), 17);
+	cr_assert_eq(carbon_drop_pending(c), 1);
+	carbon_free(c);
+}
+
+/* ... and the line a full socket cut: every line is either read whole by
+ * the peer or counted dropped, never both, never neither. */
+Test(carbon, a_cut_line_left_at_exit_is_counted_too)
+{
+	int port = 0, lfd = listen_on(&port);
+	struct carbon *c = sink(port, 64 * 1024);
+	int fd = accept_from(lfd, c);
+	/* ~7 MB: past what the socket takes, so the buffer is full and the
+	 * last poll most likely leaves a line cut in the socket. */
+	const unsigned total = 300000;
+	for (unsigned i = 0; i < total; i++) {
+		line_n(c, i);
+		if (i % 100 == 0)
+			carbon_poll(c);
+	}
+	carbon_poll(c);
+	cr_assert_gt(carbon_dropped(c), 0);
+	cr_assert_gt(carbon_pending(c), 0);
+	uint64_t left = carbon_drop_pending(c);
+	cr_assert_gt(left, 0);
+	cr_assert_eq(carbon_pending(c), 0);
+	uint64_t dropped = carbon_dropped(c);
+	cr_assert_geq(dropped, left);
+	carbon_free(c);
+	/* The peer reads what the kernel took, to the end. */
+	int fl = fcntl(fd, F_GETFL);
+	cr_assert_eq(fcntl(fd, F_SETFL, fl & ~O_NONBLOCK), 0);
+	static char buf[1 << 16];
+	unsigned long long lines = 0;
+	ssize_t n;
+	while ((n = read(fd, buf, sizeof(buf))) > 0)
+		for (ssize_t k = 0; k < n; k++)
+			lines += buf[k] == '\n';
+	cr_assert_eq(n, 0, "read: %s", strerror(errno));
+	cr_assert_eq(lines + dropped, total, "%llu read + %llu dropped", lines,
+	    (unsigned long long)dropped);
+	close(fd);
+	close(lfd);
+}
+
 struct addr_case {
 	const char *spec, *host, *port;  /* host NULL: must be refused */
 };
