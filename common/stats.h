@@ -42,8 +42,9 @@ struct stats_slot {
 	_Atomic uint64_t dropped;   /* names over the cap */
 	_Atomic uint64_t dropped_dgrams; /* ingest: datagrams the kernel dropped */
 	_Atomic uint64_t lost;      /* held by killed stages, or taken by them */
-	_Atomic uint64_t sink_dropped; /* carbon lines dropped: a full buffer,
-	                             * or unsent at exit */
+	_Atomic uint64_t sink_dropped; /* carbon lines dropped (a full buffer,
+	                             * unsent at exit), report entries the
+	                             * statsd egress could not make */
 	_Atomic uint64_t unbooked_out; /* 1: its out-queues carry no records of
 	                             * the books (an egress sending report
 	                             * records, common/wire.h): its `out` is

@@ -507,9 +507,10 @@ send_entry(struct sd *d, const struct report_rec *r)
 
 /* One value of the flush as a report entry (statsd_entry_fn). An entry
  * that cannot be one (a name over 255 bytes, a tag without '=' or that a
- * report cannot carry, a field name over REPORT_FIELD_MAX) is left out,
- * logged; one that could not be sent ends the report: no END, so the
- * sinks drop it whole. */
+ * report cannot carry: more than REPORT_TAGS_MAX, a key or value over
+ * its limit; a field name over REPORT_FIELD_MAX) is left out, counted in
+ * sink_dropped and logged; one that could not be sent ends the report:
+ * no END, so the sinks drop it whole. */
 static void
 one_entry(void *ctx, enum statsd_type type, const char *name, size_t name_len,
     const char *tags, size_t tags_len, const char *field, double value,
@@ -527,12 +528,14 @@ one_entry(void *ctx, enum statsd_type type, const char *name, size_t name_len,
 	r.field_len = (uint8_t)strlen(field);
 	if (name_len > 255 || strlen(field) > REPORT_FIELD_MAX ||
 	    entry_tags(&r, tags, tags_len) == -1 || !report_rec_ok(&r)) {
+		stats_add(&d->st->stats->sink_dropped, 1);
 		long long k = log_limit_pass(&d->entry_log, 60000);
 		if (k >= 0)
 			log_warnx("%.*s%s%.*s %s: no report entry can carry it "
-			    "(name, tags or field); left out of the report (%lld "
-			    "more lines suppressed)", (int)name_len, name,
-			    tags_len ? ";" : "", (int)tags_len, tags, field, k);
+			    "(name, tags or field); left out of the report, "
+			    "counted in sink_dropped (%lld more lines suppressed)",
+			    (int)name_len, name, tags_len ? ";" : "",
+			    (int)tags_len, tags, field, k);
 		return;
 	}
 	send_entry(d, &r);

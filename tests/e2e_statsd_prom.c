@@ -6,7 +6,8 @@
  * values, a gauge and a tagged counter are sent with `nc -u -q0`; after a
  * `telemctl flush` the page read with curl must hold the series as
  * statsd_exporter maps them (counters as _total, the timer as a summary
- * in seconds, tags as labels), and promtool must accept it. */
+ * in seconds, tags as labels), and promtool must accept it. A value no
+ * report entry can carry is left out of the page, counted and logged. */
 #include <criterion/criterion.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -80,10 +81,11 @@ static const char *const expected[] = {
 	"telem_sink_prom_series_dropped_total 0\n",
 };
 
-Test(statsd_prom, statsd_metrics_as_statsd_exporter_maps_them)
+/* examples/statsd-prom.conf as shipped, with free ports, small messages,
+ * and no flush but the test's telemctl flush, started. */
+static void
+start_example(void)
 {
-	/* examples/statsd-prom.conf as shipped, with free ports, small
-	 * messages, and no flush but the test's telemctl flush. */
 	char *text = h_slurp("examples/statsd-prom.conf"), udp[64], tcp[64];
 	snprintf(udp, sizeof(udp), "127.0.0.1:%d", P.port);
 	snprintf(tcp, sizeof(tcp), "127.0.0.1:%d", sink_port);
@@ -100,6 +102,11 @@ Test(statsd_prom, statsd_metrics_as_statsd_exporter_maps_them)
 	free(d);
 	cr_assert(pl_start_conf(&P, conf, NULL), "supervisor did not come up:\n%s",
 	    h_slurp(P.err));
+}
+
+Test(statsd_prom, statsd_metrics_as_statsd_exporter_maps_them)
+{
+	start_example();
 	pl_nc(&P, "hits:2|c");
 	pl_nc(&P, "hits:3|c\nhits:5|c|@0.5");
 	pl_nc(&P, "api.latency:300|ms\napi.latency:100|ms\napi.latency:200|ms\n"
@@ -187,4 +194,50 @@ Test(statsd_prom, statsd_metrics_as_statsd_exporter_maps_them)
 	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %d:\n%s", st,
 	    h_slurp(P.err));
 	cr_expect_eq(pl_objects_left(&P), 0);
+}
+
+/* A value no report entry can carry (more than REPORT_TAGS_MAX tags, a
+ * tag value over REPORT_TAG_VAL_MAX bytes, a tag without a value) is left
+ * out of the page: counted in the egress's sink_dropped, one per field,
+ * and logged. */
+Test(statsd_prom, values_no_report_can_carry_are_counted)
+{
+	start_example();
+	char line[512], val[130];
+	int n = snprintf(line, sizeof(line), "many:1|c|#");
+	for (int i = 0; i < 17; i++)
+		n += snprintf(line + n, sizeof(line) - (size_t)n, "%st%d:1",
+		    i ? "," : "", i);
+	pl_nc(&P, line);  /* a counter: rate and count, 2 entries */
+	memset(val, 'v', 129);
+	val[129] = '\0';
+	snprintf(line, sizeof(line), "long:1|g|#k:%s", val);
+	pl_nc(&P, line);  /* a gauge: 1 entry */
+	pl_nc(&P, "bare:2|g|#flag");  /* a tag with no value: 1 entry */
+	pl_nc(&P, "ok:3|g|#k:v");
+	long long in = -1;
+	for (int i = 0; i < 1000 && (in = pl_stat(&P, "statsd", "in")) < 4; i++)
+		h_nap_ms(10);
+	cr_assert_geq(in, 4, "egress read %lld:\n%s", in, h_slurp(P.err));
+	char reply[512];
+	cr_assert_eq(pl_ctl(&P, reply, sizeof(reply), "flush"), 0, "flush: %s", reply);
+	char cmd[200], page[16384];
+	snprintf(cmd, sizeof(cmd), "curl -s http://127.0.0.1:%d/metrics", sink_port);
+	int seen = 0;
+	for (int i = 0; i < 1000 && !seen; i++) {
+		seen = h_run(cmd, page, sizeof(page)) == 0 &&
+		    strstr(page, "ok{k=\"v\"} 3\n") != NULL;
+		if (!seen)
+			h_nap_ms(20);
+	}
+	cr_assert(seen, "page:\n%s\nstderr:\n%s", page, h_slurp(P.err));
+	cr_expect_null(strstr(page, "many"), "%s", page);
+	cr_expect_null(strstr(page, "long"), "%s", page);
+	cr_expect_null(strstr(page, "bare"), "%s", page);
+	cr_expect_eq(pl_stat(&P, "statsd", "sink_dropped"), 4, "%s",
+	    h_slurp(P.err));
+	cr_expect_eq(pl_stat(&P, "statsd", "dropped"), 0);
+	cr_expect_eq(h_count(h_slurp(P.err), "no report entry can carry it "
+	    "(name, tags or field); left out of the report, counted in "
+	    "sink_dropped"), 1, "%s", h_slurp(P.err));
 }
