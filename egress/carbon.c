@@ -103,8 +103,8 @@ carbon_prefix_ok(const char *p)
 	if (n == 0 || n > CARBON_PREFIX_MAX)
 		return 0;
 	for (size_t i = 0; i < n; i++)
-		if (p[i] <= ' ' || p[i] > '~')
-			return 0;
+		if (p[i] <= ' ' || p[i] > '~' || p[i] == ';')
+			return 0;  /* ';' would start carbon's tags */
 	return 1;
 }
 

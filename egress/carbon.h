@@ -27,7 +27,7 @@ struct carbon;
 int carbon_parse_addr(const char *spec, char *host, size_t hcap, char *port,
     size_t pcap, const char **why);
 /* 1 if p can prefix metric names: 1..CARBON_PREFIX_MAX printable ASCII
- * characters without spaces; else 0. */
+ * characters without spaces or ';' (which starts carbon's tags); else 0. */
 int carbon_prefix_ok(const char *p);
 /* The wait before the next connect attempt after a failure, given the last
  * one (0 after a success): 100 ms doubling up to 10 s. */

@@ -64,7 +64,7 @@ sc_option(struct stage *st, int opt, const char *arg)
 	case OPT_PREFIX:
 		if (!carbon_prefix_ok(arg)) {
 			log_warnx("--graphite-prefix %s: must be 1..%d printable "
-			    "characters without spaces", arg, CARBON_PREFIX_MAX);
+			    "characters without spaces or ';'", arg, CARBON_PREFIX_MAX);
 			return -1;
 		}
 		s->prefix = arg;

@@ -236,7 +236,7 @@ parse(struct sup_config *cfg, int argc, char **argv, int *print)
 		case 'P':
 			if (!carbon_prefix_ok(optarg))
 				bad("-graphite-prefix", optarg,
-				    "must be 1..128 printable characters without spaces");
+				    "must be 1..128 printable characters without spaces or ';'");
 			o->graphite_prefix = optarg;
 			break;
 		case 'B':

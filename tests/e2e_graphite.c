@@ -586,6 +586,7 @@ Test(graphite, bad_graphite_options_are_one_line_and_exit_2)
 		"-g 127.0.0.1:65536", "-g ::1:2003", "-g [::1]", "-g",
 		"-g 127.0.0.1:2003 --graphite-prefix ''",
 		"-g 127.0.0.1:2003 --graphite-prefix 'a b'",
+		"-g 127.0.0.1:2003 --graphite-prefix 'a;b=c'",
 		"-g 127.0.0.1:2003 --graphite-buffer 1023",
 		"-g 127.0.0.1:2003 --graphite-buffer 1073741825",
 		"-g 127.0.0.1:2003 --graphite-buffer x",

@@ -395,6 +395,7 @@ Test(carbon, prefixes_backoff_and_bad_hosts)
 	cr_expect(!carbon_prefix_ok(""));
 	cr_expect(!carbon_prefix_ok("a b"));
 	cr_expect(!carbon_prefix_ok("a\tb"));
+	cr_expect(!carbon_prefix_ok("a;b=c"));
 	cr_expect(!carbon_prefix_ok("caf\xc3\xa9"));
 	char longp[CARBON_PREFIX_MAX + 2];
 	memset(longp, 'p', sizeof(longp) - 1);
