@@ -674,7 +674,10 @@ static const char statsd_sink_conf[] =
     "args = --graphite 127.0.0.1:%d\n"
     "state = no\n";
 
-Test(graphite, statsd_tags_through_the_sink_keep_series_apart)
+/* carbon-cache, and the pipeline of statsd_sink_conf sending to it;
+ * returns a time before anything was sent. */
+static long long
+start_statsd_sink(void)
 {
 	long long t0 = (long long)time(NULL) - 2;
 	carbon_conf(&C[0], "carbon-cache", "cache", NULL);
@@ -684,6 +687,12 @@ Test(graphite, statsd_tags_through_the_sink_keep_series_apart)
 	    P.port, C[0].line_port);
 	cr_assert(pl_start_conf(&P, conf, "-m", "1024", NULL),
 	    "supervisor did not come up:\n%s", h_slurp(P.err));
+	return t0;
+}
+
+Test(graphite, statsd_tags_through_the_sink_keep_series_apart)
+{
+	long long t0 = start_statsd_sink();
 	/* Two series of one name, and tags whose key order ("a", "a.b") is
 	 * not carbon's ("a.b=1" before "a=2"). */
 	pl_nc(&P, "tg:1|g|#k:v\ntg:2|g|#k:w\nmt:3|g|#a:2,a.b:1\nplain:4|g\n");
@@ -712,14 +721,7 @@ Test(graphite, statsd_tags_through_the_sink_keep_series_apart)
  * as quantile 0.5 (for Prometheus) is not sent, its value is the median. */
 Test(graphite, statsd_histogram_bins_through_the_sink_are_one_level)
 {
-	long long t0 = (long long)time(NULL) - 2;
-	carbon_conf(&C[0], "carbon-cache", "cache", NULL);
-	carbon_start(&C[0]);
-	char conf[256];
-	pl_conf(&P, "statsd-carbon.conf", conf, sizeof(conf), statsd_sink_conf,
-	    P.port, C[0].line_port);
-	cr_assert(pl_start_conf(&P, conf, "-m", "1024", NULL),
-	    "supervisor did not come up:\n%s", h_slurp(P.err));
+	long long t0 = start_statsd_sink();
 	/* A timer "lat" with a bin field, and a gauge whose name ends where
 	 * the timer's bin path would begin ("lat.histogram" + "bin_10"). */
 	pl_nc(&P, "lat:5|ms\nlat:20|ms\nlat:7|ms|#k:v\nlat.histogram:9|g\n");

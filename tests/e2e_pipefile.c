@@ -358,6 +358,15 @@ static const char before[] =
     "[stage cma]\nexec = telem-egress-cma\n"
     "[stage cma-tiny]\nexec = telem-egress-cma\n";
 
+/* The pipeline of `before` in p.conf, up, and its status in *s0. */
+static void
+start_before(char *conf, size_t cap, struct h_status *s0)
+{
+	pl_conf(&P, "p.conf", conf, cap, before, P.port);
+	START_CONF(conf, "-m", "1024");
+	status(s0);
+}
+
 /* An egress added (ckms2), a filter and its egress removed (tiny,
  * cma-tiny), a filter's limit changed (low); ingest loses an out. */
 static const char after[] =
@@ -505,10 +514,8 @@ Test(pipefile, reload_refuses_a_new_msg_bytes)
 Test(pipefile, reload_refuses_a_stage_that_changes_its_input)
 {
 	char conf[256], text[2048];
-	pl_conf(&P, "p.conf", conf, sizeof(conf), before, P.port);
-	START_CONF(conf, "-m", "1024");
 	struct h_status s0, s;
-	status(&s0);
+	start_before(conf, sizeof(conf), &s0);
 	snprintf(text, sizeof(text), before, P.port);
 	char *out = strstr(text, "out = low high tiny\n");
 	cr_assert_not_null(out);
@@ -672,10 +679,8 @@ Test(pipefile, msg_bytes_auto_too_small_gives_the_numbers)
 Test(pipefile, reload_with_a_bad_argument_rolls_that_stage_back)
 {
 	char conf[256], text[2048];
-	pl_conf(&P, "p.conf", conf, sizeof(conf), before, P.port);
-	START_CONF(conf, "-m", "1024");
 	struct h_status s0, s;
-	status(&s0);
+	start_before(conf, sizeof(conf), &s0);
 	/* low's new limit is no number: telem-filter exits 100 at start. */
 	snprintf(text, sizeof(text), before, P.port);
 	char *lim = strstr(text, "--keep-below 100");
