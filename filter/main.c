@@ -21,6 +21,11 @@ static int
 filter_option(struct stage *st, int opt, const char *arg)
 {
 	struct filter *f = st->ctx;
+	if (f->set) {
+		log_warnx("--keep-%s %s: give one of --keep-below and --keep-above, "
+		    "once", opt == OPT_BELOW ? "below" : "above", arg);
+		return -1;
+	}
 	if (stage_parse_u32(arg, &f->limit) == -1) {
 		log_warnx("--keep-%s %s: limit must be 0..4294967295",
 		    opt == OPT_BELOW ? "below" : "above", arg);

@@ -9,7 +9,7 @@
  *
  *   [pipeline]                    optional; these are the defaults
  *   transport = mqueue            mqueue or shm
- *   msg_bytes = auto              auto, or 512 .. 1048576
+ *   msg_bytes = auto              auto, or 1024 .. 1048576
  *   flush_ms = 1000               1 .. 86400000
  *
  *   [stage NAME]                  NAME: 1..15 of a-z 0-9 _ -
@@ -108,7 +108,7 @@ struct pipeline_stage {
 struct pipeline {
 	char *file;                 /* the name errors use (owned) */
 	enum chan_kind transport;
-	size_t msg_bytes;           /* PIPELINE_MSG_AUTO or 512..1048576 */
+	size_t msg_bytes;           /* PIPELINE_MSG_AUTO or 1024..1048576 */
 	long flush_ms;
 	struct {
 		int section, transport, msg_bytes, flush_ms;

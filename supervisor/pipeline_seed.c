@@ -217,7 +217,7 @@ static const char header[] =
     "# telem-supervisor --print-pipeline prints the built-in one.\n"
     "#\n"
     "# [pipeline]    transport = mqueue or shm\n"
-    "#               msg_bytes = auto, or 512 .. 1048576 bytes; auto is 8192\n"
+    "#               msg_bytes = auto, or 1024 .. 1048576 bytes; auto is 8192\n"
     "#                 when every queue fits what is left of the user's\n"
     "#                 RLIMIT_MSGQUEUE budget, else the largest size that fits\n"
     "#               flush_ms = the Flush interval in milliseconds\n"

@@ -334,6 +334,23 @@ run_prog(const char *prog, const char *args)
 	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
+/* A filter keeps one side of one limit: both options, or one twice, is
+ * a configuration error (100) said in one line, before any queue opens. */
+Test(edges, a_filter_given_two_limits_is_refused)
+{
+	static const char *const bad[] = { "--keep-below 1 --keep-above 2",
+		"--keep-above 2 --keep-above 3" };
+	char args[256];
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(args, sizeof(args), "-i %s --in low %s", P.instance, bad[i]);
+		cr_assert_eq(run_prog("telem-filter", args), 100, "%s", args);
+		char *err = h_slurp(P.err);
+		cr_assert(h_count(err, "\n") == 1 && strstr(err, "once") != NULL,
+		    "%s:\n%s", args, err);
+		free(err);
+	}
+}
+
 Test(edges, instance_names_that_are_paths_are_refused_everywhere)
 {
 	static const char *const bad[] = { "../../etc", "..", "a..b", "a/b",

@@ -280,7 +280,7 @@ Test(carbon_path, tags_as_graphite_tagged_series)
 	char k[REPORT_TAGS_MAX][8], v[REPORT_TAGS_MAX][10];
 	struct report_tag big[REPORT_TAGS_MAX + 1];
 	for (int i = 0; i < REPORT_TAGS_MAX; i++) {
-		snprintf(k[i], sizeof(k[i]), ";;;%03d", i);
+		snprintf(k[i], sizeof(k[i]), ";;;%03u", (unsigned)i % 1000);
 		memset(v[i], ';', 9);
 		v[i][9] = '\0';
 		big[i] = tag(k[i], v[i]);
