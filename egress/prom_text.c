@@ -258,6 +258,10 @@ label_block(struct prom_buf *str, const struct report_rec *e, int summary)
 	return 0;
 }
 
+#define COUNTER_HELP "statsd counter (the sum of its increments since the " \
+    "sink started, or since statsd last deleted it), as statsd_exporter " \
+    "maps it."
+
 /* ---- statsd counter totals (survive from report to report) ---- */
 
 static int
@@ -284,6 +288,7 @@ totals_add(struct prom_totals *tt, const char *key, size_t klen, double v)
 	for (; tt->t[h].key != NULL; h = (h + 1) & (tt->cap - 1)) {
 		if (tt->t[h].klen == klen && memcmp(tt->t[h].key, key, klen) == 0) {
 			tt->t[h].v += v;
+			tt->t[h].report = tt->report;
 			return 0;
 		}
 	}
@@ -291,8 +296,40 @@ totals_add(struct prom_totals *tt, const char *key, size_t klen, double v)
 	if (k == NULL)
 		return -1;
 	memcpy(k, key, klen);
-	tt->t[h] = (struct prom_total){ k, klen, v };
+	tt->t[h] = (struct prom_total){ k, klen, v, tt->report };
 	tt->n++;
+	return 0;
+}
+
+/* Forget the totals the report just rendered did not have. Linear
+ * probing has no plain delete: the kept ones are placed again in place,
+ * each probe starting from its hash, in a table of the same size. */
+static int
+totals_forget_unseen(struct prom_totals *tt)
+{
+	if (tt->cap == 0)
+		return 0;
+	struct prom_total *t = calloc(tt->cap, sizeof(*t));
+	if (t == NULL)
+		return -1;
+	size_t n = 0;
+	for (size_t i = 0; i < tt->cap; i++) {
+		struct prom_total *k = &tt->t[i];
+		if (k->key == NULL)
+			continue;
+		if (k->report != tt->report) {
+			free(k->key);
+			continue;
+		}
+		size_t h = hash(k->key, k->klen) & (tt->cap - 1);
+		while (t[h].key != NULL)
+			h = (h + 1) & (tt->cap - 1);
+		t[h] = *k;
+		n++;
+	}
+	free(tt->t);
+	tt->t = t;
+	tt->n = n;
 	return 0;
 }
 
@@ -349,8 +386,7 @@ entry_item(struct prom_totals *tt, struct render *r, const struct report_rec *e)
 			nlen += 6;
 		}
 		help = type == F_GAUGE ? "statsd gauge, as statsd_exporter maps it." :
-		    type == F_COUNTER ? "statsd counter (the sum of its increments "
-		    "since the sink started), as statsd_exporter maps it." :
+		    type == F_COUNTER ? COUNTER_HELP :
 		    "statsd timer in seconds, as statsd_exporter maps it.";
 		if (type == F_SUMMARY && part != P_COUNT)
 			v /= 1000;
@@ -519,6 +555,8 @@ prom_text_render(struct prom_buf *entries, unsigned src,
 	struct prom_text *t = NULL;
 	memset(&r, 0, sizeof(r));
 	if (src == REPORT_SRC_STATSD)
+		tt->report++;
+	if (src == REPORT_SRC_STATSD)
 		for (size_t i = 0; i < sizeof(reserved) / sizeof(reserved[0]); i++)
 			fam_get(&r, reserved[i], strlen(reserved[i]),
 			    i == 0 ? F_SUMMARY : F_RESERVED, NULL);
@@ -536,16 +574,18 @@ prom_text_render(struct prom_buf *entries, unsigned src,
 		off += 2 + len;
 	}
 	prom_fmt_free(entries);  /* the items hold all that is needed */
+	/* A report cut short keeps them all (see prom_text.h). */
+	if (src == REPORT_SRC_STATSD && !r.nomem && totals_forget_unseen(tt) == -1)
+		r.nomem = 1;
 	if (src == REPORT_SRC_STATSD) {
-		/* Every counter ever seen, with its running total. */
+		/* Every counter of this report, with its running total. */
 		for (size_t i = 0; i < tt->cap && !r.nomem; i++) {
 			const struct prom_total *k = &tt->t[i];
 			if (k->key == NULL)
 				continue;
 			size_t nlen = strlen(k->key);
 			size_t f = fam_get(&r, k->key, nlen, F_COUNTER,
-			    "statsd counter (the sum of its increments since the "
-			    "sink started), as statsd_exporter maps it.");
+			    COUNTER_HELP);
 			if (f == (size_t)-1) {
 				r.dropped++;
 				continue;

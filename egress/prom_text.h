@@ -14,7 +14,8 @@
  *          per UTF-8 character), '_' put before a leading digit; tags become
  *          labels (keys escaped the same way); gauges are gauges; counters
  *          are counters whose value is the sum of every flush's increment
- *          since the sink started, named with "_total" added unless the name
+ *          since the sink started (or since the counter came back after a
+ *          report without it, which forgets it), named with "_total" added unless the name
  *          already ends so (statsd_exporter keeps the bare name; promtool
  *          and OpenMetrics want the suffix); timers are summaries whose
  *          quantiles come from statsd's percent thresholds (upper_90 ->
@@ -52,15 +53,20 @@ void prom_text_unref(struct prom_text *t);
 
 /* statsd counters' running totals, kept from report to report: an open
  * addressing table keyed by family name, NUL, label block. Zero it to
- * start. */
+ * start. A counter missing from a whole report is forgotten: the statsd
+ * egress reports every counter it keeps at each flush, so one missing was
+ * deleted there (--delete-counters) and its key may never come back; kept,
+ * such keys would grow the table for ever. */
 struct prom_total {
 	char *key;
 	size_t klen;
 	double v;
+	uint64_t report;            /* the last report that had it */
 };
 struct prom_totals {
 	struct prom_total *t;
 	size_t cap, n;
+	uint64_t report;            /* reports rendered */
 };
 void prom_text_totals_free(struct prom_totals *tt);
 
@@ -68,7 +74,8 @@ void prom_text_totals_free(struct prom_totals *tt);
  * entries are back to back in *entries, each a 2-byte little-endian length
  * and a report_rec encoding of that length. *entries is freed
  * (prom_fmt_free) once read, to keep the peak of memory low. statsd
- * counters are added into *tt and every total in it is shown. Series left
+ * counters are added into *tt, the totals the report did not have are
+ * forgotten, and every total left is shown. Series left
  * out are added to *dropped. Returns a new text (one reference), or NULL
  * when memory ran out or an entry does not decode (nothing shown then;
  * *tt may have taken part of the report). */

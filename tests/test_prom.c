@@ -291,16 +291,20 @@ Test(prom, statsd_as_statsd_exporter_maps_it)
 	char *s = part(x, REPORT_SRC_STATSD);
 	cr_assert_str_eq(s,
 	    "# HELP hits_total statsd counter (the sum of its increments since "
-	    "the sink started), as statsd_exporter maps it.\n"
+	    "the sink started, or since statsd last deleted it), as "
+	    "statsd_exporter maps it.\n"
 	    "# TYPE hits_total counter\n"
 	    "hits_total 7\n");
 	free(s);
+	/* A flush without counts for hits still reports it, as 0. */
+	c.value = 0;
 	feed(x, t90);
 	feed(x, t99);
 	feed(x, sum);
 	feed(x, cnt);
 	feed(x, g);
-	cr_assert_eq(end(x, REPORT_SRC_STATSD, 5), PROM_RENDERED);
+	feed(x, c);
+	cr_assert_eq(end(x, REPORT_SRC_STATSD, 6), PROM_RENDERED);
 	s = part(x, REPORT_SRC_STATSD);
 	cr_assert_str_eq(s,
 	    "# HELP _1temp__ statsd gauge, as statsd_exporter maps it.\n"
@@ -314,9 +318,45 @@ Test(prom, statsd_as_statsd_exporter_maps_it)
 	    "api_latency_sum{env=\"prod\"} 1.5\n"
 	    "api_latency_count{env=\"prod\"} 10\n"
 	    "# HELP hits_total statsd counter (the sum of its increments since "
-	    "the sink started), as statsd_exporter maps it.\n"
+	    "the sink started, or since statsd last deleted it), as "
+	    "statsd_exporter maps it.\n"
 	    "# TYPE hits_total counter\n"
 	    "hits_total 7\n");
+	free(s);
+	/* A report without hits (statsd deleted it: --delete-counters)
+	 * forgets it; back, it counts from its new increments. */
+	feed(x, g);
+	cr_assert_eq(end(x, REPORT_SRC_STATSD, 1), PROM_RENDERED);
+	s = part(x, REPORT_SRC_STATSD);
+	cr_assert_null(strstr(s, "hits_total"), "%s", s);
+	free(s);
+	c.value = 1;
+	feed(x, c);
+	cr_assert_eq(end(x, REPORT_SRC_STATSD, 1), PROM_RENDERED);
+	s = part(x, REPORT_SRC_STATSD);
+	cr_assert(strstr(s, "\nhits_total 1\n") != NULL, "%s", s);
+	free(s);
+	prom_expo_free(x);
+}
+
+/* Counters whose names keep changing, each in one report only (statsd
+ * with --delete-counters): the totals hold what the last report had, not
+ * every name ever seen. */
+Test(prom, statsd_totals_hold_only_the_last_reports_counters)
+{
+	struct prom_expo *x = prom_expo_new(0);
+	char name[32];
+	for (int i = 0; i < 2000; i++) {
+		snprintf(name, sizeof(name), "churn%d", i);
+		feed(x, ent(REPORT_COUNTER, REPORT_SRC_STATSD, name, "count", 1));
+		snprintf(name, sizeof(name), "steady");
+		feed(x, ent(REPORT_COUNTER, REPORT_SRC_STATSD, name, "count", 1));
+		cr_assert_eq(end(x, REPORT_SRC_STATSD, 2), PROM_RENDERED);
+	}
+	char *s = part(x, REPORT_SRC_STATSD);
+	cr_assert(strstr(s, "\nchurn1999_total 1\n") != NULL, "%s", s);
+	cr_assert(strstr(s, "\nsteady_total 2000\n") != NULL, "%s", s);
+	cr_assert_eq(h_count(s, "# TYPE "), 2, "%s", s);
 	free(s);
 	prom_expo_free(x);
 }
@@ -450,11 +490,13 @@ Test(prom, statsd_counters_among_gauges_keep_every_name)
 	    "# TYPE %s gauge\n"
 	    "%s 4\n"
 	    "# HELP hits_total statsd counter (the sum of its increments since "
-	    "the sink started), as statsd_exporter maps it.\n"
+	    "the sink started, or since statsd last deleted it), as "
+	    "statsd_exporter maps it.\n"
 	    "# TYPE hits_total counter\n"
 	    "hits_total 6\n"
 	    "# HELP req_total statsd counter (the sum of its increments since "
-	    "the sink started), as statsd_exporter maps it.\n"
+	    "the sink started, or since statsd last deleted it), as "
+	    "statsd_exporter maps it.\n"
 	    "# TYPE req_total counter\n"
 	    "req_total{host=\"a\"} 3\n"
 	    "req_total{host=\"b\"} 1\n"
