@@ -102,6 +102,9 @@ check_host(const char *host)
 {
 	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_DGRAM };
 	struct addrinfo *res;
+	if (!pipeline_host_ok(host))
+		bad("H", host, "must be an IPv4 address (a.b.c.d), an IPv6 address "
+		    "without a scope, or a host name");
 	int rc = getaddrinfo(host, NULL, &hints, &res);
 	if (rc == 0)
 		freeaddrinfo(res);

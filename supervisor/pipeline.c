@@ -267,6 +267,12 @@ parse_host(const char *h, size_t n, int bracketed)
 	return 0;
 }
 
+int
+pipeline_host_ok(const char *host)
+{
+	return parse_host(host, strlen(host), strchr(host, ':') != NULL) == 0;
+}
+
 /* host:port, [v6]:port or name:port into the stage. */
 static int
 parse_udp(struct pipeline_stage *st, const char *v, const char **why)

@@ -136,6 +136,9 @@ void pipeline_free(struct pipeline *p);
 int pipeline_find(const struct pipeline *p, const char *name);
 /* How many in-queues (= queues) the pipeline has. */
 int pipeline_nqueues(const struct pipeline *p);
+/* 1 if host is what a udp value may hold before its port: a dotted IPv4
+ * address, an IPv6 address (no scope id) or a host name; else 0. */
+int pipeline_host_ok(const char *host);
 /* The program a stage runs: exec itself when absolute, else bindir/exec.
  * Returns 0, or -1 if it does not fit in cap. */
 int pipeline_exec_path(const struct pipeline_stage *st, const char *bindir,

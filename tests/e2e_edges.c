@@ -67,6 +67,8 @@ Test(edges, bad_host_and_tiny_rcvbuf_are_refused_with_exit_2)
 	static const char *const bad[] = {
 		"-H nosuch.invalid",
 		"-H 192.0.2.1",       /* TEST-NET-1: not an address of this machine */
+		"-H 127.1",           /* inet_aton's shorthand: not a.b.c.d */
+		"-H fe80::1%lo",      /* a scope id */
 		"--rcvbuf 0",
 		"--rcvbuf 4095",
 	};
