@@ -29,12 +29,16 @@ LINK      = $(CC) $(TELEM_LDFLAGS) $(LDFLAGS)
 
 # One version for every program: the base below, or what `git describe`
 # says in a git checkout (the last tag vX.Y.Z and the commits since, else
-# the base and the commit); `make VERSION=x.y.z` sets it.
+# the base, the number of commits and the commit: 0.2.0+git123.gabc1234,
+# so that a later commit's package sorts after an earlier one's);
+# `make VERSION=x.y.z` sets it.
 VERSION_BASE := 0.2.0
 GIT_TAGGED := $(shell git describe --tags --match 'v[0-9]*' --dirty 2>/dev/null)
 GIT_COMMIT := $(shell git describe --always --dirty 2>/dev/null)
+GIT_COUNT  := $(shell git rev-list --count HEAD 2>/dev/null)
 VERSION ?= $(strip $(if $(GIT_TAGGED),$(patsubst v%,%,$(GIT_TAGGED)),\
-	$(if $(GIT_COMMIT),$(VERSION_BASE)+g$(GIT_COMMIT),$(VERSION_BASE))))
+	$(if $(GIT_COMMIT),$(VERSION_BASE)+git$(GIT_COUNT).g$(GIT_COMMIT),\
+	$(VERSION_BASE))))
 
 PROGS    := telem-supervisor telem-ingest telem-filter telem-egress-ckms \
             telem-egress-cma telem-egress-statsd telem-sink-carbon \
@@ -168,7 +172,13 @@ install: all
 	@$(MAKE) --no-print-directory install-files
 
 # install-files: the copying alone, of programs built already in BIN.
+# The two folders of programs are not free to move apart: the supervisor
+# finds the stages from its own folder (supervisor/main.c find_bindir).
+STAGES_SEEN := $(abspath $(BINDIR)/../libexec/telem)
 install-files:
+	$(if $(filter-out $(STAGES_SEEN),$(abspath $(LIBEXECDIR))),$(error \
+	  LIBEXECDIR=$(LIBEXECDIR): the supervisor in $(BINDIR) looks for its \
+	  stages in $(STAGES_SEEN); set PREFIX or BINDIR instead))
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBEXECDIR) \
 	  $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(UNITDIR) \
 	  $(if $(MAN5),$(DESTDIR)$(MANDIR)/man5)

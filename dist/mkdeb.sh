@@ -34,6 +34,8 @@ install -m 0644 dist/debian/copyright "$doc/copyright"
 # The changelog's date: the commit's, so that a package of one commit is
 # the same package (SOURCE_DATE_EPOCH wins, as in Debian's own builds).
 when=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || date +%s)}
+# dpkg-deb clamps the files' times to it: two builds, one package.
+export SOURCE_DATE_EPOCH=$when
 {
 	printf 'telem (%s) unstable; urgency=medium\n\n' "$version"
 	printf '  * Built from the telem source tree with make deb.\n\n'
@@ -73,7 +75,9 @@ Description: telemetry aggregation server: quantiles and averages over UDP
  joined by POSIX message queues or a shared-memory ring, under a supervisor
  that restarts, swaps and drains them. telemctl controls a running one.
 EOF
-install -m 0755 dist/debian/postinst "$pkg/DEBIAN/postinst"
+for s in postinst prerm postrm; do
+	install -m 0755 "dist/debian/$s" "$pkg/DEBIAN/$s"
+done
 # The service's pipeline file is the administrator's: kept on upgrades.
 echo /etc/telem/telem.conf > "$pkg/DEBIAN/conffiles"
 (cd "$pkg" && find . -path ./DEBIAN -prune -o -type f -print | sed 's|^\./||' |
