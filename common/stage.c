@@ -399,6 +399,16 @@ stage_push(struct stage *st)
 	return 0;
 }
 
+uint64_t
+stage_books_id(const struct stage *st)
+{
+	if (st->seg == NULL)
+		return 0;
+	/* born spread over the word, so that no two definitions of one run
+	 * meet; a run's id is a clock reading (common/stats.c). */
+	return st->seg->run ^ st->stats->born * 0x9e3779b97f4a7c15ULL;
+}
+
 void
 stage_commit(struct stage *st, uint64_t n)
 {

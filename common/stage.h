@@ -158,6 +158,10 @@ stage_filtered(struct stage *st)
 /* Book n records of a holds_records stage as `out` (no longer in
  * flight), one store: call it only once they survive the stage's death. */
 void stage_commit(struct stage *st, uint64_t n);
+/* Which books the stage's counters are: this run of the supervisor and
+ * this definition of the stage (common/stats.h born); 0 without a stats
+ * segment. A state file records it beside the `out` it booked. */
+uint64_t stage_books_id(const struct stage *st);
 /* Announce readiness on --ready-fd by writing "R\n", exactly (once; later
  * calls do nothing). */
 void stage_ready(struct stage *st);

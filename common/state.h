@@ -17,8 +17,10 @@
 enum state_kind { STATE_CKMS = 1, STATE_CMA = 2, STATE_STATSD = 3 };
 
 /* What a file holds besides the body. `param` must match exactly (the
- * ckms error bound; 0 for cma); `run` and `committed` are the stats
- * segment's run id and the slot's `out` once this save is booked. */
+ * ckms error bound; 0 for cma); `run` and `committed` are the books the
+ * slot's counters are (stage_books_id: the supervisor's run and the
+ * stage's definition in it) and the slot's `out` once this save is
+ * booked. */
 struct state_info {
 	uint32_t kind;
 	double param;

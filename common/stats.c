@@ -10,9 +10,9 @@
 #include <unistd.h>
 
 #define STATS_MAGIC 0x7473746cU /* "ltst" */
-#define STATS_VERSION 6 /* 2: sink_dropped; 3: run; 4: taken/sent books;
+#define STATS_VERSION 7 /* 2: sink_dropped; 3: run; 4: taken/sent books;
                           * 5: 64 slots, in_queue, "" for a free slot;
-                          * 6: unbooked_out */
+                          * 6: unbooked_out; 7: born */
 
 static struct stats_seg *
 map(int fd)

@@ -34,6 +34,12 @@ struct stats_slot {
 	char stage[STATS_NAME_MAX];    /* written by the supervisor only; "":
 	                                * a free slot */
 	char in_queue[STATS_NAME_MAX]; /* ditto, "" for none */
+	uint64_t born;              /* set by the supervisor when it defines a
+	                             * stage in this slot, different for every
+	                             * definition of a run: a stage removed and
+	                             * added again by reloads starts new books,
+	                             * which its state file must not be read
+	                             * against (stage_books_id) */
 	_Atomic uint64_t in;        /* telemetry taken with no writer slot
 	                             * (ingest: events parsed); see stats_in */
 	_Atomic uint64_t out;       /* passed on; egress: applied (stage_commit) */

@@ -93,8 +93,9 @@ load_body(struct egress *e, struct state_reader *r, const char **why)
 static void
 book_saved(struct stage *st, const struct egress *e, const struct state_info *info)
 {
-	if (st->seg == NULL || info->run != st->seg->run)
-		return;  /* another run of the pipeline: its books are gone */
+	if (st->seg == NULL || info->run != stage_books_id(st))
+		return;  /* another run, or an earlier definition of the stage:
+		          * those books are gone */
 	uint64_t out = stats_get(&st->stats->out);
 	uint64_t in = stats_in(st->stats), done = out +
 	    stats_get(&st->stats->filtered) + stats_get(&st->stats->dropped);
@@ -311,7 +312,7 @@ egress_save(struct stage *st, struct egress *e)
 	struct state_info info = {
 		.kind = e->kind->kind,
 		.param = e->state_param,
-		.run = st->seg != NULL ? st->seg->run : 0,
+		.run = stage_books_id(st),
 		.committed = stats_get(&st->stats->out) + e->pending,
 	};
 	if (state_end(e->sw, &info) == -1)

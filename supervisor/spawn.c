@@ -95,6 +95,7 @@ sup_define_stage(struct sup *s, const struct pipeline *p, int i)
 		atomic_store(&o->sent[slot], 0);
 	}
 	memset(st, 0, sizeof(*st));
+	st->born = ++s->births;
 	snprintf(st->stage, STATS_NAME_MAX, "%s", c->name);
 	snprintf(st->in_queue, STATS_NAME_MAX, "%s", c->in_queue);
 	return c;

@@ -159,6 +159,7 @@ struct sup {
 	int shown[PIPELINE_STAGES_MAX], start[PIPELINE_STAGES_MAX];
 	int nstage;
 	unsigned char slot_used[SUP_STAGES];  /* ever, in this run */
+	uint64_t births;                      /* stages defined, in this run */
 	struct stats_seg *stats;
 	int sigfd;
 	int timerfd;

@@ -595,6 +595,23 @@ Test(state, egress_saves_books_out_and_loads_everything)
 	cr_assert_eq(stats_get(&b->st.stats->lost), 0);
 	b->e.state_path = NULL;
 	egress_fini(&b->st, &b->e);
+	/* the same run, but the stage defined again in it (removed and added
+	 * by reloads: another `born`): its books began anew, so the file's
+	 * count is not booked against them */
+	memset(&b->seg.slot[0], 0, sizeof(b->seg.slot[0]));
+	b->seg.slot[0].born = 2;
+	stats_add(&b->seg.slot[0].in, 30);
+	stats_add(&b->seg.slot[0].lost, 30);
+	b->st.out_total = 0;
+	b->e.state_path = path;
+	b->e.names = NULL;
+	cr_assert_eq(egress_init(&b->st, &b->e, sizeof(struct cma), &avg_kind,
+	    REPORT_SRC_CMA), 0);
+	cr_assert_eq(names_count(b->e.names), 2, "the aggregates still load");
+	cr_assert_eq(stats_get(&b->st.stats->out), 0);
+	cr_assert_eq(stats_get(&b->st.stats->lost), 30);
+	b->e.state_path = NULL;
+	egress_fini(&b->st, &b->e);
 	a->e.state_path = NULL;
 	egress_fini(&a->st, &a->e);
 	free(a);
