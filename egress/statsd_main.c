@@ -65,6 +65,8 @@ struct sd {
 	uint64_t sink_dropped_seen;
 	const char *state_path;
 	uint64_t pending;      /* records applied, not yet reported (booked) */
+	uint64_t applied;      /* records applied since the last flush */
+	long long flushed_ms;  /* clock_ms of the last flush (or the start) */
 	uint64_t dropped_seen; /* statsd_agg_stats drops already booked */
 	struct log_limit drop_log, flush_log, entry_log;
 	struct stage *st;
@@ -301,6 +303,7 @@ sd_init(struct stage *st)
 		log_warn("statsd_agg_new");
 		return -1;
 	}
+	d->flushed_ms = clock_ms();
 	if (d->state_path != NULL && statsd_state_load(d->agg, d->state_path) > 0)
 		log_info("gauges loaded from %s", d->state_path);
 	if (d->g_host[0] != '\0') {
@@ -379,6 +382,7 @@ apply_metric(struct stage *st, struct sd *d, const struct wire_rec *r)
 	};
 	if (statsd_agg_add(d->agg, &m) == 0) {
 		d->pending++;
+		d->applied++;
 		return;
 	}
 	uint64_t before = d->dropped_seen;
@@ -571,25 +575,31 @@ sd_tick(struct stage *st)
 	book_sink_drops(st, d);
 }
 
-/* The records applied so far are in this flush's lines: they have left
- * the stage, and are booked `out` (the gauges' state saved first). */
+/* Save the gauges (with --state) and book the records applied so far
+ * `out`: the flush that wrote them is done. A failed save leaves them in
+ * flight until a later one. */
 static void
-sd_flush(struct stage *st)
+save_commit(struct stage *st, struct sd *d)
 {
-	struct sd *d = st->ctx;
-	uint32_t ms = st->flush_ms;
-	if (ms == 0) {
-		long long k = log_limit_pass(&d->flush_log, 60000);
-		if (k >= 0)
-			log_warnx("a Flush without its interval: rates divide by %d "
-			    "ms", FLUSH_MS_UNKNOWN);
-		ms = FLUSH_MS_UNKNOWN;
-	}
+	if (d->state_path != NULL && statsd_state_save(d->agg, d->state_path) == -1)
+		return;  /* logged; the records stay in flight until a save */
+	stage_commit(st, d->pending);
+	d->pending = 0;
+}
+
+/* statsd's flush of an interval of `ms`: the lines to carbon or stdout,
+ * the report records to --out, then the records applied so far are
+ * booked `out` (the gauges' state saved first). */
+static void
+flush_ms(struct stage *st, struct sd *d, uint32_t ms)
+{
 	struct timespec now;
 	clock_gettime(CLOCK_REALTIME, &now);
 	int64_t ts = (int64_t)now.tv_sec + (now.tv_nsec >= 500000000L);
 	d->entries = 0;
 	d->entries_failed = 0;
+	d->applied = 0;
+	d->flushed_ms = clock_ms();
 	statsd_agg_flush_entries(d->agg, ms, ts, one_line, d,
 	    st->nout > 0 ? one_entry : NULL, d);
 	report_flush(&d->rep);
@@ -605,17 +615,39 @@ sd_flush(struct stage *st)
 	}
 	if (d->sink != NULL)
 		carbon_end_flush(d->sink);
-	if (d->state_path != NULL && statsd_state_save(d->agg, d->state_path) == -1)
-		return;  /* logged; the records stay in flight until a save */
-	stage_commit(st, d->pending);
-	d->pending = 0;
+	save_commit(st, d);
+}
+
+static void
+sd_flush(struct stage *st)
+{
+	struct sd *d = st->ctx;
+	uint32_t ms = st->flush_ms;
+	if (ms == 0) {
+		long long k = log_limit_pass(&d->flush_log, 60000);
+		if (k >= 0)
+			log_warnx("a Flush without its interval: rates divide by %d "
+			    "ms", FLUSH_MS_UNKNOWN);
+		ms = FLUSH_MS_UNKNOWN;
+	}
+	flush_ms(st, d, ms);
 	sd_tick(st);
 }
 
+/* A clean stop (docs/design.md §13): what was applied since the last
+ * flush goes out in a last flush over the time since then, so that
+ * nothing held is lost; its lines and report go before the drain. */
 static void
 sd_fini(struct stage *st)
 {
 	struct sd *d = st->ctx;
+	if (d->applied > 0) {
+		long long ms = clock_ms() - d->flushed_ms;
+		flush_ms(st, d, ms < 1 ? 1 : ms > UINT32_MAX ? UINT32_MAX :
+		    (uint32_t)ms);
+	} else if (d->pending > 0) {
+		save_commit(st, d);  /* a save that failed at the last flush */
+	}
 	report_flush(&d->rep);
 	if (d->sink != NULL) {
 		/* What the drain could not send is dropped, counted and logged. */

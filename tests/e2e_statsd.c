@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "chan.h"
+#include "fault.h"
 #include "harness.h"
 #include "stats.h"
 #include "wire.h"
@@ -856,4 +857,54 @@ Test(statsd, example_conf_with_carbon, .fini = conf_fini, .timeout = 120)
 		checked++;
 	}
 	cr_expect_gt(checked, 10);
+}
+
+/* A clean stop of the statsd egress between two flushes (`telemctl
+ * restart`): what it held goes out in a last flush over the time since
+ * the last one and its gauges are saved (docs/design.md §13), so nothing
+ * is lost, the books balance and the restarted egress goes on from the
+ * gauges. */
+Test(statsd, restart_before_a_flush_loses_nothing, .fini = conf_fini)
+{
+	memset(&CR, 0, sizeof(CR));
+	pl_init(&P);
+	char path[300], out[4096];
+	pl_conf(&P, "sd.conf", path, sizeof(path),
+	    "[pipeline]\nflush_ms = 60000\n\n"
+	    "[stage ingest]\nexec = telem-ingest\nargs = --protocol statsd\n"
+	    "udp = 127.0.0.1:%d\nout = statsd\n\n"
+	    "[stage statsd]\nexec = telem-egress-statsd\nflush = yes\n", P.port);
+	cr_assert(pl_start_conf(&P, path, "--state-dir", P.dir, NULL), "%s",
+	    h_slurp(P.err));
+	for (int i = 0; i < 5; i++)
+		pl_nc(&P, "g:+1|g\nk:1|c");
+	cr_assert_eq(fault_wait_stat(&P, "statsd", "in", 10), 10, "%s",
+	    h_slurp(P.err));
+	pid_t old = pl_stage_pid(&P, "statsd");
+	cr_assert_eq(pl_ctl(&P, out, sizeof(out), "restart statsd"), 0, "%s", out);
+	cr_assert_gt(fault_wait_restarted(&P, "statsd", old), 0, "%s",
+	    h_slurp(P.err));
+	cr_assert(h_wait_text(P.out, "statsd.numStats", 1, 10000), "%s\n%s",
+	    h_slurp(P.out), h_slurp(P.err));
+	char *o = h_slurp(P.out);
+	cr_expect_eq(out_value(o, "stats_counts.k"), 5.0, "%s", o);
+	cr_expect_eq(out_value(o, "stats.gauges.g"), 5.0, "%s", o);
+	free(o);
+	cr_expect_eq(fault_wait_stat(&P, "statsd", "out", 10), 10);
+	cr_expect_eq(pl_stat(&P, "statsd", "lost"), 0, "%s", h_slurp(P.err));
+	cr_expect(pl_books(&P, out, sizeof(out)), "%s", out);
+	/* the gauge was saved at the stop: the next one goes on from 5 */
+	pl_nc(&P, "g:+1|g");
+	cr_assert_eq(fault_wait_stat(&P, "statsd", "in", 11), 11);
+	old = pl_stage_pid(&P, "statsd");
+	cr_assert_eq(pl_ctl(&P, out, sizeof(out), "restart statsd"), 0, "%s", out);
+	cr_assert_gt(fault_wait_restarted(&P, "statsd", old), 0);
+	cr_assert(h_wait_text(P.out, "statsd.numStats", 2, 10000), "%s",
+	    h_slurp(P.err));
+	o = h_slurp(P.out);
+	cr_expect_eq(out_value(o, "stats.gauges.g"), 6.0, "%s", o);
+	free(o);
+	cr_expect_eq(fault_wait_stat(&P, "statsd", "out", 11), 11);
+	cr_expect_eq(pl_stat(&P, "statsd", "lost"), 0);
+	cr_expect(pl_books(&P, out, sizeof(out)), "%s", out);
 }
