@@ -418,6 +418,32 @@ stage_commit(struct stage *st, uint64_t n)
 	atomic_store_explicit(&st->stats->out, st->out_total, memory_order_relaxed);
 }
 
+/* Two stores, out then lost; killed between them, the supervisor sets
+ * lost again from the others (common/stats.h), so the books stay right. */
+void
+stage_book_saved(struct stage *st, const char *path, uint64_t run,
+    uint64_t committed)
+{
+	if (st->seg == NULL || run != stage_books_id(st))
+		return;  /* another run, or an earlier definition of the stage:
+		          * those books are gone */
+	uint64_t out = stats_get(&st->stats->out);
+	uint64_t in = stats_in(st->stats), done = out +
+	    stats_get(&st->stats->filtered) + stats_get(&st->stats->dropped);
+	if (committed <= out || in < done)
+		return;
+	uint64_t d = committed - out;
+	if (d > in - done)
+		d = in - done;  /* never more out than taken */
+	if (d == 0)
+		return;
+	uint64_t lost = stats_get(&st->stats->lost);
+	stage_commit(st, d);
+	atomic_store(&st->stats->lost, lost - (d < lost ? d : lost));
+	log_info("state file %s holds %llu records saved but not booked before "
+	    "the last exit: booked as out", path, (unsigned long long)d);
+}
+
 int
 stage_emit(struct stage *st, uint8_t type, const char *name, size_t name_len,
     uint32_t value)

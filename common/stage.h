@@ -162,6 +162,13 @@ void stage_commit(struct stage *st, uint64_t n);
  * this definition of the stage (common/stats.h born); 0 without a stats
  * segment. A state file records it beside the `out` it booked. */
 uint64_t stage_books_id(const struct stage *st);
+/* At the load of a holds_records stage's state file (common/state.h)
+ * written for the books `run` (stage_books_id) when its slot's `out` would be
+ * `committed` once booked: raise `out` to that, and `lost` down by as
+ * much, when this run's `out` is behind it (killed after the save was
+ * in place, before booking it, those records were booked lost). */
+void stage_book_saved(struct stage *st, const char *path, uint64_t run,
+    uint64_t committed);
 /* Announce readiness on --ready-fd by writing "R\n", exactly (once; later
  * calls do nothing). */
 void stage_ready(struct stage *st);

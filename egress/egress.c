@@ -85,34 +85,6 @@ load_body(struct egress *e, struct state_reader *r, const char **why)
 	return 0;
 }
 
-/* Raise `out` to what the file says was saved in this run: a stage killed
- * after its save was in place but before booking it had those records
- * booked as lost by the supervisor. Two stores, out then lost; killed
- * between them, the supervisor sets lost again from the others
- * (common/stats.h), so the books stay right. */
-static void
-book_saved(struct stage *st, const struct egress *e, const struct state_info *info)
-{
-	if (st->seg == NULL || info->run != stage_books_id(st))
-		return;  /* another run, or an earlier definition of the stage:
-		          * those books are gone */
-	uint64_t out = stats_get(&st->stats->out);
-	uint64_t in = stats_in(st->stats), done = out +
-	    stats_get(&st->stats->filtered) + stats_get(&st->stats->dropped);
-	if (info->committed <= out || in < done)
-		return;
-	uint64_t d = info->committed - out;
-	if (d > in - done)
-		d = in - done;  /* never more out than taken */
-	if (d == 0)
-		return;
-	uint64_t lost = stats_get(&st->stats->lost);
-	stage_commit(st, d);
-	atomic_store(&st->stats->lost, lost - (d < lost ? d : lost));
-	log_info("state file %s holds %llu records saved but not booked before "
-	    "the last exit: booked as out", e->state_path, (unsigned long long)d);
-}
-
 static void
 load_state(struct stage *st, struct egress *e)
 {
@@ -135,7 +107,7 @@ load_state(struct stage *st, struct egress *e)
 		state_reject(e->state_path, why);
 		return;
 	}
-	book_saved(st, e, &info);
+	stage_book_saved(st, e->state_path, info.run, info.committed);
 	log_info("state of %zu names loaded from %s", names_count(e->names),
 	    e->state_path);
 }

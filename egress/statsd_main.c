@@ -304,8 +304,14 @@ sd_init(struct stage *st)
 		return -1;
 	}
 	d->flushed_ms = clock_ms();
-	if (d->state_path != NULL && statsd_state_load(d->agg, d->state_path) > 0)
-		log_info("gauges loaded from %s", d->state_path);
+	if (d->state_path != NULL) {
+		struct state_info info;
+		long n = statsd_state_load(d->agg, d->state_path, &info);
+		if (n > 0)
+			log_info("gauges loaded from %s", d->state_path);
+		if (n >= 0)
+			stage_book_saved(st, d->state_path, info.run, info.committed);
+	}
 	if (d->g_host[0] != '\0') {
 		const char *why;
 		d->sink = carbon_new(d->g_host, d->g_port, "statsd",
@@ -581,7 +587,9 @@ sd_tick(struct stage *st)
 static void
 save_commit(struct stage *st, struct sd *d)
 {
-	if (d->state_path != NULL && statsd_state_save(d->agg, d->state_path) == -1)
+	if (d->state_path != NULL && statsd_state_save(d->agg, d->state_path,
+	    stage_books_id(st),
+	    stats_get(&st->stats->out) + d->pending) == -1)
 		return;  /* logged; the records stay in flight until a save */
 	stage_commit(st, d->pending);
 	d->pending = 0;

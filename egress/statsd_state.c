@@ -31,7 +31,8 @@ save_one(void *ctx, const char *key, size_t len, void *payload)
 }
 
 int
-statsd_state_save(struct statsd_agg *a, const char *path)
+statsd_state_save(struct statsd_agg *a, const char *path, uint64_t run,
+    uint64_t committed)
 {
 	static struct state_writer w;  /* 64 KiB: not on the stack */
 	uint64_t n = names_count(a->gauges);
@@ -41,7 +42,9 @@ statsd_state_save(struct statsd_agg *a, const char *path)
 	}
 	state_put(&w, &n, sizeof(n));
 	names_foreach_sorted(a->gauges, save_one, &w);
-	struct state_info info = { .kind = STATE_STATSD };
+	struct state_info info = {
+		.kind = STATE_STATSD, .run = run, .committed = committed,
+	};
 	if (state_end(&w, &info) == -1) {
 		log_warn("save state to %s", path);
 		return -1;
@@ -89,13 +92,14 @@ load_body(struct statsd_agg *a, struct state_reader *r, const char **why)
 }
 
 long
-statsd_state_load(struct statsd_agg *a, const char *path)
+statsd_state_load(struct statsd_agg *a, const char *path,
+    struct state_info *info)
 {
-	struct state_info info;
 	struct state_reader r;
 	const char *why = NULL;
 	long n = -1;
-	int rc = state_load(path, STATE_STATSD, 0, &info, &r, &why);
+	memset(info, 0, sizeof(*info));
+	int rc = state_load(path, STATE_STATSD, 0, info, &r, &why);
 	if (rc == 1)
 		n = load_body(a, &r, &why);
 	state_close(&r);
@@ -103,6 +107,7 @@ statsd_state_load(struct statsd_agg *a, const char *path)
 		return 0;
 	if (n >= 0)
 		return n;
+	memset(info, 0, sizeof(*info));
 	/* Leave the table as a fresh one: the gauges read so far go. */
 	struct names *fresh = names_new(sizeof(struct gauge), a->max_names);
 	if (fresh != NULL) {

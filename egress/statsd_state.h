@@ -8,13 +8,19 @@
 #define TELEM_STATSD_STATE_H
 
 #include "egress/statsd_agg.h"
+#include "state.h"
 
-/* Save every gauge of a to path (through path.tmp, renamed). Returns 0,
- * or -1 (logged; path keeps the previous save). */
-int statsd_state_save(struct statsd_agg *a, const char *path);
-/* Load the gauges saved at path into a fresh a. Returns the number
- * loaded, 0 when there is no file, or -1 when the file was refused
- * (logged, renamed aside to path.bad, a left empty). */
-long statsd_state_load(struct statsd_agg *a, const char *path);
+/* Save every gauge of a to path (through path.tmp, renamed), with the
+ * stats segment's run id and the slot's `out` once this save is booked
+ * (common/state.h's state_info). Returns 0, or -1 (logged; path keeps
+ * the previous save). */
+int statsd_state_save(struct statsd_agg *a, const char *path, uint64_t run,
+    uint64_t committed);
+/* Load the gauges saved at path into a fresh a, and the file's run and
+ * committed into *info (zeros when nothing was loaded). Returns the
+ * number loaded, 0 when there is no file, or -1 when the file was
+ * refused (logged, renamed aside to path.bad, a left empty). */
+long statsd_state_load(struct statsd_agg *a, const char *path,
+    struct state_info *info);
 
 #endif
