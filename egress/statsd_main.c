@@ -68,7 +68,7 @@ struct sd {
 	uint64_t applied;      /* records applied since the last flush */
 	long long flushed_ms;  /* clock_ms of the last flush (or the start) */
 	uint64_t dropped_seen; /* statsd_agg_stats drops already booked */
-	struct log_limit drop_log, flush_log, entry_log;
+	struct log_limit drop_log, flush_log, entry_log, save_log;
 	struct stage *st;
 	uint64_t entries;      /* report entries sent this flush */
 	int entries_failed;    /* one could not go out: no END this flush */
@@ -583,14 +583,21 @@ sd_tick(struct stage *st)
 
 /* Save the gauges (with --state) and book the records applied so far
  * `out`: the flush that wrote them is done. A failed save leaves them in
- * flight until a later one. */
+ * flight until a later one (logged at most once in 10 s). */
 static void
 save_commit(struct stage *st, struct sd *d)
 {
 	if (d->state_path != NULL && statsd_state_save(d->agg, d->state_path,
 	    stage_books_id(st),
-	    stats_get(&st->stats->out) + d->pending) == -1)
-		return;  /* logged; the records stay in flight until a save */
+	    stats_get(&st->stats->out) + d->pending) == -1) {
+		long long k = log_limit_pass(&d->save_log, 10000);
+		char more[64];
+		if (k >= 0)
+			log_warn("save state to %s (records stay in flight)%s",
+			    d->state_path, log_more(more, sizeof(more), k,
+			    "failures since the last line"));
+		return;
+	}
 	stage_commit(st, d->pending);
 	d->pending = 0;
 }

@@ -36,20 +36,14 @@ statsd_state_save(struct statsd_agg *a, const char *path, uint64_t run,
 {
 	static struct state_writer w;  /* 64 KiB: not on the stack */
 	uint64_t n = names_count(a->gauges);
-	if (state_begin(&w, path) == -1) {
-		log_warn("save state to %s", path);
+	if (state_begin(&w, path) == -1)
 		return -1;
-	}
 	state_put(&w, &n, sizeof(n));
 	names_foreach_sorted(a->gauges, save_one, &w);
 	struct state_info info = {
 		.kind = STATE_STATSD, .run = run, .committed = committed,
 	};
-	if (state_end(&w, &info) == -1) {
-		log_warn("save state to %s", path);
-		return -1;
-	}
-	return 0;
+	return state_end(&w, &info);
 }
 
 static long

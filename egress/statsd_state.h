@@ -12,8 +12,8 @@
 
 /* Save every gauge of a to path (through path.tmp, renamed), with the
  * stats segment's run id and the slot's `out` once this save is booked
- * (common/state.h's state_info). Returns 0, or -1 (logged; path keeps
- * the previous save). */
+ * (common/state.h's state_info). Returns 0, or -1 with errno (not
+ * logged; path keeps the previous save). */
 int statsd_state_save(struct statsd_agg *a, const char *path, uint64_t run,
     uint64_t committed);
 /* Load the gauges saved at path into a fresh a, and the file's run and

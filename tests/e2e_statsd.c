@@ -810,6 +810,29 @@ Test(statsd, records_saved_but_not_booked_are_booked_at_load)
 	cr_expect_eq(stats_get(&S.seg->slot[1].lost), 3);
 }
 
+/* A state file that cannot be saved: the warning comes at most once in
+ * 10 s, however many flushes fail (as the ckms and cma egresses'). */
+Test(statsd, failed_saves_are_logged_once_in_10_s)
+{
+	memset(&S, 0, sizeof(S));
+	sd_start(NULL);
+	stop_pid(&S.egress);
+	char arg[232];
+	snprintf(arg, sizeof(arg), "%s/no/such/folder/state", S.dir);
+	const char *ea[] = { "--state", arg, NULL };
+	sd_start_more(ea);
+	send_line("c:1|c");
+	cr_assert(wait_in(1, 1));
+	for (int i = 1; i <= 5; i++) {
+		sd_flush(1000);
+		cr_assert(wait_out("statsd.numStats", i));
+	}
+	char *err = h_slurp(S.err);
+	cr_expect_eq(h_count(err, "save state to"), 1, "%s", err);
+	cr_expect_eq(stats_get(&S.seg->slot[1].out), 0, "in flight, not booked");
+	free(err);
+}
+
 /* A mixed pipeline: statsd records through telem-filter (passed
  * unchanged, having no u32 to compare; the Flush keeps its interval) into
  * telem-egress-ckms, which counts each one dropped and reports nothing. */
