@@ -46,6 +46,7 @@ struct carbon {
 	char cur[CARBON_LINE_MAX];
 	size_t cur_len, cur_off;
 	uint64_t dropped;
+	uint64_t dropped_told;      /* returned by carbon_dropped_new so far */
 	struct log_limit drop_log;
 	/* carbon_set_per_flush: a connection per flush. flush_left is the
 	 * bytes of ended flushes not yet sent: the connection carries those
@@ -477,7 +478,7 @@ carbon_poll(struct carbon *c)
 		close_flush(c);
 }
 
-void
+uint64_t
 carbon_drain(struct carbon *c, int timeout_ms)
 {
 	long long end = clock_ms() + timeout_ms;
@@ -487,6 +488,7 @@ carbon_drain(struct carbon *c, int timeout_ms)
 		(void)poll(&p, 1, 10);
 		carbon_poll(c);
 	}
+	return carbon_drop_pending(c);
 }
 
 uint64_t
@@ -520,6 +522,14 @@ uint64_t
 carbon_dropped(const struct carbon *c)
 {
 	return c->dropped;
+}
+
+uint64_t
+carbon_dropped_new(struct carbon *c)
+{
+	uint64_t n = c->dropped - c->dropped_told;
+	c->dropped_told = c->dropped;
+	return n;
 }
 
 size_t

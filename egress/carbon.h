@@ -42,7 +42,7 @@ long long carbon_backoff_next(long long prev_ms);
 struct carbon *carbon_new(const char *host, const char *port,
     const char *prefix, size_t buffer_bytes, const char **why);
 /* Close the connection and free c (NULL is allowed). Lines still
- * buffered are lost: carbon_drop_pending counts them first. */
+ * buffered are lost: carbon_drain counts them first. */
 void carbon_free(struct carbon *c);
 /* Queue "<prefix>.<name>.<stat><tags> <value> <ts>\n" (name is
  * name[0..len), tags "" or ";k=v;..." as egress/carbon_path.h encodes
@@ -75,14 +75,17 @@ void carbon_end_flush(struct carbon *c);
  * acknowledgement carbon's plaintext protocol could use. */
 void carbon_poll(struct carbon *c);
 /* At exit: keep polling while lines are pending and a connection is up or
- * being made, for at most timeout_ms; gives up at the first failure. */
-void carbon_drain(struct carbon *c, int timeout_ms);
-/* At exit, after carbon_drain: the lines not yet sent (whole, or the
- * one cut by a full socket) are dropped, added to carbon_dropped, and
- * said in one log line when there are any. Returns how many. */
+ * being made, for at most timeout_ms (giving up at the first failure),
+ * then carbon_drop_pending. Returns how many lines that dropped. */
+uint64_t carbon_drain(struct carbon *c, int timeout_ms);
+/* The lines not yet sent (whole, or the one cut by a full socket) are
+ * dropped, added to carbon_dropped, and said in one log line when there
+ * are any; c goes on as an empty buffer. Returns how many. */
 uint64_t carbon_drop_pending(struct carbon *c);
 /* Lines dropped so far (buffer full, line too long, carbon_drop_pending). */
 uint64_t carbon_dropped(const struct carbon *c);
+/* Lines dropped since the last call: what a stage adds to sink_dropped. */
+uint64_t carbon_dropped_new(struct carbon *c);
 /* Bytes queued and not yet accepted by the kernel. */
 size_t carbon_pending(const struct carbon *c);
 /* 1 while a connection is established, else 0. */

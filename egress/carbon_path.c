@@ -94,37 +94,16 @@ carbon_path_decode(const char *path, char *out, size_t cap)
 	return (int)n;
 }
 
-int
-carbon_stat_encode(const char *s, size_t len, char *out, size_t cap)
-{
-	const unsigned char *u = (const unsigned char *)s;
-	size_t o = 0;
-	if (len == 0 || len > REPORT_FIELD_MAX)
-		return -1;
-	for (size_t i = 0; i < len; i++) {
-		size_t unit = plain(u[i]) ? 1 : 3;
-		if (o + unit >= cap)
-			return -1;
-		if (unit == 1) {
-			out[o++] = (char)u[i];
-		} else {
-			out[o++] = '%';
-			out[o++] = hex[u[i] >> 4];
-			out[o++] = hex[u[i] & 15];
-		}
-	}
-	out[o] = '\0';
-	return (int)o;
-}
-
-/* Append s[0..len) to out[*o..cap) with every byte but [A-Za-z0-9_.-]
- * (and '=' when eq) as %XX. -1 when it does not fit. */
+/* Append s[0..len) to out[*o..cap) with every byte but [A-Za-z0-9_-]
+ * and those in `keep` as %XX. -1 when it does not fit (room is kept for
+ * a NUL). */
 static int
-tag_part(const char *s, size_t len, int eq, char *out, size_t *o, size_t cap)
+put_escaped(const char *s, size_t len, const char *keep, char *out,
+    size_t *o, size_t cap)
 {
 	const unsigned char *u = (const unsigned char *)s;
 	for (size_t i = 0; i < len; i++) {
-		if (plain(u[i]) || u[i] == '.' || (eq && u[i] == '=')) {
+		if (plain(u[i]) || (u[i] != '\0' && strchr(keep, u[i]) != NULL)) {
 			if (*o + 1 >= cap)
 				return -1;
 			out[(*o)++] = (char)u[i];
@@ -140,6 +119,17 @@ tag_part(const char *s, size_t len, int eq, char *out, size_t *o, size_t cap)
 }
 
 int
+carbon_stat_encode(const char *s, size_t len, char *out, size_t cap)
+{
+	size_t o = 0;
+	if (len == 0 || len > REPORT_FIELD_MAX ||
+	    put_escaped(s, len, "", out, &o, cap) == -1)
+		return -1;
+	out[o] = '\0';
+	return (int)o;
+}
+
+int
 carbon_tags_encode(const struct report_tag *tag, size_t n, char *out,
     size_t cap)
 {
@@ -152,11 +142,11 @@ carbon_tags_encode(const struct report_tag *tag, size_t n, char *out,
 	 * path's ";k=v" strings (TaggedSeries.format in graphite-carbon). */
 	for (size_t i = 0; i < n; i++) {
 		off[i] = o;
-		if (tag_part(tag[i].key, tag[i].klen, 0, piece, &o,
+		if (put_escaped(tag[i].key, tag[i].klen, ".", piece, &o,
 		    sizeof(piece)) == -1 || o + 1 >= sizeof(piece))
 			return -1;
 		piece[o++] = '=';
-		if (tag_part(tag[i].val, tag[i].vlen, 1, piece, &o,
+		if (put_escaped(tag[i].val, tag[i].vlen, ".=", piece, &o,
 		    sizeof(piece)) == -1)
 			return -1;
 		len[i] = o - off[i];

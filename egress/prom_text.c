@@ -307,8 +307,11 @@ totals_add(struct prom_totals *tt, const char *key, size_t klen, double v)
 static int
 totals_forget_unseen(struct prom_totals *tt)
 {
-	if (tt->cap == 0)
-		return 0;
+	size_t seen = 0;
+	for (size_t i = 0; i < tt->cap; i++)
+		seen += tt->t[i].key != NULL && tt->t[i].report == tt->report;
+	if (seen == tt->n)
+		return 0;  /* the common case: statsd kept every counter */
 	struct prom_total *t = calloc(tt->cap, sizeof(*t));
 	if (t == NULL)
 		return -1;

@@ -33,7 +33,6 @@ struct sink_carbon {
 	const char *prefix;
 	uint32_t buffer;
 	struct carbon *c;
-	uint64_t dropped_seen;     /* already added to the stats slot */
 	struct log_limit bad_log, drop_log;
 };
 
@@ -174,23 +173,12 @@ sc_flush(struct stage *st)
 	(void)st;  /* lines go out as they come, not on Flush */
 }
 
-/* The lines carbon.c dropped since the last call, into sink_dropped. */
-static void
-book_dropped(struct stage *st, struct sink_carbon *s)
-{
-	uint64_t d = carbon_dropped(s->c);
-	if (d > s->dropped_seen) {
-		stats_add(&st->stats->sink_dropped, d - s->dropped_seen);
-		s->dropped_seen = d;
-	}
-}
-
 static void
 sc_tick(struct stage *st)
 {
 	struct sink_carbon *s = st->ctx;
 	carbon_poll(s->c);
-	book_dropped(st, s);
+	stats_add(&st->stats->sink_dropped, carbon_dropped_new(s->c));
 }
 
 /* What the drain could not send is dropped, counted and logged. */
@@ -201,8 +189,7 @@ sc_fini(struct stage *st)
 	if (s->c == NULL)
 		return;
 	carbon_drain(s->c, DRAIN_MS);
-	carbon_drop_pending(s->c);
-	book_dropped(st, s);
+	stats_add(&st->stats->sink_dropped, carbon_dropped_new(s->c));
 	carbon_free(s->c);
 	s->c = NULL;
 }

@@ -62,7 +62,6 @@ struct sd {
 	uint32_t g_buffer;
 	int per_flush;
 	struct carbon *sink;
-	uint64_t sink_dropped_seen;
 	const char *state_path;
 	uint64_t pending;      /* records applied, not yet reported (booked) */
 	uint64_t applied;      /* records applied since the last flush */
@@ -560,17 +559,6 @@ one_entry(void *ctx, enum statsd_type type, const char *name, size_t name_len,
 	}
 }
 
-/* The carbon lines dropped since the last call, into sink_dropped. */
-static void
-book_sink_drops(struct stage *st, struct sd *d)
-{
-	uint64_t n = carbon_dropped(d->sink);
-	if (n > d->sink_dropped_seen) {
-		stats_add(&st->stats->sink_dropped, n - d->sink_dropped_seen);
-		d->sink_dropped_seen = n;
-	}
-}
-
 static void
 sd_tick(struct stage *st)
 {
@@ -578,7 +566,7 @@ sd_tick(struct stage *st)
 	if (d->sink == NULL)
 		return;
 	carbon_poll(d->sink);
-	book_sink_drops(st, d);
+	stats_add(&st->stats->sink_dropped, carbon_dropped_new(d->sink));
 }
 
 /* Save the gauges (with --state) and book the records applied so far
@@ -668,8 +656,7 @@ sd_fini(struct stage *st)
 		/* What the drain could not send is dropped, counted and logged. */
 		carbon_end_flush(d->sink);
 		carbon_drain(d->sink, SINK_DRAIN_MS);
-		carbon_drop_pending(d->sink);
-		book_sink_drops(st, d);
+		stats_add(&st->stats->sink_dropped, carbon_dropped_new(d->sink));
 		carbon_free(d->sink);
 	}
 	statsd_agg_free(d->agg);

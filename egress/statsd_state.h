@@ -11,8 +11,8 @@
 #include "state.h"
 
 /* Save every gauge of a to path (through path.tmp, renamed), with the
- * stats segment's run id and the slot's `out` once this save is booked
- * (common/state.h's state_info). Returns 0, or -1 with errno (not
+ * stage's books id (stage_books_id) and the slot's `out` once this save
+ * is booked (common/state.h's state_info). Returns 0, or -1 with errno (not
  * logged; path keeps the previous save). */
 int statsd_state_save(struct statsd_agg *a, const char *path, uint64_t run,
     uint64_t committed);

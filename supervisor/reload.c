@@ -153,13 +153,12 @@ sup_reload(struct sup *s, char *buf, size_t cap)
 	/* A changed udp address is bound before anything else changes. */
 	for (int k = 0; k < d.nchanged; k++) {
 		int i = d.changed[k];
-		if (!(d.what[i] & PIPELINE_CH_UDP) || !np.stage[i].udp)
+		if (!(d.what[i] & PIPELINE_CH_UDP))
 			continue;
 		struct sup_child *c = sup_find(s, np.stage[i].name);
 		sup_listen_close(c);   /* the same port may be kept */
 		snprintf(c->udp_host, sizeof(c->udp_host), "%s", np.stage[i].udp_host);
 		snprintf(c->udp_port, sizeof(c->udp_port), "%s", np.stage[i].udp_port);
-		c->udp = 1;
 		if (sup_listen_open(s, c) == -1) {
 			say(&o, "error: %s:%d: udp = %s:%s: cannot bind (see the log); "
 			    "stage %s runs on without sockets until a reload fixes it\n",
@@ -170,11 +169,10 @@ sup_reload(struct sup *s, char *buf, size_t cap)
 		}
 	}
 
-	/* New queues first: the new stages'. */
-	for (int k = 0; k < np.nstage; k++) {
-		const struct pipeline_stage *ps = &np.stage[k];
-		int had = d.old_of[k] >= 0 && s->pl.stage[d.old_of[k]].in_queue;
-		if (ps->in_queue && !had && sup_queue_create(s, ps->name) == -1) {
+	/* New queues first: the new stages' (a kept stage keeps its input). */
+	for (int k = 0; k < d.nadded; k++) {
+		const struct pipeline_stage *ps = &np.stage[d.added[k]];
+		if (ps->in_queue && sup_queue_create(s, ps->name) == -1) {
 			say(&o, "error: queue of stage %s could not be created (see "
 			    "the log)\n", ps->name);
 			pipeline_free(&np);
@@ -240,10 +238,6 @@ sup_reload(struct sup *s, char *buf, size_t cap)
 				c->join |= 1u << q;
 		}
 		set_flush(s, c, np.stage[i].flush);
-		if (c->udp && !np.stage[i].udp) {
-			sup_listen_close(c);
-			c->udp = 0;
-		}
 		c->reload_gen = c->gen;
 		c->reloading = 1;
 		sup_restart(s, c);

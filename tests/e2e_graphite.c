@@ -297,9 +297,9 @@ wsp_points(const struct carbon_proc *cp, const char *metric, long long from,
 }
 
 /* The file carbon keeps the tagged series `metric` ("a.b;k=v", tags in
- * carbon's order) in: _tagged/XXX/YYY/H.wsp, H the sha256 of the path
- * and XXXYYY its start (graphite-carbon's TaggedSeries.encode, with its
- * default TAG_HASH_FILENAMES). */
+ * carbon's order) in: _tagged/H[0..3)/H[3..6)/H.wsp, H the hex sha256
+ * of the path (graphite-carbon's TaggedSeries.encode, with its default
+ * TAG_HASH_FILENAMES). */
 static void
 tagged_path(const struct carbon_proc *cp, const char *metric, char *path,
     size_t cap)
