@@ -37,7 +37,8 @@
 	"      --legacy-namespace yes|no  graphite.legacyNamespace (default yes)\n" \
 	"      --global-prefix S, --prefix-counter S, --prefix-timer S,\n" \
 	"      --prefix-gauge S, --prefix-set S, --prefix-stats S, --global-suffix S\n" \
-	"                       graphite.globalPrefix ... globalSuffix\n" \
+	"                       graphite.globalPrefix ... globalSuffix;\n" \
+	"                       --prefix-stats is prefixStats (top level)\n" \
 	"      --gauges-max-ttl N  flushes an idle gauge is still written before\n" \
 	"                       --delete-gauges drops it (default 1)\n" \
 	"      --max-names N    keys of each kind; new ones past it are dropped\n" \
