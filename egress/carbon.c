@@ -53,6 +53,11 @@ struct carbon {
 	 * and is closed once they are out; the next flush opens another. */
 	int per_flush;
 	size_t flush_left;
+	/* carbon_begin_flush .. carbon_end_flush: a flush being written.
+	 * bound is the buffer size asked for, which the ring outgrows only to
+	 * hold that flush whole; open is the flush's bytes, the ring's newest. */
+	size_t bound, open;
+	int in_flush;
 };
 
 int
@@ -162,7 +167,7 @@ carbon_new(const char *host, const char *port, const char *prefix,
 		errno = ENOMEM;
 		return NULL;
 	}
-	c->cap = buffer_bytes;
+	c->cap = c->bound = buffer_bytes;
 	c->fd = -1;
 	c->state = C_DOWN;
 	snprintf(c->prefix, sizeof(c->prefix), "%s", prefix);
@@ -204,6 +209,8 @@ ring_drop_oldest(struct carbon *c)
 	size_t n = ring_eol(c, 0) + 1;
 	c->head = (c->head + n) % c->cap;
 	c->used -= n;
+	if (c->open > c->used)
+		c->open = c->used;
 	c->dropped++;
 	/* The ring's oldest bytes are the ended flushes' first. */
 	c->flush_left -= n < c->flush_left ? n : c->flush_left;
@@ -218,10 +225,38 @@ log_drops(struct carbon *c)
 		    (unsigned long long)c->dropped);
 }
 
+/* Make the ring at least `need` bytes (doubling, at most
+ * CARBON_BUFFER_MAX), its lines moved to the start. Returns 0, or -1 when
+ * it cannot (nothing changed then). */
+static int
+ring_grow(struct carbon *c, size_t need)
+{
+	size_t cap = c->cap;
+	while (cap < need && cap <= CARBON_BUFFER_MAX / 2)
+		cap *= 2;
+	if (cap < need)
+		return -1;
+	char *r = malloc(cap);
+	if (r == NULL)
+		return -1;
+	size_t first = c->cap - c->head < c->used ? c->cap - c->head : c->used;
+	memcpy(r, c->ring + c->head, first);
+	memcpy(r + first, c->ring, c->used - first);
+	free(c->ring);
+	c->ring = r;
+	c->cap = cap;
+	c->head = 0;
+	log_info("carbon %s: send buffer grown to %zu bytes to hold a whole "
+	    "flush", c->where, cap);
+	return 0;
+}
+
 /* Queue one formatted line of n bytes (n < 0: formatting failed). */
 static void
 queue_line(struct carbon *c, const char *line, int n)
 {
+	if (n >= 0 && (size_t)n > c->cap && c->in_flush)
+		(void)ring_grow(c, (size_t)n);
 	if (n < 0 || (size_t)n >= CARBON_LINE_MAX || (size_t)n > c->cap) {
 		c->dropped++;
 		if (log_limit_pass(&c->drop_log, DROP_LOG_MS) >= 0)
@@ -232,15 +267,25 @@ queue_line(struct carbon *c, const char *line, int n)
 		return;
 	}
 	if (c->cap - c->used < (size_t)n) {
+		uint64_t before = c->dropped;
+		/* Earlier flushes' lines go first; the flush being written is
+		 * not cut for its own size: the ring grows to hold it. */
+		while (c->cap - c->used < (size_t)n && c->used > c->open)
+			ring_drop_oldest(c);
+		if (c->cap - c->used < (size_t)n && c->in_flush)
+			(void)ring_grow(c, c->used + (size_t)n);
 		while (c->cap - c->used < (size_t)n)
 			ring_drop_oldest(c);
-		log_drops(c);
+		if (c->dropped != before)
+			log_drops(c);
 	}
 	size_t tail = (c->head + c->used) % c->cap;
 	size_t first = c->cap - tail < (size_t)n ? c->cap - tail : (size_t)n;
 	memcpy(c->ring + tail, line, first);
 	memcpy(c->ring, line + first, (size_t)n - first);
 	c->used += (size_t)n;
+	if (c->in_flush)
+		c->open += (size_t)n;
 }
 
 void
@@ -270,9 +315,23 @@ carbon_set_per_flush(struct carbon *c)
 }
 
 void
+carbon_begin_flush(struct carbon *c)
+{
+	uint64_t before = c->dropped;
+	while (c->used > c->bound)
+		ring_drop_oldest(c);
+	if (c->dropped != before)
+		log_drops(c);
+	c->in_flush = 1;
+	c->open = 0;
+}
+
+void
 carbon_end_flush(struct carbon *c)
 {
 	c->flush_left = carbon_pending(c);
+	c->in_flush = 0;
+	c->open = 0;
 }
 
 static void
@@ -393,6 +452,8 @@ consume(struct carbon *c, size_t n)
 		return;
 	c->head = (c->head + n) % c->cap;
 	c->used -= n;
+	if (c->open > c->used)
+		c->open = c->used;
 	size_t back = 0;  /* bytes of the cut line already sent */
 	while (back < n && c->ring[(c->head + c->cap - 1 - back) % c->cap] != '\n')
 		back++;
@@ -406,6 +467,8 @@ consume(struct carbon *c, size_t n)
 	c->cur_off = back;
 	c->head = (c->head + rest) % c->cap;
 	c->used -= rest;
+	if (c->open > c->used)
+		c->open = c->used;
 }
 
 static void
@@ -506,7 +569,7 @@ carbon_drop_pending(struct carbon *c)
 			p++;
 		}
 	}
-	c->head = c->used = 0;
+	c->head = c->used = c->open = 0;
 	c->cur_len = c->cur_off = 0;
 	c->flush_left = 0;
 	if (n > 0) {

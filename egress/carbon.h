@@ -47,8 +47,9 @@ void carbon_free(struct carbon *c);
 /* Queue "<prefix>.<name>.<stat><tags> <value> <ts>\n" (name is
  * name[0..len), tags "" or ";k=v;..." as egress/carbon_path.h encodes
  * them, value already formatted). When the buffer cannot take it, the
- * oldest whole lines not yet begun are dropped to make room; a line longer
- * than the buffer (or CARBON_LINE_MAX) is itself dropped. Drops are
+ * oldest whole lines not yet begun are dropped to make room (within a
+ * flush, see carbon_begin_flush); a line longer than the buffer (or
+ * CARBON_LINE_MAX) is itself dropped. Drops are
  * counted and logged at most once a minute. Never sends: see carbon_poll. */
 void carbon_line(struct carbon *c, const char *name, size_t len,
     const char *stat, const char *tags, const char *value, long long ts);
@@ -64,7 +65,16 @@ void carbon_path_line(struct carbon *c, const char *path, size_t len,
  * with a later flush's. (A line cut by a lost connection is sent whole on
  * the next, as always.) The default is one persistent connection. */
 void carbon_set_per_flush(struct carbon *c);
-/* The lines queued so far end a flush (per-flush mode; harmless else). */
+/* The lines queued from here to carbon_end_flush are one flush, kept
+ * whole: when the buffer is full, lines of earlier flushes are dropped
+ * first, and then the buffer grows (doubling, up to CARBON_BUFFER_MAX)
+ * rather than drop the flush's own lines, so that a healthy carbon gets
+ * every flush however large. What the buffer keeps of earlier flushes is
+ * first cut to the size asked of carbon_new (the oldest lines dropped and
+ * counted). A sink that never calls this keeps that size throughout. */
+void carbon_begin_flush(struct carbon *c);
+/* The lines queued so far end a flush (for a per-flush connection, and
+ * the end of what carbon_begin_flush keeps whole). */
 void carbon_end_flush(struct carbon *c);
 /* Make progress without blocking: notice a connection the peer closed or
  * reset, connect (again) when the backoff allows, and write what the

@@ -604,6 +604,8 @@ flush_ms(struct stage *st, struct sd *d, uint32_t ms)
 	d->entries_failed = 0;
 	d->applied = 0;
 	d->flushed_ms = clock_ms();
+	if (d->sink != NULL)
+		carbon_begin_flush(d->sink);
 	statsd_agg_flush_entries(d->agg, ms, ts, one_line, d,
 	    st->nout > 0 ? one_entry : NULL, d);
 	report_flush(&d->rep);

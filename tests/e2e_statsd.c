@@ -18,6 +18,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -703,6 +704,61 @@ Test(statsd, lines_left_for_carbon_at_exit_are_counted_and_logged)
 	snprintf(text, sizeof(text), "carbon %s: %d lines not sent before exit "
 	    "(carbon unreachable): dropped", gspec, lines);
 	cr_expect_eq(h_count(h_slurp(S.err), text), 1, "%s", h_slurp(S.err));
+}
+
+/* telem-egress-statsd --graphite --graphite-buffer 1024: a flush of
+ * about 100 KiB, far over the buffer, reaches a carbon that reads as fast
+ * as it can whole, on its per-flush connection: the buffer bounds what is
+ * kept of earlier flushes while carbon is away, it never cuts the flush
+ * being written (statsd writes every flush whole). */
+Test(statsd, a_flush_larger_than_the_graphite_buffer_arrives_whole)
+{
+	int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in sa = { .sin_family = AF_INET };
+	socklen_t slen = sizeof(sa);
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	cr_assert_neq(lfd, -1);
+	cr_assert_eq(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	cr_assert_eq(listen(lfd, 4), 0);
+	cr_assert_eq(getsockname(lfd, (struct sockaddr *)&sa, &slen), 0);
+	char gspec[32];
+	snprintf(gspec, sizeof(gspec), "127.0.0.1:%d", ntohs(sa.sin_port));
+	const char *eargs[] = { "--graphite", gspec, "--graphite-buffer", "1024",
+		"--connection", "per-flush", NULL };
+	sd_start(eargs);
+	/* 200 timers of one value: 14 lines each at the default --percent */
+	static char dgram[8192];
+	size_t n = 0;
+	for (int i = 0; i < 200; i++)
+		n += (size_t)snprintf(dgram + n, sizeof(dgram) - n,
+		    "%sapp.endpoint%03d.latency:12|ms", i ? "\n" : "", i);
+	send_line(dgram);
+	cr_assert(wait_in(1, 200), "%s", h_slurp(S.err));
+	sd_flush(FLUSH_MS);
+	struct timeval tv = { .tv_sec = 10 };
+	cr_assert_eq(setsockopt(lfd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)), 0);
+	int fd = accept(lfd, NULL, NULL);
+	cr_assert_neq(fd, -1, "no connection: %s", h_slurp(S.err));
+	cr_assert_eq(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)), 0);
+	size_t cap = 1 << 20, got = 0;
+	char *text = malloc(cap);
+	cr_assert_not_null(text);
+	for (ssize_t r; got < cap - 1 && (r = read(fd, text + got,
+	    cap - 1 - got)) > 0;)
+		got += (size_t)r;  /* to the close that ends the flush */
+	text[got] = '\0';
+	close(fd);
+	close(lfd);
+	cr_assert_gt(got, 100000, "%zu bytes", got);
+	cr_expect_eq(h_count(text, "stats.timers.app.endpoint"), 200 * 14,
+	    "%s", h_slurp(S.err));
+	cr_expect_eq(h_count(text, ".latency.upper_90 12 "), 200);
+	cr_expect_eq(h_count(text, "\nstatsd.numStats 203 "), 1, "%s",
+	    strstr(text, "statsd.numStats"));
+	cr_expect(wait_counter(&S.seg->slot[1].out, 200));
+	cr_expect_eq(stats_get(&S.seg->slot[1].sink_dropped), 0, "%s",
+	    h_slurp(S.err));
+	free(text);
 }
 
 /* --state FILE: the gauges survive the egress's restart (kill -9 after

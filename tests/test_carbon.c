@@ -484,3 +484,45 @@ Test(carbon, per_flush_connection_carries_one_flush_and_closes)
 	carbon_free(c);
 	close(lfd);
 }
+
+/* carbon_begin_flush .. carbon_end_flush (the statsd egress's flushes): a
+ * flush over the buffer's size is kept whole, the ring growing for it;
+ * while carbon is away, what is kept of earlier flushes is first cut to
+ * that size, and dropped before any line of the flush being written. */
+Test(carbon, a_flush_is_kept_whole_and_earlier_flushes_dropped_first)
+{
+	int port = 0;
+	close(listen_on(&port));  /* carbon away */
+	struct carbon *c = sink(port, 100);
+	carbon_begin_flush(c);
+	for (unsigned i = 0; i < 10; i++)  /* "telem.nI.cma I 1\n": 17 bytes */
+		line_n(c, i);
+	carbon_end_flush(c);
+	carbon_poll(c);
+	cr_assert_eq(carbon_dropped(c), 0);
+	cr_assert_eq(carbon_pending(c), 170);
+	/* the next flush: the first is cut to 100 bytes (its last 5 lines),
+	 * then 3 of those make room in the grown ring (200 bytes) for the
+	 * new flush's 8 lines, none of which is dropped */
+	carbon_begin_flush(c);
+	cr_assert_eq(carbon_dropped(c), 5);
+	cr_assert_eq(carbon_pending(c), 85);
+	for (unsigned i = 10; i < 18; i++)  /* 19 bytes each */
+		line_n(c, i);
+	carbon_end_flush(c);
+	cr_assert_eq(carbon_dropped(c), 8);
+	cr_assert_eq(carbon_pending(c), 2 * 17 + 8 * 19);
+	int lfd = listen_on(&port);
+	int fd = accept_from(lfd, c);
+	char buf[512];
+	read_bytes(fd, c, buf, 2 * 17 + 8 * 19);
+	cr_assert_str_eq(buf, "telem.n8.cma 8 1\ntelem.n9.cma 9 1\n"
+	    "telem.n10.cma 10 1\ntelem.n11.cma 11 1\ntelem.n12.cma 12 1\n"
+	    "telem.n13.cma 13 1\ntelem.n14.cma 14 1\ntelem.n15.cma 15 1\n"
+	    "telem.n16.cma 16 1\ntelem.n17.cma 17 1\n");
+	cr_assert_eq(carbon_pending(c), 0);
+	cr_assert_eq(carbon_dropped(c), 8);
+	carbon_free(c);
+	close(fd);
+	close(lfd);
+}
