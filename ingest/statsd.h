@@ -56,6 +56,9 @@
  *   - a key longer than STATSD_KEY_MAX bytes or with more than
  *     STATSD_TAGS_MAX tags, a set member longer than STATSD_MEMBER_MAX bytes
  *     (after U+FFFD replacement), is bad (statsd takes any length);
+ *   - a datagram longer than UDP_DGRAM_MAX (ingest/udp.h) is one bad
+ *     line, its metrics dropped, before it reaches this parser (statsd
+ *     reads up to 64 KiB);
  *   - a rate whose text does not start with [0-9.] (`@+0.5`, `@ 0.5`,
  *     `@Infinity`) is bad: statsd 0.9 dies on it (a TypeError, uncaught).
  * So strict mode rejects every metric statsd 0.9 rejects, and more.
