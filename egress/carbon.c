@@ -37,6 +37,7 @@ struct carbon {
 	int fd;
 	long long retry_at_ms, backoff_ms, connect_deadline_ms;
 	int outage_logged;                  /* "connect failed" said this outage */
+	int was_up;                         /* connected at least once */
 	/* Whole lines not yet begun, oldest at head: dropping the oldest is
 	 * cutting at the first '\n'. */
 	char *ring;
@@ -361,8 +362,12 @@ established(struct carbon *c)
 {
 	c->state = C_UP;
 	c->backoff_ms = 0;
+	/* A connection per flush is not news at every flush: only the first
+	 * one and one after an outage are said. */
+	if (!c->per_flush || !c->was_up || c->outage_logged)
+		log_info("carbon %s: connected", c->where);
 	c->outage_logged = 0;
-	log_info("carbon %s: connected", c->where);
+	c->was_up = 1;
 }
 
 static void

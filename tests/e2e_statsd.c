@@ -761,6 +761,48 @@ Test(statsd, a_flush_larger_than_the_graphite_buffer_arrives_whole)
 	free(text);
 }
 
+/* --connection per-flush: a connection a flush, as statsd's graphite
+ * backend opens, is not news: "connected" is logged for the first one
+ * only (examples/statsd.conf would log it 8640 times a day). */
+Test(statsd, per_flush_connections_are_not_logged_at_every_flush)
+{
+	int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in sa = { .sin_family = AF_INET };
+	socklen_t slen = sizeof(sa);
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	cr_assert_neq(lfd, -1);
+	cr_assert_eq(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	cr_assert_eq(listen(lfd, 4), 0);
+	cr_assert_eq(getsockname(lfd, (struct sockaddr *)&sa, &slen), 0);
+	struct timeval tv = { .tv_sec = 10 };
+	cr_assert_eq(setsockopt(lfd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)), 0);
+	char gspec[32];
+	snprintf(gspec, sizeof(gspec), "127.0.0.1:%d", ntohs(sa.sin_port));
+	const char *eargs[] = { "--graphite", gspec, "--connection", "per-flush",
+		NULL };
+	sd_start(eargs);
+	for (int i = 0; i < 3; i++) {
+		send_line("c:1|c");
+		cr_assert(wait_in(1, (uint64_t)i + 1));
+		sd_flush(FLUSH_MS);
+		int fd = accept(lfd, NULL, NULL);
+		cr_assert_neq(fd, -1, "flush %d: no connection: %s", i, h_slurp(S.err));
+		cr_assert_eq(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv,
+		    sizeof(tv)), 0);
+		char buf[4096];
+		ssize_t r;
+		size_t got = 0;
+		while ((r = read(fd, buf, sizeof(buf))) > 0)
+			got += (size_t)r;  /* to the close that ends the flush */
+		close(fd);
+		cr_assert_gt(got, 0);
+	}
+	close(lfd);
+	char text[64];
+	snprintf(text, sizeof(text), "carbon %s: connected", gspec);
+	cr_expect_eq(h_count(h_slurp(S.err), text), 1, "%s", h_slurp(S.err));
+}
+
 /* --state FILE: the gauges survive the egress's restart (kill -9 after
  * the flush that saved them); counters start afresh. A file that is not a
  * state file is set aside and the egress starts empty. */
