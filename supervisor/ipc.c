@@ -552,7 +552,8 @@ sup_ipc_teardown(struct sup *s)
 }
 
 int
-sup_send_record(struct sup *s, const char *queue, uint8_t type, int timeout_ms)
+sup_send_record(struct sup *s, const char *queue, uint8_t type,
+    uint32_t flush_ms, int timeout_ms)
 {
 	char obj[CHAN_NAME_MAX];
 	unsigned char buf[WIRE_HDR + WIRE_REC_HDR];
@@ -560,8 +561,7 @@ sup_send_record(struct sup *s, const char *queue, uint8_t type, int timeout_ms)
 	wire_writer_init(&w, buf, sizeof(buf));
 	/* A Flush carries the interval (docs/design.md §14): statsd's rates
 	 * divide by it. */
-	wire_put(&w, type, NULL, 0, type == WIRE_FLUSH ?
-	    (uint32_t)s->cfg.flush_ms : 0);
+	wire_put(&w, type, NULL, 0, type == WIRE_FLUSH ? flush_ms : 0);
 	size_t len = wire_finish(&w);
 
 	/* The flush stages' queues stay open for the Flush ticks; others are

@@ -84,7 +84,8 @@ sup_flush_try(struct sup *s, uint64_t left)
 		uint64_t bit = (uint64_t)1 << i;
 		mask |= bit;
 		if ((left & bit) &&
-		    sup_send_record(s, c->in_queue, WIRE_FLUSH, 0) == 0)
+		    sup_send_record(s, c->in_queue, WIRE_FLUSH,
+		    (uint32_t)s->cfg.flush_ms, 0) == 0)
 			left &= ~bit;
 	}
 	return left & mask;
@@ -384,15 +385,20 @@ await_exit(struct sup *s, struct sup_child *c, long long ms)
 
 /* Stop one stage as the shutdown does: its queue's reader reads up to a
  * final Flush (a flush stage) and the Stop behind it; without a queue (or
- * with a full one) it gets SIGTERM. */
+ * with a full one) it gets SIGTERM. The final Flush covers the time since
+ * the last tick, not a whole interval: telem-egress-statsd's rates divide
+ * by it. */
 static void
 stop_by_queue(struct sup *s, struct sup_child *c, int flush)
 {
 	if (c->pid <= 0)
 		return;
-	if (c->in_queue[0] == '\0' ||
-	    (flush && sup_send_record(s, c->in_queue, WIRE_FLUSH, 1000) != 0) ||
-	    sup_send_record(s, c->in_queue, WIRE_STOP, 1000) != 0)
+	long long since = clock_ms() - (s->flush_next_ms - s->cfg.flush_ms);
+	uint32_t ms = since >= 1 && since < s->cfg.flush_ms ? (uint32_t)since :
+	    (uint32_t)s->cfg.flush_ms;
+	if (c->in_queue[0] == '\0' || (flush &&
+	    sup_send_record(s, c->in_queue, WIRE_FLUSH, ms, 1000) != 0) ||
+	    sup_send_record(s, c->in_queue, WIRE_STOP, 0, 1000) != 0)
 		sup_kill(c, SIGTERM);
 }
 

@@ -200,7 +200,10 @@ void sup_unlink_stage(struct sup *s, const char *name, int stale);
  * /dev/shm/telem.INSTANCE.STAGE.state. 0, or -1 if it does not fit. */
 int sup_state_path(const struct sup_config *cfg, const char *stage, char *buf,
     size_t cap);
-int sup_send_record(struct sup *s, const char *queue, uint8_t type, int timeout_ms);
+/* Send one record of `type` into a queue: a Flush carries flush_ms (the
+ * interval its rates divide by, docs/design.md §14), other records 0. */
+int sup_send_record(struct sup *s, const char *queue, uint8_t type,
+    uint32_t flush_ms, int timeout_ms);
 /* Messages waiting in a queue of the instance, or -1. */
 long sup_queue_depth(struct sup *s, const char *queue);
 

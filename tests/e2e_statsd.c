@@ -1100,3 +1100,33 @@ Test(statsd, restart_before_a_flush_loses_nothing, .fini = conf_fini)
 	cr_expect_eq(pl_stat(&P, "statsd", "lost"), 0);
 	cr_expect(pl_books(&P, out, sizeof(out)), "%s", out);
 }
+
+/* telemctl stop: the supervisor's final Flush covers the time since the
+ * last tick, not a whole flush_ms: the rates of the last flush divide by
+ * that (README: a clean stop writes its rates over the time since the
+ * previous flush). With flush_ms 60000 and a stop about a second after
+ * the start, 30 counts are a rate of 30 / (about 1 s), not 30 / 60. */
+Test(statsd, a_stop_writes_its_rates_over_the_time_since_the_last_tick,
+    .fini = conf_fini)
+{
+	memset(&CR, 0, sizeof(CR));
+	pl_init(&P);
+	char path[300], out[4096];
+	pl_conf(&P, "sd.conf", path, sizeof(path),
+	    "[pipeline]\nflush_ms = 60000\n\n"
+	    "[stage ingest]\nexec = telem-ingest\nargs = --protocol statsd\n"
+	    "udp = 127.0.0.1:%d\nout = statsd\n\n"
+	    "[stage statsd]\nexec = telem-egress-statsd\nflush = yes\n", P.port);
+	cr_assert(pl_start_conf(&P, path, NULL), "%s", h_slurp(P.err));
+	pl_nc(&P, "r:30|c\nt:5|ms");
+	cr_assert_eq(fault_wait_stat(&P, "statsd", "in", 2), 2, "%s",
+	    h_slurp(P.err));
+	cr_assert_eq(pl_ctl(&P, out, sizeof(out), "stop"), 0, "%s", out);
+	cr_assert_neq(pl_wait(&P, 20000), -1, "%s", h_slurp(P.err));
+	char *o = h_slurp(P.out);
+	cr_expect_eq(out_value(o, "stats_counts.r"), 30.0, "%s", o);
+	/* the stop came within 30 s of the start (a test's timeout is 60) */
+	cr_expect_gt(out_value(o, "stats.r"), 1.0, "%s", o);
+	cr_expect_gt(out_value(o, "stats.timers.t.count_ps"), 1.0 / 30, "%s", o);
+	free(o);
+}
