@@ -10,9 +10,9 @@
 #include <unistd.h>
 
 #define STATS_MAGIC 0x7473746cU /* "ltst" */
-#define STATS_VERSION 7 /* 2: sink_dropped; 3: run; 4: taken/sent books;
+#define STATS_VERSION 8 /* 2: sink_dropped; 3: run; 4: taken/sent books;
                           * 5: 64 slots, in_queue, "" for a free slot;
-                          * 6: unbooked_out; 7: born */
+                          * 6: unbooked_out; 7: born; 8: sink_held */
 
 static struct stats_seg *
 map(int fd)
@@ -116,6 +116,14 @@ stats_settle_dead(struct stats_slot *s)
 	    stats_get(&s->dropped);
 	uint64_t was = atomic_exchange(&s->lost, lost);
 	return (int64_t)(lost - was);
+}
+
+uint64_t
+stats_settle_held(struct stats_slot *s)
+{
+	uint64_t n = atomic_exchange(&s->sink_held, 0);
+	stats_add(&s->sink_dropped, n);
+	return n;
 }
 
 int

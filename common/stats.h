@@ -51,6 +51,11 @@ struct stats_slot {
 	_Atomic uint64_t sink_dropped; /* carbon lines dropped (a full buffer,
 	                             * unsent at exit), report entries the
 	                             * statsd egress could not make */
+	_Atomic uint64_t sink_held;  /* carbon lines the stage holds unsent
+	                             * (written by the stage as they change):
+	                             * when it dies the supervisor moves them
+	                             * into sink_dropped (stats_settle_held), so
+	                             * a kill -9 loses none uncounted */
 	_Atomic uint64_t unbooked_out; /* 1: its out-queues carry no records of
 	                             * the books (an egress sending report
 	                             * records, common/wire.h): its `out` is
@@ -112,6 +117,11 @@ int64_t stats_inflight(const struct stats_slot *s);
  * dropped (idempotent). Returns how much lost grew (negative if it shrank,
  * which the books never should make it do). */
 int64_t stats_settle_dead(struct stats_slot *s);
+
+/* The supervisor, for a stage that is dead: its sink_held lines are
+ * added to sink_dropped and sink_held is 0 (idempotent). Returns how many
+ * moved. */
+uint64_t stats_settle_held(struct stats_slot *s);
 
 /* The slot whose in_queue is `queue`, or -1. */
 int stats_reader_of(const struct stats_seg *seg, const char *queue);

@@ -16,6 +16,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "stats.h"
 
 #define CARBON_ADDRS 8
 #define CONNECT_TIMEOUT_MS 10000
@@ -42,6 +43,7 @@ struct carbon {
 	 * cutting at the first '\n'. */
 	char *ring;
 	size_t cap, head, used;
+	uint64_t ring_lines;                /* the lines in it */
 	/* The line being written, whole, sent up to cur_off: a lost
 	 * connection sends it again from 0 on the next one. */
 	char cur[CARBON_LINE_MAX];
@@ -212,6 +214,7 @@ ring_drop_oldest(struct carbon *c)
 	c->used -= n;
 	if (c->open > c->used)
 		c->open = c->used;
+	c->ring_lines--;
 	c->dropped++;
 	/* The ring's oldest bytes are the ended flushes' first. */
 	c->flush_left -= n < c->flush_left ? n : c->flush_left;
@@ -287,6 +290,7 @@ queue_line(struct carbon *c, const char *line, int n)
 	c->used += (size_t)n;
 	if (c->in_flush)
 		c->open += (size_t)n;
+	c->ring_lines++;
 }
 
 void
@@ -442,6 +446,24 @@ peer_gone(struct carbon *c)
 	return 0;
 }
 
+/* The '\n's in the ring's n bytes from head: the lines they end. */
+static uint64_t
+ring_count_eol(const struct carbon *c, size_t n)
+{
+	size_t first = c->cap - c->head < n ? c->cap - c->head : n;
+	const char *part[2] = { c->ring + c->head, c->ring };
+	size_t len[2] = { first, n - first };
+	uint64_t k = 0;
+	for (int i = 0; i < 2; i++) {
+		const char *p = part[i], *end = part[i] + len[i];
+		while ((p = memchr(p, '\n', (size_t)(end - p))) != NULL) {
+			k++;
+			p++;
+		}
+	}
+	return k;
+}
+
 /* Take `n` bytes sent off cur, then off the ring. If the ring part ends
  * inside a line, that line moves whole into cur with its offset. */
 static void
@@ -455,6 +477,7 @@ consume(struct carbon *c, size_t n)
 		c->cur_off = c->cur_len = 0;
 	if (n == 0)
 		return;
+	c->ring_lines -= ring_count_eol(c, n);
 	c->head = (c->head + n) % c->cap;
 	c->used -= n;
 	if (c->open > c->used)
@@ -474,6 +497,7 @@ consume(struct carbon *c, size_t n)
 	c->used -= rest;
 	if (c->open > c->used)
 		c->open = c->used;
+	c->ring_lines--;
 }
 
 static void
@@ -562,19 +586,9 @@ carbon_drain(struct carbon *c, int timeout_ms)
 uint64_t
 carbon_drop_pending(struct carbon *c)
 {
-	uint64_t n = c->cur_off < c->cur_len;
-	/* The ring holds whole lines: one '\n' each. */
-	size_t first = c->cap - c->head < c->used ? c->cap - c->head : c->used;
-	const char *part[2] = { c->ring + c->head, c->ring };
-	size_t len[2] = { first, c->used - first };
-	for (int i = 0; i < 2; i++) {
-		const char *p = part[i], *end = part[i] + len[i];
-		while ((p = memchr(p, '\n', (size_t)(end - p))) != NULL) {
-			n++;
-			p++;
-		}
-	}
+	uint64_t n = carbon_held(c);
 	c->head = c->used = c->open = 0;
+	c->ring_lines = 0;
 	c->cur_len = c->cur_off = 0;
 	c->flush_left = 0;
 	if (n > 0) {
@@ -598,6 +612,19 @@ carbon_dropped_new(struct carbon *c)
 	uint64_t n = c->dropped - c->dropped_told;
 	c->dropped_told = c->dropped;
 	return n;
+}
+
+uint64_t
+carbon_held(const struct carbon *c)
+{
+	return c->ring_lines + (c->cur_off < c->cur_len);
+}
+
+void
+carbon_book(struct carbon *c, struct stats_slot *slot)
+{
+	stats_add(&slot->sink_dropped, carbon_dropped_new(c));
+	atomic_store(&slot->sink_held, carbon_held(c));
 }
 
 size_t

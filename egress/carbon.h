@@ -20,6 +20,7 @@
 #define CARBON_BUFFER_MAX (1u << 30)
 
 struct carbon;
+struct stats_slot;
 
 /* Split "host:port" or "[v6-address]:port" into host and port (1..65535,
  * decimal). Returns 0, or -1 with *why saying what is wrong (host and port
@@ -96,6 +97,14 @@ uint64_t carbon_drop_pending(struct carbon *c);
 uint64_t carbon_dropped(const struct carbon *c);
 /* Lines dropped since the last call: what a stage adds to sink_dropped. */
 uint64_t carbon_dropped_new(struct carbon *c);
+/* Lines not yet sent whole: what carbon_drop_pending would drop. */
+uint64_t carbon_held(const struct carbon *c);
+/* A stage's account of its lines in its stats slot: the drops since the
+ * last call added to sink_dropped, then sink_held made carbon_held, so
+ * that the supervisor counts the lines a stage killed with them took
+ * along (common/stats.h). Called after every change: a kill between the
+ * two stores counts the lines one call dropped twice. */
+void carbon_book(struct carbon *c, struct stats_slot *slot);
 /* Bytes queued and not yet accepted by the kernel. */
 size_t carbon_pending(const struct carbon *c);
 /* 1 while a connection is established, else 0. */

@@ -165,6 +165,7 @@ sc_record(struct stage *st, const struct wire_rec *r)
 		return;
 	}
 	carbon_line(s->c, path, (size_t)plen, stat, tags, num, e.ts);
+	carbon_book(s->c, st->stats);
 }
 
 static void
@@ -178,7 +179,7 @@ sc_tick(struct stage *st)
 {
 	struct sink_carbon *s = st->ctx;
 	carbon_poll(s->c);
-	stats_add(&st->stats->sink_dropped, carbon_dropped_new(s->c));
+	carbon_book(s->c, st->stats);
 }
 
 /* What the drain could not send is dropped, counted and logged. */
@@ -189,7 +190,7 @@ sc_fini(struct stage *st)
 	if (s->c == NULL)
 		return;
 	carbon_drain(s->c, DRAIN_MS);
-	stats_add(&st->stats->sink_dropped, carbon_dropped_new(s->c));
+	carbon_book(s->c, st->stats);
 	carbon_free(s->c);
 	s->c = NULL;
 }

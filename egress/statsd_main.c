@@ -567,7 +567,7 @@ sd_tick(struct stage *st)
 	if (d->sink == NULL)
 		return;
 	carbon_poll(d->sink);
-	stats_add(&st->stats->sink_dropped, carbon_dropped_new(d->sink));
+	carbon_book(d->sink, st->stats);
 }
 
 /* Save the gauges (with --state) and book the records applied so far
@@ -619,8 +619,10 @@ flush_ms(struct stage *st, struct sd *d, uint32_t ms)
 		if (stage_push(st) == -1)
 			log_warnx("report entries not sent");
 	}
-	if (d->sink != NULL)
+	if (d->sink != NULL) {
 		carbon_end_flush(d->sink);
+		carbon_book(d->sink, st->stats);  /* before the records are out */
+	}
 	save_commit(st, d);
 }
 
@@ -659,7 +661,7 @@ sd_fini(struct stage *st)
 		/* What the drain could not send is dropped, counted and logged. */
 		carbon_end_flush(d->sink);
 		carbon_drain(d->sink, SINK_DRAIN_MS);
-		stats_add(&st->stats->sink_dropped, carbon_dropped_new(d->sink));
+		carbon_book(d->sink, st->stats);
 		carbon_free(d->sink);
 	}
 	statsd_agg_free(d->agg);

@@ -516,6 +516,12 @@ on_exit_of(struct sup *s, struct sup_child *c, int wst)
 	else if (held < 0)
 		log_warnx("stage %s: books off by %lld (lost shrank)", c->name,
 		    (long long)-held);
+	/* Carbon lines it held unsent went with it too (none after a clean
+	 * stop, whose drain counts them itself). */
+	uint64_t lines = stats_settle_held(st);
+	if (lines > 0)
+		log_warnx("stage %s held %llu carbon lines unsent: counted in "
+		    "sink_dropped", c->name, (unsigned long long)lines);
 	uint64_t out = stats_get(&st->out);
 	for (int q = 0; q < c->nout && !stats_get(&st->unbooked_out); q++) {
 		int r = stats_reader_of(s->stats, c->out_queue[q]);

@@ -521,6 +521,36 @@ Test(graphite, lines_left_at_a_restart_are_counted_and_logged)
 	cr_assert(h_wait_text(P.err, text, 1, 5000), "%s", h_slurp(P.err));
 }
 
+/* A sink killed with -9 cannot count what it held: the supervisor does,
+ * from the sink_held its slot kept (common/stats.h), and says so. */
+Test(graphite, lines_held_by_a_killed_sink_are_counted)
+{
+	int port;
+	h_tcp_ports(&port, 1);  /* nobody listens there */
+	char g[32];
+	snprintf(g, sizeof(g), "127.0.0.1:%d", port);
+	START("-f", "200", "-m", "1024", "-g", g);
+	pl_nc(&P, "a 1\nb 500\n");
+	WAIT_OUT("[CKMS] a 0.99:1\n");
+	WAIT_OUT("[CMA] b 500\n");
+	h_nap_ms(1000);  /* the sink has read the reports: 6 + 1 lines */
+	pid_t pid = pl_stage_pid(&P, "carbon");
+	cr_assert_gt(pid, 0);
+	cr_assert_eq(kill(pid, SIGKILL), 0);
+	long long n = -1;
+	for (int i = 0; i < 500 && n != 7; i++) {
+		n = pl_stat(&P, "carbon", "sink_dropped");
+		if (n != 7)
+			h_nap_ms(10);
+	}
+	cr_assert_eq(n, 7, "sink_dropped=%lld\n%s", n, h_slurp(P.err));
+	cr_assert(h_wait_text(P.err, "stage carbon held 7 carbon lines unsent: "
+	    "counted in sink_dropped", 1, 5000), "%s", h_slurp(P.err));
+	/* Restarted, the sink holds none of them: still 7 after a while. */
+	h_nap_ms(500);
+	cr_assert_eq(pl_stat(&P, "carbon", "sink_dropped"), 7);
+}
+
 Test(graphite, past_one_machine_a_relay_stores_every_metric_in_exactly_one_cache)
 {
 	long long t0 = (long long)time(NULL) - 2;

@@ -278,11 +278,16 @@ Test(carbon, a_line_cut_by_a_lost_connection_is_sent_whole_on_the_next)
 		carbon_poll(c);
 	cr_assert(!carbon_connected(c), "the reset went unnoticed");
 	size_t held = carbon_pending(c);
+	uint64_t held_lines = carbon_held(c);
 	lfd = listen_on(&port);
 	fd = accept_from(lfd, c);
-	/* The new connection starts on a line boundary: every line whole. */
+	/* The new connection starts on a line boundary: every line whole,
+	 * as many as carbon_held said (the cut one among them). */
 	unsigned lines = read_stream(fd, c, 0, 0);
 	cr_assert_gt(lines, 0);
+	cr_assert_eq(lines, held_lines, "%u read, %llu held", lines,
+	    (unsigned long long)held_lines);
+	cr_assert_eq(carbon_held(c), 0);
 	cr_assert_eq(carbon_pending(c), 0, "%zu held", held);
 	cr_assert_eq(carbon_dropped(c), 0);
 	carbon_free(c);
