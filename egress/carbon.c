@@ -38,7 +38,9 @@ struct carbon {
 	int fd;
 	long long retry_at_ms, backoff_ms, connect_deadline_ms;
 	int outage_logged;                  /* "connect failed" said this outage */
-	int was_up;                         /* connected at least once */
+	int up_told;                        /* "connected" said since then */
+	long long up_at_ms;                 /* when the connection was made */
+	struct log_limit flap_log;          /* connections that did not last */
 	/* Whole lines not yet begun, oldest at head: dropping the oldest is
 	 * cutting at the first '\n'. */
 	char *ring;
@@ -346,6 +348,7 @@ outage(struct carbon *c, const char *what, int err)
 	if (c->fd != -1)
 		close(c->fd);
 	c->fd = -1;
+	int was_up = c->state == C_UP;
 	c->state = C_DOWN;
 	/* The cut line goes again whole: its sent part is pending again. */
 	if (c->flush_left > 0)
@@ -354,24 +357,45 @@ outage(struct carbon *c, const char *what, int err)
 	c->next_addr = (c->next_addr + 1) % c->naddr;
 	c->backoff_ms = carbon_backoff_next(c->backoff_ms);
 	c->retry_at_ms = now + c->backoff_ms;
-	if (!c->outage_logged)
+	if (!c->outage_logged) {
 		log_warnx("carbon %s: %s%s%s; lines wait in the buffer, retrying "
 		    "with backoff", c->where, what, err ? ": " : "",
 		    err ? strerror(err) : "");
-	c->outage_logged = 1;
+		c->outage_logged = 1;
+		c->up_told = 0;
+	} else if (was_up) {
+		/* A peer that takes connections and drops them (a proxy with
+		 * no carbon behind it) is said once a minute, not each time. */
+		char more[64];
+		long long n = log_limit_pass(&c->flap_log, DROP_LOG_MS);
+		if (n >= 0)
+			log_warnx("carbon %s: %s%s%s again, less than %d s after "
+			    "connecting; what was written on it may be lost%s",
+			    c->where, what, err ? ": " : "", err ? strerror(err) : "",
+			    CARBON_STEADY_MS / 1000, log_more(more, sizeof(more), n,
+			    "since the last line"));
+	}
 }
 
+/* The backoff goes back to its start, and the next outage is said, only
+ * once a connection lasts (carbon_poll) or carries its flush: a peer that
+ * drops every connection at once is retried less and less often, as one
+ * that refuses them. */
 static void
 established(struct carbon *c)
 {
 	c->state = C_UP;
-	c->backoff_ms = 0;
-	/* A connection per flush is not news at every flush: only the first
-	 * one and one after an outage are said. */
-	if (!c->per_flush || !c->was_up || c->outage_logged)
+	c->up_at_ms = clock_ms();
+	if (!c->up_told)
 		log_info("carbon %s: connected", c->where);
+	c->up_told = 1;
+}
+
+static void
+steady(struct carbon *c)
+{
+	c->backoff_ms = 0;
 	c->outage_logged = 0;
-	c->was_up = 1;
 }
 
 static void
@@ -553,6 +577,7 @@ close_flush(struct carbon *c)
 	c->fd = -1;
 	c->state = C_DOWN;
 	c->retry_at_ms = 0;
+	steady(c);
 }
 
 void
@@ -565,6 +590,9 @@ carbon_poll(struct carbon *c)
 		finish_connect(c);
 	if (c->state == C_UP && !peer_gone(c))
 		send_some(c);
+	if (c->state == C_UP && (c->backoff_ms != 0 || c->outage_logged) &&
+	    clock_ms() - c->up_at_ms >= CARBON_STEADY_MS)
+		steady(c);
 	if (c->per_flush && c->state == C_UP && c->flush_left == 0 &&
 	    c->cur_off == 0)
 		close_flush(c);

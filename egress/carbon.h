@@ -15,6 +15,7 @@
 #define CARBON_HOST_MAX 256
 #define CARBON_BACKOFF_MIN_MS 100
 #define CARBON_BACKOFF_MAX_MS 10000
+#define CARBON_STEADY_MS 10000    /* a connection this old resets the backoff */
 #define CARBON_BUFFER_DEFAULT (4u << 20)
 #define CARBON_BUFFER_MIN 1024
 #define CARBON_BUFFER_MAX (1u << 30)
@@ -31,7 +32,9 @@ int carbon_parse_addr(const char *spec, char *host, size_t hcap, char *port,
  * characters without spaces or ';' (which starts carbon's tags); else 0. */
 int carbon_prefix_ok(const char *p);
 /* The wait before the next connect attempt after a failure, given the last
- * one (0 after a success): 100 ms doubling up to 10 s. */
+ * one (0 after a connection that lasted CARBON_STEADY_MS or carried its
+ * flush to the end): 100 ms doubling up to 10 s. A connection the peer
+ * closes sooner counts as a failure, however it began. */
 long long carbon_backoff_next(long long prev_ms);
 
 /* A sink sending to host:port with metric names under `prefix`, buffering

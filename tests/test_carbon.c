@@ -186,6 +186,50 @@ Test(carbon, reconnects_after_the_listener_closes_and_reopens)
 	close(lfd);
 }
 
+/* A peer that takes every connection and closes it at once (a proxy with
+ * no carbon behind it): each such connection is a failure, so the retries
+ * back off as for a refused connect, instead of coming every 100 ms with
+ * two log lines each. Over 2.5 s: connects at about 0, 0.1, 0.3, 0.7 and
+ * 1.5 s, not 20 or more; "connected" said twice (the first, and after the
+ * outage was said), the drops after that once. */
+Test(carbon, a_peer_that_drops_every_connection_is_retried_with_backoff)
+{
+	int port = 0, lfd = listen_on(&port);
+	struct carbon *c = sink(port, 64 * 1024);
+	char path[128];
+	h_tmp_name(path, sizeof(path), "carbonlog");
+	int logfd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	cr_assert_neq(logfd, -1);
+	int saved = dup(STDERR_FILENO);
+	cr_assert_neq(saved, -1);
+	cr_assert_neq(dup2(logfd, STDERR_FILENO), -1);
+	int accepts = 0;
+	for (int i = 0; i < 500; i++) {  /* 2.5 s and more */
+		line_n(c, (unsigned)i);
+		carbon_poll(c);
+		int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+		if (fd != -1) {
+			accepts++;
+			close(fd);
+		}
+		h_nap_ms(5);
+	}
+	cr_assert_neq(dup2(saved, STDERR_FILENO), -1);
+	close(saved);
+	close(logfd);
+	char *log = h_slurp(path);
+	unlink(path);
+	cr_assert_not_null(log);
+	cr_assert_geq(accepts, 2, "%d connections", accepts);
+	cr_assert_leq(accepts, 7, "%d connections in 2.5 s", accepts);
+	cr_assert_eq(h_count(log, ": connected"), 2, "%s", log);
+	cr_assert_leq(h_count(log, "again, less than 10 s after connecting"), 1,
+	    "%s", log);
+	free(log);
+	carbon_free(c);
+	close(lfd);
+}
+
 /* Read everything the sink sends to fd until it holds nothing more and
  * `expect` lines came or were dropped; check that every line is whole,
  * well formed and numbered above the one before (drops are whole lines,
