@@ -221,12 +221,21 @@ on_done(void *cls, struct MHD_Connection *c, void **con_cls,
 }
 
 /* libmicrohttpd's own complaints (connection limits reached, a bad
- * request), one line a second at most. */
+ * request), one line a second at most. A connection closed at once for
+ * its address's limit gets no callback of its own: this line, which
+ * libmicrohttpd writes just before closing it, is the only sign of it,
+ * and counts it as a scrape error. (Past the limit of all connections
+ * libmicrohttpd stops accepting: the rest wait in the listen backlog.) */
+#define LIMIT_LINE "Server reached connection limit"
+
 static void
 on_log(void *cls, const char *fmt, va_list ap)
 {
 	struct prom_http *h = cls;
 	char line[256];
+	if (strncmp(fmt, LIMIT_LINE, strlen(LIMIT_LINE)) == 0 &&
+	    !atomic_load(&h->stopping))
+		atomic_fetch_add(&h->errors, 1);
 	pthread_mutex_lock(&h->log_lock);
 	long long s = log_limit_pass(&h->log_limit, 1000);
 	pthread_mutex_unlock(&h->log_lock);

@@ -63,7 +63,8 @@ sp_option(struct stage *st, int opt, const char *arg)
 
 /* Make room for max_conns connections: raise the soft descriptor limit
  * toward the hard one. A limit that stays lower is logged; the server
- * then refuses connections past it (counted as scrape errors). */
+ * then stops accepting at it (libmicrohttpd says so), and connections
+ * past it wait in the listen backlog until one closes. */
 static void
 raise_nofile(rlim_t want)
 {

@@ -363,6 +363,11 @@ Test(prom_http, one_address_over_its_limit)
 			usleep(50000);
 	}
 	cr_assert_eq(closed, 200 - 16, "closed %d", closed);
+	/* Each one closed unanswered is a scrape error (prom_fmt.h). */
+	uint64_t scrapes, errors;
+	prom_http_counters(h, &scrapes, &errors);
+	cr_assert_eq(errors, 200 - 16, "scrape errors %llu",
+	    (unsigned long long)errors);
 	cr_assert(scrape_ok(h));
 	for (int i = 0; i < 200; i++)
 		close(fd[i]);
