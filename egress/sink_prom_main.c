@@ -4,6 +4,7 @@
  * prom_expo.h renders, egress/prom_http.h serves). The stage's thread only
  * renders and swaps pages; the server's own thread answers scrapes, so a
  * scrape never holds up the records, and a report cut short never shows. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +46,15 @@ sp_option(struct stage *st, int opt, const char *arg)
 		if (carbon_parse_addr(arg, p->host, sizeof(p->host), p->port,
 		    sizeof(p->port), &why) == -1) {
 			log_warnx("--listen %s: %s", arg, why);
+			return -1;
+		}
+		/* A name is a configuration error here, not a failed start
+		 * to retry (prom_http_start would refuse it every time). */
+		unsigned char a[sizeof(struct in6_addr)];
+		if (inet_pton(AF_INET, p->host, a) != 1 &&
+		    inet_pton(AF_INET6, p->host, a) != 1) {
+			log_warnx("--listen %s: the host must be a numeric IPv4 or "
+			    "IPv6 address", arg);
 			return -1;
 		}
 		return 0;

@@ -498,6 +498,32 @@ Test(prom, hostile_clients_do_not_stop_scrapes_or_reports)
 	cr_assert_eq(h_find(&s, "ckms")->lost, 0, "%s", s.raw);
 }
 
+/* In a pipeline file the supervisor does not read a stage's args: the
+ * sink itself refuses a --listen name as a configuration error (100),
+ * which stops the pipeline at once, not after five failed restarts. */
+Test(prom, a_listen_name_in_a_pipeline_file_is_a_configuration_error)
+{
+	char path[300];
+	const char *conf = pl_conf(&P, "name.conf", path, sizeof(path),
+	    "[pipeline]\nflush_ms = 200\nmsg_bytes = 1024\n"
+	    "[stage ingest]\nexec = telem-ingest\nudp = 127.0.0.1:%d\nout = ckms\n"
+	    "[stage ckms]\nexec = telem-egress-ckms\nout = web\nstate = yes\n"
+	    "flush = yes\n"
+	    "[stage web]\nexec = telem-sink-prom\nargs = --listen localhost:%d\n",
+	    P.port, sink_port);
+	cr_assert_not(pl_start_conf(&P, conf, NULL), "%s", h_slurp(P.err));
+	int st = pl_wait(&P, 10000);
+	cr_assert(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 1, "%d\n%s", st,
+	    h_slurp(P.err));
+	char *err = h_slurp(P.err), text[256];
+	snprintf(text, sizeof(text), "telem-sink-prom[web]: --listen localhost:%d: "
+	    "the host must be a numeric IPv4 or IPv6 address\n", sink_port);
+	cr_assert_eq(h_count(err, text), 1, "%s", err);
+	cr_assert(strstr(err, "stage web exited 100 (configuration error): "
+	    "not restarted") != NULL, "%s", err);
+	free(err);
+}
+
 Test(prom, bad_prom_options_are_one_line_and_exit_2)
 {
 	char exe[256], cmd[512];
