@@ -651,8 +651,11 @@ carbon_held(const struct carbon *c)
 void
 carbon_book(struct carbon *c, struct stats_slot *slot)
 {
-	stats_add(&slot->sink_dropped, carbon_dropped_new(c));
-	atomic_store(&slot->sink_held, carbon_held(c));
+	uint64_t n = carbon_dropped_new(c);
+	if (n > 0)
+		stats_add(&slot->sink_dropped, n);
+	atomic_store_explicit(&slot->sink_held, carbon_held(c),
+	    memory_order_relaxed);
 }
 
 size_t
