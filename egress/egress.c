@@ -118,6 +118,7 @@ egress_init(struct stage *st, struct egress *e, size_t payload,
 {
 	e->st = st;
 	e->source = source;
+	e->reset_due = 1;  /* a run before this one may have died mid-report */
 	if (e->max_names == 0)
 		e->max_names = EGRESS_MAX_NAMES_DEFAULT;
 	e->payload = payload;
@@ -172,6 +173,7 @@ send_entry(struct egress *e, const struct report_rec *r)
 			    r->name ? r->name : "", (int)r->field_len,
 			    r->field ? r->field : "");
 		e->entries_failed = 1;
+		e->reset_due = 1;
 		return;
 	}
 	e->entries++;
@@ -189,8 +191,10 @@ end_entries(struct stage *st, struct egress *e)
 		};
 		send_entry(e, &end);
 	}
-	if (stage_push(st) == -1)
+	if (stage_push(st) == -1) {
 		log_warnx("report entries not sent");
+		e->reset_due = 1;
+	}
 }
 
 void
@@ -217,6 +221,8 @@ egress_flush(struct stage *st, struct egress *e,
 	e->flush_ts = (long long)time(NULL);
 	e->entries = 0;
 	e->entries_failed = 0;
+	if (egress_entries_wanted(e) && e->reset_due)
+		e->reset_due = report_emit_reset(st, e->source, e->flush_ts) == -1;
 	names_foreach_sorted(e->names, one, e);
 	report_flush(&e->rep);
 	if (egress_entries_wanted(e))

@@ -57,6 +57,9 @@ struct egress {
 	long long flush_ts;  /* the Flush being reported, unix seconds */
 	uint64_t entries;    /* entries of the report being sent */
 	int entries_failed;  /* one did not go out: the END is withheld */
+	int reset_due;       /* the sinks may hold part of a report of ours
+	                        (a killed run's, or one not sent whole):
+	                        report_emit_reset before the next one */
 	/* --state: records applied are booked `out` only once a save holds
 	 * them (docs/design.md §13); without it, once applied. */
 	const char *state_path;

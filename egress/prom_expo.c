@@ -87,6 +87,15 @@ prom_expo_feed(struct prom_expo *x, const struct report_rec *e)
 		p->n++;
 		return PROM_FED;
 	}
+	if (e->count == 0) {
+		/* A reset (egress/report_rec.h): what came of this source's
+		 * report was cut short; nothing to show. */
+		if (p->n == 0 && !p->over)
+			return PROM_FED;
+		pending_reset(p);
+		x->broken++;
+		return PROM_BROKEN;
+	}
 	if (p->over || p->n != e->count) {
 		pending_reset(p);
 		x->broken++;

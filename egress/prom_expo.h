@@ -41,11 +41,13 @@ struct prom_expo *prom_expo_new(size_t max_entries);
 void prom_expo_free(struct prom_expo *x);
 
 enum prom_feed {
-	PROM_FED = 0,        /* taken into its source's pending report */
+	PROM_FED = 0,        /* taken into its source's pending report (or a
+	                        reset with nothing pending) */
 	PROM_RENDERED = 1,   /* an END: the source's report is now on the page */
 	PROM_BROKEN = -1,    /* the pending report of the entry's source was
 	                        discarded (cut, too big, or out of memory to
-	                        render; counted in reports_broken) */
+	                        render; counted in reports_broken); a reset
+	                        (egress/report_rec.h) drops one so */
 };
 /* Feed one entry that report_rec_decode accepted (or that passes
  * report_rec_ok). */

@@ -24,3 +24,9 @@ report_emit_end(struct stage *st, uint8_t source, int64_t ts, uint64_t count)
 	};
 	return report_emit(st, &end);
 }
+
+int
+report_emit_reset(struct stage *st, uint8_t source, int64_t ts)
+{
+	return report_emit_end(st, source, ts, 0);
+}

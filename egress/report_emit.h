@@ -2,7 +2,8 @@
  * stage's out-queues, for any egress: ckms and cma through egress.c's
  * egress_entry, and an egress of another shape (telem-egress-statsd,
  * docs/design.md §14) directly: one report_emit per entry of its Flush, then
- * report_emit_end with how many it sent, then stage_push. */
+ * report_emit_end with how many it sent, then stage_push; before its
+ * first report, and after one it could not send whole, report_emit_reset. */
 #ifndef TELEM_REPORT_EMIT_H
 #define TELEM_REPORT_EMIT_H
 
@@ -18,5 +19,9 @@ int report_emit(struct stage *st, const struct report_rec *r);
 /* End a report of `source` stamped ts, after `count` entries. */
 int report_emit_end(struct stage *st, uint8_t source, int64_t ts,
     uint64_t count);
+/* The reset of report_rec.h (an END of no entries), stamped ts: to go
+ * before an egress's first report and before the report after one that
+ * it could not send whole. 0, or -1 as report_emit. */
+int report_emit_reset(struct stage *st, uint8_t source, int64_t ts);
 
 #endif

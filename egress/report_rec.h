@@ -3,6 +3,13 @@
  * (docs/design.md §15). A report is the entries of one Flush of one
  * egress, ended by an entry of kind REPORT_END that carries the number of
  * entries before it, so a sink can tell a whole report from a cut one.
+ * An END that counts no entries is a reset, not a report: what a sink
+ * holds of that source's report was cut short (the egress that sent it
+ * was killed, or could not send it whole) and is dropped. An egress sends
+ * one before its first report and before the report after one it could
+ * not send whole (egress/report_emit.h), so that the part left over is
+ * not taken for the start of the next report, which would then be
+ * dropped too.
  *
  * The encoding is a self-delimiting byte string of at most REPORT_REC_MAX
  * bytes, meant to travel as the payload of one message record; integers
@@ -44,7 +51,8 @@ enum report_kind {
 	REPORT_SUM_COUNT = 5,   /* a summary's count of observations */
 	REPORT_DERIVED = 6,     /* a value Graphite gets and Prometheus derives
 	                           itself (statsd's mean_90, std, rate, ...) */
-	REPORT_END = 7,         /* end of report; no name, field or tags */
+	REPORT_END = 7,         /* end of report; no name, field or tags;
+	                           with count 0, a reset (above) */
 };
 
 enum report_source {

@@ -72,6 +72,9 @@ struct sd {
 	struct stage *st;
 	uint64_t entries;      /* report entries sent this flush */
 	int entries_failed;    /* one could not go out: no END this flush */
+	int reset_due;         /* the sinks may hold part of a report of ours
+	                          (a killed run's, or one not sent whole):
+	                          report_emit_reset before the next one */
 	int median_q;          /* median as quantile 0.5 (no threshold 50) */
 };
 
@@ -289,6 +292,7 @@ sd_init(struct stage *st)
 	c->clock_ms = now_ms;
 	d->st = st;
 	d->median_q = 1;
+	d->reset_due = 1;  /* a run before this one may have died mid-report */
 	const double *pct = c->npercent ? c->percent : (const double[]){ 90 };
 	for (size_t i = 0; i < (c->npercent ? c->npercent : 1); i++)
 		if (pct[i] == 50)
@@ -510,6 +514,7 @@ send_entry(struct sd *d, const struct report_rec *r)
 		    "report is not sent either", (int)r->name_len, r->name,
 		    (int)r->field_len, r->field);
 		d->entries_failed = 1;
+		d->reset_due = 1;
 		return;
 	}
 	d->entries++;
@@ -606,6 +611,8 @@ flush_ms(struct stage *st, struct sd *d, uint32_t ms)
 	d->flushed_ms = clock_ms();
 	if (d->sink != NULL)
 		carbon_begin_flush(d->sink);
+	if (st->nout > 0 && d->reset_due)
+		d->reset_due = report_emit_reset(st, REPORT_SRC_STATSD, ts) == -1;
 	statsd_agg_flush_entries(d->agg, ms, ts, one_line, d,
 	    st->nout > 0 ? one_entry : NULL, d);
 	report_flush(&d->rep);
@@ -616,8 +623,10 @@ flush_ms(struct stage *st, struct sd *d, uint32_t ms)
 		    d->entries) == -1)
 			log_warnx("report end not sent: this report is dropped by "
 			    "the sinks");
-		if (stage_push(st) == -1)
+		if (stage_push(st) == -1) {
 			log_warnx("report entries not sent");
+			d->reset_due = 1;
+		}
 	}
 	if (d->sink != NULL) {
 		carbon_end_flush(d->sink);

@@ -7,7 +7,9 @@
  * `telemctl flush` the page read with curl must hold the series as
  * statsd_exporter maps them (counters as _total, the timer as a summary
  * in seconds, tags as labels), and promtool must accept it. A value no
- * report entry can carry is left out of the page, counted and logged. */
+ * report entry can carry is left out of the page, counted and logged. An
+ * egress killed in the middle of a report costs the page that report
+ * only. */
 #include <criterion/criterion.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -20,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fault.h"
 #include "harness.h"
 
 static struct pl P;
@@ -240,4 +243,83 @@ Test(statsd_prom, values_no_report_can_carry_are_counted)
 	cr_expect_eq(h_count(h_slurp(P.err), "no report entry can carry it "
 	    "(name, tags or field); left out of the report, counted in "
 	    "sink_dropped"), 1, "%s", h_slurp(P.err));
+}
+
+/* The page after a flush: waits (5 s at most) for needle, returns 1 if
+ * it came. */
+static int
+page_has(char *page, size_t cap, const char *needle)
+{
+	char cmd[200];
+	snprintf(cmd, sizeof(cmd), "curl -s http://127.0.0.1:%d/metrics", sink_port);
+	for (int i = 0; i < 250; i++) {
+		if (h_run(cmd, page, cap) == 0 && strstr(page, needle) != NULL)
+			return 1;
+		h_nap_ms(20);
+	}
+	return 0;
+}
+
+/* An egress killed in the middle of a report (its sink stopped, the
+ * queue full) leaves the sink the first part of it. That part is dropped
+ * and counted broken, and only it: the restarted egress's next report,
+ * whose counts it booked `out`, is shown whole (it was dropped with the
+ * part, the counter of hits:5 never reaching hits_total). */
+Test(statsd_prom, a_report_cut_by_a_kill_costs_only_that_report)
+{
+	start_example();
+	/* 1000 counters: 2000 entries of about 40 bytes, far more 1024-byte
+	 * messages than the sink's queue holds. */
+	char line[2048];
+	for (int b = 0; b < 1000 / 40; b++) {
+		int n = 0;
+		for (int i = 0; i < 40; i++)
+			n += snprintf(line + n, sizeof(line) - (size_t)n, "%sk%04d:1|c",
+			    i ? "\n" : "", b * 40 + i);
+		pl_nc(&P, line);
+	}
+	cr_assert_eq(fault_wait_stat(&P, "statsd", "in", 1000), 1000, "%s",
+	    h_slurp(P.err));
+	pid_t sink = pl_stage_pid(&P, "prom"), egress = pl_stage_pid(&P, "statsd");
+	cr_assert_gt(sink, 0);
+	cr_assert_gt(egress, 0);
+	cr_assert_eq(kill(sink, SIGSTOP), 0);
+	char reply[512];
+	cr_assert_eq(pl_ctl(&P, reply, sizeof(reply), "flush"), 0, "flush: %s", reply);
+	/* The egress fills the sink's queue and waits: nothing booked yet. */
+	long long depth = 0;
+	for (int i = 0; i < 500 && (depth = pl_stat(&P, "prom", "depth")) < 5; i++)
+		h_nap_ms(10);
+	h_nap_ms(300);
+	cr_assert_geq(depth, 5, "%s", h_slurp(P.err));
+	cr_assert_eq(pl_stat(&P, "statsd", "out"), 0, "the report went through");
+	cr_assert_eq(kill(egress, SIGKILL), 0);
+	cr_assert_gt(fault_wait_restarted(&P, "statsd", egress), 0, "%s",
+	    h_slurp(P.err));
+	cr_assert_eq(kill(sink, SIGCONT), 0);
+
+	char page[65536];
+	pl_nc(&P, "hits:5|c");
+	cr_assert_eq(fault_wait_stat(&P, "statsd", "in", 1001), 1001);
+	cr_assert_eq(pl_ctl(&P, reply, sizeof(reply), "flush"), 0, "flush: %s", reply);
+	cr_assert_eq(fault_wait_stat(&P, "statsd", "out", 1), 1, "%s",
+	    h_slurp(P.err));
+	cr_expect(page_has(page, sizeof(page), "hits_total 5\n"),
+	    "the first report after the kill is not on the page:\n%s\n%s", page,
+	    h_slurp(P.err));
+	pl_nc(&P, "hits:7|c");
+	cr_assert_eq(fault_wait_stat(&P, "statsd", "in", 1002), 1002);
+	cr_assert_eq(pl_ctl(&P, reply, sizeof(reply), "flush"), 0, "flush: %s", reply);
+	cr_assert_eq(fault_wait_stat(&P, "statsd", "out", 2), 2);
+	cr_expect(page_has(page, sizeof(page), "statsd_metrics_received_total 2\n"),
+	    "%s", page);
+	cr_expect_not_null(strstr(page, "hits_total 12\n"), "%s", page);
+	cr_expect_not_null(strstr(page, "telem_sink_prom_reports_total 2\n"), "%s",
+	    page);
+	cr_expect_not_null(strstr(page, "telem_sink_prom_reports_broken_total 1\n"),
+	    "%s", page);
+	cr_expect_null(strstr(page, "k0000"), "%s", page);
+	char books[4096];
+	cr_expect(pl_books(&P, books, sizeof(books)), "books:\n%s", books);
+	cr_expect_eq(pl_stat(&P, "statsd", "lost"), 1000);
 }

@@ -257,6 +257,55 @@ Test(prom, a_cut_report_is_never_shown)
 	prom_expo_free(x);
 }
 
+/* An END of no entries is a reset (egress/report_rec.h): with nothing
+ * pending it changes nothing; after the part of a report a killed egress
+ * left, it drops that part (counted broken), so that the next whole
+ * report is shown rather than added to the part and dropped with it. */
+Test(prom, a_reset_drops_only_the_part_before_it)
+{
+	struct prom_expo *x = prom_expo_new(0);
+	feed(x, ent(REPORT_COUNTER, REPORT_SRC_STATSD, "hits", "count", 2));
+	cr_assert_eq(end(x, REPORT_SRC_STATSD, 1), PROM_RENDERED);
+	char *before = part(x, REPORT_SRC_STATSD);
+	cr_assert_neq(strstr(before, "hits_total 2\n"), NULL, "%s", before);
+	cr_assert_eq(end(x, REPORT_SRC_STATSD, 0), PROM_FED);
+	char *same = part(x, REPORT_SRC_STATSD);
+	cr_assert_str_eq(same, before);
+
+	/* two entries of a report of three, then the egress died */
+	feed(x, ent(REPORT_COUNTER, REPORT_SRC_STATSD, "a", "count", 1));
+	feed(x, ent(REPORT_COUNTER, REPORT_SRC_STATSD, "b", "count", 1));
+	feed(x, ent(REPORT_GAUGE, REPORT_SRC_CMA, "c", "cma", 7));
+	/* the restarted one's reset, then its whole report */
+	cr_assert_eq(end(x, REPORT_SRC_STATSD, 0), PROM_BROKEN);
+	feed(x, ent(REPORT_COUNTER, REPORT_SRC_STATSD, "hits", "count", 5));
+	cr_assert_eq(end(x, REPORT_SRC_STATSD, 1), PROM_RENDERED);
+	char *after = part(x, REPORT_SRC_STATSD);
+	cr_assert_neq(strstr(after, "hits_total 7\n"), NULL, "%s", after);
+	cr_assert_eq(strstr(after, "a_total"), NULL, "%s", after);
+	/* another source's pending report is not touched */
+	cr_assert_eq(end(x, REPORT_SRC_CMA, 1), PROM_RENDERED);
+	/* a reset after a report too big drops it as well */
+	struct prom_expo *small = prom_expo_new(1);
+	feed(small, ent(REPORT_GAUGE, REPORT_SRC_CMA, "z", "cma", 1));
+	feed(small, ent(REPORT_GAUGE, REPORT_SRC_CMA, "z", "cma", 2));
+	cr_assert_eq(end(small, REPORT_SRC_CMA, 0), PROM_BROKEN);
+	feed(small, ent(REPORT_GAUGE, REPORT_SRC_CMA, "z", "cma", 3));
+	cr_assert_eq(end(small, REPORT_SRC_CMA, 1), PROM_RENDERED);
+	struct prom_self s;
+	prom_expo_self(x, &s);
+	cr_assert_eq(s.reports_broken, 1);
+	cr_assert_eq(s.reports, 3);
+	prom_expo_self(small, &s);
+	cr_assert_eq(s.reports_broken, 1);
+	cr_assert_eq(s.reports, 1);
+	free(before);
+	free(same);
+	free(after);
+	prom_expo_free(small);
+	prom_expo_free(x);
+}
+
 Test(prom, statsd_as_statsd_exporter_maps_it)
 {
 	struct prom_expo *x = prom_expo_new(0);
