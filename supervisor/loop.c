@@ -364,6 +364,7 @@ await_exit(struct sup *s, struct sup_child *c, long long ms)
 		if (left <= 0 && !killed) {
 			log_warnx("stage %s did not stop in time: SIGKILL", c->name);
 			sup_kill(c, SIGKILL);
+			c->stop_hung = 1;
 			killed = 1;
 			deadline = clock_ms() + 1000;
 			continue;
@@ -402,6 +403,23 @@ stop_by_queue(struct sup *s, struct sup_child *c, int flush)
 		sup_kill(c, SIGTERM);
 }
 
+/* A stage that is down at the stop (killed and waiting for its restart)
+ * or was killed while it read its queue, with records left in its queue:
+ * started again to read them, as reap_retired does for a removed stage,
+ * so that a stop loses nothing queued. */
+static void
+start_to_drain(struct sup *s, struct sup_child *c)
+{
+	const char *what;
+	if (c->pid > 0 || c->in_queue[0] == '\0' || c->state != S_DOWN ||
+	    c->stop_hung || sup_queue_depth(s, c->in_queue) <= 0)
+		return;
+	log_info("stage %s is down with records in its queue: started to read "
+	    "them before the stop", c->name);
+	if (sup_spawn(s, c, &what) == -1)
+		log_warn("cannot start stage %s: %s", c->name, what);
+}
+
 static void
 shutdown_pipeline(struct sup *s)
 {
@@ -427,17 +445,23 @@ shutdown_pipeline(struct sup *s)
 			await_exit(s, &s->ch[i], SUP_STOP_GRACE_MS);
 	/* Then level by level, upstream first: each reads up to the final
 	 * Flush and the Stop behind it, so the last events reach the next
-	 * level before the Flush does. */
+	 * level before the Flush does. A stage down, or killed in the
+	 * first round, with records in its queue gets a second. */
 	for (int lv = top; lv >= 0; lv--) {
-		for (int i = 0; i < SUP_STAGES; i++) {
-			struct sup_child *c = &s->ch[i];
-			if (c->name[0] != '\0' && c->level == lv &&
-			    !(c->udp && c->in_queue[0] == '\0'))
-				stop_by_queue(s, c, c->flush && !c->retiring);
+		for (int round = 0; round < 2; round++) {
+			for (int i = 0; i < SUP_STAGES; i++) {
+				struct sup_child *c = &s->ch[i];
+				if (c->name[0] == '\0' || c->level != lv ||
+				    (c->udp && c->in_queue[0] == '\0'))
+					continue;
+				start_to_drain(s, c);
+				if (round == 0 || c->state == S_STARTING)
+					stop_by_queue(s, c, c->flush && !c->retiring);
+			}
+			for (int i = 0; i < SUP_STAGES; i++)
+				if (s->ch[i].name[0] != '\0' && s->ch[i].level == lv)
+					await_exit(s, &s->ch[i], SUP_STOP_GRACE_MS);
 		}
-		for (int i = 0; i < SUP_STAGES; i++)
-			if (s->ch[i].name[0] != '\0' && s->ch[i].level == lv)
-				await_exit(s, &s->ch[i], SUP_STOP_GRACE_MS);
 	}
 }
 

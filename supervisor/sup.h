@@ -114,6 +114,8 @@ struct sup_child {
 	int reloading;             /* swapped by a reload, not yet ready again */
 	unsigned reload_gen;       /* gen when that swap began */
 	int reload_failed;         /* ... and its new program was rolled back */
+	int stop_hung;             /* did not stop in time at the shutdown: not
+	                            * started again to read its queue */
 	unsigned join;             /* out_queue bits a reload added: readers to
 	                            * join at its next start (spawn.c) */
 	uint64_t joined;           /* as a reader: what writers that joined it

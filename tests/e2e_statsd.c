@@ -1130,3 +1130,61 @@ Test(statsd, a_stop_writes_its_rates_over_the_time_since_the_last_tick,
 	cr_expect_gt(out_value(o, "stats.timers.t.count_ps"), 1.0 / 30, "%s", o);
 	free(o);
 }
+
+/* A stop while the statsd egress is down, killed and waiting for its
+ * restart, with records in its queue: the supervisor starts it again to
+ * read them up to the final Flush and the Stop, so the stop loses nothing
+ * queued (it dropped the queue unread, with no word), and the gauges it
+ * saves go on at the next start (--state-dir). */
+Test(statsd, a_stop_while_the_egress_is_down_reads_its_queue, .fini = conf_fini)
+{
+	memset(&CR, 0, sizeof(CR));
+	pl_init(&P);
+	char path[300], out[4096];
+	pl_conf(&P, "sd.conf", path, sizeof(path),
+	    "[pipeline]\nflush_ms = 60000\n\n"
+	    "[stage ingest]\nexec = telem-ingest\nargs = --protocol statsd\n"
+	    "udp = 127.0.0.1:%d\nout = statsd\n\n"
+	    "[stage statsd]\nexec = telem-egress-statsd\nflush = yes\n", P.port);
+	cr_assert(pl_start_conf(&P, path, "--state-dir", P.dir, NULL), "%s",
+	    h_slurp(P.err));
+	/* Four kills in a row: the restart waits 100, 200, 400, 800 ms. */
+	for (int k = 0; k < 4; k++) {
+		pid_t old = pl_stage_pid(&P, "statsd");
+		cr_assert_gt(old, 0);
+		cr_assert_eq(kill(old, SIGKILL), 0);
+		if (k < 3)
+			cr_assert_gt(fault_wait_restarted(&P, "statsd", old), 0, "%s",
+			    h_slurp(P.err));
+	}
+	for (int i = 0; i < 5; i++)
+		pl_nc(&P, "g:+1|g\nk:1|c");
+	cr_assert_eq(fault_wait_stat(&P, "ingest", "out", 10), 10, "%s",
+	    h_slurp(P.err));
+	cr_assert_eq(pl_ctl(&P, out, sizeof(out), "status"), 0, "%s", out);
+	cr_assert_not_null(strstr(out, "stage=statsd pid=0 state=throttled"),
+	    "the egress came back before the stop: %s", out);
+	cr_assert_gt(pl_stat(&P, "statsd", "depth"), 0, "%s", out);
+	int st = pl_signal_wait(&P, SIGTERM, 15000);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %d:\n%s", st,
+	    h_slurp(P.err));
+	char *o = h_slurp(P.out);
+	cr_expect_eq(out_value(o, "stats_counts.k"), 5.0, "%s\n%s", o,
+	    h_slurp(P.err));
+	cr_expect_eq(out_value(o, "stats.gauges.g"), 5.0, "%s", o);
+	free(o);
+	cr_expect_eq(h_count(h_slurp(P.err), "stage statsd is down with records "
+	    "in its queue: started to read them before the stop"), 1, "%s",
+	    h_slurp(P.err));
+	cr_expect_eq(pl_objects_left(&P), 0);
+
+	/* The gauge was saved at that stop: the next start goes on from 5. */
+	cr_assert(pl_start_conf(&P, path, "--state-dir", P.dir, NULL), "%s",
+	    h_slurp(P.err));
+	pl_nc(&P, "g:+1|g");
+	cr_assert_eq(fault_wait_stat(&P, "statsd", "in", 1), 1, "%s",
+	    h_slurp(P.err));
+	cr_assert_eq(pl_ctl(&P, out, sizeof(out), "flush"), 0, "%s", out);
+	cr_assert(h_wait_text(P.out, "stats.gauges.g 6 ", 1, 10000), "%s\n%s",
+	    h_slurp(P.out), h_slurp(P.err));
+}
