@@ -346,8 +346,11 @@ prom_text_totals_free(struct prom_totals *tt)
 }
 
 
+/* telem's own names: a statsd metric cannot take them (not even the
+ * summary telem_ckms, or the _sum and _count its series use). */
 static const char *const reserved[] = {
-	"telem_ckms", "telem_cma", "telem_cma_samples_total",
+	"telem_ckms", "telem_ckms_sum", "telem_ckms_count",
+	"telem_cma", "telem_cma_samples_total",
 	"telem_sink_prom_reports_total", "telem_sink_prom_reports_broken_total",
 	"telem_sink_prom_series_dropped_total", "telem_sink_prom_scrapes_total",
 	"telem_sink_prom_scrape_errors_total",
@@ -561,8 +564,8 @@ prom_text_render(struct prom_buf *entries, unsigned src,
 		tt->report++;
 	if (src == REPORT_SRC_STATSD)
 		for (size_t i = 0; i < sizeof(reserved) / sizeof(reserved[0]); i++)
-			fam_get(&r, reserved[i], strlen(reserved[i]),
-			    i == 0 ? F_SUMMARY : F_RESERVED, NULL);
+			fam_get(&r, reserved[i], strlen(reserved[i]), F_RESERVED,
+			    NULL);
 	for (size_t off = 0; off + 2 <= entries->len && !r.nomem; ) {
 		struct report_rec e;
 		const char *why;

@@ -563,6 +563,39 @@ Test(prom, statsd_counters_among_gauges_keep_every_name)
 	prom_expo_free(x);
 }
 
+/* A statsd timer named telem_ckms (statsd's telem.ckms:5|ms) is a
+ * summary of the name telem's CKMS family has: it is left out and
+ * counted, as the names of its _sum and _count are, and the page is
+ * rendered. It had taken the family reserved for CKMS, which has no HELP,
+ * and the sink died rendering the page (a NULL HELP). */
+Test(prom, a_statsd_timer_named_telem_ckms_is_left_out)
+{
+	struct prom_expo *x = prom_expo_new(0);
+	struct report_rec recs[] = {
+		ent(REPORT_SUM_QUANTILE, REPORT_SRC_STATSD, "telem.ckms", "upper_90",
+		    5),
+		ent(REPORT_SUM_SUM, REPORT_SRC_STATSD, "telem.ckms", "sum", 5),
+		ent(REPORT_SUM_COUNT, REPORT_SRC_STATSD, "telem.ckms", "count", 1),
+		ent(REPORT_GAUGE, REPORT_SRC_STATSD, "telem_ckms_sum", "value", 1),
+		ent(REPORT_GAUGE, REPORT_SRC_STATSD, "telem_ckms_count", "value", 1),
+		ent(REPORT_GAUGE, REPORT_SRC_STATSD, "up", "value", 2),
+	};
+	size_t n = sizeof(recs) / sizeof(recs[0]);
+	for (size_t i = 0; i < n; i++)
+		cr_assert_eq(feed(x, recs[i]), PROM_FED);
+	cr_assert_eq(end(x, REPORT_SRC_STATSD, n), PROM_RENDERED);
+	char *s = part(x, REPORT_SRC_STATSD);
+	cr_assert_str_eq(s, "# HELP up statsd gauge, as statsd_exporter maps it.\n"
+	    "# TYPE up gauge\n"
+	    "up 2\n");
+	struct prom_self st;
+	prom_expo_self(x, &st);
+	cr_assert_eq(st.series_dropped, 5, "dropped %llu",
+	    (unsigned long long)st.series_dropped);
+	free(s);
+	prom_expo_free(x);
+}
+
 Test(prom, promtool_accepts_10000_names)
 {
 	cr_assert_eq(system("command -v promtool >/dev/null"), 0,
