@@ -412,8 +412,10 @@ start_to_drain(struct sup *s, struct sup_child *c)
 {
 	const char *what;
 	if (c->pid > 0 || c->in_queue[0] == '\0' || c->state != S_DOWN ||
-	    c->stop_hung || sup_queue_depth(s, c->in_queue) <= 0)
+	    c->stop_hung || c->stop_drained ||
+	    sup_queue_depth(s, c->in_queue) <= 0)
 		return;
+	c->stop_drained = 1;
 	log_info("stage %s is down with records in its queue: started to read "
 	    "them before the stop", c->name);
 	if (sup_spawn(s, c, &what) == -1)

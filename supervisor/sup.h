@@ -116,6 +116,8 @@ struct sup_child {
 	int reload_failed;         /* ... and its new program was rolled back */
 	int stop_hung;             /* did not stop in time at the shutdown: not
 	                            * started again to read its queue */
+	int stop_drained;          /* started again at the shutdown to read its
+	                            * queue: not a second time */
 	unsigned join;             /* out_queue bits a reload added: readers to
 	                            * join at its next start (spawn.c) */
 	uint64_t joined;           /* as a reader: what writers that joined it
