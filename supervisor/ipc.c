@@ -502,11 +502,51 @@ settle_msg_bytes(struct sup *s)
 	return 0;
 }
 
+/* --state-dir: one supervisor at a time. DIR/STAGE.state names no
+ * instance, so two instances given one folder would each load the other's
+ * files and save over them. A classic write lock on DIR/lock, held while
+ * we run (the kernel drops it if we are killed). The file is left in
+ * place: removing it would race a newcomer's open (see take_lock) for
+ * nothing, as nobody holds it then. */
+static int
+lock_state_dir(struct sup *s)
+{
+	char path[PATH_MAX + 8];
+	if (s->cfg.state_dir == NULL)
+		return 0;
+	snprintf(path, sizeof(path), "%s/lock", s->cfg.state_dir);
+	int fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd == -1) {
+		log_warn("open %s", path);
+		return -1;
+	}
+	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
+	if (fcntl(fd, F_SETLK, &fl) == 0) {
+		s->statelockfd = fd;
+		return 0;
+	}
+	if (errno != EAGAIN && errno != EACCES) {
+		log_warn("lock %s", path);
+	} else {
+		fl = (struct flock){ .l_type = F_WRLCK, .l_whence = SEEK_SET };
+		if (fcntl(fd, F_GETLK, &fl) == 0 && fl.l_type != F_UNLCK)
+			log_warnx("--state-dir %s is used by another supervisor (pid "
+			    "%d; lock %s held): give each instance a folder of its "
+			    "own", s->cfg.state_dir, (int)fl.l_pid, path);
+		else
+			log_warnx("--state-dir %s is used by another supervisor (lock "
+			    "%s held): give each instance a folder of its own",
+			    s->cfg.state_dir, path);
+	}
+	close(fd);
+	return -1;
+}
+
 int
 sup_ipc_setup(struct sup *s)
 {
 	char obj[CHAN_NAME_MAX];
-	if (take_lock(s) == -1)
+	if (take_lock(s) == -1 || lock_state_dir(s) == -1)
 		return -1;
 	/* We hold the lock, so whatever carries this instance's name is left
 	 * over from a run that died: remove it before creating ours. */
@@ -548,6 +588,10 @@ sup_ipc_teardown(struct sup *s)
 			log_warn("remove %s", path);
 		close(s->lockfd);
 		s->lockfd = -1;
+	}
+	if (s->statelockfd != -1) {
+		close(s->statelockfd);
+		s->statelockfd = -1;
 	}
 }
 

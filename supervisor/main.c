@@ -378,7 +378,8 @@ main(int argc, char **argv)
 		.cfg = { .rcvbuf = 4u << 20, .flush_ms = 1000, .instance = "default",
 		    .stall_ms = SUP_STALL_MS,
 		    .chan = { CHAN_MQUEUE, 8192, CHAN_SHM_SLOTS_DEFAULT } },
-		.sigfd = -1, .timerfd = -1, .lockfd = -1, .ctlfd = -1,
+		.sigfd = -1, .timerfd = -1, .lockfd = -1, .statelockfd = -1,
+		.ctlfd = -1,
 		.on_hup = on_hup,
 	};
 	int print = 0;

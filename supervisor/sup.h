@@ -171,6 +171,7 @@ struct sup {
 	uint64_t tick_left;        /* flush stages (bit: slot) whose queue was
 	                            * full at the last tick: retried (loop.c) */
 	int lockfd;
+	int statelockfd;                  /* --state-dir's lock (ipc.c) */
 	int ctlfd;                        /* listening control socket */
 	char ctlpath[PATH_MAX];
 	struct ctl_conn *conn;            /* control.c's client connections */

@@ -41,7 +41,7 @@ static void
 remove_state_dir(void)
 {
 	static const char *const f[] = { "ckms.state", "cma.state", "ckms.state.bad",
-		"cma.state.bad", "ckms.state.tmp", "cma.state.tmp" };
+		"cma.state.bad", "ckms.state.tmp", "cma.state.tmp", "lock" };
 	char p[128];
 	for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++) {
 		snprintf(p, sizeof(p), "%s/%s", state_dir, f[i]);
@@ -204,6 +204,47 @@ Test(state_e2e, state_dir_keeps_the_aggregates_across_stop_and_start,
 	char *out = h_slurp(P.out);
 	cr_assert(strstr(out, "[CMA] y 2000\n") == NULL, "%s", out);
 	free(out);
+}
+
+/* One --state-dir, one supervisor: DIR/STAGE.state names no instance, so
+ * a second instance given the same folder would load the first one's
+ * aggregates and save over them. It is refused in one line (exit 1), the
+ * first goes on, and once the first has stopped the folder is free. */
+Test(state_e2e, a_state_dir_serves_one_supervisor, .fini = teardown_dir)
+{
+	make_state_dir();
+	START("-m", "1024", "-f", "100", "--state-dir", state_dir);
+	first_session();
+	pid_t ckms = pl_stage_pid(&P, "ckms");
+	struct pl Q;
+	pl_init(&Q);
+	pl_spawn(&Q, "-m", "1024", "--state-dir", state_dir, NULL);
+	int st = pl_wait(&Q, 10000);
+	char *err = h_slurp(Q.err);
+	int left = pl_objects_left(&Q);
+	pl_cleanup(&Q);
+	cr_assert(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 1, "%d:\n%s", st,
+	    err);
+	cr_assert_eq(h_count(err, "\n"), 1, "not one line:\n%s", err);
+	char text[160];
+	snprintf(text, sizeof(text), "--state-dir %s is used by another "
+	    "supervisor (pid %d;", state_dir, (int)P.pid);
+	cr_assert_not_null(strstr(err, text), "%s", err);
+	free(err);
+	cr_assert_eq(left, 0);
+	/* The first did not notice. */
+	cr_assert_eq(pl_stage_pid(&P, "ckms"), ckms);
+	pl_nc(&P, "z 90\ny 2000\n");
+	WAIT_OUT(Y_AFTER);
+	stop_pipeline();
+
+	pl_init(&Q);
+	cr_assert(pl_start(&Q, "-m", "1024", "-f", "100", "--state-dir", state_dir,
+	    NULL), "%s", h_slurp(Q.err));
+	pl_nc(&Q, "y 3000\n");
+	cr_assert(h_wait_text(Q.out, "[CMA] y 1029.4117647058822\n", 1, 10000),
+	    "%s\n%s", h_slurp(Q.out), h_slurp(Q.err));
+	pl_cleanup(&Q);
 }
 
 Test(state_e2e, without_state_dir_a_stop_starts_afresh)
