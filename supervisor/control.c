@@ -47,6 +47,7 @@ struct ctl_conn {
 	uint64_t flush_left;       /* flush stages (bit: slot) still to get a
 	                            * requested Flush */
 	long long flush_until_ms;
+	uint32_t flush_ms;         /* the interval that Flush carries */
 };
 
 /* A reply longer than this is cut (status of every stage is ~2 kB). */
@@ -545,7 +546,7 @@ do_swap(struct sup *s, struct sup_child *c, char **argv, int argc,
 static void
 try_flush(struct sup *s, struct ctl_conn *k)
 {
-	k->flush_left = sup_flush_try(s, k->flush_left);
+	k->flush_left = sup_flush_try(s, k->flush_left, k->flush_ms);
 	if (k->flush_left == 0) {
 		reply(k, "ok\n");
 		conn_reply_done(s, k);
@@ -668,6 +669,7 @@ handle_words(struct sup *s, struct ctl_conn *k, char **argv, int argc)
 	} else if (strcmp(cmd, "flush") == 0 && argc == 1) {
 		k->flush_left = ~(uint64_t)0;
 		k->flush_until_ms = clock_ms() + CTL_FLUSH_MS;
+		k->flush_ms = sup_flush_mark(s, clock_ms());
 		try_flush(s, k);
 	} else if ((strcmp(cmd, "restart") == 0 && argc == 2) ||
 	    (strcmp(cmd, "swap") == 0 && argc >= 3)) {

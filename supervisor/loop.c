@@ -54,7 +54,8 @@ on_tick(struct sup *s)
 			    "for two ticks%s", s->ch[i].in_queue,
 			    log_more(more, sizeof(more), n, "since the last line"));
 	}
-	s->tick_left = sup_flush_try(s, ~(uint64_t)0);
+	s->tick_ms = sup_flush_mark(s, s->flush_next_ms - s->cfg.flush_ms);
+	s->tick_left = sup_flush_try(s, ~(uint64_t)0, s->tick_ms);
 	if (s->tick_left == 0)
 		log_debug("Flush sent");
 }
@@ -66,15 +67,36 @@ retry_tick(struct sup *s)
 {
 	if (s->tick_left == 0)
 		return -1;
-	s->tick_left = sup_flush_try(s, s->tick_left);
+	s->tick_left = sup_flush_try(s, s->tick_left, s->tick_ms);
 	if (s->tick_left != 0)
 		return TICK_RETRY_MS;
 	log_debug("Flush sent, late");
 	return -1;
 }
 
+/* The interval a Flush carries (docs/design.md §14: telem-egress-statsd's
+ * rates divide by it) is the time it covers: a whole flush_ms for a tick
+ * on time, the ticks' worth for a late timer read, and what is left of the
+ * interval for the tick after a `telemctl flush` or for a stop's final
+ * Flush. */
+uint32_t
+sup_flush_interval(const struct sup *s, long long now_ms)
+{
+	long long d = now_ms - s->flushed_ms;
+	return d < 1 ? 1 : d > (long long)UINT32_MAX ? UINT32_MAX : (uint32_t)d;
+}
+
+uint32_t
+sup_flush_mark(struct sup *s, long long now_ms)
+{
+	uint32_t ms = sup_flush_interval(s, now_ms);
+	if (now_ms > s->flushed_ms)
+		s->flushed_ms = now_ms;
+	return ms;
+}
+
 uint64_t
-sup_flush_try(struct sup *s, uint64_t left)
+sup_flush_try(struct sup *s, uint64_t left, uint32_t ms)
 {
 	uint64_t mask = 0;
 	for (int i = 0; i < SUP_STAGES; i++) {
@@ -84,8 +106,7 @@ sup_flush_try(struct sup *s, uint64_t left)
 		uint64_t bit = (uint64_t)1 << i;
 		mask |= bit;
 		if ((left & bit) &&
-		    sup_send_record(s, c->in_queue, WIRE_FLUSH,
-		    (uint32_t)s->cfg.flush_ms, 0) == 0)
+		    sup_send_record(s, c->in_queue, WIRE_FLUSH, ms, 0) == 0)
 			left &= ~bit;
 	}
 	return left & mask;
@@ -130,6 +151,10 @@ sup_start_timer(struct sup *s)
 		return -1;
 	}
 	s->flush_next_ms = first;
+	/* The first start; a reload's new flush_ms keeps the interval running
+	 * since the last Flush. */
+	if (s->flushed_ms == 0)
+		s->flushed_ms = first - s->cfg.flush_ms;
 	publish_next_tick(s);
 	return 0;
 }
@@ -387,16 +412,14 @@ await_exit(struct sup *s, struct sup_child *c, long long ms)
 /* Stop one stage as the shutdown does: its queue's reader reads up to a
  * final Flush (a flush stage) and the Stop behind it; without a queue (or
  * with a full one) it gets SIGTERM. The final Flush covers the time since
- * the last tick, not a whole interval: telem-egress-statsd's rates divide
+ * the last one, not a whole interval: telem-egress-statsd's rates divide
  * by it. */
 static void
 stop_by_queue(struct sup *s, struct sup_child *c, int flush)
 {
 	if (c->pid <= 0)
 		return;
-	long long since = clock_ms() - (s->flush_next_ms - s->cfg.flush_ms);
-	uint32_t ms = since >= 1 && since < s->cfg.flush_ms ? (uint32_t)since :
-	    (uint32_t)s->cfg.flush_ms;
+	uint32_t ms = sup_flush_interval(s, clock_ms());
 	if (c->in_queue[0] == '\0' || (flush &&
 	    sup_send_record(s, c->in_queue, WIRE_FLUSH, ms, 1000) != 0) ||
 	    sup_send_record(s, c->in_queue, WIRE_STOP, 0, 1000) != 0)

@@ -168,6 +168,11 @@ struct sup {
 	int sigfd;
 	int timerfd;
 	long long flush_next_ms;   /* CLOCK_MONOTONIC ms of the next tick */
+	long long flushed_ms;      /* where the last Flush's interval ended:
+	                            * a tick's time on the grid, or the time
+	                            * of a `telemctl flush` (loop.c) */
+	uint32_t tick_ms;          /* the interval the last tick's Flush
+	                            * carries, for its retries */
 	uint64_t tick_left;        /* flush stages (bit: slot) whose queue was
 	                            * full at the last tick: retried (loop.c) */
 	int lockfd;
@@ -253,10 +258,16 @@ void sup_notify_stopping(const struct sup *s);
 
 /* loop.c: the event loop, Flush ticks and the ordered shutdown. */
 int sup_run(struct sup *s);
-/* Try, without waiting, to send a Flush to each flush stage whose bit
- * (1 << its slot) is set in `left`; ~0 means every one. Returns the bits
- * of those whose queue was full (0: all sent). */
-uint64_t sup_flush_try(struct sup *s, uint64_t left);
+/* Try, without waiting, to send a Flush carrying the interval `ms` to each
+ * flush stage whose bit (1 << its slot) is set in `left`; ~0 means every
+ * one. Returns the bits of those whose queue was full (0: all sent). */
+uint64_t sup_flush_try(struct sup *s, uint64_t left, uint32_t ms);
+/* The interval a Flush sent at now_ms covers: the milliseconds since the
+ * last one's interval ended (s->flushed_ms), at least 1. */
+uint32_t sup_flush_interval(const struct sup *s, long long now_ms);
+/* A Flush for every flush stage covers up to now_ms: the next one's
+ * interval starts there. Returns the interval this one covers. */
+uint32_t sup_flush_mark(struct sup *s, long long now_ms);
 void sup_begin_stop(struct sup *s, int status);
 /* Stop c (SIGTERM, SIGKILL after the grace period); it starts again. */
 void sup_restart(struct sup *s, struct sup_child *c);

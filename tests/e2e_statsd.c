@@ -1131,6 +1131,40 @@ Test(statsd, a_stop_writes_its_rates_over_the_time_since_the_last_tick,
 	free(o);
 }
 
+/* telemctl flush: the Flush it asks for covers the time since the last
+ * one, and the next covers the time from there, so each flush's rates
+ * divide by the time its counts came in, not by a whole flush_ms. With
+ * flush_ms 60000 and flushes asked for within seconds, 30 counts are a
+ * rate above 1 each time (30 / 60 = 0.5 when each Flush said 60 s). */
+Test(statsd, a_flush_asked_for_writes_its_rates_over_the_time_it_covers,
+    .fini = conf_fini)
+{
+	memset(&CR, 0, sizeof(CR));
+	pl_init(&P);
+	char path[300], out[4096];
+	pl_conf(&P, "sd.conf", path, sizeof(path),
+	    "[pipeline]\nflush_ms = 60000\n\n"
+	    "[stage ingest]\nexec = telem-ingest\nargs = --protocol statsd\n"
+	    "udp = 127.0.0.1:%d\nout = statsd\n\n"
+	    "[stage statsd]\nexec = telem-egress-statsd\nflush = yes\n", P.port);
+	cr_assert(pl_start_conf(&P, path, NULL), "%s", h_slurp(P.err));
+	for (int round = 1; round <= 2; round++) {
+		pl_nc(&P, "r:30|c");
+		cr_assert_eq(fault_wait_stat(&P, "statsd", "in", round), round,
+		    "%s", h_slurp(P.err));
+		cr_assert_eq(pl_ctl(&P, out, sizeof(out), "flush"), 0, "%s", out);
+		cr_assert(h_wait_text(P.out, "stats.r ", round, 10000), "%s\n%s",
+		    h_slurp(P.out), h_slurp(P.err));
+		char *o = h_slurp(P.out);
+		/* out_value: the last flush's line; both came within 30 s */
+		cr_expect_eq(out_value(o, "stats_counts.r"), 30.0, "%s", o);
+		cr_expect_gt(out_value(o, "stats.r"), 1.0, "round %d:\n%s", round, o);
+		free(o);
+	}
+	cr_assert_eq(pl_ctl(&P, out, sizeof(out), "stop"), 0, "%s", out);
+	cr_assert_neq(pl_wait(&P, 20000), -1, "%s", h_slurp(P.err));
+}
+
 /* A stop while the statsd egress is down, killed and waiting for its
  * restart, with records in its queue: the supervisor starts it again to
  * read them up to the final Flush and the Stop, so the stop loses nothing
