@@ -28,6 +28,8 @@ command -v systemd-analyze >/dev/null 2>&1 || missing="$missing systemd"
 command -v man >/dev/null 2>&1 || missing="$missing man-db"
 command -v dpkg-shlibdeps >/dev/null 2>&1 || missing="$missing dpkg-dev"
 command -v lintian >/dev/null 2>&1 || missing="$missing lintian"
+# e2e_package installs the package with dpkg: what it depends on.
+command -v adduser >/dev/null 2>&1 || missing="$missing adduser"
 # e2e_statsd: real statsd clients, Python's (Debian) and hot-shots (npm).
 [ -f /usr/lib/python3/dist-packages/statsd/__init__.py ] || missing="$missing python3-statsd"
 command -v node >/dev/null 2>&1 || missing="$missing nodejs"

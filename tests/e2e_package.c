@@ -3,7 +3,7 @@
  * lint, every option covered), the systemd unit (systemd-analyze verify),
  * readiness and stopping told to a NOTIFY_SOCKET of the test's own, the
  * -q and -v log levels, and the Debian package run from its extracted
- * tree. Run from the top of the source tree (tests/run.sh does). Checks
+ * tree and installed, upgraded and purged with dpkg (as root). Run from the top of the source tree (tests/run.sh does). Checks
  * that do not depend on the transport run in the mqueue pass only. */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -430,9 +430,9 @@ Test(package, verbose_adds_debug_lines_of_supervisor_and_stages)
 	free(err);
 }
 
-/* The postinst, run with stand-ins for getent, addgroup and adduser that
- * log their calls: it creates the group and the user once, and a second
- * configure (an upgrade) creates nothing. */
+/* The postinst, run with stand-ins for getent, addgroup, adduser and
+ * deb-systemd-helper that log their calls: it creates the group and the
+ * user once, and a second configure (an upgrade) creates nothing. */
 static void
 write_exe(const char *dir, const char *name, const char *text)
 {
@@ -459,6 +459,8 @@ Test(package, postinst_creates_the_telem_user_once)
 	    "for a; do n=$a; done; echo \"made group $n\" >> calls\n");
 	write_exe(stubs, "adduser", "#!/bin/sh\necho \"adduser $*\" >> calls\n"
 	    "for a; do n=$a; done; echo \"made passwd $n\" >> calls\n");
+	write_exe(stubs, "deb-systemd-helper",
+	    "#!/bin/sh\necho \"deb-systemd-helper $*\" >> calls\n");
 	char *out;
 	int rc = sh(&out, "cd '%s' && PATH='%s':$PATH && export PATH && "
 	    "sh '%s/dist/debian/postinst' configure && "
@@ -470,6 +472,9 @@ Test(package, postinst_creates_the_telem_user_once)
 	cr_expect(strncmp(out, "1\n1\n", 4) == 0,
 	    "group and user not created exactly once:\n%s", out);
 	cr_expect_eq(h_count(out, "getent"), 4, "%s", out);
+	/* Each configure records the unit's links for the purge. */
+	cr_expect_eq(h_count(out, "deb-systemd-helper update-state telem.service\n"), 2,
+	    "%s", out);
 	free(out);
 }
 
@@ -549,4 +554,132 @@ Test(package, deb_installs_a_tree_that_runs_the_seed_session, .timeout = 120)
 		    "lintian errors:\n%s", out);
 		free(out);
 	}
+}
+
+/* The package installed for real with dpkg, as root: once the test
+ * begins to install, teardown purges it, removes the link the test's
+ * `systemctl enable` made, the pages man-db formatted into its cache when
+ * systemd-analyze verify looked up the unit's Documentation=, and the
+ * telem user and group the postinst made, whatever failed. */
+static int dpkg_began, dpkg_made_user;
+
+static void
+dpkg_teardown(void)
+{
+	if (dpkg_began) {
+		(void)sh(NULL, "dpkg-query -W telem && dpkg -P telem </dev/null");
+		(void)sh(NULL, "rm -f /etc/systemd/system/multi-user.target.wants/"
+		    "telem.service /var/cache/man/cat5/telem.conf.5.gz "
+		    "/var/cache/man/cat8/telem-*.8.gz /var/cache/man/cat8/telemctl.8.gz");
+	}
+	if (dpkg_made_user)
+		(void)sh(NULL, "userdel telem; groupdel telem");
+	teardown();
+}
+
+/* dpkg -i, an upgrade to a second build with a later version, dpkg -r and
+ * dpkg -P, with the maintainer scripts on a machine whose PID 1 is not
+ * systemd, as on a build machine or in a container. The installed
+ * programs run, the man pages are found, the unit verifies where it is
+ * installed; an edited /etc/telem/telem.conf survives the upgrade and the
+ * removal and goes with the purge; the link `systemctl enable telem`
+ * makes goes with the purge too. Only as root, and only where no telem
+ * package is installed (a real one is not touched). */
+Test(package, dpkg_installs_upgrades_removes_and_purges, .fini = dpkg_teardown,
+    .timeout = 180)
+{
+	mqueue_pass_only();
+	if (geteuid() != 0 || sh(NULL, "command -v dpkg") != 0 ||
+	    sh(NULL, "dpkg-query -W telem") == 0) {
+		teardown();
+		cr_skip_test("needs root and dpkg, and no telem package installed");
+	}
+	dpkg_made_user = sh(NULL, "getent passwd telem || getent group telem") != 0;
+	char *out, deb[2][512];
+	for (int v = 0; v < 2; v++) {
+		int rc = sh(&out, "make -s --no-print-directory deb DEB_BIN='%s' "
+		    "DEB_OUT='%s/v%d' VERSION=0.0.%d", bindir(), tmp, v + 1, v + 1);
+		cr_assert_eq(rc, 0, "make deb: %s", out);
+		snprintf(deb[v], sizeof(deb[v]), "%s", out);
+		deb[v][strcspn(deb[v], "\n")] = '\0';
+		free(out);
+	}
+	dpkg_began = 1;
+	int rc = sh(&out, "dpkg -i '%s' </dev/null", deb[0]);
+	cr_assert_eq(rc, 0, "dpkg -i: %s", out);
+	free(out);
+	rc = sh(&out, "dpkg -L telem && dpkg-query -W -f='${Conffiles}\\n' telem && "
+	    "getent passwd telem");
+	cr_assert_eq(rc, 0, "%s", out);
+	cr_expect(strstr(out, "\n/usr/libexec/telem/telem-ingest\n") &&
+	    strstr(out, "\n/usr/bin/telem-supervisor\n") &&
+	    strstr(out, "\n/lib/systemd/system/telem.service\n") &&
+	    strstr(out, " /etc/telem/telem.conf ") &&
+	    strstr(out, "\ntelem:x:"), "installed:\n%s", out);
+	free(out);
+
+	/* The installed programs and pages. */
+	rc = sh(&out, "/usr/bin/telem-supervisor -h >/dev/null && man -w telem-supervisor "
+	    "telemctl telem.conf && /usr/bin/telem-supervisor -c /etc/telem/telem.conf "
+	    "--print-pipeline >/dev/null");
+	cr_expect_eq(rc, 0, "%s", out);
+	cr_expect(strstr(out, "/usr/share/man/man8/telem-supervisor.8.gz\n") &&
+	    strstr(out, "/usr/share/man/man5/telem.conf.5.gz\n"), "%s", out);
+	free(out);
+	setenv("TELEM_BIN", "/usr/bin", 1);
+	cr_assert(pl_start(&P, "-m", "1024", "-f", "200", NULL), "not up:\n%s",
+	    h_slurp(P.err));
+	pl_nc(&P, "a 10\n");
+	cr_expect(h_wait_text(P.out, "[CKMS] a 0.99:10\n", 1, 10000), "%s", h_slurp(P.err));
+	int st = pl_signal_wait(&P, SIGTERM, 10000);
+	cr_expect(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	char *err = h_slurp(P.err);
+	cr_expect(h_count(err, "started (pid") == 5 &&
+	    h_count(err, ": /usr/libexec/telem/telem-") == 5,
+	    "stages not run from /usr/libexec/telem:\n%s", err);
+	free(err);
+	rc = sh(&out, "systemd-analyze verify /lib/systemd/system/telem.service");
+	cr_expect_eq(rc, 0, "systemd-analyze verify exited %d:\n%s", rc, out);
+	for (char *l = strtok(out, "\n"); l != NULL; l = strtok(NULL, "\n"))
+		cr_expect(strstr(l, "telem") == NULL, "systemd-analyze verify: %s", l);
+	free(out);
+
+	/* Enabled as README says, the pipeline file edited, then upgraded. */
+	rc = sh(&out, "systemctl enable telem && test -L "
+	    "/etc/systemd/system/multi-user.target.wants/telem.service && "
+	    "echo '# edited here' >> /etc/telem/telem.conf");
+	cr_assert_eq(rc, 0, "%s", out);
+	free(out);
+	rc = sh(&out, "dpkg -i '%s' </dev/null && dpkg-query -W telem", deb[1]);
+	cr_assert_eq(rc, 0, "upgrade: %s", out);
+	cr_expect(strstr(out, "telem\t0.0.2-1") != NULL, "upgrade: %s", out);
+	free(out);
+	rc = sh(&out, "tail -n 1 /etc/telem/telem.conf; ls /etc/telem");
+	cr_expect_str_eq(out, "# edited here\ntelem.conf\n", "after the upgrade:\n%s", out);
+	free(out);
+
+	/* Removed: the programs go, the edited pipeline file stays. */
+	rc = sh(&out, "dpkg -r telem </dev/null");
+	cr_assert_eq(rc, 0, "dpkg -r: %s", out);
+	free(out);
+	cr_expect(access("/usr/bin/telem-supervisor", F_OK) == -1 &&
+	    access("/usr/libexec/telem", F_OK) == -1 &&
+	    access("/lib/systemd/system/telem.service", F_OK) == -1);
+	rc = sh(&out, "tail -n 1 /etc/telem/telem.conf");
+	cr_expect_str_eq(out, "# edited here\n", "after dpkg -r: %s", out);
+	free(out);
+
+	/* Purged: nothing of the package is left. */
+	rc = sh(&out, "dpkg -P telem </dev/null");
+	cr_assert_eq(rc, 0, "dpkg -P: %s", out);
+	free(out);
+	rc = sh(&out, "dpkg-query -W telem");
+	cr_expect_neq(rc, 0, "still known to dpkg: %s", out);
+	free(out);
+	rc = sh(&out, "ls -d /etc/telem /usr/share/doc/telem /var/lib/dpkg/info/telem.* "
+	    "/etc/systemd/system/*/telem.service "
+	    "/var/lib/systemd/deb-systemd-helper-enabled/telem.service* "
+	    "/var/lib/systemd/deb-systemd-helper-enabled/*/telem.service 2>/dev/null");
+	cr_expect_str_eq(out, "", "left after dpkg -P:\n%s", out);
+	free(out);
 }
