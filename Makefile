@@ -8,7 +8,8 @@ BUILD    ?= build
 BIN      ?= bin
 PREFIX   ?= /usr/local
 BINDIR   ?= $(PREFIX)/bin
-LIBEXECDIR ?= $(PREFIX)/libexec/telem
+# The supervisor finds its stages from its own folder (install-files).
+LIBEXECDIR ?= $(abspath $(BINDIR)/../libexec/telem)
 MANDIR   ?= $(PREFIX)/share/man
 DOCDIR   ?= $(PREFIX)/share/doc/telem
 UNITDIR  ?= $(PREFIX)/lib/systemd/system

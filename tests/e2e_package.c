@@ -216,6 +216,28 @@ Test(package, install_puts_stages_in_libexec_and_uninstall_removes_all)
 	free(out);
 }
 
+/* BINDIR alone moves the stages with it (README: LIBEXECDIR follows
+ * BINDIR), and uninstall with the same BINDIR removes them. */
+Test(package, install_with_bindir_puts_stages_beside_it)
+{
+	mqueue_pass_only();
+	char *out;
+	int rc = sh(&out, "make -s --no-print-directory install-files DESTDIR='%s' "
+	    "BINDIR=/opt/b/sbin BIN='%s' && find '%s/opt/b' -type f | sort", tmp, bindir(),
+	    tmp);
+	cr_assert_eq(rc, 0, "make install-files BINDIR=/opt/b/sbin: %s", out);
+	char want[600];
+	snprintf(want, sizeof(want), "%s/opt/b/libexec/telem/telem-ingest\n", tmp);
+	cr_expect(strstr(out, want) != NULL && h_count(out, "/libexec/telem/") == 8 &&
+	    h_count(out, "/opt/b/sbin/telem") == 2, "installed:\n%s", out);
+	free(out);
+	rc = sh(&out, "make -s --no-print-directory uninstall DESTDIR='%s' "
+	    "BINDIR=/opt/b/sbin && find '%s' -type f", tmp, tmp);
+	cr_assert_eq(rc, 0, "make uninstall: %s", out);
+	cr_expect_str_eq(out, "", "left after uninstall:\n%s", out);
+	free(out);
+}
+
 /* mandoc -T lint prints nothing but the references to pages that are not
  * installed on this machine (the project's own, before make install). */
 Test(package, man_pages_are_lint_clean)
