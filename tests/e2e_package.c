@@ -320,6 +320,18 @@ Test(package, systemd_unit_verifies)
 	for (char *l = strtok(out, "\n"); l != NULL; l = strtok(NULL, "\n"))
 		cr_expect(strstr(l, "telem") == NULL, "systemd-analyze verify: %s", l);
 	free(out);
+	/* README's drop-in that changes the options is accepted with it. */
+	rc = sh(&out, "d='%s/u/lib/systemd/system/telem.service.d' && mkdir \"$d\" && "
+	    "sed -n '/^\\[Service\\]$/,/^```$/p' README.md | sed -e '$d' "
+	    "-e 's|/usr/bin/|%s/u/bin/|' > \"$d/options.conf\" && "
+	    "grep -q '^ExecStart=$' \"$d/options.conf\" && "
+	    "MANPATH='%s/u/share/man' systemd-analyze verify "
+	    "'%s/u/lib/systemd/system/telem.service'", tmp, tmp, tmp, tmp);
+	cr_expect_eq(rc, 0, "README's drop-in: systemd-analyze verify exited %d:\n%s",
+	    rc, out);
+	for (char *l = strtok(out, "\n"); l != NULL; l = strtok(NULL, "\n"))
+		cr_expect(strstr(l, "telem") == NULL, "README's drop-in: %s", l);
+	free(out);
 	char unit[400];
 	snprintf(unit, sizeof(unit), "%s/u/lib/systemd/system/telem.service", tmp);
 	char *u = h_slurp(unit);
