@@ -1,6 +1,7 @@
 /* notify.c - telling the service manager how the pipeline is doing, with
  * sd_notify(3): READY=1 once every stage is up, STOPPING=1 when the
- * ordered shutdown begins, and a STATUS= line with each. Without
+ * ordered shutdown begins, and a STATUS= line with each and after a
+ * reload (so that `systemctl status` shows the stages running). Without
  * NOTIFY_SOCKET in the environment (not started by systemd with
  * Type=notify) every call does nothing. */
 #include <stdarg.h>
@@ -38,5 +39,15 @@ sup_notify_stopping(const struct sup *s)
 	char msg[256];
 	snprintf(msg, sizeof(msg), "STOPPING=1\nSTATUS=stopping (instance %s)",
 	    s->cfg.instance);
+	notify(msg);
+}
+
+void
+sup_notify_reloaded(const struct sup *s)
+{
+	char msg[256];
+	snprintf(msg, sizeof(msg),
+	    "STATUS=pipeline reloaded: %d stages (instance %s, transport %s)",
+	    s->nstage, s->cfg.instance, chan_kind_name(s->cfg.chan.kind));
 	notify(msg);
 }

@@ -277,5 +277,6 @@ sup_reload(struct sup *s, char *buf, size_t cap)
 		say(&o, "no change\n");
 	log_info("reload of %s: %d started, %d swapped, %d stopped", s->cfg.file,
 	    d.nadded, d.nchanged, d.nremoved);
+	sup_notify_reloaded(s);
 	return 0;
 }

@@ -255,6 +255,7 @@ void sup_set_program(struct sup_child *c, const char *exe, const char *const *ow
 /* notify.c: the service manager (sd_notify); no-ops without one. */
 void sup_notify_ready(const struct sup *s);
 void sup_notify_stopping(const struct sup *s);
+void sup_notify_reloaded(const struct sup *s);
 
 /* loop.c: the event loop, Flush ticks and the ordered shutdown. */
 int sup_run(struct sup *s);

@@ -390,6 +390,43 @@ Test(package, notify_socket_hears_ready_after_pipeline_up_and_stopping)
 	unlink(path);
 }
 
+/* After a reload the STATUS= line names the stages now running, not the
+ * ones the pipeline started with (`systemctl status` shows it). */
+Test(package, notify_socket_hears_the_status_after_a_reload)
+{
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	cr_assert_lt(snprintf(path, sizeof(path), "%s/notify", P.dir), (int)sizeof(path));
+	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	cr_assert_neq(fd, -1);
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	cr_assert_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0, "bind %s", path);
+	setenv("NOTIFY_SOCKET", path, 1);
+	static const char two[] =
+	    "[stage ingest]\nexec = telem-ingest\nudp = 127.0.0.1:%d\nout = ckms\n"
+	    "[stage ckms]\nexec = telem-egress-ckms\nflush = yes\n";
+	static const char three[] =
+	    "[stage ingest]\nexec = telem-ingest\nudp = 127.0.0.1:%d\nout = ckms cma\n"
+	    "[stage ckms]\nexec = telem-egress-ckms\nflush = yes\n"
+	    "[stage cma]\nexec = telem-egress-cma\nflush = yes\n";
+	char conf[256], msg[512];
+	pl_conf(&P, "p.conf", conf, sizeof(conf), two, P.port);
+	cr_assert(pl_start_conf(&P, conf, "-m", "1024", NULL), "not up:\n%s",
+	    h_slurp(P.err));
+	notify_recv(fd, msg, sizeof(msg), 10000);
+	cr_expect(strstr(msg, "READY=1\nSTATUS=pipeline up: 2 stages") == msg, "'%s'", msg);
+	pl_conf(&P, "p.conf", conf, sizeof(conf), three, P.port);
+	char reply[1024];
+	cr_assert_eq(pl_ctl(&P, reply, sizeof(reply), "reload"), 0, "%s", reply);
+	notify_recv(fd, msg, sizeof(msg), 10000);
+	cr_expect(strstr(msg, "STATUS=pipeline reloaded: 3 stages") == msg,
+	    "after the reload: '%s'", msg);
+	int st = pl_signal_wait(&P, SIGTERM, 10000);
+	cr_expect(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	close(fd);
+	unlink(path);
+}
+
 /* The argument list of a running process, NULs made spaces. */
 static void
 cmdline(pid_t pid, char *buf, size_t cap)
