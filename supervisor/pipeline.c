@@ -435,8 +435,8 @@ on_stage_key(struct ctx *c, const char *name, const char *value)
 			bad(c, "exec is empty");
 		else if ((strchr(value, '/') && *value != '/') ||
 		    strcmp(value, ".") == 0 || strcmp(value, "..") == 0)
-			bad(c, "exec '%s': must be a bare name (found next "
-			    "to telem-supervisor) or an absolute path", value);
+			bad(c, "exec '%s': must be a bare name (one of "
+			    "telem's stages) or an absolute path", value);
 		else if ((st->exec = strdup(value)) == NULL)
 			bad(c, "out of memory");
 	} else if (strcmp(name, "args") == 0) {

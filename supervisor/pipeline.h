@@ -13,7 +13,9 @@
  *   flush_ms = 1000               1 .. 86400000
  *
  *   [stage NAME]                  NAME: 1..15 of a-z 0-9 _ -
- *   exec = telem-filter           a bare name (found next to telem-supervisor)
+ *   exec = telem-filter           a bare name (one of telem's stages, found
+ *                                 where the supervisor finds them: its
+ *                                 ../libexec/telem, else its own folder)
  *                                 or an absolute path; taken whole
  *   args = --keep-below 100       see below
  *   out = ckms cma                stage names, blank-separated; each one

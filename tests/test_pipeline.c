@@ -135,7 +135,7 @@ static const struct bad bad[] = {
 	{ "[stage tmp]\n", 1, "stage name 'tmp' is reserved" },
 	{ "[stage bad]\n", 1, "stage name 'bad' is reserved" },
 	{ "[stage in]\nexec = bin/telem-ingest\n", 2, "exec 'bin/telem-ingest': must be a bare "
-	    "name (found next to telem-supervisor) or an absolute path" },
+	    "name (one of telem's stages) or an absolute path" },
 	/* 40 */ { IN "args = \"open\n", 4, "args: a double quote is not closed" },
 	{ IN "args = \"a\\nb\"\n", 4, "args: inside quotes a backslash escapes only" },
 	{ IN "flush = maybe\n", 4, "flush 'maybe': must be yes or no" },
