@@ -240,6 +240,19 @@ ingest_init(struct stage *st)
 	return 0;
 }
 
+/* The rate limit of the bad-input lines, passed once per datagram with
+ * bad lines (or statsd metrics) in it: returns what log_limit_pass does,
+ * and counts every bad one of a silenced datagram as suppressed, so that
+ * the lines' counts and their "(N more ...)" add up to ingest's `bad`. */
+static long long
+bad_log_pass(struct ingest *g, unsigned long long bad)
+{
+	long long s = log_limit_pass(&g->bad_log, 1000);
+	if (s < 0)
+		g->bad_log.suppressed += bad - 1;
+	return s;
+}
+
 /* The line a user can act on: which line, why, and how many more. */
 static void
 log_bad(const struct udp_batch *b, size_t k, size_t bad, long long suppressed)
@@ -247,7 +260,8 @@ log_bad(const struct udp_batch *b, size_t k, size_t bad, long long suppressed)
 	char more[64], text[4 * BAD_LINE_SHOWN + 8];
 	const char *line, *why;
 	size_t len;
-	log_more(more, sizeof(more), suppressed, "in the last second");
+	log_more(more, sizeof(more), suppressed,
+	    "bad line(s) since the last of these lines");
 	if (b->trunc[k]) {
 		log_warnx("rejected a datagram longer than %d bytes, starting \"%s\""
 		    "%s", UDP_DGRAM_MAX, log_escape(text, sizeof(text), b->buf[k],
@@ -312,7 +326,7 @@ ingest_batch(struct stage *st, struct ingest *g)
 		if (bad == 0)
 			continue;
 		st->n_bad += (uint64_t)bad;
-		long long s = log_limit_pass(&g->bad_log, 1000);
+		long long s = bad_log_pass(g, (unsigned long long)bad);
 		if (s >= 0)
 			log_bad(b, k, (size_t)bad, s);
 	}
@@ -357,11 +371,12 @@ take_metric(void *ctx, const struct statsd_metric *m)
 static void
 log_bad_statsd(struct ingest *g, const struct statsd_result *res)
 {
-	long long s = log_limit_pass(&g->bad_log, 1000);
+	long long s = bad_log_pass(g, res->bad);
 	if (s < 0)
 		return;
 	char more[64], text[4 * BAD_LINE_SHOWN + 8];
-	log_more(more, sizeof(more), s, "in the last second");
+	log_more(more, sizeof(more), s,
+	    "bad metric(s) since the last of these lines");
 	log_warnx("rejected %llu bad statsd metric(s) of a datagram; the first "
 	    "line, \"%s\": %s%s", (unsigned long long)res->bad,
 	    log_escape(text, sizeof(text), res->bad_line, res->bad_len,
@@ -382,7 +397,7 @@ statsd_batch(struct stage *st, struct ingest *g)
 			meta.lines++;
 			meta.bad++;
 			st->n_bad++;
-			long long s = log_limit_pass(&g->bad_log, 1000);
+			long long s = bad_log_pass(g, 1);
 			if (s >= 0)
 				log_bad(b, k, 1, s);
 			continue;

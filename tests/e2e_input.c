@@ -204,6 +204,53 @@ Test(input, a_flood_of_bad_input_logs_one_line_a_second_per_stage)
 	cr_assert_eq(ev, 3000 + extra, "low lines account for %lld", ev);
 }
 
+/* The bad lines ingest's log lines stand for: N of each "rejected N bad
+ * line(s)" plus K of its "(K more ...)". */
+static long long
+logged_bad_lines(void)
+{
+	const char *what = "telem-ingest[ingest]: rejected ";
+	char *err = h_slurp(P.err), *q;
+	long long sum = 0;
+	for (char *s = err; (s = strstr(s, what)) != NULL; s++) {
+		char *eol = strchr(s, '\n'), *p = s + strlen(what);
+		sum += strtoll(p, NULL, 10);
+		while ((p = strchr(p, '(')) != NULL && (eol == NULL || p < eol)) {
+			long long v = strtoll(++p, &q, 10);
+			if (q > p && strncmp(q, " more ", 6) == 0)
+				sum += v;
+		}
+	}
+	free(err);
+	return sum;
+}
+
+Test(input, the_log_of_bad_lines_adds_up_to_bad_with_many_per_datagram)
+{
+	/* Datagrams of 10 bad lines each: what a log line says was
+	 * suppressed is lines, as its own count is, not datagrams. */
+	static const char ten[] = "x\nx\nx\nx\nx\nx\nx\nx\nx\nx\n";
+	START("-m", "1024");
+	for (int i = 0; i < 300; i++)
+		pl_sendto(&P, ten, sizeof(ten) - 1);
+	long long got = 0;
+	for (int i = 0; i < 3000; i++, fault_nap(10)) {
+		got = pl_stat(&P, "ingest", "bad") +
+		    10 * pl_stat(&P, "ingest", "dropped_dgrams");
+		if (got == 3000)
+			break;
+	}
+	cr_assert_eq(got, 3000, "bad + 10 x dropped");
+	until_next_line("telem-ingest[ingest]: rejected", one_bad_datagram);
+	long long bad = pl_stat(&P, "ingest", "bad"), sum = logged_bad_lines();
+	cr_assert_eq(sum, bad, "the log accounts for %lld bad lines of %lld",
+	    sum, bad);
+	char *err = h_slurp(P.err);
+	cr_assert(strstr(err, " more bad line(s) since the last of these lines)"),
+	    "%s", err);
+	free(err);
+}
+
 /* ---- the security paragraph ---------------------------------------- */
 
 static int
