@@ -59,8 +59,12 @@ open_one(struct udp *u, const struct addrinfo *ai, int rcvbuf)
 		log_warn("socket %s", s->addr);
 		return -1;
 	}
+	/* IPv6 only, but for an IPv4-mapped address (::ffff:a.b.c.d): that
+	 * one is bound only by a socket that takes IPv4 too, and then
+	 * receives what is sent to a.b.c.d. */
 	int one = 1;
-	if (ai->ai_family == AF_INET6)
+	if (ai->ai_family == AF_INET6 && !IN6_IS_ADDR_V4MAPPED(
+	    &((const struct sockaddr_in6 *)(const void *)ai->ai_addr)->sin6_addr))
 		(void)setsockopt(s->fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
 	int got = set_rcvbuf(s->fd, rcvbuf);
 	if (got < 0) {

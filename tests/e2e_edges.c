@@ -60,6 +60,21 @@ Test(edges, port_0_logs_and_shows_the_port_bound)
 	free(err);
 }
 
+/* An IPv4-mapped IPv6 address is an address of this machine: bound, and
+ * the IPv4 datagrams to it are taken. */
+Test(edges, an_ipv4_mapped_host_is_bound_and_receives)
+{
+	START("-p", "0", "-m", "1024", "-H", "::ffff:127.0.0.1");
+	char *err = h_slurp(P.err), addr[64];
+	word_after(err, "telem-supervisor: listening on ", addr, sizeof(addr));
+	const char *pre = "[::ffff:127.0.0.1]:";
+	cr_assert(strncmp(addr, pre, strlen(pre)) == 0, "%s", err);
+	P.port = atoi(addr + strlen(pre));
+	pl_sendto(&P, "a 1", 3);
+	cr_assert_eq(fault_wait_stat(&P, "ingest", "in", 1), 1);
+	free(err);
+}
+
 /* ---- bad -H and --rcvbuf ------------------------------------------------ */
 
 Test(edges, bad_host_and_tiny_rcvbuf_are_refused_with_exit_2)
