@@ -339,8 +339,12 @@ send_msg(struct stage *st, size_t i, const void *msg, size_t len)
 			if (st->stop_deadline == 0)
 				st->stop_deadline = now + STOP_SEND_GRACE_MS;
 			else if (now >= st->stop_deadline) {
+				/* stage_push sends to the queues in order and
+				 * stops here: the ones after i get nothing. */
 				log_warnx("queue %s still full at shutdown: batch of "
-				    "%u records not sent", st->out_name[i], st->w.count);
+				    "%u records not sent%s", st->out_name[i],
+				    st->w.count, i + 1 < st->nout ?
+				    " to it nor to the queues after it" : "");
 				return -1;
 			}
 		}
@@ -625,7 +629,8 @@ settle_gaps(struct stage *st)
 	uint64_t gap = stats_close_gaps(st->stats, sent);
 	if (gap > 0)
 		log_warnx("%llu records sent to queue %s never reached us (taken by "
-		    "a killed %s): counted lost", (unsigned long long)gap,
+		    "a killed %s, or not sent by a writer that gave up at "
+		    "shutdown): counted lost", (unsigned long long)gap,
 		    st->in_name, st->name);
 }
 

@@ -523,6 +523,37 @@ Test(edges, a_stage_stopped_by_a_signal_shows_stopped_not_up)
 	cr_assert_eq(s.st[H_LOW].pid, low, "not restarted: %s", s.raw);
 }
 
+/* ---- a writer that gives up at shutdown --------------------------------- */
+
+/* Ingest blocked on low's full queue (low stopped) gives up at the stop:
+ * its batch went to neither of its queues, and each line says so rather
+ * than blaming a kill that never happened. */
+Test(edges, a_batch_given_up_at_shutdown_is_said_for_every_queue_it_missed)
+{
+	START("-m", "1024");
+	pid_t low = pl_stage_pid(&P, "low");
+	cr_assert_gt(low, 0);
+	cr_assert_eq(kill(low, SIGSTOP), 0);
+	char d[400], out[4096];
+	for (size_t i = 0; i < sizeof(d); i += 4)
+		memcpy(d + i, "a 5\n", 4);
+	for (int i = 0; i < 500; i++)
+		pl_sendto(&P, d, sizeof(d));
+	fault_nap(300);
+	cr_assert_eq(pl_ctl(&P, out, sizeof(out), "stop"), 0, "%s", out);
+	cr_assert_neq(pl_wait(&P, 10000), -1);
+	char *err = h_slurp(P.err);
+	cr_assert(strstr(err, "telem-ingest[ingest]: queue low still full at "
+	    "shutdown: batch of ") != NULL, "%s", err);
+	cr_assert(strstr(err, " records not sent to it nor to the queues after "
+	    "it\n") != NULL, "%s", err);
+	cr_assert(strstr(err, "telem-filter[high]: ") != NULL &&
+	    strstr(err, "records sent to queue high never reached us (taken by "
+	    "a killed high, or not sent by a writer that gave up at "
+	    "shutdown): counted lost\n") != NULL, "%s", err);
+	free(err);
+}
+
 /* ---- status during a shutdown ------------------------------------------- */
 
 Test(edges, no_stage_shows_up_once_the_shutdown_has_begun)
