@@ -522,7 +522,7 @@ do_swap(struct sup *s, struct sup_child *c, char **argv, int argc,
 		}
 		argv[0] = exe;
 	}
-	if (access(argv[0], X_OK) == -1) {
+	if (pipeline_exec_ok(argv[0]) == -1) {
 		reply(k, "error: %s: %s\n", argv[0], strerror(errno));
 		return -1;
 	}

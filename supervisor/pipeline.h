@@ -145,8 +145,13 @@ int pipeline_host_ok(const char *host);
  * Returns 0, or -1 if it does not fit in cap. */
 int pipeline_exec_path(const struct pipeline_stage *st, const char *bindir,
     char *buf, size_t cap);
-/* Check that every stage's program exists and is executable (bare names in
- * bindir). Returns 0, or -1 with "FILE:LINE: exec NAME: strerror" in err. */
+/* 0 if path is a program a stage can run: a regular file we may execute
+ * (a folder passes access(X_OK), but exec fails on it, which the stage
+ * reports as a configuration error). Else -1 with errno set (EISDIR for a
+ * folder, EACCES for anything else that is not a regular file). */
+int pipeline_exec_ok(const char *path);
+/* Check that every stage's program exists and is executable
+ * (pipeline_exec_ok; bare names in bindir). Returns 0, or -1 with "FILE:LINE: exec NAME: strerror" in err. */
 int pipeline_check_execs(const struct pipeline *p, const char *bindir,
     char *err, size_t errcap);
 /* Split an args value as the file does. Returns the count (argv[count] =

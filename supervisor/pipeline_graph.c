@@ -9,6 +9,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "stage.h"
@@ -216,6 +217,19 @@ pipeline_exec_path(const struct pipeline_stage *st, const char *bindir,
 }
 
 int
+pipeline_exec_ok(const char *path)
+{
+	struct stat st;
+	if (access(path, X_OK) == -1 || stat(path, &st) == -1)
+		return -1;
+	if (!S_ISREG(st.st_mode)) {
+		errno = S_ISDIR(st.st_mode) ? EISDIR : EACCES;
+		return -1;
+	}
+	return 0;
+}
+
+int
 pipeline_check_execs(const struct pipeline *p, const char *bindir, char *err,
     size_t errcap)
 {
@@ -225,7 +239,7 @@ pipeline_check_execs(const struct pipeline *p, const char *bindir, char *err,
 		const char *why = NULL;
 		if (pipeline_exec_path(st, bindir, path, sizeof(path)) == -1)
 			why = "the path is too long";
-		else if (access(path, X_OK) == -1)
+		else if (pipeline_exec_ok(path) == -1)
 			why = strerror(errno);
 		if (why != NULL) {
 			snprintf(err, errcap, "%s:%d: exec %s: %s", p->file,

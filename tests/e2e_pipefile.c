@@ -492,6 +492,35 @@ Test(pipefile, reload_of_a_broken_file_changes_nothing)
 		cr_assert_eq(s.st[i].pid, s0.st[i].pid, "%s touched:\n%s", s.st[i].name, s.raw);
 }
 
+/* A folder passes access(X_OK) but runs nothing: a stage added with one
+ * is the file's error, not a stage that exits 100 and stops the
+ * pipeline. */
+Test(pipefile, reload_of_a_stage_whose_exec_is_a_folder_changes_nothing)
+{
+	char conf[256], text[1024];
+	start_before(conf, sizeof(conf), &(struct h_status){ 0 });
+	snprintf(text, sizeof(text), "%s[stage extra]\nexec = %s\nout = ckms\n"
+	    "udp = 127.0.0.1:0\n", before, P.dir);
+	pl_conf(&P, "p.conf", conf, sizeof(conf), text, P.port);
+	int rc = ctl("reload");
+	char want[512];
+	snprintf(want, sizeof(want), "error: %s:29: exec %s: Is a directory\n",
+	    conf, P.dir);
+	cr_assert_eq(rc, 1, "%s", reply_buf);
+	cr_assert_str_eq(reply_buf, want);
+	h_nap_ms(300);
+	cr_assert_eq(pl_wait(&P, 0), -1, "the supervisor stopped:\n%s",
+	    h_slurp(P.err));
+	/* At start, the same: one line, exit 2. */
+	cr_assert_eq(ctl("stop"), 0, "%s", reply_buf);
+	cr_assert_neq(pl_wait(&P, 10000), -1);
+	char args[512], why[2048];
+	snprintf(args, sizeof(args), "-i %s -c %s", P.instance, conf);
+	cr_assert(h_refuses(&P, args, why, sizeof(why)), "%s", why);
+	cr_assert(strstr(h_slurp(P.err), "Is a directory") != NULL, "%s",
+	    h_slurp(P.err));
+}
+
 Test(pipefile, reload_refuses_a_new_msg_bytes)
 {
 	char conf[256], text[2048];

@@ -101,6 +101,9 @@ Test(swap, swap_to_a_missing_program_is_refused)
 	cr_assert(strstr(reply_buf, "/nonexistent/telem-egress-cma") != NULL &&
 	    strstr(reply_buf, "No such file or directory") != NULL, "%s", reply_buf);
 	assert_error(ctl("swap cma no-such-telem-program"), "missing bare name");
+	/* A folder is executable to access(), but not a program. */
+	assert_error(ctl("swap cma %s", P.dir), "a folder");
+	cr_assert(strstr(reply_buf, "Is a directory") != NULL, "%s", reply_buf);
 	status(&s);
 	cr_assert_eq(s.st[H_CMA].pid, s0.st[H_CMA].pid, "%s", s.raw);
 	cr_assert_str_eq(s.st[H_CMA].exe, s0.st[H_CMA].exe);
