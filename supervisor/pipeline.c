@@ -15,12 +15,14 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <ini.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "supervisor/pipeline_impl.h"
@@ -559,10 +561,27 @@ parse_stream(struct pipeline *p, const char *name, FILE *f, char *err,
 int
 pipeline_load(struct pipeline *p, const char *path, char *err, size_t errcap)
 {
-	FILE *f = fopen(path, "re");
-	if (f == NULL) {
+	/* Only a regular file: a reload reads it again from the supervisor's
+	 * poll loop, where opening a FIFO would wait for a writer and reading
+	 * a device might never end (O_NONBLOCK lets the open return to say
+	 * so). */
+	struct stat sb;
+	const char *why = NULL;
+	FILE *f = NULL;
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+	if (fd == -1 || fstat(fd, &sb) == -1)
+		why = strerror(errno);
+	else if (S_ISDIR(sb.st_mode))
+		why = strerror(EISDIR);
+	else if (!S_ISREG(sb.st_mode))
+		why = "not a regular file";
+	else if ((f = fdopen(fd, "r")) == NULL)
+		why = strerror(errno);
+	if (why != NULL) {
+		if (fd != -1)
+			close(fd);
 		empty(p);
-		snprintf(err, errcap, "%s: %s", path, strerror(errno));
+		snprintf(err, errcap, "%s: %s", path, why);
 		return -1;
 	}
 	int rc = parse_stream(p, path, f, err, errcap);

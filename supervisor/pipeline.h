@@ -126,7 +126,8 @@ struct pipeline {
 
 /* Read and check the pipeline file `path`. Returns 0 with *p filled (free
  * it with pipeline_free), or -1 with one line "PATH:LINE: what is wrong"
- * (or "PATH: strerror" when it cannot be read) in err, *p left empty
+ * (or "PATH: strerror" when it cannot be opened, "PATH: not a regular
+ * file" for a FIFO or a device, which are not read) in err, *p left empty
  * (pipeline_free on it is harmless). Nothing else changes. */
 int pipeline_load(struct pipeline *p, const char *path, char *err, size_t errcap);
 /* The same from text in memory; `name` stands for the file in errors. */

@@ -580,6 +580,30 @@ Test(pipefile, reload_refuses_a_stage_that_changes_its_input)
 	WAIT_OUT("[CKMS] a 0.99:10\n", 1);
 }
 
+/* The file replaced by a FIFO nobody writes: the reload is refused at
+ * once, and the supervisor goes on serving (it used to wait in open(2)
+ * for a writer, deaf to telemctl, SIGTERM and its stages). */
+Test(pipefile, reload_of_a_fifo_is_refused_and_the_supervisor_serves_on)
+{
+	char conf[256];
+	struct h_status s0, s;
+	start_before(conf, sizeof(conf), &s0);
+	cr_assert_eq(unlink(conf), 0);
+	cr_assert_eq(mkfifo(conf, 0600), 0, "mkfifo: %s", strerror(errno));
+	int rc = ctl("reload");
+	char want[320];
+	snprintf(want, sizeof(want), "error: %s: not a regular file\n", conf);
+	cr_assert_eq(rc, 1, "%s", reply_buf);
+	cr_assert_str_eq(reply_buf, want);
+	status(&s);
+	cr_assert_eq(s.n, s0.n, "%s", s.raw);
+	for (int i = 0; i < s.n; i++)
+		cr_assert_eq(s.st[i].pid, s0.st[i].pid, "%s touched:\n%s",
+		    s.st[i].name, s.raw);
+	pl_nc(&P, "a 10\n");
+	WAIT_OUT("[CKMS] a 0.99:10\n", 1);
+}
+
 Test(pipefile, reload_without_a_file_says_so)
 {
 	cr_assert(pl_start(&P, "-m", "1024", NULL), "%s", h_slurp(P.err));

@@ -239,6 +239,28 @@ Test(pipeline, file_that_cannot_be_opened)
 	snprintf(want, sizeof(want), "%s", dir);   /* a folder: read fails */
 	cr_expect_eq(pipeline_load(&p, want, err, sizeof(err)), -1);
 	cr_expect_not_null(strstr(err, "Is a directory"), "%s", err);
+	snprintf(want, sizeof(want), "%s: Is a directory", dir);
+	cr_expect_str_eq(err, want);
+}
+
+/* A FIFO nobody writes would hold pipeline_load (and so a reload, in the
+ * supervisor's poll loop) in open(2) for good, and a device such as
+ * /dev/urandom would be read for ever: only a regular file is read. */
+Test(pipeline, only_a_regular_file_is_read)
+{
+	struct pipeline p;
+	char err[PIPELINE_ERR_MAX], want[256], fifo[128];
+	snprintf(fifo, sizeof(fifo), "%s/fifo.conf", dir);
+	cr_assert_eq(mkfifo(fifo, 0600), 0, "mkfifo: %s", strerror(errno));
+	alarm(5);   /* without the check open(2) waits for a writer */
+	cr_assert_eq(pipeline_load(&p, fifo, err, sizeof(err)), -1);
+	snprintf(want, sizeof(want), "%s: not a regular file", fifo);
+	cr_expect_str_eq(err, want);
+	cr_assert_eq(pipeline_load(&p, "/dev/urandom", err, sizeof(err)), -1);
+	cr_expect_str_eq(err, "/dev/urandom: not a regular file");
+	alarm(0);
+	cr_expect_eq(p.nstage, 0);
+	pipeline_free(&p);
 }
 
 Test(pipeline, longest_line_is_accepted)
