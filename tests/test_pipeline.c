@@ -432,6 +432,14 @@ Test(pipeline, check_execs)
 	    "[stage a]\nexec = true\n");
 	cr_expect_eq(pipeline_check_execs(&p, "/bin", err, sizeof(err)), 0, "%s", err);
 	pipeline_free(&p);
+	/* A folder passes access(X_OK) but is no program: execve would
+	 * refuse it only once the pipeline is being started. */
+	must_load(&p, "[stage in]\nexec = /bin/sh\nudp = 127.0.0.1:1\nout = a\n"
+	    "[stage a]\nexec = /tmp\n");
+	cr_expect_eq(pipeline_check_execs(&p, "/bin", err, sizeof(err)), -1);
+	snprintf(want, sizeof(want), "%s:6: exec /tmp: Is a directory", path);
+	cr_expect_str_eq(err, want);
+	pipeline_free(&p);
 }
 
 /* ------------------------------------------------------------------ */
