@@ -150,23 +150,33 @@ sup_reload(struct sup *s, char *buf, size_t cap)
 		pipeline_free(&np);
 		return -1;
 	}
-	/* A changed udp address is bound before anything else changes. */
+	/* A changed udp address is bound before anything else changes, and
+	 * while the stage's sockets are still open (its running process holds
+	 * them anyway): if one cannot be bound, every stage keeps the sockets
+	 * it has and nothing changes. */
+	static struct udp fresh[PIPELINE_STAGES_MAX];
 	for (int k = 0; k < d.nchanged; k++) {
-		int i = d.changed[k];
-		if (!(d.what[i] & PIPELINE_CH_UDP))
+		const struct pipeline_stage *ps = &np.stage[d.changed[k]];
+		fresh[k].n = 0;
+		if (!(d.what[d.changed[k]] & PIPELINE_CH_UDP) ||
+		    sup_listen_bind(s, &fresh[k], ps->udp_host, ps->udp_port) == 0)
 			continue;
-		struct sup_child *c = sup_find(s, np.stage[i].name);
-		sup_listen_close(c);   /* the same port may be kept */
-		snprintf(c->udp_host, sizeof(c->udp_host), "%s", np.stage[i].udp_host);
-		snprintf(c->udp_port, sizeof(c->udp_port), "%s", np.stage[i].udp_port);
-		if (sup_listen_open(s, c) == -1) {
-			say(&o, "error: %s:%d: udp = %s:%s: cannot bind (see the log); "
-			    "stage %s runs on without sockets until a reload fixes it\n",
-			    np.file, np.stage[i].line.udp, np.stage[i].udp_host,
-			    np.stage[i].udp_port, c->name);
-			pipeline_free(&np);
-			return -1;
-		}
+		say(&o, "error: %s:%d: udp %s%s%s:%s: cannot bind (see the log); "
+		    "nothing changed\n", np.file, ps->line.udp,
+		    strchr(ps->udp_host, ':') ? "[" : "", ps->udp_host,
+		    strchr(ps->udp_host, ':') ? "]" : "", ps->udp_port);
+		log_warnx("reload: %s:%d: cannot bind udp of stage %s: nothing "
+		    "changed", np.file, ps->line.udp, ps->name);
+		while (k-- > 0)
+			udp_close(&fresh[k]);
+		pipeline_free(&np);
+		return -1;
+	}
+	for (int k = 0; k < d.nchanged; k++) {
+		const struct pipeline_stage *ps = &np.stage[d.changed[k]];
+		if (d.what[d.changed[k]] & PIPELINE_CH_UDP)
+			sup_listen_replace(sup_find(s, ps->name), &fresh[k],
+			    ps->udp_host, ps->udp_port);
 	}
 
 	/* New queues first: the new stages' (a kept stage keeps its input). */

@@ -221,6 +221,11 @@ long sup_queue_depth(struct sup *s, const char *queue);
  * its processes. */
 int sup_listen_open(struct sup *s, struct sup_child *c);  /* 0, or -1 logged */
 void sup_listen_close(struct sup_child *c);
+/* A reload's new address for a stage: bound into *u while the stage's
+ * own sockets stay open (0, or -1 logged), then put in their place. */
+int sup_listen_bind(struct sup *s, struct udp *u, const char *host, const char *port);
+void sup_listen_replace(struct sup_child *c, struct udp *u, const char *host,
+    const char *port);
 
 /* spawn.c: starting, signalling and reaping children. */
 /* Fill a free entry of s->ch from stage i of p (slot, queues, program,

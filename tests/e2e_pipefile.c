@@ -8,11 +8,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <mqueue.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -600,6 +602,47 @@ Test(pipefile, reload_of_a_fifo_is_refused_and_the_supervisor_serves_on)
 	for (int i = 0; i < s.n; i++)
 		cr_assert_eq(s.st[i].pid, s0.st[i].pid, "%s touched:\n%s",
 		    s.st[i].name, s.raw);
+	pl_nc(&P, "a 10\n");
+	WAIT_OUT("[CKMS] a 0.99:10\n", 1);
+}
+
+/* ingest moved to a port another socket holds: the reload is refused and
+ * ingest keeps its socket, also for its next start (the supervisor used
+ * to close its copy first, so a restart ran ingest without --udp-fd, on
+ * 127.0.0.1:1990, whatever the file said). */
+Test(pipefile, reload_to_a_port_in_use_keeps_the_socket)
+{
+	char conf[256], text[2048];
+	struct h_status s0, s;
+	start_before(conf, sizeof(conf), &s0);
+	int fd = socket(AF_INET, SOCK_DGRAM, 0);
+	struct sockaddr_in sa = { .sin_family = AF_INET,
+	    .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t sl = sizeof(sa);
+	cr_assert(fd != -1 && bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
+	    getsockname(fd, (struct sockaddr *)&sa, &sl) == 0, "%s", strerror(errno));
+	int taken = ntohs(sa.sin_port);
+	snprintf(text, sizeof(text), before, taken);
+	pl_conf(&P, "p.conf", conf, sizeof(conf), "%s", text);
+	int rc = ctl("reload");
+	char want[512];
+	snprintf(want, sizeof(want), "error: %s:5: udp 127.0.0.1:%d: cannot bind (see "
+	    "the log); nothing changed\n", conf, taken);
+	cr_assert_eq(rc, 1, "%s", reply_buf);
+	cr_assert_str_eq(reply_buf, want);
+	close(fd);
+	status(&s);
+	for (int i = 0; i < s.n; i++)
+		cr_assert_eq(s.st[i].pid, s0.st[i].pid, "%s touched:\n%s",
+		    s.st[i].name, s.raw);
+	/* The file back as it runs: nothing to do. */
+	pl_conf(&P, "p.conf", conf, sizeof(conf), before, P.port);
+	cr_assert_eq(ctl("reload"), 0, "%s", reply_buf);
+	cr_assert_str_eq(reply_buf, "no change\nok\n");
+	cr_assert_eq(ctl("restart ingest"), 0, "%s", reply_buf);
+	status(&s);
+	snprintf(want, sizeof(want), " listen=127.0.0.1:%d ", P.port);
+	cr_assert_not_null(strstr(s.raw, want), "no%s in:\n%s", want, s.raw);
 	pl_nc(&P, "a 10\n");
 	WAIT_OUT("[CKMS] a 0.99:10\n", 1);
 }
