@@ -46,6 +46,15 @@ say(struct out *o, const char *fmt, ...)
 		o->len += (size_t)n < o->cap - o->len ? (size_t)n : o->cap - o->len - 1;
 }
 
+static void
+msg_bytes_text(size_t v, char *buf, size_t cap)
+{
+	if (v == PIPELINE_MSG_AUTO)
+		snprintf(buf, cap, "auto");
+	else
+		snprintf(buf, cap, "%zu", v);
+}
+
 /* Give c the queues, flags and program of stage i of p. */
 static int
 reshape(struct sup *s, struct sup_child *c, const struct pipeline *p, int i)
@@ -111,11 +120,25 @@ sup_reload(struct sup *s, char *buf, size_t cap)
 		np.flush_ms = s->cfg.popts.flush_ms;
 	pipeline_diff(&s->pl, &np, &d);
 	if (d.pipeline & (PIPELINE_CH_TRANSPORT | PIPELINE_CH_MSG_BYTES)) {
-		snprintf(err, sizeof(err), "%s:%d: %s changed: the queues exist; "
-		    "stop and start the supervisor to change it", np.file,
-		    d.pipeline & PIPELINE_CH_TRANSPORT ? np.line.transport :
-		    np.line.msg_bytes, d.pipeline & PIPELINE_CH_TRANSPORT ?
-		    "transport" : "msg_bytes");
+		/* A key left out means its default: name its section then, or
+		 * the first line when the file has no [pipeline]. */
+		int tr = d.pipeline & PIPELINE_CH_TRANSPORT;
+		int line = tr ? np.line.transport : np.line.msg_bytes;
+		char now[32], was[32];
+		if (line == 0)
+			line = np.line.section > 0 ? np.line.section : 1;
+		if (tr) {
+			snprintf(now, sizeof(now), "%s", chan_kind_name(np.transport));
+			snprintf(was, sizeof(was), "%s", chan_kind_name(s->pl.transport));
+		} else {
+			msg_bytes_text(np.msg_bytes, now, sizeof(now));
+			msg_bytes_text(s->pl.msg_bytes, was, sizeof(was));
+		}
+		snprintf(err, sizeof(err), "%s:%d: %s changed (%s%s, running %s): "
+		    "the queues exist; stop and start the supervisor to change it",
+		    np.file, line, tr ? "transport" : "msg_bytes", now,
+		    (tr ? np.line.transport : np.line.msg_bytes) ? "" :
+		    ", the default", was);
 		log_warnx("reload: %s: nothing changed", err);
 		say(&o, "error: %s\n", err);
 		pipeline_free(&np);

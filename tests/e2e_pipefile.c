@@ -540,6 +540,31 @@ Test(pipefile, reload_refuses_a_new_msg_bytes)
 	    want, reply_buf);
 }
 
+/* msg_bytes left out of the new file is auto, a change too: the error
+ * names the line of [pipeline] (it named line 0). */
+Test(pipefile, reload_of_a_msg_bytes_left_out_names_its_section)
+{
+	char conf[256], text[2048];
+	snprintf(text, sizeof(text), before, P.port);
+	const char *stages = strstr(text, "[stage ingest]");
+	cr_assert_not_null(stages);
+	pl_conf(&P, "p.conf", conf, sizeof(conf), "[pipeline]\nmsg_bytes = 1024\n%s",
+	    text + strlen("[pipeline]\n"));
+	START_CONF(conf, "-f", "200");
+	pl_conf(&P, "p.conf", conf, sizeof(conf), "%s\n[pipeline]\nflush_ms = 200\n",
+	    stages);
+	int line = 2;
+	for (const char *c = stages; *c != '\0'; c++)
+		line += *c == '\n';
+	int rc = ctl("reload");
+	cr_assert_eq(rc, 1, "%s", reply_buf);
+	char want[512];
+	snprintf(want, sizeof(want), "error: %s:%d: msg_bytes changed (auto, the "
+	    "default, running 1024): the queues exist; stop and start the "
+	    "supervisor to change it\n", conf, line);
+	cr_assert_str_eq(reply_buf, want);
+}
+
 /* tiny turned into a second ingest: it would lose its in-queue, so
  * the reload is refused whole and every stage keeps its pid. */
 Test(pipefile, reload_refuses_a_stage_that_changes_its_input)
