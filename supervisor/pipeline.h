@@ -45,7 +45,8 @@
  * stages other than itself (at most STAGE_OUT_MAX, common/stage.h), no
  * cycle, no two stages of one name, at most PIPELINE_STAGES_MAX stages, a
  * flush stage has an in-queue, every stage gets input (an in-queue or
- * udp), no two stages bind the same udp text (port 0 aside), the names
+ * udp), no two stages bind the same udp (as written, or one IP address
+ * written two ways; port 0 aside), the names
  * `stats` and `lock` are reserved (the instance's other IPC objects carry
  * them).
  * Each violation is one line "FILE:LINE: what is wrong"; the first found

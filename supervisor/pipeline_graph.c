@@ -4,6 +4,7 @@
  * its programs. */
 #include "supervisor/pipeline_impl.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -149,6 +150,19 @@ start_order(struct pipeline *p)
 				p->order[n++] = i;
 }
 
+/* The same host: the same text, or two spellings of one address
+ * ([::1] and [0::1], say). Names are compared as written. */
+static int
+same_host(const char *a, const char *b)
+{
+	unsigned char x[16], y[16];
+	int fam = strchr(a, ':') != NULL ? AF_INET6 : AF_INET;
+	if (strcmp(a, b) == 0)
+		return 1;
+	return inet_pton(fam, a, x) == 1 && inet_pton(fam, b, y) == 1 &&
+	    memcmp(x, y, fam == AF_INET6 ? 16 : 4) == 0;
+}
+
 int
 pipeline_graph(struct pipeline *p, char *const *outs, int last_line,
     struct pipeline_err *e)
@@ -185,7 +199,7 @@ pipeline_graph(struct pipeline *p, char *const *outs, int last_line,
 		int any = strcmp(st->udp_port, "0") == 0;
 		for (int j = 0; j < i && st->udp && !any; j++)
 			if (p->stage[j].udp &&
-			    strcmp(p->stage[j].udp_host, st->udp_host) == 0 &&
+			    same_host(p->stage[j].udp_host, st->udp_host) &&
 			    strcmp(p->stage[j].udp_port, st->udp_port) == 0)
 				pipeline_fail(e, st->line.udp, "udp %s%s%s:%s: stage "
 				    "'%s' binds it already (line %d)", v6 ? "[" : "",

@@ -162,6 +162,9 @@ static const struct bad bad[] = {
 	{ IN "udp = 127.0.0.1:2\n", 4, "udp is given twice in this section (first at line 3)" },
 	/* 55 */ { IN "args = \"abc\\\n", 4, "args: inside quotes a backslash escapes only" },
 	{ IN "args = \"abc\\\"\n", 4, "args: a double quote is not closed" },
+	/* one address written two ways is bound twice all the same */
+	{ "[stage in]\nexec = x\nudp = [::1]:1\n[stage in2]\nexec = x\nudp = [0:0::1]:1\n", 6,
+	    "udp [0:0::1]:1: stage 'in' binds it already (line 3)" },
 };
 #define NBAD (sizeof(bad) / sizeof(bad[0]))
 
