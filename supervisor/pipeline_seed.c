@@ -157,6 +157,31 @@ pipeline_builtin_text(const struct pipeline_opts *o)
 	return text;
 }
 
+/* A line of the built-in text longer than a file's: the options made it
+ * (-g with --graphite-prefix and --graphite-buffer near their limits, a
+ * long -H name), so say which stage and what, not a line number of a
+ * file nobody wrote. 0 if every line fits. */
+static int
+long_line(const char *text, char *err, size_t errcap)
+{
+	char stage[PIPELINE_NAME_MAX + 1] = "";
+	for (const char *l = text; *l != '\0';) {
+		size_t n = strcspn(l, "\n");
+		if (strncmp(l, "[stage ", 7) == 0)
+			snprintf(stage, sizeof(stage), "%.*s", (int)strcspn(l + 7, "]"),
+			    l + 7);
+		if (n > PIPELINE_LINE_MAX) {
+			snprintf(err, errcap, "%s: the options make stage %s's line "
+			    "'%.40s...' %zu characters long, more than the %d a line of a "
+			    "pipeline file holds: shorten them", BUILTIN_NAME, stage, l,
+			    n, PIPELINE_LINE_MAX);
+			return -1;
+		}
+		l += n + (l[n] == '\n');
+	}
+	return 0;
+}
+
 int
 pipeline_builtin(struct pipeline *p, const struct pipeline_opts *o, char *err,
     size_t errcap)
@@ -165,6 +190,11 @@ pipeline_builtin(struct pipeline *p, const struct pipeline_opts *o, char *err,
 	if (text == NULL) {
 		memset(p, 0, sizeof(*p));
 		snprintf(err, errcap, "%s: %s", BUILTIN_NAME, strerror(errno));
+		return -1;
+	}
+	if (long_line(text, err, errcap) == -1) {
+		memset(p, 0, sizeof(*p));
+		free(text);
 		return -1;
 	}
 	int rc = pipeline_parse_string(p, BUILTIN_NAME, text, err, errcap);

@@ -584,6 +584,31 @@ Test(pipeline, builtin_with_options)
 	pipeline_free(&p);
 }
 
+/* -g, --graphite-prefix and --graphite-buffer each within their limits
+ * can make carbon's args longer than a file's line: said as such (it was
+ * "built-in pipeline:36: the line is longer than 197 characters"). */
+Test(pipeline, builtin_too_long_for_a_file_names_the_stage)
+{
+	struct pipeline_opts o;
+	struct pipeline p;
+	char err[PIPELINE_ERR_MAX], prefix[129];
+	pipeline_opts_default(&o);
+	memset(prefix, 'p', 128);
+	prefix[128] = '\0';
+	o.graphite = "127.0.0.1:2003";
+	o.graphite_prefix = prefix;
+	o.graphite_buffer = "1073741824";
+	cr_assert_eq(pipeline_builtin(&p, &o, err, sizeof(err)), -1);
+	cr_expect_str_eq(err, "built-in pipeline: the options make stage carbon's "
+	    "line 'args = --graphite 127.0.0.1:2003 --graph...' 208 characters "
+	    "long, more than the 197 a line of a pipeline file holds: shorten them");
+	cr_expect_eq(p.nstage, 0);
+	o.graphite_buffer = NULL;   /* 179 characters: fine */
+	cr_assert_eq(pipeline_builtin(&p, &o, err, sizeof(err)), 0, "%s", err);
+	expect_round_trip(&p);
+	pipeline_free(&p);
+}
+
 Test(pipeline, builtin_refuses_a_bad_host)
 {
 	struct pipeline_opts o;
