@@ -91,6 +91,56 @@ set_flush(struct sup *s, struct sup_child *c, int flush)
 	c->flush = flush;
 }
 
+/* Bind the udp of every added stage (into fresh_add, by its index in
+ * d->added) and every changed udp of a kept stage (into fresh, by its
+ * index in d->changed). 0, or -1 with all of them closed and the error
+ * said. */
+static int
+bind_all(struct sup *s, const struct pipeline *np, const struct pipeline_diff *d,
+    struct udp *fresh, struct udp *fresh_add, struct out *o)
+{
+	const struct pipeline_stage *ps = NULL;
+	for (int k = 0; k < d->nchanged; k++)
+		fresh[k].n = 0;
+	for (int k = 0; k < d->nadded; k++)
+		fresh_add[k].n = 0;
+	for (int k = 0; k < d->nchanged + d->nadded && ps == NULL; k++) {
+		int add = k >= d->nchanged, i = add ? d->added[k - d->nchanged] :
+		    d->changed[k];
+		struct udp *u = add ? &fresh_add[k - d->nchanged] : &fresh[k];
+		if (add ? !np->stage[i].udp : !(d->what[i] & PIPELINE_CH_UDP))
+			continue;
+		if (sup_listen_bind(s, u, np->stage[i].udp_host,
+		    np->stage[i].udp_port) == -1)
+			ps = &np->stage[i];
+	}
+	if (ps == NULL)
+		return 0;
+	for (int k = 0; k < d->nchanged; k++)
+		udp_close(&fresh[k]);
+	for (int k = 0; k < d->nadded; k++)
+		udp_close(&fresh_add[k]);
+	/* A stage this reload removes holds its sockets while it drains. */
+	const char *holder = NULL;
+	for (int k = 0; k < d->nremoved && holder == NULL; k++) {
+		const struct pipeline_stage *r = &s->pl.stage[d->removed[k]];
+		if (r->udp && strcmp(r->udp_host, ps->udp_host) == 0 &&
+		    strcmp(r->udp_port, ps->udp_port) == 0)
+			holder = r->name;
+	}
+	int v6 = strchr(ps->udp_host, ':') != NULL;
+	say(o, "error: %s:%d: udp %s%s%s:%s: cannot bind (see the log)", np->file,
+	    ps->line.udp, v6 ? "[" : "", ps->udp_host, v6 ? "]" : "", ps->udp_port);
+	if (holder != NULL)
+		say(o, ": stage %s, which this reload removes, holds it until it "
+		    "has drained; remove it in one reload and add %s in the next",
+		    holder, ps->name);
+	say(o, "; nothing changed\n");
+	log_warnx("reload: %s:%d: cannot bind udp of stage %s: nothing changed",
+	    np->file, ps->line.udp, ps->name);
+	return -1;
+}
+
 int
 sup_reload(struct sup *s, char *buf, size_t cap)
 {
@@ -173,27 +223,28 @@ sup_reload(struct sup *s, char *buf, size_t cap)
 		pipeline_free(&np);
 		return -1;
 	}
-	/* A changed udp address is bound before anything else changes, and
-	 * while the stage's sockets are still open (its running process holds
-	 * them anyway): if one cannot be bound, every stage keeps the sockets
-	 * it has and nothing changes. */
-	static struct udp fresh[PIPELINE_STAGES_MAX];
-	for (int k = 0; k < d.nchanged; k++) {
-		const struct pipeline_stage *ps = &np.stage[d.changed[k]];
-		fresh[k].n = 0;
-		if (!(d.what[d.changed[k]] & PIPELINE_CH_UDP) ||
-		    sup_listen_bind(s, &fresh[k], ps->udp_host, ps->udp_port) == 0)
-			continue;
-		say(&o, "error: %s:%d: udp %s%s%s:%s: cannot bind (see the log); "
-		    "nothing changed\n", np.file, ps->line.udp,
-		    strchr(ps->udp_host, ':') ? "[" : "", ps->udp_host,
-		    strchr(ps->udp_host, ':') ? "]" : "", ps->udp_port);
-		log_warnx("reload: %s:%d: cannot bind udp of stage %s: nothing "
-		    "changed", np.file, ps->line.udp, ps->name);
-		while (k-- > 0)
-			udp_close(&fresh[k]);
+	/* The udp addresses of new stages and the changed ones of kept
+	 * stages are bound before anything else changes, while every
+	 * running stage's sockets are still open (its process holds them
+	 * anyway): if one cannot be bound, nothing changes. */
+	static struct udp fresh[PIPELINE_STAGES_MAX], fresh_add[PIPELINE_STAGES_MAX];
+	if (bind_all(s, &np, &d, fresh, fresh_add, &o) == -1) {
 		pipeline_free(&np);
 		return -1;
+	}
+	/* New queues first: the new stages' (a kept stage keeps its input). */
+	for (int k = 0; k < d.nadded; k++) {
+		const struct pipeline_stage *ps = &np.stage[d.added[k]];
+		if (ps->in_queue && sup_queue_create(s, ps->name) == -1) {
+			say(&o, "error: queue of stage %s could not be created (see "
+			    "the log)\n", ps->name);
+			for (int j = 0; j < d.nchanged; j++)
+				udp_close(&fresh[j]);
+			for (int j = 0; j < d.nadded; j++)
+				udp_close(&fresh_add[j]);
+			pipeline_free(&np);
+			return -1;
+		}
 	}
 	for (int k = 0; k < d.nchanged; k++) {
 		const struct pipeline_stage *ps = &np.stage[d.changed[k]];
@@ -201,20 +252,10 @@ sup_reload(struct sup *s, char *buf, size_t cap)
 			sup_listen_replace(sup_find(s, ps->name), &fresh[k],
 			    ps->udp_host, ps->udp_port);
 	}
-
-	/* New queues first: the new stages' (a kept stage keeps its input). */
-	for (int k = 0; k < d.nadded; k++) {
-		const struct pipeline_stage *ps = &np.stage[d.added[k]];
-		if (ps->in_queue && sup_queue_create(s, ps->name) == -1) {
-			say(&o, "error: queue of stage %s could not be created (see "
-			    "the log)\n", ps->name);
-			pipeline_free(&np);
-			return -1;
-		}
-	}
 	for (int k = 0; k < d.nadded; k++) {
 		int i = d.added[k];
-		struct sup_child *c = sup_stage_add(s, &np, i);
+		struct sup_child *c = sup_stage_add(s, &np, i,
+		    np.stage[i].udp ? &fresh_add[k] : NULL);
 		if (c == NULL) {
 			say(&o, "error: stage %s could not be set up (see the log)\n",
 			    np.stage[i].name);

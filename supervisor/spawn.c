@@ -120,12 +120,17 @@ sup_undefine(struct sup *s, struct sup_child *c)
 }
 
 struct sup_child *
-sup_stage_add(struct sup *s, const struct pipeline *p, int i)
+sup_stage_add(struct sup *s, const struct pipeline *p, int i, struct udp *bound)
 {
 	struct sup_child *c = sup_define_stage(s, p, i);
-	if (c == NULL)
+	if (c == NULL) {
+		if (bound != NULL)
+			udp_close(bound);
 		return NULL;
-	if ((c->udp && sup_listen_open(s, c) == -1) ||
+	}
+	if (c->udp && bound != NULL)
+		sup_listen_replace(c, bound, c->udp_host, c->udp_port);
+	if ((c->udp && bound == NULL && sup_listen_open(s, c) == -1) ||
 	    (c->flush && sup_open_inq(s, c) == -1)) {
 		sup_undefine(s, c);
 		return NULL;
@@ -137,7 +142,7 @@ int
 sup_stages_setup(struct sup *s)
 {
 	for (int i = 0; i < s->pl.nstage; i++)
-		if (sup_stage_add(s, &s->pl, i) == NULL)
+		if (sup_stage_add(s, &s->pl, i, NULL) == NULL)
 			return -1;
 	sup_order(s);
 	return 0;

@@ -239,8 +239,11 @@ void sup_order(struct sup *s);
 /* Define every stage of s->pl, bind the udp stages' sockets and open the
  * flush stages' queues: 0, or -1 logged. */
 int sup_stages_setup(struct sup *s);
-/* The same for one stage of a reload; NULL, logged, on failure. */
-struct sup_child *sup_stage_add(struct sup *s, const struct pipeline *p, int i);
+/* The same for one stage of a reload, given its sockets when bound
+ * already (sup_listen_bind; taken over, closed on failure) or NULL; NULL,
+ * logged, on failure. */
+struct sup_child *sup_stage_add(struct sup *s, const struct pipeline *p, int i,
+    struct udp *bound);
 /* 0, or -1 with errno and *what naming what it could not get (not
  * logged: the caller says what follows from it). */
 int sup_spawn(struct sup *s, struct sup_child *c, const char **what);

@@ -672,6 +672,41 @@ Test(pipefile, reload_to_a_port_in_use_keeps_the_socket)
 	WAIT_OUT("[CKMS] a 0.99:10\n", 1);
 }
 
+/* ingest renamed ingest2 on the same address: the removed ingest holds
+ * the socket while it drains, so the new stage cannot bind it. The reload
+ * used to go on without ingest2 and stop ingest, leaving nothing on the
+ * port; it is refused whole, naming the holder. */
+Test(pipefile, reload_that_moves_an_address_to_a_new_stage_changes_nothing)
+{
+	char conf[256], text[2048];
+	struct h_status s0, s;
+	start_before(conf, sizeof(conf), &s0);
+	snprintf(text, sizeof(text), before, P.port);
+	char *hdr = strstr(text, "[stage ingest]");
+	cr_assert_not_null(hdr);
+	memmove(hdr + strlen("[stage ingest2"), hdr + strlen("[stage ingest"),
+	    strlen(hdr + strlen("[stage ingest")) + 1);
+	memcpy(hdr, "[stage ingest2", strlen("[stage ingest2"));
+	pl_conf(&P, "p.conf", conf, sizeof(conf), "%s", text);
+	int rc = ctl("reload");
+	char want[512];
+	snprintf(want, sizeof(want), "error: %s:5: udp 127.0.0.1:%d: cannot bind (see "
+	    "the log): stage ingest, which this reload removes, holds it until it "
+	    "has drained; remove it in one reload and add ingest2 in the next; "
+	    "nothing changed\n", conf, P.port);
+	cr_assert_eq(rc, 1, "%s", reply_buf);
+	cr_assert_str_eq(reply_buf, want);
+	status(&s);
+	cr_assert_eq(s.n, s0.n, "%s", s.raw);
+	for (int i = 0; i < s.n; i++) {
+		cr_assert_str_eq(s.st[i].name, s0.st[i].name);
+		cr_assert_eq(s.st[i].pid, s0.st[i].pid, "%s touched:\n%s",
+		    s.st[i].name, s.raw);
+	}
+	pl_nc(&P, "a 10\n");
+	WAIT_OUT("[CKMS] a 0.99:10\n", 1);
+}
+
 Test(pipefile, reload_without_a_file_says_so)
 {
 	cr_assert(pl_start(&P, "-m", "1024", NULL), "%s", h_slurp(P.err));
