@@ -526,6 +526,14 @@ do_swap(struct sup *s, struct sup_child *c, char **argv, int argc,
 		reply(k, "error: %s: %s\n", argv[0], strerror(errno));
 		return -1;
 	}
+	for (int i = 1; i < argc; i++) {
+		const char *opt = pipeline_arg_reserved(argv[i]);
+		if (opt != NULL) {
+			reply(k, "error: '%s' would give --%s, which the supervisor "
+			    "gives each stage itself\n", argv[i], opt);
+			return -1;
+		}
+	}
 	/* Keep the running program to roll back to if the new one fails. */
 	if (!c->swapping) {
 		snprintf(c->prev_exe, sizeof(c->prev_exe), "%s", c->exe);

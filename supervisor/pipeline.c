@@ -379,6 +379,37 @@ bad:
 	return -1;
 }
 
+const char *
+pipeline_arg_reserved(const char *w)
+{
+	/* What the supervisor gives every stage itself (spawn.c); a second
+	 * one after it would win: another instance's queues, another stage's
+	 * counters, readers and writers the books do not know. */
+	static const char *const longs[] = { "instance", "transport", "in", "out",
+		"slot", "ready-fd", "udp-fd" };
+	if (w[0] == '-' && w[1] == '-' && w[2] != '\0') {
+		size_t n = strcspn(w + 2, "="), nl = sizeof(longs) / sizeof(longs[0]);
+		for (size_t i = 0; i < nl; i++)
+			if (n == strlen(longs[i]) && strncmp(w + 2, longs[i], n) == 0)
+				return longs[i];
+		/* getopt_long takes an abbreviation too. */
+		for (size_t i = 0; i < nl; i++)
+			if (n < strlen(longs[i]) && strncmp(w + 2, longs[i], n) == 0)
+				return longs[i];
+		return NULL;
+	}
+	/* -i and -t, alone or after flags in one word (-vi). */
+	for (const char *c = w[0] == '-' ? w + 1 : ""; *c != '\0'; c++) {
+		if (*c == 'i')
+			return "instance";
+		if (*c == 't')
+			return "transport";
+		if (strchr("hvqV", *c) == NULL)
+			break;
+	}
+	return NULL;
+}
+
 /* Record a key's line; refuse it the second time. */
 static int
 first_time(struct ctx *c, int *line, const char *name)
@@ -449,6 +480,13 @@ on_stage_key(struct ctx *c, const char *name, const char *value)
 			st->nargs = 0;
 			bad(c, "args: %s", why);
 		}
+		for (int k = 0; k < st->nargs; k++)
+			if ((why = pipeline_arg_reserved(st->argv[k])) != NULL) {
+				bad(c, "args: '%s' would give --%s, which the "
+				    "supervisor gives each stage itself", st->argv[k],
+				    why);
+				break;
+			}
 	} else if (strcmp(name, "out") == 0) {
 		if (first_time(c, &st->line.out, name) &&
 		    (c->outs[c->cur] = strdup(value)) == NULL)

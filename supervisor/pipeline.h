@@ -160,6 +160,11 @@ int pipeline_check_execs(const struct pipeline *p, const char *bindir,
  * NULL; free each string and argv), or -1 with why set to a static text;
  * *argv is then NULL. */
 int pipeline_split_args(const char *s, char ***argv, const char **why);
+/* The option of the supervisor's own (instance, transport, in, out,
+ * slot, ready-fd, udp-fd) that the stage argument w would give again, or
+ * NULL: --NAME, --NAME=V or an abbreviation of NAME, and -i or -t (also
+ * after -v -q -h -V in one word). */
+const char *pipeline_arg_reserved(const char *w);
 
 /* pipeline_seed.c: the built-in pipeline, printing, comparing. */
 

@@ -112,6 +112,26 @@ Test(swap, swap_to_a_missing_program_is_refused)
 	cr_assert_eq(pl_stage_pid(&P, "cma"), s0.st[H_CMA].pid);
 }
 
+/* An option the supervisor gives the stage itself, given again, would
+ * win: low counting in ingest's slot (--slot 0) broke both stages' books
+ * without a word. Refused, the stage untouched. */
+Test(swap, swap_with_the_supervisors_own_options_is_refused)
+{
+	START("-m", "1024", "-f", "60000");
+	struct h_status s0, s;
+	status(&s0);
+	assert_error(ctl("swap low telem-filter --keep-below 100 --slot 0"), "--slot");
+	cr_assert_str_eq(reply_buf, "error: '--slot' would give --slot, which the "
+	    "supervisor gives each stage itself\n");
+	assert_error(ctl("swap low telem-filter --keep-below 100 -i other"), "-i");
+	cr_assert_str_eq(reply_buf, "error: '-i' would give --instance, which the "
+	    "supervisor gives each stage itself\n");
+	status(&s);
+	cr_assert_eq(s.st[H_LOW].pid, s0.st[H_LOW].pid, "%s", s.raw);
+	cr_assert_eq(s.st[H_LOW].restarts, 0);
+	assert_flows();
+}
+
 /* swap STAGE to `prog`, which dies before it is ready: the reply says
  * why, and the stage runs its previous program again. */
 static void

@@ -162,6 +162,11 @@ static const struct bad bad[] = {
 	{ IN "udp = 127.0.0.1:2\n", 4, "udp is given twice in this section (first at line 3)" },
 	/* 55 */ { IN "args = \"abc\\\n", 4, "args: inside quotes a backslash escapes only" },
 	{ IN "args = \"abc\\\"\n", 4, "args: a double quote is not closed" },
+	/* the supervisor's own options: the last one given would win */
+	{ IN "out = a\n" SINK("a") "args = --max-names 5 --slot 0\n", 7,
+	    "args: '--slot' would give --slot, which the supervisor gives each "
+	    "stage itself" },
+	{ IN "args = -vi other\n", 4, "args: '-vi' would give --instance" },
 	/* one address written two ways is bound twice all the same */
 	{ "[stage in]\nexec = x\nudp = [::1]:1\n[stage in2]\nexec = x\nudp = [0:0::1]:1\n", 6,
 	    "udp [0:0::1]:1: stage 'in' binds it already (line 3)" },
@@ -276,6 +281,27 @@ Test(pipeline, longest_line_is_accepted)
 	must_load(&p, text);
 	cr_expect_eq(strlen(p.stage[0].argv[0]), 197 - strlen("args = "));
 	pipeline_free(&p);
+}
+
+Test(pipeline, arguments_the_supervisor_gives_itself)
+{
+	static const char *const no[][2] = {
+		{ "--slot", "slot" }, { "--slot=3", "slot" }, { "--sl", "slot" },
+		{ "--in", "in" }, { "--i", "instance" }, { "--instance=x", "instance" },
+		{ "--out=a", "out" }, { "--ready-fd", "ready-fd" }, { "--udp-fd=4", "udp-fd" },
+		{ "--transport", "transport" }, { "-i", "instance" }, { "-t", "transport" },
+		{ "-vi", "instance" }, { "-qt", "transport" }, { "-ishm", "instance" },
+	};
+	for (size_t i = 0; i < sizeof(no) / sizeof(no[0]); i++) {
+		const char *r = pipeline_arg_reserved(no[i][0]);
+		cr_expect(r != NULL && strcmp(r, no[i][1]) == 0, "%s: %s", no[i][0],
+		    r ? r : "(null)");
+	}
+	static const char *const yes[] = { "--keep-below", "-1", "--input",
+	    "--outer", "--state", "-n", "ckms", "-v", "--", "-", "", "--prefix",
+	    "--max-names=5", "in", "--slots" };
+	for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++)
+		cr_expect_null(pipeline_arg_reserved(yes[i]), "%s", yes[i]);
 }
 
 /* ------------------------------------------------------------------ */
