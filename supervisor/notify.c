@@ -23,14 +23,20 @@ notify(const char *state)
 		log_debug("told the service manager: %s", state);
 }
 
+/* The pipeline's state after `head`: its stages, instance and transport. */
+static void
+notify_pipeline(const struct sup *s, const char *head)
+{
+	char msg[256];
+	snprintf(msg, sizeof(msg), "%s: %d stages (instance %s, transport %s)",
+	    head, s->nstage, s->cfg.instance, chan_kind_name(s->cfg.chan.kind));
+	notify(msg);
+}
+
 void
 sup_notify_ready(const struct sup *s)
 {
-	char msg[256];
-	snprintf(msg, sizeof(msg),
-	    "READY=1\nSTATUS=pipeline up: %d stages (instance %s, transport %s)",
-	    s->nstage, s->cfg.instance, chan_kind_name(s->cfg.chan.kind));
-	notify(msg);
+	notify_pipeline(s, "READY=1\nSTATUS=pipeline up");
 }
 
 void
@@ -45,9 +51,5 @@ sup_notify_stopping(const struct sup *s)
 void
 sup_notify_reloaded(const struct sup *s)
 {
-	char msg[256];
-	snprintf(msg, sizeof(msg),
-	    "STATUS=pipeline reloaded: %d stages (instance %s, transport %s)",
-	    s->nstage, s->cfg.instance, chan_kind_name(s->cfg.chan.kind));
-	notify(msg);
+	notify_pipeline(s, "STATUS=pipeline reloaded");
 }
