@@ -1051,6 +1051,20 @@ Test(statsd, example_conf_with_carbon, .fini = conf_fini, .timeout = 120)
 	cr_expect_gt(checked, 10);
 }
 
+/* A pipeline file for P: ingest (statsd) into the statsd egress, with
+ * ticks a minute apart, so that only the Flushes a test causes report. */
+static void
+slow_statsd_conf(char *path, size_t cap)
+{
+	memset(&CR, 0, sizeof(CR));
+	pl_init(&P);
+	pl_conf(&P, "sd.conf", path, cap,
+	    "[pipeline]\nflush_ms = 60000\n\n"
+	    "[stage ingest]\nexec = telem-ingest\nargs = --protocol statsd\n"
+	    "udp = 127.0.0.1:%d\nout = statsd\n\n"
+	    "[stage statsd]\nexec = telem-egress-statsd\nflush = yes\n", P.port);
+}
+
 /* A clean stop of the statsd egress between two flushes (`telemctl
  * restart`): what it held goes out in a last flush over the time since
  * the last one and its gauges are saved (docs/design.md §13), so nothing
@@ -1058,14 +1072,8 @@ Test(statsd, example_conf_with_carbon, .fini = conf_fini, .timeout = 120)
  * gauges. */
 Test(statsd, restart_before_a_flush_loses_nothing, .fini = conf_fini)
 {
-	memset(&CR, 0, sizeof(CR));
-	pl_init(&P);
 	char path[300], out[4096];
-	pl_conf(&P, "sd.conf", path, sizeof(path),
-	    "[pipeline]\nflush_ms = 60000\n\n"
-	    "[stage ingest]\nexec = telem-ingest\nargs = --protocol statsd\n"
-	    "udp = 127.0.0.1:%d\nout = statsd\n\n"
-	    "[stage statsd]\nexec = telem-egress-statsd\nflush = yes\n", P.port);
+	slow_statsd_conf(path, sizeof(path));
 	cr_assert(pl_start_conf(&P, path, "--state-dir", P.dir, NULL), "%s",
 	    h_slurp(P.err));
 	for (int i = 0; i < 5; i++)
@@ -1109,14 +1117,8 @@ Test(statsd, restart_before_a_flush_loses_nothing, .fini = conf_fini)
 Test(statsd, a_stop_writes_its_rates_over_the_time_since_the_last_tick,
     .fini = conf_fini)
 {
-	memset(&CR, 0, sizeof(CR));
-	pl_init(&P);
 	char path[300], out[4096];
-	pl_conf(&P, "sd.conf", path, sizeof(path),
-	    "[pipeline]\nflush_ms = 60000\n\n"
-	    "[stage ingest]\nexec = telem-ingest\nargs = --protocol statsd\n"
-	    "udp = 127.0.0.1:%d\nout = statsd\n\n"
-	    "[stage statsd]\nexec = telem-egress-statsd\nflush = yes\n", P.port);
+	slow_statsd_conf(path, sizeof(path));
 	cr_assert(pl_start_conf(&P, path, NULL), "%s", h_slurp(P.err));
 	pl_nc(&P, "r:30|c\nt:5|ms");
 	cr_assert_eq(fault_wait_stat(&P, "statsd", "in", 2), 2, "%s",
@@ -1139,14 +1141,8 @@ Test(statsd, a_stop_writes_its_rates_over_the_time_since_the_last_tick,
 Test(statsd, a_flush_asked_for_writes_its_rates_over_the_time_it_covers,
     .fini = conf_fini)
 {
-	memset(&CR, 0, sizeof(CR));
-	pl_init(&P);
 	char path[300], out[4096];
-	pl_conf(&P, "sd.conf", path, sizeof(path),
-	    "[pipeline]\nflush_ms = 60000\n\n"
-	    "[stage ingest]\nexec = telem-ingest\nargs = --protocol statsd\n"
-	    "udp = 127.0.0.1:%d\nout = statsd\n\n"
-	    "[stage statsd]\nexec = telem-egress-statsd\nflush = yes\n", P.port);
+	slow_statsd_conf(path, sizeof(path));
 	cr_assert(pl_start_conf(&P, path, NULL), "%s", h_slurp(P.err));
 	for (int round = 1; round <= 2; round++) {
 		pl_nc(&P, "r:30|c");
@@ -1172,14 +1168,8 @@ Test(statsd, a_flush_asked_for_writes_its_rates_over_the_time_it_covers,
  * saves go on at the next start (--state-dir). */
 Test(statsd, a_stop_while_the_egress_is_down_reads_its_queue, .fini = conf_fini)
 {
-	memset(&CR, 0, sizeof(CR));
-	pl_init(&P);
 	char path[300], out[4096];
-	pl_conf(&P, "sd.conf", path, sizeof(path),
-	    "[pipeline]\nflush_ms = 60000\n\n"
-	    "[stage ingest]\nexec = telem-ingest\nargs = --protocol statsd\n"
-	    "udp = 127.0.0.1:%d\nout = statsd\n\n"
-	    "[stage statsd]\nexec = telem-egress-statsd\nflush = yes\n", P.port);
+	slow_statsd_conf(path, sizeof(path));
 	cr_assert(pl_start_conf(&P, path, "--state-dir", P.dir, NULL), "%s",
 	    h_slurp(P.err));
 	/* Four kills in a row: the restart waits 100, 200, 400, 800 ms. */
