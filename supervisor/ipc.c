@@ -469,6 +469,19 @@ sup_queue_create(struct sup *s, const char *name)
 }
 
 int
+sup_queue_unlink(struct sup *s, const char *name)
+{
+	char obj[CHAN_NAME_MAX];
+	if (chan_objname(obj, sizeof(obj), s->cfg.instance, name) == -1)
+		return -1;
+	if (chan_unlink(s->cfg.chan.kind, obj) == -1) {
+		log_warn("remove %s %s", chan_kind_name(s->cfg.chan.kind), obj);
+		return -1;
+	}
+	return 0;
+}
+
+int
 sup_open_inq(struct sup *s, struct sup_child *c)
 {
 	char obj[CHAN_NAME_MAX];

@@ -4,8 +4,10 @@
  * changes what cannot change while queues exist (transport, msg_bytes),
  * or a stage's kind of input (gaining or losing its in-queue or udp),
  * changes nothing. Otherwise, in this order:
- *  - new stages: their queues are created first, then they start once
- *    every stage they send to is up (downstream first);
+ *  - new stages: their queues are created and their entries made first
+ *    (if one cannot be had, those made go again and nothing changes),
+ *    then they start once every stage they send to is up (downstream
+ *    first);
  *  - changed stages (exec, args, out or the udp address): swapped, that is
  *    stopped and started with the new command line; their queue keeps its
  *    records, and a new out-queue exists before they start;
@@ -232,19 +234,45 @@ sup_reload(struct sup *s, char *buf, size_t cap)
 		pipeline_free(&np);
 		return -1;
 	}
-	/* New queues first: the new stages' (a kept stage keeps its input). */
-	for (int k = 0; k < d.nadded; k++) {
-		const struct pipeline_stage *ps = &np.stage[d.added[k]];
-		if (ps->in_queue && sup_queue_create(s, ps->name) == -1) {
+	/* New queues first: the new stages' (a kept stage keeps its input),
+	 * and their entries. If one of them cannot be had, what this reload
+	 * made goes again, so that nothing changed (a queue left behind
+	 * would hold the user's RLIMIT_MSGQUEUE, and its name, which the
+	 * next reload adding that stage could then not create). */
+	struct sup_child *added[PIPELINE_STAGES_MAX];
+	int made = 0, defined = 0;
+	while (made < d.nadded && (!np.stage[d.added[made]].in_queue ||
+	    sup_queue_create(s, np.stage[d.added[made]].name) == 0))
+		made++;
+	while (made == d.nadded && defined < d.nadded) {
+		int i = d.added[defined];
+		if ((added[defined] = sup_stage_add(s, &np, i,
+		    np.stage[i].udp ? &fresh_add[defined] : NULL)) == NULL)
+			break;
+		defined++;
+	}
+	if (defined < d.nadded) {
+		const char *name = np.stage[d.added[made < d.nadded ? made :
+		    defined]].name;
+		if (made < d.nadded)
 			say(&o, "error: queue of stage %s could not be created (see "
-			    "the log)\n", ps->name);
-			for (int j = 0; j < d.nchanged; j++)
-				udp_close(&fresh[j]);
-			for (int j = 0; j < d.nadded; j++)
-				udp_close(&fresh_add[j]);
-			pipeline_free(&np);
-			return -1;
-		}
+			    "the log); nothing changed\n", name);
+		else
+			say(&o, "error: stage %s could not be set up (see the log); "
+			    "nothing changed\n", name);
+		log_warnx("reload: stage %s could not be added: nothing changed",
+		    name);
+		for (int k = 0; k < defined; k++)
+			sup_undefine(s, added[k]);
+		for (int k = 0; k < made; k++)
+			if (np.stage[d.added[k]].in_queue)
+				sup_queue_unlink(s, np.stage[d.added[k]].name);
+		for (int k = 0; k < d.nchanged; k++)
+			udp_close(&fresh[k]);
+		for (int k = defined; k < d.nadded; k++)
+			udp_close(&fresh_add[k]);
+		pipeline_free(&np);
+		return -1;
 	}
 	for (int k = 0; k < d.nchanged; k++) {
 		const struct pipeline_stage *ps = &np.stage[d.changed[k]];
@@ -253,14 +281,7 @@ sup_reload(struct sup *s, char *buf, size_t cap)
 			    ps->udp_host, ps->udp_port);
 	}
 	for (int k = 0; k < d.nadded; k++) {
-		int i = d.added[k];
-		struct sup_child *c = sup_stage_add(s, &np, i,
-		    np.stage[i].udp ? &fresh_add[k] : NULL);
-		if (c == NULL) {
-			say(&o, "error: stage %s could not be set up (see the log)\n",
-			    np.stage[i].name);
-			continue;
-		}
+		struct sup_child *c = added[k];
 		c->fresh = 1;
 		c->reloading = 1;
 		c->reload_gen = c->gen;

@@ -201,6 +201,9 @@ void sup_ipc_teardown(struct sup *s);
 void sup_ipc_unlink_all(struct sup *s, int stale);
 /* Create the queue of one stage (a reload's new stage); 0 or -1 logged. */
 int sup_queue_create(struct sup *s, const char *name);
+/* Remove that queue again (a reload that could not add every new stage);
+ * 0 or -1 logged. */
+int sup_queue_unlink(struct sup *s, const char *name);
 /* Open c's in-queue for writing into c->inq (a flush stage's); 0 or -1. */
 int sup_open_inq(struct sup *s, struct sup_child *c);
 /* Remove a stage's queue and (without --state-dir) its state file: a

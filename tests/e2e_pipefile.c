@@ -5,6 +5,7 @@
  * msg_bytes = auto against the user's RLIMIT_MSGQUEUE budget. Both
  * transports (TELEM_TRANSPORT). */
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <mqueue.h>
@@ -14,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -705,6 +707,88 @@ Test(pipefile, reload_that_moves_an_address_to_a_new_stage_changes_nothing)
 	}
 	pl_nc(&P, "a 10\n");
 	WAIT_OUT("[CKMS] a 0.99:10\n", 1);
+}
+
+/* The names of the instance's objects in /dev/mqueue and /dev/shm, one
+ * a line, sorted, into buf. */
+static void
+objects(char *buf, size_t cap)
+{
+	static const char *const dirs[] = { "/dev/mqueue", "/dev/shm" };
+	char prefix[64];
+	size_t len = 0;
+	snprintf(prefix, sizeof(prefix), "telem.%s.", P.instance);
+	buf[0] = '\0';
+	for (size_t d = 0; d < 2; d++) {
+		struct dirent **e;
+		int n = scandir(dirs[d], &e, NULL, alphasort);
+		cr_assert_geq(n, 0, "scandir %s: %s", dirs[d], strerror(errno));
+		for (int i = 0; i < n; i++) {
+			if (strncmp(e[i]->d_name, prefix, strlen(prefix)) == 0 &&
+			    len < cap)
+				len += (size_t)snprintf(buf + len, cap - len, "%s/%s\n",
+				    dirs[d], e[i]->d_name);
+			free(e[i]);
+		}
+		free(e);
+	}
+}
+
+/* Two new stages, and the second cannot get its queue (an object of its
+ * name is in the way): the reload changes nothing, and the queue it made
+ * for the first goes again. That queue used to stay behind, holding the
+ * user's RLIMIT_MSGQUEUE even after the supervisor stopped, and every
+ * later reload adding that stage failed on it. */
+Test(pipefile, reload_whose_second_new_queue_fails_leaves_no_queue)
+{
+	char conf[256], text[2048], was[4096], now[4096], obj[128];
+	struct h_status s0, s;
+	start_before(conf, sizeof(conf), &s0);
+	snprintf(obj, sizeof(obj), "/telem.%s.ckms3", P.instance);
+	if (strcmp(P.transport, "shm") == 0) {
+		int fd = shm_open(obj, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600);
+		cr_assert_neq(fd, -1, "shm_open %s: %s", obj, strerror(errno));
+		close(fd);
+	} else {
+		struct mq_attr a = { .mq_maxmsg = 1, .mq_msgsize = 64 };
+		mqd_t q = mq_open(obj, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600, &a);
+		cr_assert_neq(q, (mqd_t)-1, "mq_open %s: %s", obj, strerror(errno));
+		mq_close(q);
+	}
+	objects(was, sizeof(was));
+	snprintf(text, sizeof(text), before, P.port);
+	char *lo = strstr(text, "out = ckms\n");
+	cr_assert_not_null(lo);
+	char tail[2048];
+	snprintf(tail, sizeof(tail), "%s", lo + strlen("out = ckms\n"));
+	snprintf(lo, sizeof(text) - (size_t)(lo - text), "out = ckms ckms2 ckms3\n%s"
+	    "[stage ckms2]\nexec = telem-egress-ckms\n"
+	    "[stage ckms3]\nexec = telem-egress-ckms\n", tail);
+	pl_conf(&P, "p.conf", conf, sizeof(conf), "%s", text);
+	int rc = ctl("reload");
+	cr_assert_eq(rc, 1, "%s", reply_buf);
+	objects(now, sizeof(now));
+	cr_assert_str_eq(now, was, "objects before the reload:\n%s\nafter:\n%s", was,
+	    now);
+	cr_assert_str_eq(reply_buf, "error: queue of stage ckms3 could not be "
+	    "created (see the log); nothing changed\n");
+	status(&s);
+	cr_assert_eq(s.n, s0.n, "%s", s.raw);
+	for (int i = 0; i < s.n; i++)
+		cr_assert_eq(s.st[i].pid, s0.st[i].pid, "%s touched:\n%s",
+		    s.st[i].name, s.raw);
+	/* Out of the way, the same file adds both. */
+	if (strcmp(P.transport, "shm") == 0)
+		cr_assert_eq(shm_unlink(obj), 0, "%s", strerror(errno));
+	else
+		cr_assert_eq(mq_unlink(obj), 0, "%s", strerror(errno));
+	rc = ctl("reload");
+	cr_assert_eq(rc, 0, "%s\n%s", reply_buf, h_slurp(P.err));
+	cr_assert(strstr(reply_buf, "started ckms2\n") != NULL &&
+	    strstr(reply_buf, "started ckms3\n") != NULL, "%s", reply_buf);
+	pl_nc(&P, "a 10\n");
+	WAIT_OUT("[CKMS] a 0.99:10\n", 3);
+	assert_balanced();
 }
 
 Test(pipefile, reload_without_a_file_says_so)
