@@ -149,6 +149,49 @@ udp_open(struct udp *u, const char *host, const char *port, int rcvbuf,
 	return 0;
 }
 
+/* The addresses udp_open would bind for host and port, as fmt_addr
+ * writes them, each once, into a (UDP_MAX_SOCKS of them); how many, or
+ * -1 when host does not resolve. */
+static int
+addrs_of(const char *host, const char *port, char a[][64])
+{
+	struct addrinfo hints, *res, *ai;
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_DGRAM;
+	hints.ai_flags = AI_NUMERICSERV;
+	if (getaddrinfo(host, port, &hints, &res) != 0)
+		return -1;
+	int n = 0;
+	for (ai = res; ai != NULL && n < UDP_MAX_SOCKS; ai = ai->ai_next) {
+		int i;
+		fmt_addr(ai->ai_addr, a[n], sizeof(a[0]));
+		for (i = 0; i < n && strcmp(a[i], a[n]) != 0; i++)
+			;
+		n += i == n;
+	}
+	freeaddrinfo(res);
+	return n;
+}
+
+int
+udp_same_addrs(const char *host1, const char *port1, const char *host2,
+    const char *port2)
+{
+	char a[UDP_MAX_SOCKS][64], b[UDP_MAX_SOCKS][64];
+	int na = addrs_of(host1, port1, a), nb = addrs_of(host2, port2, b);
+	if (na <= 0 || na != nb)
+		return 0;
+	for (int i = 0; i < na; i++) {
+		int j;
+		for (j = 0; j < nb && strcmp(a[i], b[j]) != 0; j++)
+			;
+		if (j == nb)
+			return 0;
+	}
+	return 1;
+}
+
 /* The kernel's drop count of a socket (SO_MEMINFO; the count SO_RXQ_OVFL
  * would attach to each datagram). 0 if the kernel cannot tell. */
 static uint32_t

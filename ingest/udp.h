@@ -49,6 +49,11 @@ int udp_open(struct udp *u, const char *host, const char *port, int rcvbuf,
  * -1 after logging if an fd is not a bound UDP socket. */
 int udp_adopt(struct udp *u, const int *fds, size_t n, uint64_t *drops);
 void udp_close(struct udp *u);
+/* 1 if host1:port1 and host2:port2 resolve to the same addresses, the
+ * ones udp_open would bind (a name and its address, or one IPv6 address
+ * written two ways); 0 if not, or if either does not resolve. */
+int udp_same_addrs(const char *host1, const char *port1, const char *host2,
+    const char *port2);
 
 /* One received batch: datagram i is buf[i][0..len[i]), trunc[i] set when it
  * was longer than UDP_DGRAM_MAX. */

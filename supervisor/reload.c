@@ -93,6 +93,32 @@ set_flush(struct sup *s, struct sup_child *c, int flush)
 	c->flush = flush;
 }
 
+/* A kept stage's udp address written another way (a host name for its
+ * address, [0::1] for [::1]) is no change: compared as what each
+ * resolves to, which is what is bound (ingest/udp.c), it needs no new
+ * socket, which could not be bound anyway while the stage holds its own.
+ * A stage left with no other change is unchanged. */
+static void
+same_udp(const struct pipeline *old, const struct pipeline *np,
+    struct pipeline_diff *d)
+{
+	int n = 0;
+	for (int k = 0; k < d->nchanged; k++) {
+		int i = d->changed[k];
+		const struct pipeline_stage *nw = &np->stage[i];
+		const struct pipeline_stage *od = &old->stage[d->old_of[i]];
+		if ((d->what[i] & PIPELINE_CH_UDP) && nw->udp && od->udp &&
+		    udp_same_addrs(od->udp_host, od->udp_port, nw->udp_host,
+		    nw->udp_port))
+			d->what[i] &= ~(unsigned)PIPELINE_CH_UDP;
+		if (d->what[i] & PIPELINE_CH_SWAP)
+			d->changed[n++] = i;
+		else
+			d->unchanged[d->nunchanged++] = i;
+	}
+	d->nchanged = n;
+}
+
 /* Bind the udp of every added stage (into fresh_add, by its index in
  * d->added) and every changed udp of a kept stage (into fresh, by its
  * index in d->changed). 0, or -1 with all of them closed and the error
@@ -126,8 +152,8 @@ bind_all(struct sup *s, const struct pipeline *np, const struct pipeline_diff *d
 	const char *holder = NULL;
 	for (int k = 0; k < d->nremoved && holder == NULL; k++) {
 		const struct pipeline_stage *r = &s->pl.stage[d->removed[k]];
-		if (r->udp && strcmp(r->udp_host, ps->udp_host) == 0 &&
-		    strcmp(r->udp_port, ps->udp_port) == 0)
+		if (r->udp && udp_same_addrs(r->udp_host, r->udp_port,
+		    ps->udp_host, ps->udp_port))
 			holder = r->name;
 	}
 	int v6 = strchr(ps->udp_host, ':') != NULL;
@@ -171,6 +197,7 @@ sup_reload(struct sup *s, char *buf, size_t cap)
 	if (s->cfg.set_f)
 		np.flush_ms = s->cfg.popts.flush_ms;
 	pipeline_diff(&s->pl, &np, &d);
+	same_udp(&s->pl, &np, &d);
 	if (d.pipeline & (PIPELINE_CH_TRANSPORT | PIPELINE_CH_MSG_BYTES)) {
 		/* A key left out means its default: name its section then, or
 		 * the first line when the file has no [pipeline]. */
