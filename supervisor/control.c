@@ -608,7 +608,16 @@ reload_done(struct sup *s, struct ctl_conn *k)
 		c->reload_failed = 0;
 	}
 	k->waits_reload = 0;
-	reply(k, "ok\n");
+	/* A new stage that failed before it was ready is no rollback of
+	 * the same program: the pipeline runs without it, and the reload
+	 * did not do what the file says. */
+	if (s->reload_undone[0] != '\0') {
+		reply(k, "%s", s->reload_undone);
+		reply(k, "error: not every new stage came up: those above were "
+		    "taken back out; the rest of the reload is applied\n");
+	} else {
+		reply(k, "ok\n");
+	}
 	conn_reply_done(s, k);
 }
 
@@ -905,10 +914,19 @@ not_ready_why(const struct sup_child *c, int wst, char *why, size_t cap)
 int
 ctl_stage_exited(struct sup *s, struct sup_child *c, int wst)
 {
-	(void)s;
-	if (!c->swapping)
-		return 0;
 	char failed[PATH_MAX], why[128];
+	/* A stage a reload added that never came up: taken back out. */
+	if (c->added) {
+		not_ready_why(c, wst, why, sizeof(why));
+		finish(s, &c->reply_fd, "error: new stage %s %s: taken back out",
+		    c->name, why);
+		sup_reload_undo(s, c, why);
+		return 1;
+	}
+	/* Its old program, still running while a reload's swap waits for
+	 * its new outs (loop.c), failed on its own: restarted as usual. */
+	if (!c->swapping || c->swap_wait)
+		return 0;
 	snprintf(failed, sizeof(failed), "%s", c->exe);
 	not_ready_why(c, wst, why, sizeof(why));
 	for (int i = 0; i < c->nown; i++)

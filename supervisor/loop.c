@@ -202,20 +202,27 @@ spawn_failed(struct sup *s, struct sup_child *c, const char *what, int booted,
 	return 1;
 }
 
+/* Every stage c sends to is up. */
+static int
+outs_up(struct sup *s, const struct sup_child *c)
+{
+	for (int k = 0; k < c->nout; k++) {
+		const struct sup_child *o = sup_find(s, c->out_queue[k]);
+		if (o != NULL && o->state != S_UP)
+			return 0;
+	}
+	return 1;
+}
+
 /* At boot, stages start one at a time in start order, each once the one
- * before it is ready; a reload's new stage once every stage it sends to
- * is; afterwards any stage whose backoff ran out. */
+ * before it is ready; a reload's new stage, or a stage it swapped to send
+ * to new stages, once every stage it sends to is; afterwards any stage
+ * whose backoff ran out. */
 static int
 may_start(struct sup *s, const struct sup_child *c, int booted)
 {
-	if (c->fresh) {
-		for (int k = 0; k < c->nout; k++) {
-			const struct sup_child *o = sup_find(s, c->out_queue[k]);
-			if (o != NULL && o->state != S_UP)
-				return 0;
-		}
-		return 1;
-	}
+	if (c->fresh || c->swap_wait)
+		return outs_up(s, c);
 	if (booted)
 		return 1;
 	for (int k = 0; k < s->nstage; k++)
@@ -253,9 +260,16 @@ start_due(struct sup *s, int *booted)
 			}
 			c->state = (enum sup_state)sup_next(c->state, E_TIMER);
 		}
+		/* A reload's swap to send to new stages, once they are up
+		 * (reload.c: one that fails first is taken back out). */
+		if (c->swap_wait && c->state == S_UP && outs_up(s, c)) {
+			c->swap_wait = 0;
+			sup_restart(s, c);
+		}
 		if (c->state == S_DOWN && !c->retiring && may_start(s, c, *booted)) {
 			const char *what;
 			c->fresh = 0;
+			c->swap_wait = 0;
 			if (sup_spawn(s, c, &what) == -1 &&
 			    !spawn_failed(s, c, what, *booted, now, &next))
 				break;

@@ -138,6 +138,10 @@ int pipeline_parse_string(struct pipeline *p, const char *name,
 void pipeline_free(struct pipeline *p);
 /* The index of the stage called name, or -1. */
 int pipeline_find(const struct pipeline *p, const char *name);
+/* Take stage i out of p: it goes, and so does every out naming it; the
+ * levels and the start order are made again. Whether a stage has an
+ * in-queue is left as it was (its queue exists). */
+void pipeline_drop(struct pipeline *p, int i);
 /* How many in-queues (= queues) the pipeline has. */
 int pipeline_nqueues(const struct pipeline *p);
 /* 1 if host is what a udp value may hold before its port: a dotted IPv4

@@ -1,7 +1,7 @@
 /* pipeline_graph.c - the checks that need the whole pipeline file read:
  * out names, cycles, in-queues, inputs, udp addresses; then the start
  * order. And what the supervisor asks of a checked pipeline: its queues,
- * its programs. */
+ * its programs, a stage taken out of it again. */
 #include "supervisor/pipeline_impl.h"
 
 #include <arpa/inet.h>
@@ -9,6 +9,7 @@
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -210,6 +211,28 @@ pipeline_graph(struct pipeline *p, char *const *outs, int last_line,
 		return -1;
 	start_order(p);
 	return 0;
+}
+
+void
+pipeline_drop(struct pipeline *p, int i)
+{
+	struct pipeline_stage *st = &p->stage[i];
+	free(st->exec);
+	for (int k = 0; st->argv != NULL && k < st->nargs; k++)
+		free(st->argv[k]);
+	free(st->argv);
+	memmove(st, st + 1, (size_t)(p->nstage - i - 1) * sizeof(*st));
+	p->nstage--;
+	memset(&p->stage[p->nstage], 0, sizeof(*st));
+	for (int j = 0; j < p->nstage; j++) {
+		struct pipeline_stage *o = &p->stage[j];
+		int n = 0;
+		for (int k = 0; k < o->nout; k++)
+			if (o->out[k] != i)
+				o->out[n++] = o->out[k] > i ? o->out[k] - 1 : o->out[k];
+		o->nout = n;
+	}
+	start_order(p);
 }
 
 int

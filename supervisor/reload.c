@@ -7,10 +7,12 @@
  *  - new stages: their queues are created and their entries made first
  *    (if one cannot be had, those made go again and nothing changes),
  *    then they start once every stage they send to is up (downstream
- *    first);
+ *    first); one that fails before it is ever ready is taken back out
+ *    (sup_reload_undo);
  *  - changed stages (exec, args, out or the udp address): swapped, that is
  *    stopped and started with the new command line; their queue keeps its
- *    records, and a new out-queue exists before they start;
+ *    records, and a new out-queue exists before they start (and its
+ *    stage is up, when it is a new one);
  *  - removed stages: once every stage that wrote to them runs its new
  *    command line (or is gone), they get a Stop behind what their queue
  *    holds, drain it, exit, and their queue is removed (loop.c);
@@ -169,6 +171,124 @@ bind_all(struct sup *s, const struct pipeline *np, const struct pipeline_diff *d
 	return -1;
 }
 
+static int
+in_set(struct sup_child *const *t, int n, const struct sup_child *c)
+{
+	for (int k = 0; k < n; k++)
+		if (t[k] == c)
+			return 1;
+	return 0;
+}
+
+/* c's outs without those to the stages in t (join bits kept with theirs);
+ * how many went. */
+static int
+drop_outs(struct sup_child *c, struct sup_child *const *t, int n)
+{
+	int kept = 0, gone = 0;
+	unsigned join = 0;
+	for (int q = 0; q < c->nout; q++) {
+		int hit = 0;
+		for (int k = 0; k < n && !hit; k++)
+			hit = strcmp(c->out_queue[q], t[k]->name) == 0;
+		if (hit) {
+			gone++;
+			continue;
+		}
+		if (c->join & (1u << q))
+			join |= 1u << kept;
+		if (kept != q)
+			memcpy(c->out_queue[kept], c->out_queue[q], sizeof(c->out_queue[0]));
+		kept++;
+	}
+	c->nout = kept;
+	c->join = join;
+	return gone;
+}
+
+void
+sup_reload_undo(struct sup *s, struct sup_child *x, const char *why)
+{
+	struct sup_child *t[SUP_STAGES];
+	int n = 0;
+	t[n++] = x;
+	/* The new stages that were to send to it: they start only once it
+	 * is up (loop.c may_start), so none has. */
+	for (int grew = 1; grew;) {
+		grew = 0;
+		for (int i = 0; i < SUP_STAGES; i++) {
+			struct sup_child *w = &s->ch[i];
+			if (w->name[0] == '\0' || w->retiring || !w->added ||
+			    w->pid > 0 || in_set(t, n, w))
+				continue;
+			for (int q = 0; q < w->nout; q++) {
+				const struct sup_child *r = sup_find(s, w->out_queue[q]);
+				if (r != NULL && in_set(t, n, r)) {
+					t[n++] = w;
+					grew = 1;
+					break;
+				}
+			}
+		}
+	}
+	/* The stages swapped to send to them: none sent anything yet (their
+	 * new program waits for its new outs), so they go on without them. */
+	for (int i = 0; i < SUP_STAGES; i++) {
+		struct sup_child *w = &s->ch[i];
+		if (w->name[0] == '\0' || w->retiring || in_set(t, n, w) ||
+		    drop_outs(w, t, n) == 0)
+			continue;
+		if (w->swap_wait) {
+			int wait = 0;
+			for (int q = 0; q < w->nout; q++) {
+				const struct sup_child *r = sup_find(s, w->out_queue[q]);
+				wait |= r != NULL && r->added;
+			}
+			if (wait)
+				continue;   /* for its other new outs */
+			w->swap_wait = 0;
+			if (w->swap_outs && w->join == 0) {
+				/* Nothing else changed: it runs on as it is. */
+				for (int k = 0; k < w->prev_nown; k++)
+					free(w->prev_own[k]);
+				w->prev_nown = 0;
+				w->swapping = 0;
+				w->reloading = 0;
+				log_info("reload: stage %s runs on as it was", w->name);
+				continue;
+			}
+		}
+		sup_restart(s, w);
+	}
+	char with[256] = "";
+	size_t len = 0;
+	for (int k = 0; k < n; k++) {
+		int i = pipeline_find(&s->pl, t[k]->name);
+		if (i >= 0)
+			pipeline_drop(&s->pl, i);
+		if (k > 0 && len < sizeof(with))
+			len += (size_t)snprintf(with + len, sizeof(with) - len, "%s%s",
+			    k > 1 ? ", " : ", with the new stages upstream of it: ",
+			    t[k]->name);
+	}
+	log_warnx("reload: new stage %s %s: taken back out%s", x->name, why, with);
+	len = strlen(s->reload_undone);
+	if (len < sizeof(s->reload_undone))
+		snprintf(s->reload_undone + len, sizeof(s->reload_undone) - len,
+		    "new stage %s %s: taken back out%s\n", x->name, why, with);
+	for (int k = 0; k < n; k++) {
+		sup_unlink_stage(s, t[k]->name, 0);
+		sup_undefine(s, t[k]);
+	}
+	sup_order(s);
+	for (int i = 0; i < s->pl.nstage; i++) {
+		struct sup_child *c = sup_find(s, s->pl.stage[i].name);
+		if (c != NULL)
+			c->level = s->pl.stage[i].level;
+	}
+	sup_notify_reloaded(s);
+}
+
 int
 sup_reload(struct sup *s, char *buf, size_t cap)
 {
@@ -178,6 +298,7 @@ sup_reload(struct sup *s, char *buf, size_t cap)
 	struct pipeline_diff d;
 	if (buf != NULL && cap > 0)
 		buf[0] = '\0';
+	s->reload_undone[0] = '\0';
 	if (s->cfg.file == NULL) {
 		say(&o, "error: no pipeline file (started without -c)\n");
 		return -1;
@@ -310,6 +431,7 @@ sup_reload(struct sup *s, char *buf, size_t cap)
 	for (int k = 0; k < d.nadded; k++) {
 		struct sup_child *c = added[k];
 		c->fresh = 1;
+		c->added = 1;
 		c->reloading = 1;
 		c->reload_gen = c->gen;
 		say(&o, "started %s\n", c->name);
@@ -352,17 +474,32 @@ sup_reload(struct sup *s, char *buf, size_t cap)
 			continue;
 		}
 		c->join = 0;
+		int gained = 0;
 		for (int q = 0; q < c->nout; q++) {
 			int had = 0;
 			for (int b = 0; b < nbefore && !had; b++)
 				had = strcmp(before[b], c->out_queue[q]) == 0;
-			if (!had)
+			if (!had) {
 				c->join |= 1u << q;
+				gained++;
+			}
 		}
 		set_flush(s, c, np.stage[i].flush);
 		c->reload_gen = c->gen;
 		c->reloading = 1;
-		sup_restart(s, c);
+		/* A new stage it is to send to may yet fail to come up and be
+		 * taken back out (sup_reload_undo): its program runs on until
+		 * they are up (loop.c), so that nothing is sent to one that
+		 * never reads. */
+		c->swap_outs = !(d.what[i] & (PIPELINE_CH_EXEC | PIPELINE_CH_ARGS |
+		    PIPELINE_CH_UDP)) && c->nout - gained == nbefore;
+		c->swap_wait = 0;
+		for (int q = 0; q < c->nout; q++) {
+			const struct sup_child *r = sup_find(s, c->out_queue[q]);
+			c->swap_wait |= r != NULL && r->added;
+		}
+		if (!c->swap_wait)
+			sup_restart(s, c);
 		say(&o, "swapped %s\n", c->name);
 		log_info("reload: stage %s swapped", c->name);
 	}

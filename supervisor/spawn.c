@@ -418,6 +418,7 @@ sup_on_ready(struct sup *s, struct sup_child *c)
 			log_info("stage %s (pid %d) ready", c->name, (int)c->pid);
 			if (c->reloading && c->gen > c->reload_gen)
 				c->reloading = 0;
+			c->added = 0;
 			c->state = (enum sup_state)sup_next(c->state, E_READY);
 			ctl_stage_ready(s, c);
 		}

@@ -107,6 +107,13 @@ struct sup_child {
 	struct udp sock;           /* bound here, lent to every process of it */
 	struct chan *inq;          /* its in-queue, open for writing (flush) */
 	int fresh;                 /* added by a reload: starts once its outs are up */
+	int added;                 /* added by a reload and not ready yet: if it
+	                            * fails before it is, it is taken back out
+	                            * (reload.c sup_reload_undo) */
+	int swap_wait;             /* swapped by a reload to send to an added
+	                            * stage: its new program starts once its
+	                            * outs are up (loop.c) */
+	int swap_outs;             /* ... and that swap only gained outs */
 	int retiring;              /* removed by a reload: draining, then gone */
 	uint64_t retire_after;     /* ... once these writers (bit: slot) run
 	                            * their new command line or are gone */
@@ -190,6 +197,9 @@ struct sup {
 	int bad_host;                     /* -H/-p cannot be bound here, ever */
 	char msg_why[PIPELINE_ERR_MAX];   /* how msg_bytes = auto chose, for
 	                                   * the start log */
+	char reload_undone[1024];         /* a line per new stage the last
+	                                   * reload took back out, for its
+	                                   * reply (control.c) */
 };
 
 /* ipc.c: the instance's IPC objects. */
@@ -293,5 +303,13 @@ int sup_start_timer(struct sup *s);
  * ("started X", ...) or one "error: ..." line go to out (may be NULL).
  * Returns 0 or -1 (nothing changed). */
 int sup_reload(struct sup *s, char *out, size_t cap);
+/* A stage a reload added failed before it was ever ready (`why`: "exited
+ * 100 ...", as control.c says it): it is taken back out, with the new
+ * stages that were to send to it (none of them started), and the stages
+ * a reload swapped to send to it do without it: their swap goes on
+ * without those outs, or is called off when it did nothing else. Its
+ * queue, entry and place in s->pl go; logged, and said in
+ * s->reload_undone. */
+void sup_reload_undo(struct sup *s, struct sup_child *c, const char *why);
 
 #endif

@@ -850,6 +850,74 @@ Test(pipefile, reload_whose_second_new_queue_fails_leaves_no_queue)
 	assert_balanced();
 }
 
+/* `before` with low sending to a new egress ckms2 too, given `args`. */
+static void
+with_ckms2(char *text, size_t cap, const char *args)
+{
+	char tail[2048];
+	snprintf(text, cap, before, P.port);
+	char *lo = strstr(text, "out = ckms\n");
+	cr_assert_not_null(lo);
+	snprintf(tail, sizeof(tail), "%s", lo + strlen("out = ckms\n"));
+	snprintf(lo, cap - (size_t)(lo - text), "out = ckms ckms2\n%s"
+	    "[stage ckms2]\nexec = telem-egress-ckms\nargs = %s\n", tail, args);
+}
+
+/* A new stage that refuses its arguments (exit 100) is taken back out, as
+ * a changed one is rolled back: its queue and entry go, low, which was
+ * to send to it and changed in nothing else, runs on untouched, and the
+ * reply is an error. It used to count as a stage of the pipeline failing
+ * for good: the supervisor stopped the whole pipeline and exited 1. */
+Test(pipefile, reload_whose_new_stage_exits_100_takes_it_back_out)
+{
+	char conf[256], text[2048], was[4096], now[4096];
+	struct h_status s0, s;
+	start_before(conf, sizeof(conf), &s0);
+	pl_nc(&P, "a 10\n");
+	WAIT_OUT("[CKMS] a 0.99:10\n", 1);
+	objects(was, sizeof(was));
+	with_ckms2(text, sizeof(text), "--error abc");
+	pl_conf(&P, "p.conf", conf, sizeof(conf), "%s", text);
+	int rc = ctl("reload");
+	h_nap_ms(200);
+	cr_assert_eq(pl_wait(&P, 0), -1, "the supervisor stopped:\n%s",
+	    h_slurp(P.err));
+	cr_assert_eq(rc, 1, "%s", reply_buf);
+	cr_assert_str_eq(reply_buf, "started ckms2\nswapped low\n"
+	    "new stage ckms2 exited 100 (configuration error) before it was "
+	    "ready: taken back out\n"
+	    "error: not every new stage came up: those above were taken back "
+	    "out; the rest of the reload is applied\n");
+	cr_assert(strstr(h_slurp(P.err), "reload: new stage ckms2 exited 100 "
+	    "(configuration error) before it was ready: taken back out\n") != NULL,
+	    "%s", h_slurp(P.err));
+	objects(now, sizeof(now));
+	cr_assert_str_eq(now, was, "objects before the reload:\n%s\nafter:\n%s", was,
+	    now);
+	status(&s);
+	cr_assert_eq(s.n, s0.n, "%s", s.raw);
+	for (int i = 0; i < s.n; i++) {
+		cr_assert_str_eq(s.st[i].name, s0.st[i].name, "%s", s.raw);
+		cr_assert_eq(s.st[i].pid, s0.st[i].pid, "%s touched:\n%s",
+		    s.st[i].name, s.raw);
+	}
+	pl_nc(&P, "a 10\n");
+	WAIT_OUT("[CKMS] a 0.99:10\n", 2);
+	assert_balanced();
+	/* The file as the pipeline runs now: nothing to do. */
+	pl_conf(&P, "p.conf", conf, sizeof(conf), before, P.port);
+	cr_assert_eq(ctl("reload"), 0, "%s", reply_buf);
+	cr_assert_str_eq(reply_buf, "no change\nok\n");
+	/* Mended, it comes: ckms2 reports what low passes from now on. */
+	with_ckms2(text, sizeof(text), "--error 0.001");
+	pl_conf(&P, "p.conf", conf, sizeof(conf), "%s", text);
+	cr_assert_eq(ctl("reload"), 0, "%s\n%s", reply_buf, h_slurp(P.err));
+	cr_assert_str_eq(reply_buf, "started ckms2\nswapped low\nok\n");
+	pl_nc(&P, "b 7\n");
+	WAIT_OUT("[CKMS] b 0.99:7\n", 2);
+	assert_balanced();
+}
+
 Test(pipefile, reload_without_a_file_says_so)
 {
 	cr_assert(pl_start(&P, "-m", "1024", NULL), "%s", h_slurp(P.err));

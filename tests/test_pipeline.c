@@ -740,6 +740,44 @@ names(const struct pipeline *p, const int *idx, int n)
 	return b;
 }
 
+/* A stage a reload added and then took back out (supervisor/reload.c):
+ * the pipeline is the one without it, as far as a diff can tell. */
+Test(pipeline, drop_takes_a_stage_and_its_outs_out)
+{
+	struct pipeline old, p;
+	struct pipeline_diff d;
+	must_load(&old, "[stage ingest]\nexec = telem-ingest\nudp = 127.0.0.1:1990\n"
+	    "out = low high\n"
+	    "[stage low]\nexec = telem-filter\nargs = --keep-below 100\n"
+	    "out = ckms\nflush = yes\n"
+	    "[stage high]\nexec = telem-filter\nargs = --keep-above 100\nout = cma\n"
+	    "flush = yes\n"
+	    "[stage ckms]\nexec = telem-egress-ckms\n"
+	    "[stage cma]\nexec = telem-egress-cma\n");
+	must_load(&p, "[stage ingest]\nexec = telem-ingest\nudp = 127.0.0.1:1990\n"
+	    "out = low high\n"
+	    "[stage low]\nexec = telem-filter\nargs = --keep-below 100\n"
+	    "out = fine ckms\nflush = yes\n"
+	    "[stage fine]\nexec = telem-egress-ckms\nargs = --error 0.001\n"
+	    "[stage high]\nexec = telem-filter\nargs = --keep-above 100\nout = cma\n"
+	    "flush = yes\n"
+	    "[stage ckms]\nexec = telem-egress-ckms\n"
+	    "[stage cma]\nexec = telem-egress-cma\n");
+	pipeline_drop(&p, pipeline_find(&p, "fine"));
+	cr_assert_eq(p.nstage, 5);
+	cr_expect_eq(pipeline_find(&p, "fine"), -1);
+	cr_expect_str_eq(names(&p, p.stage[pipeline_find(&p, "low")].out,
+	    p.stage[pipeline_find(&p, "low")].nout), "ckms");
+	cr_expect_str_eq(names(&p, p.stage[pipeline_find(&p, "high")].out,
+	    p.stage[pipeline_find(&p, "high")].nout), "cma");
+	cr_expect_str_eq(names(&p, p.order, p.nstage), "ckms cma low high ingest");
+	pipeline_diff(&old, &p, &d);
+	cr_expect_eq(d.nadded + d.nremoved + d.nchanged, 0);
+	cr_expect(pipeline_equal(&old, &p));
+	pipeline_free(&p);
+	pipeline_free(&old);
+}
+
 Test(pipeline, diff_for_reload)
 {
 	struct pipeline_opts o;
