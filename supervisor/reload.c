@@ -206,6 +206,22 @@ drop_outs(struct sup_child *c, struct sup_child *const *t, int n)
 	return gone;
 }
 
+static void undone(struct sup *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* A line for the reply to the reload (control.c reload_done). */
+static void
+undone(struct sup *s, const char *fmt, ...)
+{
+	size_t len = strlen(s->reload_undone);
+	if (len + 1 >= sizeof(s->reload_undone))
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(s->reload_undone + len, sizeof(s->reload_undone) - len, fmt, ap);
+	va_end(ap);
+}
+
 void
 sup_reload_undo(struct sup *s, struct sup_child *x, const char *why)
 {
@@ -231,6 +247,14 @@ sup_reload_undo(struct sup *s, struct sup_child *x, const char *why)
 			}
 		}
 	}
+	char with[256] = "";
+	size_t len = 0;
+	for (int k = 1; k < n && len < sizeof(with); k++)
+		len += (size_t)snprintf(with + len, sizeof(with) - len, "%s%s",
+		    k > 1 ? ", " : ", with the new stages upstream of it: ",
+		    t[k]->name);
+	log_warnx("reload: new stage %s %s: taken back out%s", x->name, why, with);
+	undone(s, "new stage %s %s: taken back out%s\n", x->name, why, with);
 	/* The stages swapped to send to them: none sent anything yet (their
 	 * new program waits for its new outs), so they go on without them. */
 	for (int i = 0; i < SUP_STAGES; i++) {
@@ -259,23 +283,19 @@ sup_reload_undo(struct sup *s, struct sup_child *x, const char *why)
 			}
 		}
 		sup_restart(s, w);
+		/* The file gave it only new outs, all taken back out: said,
+		 * as what it passes on now reaches no stage. */
+		if (w->nout == 0) {
+			log_warnx("reload: stage %s sends to no stage now: the new "
+			    "ones it was to send to were taken back out", w->name);
+			undone(s, "stage %s sends to no stage now\n", w->name);
+		}
 	}
-	char with[256] = "";
-	size_t len = 0;
 	for (int k = 0; k < n; k++) {
 		int i = pipeline_find(&s->pl, t[k]->name);
 		if (i >= 0)
 			pipeline_drop(&s->pl, i);
-		if (k > 0 && len < sizeof(with))
-			len += (size_t)snprintf(with + len, sizeof(with) - len, "%s%s",
-			    k > 1 ? ", " : ", with the new stages upstream of it: ",
-			    t[k]->name);
 	}
-	log_warnx("reload: new stage %s %s: taken back out%s", x->name, why, with);
-	len = strlen(s->reload_undone);
-	if (len < sizeof(s->reload_undone))
-		snprintf(s->reload_undone + len, sizeof(s->reload_undone) - len,
-		    "new stage %s %s: taken back out%s\n", x->name, why, with);
 	for (int k = 0; k < n; k++) {
 		sup_unlink_stage(s, t[k]->name, 0);
 		sup_undefine(s, t[k]);

@@ -918,6 +918,45 @@ Test(pipefile, reload_whose_new_stage_exits_100_takes_it_back_out)
 	assert_balanced();
 }
 
+/* ckms replaced by a new ckms2 that refuses its arguments: ckms2 is taken
+ * back out, ckms drains and goes as the file says, and low, changed to
+ * send to ckms2 only, runs with no out; the reply says so too, and the
+ * books balance. */
+Test(pipefile, reload_whose_new_stage_fails_in_place_of_a_removed_one)
+{
+	char conf[256], text[2048];
+	struct h_status s0, s;
+	start_before(conf, sizeof(conf), &s0);
+	snprintf(text, sizeof(text), before, P.port);
+	char *lo = strstr(text, "out = ckms\n"), *ck = strstr(text, "[stage ckms]\n");
+	cr_assert(lo != NULL && ck != NULL);
+	memcpy(lo, "out = cks2\n", 11);   /* cks2: as long as ckms */
+	char tail[1024];
+	snprintf(tail, sizeof(tail), "%s", ck + strlen("[stage ckms]\nexec = "
+	    "telem-egress-ckms\n"));
+	snprintf(ck, sizeof(text) - (size_t)(ck - text), "[stage cks2]\nexec = "
+	    "telem-egress-ckms\nargs = --error abc\n%s", tail);
+	pl_conf(&P, "p.conf", conf, sizeof(conf), "%s", text);
+	int rc = ctl("reload");
+	h_nap_ms(200);
+	cr_assert_eq(pl_wait(&P, 0), -1, "the supervisor stopped:\n%s",
+	    h_slurp(P.err));
+	cr_assert_eq(rc, 1, "%s", reply_buf);
+	cr_assert(strstr(reply_buf, "new stage cks2 exited 100 (configuration "
+	    "error) before it was ready: taken back out\nstage low sends to no "
+	    "stage now\nerror: ") != NULL, "%s", reply_buf);
+	for (int t = 0; t < 500; t++, nap(20)) {
+		status(&s);
+		if (h_find(&s, "ckms") == NULL)
+			break;
+	}
+	cr_assert_eq(s.n, s0.n - 1, "ckms is gone:\n%s", s.raw);
+	cr_assert_null(h_find(&s, "cks2"), "%s", s.raw);
+	pl_nc(&P, "a 500\n");
+	WAIT_OUT("[CMA] a 500\n", 1);
+	assert_balanced();
+}
+
 Test(pipefile, reload_without_a_file_says_so)
 {
 	cr_assert(pl_start(&P, "-m", "1024", NULL), "%s", h_slurp(P.err));
