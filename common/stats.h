@@ -52,10 +52,13 @@ struct stats_slot {
 	                             * unsent at exit), report entries the
 	                             * statsd egress could not make */
 	_Atomic uint64_t sink_held;  /* carbon lines the stage holds unsent
-	                             * (written by the stage as they change):
-	                             * when it dies the supervisor moves them
-	                             * into sink_dropped (stats_settle_held), so
-	                             * a kill -9 loses none uncounted */
+	                             * (written by the stage as they change;
+	                             * a sink's count includes, from the moment
+	                             * it takes a message, the lines its
+	                             * entries are yet to make): when it dies
+	                             * the supervisor moves them into
+	                             * sink_dropped (stats_settle_held), so a
+	                             * kill -9 loses none uncounted */
 	_Atomic uint64_t unbooked_out; /* 1: its out-queues carry no records of
 	                             * the books (an egress sending report
 	                             * records, common/wire.h): its `out` is

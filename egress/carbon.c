@@ -649,12 +649,12 @@ carbon_held(const struct carbon *c)
 }
 
 void
-carbon_book(struct carbon *c, struct stats_slot *slot)
+carbon_book(struct carbon *c, struct stats_slot *slot, uint64_t coming)
 {
 	uint64_t n = carbon_dropped_new(c);
 	if (n > 0)
 		stats_add(&slot->sink_dropped, n);
-	atomic_store_explicit(&slot->sink_held, carbon_held(c),
+	atomic_store_explicit(&slot->sink_held, carbon_held(c) + coming,
 	    memory_order_relaxed);
 }
 

@@ -103,11 +103,13 @@ uint64_t carbon_dropped_new(struct carbon *c);
 /* Lines not yet sent whole: what carbon_drop_pending would drop. */
 uint64_t carbon_held(const struct carbon *c);
 /* A stage's account of its lines in its stats slot: the drops since the
- * last call added to sink_dropped, then sink_held made carbon_held, so
- * that the supervisor counts the lines a stage killed with them took
- * along (common/stats.h). Called after every change: a kill between the
- * two stores counts the lines one call dropped twice. */
-void carbon_book(struct carbon *c, struct stats_slot *slot);
+ * last call added to sink_dropped, then sink_held made carbon_held plus
+ * `coming`, the lines the stage has taken on and not yet queued (a sink's
+ * entries of the message it is in), so that the supervisor counts the
+ * lines a stage killed with them took along (common/stats.h). Called
+ * after every change: a kill between the two stores counts the lines one
+ * call dropped twice. */
+void carbon_book(struct carbon *c, struct stats_slot *slot, uint64_t coming);
 /* Bytes queued and not yet accepted by the kernel. */
 size_t carbon_pending(const struct carbon *c);
 /* 1 while a connection is established, else 0. */

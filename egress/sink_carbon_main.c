@@ -33,6 +33,9 @@ struct sink_carbon {
 	const char *prefix;
 	uint32_t buffer;
 	struct carbon *c;
+	/* Lines of the message being taken not yet queued or dropped: held
+	 * from the moment it is taken (sc_msg). */
+	uint64_t coming;
 	struct log_limit bad_log, drop_log;
 };
 
@@ -100,27 +103,49 @@ sc_init(struct stage *st)
 	return 0;
 }
 
+/* 1 if an entry of this kind, source and field is sent as a line; 0 for
+ * END and what is for Prometheus only. */
+static int
+entry_sent(uint8_t kind, uint8_t source, const char *f, size_t len)
+{
+	if (kind == REPORT_END || len == 0)
+		return 0;
+	/* statsd's quantiles are "upper_P"; a "q" one is the median's copy
+	 * (egress/statsd_main.c one_entry). */
+	if (source == REPORT_SRC_STATSD)
+		return kind != REPORT_SUM_QUANTILE || f[0] != 'q';
+	return kind == REPORT_GAUGE || kind == REPORT_SUM_QUANTILE;
+}
+
+/* entry_sent for a record of a checked message: 0 for any but a report. */
+static int
+record_sent(const struct wire_rec *r)
+{
+	uint8_t kind, source;
+	const char *f;
+	size_t len;
+	if (r->type != WIRE_REPORT)
+		return 0;
+	report_rec_head(r->raw + WIRE_REC_HDR, &kind, &source, &f, &len);
+	return entry_sent(kind, source, f, len);
+}
+
 /* The Graphite stat of an entry, encoded, into stat[0..cap): 1, or 0 when
- * the entry is not sent (END, and what is for Prometheus only), or -1
- * when it cannot be encoded (not reached: cap is CARBON_STAT_MAX). */
+ * the entry is not sent (entry_sent), or -1 when it cannot be encoded
+ * (not reached: report_rec_decode checked the quantile, and cap is
+ * CARBON_STAT_MAX). */
 static int
 entry_stat(const struct report_rec *e, char *stat, size_t cap)
 {
 	const char *f = e->field;
 	size_t len = e->field_len;
 	char q_stat[32];
-	if (e->kind == REPORT_END)
+	if (!entry_sent(e->kind, e->source, f, len))
 		return 0;
-	if (e->source == REPORT_SRC_STATSD) {
-		/* statsd's quantiles are "upper_P"; a "q" one is the median's
-		 * copy (egress/statsd_main.c one_entry). */
-		if (e->kind == REPORT_SUM_QUANTILE && f[0] == 'q')
-			return 0;
-	} else if (e->kind != REPORT_GAUGE) {
+	if (e->source != REPORT_SRC_STATSD && e->kind != REPORT_GAUGE) {
 		double q;
-		if (e->kind != REPORT_SUM_QUANTILE ||
-		    report_rec_quantile(f, len, &q) == -1)
-			return 0;
+		if (report_rec_quantile(f, len, &q) == -1)
+			return -1;
 		int n = snprintf(q_stat, sizeof(q_stat), "q%.10g", q * 100);
 		if (n < 0 || (size_t)n >= sizeof(q_stat))
 			return -1;
@@ -133,8 +158,10 @@ entry_stat(const struct report_rec *e, char *stat, size_t cap)
 	return carbon_stat_encode(f, len, stat, cap) < 0 ? -1 : 1;
 }
 
+/* One report entry: a line queued, or counted in bad or sink_dropped, or
+ * nothing for an entry not sent. */
 static void
-sc_record(struct stage *st, const struct wire_rec *r)
+sc_entry(struct stage *st, const struct wire_rec *r)
 {
 	struct sink_carbon *s = st->ctx;
 	struct report_rec e;
@@ -165,7 +192,46 @@ sc_record(struct stage *st, const struct wire_rec *r)
 		return;
 	}
 	carbon_line(s->c, path, (size_t)plen, stat, tags, num, e.ts);
-	carbon_book(s->c, st->stats);
+}
+
+static void
+sc_record(struct stage *st, const struct wire_rec *r)
+{
+	struct sink_carbon *s = st->ctx;
+	int sent = record_sent(r);
+	sc_entry(st, r);
+	if (sent) {
+		/* Queued (or dropped, counted): no longer coming. */
+		s->coming -= s->coming > 0;
+		carbon_book(s->c, st->stats, s->coming);
+	}
+}
+
+/* The lines a message makes are held from the moment it is taken: they
+ * are counted first (up to a Stop: nothing after it is taken) and booked
+ * in sink_held, beside the lines already queued, before the first entry
+ * is made one; each then moves from `coming` to the queue (sc_record).
+ * A kill -9 anywhere in the message so leaves each of them in sink_held,
+ * which the supervisor adds to sink_dropped (common/stats.h), instead of
+ * losing the entries not yet made lines from every counter. */
+static int
+sc_msg(struct stage *st, const void *msg, size_t len)
+{
+	struct sink_carbon *s = st->ctx;
+	struct wire_reader r;
+	struct wire_rec rec;
+	(void)len;
+	s->coming = 0;
+	wire_reader_init(&r, msg);
+	while (wire_next(&r, &rec) && rec.type != WIRE_STOP)
+		s->coming += (uint64_t)record_sent(&rec);
+	if (s->coming > 0)
+		carbon_book(s->c, st->stats, s->coming);
+	wire_reader_init(&r, msg);
+	while (wire_next(&r, &rec))
+		if (stage_take_record(st, &rec))
+			return 1;
+	return 0;
 }
 
 static void
@@ -179,7 +245,7 @@ sc_tick(struct stage *st)
 {
 	struct sink_carbon *s = st->ctx;
 	carbon_poll(s->c);
-	carbon_book(s->c, st->stats);
+	carbon_book(s->c, st->stats, 0);
 }
 
 /* What the drain could not send is dropped, counted and logged. */
@@ -190,7 +256,7 @@ sc_fini(struct stage *st)
 	if (s->c == NULL)
 		return;
 	carbon_drain(s->c, DRAIN_MS);
-	carbon_book(s->c, st->stats);
+	carbon_book(s->c, st->stats, 0);
 	carbon_free(s->c);
 	s->c = NULL;
 }
@@ -216,6 +282,7 @@ main(int argc, char **argv)
 		.option = sc_option,
 		.init = sc_init,
 		.on_record = sc_record,
+		.on_msg = sc_msg,
 		.on_flush = sc_flush,
 		.on_tick = sc_tick,
 		.fini = sc_fini,

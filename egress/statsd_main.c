@@ -572,7 +572,7 @@ sd_tick(struct stage *st)
 	if (d->sink == NULL)
 		return;
 	carbon_poll(d->sink);
-	carbon_book(d->sink, st->stats);
+	carbon_book(d->sink, st->stats, 0);
 }
 
 /* Save the gauges (with --state) and book the records applied so far
@@ -630,7 +630,7 @@ flush_ms(struct stage *st, struct sd *d, uint32_t ms)
 	}
 	if (d->sink != NULL) {
 		carbon_end_flush(d->sink);
-		carbon_book(d->sink, st->stats);  /* before the records are out */
+		carbon_book(d->sink, st->stats, 0);  /* before the records are out */
 	}
 	save_commit(st, d);
 }
@@ -670,7 +670,7 @@ sd_fini(struct stage *st)
 		/* What the drain could not send is dropped, counted and logged. */
 		carbon_end_flush(d->sink);
 		carbon_drain(d->sink, SINK_DRAIN_MS);
-		carbon_book(d->sink, st->stats);
+		carbon_book(d->sink, st->stats, 0);
 		carbon_free(d->sink);
 	}
 	statsd_agg_free(d->agg);

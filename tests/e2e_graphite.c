@@ -13,6 +13,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
@@ -25,8 +26,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "chan.h"
+#include "clock.h"
 #include "egress/carbon_path.h"
 #include "harness.h"
+#include "stats.h"
 
 struct carbon_proc {
 	const char *prog;          /* carbon-cache or carbon-relay */
@@ -549,6 +553,129 @@ Test(graphite, lines_held_by_a_killed_sink_are_counted)
 	/* Restarted, the sink holds none of them: still 7 after a while. */
 	h_nap_ms(500);
 	cr_assert_eq(pl_stat(&P, "carbon", "sink_dropped"), 7);
+}
+
+/* The carbon stage's slot in the instance's stats segment (common/stats.h),
+ * which the supervisor maps and the stage writes. */
+static _Atomic uint64_t *
+carbon_held_word(_Atomic int64_t **pid)
+{
+	char obj[CHAN_NAME_MAX];
+	cr_assert_eq(chan_objname(obj, sizeof(obj), P.instance, "stats"), 0);
+	struct stats_seg *seg = stats_attach(obj);
+	cr_assert_not_null(seg, "attach %s", obj);
+	for (int i = 0; i < STATS_SLOTS; i++)
+		if (strncmp(seg->slot[i].stage, "carbon", STATS_NAME_MAX) == 0) {
+			*pid = &seg->slot[i].pid;
+			return &seg->slot[i].sink_held;
+		}
+	cr_assert_fail("no slot for the stage carbon");
+	return NULL;
+}
+
+/* Run pid (0: this process) on that CPU only. */
+static void
+pin(pid_t pid, int cpu)
+{
+	cpu_set_t one;
+	CPU_ZERO(&one);
+	CPU_SET(cpu, &one);
+	cr_assert_eq(sched_setaffinity(pid, sizeof(one), &one), 0,
+	    "sched_setaffinity %d to CPU %d: %s", (int)pid, cpu, strerror(errno));
+}
+
+/* A sink killed in the middle of a message: the lines its entries were to
+ * make are in sink_held from the moment the sink took it
+ * (egress/sink_carbon_main.c sc_msg), so the supervisor counts them all,
+ * not only those queued before the kill. 50 names at 1 in one datagram
+ * make one ckms report of 300 lines (its sum and count are not lines) in
+ * 2048-byte messages of some 50 entries, which the stopped sink's queue
+ * holds whole (so that no egress waits on it: a sink whose receive wakes
+ * a waiting writer can lose the CPU before it counts what it took). Each
+ * sink, on a CPU of its own, is then killed -9 by this test, spinning on
+ * another, at its first store of sink_held, while it makes the lines of
+ * the first message it took, three times; all 300 lines are counted in
+ * the end. */
+Test(graphite, a_sink_killed_in_the_middle_of_a_message_counts_all_its_lines)
+{
+	int port;
+	h_tcp_ports(&port, 1);  /* nobody listens there */
+	char g[32];
+	snprintf(g, sizeof(g), "127.0.0.1:%d", port);
+	START("-f", "200", "-m", "2048", "-g", g);
+	_Atomic int64_t *pid_word;
+	_Atomic uint64_t *held = carbon_held_word(&pid_word);
+	pid_t pid = pl_stage_pid(&P, "carbon");
+	cr_assert_gt(pid, 0);
+	cr_assert_eq(kill(pid, SIGSTOP), 0);
+	enum { N = 50, LINES = 6 * N };
+	char buf[1024];
+	size_t len = 0;
+	for (int i = 0; i < N; i++)
+		len += (size_t)snprintf(buf + len, sizeof(buf) - len, "k%02d 1\n", i);
+	pl_sendto(&P, buf, len);
+	WAIT_OUT("[CKMS] k49 0.99:1\n");
+	h_nap_ms(300);  /* the report's end follows its stdout */
+	char *out = h_slurp(P.out);
+	cr_assert_eq(h_count(out, "[CKMS] "), LINES, "not one report:\n%s", out);
+	free(out);
+	long long depth = pl_stat(&P, "carbon", "depth");
+	/* Not full (an mqueue holds 10): no egress waits to send. */
+	cr_assert(depth >= 6 && depth < 10, "%lld messages queued", depth);
+	cpu_set_t cpus;
+	cr_assert_eq(sched_getaffinity(0, sizeof(cpus), &cpus), 0);
+	int cpu[2], ncpu = 0;
+	for (int i = 0; i < CPU_SETSIZE && ncpu < 2; i++)
+		if (CPU_ISSET(i, &cpus))
+			cpu[ncpu++] = i;
+	cr_assert_eq(ncpu, 2, "the test needs two CPUs");
+	pin(0, cpu[0]);
+	pin(pid, cpu[1]);
+	cr_assert_eq(kill(pid, SIGCONT), 0);
+	int kills = 0;
+	for (int round = 0; round < 3; round++) {
+		long long end = clock_ms() + 10000;
+		while (atomic_load(held) == 0 && clock_ms() < end)
+			;
+		cr_assert_gt(atomic_load(held), 0, "round %d: the sink never held "
+		    "lines\n%s", round, h_slurp(P.err));
+		cr_assert_gt(pid, 0);
+		cr_assert_eq(kill(pid, SIGKILL), 0);
+		kills++;
+		/* The supervisor settles the slot (sink_held 0), then starts
+		 * another sink, whose first store the next round waits for. */
+		pid_t old = pid;
+		int64_t p;
+		end = clock_ms() + 10000;
+		while (((p = atomic_load(pid_word)) <= 0 || p == old) &&
+		    clock_ms() < end)
+			;
+		uint64_t h = atomic_load(held);
+		cr_assert(p > 0 && p != old, "round %d: the sink was not restarted",
+		    round);
+		pid = (pid_t)p;
+		if (h != 0)
+			break;  /* it took a message before we looked: no kill */
+		pin(pid, cpu[1]);
+	}
+	for (int i = 0; i < 500 && pl_stat(&P, "carbon", "depth") != 0; i++)
+		h_nap_ms(10);
+	h_nap_ms(200);
+	/* A clean stop drops and counts what the last sink holds. */
+	char reply[512];
+	cr_assert_eq(pl_ctl(&P, reply, sizeof(reply), "restart carbon"), 0,
+	    "%s", reply);
+	long long n = -1;
+	for (int i = 0; i < 500 && n != LINES; i++) {
+		n = pl_stat(&P, "carbon", "sink_dropped");
+		if (n != LINES)
+			h_nap_ms(10);
+	}
+	char *err = h_slurp(P.err);
+	cr_assert_eq(n, LINES, "sink_dropped=%lld of %d lines\n%s", n, LINES, err);
+	cr_assert_eq(h_count(err, "stage carbon held "), kills, "%s", err);
+	cr_log_info("%d kills, all %d lines counted", kills, LINES);
+	free(err);
 }
 
 Test(graphite, past_one_machine_a_relay_stores_every_metric_in_exactly_one_cache)
