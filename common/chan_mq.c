@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <mqueue.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -14,9 +15,8 @@
 struct chan_mq {
 	struct chan base;
 	mqd_t mq;
-	/* A reader's second descriptor, O_NONBLOCK, for looking without
-	 * waiting: mq_timedreceive with a deadline already past still goes
-	 * to sleep on a timer when the queue is empty. */
+	/* A reader's second descriptor, O_NONBLOCK, that every receive
+	 * takes from (mq_recv says why). */
 	mqd_t nb;
 };
 
@@ -102,21 +102,32 @@ mq_detach(struct chan *base)
 	free(c);
 }
 
+/* A reader never sleeps in mq_receive: the kernel hands a message to a
+ * receiver asleep there at the send, and one killed before it runs again
+ * takes it along, out of the queue and out of every count (a carbon
+ * sink's lines, egress/sink_carbon_main.c; tests/test_chan.c
+ * a_reader_killed_while_waiting_leaves_the_message_queued). It waits in
+ * poll (on Linux an mqd_t is a descriptor) and then takes the message
+ * with a receive that does not wait, so a kill in the wait leaves the
+ * message queued for the next reader. */
 static ssize_t
 mq_recv(struct chan *base, void *buf, size_t cap, int timeout_ms)
 {
 	struct chan_mq *c = (struct chan_mq *)base;
 	ssize_t n;
-	if (timeout_ms < 0) {
-		n = mq_receive(c->mq, buf, cap, NULL);
-	} else if (timeout_ms == 0) {
+	for (;;) {
+		if (timeout_ms != 0) {
+			struct pollfd p = { .fd = (int)c->nb, .events = POLLIN };
+			int r = poll(&p, 1, timeout_ms < 0 ? -1 : timeout_ms);
+			if (r <= 0)
+				return r;  /* 0: timeout; -1: errno (EINTR) */
+		}
 		n = mq_receive(c->nb, buf, cap, NULL);
-		if (n == -1 && errno == EAGAIN)
-			return 0;
-	} else {
-		struct timespec ts = clock_realtime_after(timeout_ms);
-		n = mq_timedreceive(c->mq, buf, cap, NULL, &ts);
-		if (n == -1 && errno == ETIMEDOUT)
+		if (n != -1 || errno != EAGAIN)
+			break;
+		/* Gone since poll saw it (not with one reader): as a timeout,
+		 * unless the wait has no limit. */
+		if (timeout_ms >= 0)
 			return 0;
 	}
 	/* mq_send takes empty messages, which would read as a timeout. */

@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -267,6 +268,76 @@ BOTH(reader_gone_messages_stay)
 		cr_assert_eq(m.seq, i);
 	}
 	cr_assert_eq(chan_recv(c, buf, sizeof(buf), 0), 0);
+	chan_close(c);
+}
+
+/* Reader child: on the CPU its parent pinned, at SCHED_IDLE (it runs only
+ * while the parent does not), opens the channel, says so on fd and waits
+ * for a message; exits 0 if one came. */
+static int
+idle_reader(enum chan_kind kind, int fd)
+{
+	struct sched_param sp = { .sched_priority = 0 };
+	if (sched_setscheduler(0, SCHED_IDLE, &sp) == -1)
+		return 2;
+	struct chan *c = chan_open(kind, objname, CHAN_READ);
+	unsigned char buf[MSG];
+	if (c == NULL || write(fd, "r", 1) != 1)
+		return 3;
+	return chan_recv(c, buf, sizeof(buf), 10000) > 0 ? 0 : 1;
+}
+
+/* The state letter of /proc/PID/stat, or '?'. */
+static char
+proc_state(pid_t pid)
+{
+	char path[64], line[512];
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	FILE *f = fopen(path, "r");
+	if (f == NULL)
+		return '?';
+	size_t n = fread(line, 1, sizeof(line) - 1, f);
+	fclose(f);
+	line[n] = '\0';
+	const char *p = strrchr(line, ')');
+	return p != NULL && p[1] == ' ' ? p[2] : '?';
+}
+
+/* A reader killed while it waits takes no message with it: a message sent
+ * as it waits, the kill right after, before it has run again (it shares
+ * our CPU at SCHED_IDLE), is still in the channel for the next reader.
+ * Sleeping in mq_timedreceive, the reader was handed the message by the
+ * send itself, and the kernel dropped it with the killed process. */
+BOTH(a_reader_killed_while_waiting_leaves_the_message_queued)
+{
+	struct chan *c = make(kind, "waiting", CHAN_READ | CHAN_WRITE);
+	cpu_set_t one;
+	CPU_ZERO(&one);
+	CPU_SET(sched_getcpu(), &one);
+	cr_assert_eq(sched_setaffinity(0, sizeof(one), &one), 0,
+	    "sched_setaffinity: %s", strerror(errno));
+	int fds[2];
+	cr_assert_eq(pipe(fds), 0);
+	pid_t pid = spawn(idle_reader, kind, fds[1]);
+	cr_assert(byte_within(fds[0], 5000), "reader did not start");
+	char state = '?';
+	for (int i = 0; i < 5000 && (state = proc_state(pid)) != 'S'; i++)
+		usleep(1000);
+	cr_assert_eq(state, 'S', "reader not asleep in its receive: %c", state);
+	unsigned char buf[MSG];
+	size_t len = msg_fill(buf, 3, 7);
+	cr_assert_eq(chan_send(c, buf, len, 1000), 0);
+	cr_assert_eq(kill(pid, SIGKILL), 0);
+	int st;
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	cr_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL,
+	    "reader: status 0x%x", st);
+	struct msg m;
+	ssize_t n = chan_recv(c, buf, sizeof(buf), 0);
+	cr_assert_eq(n, (ssize_t)len, "the message went with the killed reader");
+	cr_assert(msg_check(buf, n, &m) && m.writer == 3 && m.seq == 7);
+	close(fds[0]);
+	close(fds[1]);
 	chan_close(c);
 }
 
