@@ -395,11 +395,12 @@ explain_mq_invalid(const struct sup *s, const char *obj)
 }
 
 /* mq_open said EMFILE/ENOSPC with descriptors to spare: the user's
- * RLIMIT_MSGQUEUE. Say the limit, what one queue of ours needs, and what
- * the user's queues use - this instance's apart from the others, so that
- * a limit too small for even one queue is not blamed on anyone else. */
+ * RLIMIT_MSGQUEUE. Say the limit, what one queue of ours needs and what
+ * the nq queues of the pipeline being made need, and what the user's
+ * queues use - this instance's apart from the others, so that a limit
+ * too small for even one queue is not blamed on anyone else. */
 static void
-explain_mq_budget(const struct sup *s, const char *obj)
+explain_mq_budget(const struct sup *s, const char *obj, int nq)
 {
 	struct rlimit rl;
 	char limit[32] = "unknown", use[256];
@@ -429,12 +430,11 @@ explain_mq_budget(const struct sup *s, const char *obj)
 	    "%ld messages of %zu bytes needs %llu (%zu queues: %llu); %s: use a "
 	    "smaller -m, raise the limit (ulimit -q), or use -t shm", obj, limit,
 	    maxmsg, s->cfg.chan.msgsize, (unsigned long long)one,
-	    (size_t)pipeline_nqueues(&s->pl),
-	    (unsigned long long)one * (unsigned)pipeline_nqueues(&s->pl), use);
+	    (size_t)nq, (unsigned long long)one * (unsigned)nq, use);
 }
 
 static void
-explain_create(const struct sup *s, const char *obj)
+explain_create(const struct sup *s, const char *obj, int nq)
 {
 	int e = errno;
 	if (s->cfg.chan.kind == CHAN_SHM && e == ENOSPC)
@@ -447,13 +447,13 @@ explain_create(const struct sup *s, const char *obj)
 	else if (s->cfg.chan.kind == CHAN_MQUEUE && e == EMFILE && !fd_free())
 		log_warn("create mqueue %s", obj);  /* RLIMIT_NOFILE, said */
 	else if (s->cfg.chan.kind == CHAN_MQUEUE && (e == EMFILE || e == ENOSPC))
-		explain_mq_budget(s, obj);
+		explain_mq_budget(s, obj, nq);
 	else
 		log_warn("create %s %s", chan_kind_name(s->cfg.chan.kind), obj);
 }
 
 int
-sup_queue_create(struct sup *s, const char *name)
+sup_queue_create(struct sup *s, const char *name, int nq)
 {
 	char obj[CHAN_NAME_MAX];
 	if (chan_objname(obj, sizeof(obj), s->cfg.instance, name) == -1) {
@@ -462,7 +462,7 @@ sup_queue_create(struct sup *s, const char *name)
 		return -1;
 	}
 	if (chan_create(&s->cfg.chan, obj) == -1) {
-		explain_create(s, obj);
+		explain_create(s, obj, nq);
 		return -1;
 	}
 	return 0;
@@ -568,7 +568,8 @@ sup_ipc_setup(struct sup *s)
 		return -1;
 	for (int i = 0; i < s->pl.nstage; i++)
 		if (s->pl.stage[i].in_queue &&
-		    sup_queue_create(s, s->pl.stage[i].name) == -1)
+		    sup_queue_create(s, s->pl.stage[i].name,
+		    pipeline_nqueues(&s->pl)) == -1)
 			return -1;
 	if (chan_objname(obj, sizeof(obj), s->cfg.instance, "stats") == -1 ||
 	    (s->stats = stats_create(obj)) == NULL) {

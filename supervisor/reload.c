@@ -410,7 +410,8 @@ sup_reload(struct sup *s, char *buf, size_t cap)
 	struct sup_child *added[PIPELINE_STAGES_MAX];
 	int made = 0, defined = 0;
 	while (made < d.nadded && (!np.stage[d.added[made]].in_queue ||
-	    sup_queue_create(s, np.stage[d.added[made]].name) == 0))
+	    sup_queue_create(s, np.stage[d.added[made]].name,
+	    pipeline_nqueues(&np)) == 0))
 		made++;
 	while (made == d.nadded && defined < d.nadded) {
 		int i = d.added[defined];

@@ -209,8 +209,10 @@ struct sup {
 int sup_ipc_setup(struct sup *s);
 void sup_ipc_teardown(struct sup *s);
 void sup_ipc_unlink_all(struct sup *s, int stale);
-/* Create the queue of one stage (a reload's new stage); 0 or -1 logged. */
-int sup_queue_create(struct sup *s, const char *name);
+/* Create the queue of one stage of a pipeline of nq queues (s->pl's at
+ * the start, the new file's for a reload's new stage); 0 or -1 logged,
+ * and a spent RLIMIT_MSGQUEUE told against what those nq queues need. */
+int sup_queue_create(struct sup *s, const char *name, int nq);
 /* Remove that queue again (a reload that could not add every new stage);
  * 0 or -1 logged. */
 int sup_queue_unlink(struct sup *s, const char *name);

@@ -850,6 +850,43 @@ Test(pipefile, reload_whose_second_new_queue_fails_leaves_no_queue)
 	assert_balanced();
 }
 
+/* A reload's new queue refused by RLIMIT_MSGQUEUE: the log line tells the
+ * budget against the queues of the new file (8: `before`'s 6, ckms2 and
+ * ckms3), where it used to count the running pipeline's (6). The
+ * supervisor's limit is set to 1 byte, which any new queue passes. */
+Test(pipefile, reload_past_the_mqueue_budget_counts_the_new_files_queues)
+{
+	char conf[256], text[2048], tail[2048];
+	struct h_status s0;
+	start_before(conf, sizeof(conf), &s0);
+	snprintf(text, sizeof(text), before, P.port);
+	char *lo = strstr(text, "out = ckms\n");
+	cr_assert_not_null(lo);
+	snprintf(tail, sizeof(tail), "%s", lo + strlen("out = ckms\n"));
+	snprintf(lo, sizeof(text) - (size_t)(lo - text), "out = ckms ckms2 ckms3\n%s"
+	    "[stage ckms2]\nexec = telem-egress-ckms\n"
+	    "[stage ckms3]\nexec = telem-egress-ckms\n", tail);
+	pl_conf(&P, "p.conf", conf, sizeof(conf), "%s", text);
+	if (strcmp(P.transport, "mqueue") == 0) {
+		struct rlimit one = { 1, 1 }, got;
+		cr_assert_eq(prlimit(P.pid, RLIMIT_MSGQUEUE, &one, NULL), 0,
+		    "prlimit: %s", strerror(errno));
+		cr_assert_eq(prlimit(P.pid, RLIMIT_MSGQUEUE, NULL, &got), 0);
+		cr_assert_eq(got.rlim_cur, 1);
+		cr_assert_eq(ctl("reload"), 1, "%s", reply_buf);
+		cr_assert_str_eq(reply_buf, "error: queue of stage ckms2 could not "
+		    "be created (see the log); nothing changed\n");
+		char *err = h_slurp(P.err);
+		const char *m = strstr(err, "RLIMIT_MSGQUEUE is 1 bytes");
+		cr_assert_not_null(m, "%s", err);
+		cr_assert(strstr(m, "(8 queues: ") != NULL, "%s", err);
+		return;
+	}
+	/* shm has no such budget: the reload adds both. */
+	cr_assert_eq(ctl("reload"), 0, "%s", reply_buf);
+	assert_balanced();
+}
+
 /* `before` with low sending to a new egress ckms2 too, given `args`. */
 static void
 with_ckms2(char *text, size_t cap, const char *args)
