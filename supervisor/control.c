@@ -26,6 +26,19 @@
 #include "supervisor/control.h"
 #include "supervisor/sup.h"
 
+/* telemctl's waits (control.h) outlast what a request may take here: a
+ * flush behind a full queue; a restart's or swap's stop (SIGKILL after
+ * the grace, reaped within a second) and a ready wait, twice for a swap
+ * rolled back; a reload's wait for its stages after such a stop; a stop
+ * of every stage, level by level, in two rounds (loop.c). */
+_Static_assert(CTL_REQ_MS + CTL_FLUSH_MS < CTL_CLIENT_MS, "flush");
+_Static_assert(SUP_STOP_GRACE_MS + 1000 + 2 * SUP_READY_MS < CTL_CLIENT_WAIT_MS,
+    "restart, swap");
+_Static_assert(SUP_STOP_GRACE_MS + 1000 + CTL_RELOAD_MS < CTL_CLIENT_WAIT_MS,
+    "reload");
+_Static_assert(2 * SUP_STAGES * (SUP_STOP_GRACE_MS + 1000) < CTL_CLIENT_STOP_MS,
+    "stop");
+
 /* One client connection. READ: its request line is coming (deadline: the
  * request's); WAIT: the request is being carried out (a restart, a swap, a
  * stop, a flush behind a full queue); WRITE: its reply is going out

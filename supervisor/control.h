@@ -13,6 +13,12 @@
 #define CTL_REPLY_MS 2000     /* a reply must be read within this */
 #define CTL_FLUSH_MS 1000     /* `flush` waits this long behind a full queue */
 #define CTL_RELOAD_MS 15000   /* `reload` waits this long for its stages */
+/* How long telemctl waits for the whole reply, from before it connects
+ * (man/telemctl.8); past it, it says so and exits 1. Each is longer than
+ * the supervisor's own bound on the request (checked in control.c). */
+#define CTL_CLIENT_MS 10000         /* status, books, flush */
+#define CTL_CLIENT_WAIT_MS 60000    /* restart, swap, reload */
+#define CTL_CLIENT_STOP_MS 600000   /* stop */
 /* Entries ctl_pollfds may fill. */
 #define CTL_POLLFDS (CTL_CONNS + 1)
 

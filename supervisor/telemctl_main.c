@@ -1,9 +1,11 @@
 /* telemctl: sends one command to a running telem-supervisor over its
  * control socket and prints the reply. Exit 0 when the reply ends in `ok`,
- * 1 on `error: ...` or a failure to talk, 2 on a bad command line. */
+ * 1 on `error: ...`, a failure to talk or no whole reply in time
+ * (wait_ms), 2 on a bad command line. */
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
+#include <poll.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -12,8 +14,10 @@
 #include <unistd.h>
 
 #include "chan.h"
+#include "clock.h"
 #include "ctlpath.h"
 #include "log.h"
+#include "supervisor/control.h"
 #include "version.h"
 
 static const char usage[] =
@@ -30,7 +34,22 @@ static const char usage[] =
     "STAGE: a stage name as `status` lists them. Each word is sent whole\n"
     "(an EXEC or ARG with blanks stays one word).\n"
     "The control socket is $XDG_RUNTIME_DIR/telem/INSTANCE.sock, else\n"
-    "/tmp/telem-UID/INSTANCE.sock ($TMPDIR for /tmp if set); -i default.\n";
+    "/tmp/telem-UID/INSTANCE.sock ($TMPDIR for /tmp if set); -i default.\n"
+    "No whole reply within 10 s (restart, swap, reload: 60 s; stop: 10 min)\n"
+    "is an error.\n";
+
+/* How long the reply to a command may take: a stopped or hung supervisor
+ * accepts the connection (or leaves it in its backlog) and never answers. */
+static long long
+wait_ms(const char *cmd)
+{
+	if (strcmp(cmd, "stop") == 0)
+		return CTL_CLIENT_STOP_MS;
+	if (strcmp(cmd, "restart") == 0 || strcmp(cmd, "swap") == 0 ||
+	    strcmp(cmd, "reload") == 0)
+		return CTL_CLIENT_WAIT_MS;
+	return CTL_CLIENT_MS;
+}
 
 int
 main(int argc, char **argv)
@@ -124,10 +143,20 @@ main(int argc, char **argv)
 	if (strlen(path) >= sizeof(sa.sun_path))
 		fatalx(EXIT_USAGE, "control socket path %s is too long", path);
 	memcpy(sa.sun_path, path, strlen(path) + 1);
+	const char *cmd = argv[optind];
+	long long wait = wait_ms(cmd), deadline = clock_ms() + wait;
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd == -1)
 		fatal(1, "socket");
+	/* A connect to a full backlog, and the send, wait this long at most
+	 * (EAGAIN after it). */
+	struct timeval tv = { .tv_sec = wait / 1000, .tv_usec = wait % 1000 * 1000 };
+	if (setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) == -1)
+		fatal(1, "SO_SNDTIMEO on the control socket");
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == -1) {
+		if (errno == EAGAIN)
+			fatalx(1, "connect %s: not accepted in %lld s (is its "
+			    "telem-supervisor stopped or hung?)", path, wait / 1000);
 		if (path == def)
 			fatal(1, "connect %s (is telem-supervisor -i %s running?)", path,
 			    instance);
@@ -149,6 +178,19 @@ main(int argc, char **argv)
 	size_t lastlen = 0;
 	int at_start = 1;
 	for (;;) {
+		long long left = deadline - clock_ms();
+		struct pollfd pfd = { .fd = fd, .events = POLLIN };
+		int r = left > 0 ? poll(&pfd, 1, (int)left) : 0;
+		if (r == -1 && errno == EINTR)
+			continue;
+		if (r == -1)
+			fatal(1, "poll on %s", path);
+		if (r == 0) {
+			if (fflush(stdout) == EOF)
+				fatal(1, "write the reply to stdout");
+			fatalx(1, "no whole reply to %s from %s in %lld s (is its "
+			    "telem-supervisor stopped or hung?)", cmd, path, wait / 1000);
+		}
 		ssize_t n = read(fd, buf, sizeof(buf));
 		if (n == -1 && errno == EINTR)
 			continue;

@@ -6,8 +6,13 @@
  * asserts on speed. */
 #include <criterion/criterion.h>
 
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include "clock.h"
 #include "control.h"
 #include "fault.h"
+#include "supervisor/control.h"
 #include "wire.h"
 
 TestSuite(control, .init = setup, .fini = teardown, .timeout = 60);
@@ -272,6 +277,62 @@ Test(control, stop_replies_ok_and_leaves_nothing)
 	cr_assert(strstr(out, "[CKMS] a 0.5:10\n") != NULL, "final flush missing:\n%s", out);
 	free(out);
 	cr_assert_eq(h_procs_of(P.instance), 0, "a stage outlived the supervisor");
+}
+
+/* A supervisor stopped by SIGSTOP (or hung) accepts connections into its
+ * backlog and never answers: telemctl gives up after 10 s for status (man/
+ * telemctl.8), with one line and exit 1, whether it got in or found the
+ * backlog full; once the supervisor runs again, it is answered. */
+/* `telemctl status`, killed after 30 s if it is still waiting: its exit
+ * status (-1 if killed) and output in reply_buf, the time it took in *ms. */
+static int
+status_within_30s(long long *ms)
+{
+	char exe[256], cmd[512];
+	snprintf(cmd, sizeof(cmd), "timeout -s KILL 30 %s -i %s status 2>&1",
+	    h_bin("telemctl", exe, sizeof(exe)), P.instance);
+	long long t0 = clock_ms();
+	int rc = h_run(cmd, reply_buf, sizeof(reply_buf));
+	*ms = clock_ms() - t0;
+	return rc == 137 ? -1 : rc;
+}
+
+Test(control, telemctl_gives_up_on_a_stopped_supervisor)
+{
+	START("-m", "1024", "-f", "60000");
+	cr_assert_eq(kill(P.pid, SIGSTOP), 0);
+	long long took;
+	int rc = status_within_30s(&took);
+	cr_assert_eq(rc, 1, "%s", reply_buf);
+	cr_assert_eq(h_count(reply_buf, "\n"), 1, "%s", reply_buf);
+	cr_assert(strstr(reply_buf, "telemctl: no whole reply to status from ") ==
+	    reply_buf && strstr(reply_buf, " in 10 s (") != NULL, "%s", reply_buf);
+	cr_assert(took >= 9500 && took < 20000, "%lld ms", took);
+	/* The backlog full: telemctl's connect waits as long, no longer. */
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	const char *path = sa.sun_path;
+	cr_assert_eq(ctl_default_path(sa.sun_path, sizeof(sa.sun_path), P.instance,
+	    0), 0);
+	int fds[CTL_CONNS + 8], n = 0;
+	for (; n < CTL_CONNS + 8; n++) {
+		fds[n] = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		cr_assert_neq(fds[n], -1);
+		if (connect(fds[n], (struct sockaddr *)&sa, sizeof(sa)) == -1) {
+			cr_assert_eq(errno, EAGAIN, "connect %s: %s", path, strerror(errno));
+			close(fds[n]);
+			break;
+		}
+	}
+	cr_assert_lt(n, CTL_CONNS + 8, "the backlog never filled");
+	rc = status_within_30s(&took);
+	for (int i = 0; i < n; i++)
+		close(fds[i]);
+	cr_assert_eq(rc, 1, "%s", reply_buf);
+	cr_assert(strstr(reply_buf, "not accepted in 10 s (") != NULL, "%s",
+	    reply_buf);
+	cr_assert(took >= 9500 && took < 20000, "%lld ms", took);
+	cr_assert_eq(kill(P.pid, SIGCONT), 0);
+	cr_assert_eq(ctl("status"), 0, "%s", reply_buf);
 }
 
 /* ---- 4. one supervisor per instance; a stale socket --------------------- */
