@@ -2,6 +2,7 @@
 #include "chan_impl.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -72,10 +73,29 @@ chan_unlink(enum chan_kind kind, const char *objname)
 	return ops_of(kind)->unlink(objname);
 }
 
+/* What the last chan_open of this thread refused, in words. */
+static _Thread_local char open_why[128];
+
+void
+chan_why(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(open_why, sizeof(open_why), fmt, ap);
+	va_end(ap);
+}
+
 struct chan *
 chan_open(enum chan_kind kind, const char *objname, int mode)
 {
+	open_why[0] = '\0';
 	return ops_of(kind)->open(objname, mode);
+}
+
+const char *
+chan_open_why(void)
+{
+	return open_why;
 }
 
 void

@@ -58,9 +58,15 @@ int chan_create(const struct chan_attr *attr, const char *objname);
 int chan_unlink(enum chan_kind kind, const char *objname);
 
 /* Open an existing channel for CHAN_READ and/or CHAN_WRITE. Returns a handle
- * the caller frees with chan_close, or NULL with errno set (a shm segment of
- * another version or size fails with EPROTO). */
+ * the caller frees with chan_close, or NULL with errno set: EPROTO for what
+ * no chan_create made, a shm segment of another version or size, or a
+ * queue whose messages are not WIRE_MSG_MIN..WIRE_MSG_MAX bytes (one of
+ * another program's, say, at the name). */
 struct chan *chan_open(enum chan_kind kind, const char *objname, int mode);
+/* After chan_open failed with EPROTO in this thread: what was found, with
+ * its size and the size a channel has, for the caller's line ("its messages
+ * are 64 bytes, not 1024..1048576"), or "" when there is nothing to add. */
+const char *chan_open_why(void);
 void chan_close(struct chan *c);
 
 size_t chan_msgsize(const struct chan *c);

@@ -22,6 +22,9 @@ struct chan {
 	size_t capacity;   /* messages it holds when full */
 };
 
+/* An open refusing an object with EPROTO says why (chan_open_why). */
+void chan_why(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 extern const struct chan_ops chan_mq_ops;
 extern const struct chan_ops chan_shm_ops;
 

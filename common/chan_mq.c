@@ -11,6 +11,7 @@
 #include <stdlib.h>
 
 #include "clock.h"
+#include "wire.h"
 
 struct chan_mq {
 	struct chan base;
@@ -76,9 +77,19 @@ mq_attach(const char *objname, int mode)
 	if (mode & CHAN_READ)
 		c->nb = mq_open(objname, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
 	struct mq_attr ma;
+	int e = 0;
 	if (((mode & CHAN_READ) && c->nb == (mqd_t)-1) ||
 	    mq_getattr(c->mq, &ma) == -1) {
-		int e = errno;
+		e = errno;
+	} else if (ma.mq_msgsize < WIRE_MSG_MIN || ma.mq_msgsize > WIRE_MSG_MAX) {
+		/* Not a queue chan_create made (it keeps to the wire's sizes,
+		 * as a ring's header must, chan_shm.c): a record that does not
+		 * fit its messages would be held by the writer, booked nowhere. */
+		chan_why("its messages are %ld bytes, not %d..%d", ma.mq_msgsize,
+		    WIRE_MSG_MIN, WIRE_MSG_MAX);
+		e = EPROTO;
+	}
+	if (e != 0) {
 		if (c->nb != (mqd_t)-1)
 			mq_close(c->nb);
 		mq_close(c->mq);

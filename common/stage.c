@@ -220,8 +220,13 @@ open_queue(struct stage *st, const char *queue, int mode, int *status)
 	}
 	struct chan *c = chan_open(st->kind, obj, mode);
 	if (c == NULL) {
-		log_warn("open %s %s", chan_kind_name(st->kind), obj);
-		*status = open_status(errno);
+		int e = errno;
+		if (e == EPROTO && *chan_open_why() != '\0')
+			log_warnx("open %s %s: %s", chan_kind_name(st->kind), obj,
+			    chan_open_why());
+		else
+			log_warn("open %s %s", chan_kind_name(st->kind), obj);
+		*status = open_status(e);
 	}
 	return c;
 }

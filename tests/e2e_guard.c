@@ -8,11 +8,13 @@
 #include <criterion/criterion.h>
 
 #include <fcntl.h>
+#include <mqueue.h>
 #include <sys/file.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 
+#include "chan.h"
 #include "control.h"
 
 TestSuite(guard, .init = setup, .fini = teardown, .timeout = 90);
@@ -529,6 +531,37 @@ Test(guard, a_stage_short_of_descriptors_says_which_and_the_limit)
 	char text[128];
 	snprintf(text, sizeof(text), "telem-ingest[ingest]: open mqueue /telem.%s.high: "
 	    "Too many open files (RLIMIT_NOFILE 4)\n", P.instance);
+	cr_assert_str_eq(err, text);
+	free(err);
+}
+
+Test(guard, a_queue_of_messages_no_stage_is_for_is_refused_in_one_line)
+{
+	/* A queue at an instance's name that chan_create did not make (a
+	 * program of the same user's): its messages of 64 bytes would hold
+	 * any longer record in its writer for ever. A stage run by hand on
+	 * it names the queue and both sizes, and exits 100. */
+	P.transport = "mqueue";
+	START("-m", "1024");
+	char obj[CHAN_NAME_MAX];
+	cr_assert_eq(chan_objname(obj, sizeof(obj), P.instance, "odd"), 0);
+	struct mq_attr a = { .mq_maxmsg = 1, .mq_msgsize = 64 };
+	mqd_t q = mq_open(obj, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600, &a);
+	cr_assert_neq(q, (mqd_t)-1, "mq_open %s: %s", obj, strerror(errno));
+	mq_close(q);
+	char exe[256], cmd[1024], path[256];
+	h_bin("telem-egress-cma", exe, sizeof(exe));
+	snprintf(path, sizeof(path), "%s/stage.err", P.dir);
+	snprintf(cmd, sizeof(cmd), "timeout -s KILL 10 %s -i %s -t mqueue --in odd "
+	    "2>%s", exe, P.instance, path);
+	int st = system(cmd);
+	char *err = h_slurp(path);
+	unlink(path);
+	mq_unlink(obj);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 100, "%d:\n%s", st, err);
+	char text[CHAN_NAME_MAX + 128];
+	snprintf(text, sizeof(text), "telem-egress-cma[cma]: open mqueue %s: its "
+	    "messages are 64 bytes, not 1024..1048576\n", obj);
 	cr_assert_str_eq(err, text);
 	free(err);
 }

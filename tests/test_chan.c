@@ -5,6 +5,8 @@
 #include <criterion/criterion.h>
 
 #include <errno.h>
+#include <fcntl.h>
+#include <mqueue.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
@@ -20,6 +22,7 @@
 #include "chan.h"
 #include "tests/chan_msg.h"
 #include "clock.h"
+#include "wire.h"
 
 /* mqueue: msg_max 10 and RLIMIT_MSGQUEUE shared with every test running
  * beside us, so small messages; shm gets the same size and capacity. */
@@ -443,4 +446,33 @@ BOTH(signal_interrupts_recv)
 	cr_assert_eq(errno, EINTR);
 	cr_assert_lt(clock_ms() - t0, 1000);
 	chan_close(c);
+}
+
+/* A queue chan_create did not make, of messages outside the wire's sizes
+ * (a program of the same user's at the name): refused, as a ring of
+ * another geometry is (test_chan_shm.c), and chan_open_why says with
+ * what size. */
+Test(chan_mqueue, a_queue_of_messages_outside_the_wire_sizes_is_refused,
+    .init = setup, .fini = teardown, .timeout = TIMEOUT_S)
+{
+	char inst[32];
+	snprintf(inst, sizeof(inst), "t%dx", (int)getpid());
+	cr_assert_eq(chan_objname(objname, sizeof(objname), inst, "small"), 0);
+	struct mq_attr a = { .mq_maxmsg = 1, .mq_msgsize = WIRE_MSG_MIN - 1 };
+	mqd_t q = mq_open(objname, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600, &a);
+	cr_assert_neq(q, (mqd_t)-1, "mq_open %s: %s", objname, strerror(errno));
+	mq_close(q);
+	static const int modes[] = { CHAN_READ, CHAN_WRITE, CHAN_READ | CHAN_WRITE };
+	for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
+		errno = 0;
+		struct chan *c = chan_open(CHAN_MQUEUE, objname, modes[i]);
+		cr_assert_null(c, "mode %d: accepted", modes[i]);
+		cr_assert_eq(errno, EPROTO, "mode %d: %s", modes[i], strerror(errno));
+		cr_assert_str_eq(chan_open_why(),
+		    "its messages are 1023 bytes, not 1024..1048576");
+	}
+	/* Another failure has nothing to add. */
+	cr_assert_null(chan_open(CHAN_MQUEUE, "/telem.no-such-queue", CHAN_READ));
+	cr_assert_eq(errno, ENOENT);
+	cr_assert_str_eq(chan_open_why(), "");
 }
