@@ -117,6 +117,7 @@ egress_init(struct stage *st, struct egress *e, size_t payload,
     const struct egress_kind *kind, uint8_t source)
 {
 	e->st = st;
+	e->rep.dropped = &st->stats->sink_dropped;
 	e->source = source;
 	e->reset_due = 1;  /* a run before this one may have died mid-report */
 	if (e->max_names == 0)

@@ -4,21 +4,37 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "log.h"
+#include "stats.h"
 
 void
 report_flush(struct report *r)
 {
 	size_t off = 0;
-	while (off < r->len && !r->failed) {
+	while (off < r->len) {
 		ssize_t w = write(STDOUT_FILENO, r->buf + off, r->len - off);
 		if (w == -1 && errno == EINTR)
 			continue;
 		if (w == -1) {
-			log_warn("write report to stdout");
-			r->failed = 1;
+			/* The lines not written whole are gone; the next
+			 * report tries again (a reader may be back, the disk
+			 * may have room). */
+			int e = errno;
+			uint64_t lines = 0;
+			for (size_t i = off; i < r->len; i++)
+				lines += r->buf[i] == '\n';
+			if (r->dropped != NULL)
+				stats_add(r->dropped, lines);
+			long long n = log_limit_pass(&r->fail_log, REPORT_LOG_MS);
+			char more[64];
+			if (n >= 0)
+				log_warnx("write report to stdout: %s: %llu lines dropped, "
+				    "counted in sink_dropped%s", strerror(e),
+				    (unsigned long long)lines, log_more(more, sizeof(more),
+				    n, "failed writes since the last line"));
 			break;
 		}
 		off += (size_t)w;

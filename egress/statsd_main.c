@@ -291,6 +291,7 @@ sd_init(struct stage *st)
 	c->delete_sets = d->del_s || d->delete_idle;
 	c->clock_ms = now_ms;
 	d->st = st;
+	d->rep.dropped = &st->stats->sink_dropped;
 	d->median_q = 1;
 	d->reset_due = 1;  /* a run before this one may have died mid-report */
 	const double *pct = c->npercent ? c->percent : (const double[]){ 90 };

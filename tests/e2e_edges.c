@@ -3,12 +3,15 @@
  * limit and how to raise it, log lines a user can act on, -h texts that
  * list what each program takes, and instance names that stay names. */
 #include <criterion/criterion.h>
+#include <fcntl.h>
 #include <glob.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -149,6 +152,65 @@ Test(edges, telemctl_says_when_it_cannot_write_the_reply)
 	    strstr(err, "telemctl: write the reply to stdout: No space left") == err,
 	    "%d: %s", st, err);
 	free(err);
+}
+
+/* Read fd (non-blocking) into buf until it holds needle, 10 s at most. */
+static int
+read_until(int fd, char *buf, size_t cap, const char *needle)
+{
+	size_t len = strlen(buf);
+	for (int t = 0; t < 1000 && strstr(buf, needle) == NULL; t++) {
+		struct pollfd pfd = { .fd = fd, .events = POLLIN };
+		if (poll(&pfd, 1, 10) <= 0)
+			continue;
+		ssize_t n = read(fd, buf + len, cap - 1 - len);
+		if (n > 0)
+			buf[len += (size_t)n] = '\0';
+	}
+	return strstr(buf, needle) != NULL;
+}
+
+/* `a V` sent, taken by ckms (its in= n), then a telemctl flush. */
+static void
+report_a(const char *line, long long n)
+{
+	char reply[256];
+	pl_nc(&P, line);
+	for (int t = 0; t < 1000 && pl_stat(&P, "ckms", "in") != n; t++)
+		h_nap_ms(10);
+	cr_assert_eq(pl_stat(&P, "ckms", "in"), n, "%s", h_slurp(P.err));
+	cr_assert_eq(pl_ctl(&P, reply, sizeof(reply), "flush"), 0, "%s", reply);
+}
+
+/* An egress whose stdout fails (here its reader gone: EPIPE; a full disk
+ * is ENOSPC) drops that report's lines, counts them in sink_dropped, says
+ * so, and writes the next report when stdout takes it again. */
+Test(edges, a_report_stdout_did_not_take_is_counted_and_the_next_one_written)
+{
+	cr_assert_eq(mkfifo(P.out, 0600), 0, "mkfifo: %s", strerror(errno));
+	int rd = open(P.out, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	cr_assert_neq(rd, -1, "open %s: %s", P.out, strerror(errno));
+	START("-m", "1024", "-f", "60000");
+	char got[4096] = "";
+	report_a("a 10\n", 1);
+	cr_assert(read_until(rd, got, sizeof(got), "[CKMS] a 0.99:10\n"), "%s", got);
+	close(rd);
+	report_a("a 20\n", 2);
+	cr_assert(h_wait_text(P.err, "telem-egress-ckms[ckms]: write report to "
+	    "stdout: Broken pipe: 6 lines dropped, counted in sink_dropped\n", 1,
+	    10000), "%s", h_slurp(P.err));
+	cr_assert_eq(pl_stat(&P, "ckms", "sink_dropped"), 6);
+	rd = open(P.out, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	cr_assert_neq(rd, -1, "open %s: %s", P.out, strerror(errno));
+	got[0] = '\0';
+	report_a("a 30\n", 3);
+	int ok = read_until(rd, got, sizeof(got), "[CKMS] a 0.99:30\n");
+	close(rd);
+	cr_assert(ok, "no report after stdout came back:\n%s\nstderr:\n%s", got,
+	    h_slurp(P.err));
+	cr_assert_str_eq(got, "[CKMS] a 0:10\n[CKMS] a 0.25:10\n[CKMS] a 0.5:20\n"
+	    "[CKMS] a 0.75:20\n[CKMS] a 0.9:30\n[CKMS] a 0.99:30\n");
+	cr_assert_eq(pl_stat(&P, "ckms", "sink_dropped"), 6);
 }
 
 /* Run `cmd` (shell) in the background with stderr to P.err, wait for
