@@ -30,15 +30,17 @@ LINK      = $(CC) $(TELEM_LDFLAGS) $(LDFLAGS)
 
 # One version for every program: the base below, or what `git describe`
 # says in a git checkout (the last tag vX.Y.Z and the commits since, else
-# the base, the number of commits and the commit: 0.2.0+git123.gabc1234,
-# so that a later commit's package sorts after an earlier one's);
+# the base, the number of commits and the commit: 0.2.0~git123.gabc1234,
+# so that a later commit's package sorts after an earlier one's, and every
+# one before the tag v0.2.0 sorts before the release it leads to: Debian's
+# `~` sorts before anything, even the end of the version);
 # `make VERSION=x.y.z` sets it.
 VERSION_BASE := 0.2.0
 GIT_TAGGED := $(shell git describe --tags --match 'v[0-9]*' --dirty 2>/dev/null)
 GIT_COMMIT := $(shell git describe --always --dirty 2>/dev/null)
 GIT_COUNT  := $(shell git rev-list --count HEAD 2>/dev/null)
 VERSION ?= $(strip $(if $(GIT_TAGGED),$(patsubst v%,%,$(GIT_TAGGED)),\
-	$(if $(GIT_COMMIT),$(VERSION_BASE)+git$(GIT_COUNT).g$(GIT_COMMIT),\
+	$(if $(GIT_COMMIT),$(VERSION_BASE)~git$(GIT_COUNT).g$(GIT_COMMIT),\
 	$(VERSION_BASE))))
 
 PROGS    := telem-supervisor telem-ingest telem-filter telem-egress-ckms \

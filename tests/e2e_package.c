@@ -134,6 +134,60 @@ Test(package, every_program_prints_the_makefile_version)
 	free(want);
 }
 
+/* The Debian version make deb gives the package (DEB_VERSION, then -1 as
+ * dist/mkdeb.sh adds) of the checkout in `dir`. */
+static void
+deb_version(const char *dir, char *buf, size_t cap)
+{
+	char *out;
+	int rc = sh(&out, "make -s --no-print-directory -C '%s' --eval "
+	    "'deb-version: ; @echo $(DEB_VERSION)-1' deb-version", dir);
+	cr_assert_eq(rc, 0, "%s", out);
+	out[strcspn(out, "\n")] = '\0';
+	snprintf(buf, cap, "%s", out);
+	free(out);
+}
+
+#define GIT_AS_T "git -c user.name=t -c user.email=t@example.org"
+
+/* In a clone without tags, with this tree's Makefile committed: the
+ * packages of commits before the tag vBASE sort before the release's, and
+ * those after it after it. */
+Test(package, packages_before_a_release_tag_sort_before_the_release)
+{
+	mqueue_pass_only();
+	char *out;
+	int rc = sh(&out, "git clone -q . '%s/src' && cp Makefile '%s/src/' && "
+	    "cd '%s/src' && git tag -l | xargs -r git tag -d >/dev/null && "
+	    GIT_AS_T " commit -q --allow-empty -am Makefile", tmp, tmp, tmp);
+	cr_assert_eq(rc, 0, "git clone: %s", out);
+	free(out);
+	char dir[300], before[128], at[128], after[128], base[64];
+	snprintf(dir, sizeof(dir), "%s/src", tmp);
+	deb_version(dir, before, sizeof(before));
+	size_t n = strcspn(before, "~");
+	cr_assert(before[n] == '~' && strncmp(before + n, "~git", 4) == 0 &&
+	    n < sizeof(base), "before any tag: %s", before);
+	memcpy(base, before, n);
+	base[n] = '\0';
+	rc = sh(&out, "cd '%s' && git tag 'v%s'", dir, base);
+	cr_assert_eq(rc, 0, "git tag: %s", out);
+	free(out);
+	deb_version(dir, at, sizeof(at));
+	char want[80];
+	snprintf(want, sizeof(want), "%s-1", base);
+	cr_assert_str_eq(at, want);
+	rc = sh(&out, "cd '%s' && " GIT_AS_T " commit -q --allow-empty -m after",
+	    dir);
+	cr_assert_eq(rc, 0, "git commit: %s", out);
+	free(out);
+	deb_version(dir, after, sizeof(after));
+	rc = sh(&out, "dpkg --compare-versions '%s' lt '%s' && "
+	    "dpkg --compare-versions '%s' gt '%s'", before, at, after, at);
+	cr_assert_eq(rc, 0, "not %s < %s < %s: %s", before, at, after, out);
+	free(out);
+}
+
 Test(package, user_flags_are_added_to_the_projects_own)
 {
 	mqueue_pass_only();
