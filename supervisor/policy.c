@@ -87,9 +87,14 @@ sup_stall_check(struct sup_child *c, uint64_t taken, long depth,
 	 * no record). Nothing queued, or an out-queue not yet emptied by the
 	 * stage after it, is no stall of this one: the clock starts again. */
 	int moved = taken != c->stall_taken || (depth >= 0 && depth < c->stall_depth);
+	/* Nobody looked for a whole stall time (the supervisor was stopped
+	 * or not scheduled): what the stage did meanwhile is unknown, and the
+	 * Flush of the tick due on waking may sit in its queue right now. */
+	int unseen = now - c->stall_look_ms >= stall_ms;
 	c->stall_taken = taken;
 	c->stall_depth = depth;
-	if (moved || depth <= 0 || waiting_out || c->stall_since_ms == 0) {
+	c->stall_look_ms = now;
+	if (moved || depth <= 0 || waiting_out || c->stall_since_ms == 0 || unseen) {
 		c->stall_since_ms = now;
 		return 0;
 	}

@@ -88,7 +88,8 @@ uint64_t sup_slot_taken(const struct stats_slot *st);
  * sup_slot_taken, `depth` of its in-queue, `waiting_out` 1 when one of its
  * out-queues holds messages (it may be held up downstream, not stalled).
  * Returns 1 when it held queued input and took nothing for stall_ms (> 0),
- * else 0; updates c's stall_* fields. */
+ * else 0; updates c's stall_* fields. A look stall_ms or more after the
+ * one before (the supervisor stopped, or not run) starts the clock. */
 int sup_stall_check(struct sup_child *c, uint64_t taken, long depth,
     int waiting_out, long long now, long stall_ms);
 /* Why a start failed (sup_child.not_ready). */
@@ -145,6 +146,7 @@ struct sup_child {
 	uint64_t stall_taken;      /* slot_taken() at the last change */
 	long stall_depth;          /* in-queue depth at the last look */
 	long long stall_since_ms;  /* when it last took something */
+	long long stall_look_ms;   /* when the last look was */
 	long long restart_at_ms;
 	long long backoff_ms;
 	long long history[SUP_INTENSITY + 1]; /* times of recent restarts */

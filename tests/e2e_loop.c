@@ -301,6 +301,27 @@ Test(loop, a_stopped_filter_is_stalled_and_restarted, .timeout = 90)
 	cr_assert_eq(kill(low, 0), -1, "the stalled process is still there");
 }
 
+/* The supervisor stopped (SIGSTOP) for longer than the stall time: on
+ * waking, the tick due puts a Flush in each filter's queue, and the look
+ * that follows at once saw nothing of the time it slept. No stage is
+ * judged stalled for it (supervisor/policy.c). */
+Test(loop, a_supervisor_stopped_past_the_stall_time_restarts_nothing)
+{
+	START("-m", "1024", "-f", "200", "--stall-ms", "2000");
+	nap(1500);   /* looked at with empty queues, a look every 0.5 s */
+	cr_assert_eq(kill(P.pid, SIGSTOP), 0);
+	nap(3000);
+	cr_assert_eq(kill(P.pid, SIGCONT), 0);
+	nap(2500);   /* five looks, a stall time and more */
+	struct h_status s;
+	status(&s);
+	for (int i = 0; i < H_NSTAGES; i++)
+		cr_assert_eq(s.st[i].restarts, 0, "%s\n%s", s.raw, h_slurp(P.err));
+	char *err = h_slurp(P.err);
+	cr_assert(strstr(err, "stalled") == NULL, "%s", err);
+	free(err);
+}
+
 /* A tick that finds a filter's queue full is not lost: the supervisor
  * tries again until the Flush fits (supervisor/loop.c), so the report
  * comes as soon as the filter reads again, not one interval later. The

@@ -74,6 +74,28 @@ Test(policy, taking_anything_restarts_the_clock)
 	cr_expect_eq(sup_stall_check(&c, 100, 4, 0, 6000, 3000), 0);
 }
 
+Test(policy, a_look_after_a_whole_stall_time_unseen_starts_the_clock)
+{
+	/* The supervisor stopped (SIGSTOP) with low's queue empty: on waking,
+	 * the tick's Flush is in the queue before low can take it. That look
+	 * saw nothing of the 5 s before it: no stall yet. */
+	struct sup_child c;
+	memset(&c, 0, sizeof(c));
+	cr_expect_eq(sup_stall_check(&c, 100, 0, 0, 1000, 3000), 0);
+	cr_expect_eq(sup_stall_check(&c, 100, 1, 0, 6000, 3000), 0);
+	cr_expect_eq(c.stall_since_ms, 6000);
+	/* A real stall after it is still one, a stall time later. */
+	cr_expect_eq(sup_stall_check(&c, 100, 1, 0, 6500, 3000), 0);
+	cr_expect_eq(sup_stall_check(&c, 100, 1, 0, 8999, 3000), 0);
+	cr_expect_eq(sup_stall_check(&c, 100, 1, 0, 9000, 3000), 1);
+	/* Looks closer than that keep counting from the one before. */
+	memset(&c, 0, sizeof(c));
+	sup_stall_check(&c, 100, 0, 0, 1000, 3000);
+	cr_expect_eq(sup_stall_check(&c, 100, 1, 0, 3999, 3000), 0);
+	cr_expect_eq(sup_stall_check(&c, 100, 1, 0, 4000, 3000), 1);
+	cr_expect_eq(c.stall_since_ms, 1000);
+}
+
 Test(policy, an_empty_queue_or_a_full_downstream_is_no_stall)
 {
 	struct sup_child c;
