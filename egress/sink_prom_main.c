@@ -157,7 +157,10 @@ sp_record(struct stage *st, const struct wire_rec *r)
 			log_warnx("report entry dropped: %s (%lld more)", why, n);
 		return;
 	}
-	if (prom_expo_feed(p->x, &e) == PROM_RENDERED)
+	/* A report thrown away is published too: the page keeps the last
+	 * whole reports, and its own telem_sink_prom_reports_broken_total
+	 * says so now, not at the next report that renders. */
+	if (prom_expo_feed(p->x, &e) != PROM_FED)
 		publish(p);
 }
 

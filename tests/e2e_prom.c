@@ -21,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "chan.h"
 #include "harness.h"
 
 static struct pl P;
@@ -522,6 +523,69 @@ Test(prom, a_listen_name_in_a_pipeline_file_is_a_configuration_error)
 	cr_assert(strstr(err, "stage web exited 100 (configuration error): "
 	    "not restarted") != NULL, "%s", err);
 	free(err);
+}
+
+/* The sink's page as curl gets it, into buf. */
+static void
+sink_page(char *buf, size_t cap)
+{
+	char cmd[200];
+	snprintf(cmd, sizeof(cmd), "curl -s http://%s/metrics", sink_addr);
+	h_run(cmd, buf, cap);
+}
+
+/* A report the sink throws away (its first message taken from the sink's
+ * queue here, while the sink is stopped: its END's count then does not
+ * match) shows in telem_sink_prom_reports_broken_total at once, not at
+ * the next report that renders - a minute later at -f 60000. */
+Test(prom, a_report_thrown_away_is_on_the_page_at_once)
+{
+	START("-f", "60000", "-m", "1024", "--prom", sink_addr);
+	char buf[1024];
+	size_t len = 0;
+	for (int i = 0; i < 20; i++)
+		len += (size_t)snprintf(buf + len, sizeof(buf) - len, "n%02d 5\n", i);
+	pl_sendto(&P, buf, len);
+	for (int i = 0; i < 500 && pl_stat(&P, "ckms", "in") < 20; i++)
+		h_nap_ms(10);
+	cr_assert_eq(pl_stat(&P, "ckms", "in"), 20, "%s", h_slurp(P.err));
+	char page[16384];
+	sink_page(page, sizeof(page));
+	cr_assert_not_null(strstr(page, "telem_sink_prom_reports_broken_total 0\n"),
+	    "%s", page);
+	pid_t sink = pl_stage_pid(&P, "prom");
+	cr_assert_gt(sink, 0);
+	cr_assert_eq(kill(sink, SIGSTOP), 0);
+	char reply[512];
+	cr_assert_eq(pl_ctl(&P, reply, sizeof(reply), "flush"), 0, "%s", reply);
+	WAIT_OUT("[CKMS] n19 0.99:5\n");
+	/* 160 entries of 1024-byte messages: several, all queued */
+	long long depth = 0;
+	for (int i = 0; i < 300 && (depth = pl_stat(&P, "prom", "depth")) < 3; i++)
+		h_nap_ms(10);
+	h_nap_ms(200);
+	cr_assert_geq(depth, 3, "%s", h_slurp(P.err));
+	enum chan_kind kind;
+	char obj[CHAN_NAME_MAX];
+	cr_assert_eq(chan_kind_parse(P.transport, &kind), 0);
+	cr_assert_eq(chan_objname(obj, sizeof(obj), P.instance, "prom"), 0);
+	struct chan *q = chan_open(kind, obj, CHAN_READ);
+	cr_assert_not_null(q, "open %s: %s", obj, strerror(errno));
+	unsigned char msg[1024];
+	cr_assert_gt(chan_recv(q, msg, sizeof(msg), 0), 0);
+	chan_close(q);
+	cr_assert_eq(kill(sink, SIGCONT), 0);
+	int seen = 0;
+	for (int i = 0; i < 100 && !seen; i++) {
+		sink_page(page, sizeof(page));
+		seen = strstr(page, "telem_sink_prom_reports_broken_total 1\n") != NULL;
+		if (!seen)
+			h_nap_ms(50);
+	}
+	cr_assert(seen, "the page does not count the report thrown away:\n%s\n%s",
+	    page, h_slurp(P.err));
+	cr_assert_null(strstr(page, "n19"), "a report thrown away is on the page:\n%s",
+	    page);
 }
 
 Test(prom, bad_prom_options_are_one_line_and_exit_2)
