@@ -120,26 +120,27 @@ mq_detach(struct chan *base)
  * a_reader_killed_while_waiting_leaves_the_message_queued). It waits in
  * poll (on Linux an mqd_t is a descriptor) and then takes the message
  * with a receive that does not wait, so a kill in the wait leaves the
- * message queued for the next reader. */
+ * message queued for the next reader. A message already there is taken
+ * at once, without a poll first: under load a stage comes back from its
+ * gather (common/stage.c) to a queue that holds some, where a poll
+ * before each receive would be a second system call for nothing. */
 static ssize_t
 mq_recv(struct chan *base, void *buf, size_t cap, int timeout_ms)
 {
 	struct chan_mq *c = (struct chan_mq *)base;
 	ssize_t n;
-	for (;;) {
-		if (timeout_ms != 0) {
-			struct pollfd p = { .fd = (int)c->nb, .events = POLLIN };
-			int r = poll(&p, 1, timeout_ms < 0 ? -1 : timeout_ms);
-			if (r <= 0)
-				return r;  /* 0: timeout; -1: errno (EINTR) */
-		}
+	for (int polled = 0;; polled = 1) {
 		n = mq_receive(c->nb, buf, cap, NULL);
 		if (n != -1 || errno != EAGAIN)
 			break;
-		/* Gone since poll saw it (not with one reader): as a timeout,
-		 * unless the wait has no limit. */
-		if (timeout_ms >= 0)
+		/* Empty; or taken since poll saw it (not with one reader):
+		 * as a timeout, unless the wait has no limit. */
+		if (timeout_ms == 0 || (polled && timeout_ms > 0))
 			return 0;
+		struct pollfd p = { .fd = (int)c->nb, .events = POLLIN };
+		int r = poll(&p, 1, timeout_ms < 0 ? -1 : timeout_ms);
+		if (r <= 0)
+			return r;  /* 0: timeout; -1: errno (EINTR) */
 	}
 	/* mq_send takes empty messages, which would read as a timeout. */
 	if (n == 0) {
