@@ -4,7 +4,6 @@
  * its programs, a stage taken out of it again. */
 #include "supervisor/pipeline_impl.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -14,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "ingest/udp.h"
 #include "stage.h"
 
 /* Keep the first error only: it is the one the user meets first. */
@@ -151,17 +151,13 @@ start_order(struct pipeline *p)
 				p->order[n++] = i;
 }
 
-/* The same host: the same text, or two spellings of one address
- * ([::1] and [0::1], say). Names are compared as written. */
+/* The same host and port: the same text, or two spellings of what binds
+ * the same addresses ([::1] and [0::1], localhost and 127.0.0.1 where
+ * that is all localhost resolves to; ingest/udp.c udp_same_addrs). */
 static int
-same_host(const char *a, const char *b)
+same_udp(const char *a, const char *b, const char *port)
 {
-	unsigned char x[16], y[16];
-	int fam = strchr(a, ':') != NULL ? AF_INET6 : AF_INET;
-	if (strcmp(a, b) == 0)
-		return 1;
-	return inet_pton(fam, a, x) == 1 && inet_pton(fam, b, y) == 1 &&
-	    memcmp(x, y, fam == AF_INET6 ? 16 : 4) == 0;
+	return strcmp(a, b) == 0 || udp_same_addrs(a, port, b, port);
 }
 
 int
@@ -200,8 +196,9 @@ pipeline_graph(struct pipeline *p, char *const *outs, int last_line,
 		int any = strcmp(st->udp_port, "0") == 0;
 		for (int j = 0; j < i && st->udp && !any; j++)
 			if (p->stage[j].udp &&
-			    same_host(p->stage[j].udp_host, st->udp_host) &&
-			    strcmp(p->stage[j].udp_port, st->udp_port) == 0)
+			    strcmp(p->stage[j].udp_port, st->udp_port) == 0 &&
+			    same_udp(p->stage[j].udp_host, st->udp_host,
+			    st->udp_port))
 				pipeline_fail(e, st->line.udp, "udp %s%s%s:%s: stage "
 				    "'%s' binds it already (line %d)", v6 ? "[" : "",
 				    st->udp_host, v6 ? "]" : "", st->udp_port,

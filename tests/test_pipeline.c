@@ -170,6 +170,10 @@ static const struct bad bad[] = {
 	/* one address written two ways is bound twice all the same */
 	{ "[stage in]\nexec = x\nudp = [::1]:1\n[stage in2]\nexec = x\nudp = [0:0::1]:1\n", 6,
 	    "udp [0:0::1]:1: stage 'in' binds it already (line 3)" },
+	/* a host name written two ways resolves to the same addresses */
+	{ "[stage in]\nexec = x\nudp = localhost:1\n[stage in2]\nexec = x\n"
+	    "udp = LocalHost:1\n", 6, "udp LocalHost:1: stage 'in' binds it already "
+	    "(line 3)" },
 };
 #define NBAD (sizeof(bad) / sizeof(bad[0]))
 
