@@ -793,6 +793,20 @@ objects(char *buf, size_t cap)
 	}
 }
 
+/* `before` with low sending to two new egresses, ckms2 and ckms3, too. */
+static void
+with_ckms2_3(char *text, size_t cap)
+{
+	char tail[2048];
+	snprintf(text, cap, before, P.port);
+	char *lo = strstr(text, "out = ckms\n");
+	cr_assert_not_null(lo);
+	snprintf(tail, sizeof(tail), "%s", lo + strlen("out = ckms\n"));
+	snprintf(lo, cap - (size_t)(lo - text), "out = ckms ckms2 ckms3\n%s"
+	    "[stage ckms2]\nexec = telem-egress-ckms\n"
+	    "[stage ckms3]\nexec = telem-egress-ckms\n", tail);
+}
+
 /* Two new stages, and the second cannot get its queue (an object of its
  * name is in the way): the reload changes nothing, and the queue it made
  * for the first goes again. That queue used to stay behind, holding the
@@ -815,14 +829,7 @@ Test(pipefile, reload_whose_second_new_queue_fails_leaves_no_queue)
 		mq_close(q);
 	}
 	objects(was, sizeof(was));
-	snprintf(text, sizeof(text), before, P.port);
-	char *lo = strstr(text, "out = ckms\n");
-	cr_assert_not_null(lo);
-	char tail[2048];
-	snprintf(tail, sizeof(tail), "%s", lo + strlen("out = ckms\n"));
-	snprintf(lo, sizeof(text) - (size_t)(lo - text), "out = ckms ckms2 ckms3\n%s"
-	    "[stage ckms2]\nexec = telem-egress-ckms\n"
-	    "[stage ckms3]\nexec = telem-egress-ckms\n", tail);
+	with_ckms2_3(text, sizeof(text));
 	pl_conf(&P, "p.conf", conf, sizeof(conf), "%s", text);
 	int rc = ctl("reload");
 	cr_assert_eq(rc, 1, "%s", reply_buf);
@@ -853,19 +860,13 @@ Test(pipefile, reload_whose_second_new_queue_fails_leaves_no_queue)
 /* A reload's new queue refused by RLIMIT_MSGQUEUE: the log line tells the
  * budget against the queues of the new file (8: `before`'s 6, ckms2 and
  * ckms3), where it used to count the running pipeline's (6). The
- * supervisor's limit is set to 1 byte, which any new queue passes. */
+ * supervisor's limit is set to 1 byte, which no new queue fits in. */
 Test(pipefile, reload_past_the_mqueue_budget_counts_the_new_files_queues)
 {
-	char conf[256], text[2048], tail[2048];
+	char conf[256], text[2048];
 	struct h_status s0;
 	start_before(conf, sizeof(conf), &s0);
-	snprintf(text, sizeof(text), before, P.port);
-	char *lo = strstr(text, "out = ckms\n");
-	cr_assert_not_null(lo);
-	snprintf(tail, sizeof(tail), "%s", lo + strlen("out = ckms\n"));
-	snprintf(lo, sizeof(text) - (size_t)(lo - text), "out = ckms ckms2 ckms3\n%s"
-	    "[stage ckms2]\nexec = telem-egress-ckms\n"
-	    "[stage ckms3]\nexec = telem-egress-ckms\n", tail);
+	with_ckms2_3(text, sizeof(text));
 	pl_conf(&P, "p.conf", conf, sizeof(conf), "%s", text);
 	if (strcmp(P.transport, "mqueue") == 0) {
 		struct rlimit one = { 1, 1 }, got;
