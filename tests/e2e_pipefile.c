@@ -60,6 +60,21 @@ status(struct h_status *s)
 	cr_assert(pl_status(&P, s), "status failed:\n%s\n%s", s->raw, h_slurp(P.err));
 }
 
+/* The same stages as in s0, in the same order, with the same pids: a
+ * refused or empty reload touched nothing. */
+static void
+assert_untouched(const struct h_status *s0)
+{
+	struct h_status s;
+	status(&s);
+	cr_assert_eq(s.n, s0->n, "%s", s.raw);
+	for (int i = 0; i < s.n; i++) {
+		cr_assert_str_eq(s.st[i].name, s0->st[i].name, "%s", s.raw);
+		cr_assert_eq(s.st[i].pid, s0->st[i].pid, "%s touched:\n%s",
+		    s.st[i].name, s.raw);
+	}
+}
+
 static struct h_stage *
 stage(struct h_status *s, const char *name)
 {
@@ -481,12 +496,7 @@ Test(pipefile, reload_of_a_broken_file_changes_nothing)
 	/* SIGHUP with the same file: logged, nothing changes either. */
 	kill(P.pid, SIGHUP);
 	cr_assert(h_wait_text(P.err, want + 7, 2, 5000), "%s", h_slurp(P.err));
-	status(&s);
-	cr_assert_eq(s.n, s0.n, "%s", s.raw);
-	for (int i = 0; i < s.n; i++) {
-		cr_assert_str_eq(s.st[i].name, s0.st[i].name);
-		cr_assert_eq(s.st[i].pid, s0.st[i].pid, "%s touched:\n%s", s.st[i].name, s.raw);
-	}
+	assert_untouched(&s0);
 	/* The same file again: nothing to do. */
 	pl_conf(&P, "p.conf", conf, sizeof(conf), before, P.port);
 	rc = ctl("reload");
@@ -573,7 +583,7 @@ Test(pipefile, reload_of_a_msg_bytes_left_out_names_its_section)
 Test(pipefile, reload_refuses_a_stage_that_changes_its_input)
 {
 	char conf[256], text[2048];
-	struct h_status s0, s;
+	struct h_status s0;
 	start_before(conf, sizeof(conf), &s0);
 	snprintf(text, sizeof(text), before, P.port);
 	char *out = strstr(text, "out = low high tiny\n");
@@ -601,11 +611,7 @@ Test(pipefile, reload_refuses_a_stage_that_changes_its_input)
 	    "in-queue", conf, line);
 	cr_assert(strncmp(reply_buf, want, strlen(want)) == 0, "wanted %s..., got:\n%s",
 	    want, reply_buf);
-	status(&s);
-	cr_assert_eq(s.n, s0.n, "%s", s.raw);
-	for (int i = 0; i < s.n; i++)
-		cr_assert_eq(s.st[i].pid, s0.st[i].pid, "%s touched:\n%s",
-		    s.st[i].name, s.raw);
+	assert_untouched(&s0);
 	pl_nc(&P, "a 10\n");
 	WAIT_OUT("[CKMS] a 0.99:10\n", 1);
 }
@@ -616,7 +622,7 @@ Test(pipefile, reload_refuses_a_stage_that_changes_its_input)
 Test(pipefile, reload_of_a_fifo_is_refused_and_the_supervisor_serves_on)
 {
 	char conf[256];
-	struct h_status s0, s;
+	struct h_status s0;
 	start_before(conf, sizeof(conf), &s0);
 	cr_assert_eq(unlink(conf), 0);
 	cr_assert_eq(mkfifo(conf, 0600), 0, "mkfifo: %s", strerror(errno));
@@ -625,11 +631,7 @@ Test(pipefile, reload_of_a_fifo_is_refused_and_the_supervisor_serves_on)
 	snprintf(want, sizeof(want), "error: %s: not a regular file\n", conf);
 	cr_assert_eq(rc, 1, "%s", reply_buf);
 	cr_assert_str_eq(reply_buf, want);
-	status(&s);
-	cr_assert_eq(s.n, s0.n, "%s", s.raw);
-	for (int i = 0; i < s.n; i++)
-		cr_assert_eq(s.st[i].pid, s0.st[i].pid, "%s touched:\n%s",
-		    s.st[i].name, s.raw);
+	assert_untouched(&s0);
 	pl_nc(&P, "a 10\n");
 	WAIT_OUT("[CKMS] a 0.99:10\n", 1);
 }
@@ -659,10 +661,7 @@ Test(pipefile, reload_to_a_port_in_use_keeps_the_socket)
 	cr_assert_eq(rc, 1, "%s", reply_buf);
 	cr_assert_str_eq(reply_buf, want);
 	close(fd);
-	status(&s);
-	for (int i = 0; i < s.n; i++)
-		cr_assert_eq(s.st[i].pid, s0.st[i].pid, "%s touched:\n%s",
-		    s.st[i].name, s.raw);
+	assert_untouched(&s0);
 	/* The file back as it runs: nothing to do. */
 	pl_conf(&P, "p.conf", conf, sizeof(conf), before, P.port);
 	cr_assert_eq(ctl("reload"), 0, "%s", reply_buf);
@@ -682,7 +681,7 @@ Test(pipefile, reload_to_a_port_in_use_keeps_the_socket)
 Test(pipefile, reload_that_moves_an_address_to_a_new_stage_changes_nothing)
 {
 	char conf[256], text[2048];
-	struct h_status s0, s;
+	struct h_status s0;
 	start_before(conf, sizeof(conf), &s0);
 	snprintf(text, sizeof(text), before, P.port);
 	char *hdr = strstr(text, "[stage ingest]");
@@ -699,13 +698,7 @@ Test(pipefile, reload_that_moves_an_address_to_a_new_stage_changes_nothing)
 	    "nothing changed\n", conf, P.port);
 	cr_assert_eq(rc, 1, "%s", reply_buf);
 	cr_assert_str_eq(reply_buf, want);
-	status(&s);
-	cr_assert_eq(s.n, s0.n, "%s", s.raw);
-	for (int i = 0; i < s.n; i++) {
-		cr_assert_str_eq(s.st[i].name, s0.st[i].name);
-		cr_assert_eq(s.st[i].pid, s0.st[i].pid, "%s touched:\n%s",
-		    s.st[i].name, s.raw);
-	}
+	assert_untouched(&s0);
 	pl_nc(&P, "a 10\n");
 	WAIT_OUT("[CKMS] a 0.99:10\n", 1);
 }
@@ -733,7 +726,7 @@ only_loopback4(const char *host)
 Test(pipefile, reload_that_respells_the_udp_address_keeps_the_socket)
 {
 	char conf[256], text[2048];
-	struct h_status s0, s;
+	struct h_status s0;
 	snprintf(text, sizeof(text), before, P.port);
 	char *host = strstr(text, "udp = 127.0.0.1:");
 	cr_assert_not_null(host);
@@ -753,10 +746,7 @@ Test(pipefile, reload_that_respells_the_udp_address_keeps_the_socket)
 		    h_slurp(P.err));
 		cr_assert_str_eq(reply_buf, "no change\nok\n", "udp = %s", spelt[k]);
 	}
-	status(&s);
-	for (int i = 0; i < s.n; i++)
-		cr_assert_eq(s.st[i].pid, s0.st[i].pid, "%s touched:\n%s",
-		    s.st[i].name, s.raw);
+	assert_untouched(&s0);
 	/* A real change still is one. */
 	memcpy(host, "localhost", 9);
 	cr_assert(strstr(text, "--keep-below 100") != NULL);
@@ -815,7 +805,7 @@ with_ckms2_3(char *text, size_t cap)
 Test(pipefile, reload_whose_second_new_queue_fails_leaves_no_queue)
 {
 	char conf[256], text[2048], was[4096], now[4096], obj[128];
-	struct h_status s0, s;
+	struct h_status s0;
 	start_before(conf, sizeof(conf), &s0);
 	snprintf(obj, sizeof(obj), "/telem.%s.ckms3", P.instance);
 	if (strcmp(P.transport, "shm") == 0) {
@@ -838,11 +828,7 @@ Test(pipefile, reload_whose_second_new_queue_fails_leaves_no_queue)
 	    now);
 	cr_assert_str_eq(reply_buf, "error: queue of stage ckms3 could not be "
 	    "created (see the log); nothing changed\n");
-	status(&s);
-	cr_assert_eq(s.n, s0.n, "%s", s.raw);
-	for (int i = 0; i < s.n; i++)
-		cr_assert_eq(s.st[i].pid, s0.st[i].pid, "%s touched:\n%s",
-		    s.st[i].name, s.raw);
+	assert_untouched(&s0);
 	/* Out of the way, the same file adds both. */
 	if (strcmp(P.transport, "shm") == 0)
 		cr_assert_eq(shm_unlink(obj), 0, "%s", strerror(errno));
@@ -909,7 +895,7 @@ with_ckms2(char *text, size_t cap, const char *args)
 Test(pipefile, reload_whose_new_stage_exits_100_takes_it_back_out)
 {
 	char conf[256], text[2048], was[4096], now[4096];
-	struct h_status s0, s;
+	struct h_status s0;
 	start_before(conf, sizeof(conf), &s0);
 	pl_nc(&P, "a 10\n");
 	WAIT_OUT("[CKMS] a 0.99:10\n", 1);
@@ -932,13 +918,7 @@ Test(pipefile, reload_whose_new_stage_exits_100_takes_it_back_out)
 	objects(now, sizeof(now));
 	cr_assert_str_eq(now, was, "objects before the reload:\n%s\nafter:\n%s", was,
 	    now);
-	status(&s);
-	cr_assert_eq(s.n, s0.n, "%s", s.raw);
-	for (int i = 0; i < s.n; i++) {
-		cr_assert_str_eq(s.st[i].name, s0.st[i].name, "%s", s.raw);
-		cr_assert_eq(s.st[i].pid, s0.st[i].pid, "%s touched:\n%s",
-		    s.st[i].name, s.raw);
-	}
+	assert_untouched(&s0);
 	pl_nc(&P, "a 10\n");
 	WAIT_OUT("[CKMS] a 0.99:10\n", 2);
 	assert_balanced();
