@@ -397,6 +397,21 @@ Test(package, systemd_unit_verifies)
 	free(u);
 }
 
+/* A datagram socket bound at P.dir/notify (its path into path), and
+ * NOTIFY_SOCKET naming it for the supervisor started next. */
+static int
+notify_listen(char *path, size_t cap)
+{
+	cr_assert_lt(snprintf(path, cap, "%s/notify", P.dir), (int)cap);
+	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	cr_assert_neq(fd, -1);
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	cr_assert_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0, "bind %s", path);
+	setenv("NOTIFY_SOCKET", path, 1);
+	return fd;
+}
+
 /* One datagram from the notify socket, or "" after timeout_ms. */
 static void
 notify_recv(int fd, char *buf, size_t cap, int timeout_ms)
@@ -412,13 +427,7 @@ notify_recv(int fd, char *buf, size_t cap, int timeout_ms)
 Test(package, notify_socket_hears_ready_after_pipeline_up_and_stopping)
 {
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
-	cr_assert_lt(snprintf(path, sizeof(path), "%s/notify", P.dir), (int)sizeof(path));
-	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	cr_assert_neq(fd, -1);
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
-	cr_assert_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0, "bind %s", path);
-	setenv("NOTIFY_SOCKET", path, 1);
+	int fd = notify_listen(path, sizeof(path));
 	pl_spawn(&P, "-m", "1024", NULL);
 	char msg[512];
 	notify_recv(fd, msg, sizeof(msg), 15000);
@@ -449,13 +458,7 @@ Test(package, notify_socket_hears_ready_after_pipeline_up_and_stopping)
 Test(package, notify_socket_hears_the_status_after_a_reload)
 {
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
-	cr_assert_lt(snprintf(path, sizeof(path), "%s/notify", P.dir), (int)sizeof(path));
-	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	cr_assert_neq(fd, -1);
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
-	cr_assert_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0, "bind %s", path);
-	setenv("NOTIFY_SOCKET", path, 1);
+	int fd = notify_listen(path, sizeof(path));
 	static const char two[] =
 	    "[stage ingest]\nexec = telem-ingest\nudp = 127.0.0.1:%d\nout = ckms\n"
 	    "[stage ckms]\nexec = telem-egress-ckms\nflush = yes\n";
