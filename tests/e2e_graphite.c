@@ -496,15 +496,24 @@ Test(graphite, a_full_buffer_drops_the_oldest_lines_and_status_counts_them)
 	}
 }
 
+/* The built-in pipeline with -g to a port nobody listens on (its
+ * host:port into g), Flush every 200 ms, messages of msg_bytes: the
+ * carbon sink holds every line. */
+static void
+start_carbon_away(const char *msg_bytes, char *g, size_t cap)
+{
+	int port;
+	h_tcp_ports(&port, 1);
+	snprintf(g, cap, "127.0.0.1:%d", port);
+	START("-f", "200", "-m", msg_bytes, "-g", g);
+}
+
 /* Lines still waiting for carbon when the sink stops (here a restart)
  * are dropped: counted in sink_dropped, and said in one log line. */
 Test(graphite, lines_left_at_a_restart_are_counted_and_logged)
 {
-	int port;
-	h_tcp_ports(&port, 1);  /* nobody listens there */
 	char g[32];
-	snprintf(g, sizeof(g), "127.0.0.1:%d", port);
-	START("-f", "200", "-m", "1024", "-g", g);
+	start_carbon_away("1024", g, sizeof(g));
 	pl_nc(&P, "a 1\nb 500\n");
 	WAIT_OUT("[CKMS] a 0.99:1\n");
 	WAIT_OUT("[CMA] b 500\n");
@@ -529,11 +538,8 @@ Test(graphite, lines_left_at_a_restart_are_counted_and_logged)
  * from the sink_held its slot kept (common/stats.h), and says so. */
 Test(graphite, lines_held_by_a_killed_sink_are_counted)
 {
-	int port;
-	h_tcp_ports(&port, 1);  /* nobody listens there */
 	char g[32];
-	snprintf(g, sizeof(g), "127.0.0.1:%d", port);
-	START("-f", "200", "-m", "1024", "-g", g);
+	start_carbon_away("1024", g, sizeof(g));
 	pl_nc(&P, "a 1\nb 500\n");
 	WAIT_OUT("[CKMS] a 0.99:1\n");
 	WAIT_OUT("[CMA] b 500\n");
@@ -598,11 +604,8 @@ pin(pid_t pid, int cpu)
  * had taken every message left); all 300 lines are counted in the end. */
 Test(graphite, a_sink_killed_in_the_middle_of_a_message_counts_all_its_lines)
 {
-	int port;
-	h_tcp_ports(&port, 1);  /* nobody listens there */
 	char g[32];
-	snprintf(g, sizeof(g), "127.0.0.1:%d", port);
-	START("-f", "200", "-m", "2048", "-g", g);
+	start_carbon_away("2048", g, sizeof(g));
 	_Atomic int64_t *pid_word;
 	_Atomic uint64_t *held = carbon_held_word(&pid_word);
 	pid_t pid = pl_stage_pid(&P, "carbon");
