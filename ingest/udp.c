@@ -109,19 +109,28 @@ udp_log_listening(const struct udp *u, const char *how)
 		    u->rcvbuf);
 }
 
-int
-udp_open(struct udp *u, const char *host, const char *port, int rcvbuf,
-    int *permanent)
+/* getaddrinfo for a UDP socket of host and a numeric port, any family:
+ * what udp_open binds and udp_same_addrs compares. */
+static int
+resolve(const char *host, const char *port, struct addrinfo **res)
 {
-	struct addrinfo hints, *res, *ai;
+	struct addrinfo hints;
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = SOCK_DGRAM;
 	hints.ai_flags = AI_NUMERICSERV;
+	return getaddrinfo(host, port, &hints, res);
+}
+
+int
+udp_open(struct udp *u, const char *host, const char *port, int rcvbuf,
+    int *permanent)
+{
+	struct addrinfo *res, *ai;
 	u->n = 0;
 	u->asked = rcvbuf;
 	*permanent = 0;
-	int rc = getaddrinfo(host, port, &hints, &res);
+	int rc = resolve(host, port, &res);
 	if (rc != 0) {
 		log_warnx("resolve %s port %s: %s", host, port, gai_strerror(rc));
 		*permanent = rc != EAI_AGAIN;
@@ -155,12 +164,8 @@ udp_open(struct udp *u, const char *host, const char *port, int rcvbuf,
 static int
 addrs_of(const char *host, const char *port, char a[][64])
 {
-	struct addrinfo hints, *res, *ai;
-	memset(&hints, 0, sizeof(hints));
-	hints.ai_family = AF_UNSPEC;
-	hints.ai_socktype = SOCK_DGRAM;
-	hints.ai_flags = AI_NUMERICSERV;
-	if (getaddrinfo(host, port, &hints, &res) != 0)
+	struct addrinfo *res, *ai;
+	if (resolve(host, port, &res) != 0)
 		return -1;
 	int n = 0;
 	for (ai = res; ai != NULL && n < UDP_MAX_SOCKS; ai = ai->ai_next) {
