@@ -206,22 +206,6 @@ drop_outs(struct sup_child *c, struct sup_child *const *t, int n)
 	return gone;
 }
 
-static void undone(struct sup *s, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-/* A line for the reply to the reload (control.c reload_done). */
-static void
-undone(struct sup *s, const char *fmt, ...)
-{
-	size_t len = strlen(s->reload_undone);
-	if (len + 1 >= sizeof(s->reload_undone))
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(s->reload_undone + len, sizeof(s->reload_undone) - len, fmt, ap);
-	va_end(ap);
-}
-
 void
 sup_reload_undo(struct sup *s, struct sup_child *x, const char *why)
 {
@@ -254,7 +238,10 @@ sup_reload_undo(struct sup *s, struct sup_child *x, const char *why)
 		    k > 1 ? ", " : ", with the new stages upstream of it: ",
 		    t[k]->name);
 	log_warnx("reload: new stage %s %s: taken back out%s", x->name, why, with);
-	undone(s, "new stage %s %s: taken back out%s\n", x->name, why, with);
+	/* Lines for the reply to the reload (control.c reload_done). */
+	struct out u = { s->reload_undone, sizeof(s->reload_undone),
+	    strlen(s->reload_undone) };
+	say(&u, "new stage %s %s: taken back out%s\n", x->name, why, with);
 	/* The stages swapped to send to them: none sent anything yet (their
 	 * new program waits for its new outs), so they go on without them. */
 	for (int i = 0; i < SUP_STAGES; i++) {
@@ -288,7 +275,7 @@ sup_reload_undo(struct sup *s, struct sup_child *x, const char *why)
 		if (w->nout == 0) {
 			log_warnx("reload: stage %s sends to no stage now: the new "
 			    "ones it was to send to were taken back out", w->name);
-			undone(s, "stage %s sends to no stage now\n", w->name);
+			say(&u, "stage %s sends to no stage now\n", w->name);
 		}
 	}
 	for (int k = 0; k < n; k++) {
