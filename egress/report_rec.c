@@ -185,17 +185,6 @@ report_rec_encode(const struct report_rec *r, void *buf, size_t cap)
 	return total;
 }
 
-void
-report_rec_head(const void *buf, uint8_t *kind, uint8_t *source,
-    const char **field, size_t *field_len)
-{
-	const unsigned char *p = buf;
-	*kind = p[0];
-	*source = p[1];
-	*field = (const char *)p + REPORT_REC_HDR + p[2];
-	*field_len = p[3];
-}
-
 int
 report_rec_decode(const void *buf, size_t len, struct report_rec *r,
     const char **why)

@@ -98,13 +98,6 @@ size_t report_rec_encode(const struct report_rec *r, void *buf, size_t cap);
  * bytes left over. */
 int report_rec_decode(const void *buf, size_t len, struct report_rec *r,
     const char **why);
-/* The kind and source of the entry buf holds, and its field (*field_len
- * 0 at an END), read off its bytes without a check: only for an entry
- * report_rec_decode has accepted already, as wire_check does every report
- * record of a message (egress/sink_carbon_main.c sorts a message's
- * entries with it before it decodes them one by one). */
-void report_rec_head(const void *buf, uint8_t *kind, uint8_t *source,
-    const char **field, size_t *field_len);
 /* The quantile a REPORT_SUM_QUANTILE field names: "q<decimal>" (q0.25),
  * or statsd's "upper_<pct>" with '_' for the decimal point (upper_99_9 is
  * 0.999). Returns 0 and *q in [0, 1], or -1. */

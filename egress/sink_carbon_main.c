@@ -103,31 +103,29 @@ sc_init(struct stage *st)
 	return 0;
 }
 
-/* 1 if an entry of this kind, source and field is sent as a line; 0 for
- * END and what is for Prometheus only. */
+/* 1 if the entry is sent as a line; 0 for END and what is for
+ * Prometheus only. */
 static int
-entry_sent(uint8_t kind, uint8_t source, const char *f, size_t len)
+entry_sent(const struct report_rec *e)
 {
-	if (kind == REPORT_END || len == 0)
+	if (e->kind == REPORT_END || e->field_len == 0)
 		return 0;
 	/* statsd's quantiles are "upper_P"; a "q" one is the median's copy
 	 * (egress/statsd_main.c one_entry). */
-	if (source == REPORT_SRC_STATSD)
-		return kind != REPORT_SUM_QUANTILE || f[0] != 'q';
-	return kind == REPORT_GAUGE || kind == REPORT_SUM_QUANTILE;
+	if (e->source == REPORT_SRC_STATSD)
+		return e->kind != REPORT_SUM_QUANTILE || e->field[0] != 'q';
+	return e->kind == REPORT_GAUGE || e->kind == REPORT_SUM_QUANTILE;
 }
 
-/* entry_sent for a record of a checked message: 0 for any but a report. */
+/* entry_sent for a record of a checked message: 0 for any but a report,
+ * and for one that does not decode (sc_entry counts it bad). */
 static int
 record_sent(const struct wire_rec *r)
 {
-	uint8_t kind, source;
-	const char *f;
-	size_t len;
-	if (r->type != WIRE_REPORT)
-		return 0;
-	report_rec_head(r->raw + WIRE_REC_HDR, &kind, &source, &f, &len);
-	return entry_sent(kind, source, f, len);
+	struct report_rec e;
+	const char *why;
+	return r->type == WIRE_REPORT && report_rec_decode(r->raw + WIRE_REC_HDR,
+	    r->size - WIRE_REC_HDR, &e, &why) == 0 && entry_sent(&e);
 }
 
 /* The Graphite stat of an entry, encoded, into stat[0..cap): 1, or 0 when
@@ -140,7 +138,7 @@ entry_stat(const struct report_rec *e, char *stat, size_t cap)
 	const char *f = e->field;
 	size_t len = e->field_len;
 	char q_stat[32];
-	if (!entry_sent(e->kind, e->source, f, len))
+	if (!entry_sent(e))
 		return 0;
 	if (e->source != REPORT_SRC_STATSD && e->kind != REPORT_GAUGE) {
 		double q;

@@ -115,43 +115,6 @@ Test(report_rec, round_trips)
 	round_trip(&end, buf);
 }
 
-/* report_rec_head reads what report_rec_decode would of an entry it
- * accepts: kind, source and field, with and without tags, and an END's
- * empty field. */
-Test(report_rec, head_is_what_decode_reads)
-{
-	unsigned char buf[REPORT_REC_MAX];
-	struct report_rec r[] = {
-		entry(REPORT_SUM_QUANTILE, REPORT_SRC_CKMS, "abc", "q0.25", 10),
-		entry(REPORT_SUM_QUANTILE, REPORT_SRC_STATSD, "t", "upper_90", 7),
-		entry(REPORT_GAUGE, REPORT_SRC_CMA, "b.c-d/é", "cma", 1),
-	};
-	add_tag(&r[1], "env", "prod");
-	struct report_rec end;
-	memset(&end, 0, sizeof(end));
-	end.kind = REPORT_END;
-	end.source = REPORT_SRC_STATSD;
-	end.count = 3;
-	for (size_t i = 0; i <= sizeof(r) / sizeof(r[0]); i++) {
-		const struct report_rec *e = i < 3 ? &r[i] : &end;
-		size_t n = report_rec_encode(e, buf, sizeof(buf));
-		cr_assert_gt(n, 0, "entry %zu", i);
-		struct report_rec d;
-		const char *why;
-		cr_assert_eq(report_rec_decode(buf, n, &d, &why), 0, "%s", why);
-		uint8_t kind, source;
-		const char *field;
-		size_t len;
-		report_rec_head(buf, &kind, &source, &field, &len);
-		cr_assert_eq(kind, e->kind, "entry %zu", i);
-		cr_assert_eq(source, e->source, "entry %zu", i);
-		cr_assert_eq(len, e->field_len, "entry %zu", i);
-		if (len > 0)
-			cr_assert(field == d.field && memcmp(field, e->field, len) == 0,
-			    "entry %zu: field '%.*s'", i, (int)len, field);
-	}
-}
-
 /* 255-byte name, 31-byte field, tags filling REPORT_TAGS_BYTES: the
  * largest entry is exactly REPORT_REC_MAX bytes. */
 Test(report_rec, largest_entry)
