@@ -38,7 +38,7 @@ chan_instance_ok(const char *name)
 	size_t n = strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 	    "0123456789_.-");
 	return n > 0 && n <= CHAN_INSTANCE_MAX && name[n] == '\0' &&
-	    strstr(name, "..") == NULL;
+	    name[0] != '-' && strstr(name, "..") == NULL;
 }
 
 int

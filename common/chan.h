@@ -42,9 +42,12 @@ const char *chan_kind_name(enum chan_kind kind);
 
 /* An instance name every program takes (-i): 1..CHAN_INSTANCE_MAX of
  * [A-Za-z0-9_.-], never "..", so that it names objects and a control
- * socket and never a path elsewhere ("../../etc"). 1 if so, else 0. */
+ * socket and never a path elsewhere ("../../etc"), and not starting with
+ * '-', so that an option given after a bare -i ("-i --print-pipeline") is
+ * refused, not taken as the name. 1 if so, else 0. */
 #define CHAN_INSTANCE_MAX 64
-#define CHAN_INSTANCE_RULE "1..64 characters of A-Z a-z 0-9 _ . - without '..'"
+#define CHAN_INSTANCE_RULE "1..64 characters of A-Z a-z 0-9 _ . - without '..', " \
+	"not starting with '-'"
 int chan_instance_ok(const char *name);
 
 /* Build "/telem.<instance>.<queue>" into buf. Returns 0, or -1 (EINVAL) if

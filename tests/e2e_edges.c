@@ -433,7 +433,7 @@ Test(edges, a_filter_given_two_limits_is_refused)
 Test(edges, instance_names_that_are_paths_are_refused_everywhere)
 {
 	static const char *const bad[] = { "../../etc", "..", "a..b", "a/b",
-		"a b", "x$y", "" };
+		"a b", "x$y", "", "--print-pipeline", "-x" };
 	char args[256], why[2048];
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		snprintf(args, sizeof(args), "-i '%s' -p 0", bad[i]);
