@@ -36,7 +36,7 @@ struct prom_http {
 	pthread_mutex_t log_lock;
 	struct log_limit log_limit;
 	/* Markers for a request's state, kept in its con_cls. */
-	char seen, served, refused;
+	char seen, reading, served, refused;
 };
 
 /* One answer in progress: the page and the counters as of its start. */
@@ -133,7 +133,6 @@ on_request(void *cls, struct MHD_Connection *c, const char *url,
 	struct prom_http *h = cls;
 	(void)version;
 	(void)upload;
-	(void)upload_size;
 	if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 &&
 	    strcmp(method, MHD_HTTP_METHOD_HEAD) != 0) {
 		*con_cls = &h->refused;
@@ -143,6 +142,19 @@ on_request(void *cls, struct MHD_Connection *c, const char *url,
 	if (strcmp(url, "/metrics") != 0) {
 		*con_cls = &h->refused;
 		return refuse(c, MHD_HTTP_NOT_FOUND, "only /metrics\n", 0);
+	}
+	/* The page is queued once the whole request is in: libmicrohttpd
+	 * closes a connection whose answer was queued at the first call
+	 * (the headers), as the client may still be sending, so answering
+	 * then would cost every scrape a new connection. A body, which a
+	 * GET or HEAD has no use for, is read and ignored. */
+	if (*con_cls == &h->seen) {
+		*con_cls = &h->reading;
+		return MHD_YES;
+	}
+	if (*upload_size != 0) {
+		*upload_size = 0;
+		return MHD_YES;
 	}
 	struct answer *a = malloc(sizeof(*a));
 	if (a == NULL)

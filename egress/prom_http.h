@@ -12,7 +12,9 @@
  * its own connection (and keeps the page it started with alive until it
  * ends), and a scrape during an update sees the old page or the new one,
  * whole. A thread per connection was not chosen: 1 000 idle clients would
- * be 1 000 threads.
+ * be 1 000 threads. A connection stays open between scrapes (HTTP/1.1
+ * keep-alive, as Prometheus uses it) until it is idle longer than its
+ * bound.
  *
  * Bounds: connections in all and per client address, the time a
  * connection may stay idle, the memory of one request (its request line

@@ -307,6 +307,35 @@ more_files(rlim_t want)
 	    (unsigned long)want);
 }
 
+/* Scrapes one after the other on one connection (as Prometheus makes
+ * them) are answered on it: curl opens one connection for both, and
+ * reuses it for a GET with a body, which is read and ignored. */
+Test(prom_http, scrapes_keep_their_connection)
+{
+	struct prom_http *h = start((struct prom_http_opts){ 0 });
+	publish(h, "x 1\n", 4);
+	char cmd[512], got[256] = "";
+	unsigned port = prom_http_port(h);
+	snprintf(cmd, sizeof(cmd), "curl -s --max-time 60 -w '%%{http_code} "
+	    "%%{num_connects}\\n' -o /dev/null http://127.0.0.1:%u/metrics "
+	    "-o /dev/null http://127.0.0.1:%u/metrics -o /dev/null -d abc "
+	    "-X GET http://127.0.0.1:%u/metrics", port, port, port);
+	FILE *p = popen(cmd, "r");
+	cr_assert_not_null(p);
+	size_t n = fread(got, 1, sizeof(got) - 1, p);
+	got[n] = '\0';
+	pclose(p);
+	cr_assert_str_eq(got, "200 1\n200 0\n200 0\n", "%s", cmd);
+	char *body = NULL;
+	cr_assert_eq(curl(h, "", "/metrics", NULL, &body, NULL), 200);
+	cr_assert_neq(strstr(body, "telem_sink_prom_scrapes_total 3\n"), NULL,
+	    "%s", body);
+	cr_assert_neq(strstr(body, "telem_sink_prom_scrape_errors_total 0\n"),
+	    NULL, "%s", body);
+	free(body);
+	prom_http_stop(h);
+}
+
 /* 1 000 idle clients, each from its own loopback address, stay connected
  * (the limit is 1 024) and a scrape is answered meanwhile. */
 Test(prom_http, idle_connections_do_not_stop_scrapes)
