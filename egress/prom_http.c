@@ -194,7 +194,10 @@ on_uri(void *cls, const char *uri, struct MHD_Connection *c)
 
 /* Per connection: whether a request of it was booked. A connection
  * closed with none booked (a request line libmicrohttpd dropped unparsed,
- * a client idle until the timeout) is a scrape error too. */
+ * a client idle until the timeout) is a scrape error too. Once one is
+ * booked, a kept connection's later request line that libmicrohttpd
+ * drops unparsed is not seen here (no callback names it), and its close,
+ * like an idle one's, is no error (README, Prometheus). */
 struct conn {
 	int booked;
 };
