@@ -142,6 +142,15 @@ int pipeline_find(const struct pipeline *p, const char *name);
  * levels and the start order are made again. Whether a stage has an
  * in-queue is left as it was (its queue exists). */
 void pipeline_drop(struct pipeline *p, int i);
+/* Append the entry *st to p, which takes over what it owns (*st is left
+ * empty), with no outs yet; the levels and the start order are made
+ * again. Its index, or -1 when p is full (*st left as it was). */
+int pipeline_put(struct pipeline *p, struct pipeline_stage *st);
+/* Stage `from` of p sends to stage `to` too (which has an in-queue then);
+ * the levels and the start order are made again. 0, or -1 with p as it
+ * was when it sends to STAGE_OUT_MAX stages already (common/stage.h) or
+ * that would close a cycle. */
+int pipeline_link(struct pipeline *p, int from, int to);
 /* How many in-queues (= queues) the pipeline has. */
 int pipeline_nqueues(const struct pipeline *p);
 /* 1 if host is what a udp value may hold before its port: a dotted IPv4

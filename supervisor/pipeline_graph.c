@@ -1,7 +1,7 @@
 /* pipeline_graph.c - the checks that need the whole pipeline file read:
  * out names, cycles, in-queues, inputs, udp addresses; then the start
  * order. And what the supervisor asks of a checked pipeline: its queues,
- * its programs, a stage taken out of it again. */
+ * its programs, a stage taken out of it again or put back. */
 #include "supervisor/pipeline_impl.h"
 
 #include <errno.h>
@@ -230,6 +230,46 @@ pipeline_drop(struct pipeline *p, int i)
 		o->nout = n;
 	}
 	start_order(p);
+}
+
+int
+pipeline_put(struct pipeline *p, struct pipeline_stage *st)
+{
+	if (p->nstage >= PIPELINE_STAGES_MAX)
+		return -1;
+	p->stage[p->nstage] = *st;
+	p->stage[p->nstage].nout = 0;
+	memset(st, 0, sizeof(*st));
+	p->nstage++;
+	start_order(p);
+	return p->nstage - 1;
+}
+
+/* Stage b is a, or downstream of it. */
+static int
+reaches(const struct pipeline *p, int a, int b)
+{
+	if (a == b)
+		return 1;
+	for (int k = 0; k < p->stage[a].nout; k++)
+		if (reaches(p, p->stage[a].out[k], b))
+			return 1;
+	return 0;
+}
+
+int
+pipeline_link(struct pipeline *p, int from, int to)
+{
+	struct pipeline_stage *st = &p->stage[from];
+	for (int k = 0; k < st->nout; k++)
+		if (st->out[k] == to)
+			return 0;
+	if (st->nout == STAGE_OUT_MAX || reaches(p, to, from))
+		return -1;
+	st->out[st->nout++] = to;
+	p->stage[to].in_queue = 1;
+	start_order(p);
+	return 0;
 }
 
 int

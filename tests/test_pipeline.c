@@ -782,6 +782,60 @@ Test(pipeline, drop_takes_a_stage_and_its_outs_out)
 	pipeline_free(&old);
 }
 
+/* A removed stage a reload puts back (supervisor/reload.c
+ * sup_reload_undo): its entry, taken over, then its outs and its writer's
+ * out to it; the pipeline is the one before the reload, as far as a diff
+ * can tell. A link that would close a cycle is refused. */
+Test(pipeline, put_and_link_bring_a_removed_stage_back)
+{
+	struct pipeline old, p;
+	struct pipeline_diff d;
+	must_load(&old, "[stage ingest]\nexec = telem-ingest\nudp = 127.0.0.1:1990\n"
+	    "out = low\n"
+	    "[stage low]\nexec = telem-filter\nargs = --keep-below 100\n"
+	    "out = mid\nflush = yes\n"
+	    "[stage mid]\nexec = telem-filter\nargs = --keep-above 5\nout = ckms\n"
+	    "[stage ckms]\nexec = telem-egress-ckms\n");
+	must_load(&p, "[stage ingest]\nexec = telem-ingest\nudp = 127.0.0.1:1990\n"
+	    "out = low\n"
+	    "[stage low]\nexec = telem-filter\nargs = --keep-below 100\n"
+	    "flush = yes\nout = ckms\n"
+	    "[stage ckms]\nexec = telem-egress-ckms\n");
+	pipeline_diff(&old, &p, &d);
+	cr_assert_eq(d.nremoved, 1);
+	struct pipeline_stage st = old.stage[d.removed[0]];
+	int mid = pipeline_put(&p, &old.stage[d.removed[0]]);
+	cr_assert_eq(mid, 3);
+	cr_expect_eq(old.stage[d.removed[0]].exec, NULL, "taken over");
+	cr_expect_str_eq(p.stage[mid].name, "mid");
+	cr_expect_eq(p.stage[mid].exec, st.exec);
+	cr_expect_eq(p.stage[mid].nout, 0);
+	int low = pipeline_find(&p, "low"), ckms = pipeline_find(&p, "ckms");
+	cr_assert_eq(pipeline_link(&p, mid, ckms), 0);
+	cr_assert_eq(pipeline_link(&p, low, mid), 0);
+	cr_expect_eq(pipeline_link(&p, low, mid), 0, "a link there already");
+	cr_expect_eq(pipeline_link(&p, ckms, low), -1, "a cycle");
+	cr_expect_eq(pipeline_link(&p, mid, low), -1, "a cycle");
+	cr_expect_str_eq(names(&p, p.stage[low].out, p.stage[low].nout), "ckms mid");
+	cr_expect_str_eq(names(&p, p.order, p.nstage), "ckms mid low ingest");
+	cr_expect_eq(p.stage[ckms].nout, 0);
+	/* low keeps ckms, which the file gave it: that much differs from
+	 * the pipeline before (old lent its entry of mid). */
+	pipeline_free(&old);
+	must_load(&old, "[stage ingest]\nexec = telem-ingest\nudp = 127.0.0.1:1990\n"
+	    "out = low\n"
+	    "[stage low]\nexec = telem-filter\nargs = --keep-below 100\n"
+	    "out = mid\nflush = yes\n"
+	    "[stage mid]\nexec = telem-filter\nargs = --keep-above 5\nout = ckms\n"
+	    "[stage ckms]\nexec = telem-egress-ckms\n");
+	pipeline_diff(&old, &p, &d);
+	cr_expect_eq(d.nadded + d.nremoved, 0);
+	cr_expect_eq(d.nchanged, 1);
+	cr_expect_eq(d.what[low], PIPELINE_CH_OUT);
+	pipeline_free(&p);
+	pipeline_free(&old);
+}
+
 Test(pipeline, diff_for_reload)
 {
 	struct pipeline_opts o;
