@@ -534,6 +534,10 @@ reap_retired(struct sup *s)
 			if (!writers_done(s, c) || c->state == S_STARTING)
 				continue;
 			c->retire_sent = 1;
+			/* Gone for good now: no reload taken back keeps it. */
+			int r = pipeline_find(&s->removed, c->name);
+			if (r >= 0)
+				pipeline_drop(&s->removed, r);
 			if (c->pid > 0 && c->in_queue[0] != '\0')
 				stop_by_queue(s, c, 0);
 			else if (c->pid > 0)

@@ -427,5 +427,6 @@ main(int argc, char **argv)
 			s.ch[i].nown = 0;
 		}
 	pipeline_free(&s.pl);
+	pipeline_free(&s.removed);
 	return status;
 }

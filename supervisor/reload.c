@@ -8,7 +8,8 @@
  *    (if one cannot be had, those made go again and nothing changes),
  *    then they start once every stage they send to is up (downstream
  *    first); one that fails before it is ever ready is taken back out
- *    (sup_reload_undo);
+ *    (sup_reload_undo), and a removed stage that its writers were to
+ *    leave for it is kept;
  *  - changed stages (exec, args, out or the udp address): swapped, that is
  *    stopped and started with the new command line; their queue keeps its
  *    records, and a new out-queue exists before they start (and its
@@ -180,30 +181,155 @@ in_set(struct sup_child *const *t, int n, const struct sup_child *c)
 	return 0;
 }
 
-/* c's outs without those to the stages in t (join bits kept with theirs);
- * how many went. */
 static int
-drop_outs(struct sup_child *c, struct sup_child *const *t, int n)
+names_out(const struct sup_child *c, const char *name)
 {
-	int kept = 0, gone = 0;
-	unsigned join = 0;
-	for (int q = 0; q < c->nout; q++) {
+	for (int q = 0; q < c->nout; q++)
+		if (strcmp(c->out_queue[q], name) == 0)
+			return 1;
+	return 0;
+}
+
+/* A stage a reload removed that drains and has not got its Stop, with its
+ * entry kept (s->removed), called name; or NULL. */
+static struct sup_child *
+removed_named(struct sup *s, const char *name)
+{
+	for (int i = 0; i < SUP_STAGES; i++) {
+		struct sup_child *r = &s->ch[i];
+		if (r->name[0] != '\0' && r->retiring && !r->retire_sent &&
+		    strcmp(r->name, name) == 0 &&
+		    pipeline_find(&s->removed, name) >= 0)
+			return r;
+	}
+	return NULL;
+}
+
+/* c's outs without those to the stages in t (join bits kept with theirs),
+ * the stages of `back` (bit: slot) in the place of the first of them and
+ * after the rest; how many went. */
+static int
+mend_outs(struct sup *s, struct sup_child *c, struct sup_child *const *t,
+    int n, uint64_t back)
+{
+	char was[STAGE_OUT_MAX][16], add[STAGE_OUT_MAX][16];
+	int nwas = c->nout, nadd = 0, a = 0, gone = 0;
+	unsigned join = c->join;
+	memcpy(was, c->out_queue, sizeof(was));
+	for (int j = 0; j < SUP_STAGES && nadd < STAGE_OUT_MAX; j++)
+		if (back & (uint64_t)1 << j)
+			memcpy(add[nadd++], s->ch[j].name, sizeof(add[0]));
+	c->nout = 0;
+	c->join = 0;
+	for (int q = 0; q < nwas; q++) {
 		int hit = 0;
 		for (int k = 0; k < n && !hit; k++)
-			hit = strcmp(c->out_queue[q], t[k]->name) == 0;
+			hit = strcmp(was[q], t[k]->name) == 0;
 		if (hit) {
 			gone++;
+			if (a < nadd)
+				memcpy(c->out_queue[c->nout++], add[a++], sizeof(add[0]));
 			continue;
 		}
-		if (c->join & (1u << q))
-			join |= 1u << kept;
-		if (kept != q)
-			memcpy(c->out_queue[kept], c->out_queue[q], sizeof(c->out_queue[0]));
-		kept++;
+		if (join & (1u << q))
+			c->join |= 1u << c->nout;
+		memcpy(c->out_queue[c->nout++], was[q], sizeof(was[0]));
 	}
-	c->nout = kept;
-	c->join = join;
+	while (a < nadd && c->nout < STAGE_OUT_MAX)
+		memcpy(c->out_queue[c->nout++], add[a++], sizeof(add[0]));
 	return gone;
+}
+
+/* The removed stages that the writers of the stages in t were to leave
+ * for them, with the removed stages those send to: each writer is
+ * waiting on a new out (swap_wait), so its program of before still runs
+ * and sends to them, and they have not got their Stop. They are put back
+ * into s->pl, downstream first, and drain no more; back[w] (bit: slot)
+ * gets the ones writer w sends to again. Returns them (bit: slot). */
+static uint64_t
+keep_removed(struct sup *s, struct sup_child *const *t, int n,
+    uint64_t back[SUP_STAGES])
+{
+	uint64_t keep = 0, put = 0;
+	for (int i = 0; i < SUP_STAGES; i++) {
+		struct sup_child *w = &s->ch[i];
+		back[i] = 0;
+		if (w->name[0] == '\0' || w->retiring || !w->swap_wait ||
+		    in_set(t, n, w))
+			continue;
+		int moved = 0;
+		for (int k = 0; k < n && !moved; k++)
+			moved = names_out(w, t[k]->name);
+		for (int j = 0; j < SUP_STAGES && moved; j++) {
+			struct sup_child *r = &s->ch[j];
+			if ((r->retire_after & (uint64_t)1 << i) &&
+			    removed_named(s, r->name) == r && !names_out(w, r->name))
+				back[i] |= (uint64_t)1 << j;
+		}
+		keep |= back[i];
+	}
+	for (int grew = 1; grew;) {
+		grew = 0;
+		for (int j = 0; j < SUP_STAGES; j++) {
+			for (int q = 0; (keep & (uint64_t)1 << j) && q < s->ch[j].nout; q++) {
+				struct sup_child *o = sup_find(s, s->ch[j].out_queue[q]) ?
+				    NULL : removed_named(s, s->ch[j].out_queue[q]);
+				if (o != NULL && !(keep & (uint64_t)1 << o->slot)) {
+					keep |= (uint64_t)1 << o->slot;
+					grew = 1;
+				}
+			}
+		}
+	}
+	for (int grew = 1; grew;) {
+		grew = 0;
+		for (int j = 0; j < SUP_STAGES; j++) {
+			struct sup_child *r = &s->ch[j];
+			uint64_t bit = (uint64_t)1 << j;
+			int ready = (keep & bit) && !(put & bit);
+			for (int q = 0; ready && q < r->nout; q++)
+				for (int o = 0; o < SUP_STAGES && ready; o++)
+					ready = !((keep & ~put) & (uint64_t)1 << o) ||
+					    strcmp(s->ch[o].name, r->out_queue[q]) != 0;
+			if (!ready)
+				continue;
+			int e = pipeline_find(&s->removed, r->name);
+			int at = pipeline_put(&s->pl, &s->removed.stage[e]);
+			if (at == -1) {
+				log_warnx("reload: stage %s: no room to keep it", r->name);
+				keep &= ~bit;
+				continue;
+			}
+			pipeline_drop(&s->removed, e);
+			r->retiring = 0;
+			r->retire_after = 0;
+			for (int q = 0; q < r->nout; q++) {
+				int o = pipeline_find(&s->pl, r->out_queue[q]);
+				if (o >= 0)
+					(void)pipeline_link(&s->pl, at, o);
+			}
+			set_flush(s, r, s->pl.stage[at].flush);
+			put |= bit;
+			grew = 1;
+		}
+	}
+	for (int i = 0; i < SUP_STAGES; i++) {
+		back[i] &= put;
+		int wi = back[i] ? pipeline_find(&s->pl, s->ch[i].name) : -1;
+		for (int j = 0; j < SUP_STAGES && wi >= 0; j++) {
+			if (!(back[i] & (uint64_t)1 << j))
+				continue;
+			/* Its program sends there, so no cycle in what runs;
+			 * but the file may have turned a path around. */
+			if (pipeline_link(&s->pl, wi, pipeline_find(&s->pl,
+			    s->ch[j].name)) == -1) {
+				log_warnx("reload: stage %s cannot send to %s again: it "
+				    "would close a cycle", s->ch[i].name, s->ch[j].name);
+				back[i] &= ~((uint64_t)1 << j);
+			}
+		}
+	}
+	return put;
 }
 
 void
@@ -242,12 +368,35 @@ sup_reload_undo(struct sup *s, struct sup_child *x, const char *why)
 	struct out u = { s->reload_undone, sizeof(s->reload_undone),
 	    strlen(s->reload_undone) };
 	say(&u, "new stage %s %s: taken back out%s\n", x->name, why, with);
+	for (int k = 0; k < n; k++) {
+		int i = pipeline_find(&s->pl, t[k]->name);
+		if (i >= 0)
+			pipeline_drop(&s->pl, i);
+	}
+	uint64_t back[SUP_STAGES], kept = keep_removed(s, t, n, back);
+	for (int j = 0; j < SUP_STAGES; j++) {
+		if (!(kept & (uint64_t)1 << j))
+			continue;
+		char by[256] = "";
+		int nby = 0;
+		len = 0;
+		for (int i = 0; i < SUP_STAGES && len < sizeof(by); i++)
+			if ((back[i] & (uint64_t)1 << j) || ((kept & (uint64_t)1 << i) &&
+			    names_out(&s->ch[i], s->ch[j].name)))
+				len += (size_t)snprintf(by + len, sizeof(by) - len, "%s%s",
+				    nby++ ? ", " : "", s->ch[i].name);
+		const char *as = nby == 0 ? "" : ", as ", *sends = nby == 0 ? "" :
+		    nby > 1 ? " still send to it" : " still sends to it";
+		log_warnx("reload: stage %s kept%s%s%s", s->ch[j].name, as, by, sends);
+		say(&u, "stage %s kept%s%s%s\n", s->ch[j].name, as, by, sends);
+	}
 	/* The stages swapped to send to them: none sent anything yet (their
-	 * new program waits for its new outs), so they go on without them. */
+	 * new program waits for its new outs), so they go on without them,
+	 * and with the removed stages they were to leave for them. */
 	for (int i = 0; i < SUP_STAGES; i++) {
 		struct sup_child *w = &s->ch[i];
 		if (w->name[0] == '\0' || w->retiring || in_set(t, n, w) ||
-		    drop_outs(w, t, n) == 0)
+		    mend_outs(s, w, t, n, back[i]) == 0)
 			continue;
 		if (w->swap_wait) {
 			int wait = 0;
@@ -258,8 +407,8 @@ sup_reload_undo(struct sup *s, struct sup_child *x, const char *why)
 			if (wait)
 				continue;   /* for its other new outs */
 			w->swap_wait = 0;
-			if (w->swap_outs && w->join == 0) {
-				/* Nothing else changed: it runs on as it is. */
+			if (w->swap_outs && w->join == 0 && w->nout == w->swap_nout) {
+				/* Its outs are those it had: it runs on as it is. */
 				for (int k = 0; k < w->prev_nown; k++)
 					free(w->prev_own[k]);
 				w->prev_nown = 0;
@@ -277,11 +426,6 @@ sup_reload_undo(struct sup *s, struct sup_child *x, const char *why)
 			    "ones it was to send to were taken back out", w->name);
 			say(&u, "stage %s sends to no stage now\n", w->name);
 		}
-	}
-	for (int k = 0; k < n; k++) {
-		int i = pipeline_find(&s->pl, t[k]->name);
-		if (i >= 0)
-			pipeline_drop(&s->pl, i);
 	}
 	for (int k = 0; k < n; k++) {
 		sup_unlink_stage(s, t[k]->name, 0);
@@ -482,15 +626,12 @@ sup_reload(struct sup *s, char *buf, size_t cap)
 			continue;
 		}
 		c->join = 0;
-		int gained = 0;
 		for (int q = 0; q < c->nout; q++) {
 			int had = 0;
 			for (int b = 0; b < nbefore && !had; b++)
 				had = strcmp(before[b], c->out_queue[q]) == 0;
-			if (!had) {
+			if (!had)
 				c->join |= 1u << q;
-				gained++;
-			}
 		}
 		set_flush(s, c, np.stage[i].flush);
 		c->reload_gen = c->gen;
@@ -500,7 +641,8 @@ sup_reload(struct sup *s, char *buf, size_t cap)
 		 * they are up (loop.c), so that nothing is sent to one that
 		 * never reads. */
 		c->swap_outs = !(d.what[i] & (PIPELINE_CH_EXEC | PIPELINE_CH_ARGS |
-		    PIPELINE_CH_UDP)) && c->nout - gained == nbefore;
+		    PIPELINE_CH_UDP));
+		c->swap_nout = nbefore;
 		c->swap_wait = 0;
 		for (int q = 0; q < c->nout; q++) {
 			const struct sup_child *r = sup_find(s, c->out_queue[q]);
@@ -536,6 +678,17 @@ sup_reload(struct sup *s, char *buf, size_t cap)
 			say(&o, "error: the new flush_ms could not be set (see the log)\n");
 		else
 			say(&o, "flush_ms %ld\n", np.flush_ms);
+	}
+	/* The removed stages' entries, while they drain: a new stage that
+	 * fails may yet need one back (sup_reload_undo). */
+	for (int k = 0; k < d.nremoved; k++) {
+		struct pipeline_stage *r = &s->pl.stage[d.removed[k]];
+		int was = pipeline_find(&s->removed, r->name);
+		if (was >= 0)
+			pipeline_drop(&s->removed, was);
+		if (pipeline_put(&s->removed, r) == -1)
+			log_warnx("reload: stage %s removed: no room to keep its "
+			    "entry while it drains", r->name);
 	}
 	pipeline_free(&s->pl);
 	s->pl = np;

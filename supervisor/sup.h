@@ -114,7 +114,8 @@ struct sup_child {
 	int swap_wait;             /* swapped by a reload to send to an added
 	                            * stage: its new program starts once its
 	                            * outs are up (loop.c) */
-	int swap_outs;             /* ... and that swap only gained outs */
+	int swap_outs;             /* ... and that swap changed only its outs, */
+	int swap_nout;             /* ... of which it had this many before */
 	int retiring;              /* removed by a reload: draining, then gone */
 	uint64_t retire_after;     /* ... once these writers (bit: slot) run
 	                            * their new command line or are gone */
@@ -166,6 +167,11 @@ struct sup_child {
 struct sup {
 	struct sup_config cfg;
 	struct pipeline pl;               /* the pipeline running */
+	/* The entries of stages a reload removed (no outs) while they drain
+	 * and have not got their Stop: a new stage taken back out puts one
+	 * that its writers were to leave for it back into pl (reload.c
+	 * sup_reload_undo). */
+	struct pipeline removed;
 	struct sup_child ch[SUP_STAGES];  /* by slot; name "" is free */
 	/* ch indices of pl's stages: in file order (status lists them so),
 	 * and in start order (downstream first; stops go in reverse). */
@@ -310,10 +316,12 @@ int sup_reload(struct sup *s, char *out, size_t cap);
 /* A stage a reload added failed before it was ever ready (`why`: "exited
  * 100 ...", as control.c says it): it is taken back out, with the new
  * stages that were to send to it (none of them started), and the stages
- * a reload swapped to send to it do without it: their swap goes on
- * without those outs, or is called off when it did nothing else. Its
- * queue, entry and place in s->pl go; logged, and said in
- * s->reload_undone. */
+ * a reload swapped to send to it do without it. A stage the reload
+ * removed that such a stage was to leave for it is kept (back in s->pl,
+ * no longer draining, with the removed stages it sends to), and the
+ * writer sends to it again: their swap goes on with those outs, or is
+ * called off when it did nothing else. Its queue, entry and place in
+ * s->pl go; logged, and said in s->reload_undone. */
 void sup_reload_undo(struct sup *s, struct sup_child *c, const char *why);
 
 #endif

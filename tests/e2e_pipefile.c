@@ -936,43 +936,136 @@ Test(pipefile, reload_whose_new_stage_exits_100_takes_it_back_out)
 	assert_balanced();
 }
 
-/* ckms replaced by a new ckms2 that refuses its arguments: ckms2 is taken
- * back out, ckms drains and goes as the file says, and low, changed to
- * send to ckms2 only, runs with no out; the reply says so too, and the
- * books balance. */
+/* `before` with ckms replaced by a new stage cks2 (as long a name) given
+ * `args`: low, changed in nothing but its out, is to send to it. */
+static void
+with_cks2(char *text, size_t cap, const char *args)
+{
+	snprintf(text, cap, before, P.port);
+	char *lo = strstr(text, "out = ckms\n"), *ck = strstr(text, "[stage ckms]\n");
+	cr_assert(lo != NULL && ck != NULL);
+	memcpy(lo, "out = cks2\n", 11);
+	char tail[1024];
+	snprintf(tail, sizeof(tail), "%s", ck + strlen("[stage ckms]\nexec = "
+	    "telem-egress-ckms\n"));
+	snprintf(ck, cap - (size_t)(ck - text), "[stage cks2]\nexec = "
+	    "telem-egress-ckms\nargs = %s\n%s", args, tail);
+}
+
+/* ckms replaced by a new cks2 that refuses its arguments: cks2 is taken
+ * back out, and ckms, which low was to leave for it, is kept: up again,
+ * not draining, and low, changed in nothing else, runs on as it was and
+ * still sends to it. What is sent after the reload reaches ckms and its
+ * report. It used to be half taken back: ckms drained and went as the
+ * file said, and low ran on with no out ("stage low sends to no stage
+ * now"), so everything it passed on was lost. A later reload removes
+ * ckms as any other stage. */
 Test(pipefile, reload_whose_new_stage_fails_in_place_of_a_removed_one)
 {
 	char conf[256], text[2048];
 	struct h_status s0, s;
 	start_before(conf, sizeof(conf), &s0);
-	snprintf(text, sizeof(text), before, P.port);
-	char *lo = strstr(text, "out = ckms\n"), *ck = strstr(text, "[stage ckms]\n");
-	cr_assert(lo != NULL && ck != NULL);
-	memcpy(lo, "out = cks2\n", 11);   /* cks2: as long as ckms */
-	char tail[1024];
-	snprintf(tail, sizeof(tail), "%s", ck + strlen("[stage ckms]\nexec = "
-	    "telem-egress-ckms\n"));
-	snprintf(ck, sizeof(text) - (size_t)(ck - text), "[stage cks2]\nexec = "
-	    "telem-egress-ckms\nargs = --error abc\n%s", tail);
+	pl_nc(&P, "a 10\n");
+	WAIT_OUT("[CKMS] a 0.99:10\n", 1);
+	with_cks2(text, sizeof(text), "--error abc");
 	pl_conf(&P, "p.conf", conf, sizeof(conf), "%s", text);
 	int rc = ctl("reload");
 	h_nap_ms(200);
 	cr_assert_eq(pl_wait(&P, 0), -1, "the supervisor stopped:\n%s",
 	    h_slurp(P.err));
 	cr_assert_eq(rc, 1, "%s", reply_buf);
-	cr_assert(strstr(reply_buf, "new stage cks2 exited 100 (configuration "
-	    "error) before it was ready: taken back out\nstage low sends to no "
-	    "stage now\nerror: ") != NULL, "%s", reply_buf);
+	cr_assert_str_eq(reply_buf, "started cks2\nswapped low\nstopped ckms\n"
+	    "new stage cks2 exited 100 (configuration error) before it was "
+	    "ready: taken back out\n"
+	    "stage ckms kept, as low still sends to it\n"
+	    "error: not every new stage came up: those above were taken back "
+	    "out; the rest of the reload is applied\n");
+	cr_assert(strstr(h_slurp(P.err), "reload: stage ckms kept, as low still "
+	    "sends to it\n") != NULL, "%s", h_slurp(P.err));
+	status(&s);
+	cr_assert_eq(s.n, s0.n, "%s", s.raw);
+	cr_assert_null(h_find(&s, "cks2"), "%s", s.raw);
+	for (int i = 0; i < s0.n; i++) {
+		struct h_stage *x = stage(&s, s0.st[i].name);
+		cr_assert_eq(x->pid, s0.st[i].pid, "%s touched:\n%s", x->name, s.raw);
+		cr_assert_str_eq(x->state, "up", "%s", s.raw);
+	}
+	pl_nc(&P, "a 20\n");
+	WAIT_OUT("[CKMS] a 0.99:20\n", 1);
+	const struct want w[] = {
+		{ "ingest", 2, 2 }, { "low", 2, 2 }, { "ckms", 2, 2 },
+	};
+	wait_books(w, sizeof(w) / sizeof(w[0]), &s);
+	assert_balanced();
+	/* ckms is a stage of the pipeline again: the mended file removes it. */
+	with_cks2(text, sizeof(text), "--error 0.001");
+	pl_conf(&P, "p.conf", conf, sizeof(conf), "%s", text);
+	cr_assert_eq(ctl("reload"), 0, "%s\n%s", reply_buf, h_slurp(P.err));
+	cr_assert_str_eq(reply_buf, "started cks2\nswapped low\nstopped ckms\nok\n");
 	for (int t = 0; t < 500; t++, nap(20)) {
 		status(&s);
 		if (h_find(&s, "ckms") == NULL)
 			break;
 	}
-	cr_assert_eq(s.n, s0.n - 1, "ckms is gone:\n%s", s.raw);
-	cr_assert_null(h_find(&s, "cks2"), "%s", s.raw);
-	pl_nc(&P, "a 500\n");
-	WAIT_OUT("[CMA] a 500\n", 1);
+	cr_assert_null(h_find(&s, "ckms"), "ckms is gone:\n%s", s.raw);
+	pl_nc(&P, "b 7\n");
+	WAIT_OUT("[CKMS] b 0.99:7\n", 1);
 	assert_balanced();
+}
+
+/* ckms has two writers: low is changed to send to a new cks2 that refuses
+ * its arguments, with a new limit too, and high to a new cma. cks2 is
+ * taken back out; ckms is kept for low, which starts with its new limit
+ * and ckms as its out; high's move to cma stands. Records sent after it
+ * reach ckms and cma, and the books (ckms's old writer high among them)
+ * balance. */
+Test(pipefile, reload_whose_new_stage_fails_keeps_the_removed_one_for_its_writer)
+{
+	static const char two[] =
+	    "[pipeline]\nflush_ms = 200\n"
+	    "[stage ingest]\nexec = telem-ingest\nudp = 127.0.0.1:%d\nout = low high\n"
+	    "[stage low]\nexec = telem-filter\nargs = --keep-below 100\nout = ckms\nflush = yes\n"
+	    "[stage high]\nexec = telem-filter\nargs = --keep-above 100\nout = ckms\nflush = yes\n"
+	    "[stage ckms]\nexec = telem-egress-ckms\n";
+	static const char moved[] =
+	    "[pipeline]\nflush_ms = 200\n"
+	    "[stage ingest]\nexec = telem-ingest\nudp = 127.0.0.1:%d\nout = low high\n"
+	    "[stage low]\nexec = telem-filter\nargs = --keep-below 50\nout = cks2\nflush = yes\n"
+	    "[stage high]\nexec = telem-filter\nargs = --keep-above 100\nout = cma\nflush = yes\n"
+	    "[stage cks2]\nexec = telem-egress-ckms\nargs = --error abc\n"
+	    "[stage cma]\nexec = telem-egress-cma\n";
+	char conf[256];
+	struct h_status s0, s;
+	pl_conf(&P, "p.conf", conf, sizeof(conf), two, P.port);
+	START_CONF(conf, "-m", "1024");
+	pl_nc(&P, "a 10\nc 500\n");
+	WAIT_OUT("[CKMS] c 0.99:500\n", 1);
+	status(&s0);
+	pl_conf(&P, "p.conf", conf, sizeof(conf), moved, P.port);
+	int rc = ctl("reload");
+	cr_assert_eq(rc, 1, "%s", reply_buf);
+	cr_assert(strstr(reply_buf, "new stage cks2 exited 100 (configuration "
+	    "error) before it was ready: taken back out\nstage ckms kept, as low "
+	    "still sends to it\nerror: ") != NULL, "%s", reply_buf);
+	status(&s);
+	cr_assert_null(h_find(&s, "cks2"), "%s", s.raw);
+	cr_assert_str_eq(stage(&s, "ckms")->state, "up", "%s", s.raw);
+	cr_assert_eq(stage(&s, "ckms")->pid, stage(&s0, "ckms")->pid, "%s", s.raw);
+	cr_assert_str_eq(stage(&s, "cma")->state, "up", "%s", s.raw);
+	cr_assert_neq(stage(&s, "low")->pid, stage(&s0, "low")->pid, "%s", s.raw);
+	cr_assert_str_eq(stage(&s, "low")->args, "\"--keep-below 50\"", "%s", s.raw);
+	cr_assert_neq(stage(&s, "high")->pid, stage(&s0, "high")->pid, "%s", s.raw);
+	cr_assert_eq(s.n, 5, "%s", s.raw);
+	pl_nc(&P, "a 20\nb 70\nc 600\n");
+	WAIT_OUT("[CKMS] a 0.99:20\n", 1);
+	WAIT_OUT("[CMA] c 600\n", 1);
+	const struct want w[] = {
+		{ "ingest", 5, 5 }, { "low", 5, 2 }, { "high", 5, 2 },
+		{ "ckms", 3, 3 }, { "cma", 1, 1 },
+	};
+	wait_books(w, sizeof(w) / sizeof(w[0]), &s);
+	assert_balanced();
+	cr_assert_eq(h_count(h_slurp(P.out), "[CKMS] b "), 0, "%s", h_slurp(P.out));
 }
 
 Test(pipefile, reload_without_a_file_says_so)
