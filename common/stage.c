@@ -453,6 +453,26 @@ stage_book_saved(struct stage *st, const char *path, uint64_t run,
 	    "the last exit: booked as out", path, (unsigned long long)d);
 }
 
+/* Two stores, out then lost, as in stage_book_saved: killed between
+ * them, the supervisor sets lost from the others. */
+uint64_t
+stage_book_gone(struct stage *st, uint64_t held, int lose)
+{
+	if (st->seg == NULL)
+		return 0;
+	uint64_t out = stats_get(&st->stats->out);
+	if (held >= out)
+		return 0;
+	uint64_t d = out - held;
+	if (lose) {
+		uint64_t lost = stats_get(&st->stats->lost);
+		st->out_total = held;
+		atomic_store(&st->stats->out, held);
+		atomic_store(&st->stats->lost, lost + d);
+	}
+	return d;
+}
+
 int
 stage_emit(struct stage *st, uint8_t type, const char *name, size_t name_len,
     uint32_t value)

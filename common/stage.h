@@ -169,6 +169,14 @@ uint64_t stage_books_id(const struct stage *st);
  * in place, before booking it, those records were booked lost). */
 void stage_book_saved(struct stage *st, const char *path, uint64_t run,
     uint64_t committed);
+/* At the load of a holds_records stage's state file that holds `held` of
+ * the records its books (stage_books_id) booked `out`: the file's
+ * `committed` if it was written for these books, else 0 (no file, one set
+ * aside, one of another run). The rest were saved in a file that is gone
+ * (removed by hand, with its folder, set aside, replaced by an older
+ * one): returns how many, and with `lose` moves them from `out` to
+ * `lost`, since the aggregates the stage starts from lack them. */
+uint64_t stage_book_gone(struct stage *st, uint64_t held, int lose);
 /* Announce readiness on --ready-fd by writing "R\n", exactly (once; later
  * calls do nothing). */
 void stage_ready(struct stage *st);

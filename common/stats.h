@@ -42,12 +42,15 @@ struct stats_slot {
 	                             * against (stage_books_id) */
 	_Atomic uint64_t in;        /* telemetry taken with no writer slot
 	                             * (ingest: events parsed); see stats_in */
-	_Atomic uint64_t out;       /* passed on; egress: applied (stage_commit) */
+	_Atomic uint64_t out;       /* passed on; egress: applied (stage_commit),
+	                             * lowered at a load by what its state file
+	                             * lacks (stage_book_gone) */
 	_Atomic uint64_t filtered;  /* dropped by the stage's rule */
 	_Atomic uint64_t bad;       /* rejected lines or malformed messages */
 	_Atomic uint64_t dropped;   /* names over the cap */
 	_Atomic uint64_t dropped_dgrams; /* ingest: datagrams the kernel dropped */
-	_Atomic uint64_t lost;      /* held by killed stages, or taken by them */
+	_Atomic uint64_t lost;      /* held by killed stages, or taken by them,
+	                             * or saved in a state file that is gone */
 	_Atomic uint64_t sink_dropped; /* carbon lines dropped (a full buffer,
 	                             * unsent at exit), report entries the
 	                             * statsd egress could not make */

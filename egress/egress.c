@@ -3,6 +3,7 @@
 #include "egress/egress.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -96,17 +97,36 @@ load_state(struct stage *st, struct egress *e)
 	if (rc == 1 && load_body(e, &r, &why) == -1)
 		rc = -1;
 	state_close(&r);
-	if (rc == 0)
+	/* Records this run saved that the file does not hold went with the
+	 * file that held them: lost, and said (docs/design.md §13). */
+	uint64_t gone = stage_book_gone(st, rc == 1 &&
+	    info.run == stage_books_id(st) ? info.committed : 0, 1);
+	if (rc == 0) {
+		if (gone > 0)
+			log_warnx("state file %s is missing, though %llu records "
+			    "were saved in it in this run: counted lost, starting "
+			    "empty", e->state_path, (unsigned long long)gone);
 		return;
+	}
 	if (rc == -1) {
 		names_free(e->names, e->kind->free_one);
 		e->names = names_new(e->payload, e->max_names);
 		if (e->names == NULL)
 			fatal(EXIT_TEMPORARY, "names_new");
 		e->dirty = 0;
+		char more[256];
+		if (gone > 0) {
+			snprintf(more, sizeof(more), "%s (%llu records saved in it "
+			    "in this run counted lost)", why, (unsigned long long)gone);
+			why = more;
+		}
 		state_reject(e->state_path, why);
 		return;
 	}
+	if (gone > 0)
+		log_warnx("state file %s is an older save, without %llu records "
+		    "saved in this run: counted lost", e->state_path,
+		    (unsigned long long)gone);
 	stage_book_saved(st, e->state_path, info.run, info.committed);
 	log_info("state of %zu names loaded from %s", names_count(e->names),
 	    e->state_path);

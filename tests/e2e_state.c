@@ -264,6 +264,44 @@ Test(state_e2e, without_state_dir_a_stop_starts_afresh)
 	WAIT_OUT("[CMA] y 2000\n");
 }
 
+/* A state file removed while the pipeline runs (by hand, or with its
+ * folder): the egress restarted without it, cleanly or by kill -9, starts
+ * empty, says so in one line, and books what this run had saved in it as
+ * lost, not as applied to aggregates it no longer has. */
+Test(state_e2e, a_state_file_removed_while_running_is_counted_lost,
+    .fini = teardown_dir)
+{
+	char reply[1024], p[128];
+	make_state_dir();
+	START("-m", "1024", "-f", "100", "--state-dir", state_dir);
+	first_session();
+	static const char *const st[] = { "cma", "ckms" };
+	for (int i = 0; i < 2; i++) {
+		snprintf(p, sizeof(p), "%s/%s.state", state_dir, st[i]);
+		cr_assert_eq(unlink(p), 0, "%s", p);
+	}
+	cr_assert_eq(pl_ctl(&P, reply, sizeof(reply), "restart cma"), 0, "%s", reply);
+	pid_t ck = pl_stage_pid(&P, "ckms");
+	cr_assert_eq(kill(ck, SIGKILL), 0);
+	cr_assert_gt(fault_wait_restarted(&P, "ckms", ck), 0, "%s", h_slurp(P.err));
+	for (int i = 0; i < 2; i++) {
+		char text[300];
+		snprintf(text, sizeof(text), "state file %s/%s.state is missing, though "
+		    "100 records were saved in it in this run: counted lost, starting "
+		    "empty\n", state_dir, st[i]);
+		cr_assert(h_wait_text(P.err, text, 1, 5000), "%s", h_slurp(P.err));
+		cr_assert_eq(pl_stat(&P, st[i], "out"), 0);
+		cr_assert_eq(pl_stat(&P, st[i], "lost"), 100);
+	}
+	pl_nc(&P, "z 90\ny 2000\n");
+	WAIT_OUT("[CMA] y 2000\n");
+	WAIT_OUT("[CKMS] z 0.99:90\n");
+	wait_stat("cma", "out", 1);
+	wait_stat("ckms", "out", 1);
+	char books[4096];
+	cr_assert(pl_books(&P, books, sizeof(books)), "%s", books);
+}
+
 /* A stale state file of a run that died is removed at the next start. */
 Test(state_e2e, a_stale_state_file_is_removed_at_start)
 {

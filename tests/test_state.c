@@ -618,6 +618,78 @@ Test(state, egress_saves_books_out_and_loads_everything)
 	free(b);
 }
 
+/* The slot of a, as a restart of its egress in the same run finds it. */
+static void
+restart_as(struct fake *b, const struct fake *a)
+{
+	memset(b, 0, sizeof(*b));
+	memcpy(&b->seg, &a->seg, sizeof(b->seg));
+	b->st.seg = &b->seg;
+	b->st.stats = &b->seg.slot[0];
+	b->st.name = "test";
+	b->st.out_total = stats_get(&b->seg.slot[0].out);
+	b->e.state_path = path;
+	cr_assert_eq(egress_init(&b->st, &b->e, sizeof(struct cma), &avg_kind,
+	    REPORT_SRC_CMA), 0);
+}
+
+/* What this run saved and the file the egress starts from lacks went with
+ * the file that held it (removed, set aside, replaced by an older save):
+ * moved from `out` to `lost`, so that lost is what the aggregates lack. */
+Test(state, egress_without_what_it_saved_counts_it_lost)
+{
+	struct fake *a = malloc(sizeof(*a)), *b = malloc(sizeof(*b));
+	cr_assert(a != NULL && b != NULL);
+	fake_init(a, 99);
+	for (int i = 0; i < 40; i++)
+		feed(a, "y", 1000);
+	cr_assert_eq(egress_save(&a->st, &a->e), 0);
+	size_t n;
+	unsigned char *older = slurp(&n);  /* a save holding 40 */
+	for (int i = 0; i < 60; i++)
+		feed(a, "y", 1000);
+	cr_assert_eq(egress_save(&a->st, &a->e), 0);
+	cr_assert_eq(stats_get(&a->st.stats->out), 100);
+	/* removed */
+	cr_assert_eq(unlink(path), 0);
+	restart_as(b, a);
+	cr_assert_eq(names_count(b->e.names), 0);
+	cr_assert_eq(stats_get(&b->st.stats->out), 0);
+	cr_assert_eq(stats_get(&b->st.stats->lost), 100);
+	cr_assert_eq(stats_inflight(b->st.stats), 0);
+	b->e.state_path = NULL;
+	egress_fini(&b->st, &b->e);
+	/* set aside */
+	spit("garbage", 7);
+	restart_as(b, a);
+	cr_assert_eq(names_count(b->e.names), 0);
+	cr_assert_eq(stats_get(&b->st.stats->out), 0);
+	cr_assert_eq(stats_get(&b->st.stats->lost), 100);
+	b->e.state_path = NULL;
+	egress_fini(&b->st, &b->e);
+	/* an older save of this run: it lacks the last 60 */
+	spit(older, n);
+	restart_as(b, a);
+	cr_assert_eq(avg_of(b, "y")->n, 40);
+	cr_assert_eq(stats_get(&b->st.stats->out), 40);
+	cr_assert_eq(stats_get(&b->st.stats->lost), 60);
+	b->e.state_path = NULL;
+	egress_fini(&b->st, &b->e);
+	/* the same file of another run: none of this run's records */
+	a->seg.run = 100;
+	restart_as(b, a);
+	cr_assert_eq(avg_of(b, "y")->n, 40);
+	cr_assert_eq(stats_get(&b->st.stats->out), 0);
+	cr_assert_eq(stats_get(&b->st.stats->lost), 100);
+	b->e.state_path = NULL;
+	egress_fini(&b->st, &b->e);
+	free(older);
+	a->e.state_path = NULL;
+	egress_fini(&a->st, &a->e);
+	free(a);
+	free(b);
+}
+
 /* Changed bytes of a saved egress body, summed again: loaded or set
  * aside, never a crash; a set-aside file leaves the egress empty. */
 Test(state, egress_body_nonsense_never_crashes)
