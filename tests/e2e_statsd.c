@@ -908,6 +908,33 @@ Test(statsd, records_saved_but_not_booked_are_booked_at_load)
 	cr_expect_eq(stats_get(&S.seg->slot[1].lost), 3);
 }
 
+/* A state file removed while the egress runs: restarted (kill -9), it
+ * starts without the gauges and says so in one line; the records stay
+ * booked, written by the flush that booked them. */
+Test(statsd, a_removed_state_file_is_said_at_the_restart)
+{
+	char state[200];
+	memset(&S, 0, sizeof(S));
+	sd_start(NULL);
+	sd_start_state(state, sizeof(state));
+	send_line("g:5|g\nc:1|c");
+	cr_assert(wait_in(1, 2));
+	sd_flush(1000);
+	cr_assert(wait_counter(&S.seg->slot[1].out, 2), "booked once saved");
+	cr_assert_eq(unlink(state), 0);
+	kill(S.egress, SIGKILL);
+	waitpid(S.egress, NULL, 0);
+	S.egress = 0;
+	sd_start_more(NULL);
+	char text[300];
+	snprintf(text, sizeof(text), "state file %s is missing, though it was saved "
+	    "in this run: its gauges start afresh\n", state);
+	cr_expect_eq(h_count(h_slurp(S.err), text), 1, "%s", h_slurp(S.err));
+	cr_expect_eq(stats_get(&S.seg->slot[1].out), 2);
+	/* a first start without a file says nothing */
+	cr_expect_eq(h_count(h_slurp(S.err), "is missing"), 1, "%s", h_slurp(S.err));
+}
+
 /* A state file that cannot be saved: the warning comes at most once in
  * 10 s, however many flushes fail (as the ckms and cma egresses'). */
 Test(statsd, failed_saves_are_logged_once_in_10_s)
