@@ -199,7 +199,9 @@ read_file(const char *path, struct state_reader *r, size_t *size, const char **w
 	if (fd == -1) {
 		if (errno == ENOENT)
 			return 0;
-		*why = strerror(errno);
+		/* O_NOFOLLOW's ELOOP reads "Too many levels of symbolic links" */
+		*why = errno == ELOOP ? "a symbolic link, not followed" :
+		    strerror(errno);
 		return -1;
 	}
 	struct stat st;

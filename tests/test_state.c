@@ -387,6 +387,17 @@ Test(state, foreign_files_are_refused)
 	cr_assert_eq(state_load(path, STATE_CKMS, 0.01, &info, &r, &why), -1);
 	state_close(&r);
 	rmdir(path);
+	/* a symbolic link, even to a good file: refused, said as such */
+	char target[200];
+	snprintf(target, sizeof(target), "%s/target", dir);
+	free(valid_file(&n));
+	cr_assert_eq(rename(path, target), 0);
+	cr_assert_eq(symlink(target, path), 0);
+	cr_assert_eq(state_load(path, STATE_CKMS, 0.01, &info, &r, &why), -1);
+	cr_assert_str_eq(why, "a symbolic link, not followed");
+	state_close(&r);
+	unlink(path);
+	unlink(target);
 	/* a FIFO, which nobody writes: refused, not waited on */
 	cr_assert_eq(mkfifo(path, 0600), 0);
 	cr_assert_eq(state_load(path, STATE_CKMS, 0.01, &info, &r, &why), -1);
