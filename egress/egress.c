@@ -256,7 +256,7 @@ egress_flush(struct stage *st, struct egress *e,
 			e->unsaved = 1;
 			e->unsaved_ms = clock_ms();
 		}
-		if (save_spaced(e))
+		if (save_spaced(e) && !e->save_failed)
 			egress_save(st, e);
 	}
 	egress_tick(st, e);  /* send now, not a tick later */
@@ -322,6 +322,7 @@ egress_save(struct stage *st, struct egress *e)
 	e->unsaved = 0;
 	e->saved_s = clock_s();
 	e->save_cost_s = e->saved_s - t0;
+	e->save_failed = 0;
 	return 0;
 fail:;
 	long long s = log_limit_pass(&e->save_log, 10000);
@@ -330,7 +331,14 @@ fail:;
 		log_warn("save state to %s (records stay in flight)%s",
 		    e->state_path, log_more(more, sizeof(more), s,
 		    "failures since the last line"));
-	e->unsaved_ms = clock_ms();  /* try again an interval later */
+	/* Tried again by egress_tick an interval later, and spaced by what
+	 * this attempt cost as a save is: not at every report, where a save
+	 * that fails late (a rename refused, a full disk) would write the
+	 * whole state each time. */
+	e->unsaved_ms = clock_ms();
+	e->saved_s = clock_s();
+	e->save_cost_s = e->saved_s - t0;
+	e->save_failed = 1;
 	return -1;
 }
 

@@ -68,6 +68,7 @@ struct egress {
 	long long unsaved_ms; /* when it first did */
 	double saved_s;      /* when the last save ended (clock_s) */
 	double save_cost_s;  /* and how long it took */
+	int save_failed;     /* the last save failed: egress_tick tries again */
 	struct state_writer *sw;
 	struct log_limit save_log;
 };

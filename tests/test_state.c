@@ -701,6 +701,45 @@ Test(state, egress_without_what_it_saved_counts_it_lost)
 	free(b);
 }
 
+static void
+report_none(void *e, const char *name, size_t len, void *payload)
+{
+	(void)e;
+	(void)name;
+	(void)len;
+	(void)payload;
+}
+
+/* A save that fails (here late, at the rename over a folder in the way,
+ * having written the whole state) is tried again by the tick an interval
+ * later, spaced as saves are: not at each report, which would write the
+ * whole state at every Flush for as long as the fault lasts. */
+Test(state, a_failed_save_is_tried_again_by_the_tick_not_at_each_report)
+{
+	struct fake *a = malloc(sizeof(*a));
+	cr_assert_not_null(a);
+	fake_init(a, 5);
+	cr_assert_eq(mkdir(path, 0700), 0);
+	for (int i = 0; i < 10; i++)
+		feed(a, "y", 1000);
+	cr_assert_eq(egress_save(&a->st, &a->e), -1);
+	cr_assert_eq(rmdir(path), 0);  /* the fault is gone */
+	egress_flush(&a->st, &a->e, report_none);
+	cr_assert_eq(access(path, F_OK), -1, "saved at the report");
+	cr_assert_eq(stats_get(&a->st.stats->out), 0);
+	egress_tick(&a->st, &a->e);
+	cr_assert_eq(access(path, F_OK), -1, "saved at once by the tick");
+	/* an interval later */
+	a->e.unsaved_ms -= EGRESS_SAVE_AFTER_MS;
+	a->e.saved_s -= 1 + EGRESS_SAVE_SPACING * a->e.save_cost_s;
+	egress_tick(&a->st, &a->e);
+	cr_assert_eq(access(path, F_OK), 0, "not saved an interval later");
+	cr_assert_eq(stats_get(&a->st.stats->out), 10);
+	a->e.state_path = NULL;
+	egress_fini(&a->st, &a->e);
+	free(a);
+}
+
 /* Changed bytes of a saved egress body, summed again: loaded or set
  * aside, never a crash; a set-aside file leaves the egress empty. */
 Test(state, egress_body_nonsense_never_crashes)
