@@ -515,6 +515,38 @@ settle_msg_bytes(struct sup *s)
 	return 0;
 }
 
+/* The folder itself is locked too, with flock: DIR/lock can be removed
+ * while we run (a clean-up of the folder's files), and a second
+ * supervisor would then lock a new one; the folder cannot be removed
+ * from under us while it holds the files. A file system that cannot
+ * flock a folder leaves DIR/lock alone to guard it. */
+static int
+lock_state_folder(struct sup *s)
+{
+	int fd = open(s->cfg.state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd == -1) {
+		log_warn("open --state-dir %s", s->cfg.state_dir);
+		return -1;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
+		s->statedirfd = fd;
+		return 0;
+	}
+	int e = errno;
+	close(fd);
+	if (e == EWOULDBLOCK) {
+		log_warnx("--state-dir %s is used by another supervisor (the "
+		    "folder is locked; %s/lock was removed while it ran): give "
+		    "each instance a folder of its own", s->cfg.state_dir,
+		    s->cfg.state_dir);
+		return -1;
+	}
+	errno = e;
+	log_warn("flock --state-dir %s (%s/lock alone guards it)",
+	    s->cfg.state_dir, s->cfg.state_dir);
+	return 0;
+}
+
 /* --state-dir: one supervisor at a time. DIR/STAGE.state names no
  * instance, so two instances given one folder would each load the other's
  * files and save over them. A classic write lock on DIR/lock, held while
@@ -536,7 +568,7 @@ lock_state_dir(struct sup *s)
 	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
 	if (fcntl(fd, F_SETLK, &fl) == 0) {
 		s->statelockfd = fd;
-		return 0;
+		return lock_state_folder(s);
 	}
 	if (errno != EAGAIN && errno != EACCES) {
 		log_warn("lock %s", path);
@@ -606,6 +638,10 @@ sup_ipc_teardown(struct sup *s)
 	if (s->statelockfd != -1) {
 		close(s->statelockfd);
 		s->statelockfd = -1;
+	}
+	if (s->statedirfd != -1) {
+		close(s->statedirfd);
+		s->statedirfd = -1;
 	}
 }
 

@@ -379,6 +379,7 @@ main(int argc, char **argv)
 		    .stall_ms = SUP_STALL_MS,
 		    .chan = { CHAN_MQUEUE, 8192, CHAN_SHM_SLOTS_DEFAULT } },
 		.sigfd = -1, .timerfd = -1, .lockfd = -1, .statelockfd = -1,
+		.statedirfd = -1,
 		.ctlfd = -1,
 		.on_hup = on_hup,
 	};

@@ -192,6 +192,7 @@ struct sup {
 	                            * full at the last tick: retried (loop.c) */
 	int lockfd;
 	int statelockfd;                  /* --state-dir's lock (ipc.c) */
+	int statedirfd;                   /* --state-dir itself, flock'ed */
 	int ctlfd;                        /* listening control socket */
 	char ctlpath[PATH_MAX];
 	struct ctl_conn *conn;            /* control.c's client connections */

@@ -247,6 +247,38 @@ Test(state_e2e, a_state_dir_serves_one_supervisor, .fini = teardown_dir)
 	pl_cleanup(&Q);
 }
 
+/* DIR/lock removed while the first runs (a clean-up of the folder's
+ * files): the folder is still the first one's, and a second supervisor
+ * given it is still refused in one line. */
+Test(state_e2e, a_state_dir_stays_locked_without_its_lock_file,
+    .fini = teardown_dir)
+{
+	char p[128];
+	make_state_dir();
+	START("-m", "1024", "-f", "100", "--state-dir", state_dir);
+	snprintf(p, sizeof(p), "%s/lock", state_dir);
+	cr_assert_eq(unlink(p), 0);
+	struct pl Q;
+	pl_init(&Q);
+	pl_spawn(&Q, "-m", "1024", "--state-dir", state_dir, NULL);
+	int st = pl_wait(&Q, 10000);
+	char *err = h_slurp(Q.err);
+	int left = pl_objects_left(&Q);
+	pl_cleanup(&Q);
+	cr_assert(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 1, "%d:\n%s", st,
+	    err);
+	cr_assert_eq(h_count(err, "\n"), 1, "not one line:\n%s", err);
+	char text[300];
+	snprintf(text, sizeof(text), "--state-dir %s is used by another supervisor "
+	    "(the folder is locked; %s/lock was removed while it ran)", state_dir,
+	    state_dir);
+	cr_assert_not_null(strstr(err, text), "%s", err);
+	free(err);
+	cr_assert_eq(left, 0);
+	pl_nc(&P, "y 2000\n");
+	WAIT_OUT("[CMA] y 2000\n");
+}
+
 Test(state_e2e, without_state_dir_a_stop_starts_afresh)
 {
 	START("-m", "1024", "-f", "100");
