@@ -517,9 +517,9 @@ settle_msg_bytes(struct sup *s)
 
 /* The folder itself is locked too, with flock: DIR/lock can be removed
  * while we run (a clean-up of the folder's files), and a second
- * supervisor would then lock a new one; the folder cannot be removed
- * from under us while it holds the files. A file system that cannot
- * flock a folder leaves DIR/lock alone to guard it. */
+ * supervisor would then lock a new one, but no removal of a file takes
+ * the folder's lock away. A file system that cannot flock a folder
+ * leaves DIR/lock alone to guard it. */
 static int
 lock_state_folder(struct sup *s)
 {
