@@ -782,6 +782,13 @@ Test(pipeline, drop_takes_a_stage_and_its_outs_out)
 	pipeline_free(&old);
 }
 
+static const char with_mid[] =
+    "[stage ingest]\nexec = telem-ingest\nudp = 127.0.0.1:1990\nout = low\n"
+    "[stage low]\nexec = telem-filter\nargs = --keep-below 100\n"
+    "out = mid\nflush = yes\n"
+    "[stage mid]\nexec = telem-filter\nargs = --keep-above 5\nout = ckms\n"
+    "[stage ckms]\nexec = telem-egress-ckms\n";
+
 /* A removed stage a reload puts back (supervisor/reload.c
  * sup_reload_undo): its entry, taken over, then its outs and its writer's
  * out to it; the pipeline is the one before the reload, as far as a diff
@@ -790,12 +797,7 @@ Test(pipeline, put_and_link_bring_a_removed_stage_back)
 {
 	struct pipeline old, p;
 	struct pipeline_diff d;
-	must_load(&old, "[stage ingest]\nexec = telem-ingest\nudp = 127.0.0.1:1990\n"
-	    "out = low\n"
-	    "[stage low]\nexec = telem-filter\nargs = --keep-below 100\n"
-	    "out = mid\nflush = yes\n"
-	    "[stage mid]\nexec = telem-filter\nargs = --keep-above 5\nout = ckms\n"
-	    "[stage ckms]\nexec = telem-egress-ckms\n");
+	must_load(&old, with_mid);
 	must_load(&p, "[stage ingest]\nexec = telem-ingest\nudp = 127.0.0.1:1990\n"
 	    "out = low\n"
 	    "[stage low]\nexec = telem-filter\nargs = --keep-below 100\n"
@@ -822,12 +824,7 @@ Test(pipeline, put_and_link_bring_a_removed_stage_back)
 	/* low keeps ckms, which the file gave it: that much differs from
 	 * the pipeline before (old lent its entry of mid). */
 	pipeline_free(&old);
-	must_load(&old, "[stage ingest]\nexec = telem-ingest\nudp = 127.0.0.1:1990\n"
-	    "out = low\n"
-	    "[stage low]\nexec = telem-filter\nargs = --keep-below 100\n"
-	    "out = mid\nflush = yes\n"
-	    "[stage mid]\nexec = telem-filter\nargs = --keep-above 5\nout = ckms\n"
-	    "[stage ckms]\nexec = telem-egress-ckms\n");
+	must_load(&old, with_mid);
 	pipeline_diff(&old, &p, &d);
 	cr_expect_eq(d.nadded + d.nremoved, 0);
 	cr_expect_eq(d.nchanged, 1);
