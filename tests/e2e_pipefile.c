@@ -783,18 +783,27 @@ objects(char *buf, size_t cap)
 	}
 }
 
-/* `before` with low sending to two new egresses, ckms2 and ckms3, too. */
+/* `before` with low sending to `outs` in place of ckms alone, and the
+ * sections `more` after the file's own. */
 static void
-with_ckms2_3(char *text, size_t cap)
+with_low_out(char *text, size_t cap, const char *outs, const char *more)
 {
 	char tail[2048];
 	snprintf(text, cap, before, P.port);
 	char *lo = strstr(text, "out = ckms\n");
 	cr_assert_not_null(lo);
 	snprintf(tail, sizeof(tail), "%s", lo + strlen("out = ckms\n"));
-	snprintf(lo, cap - (size_t)(lo - text), "out = ckms ckms2 ckms3\n%s"
+	snprintf(lo, cap - (size_t)(lo - text), "out = %s\n%s%s", outs, tail,
+	    more);
+}
+
+/* `before` with low sending to two new egresses, ckms2 and ckms3, too. */
+static void
+with_ckms2_3(char *text, size_t cap)
+{
+	with_low_out(text, cap, "ckms ckms2 ckms3",
 	    "[stage ckms2]\nexec = telem-egress-ckms\n"
-	    "[stage ckms3]\nexec = telem-egress-ckms\n", tail);
+	    "[stage ckms3]\nexec = telem-egress-ckms\n");
 }
 
 /* Two new stages, and the second cannot get its queue (an object of its
@@ -878,13 +887,10 @@ Test(pipefile, reload_past_the_mqueue_budget_counts_the_new_files_queues)
 static void
 with_ckms2(char *text, size_t cap, const char *args)
 {
-	char tail[2048];
-	snprintf(text, cap, before, P.port);
-	char *lo = strstr(text, "out = ckms\n");
-	cr_assert_not_null(lo);
-	snprintf(tail, sizeof(tail), "%s", lo + strlen("out = ckms\n"));
-	snprintf(lo, cap - (size_t)(lo - text), "out = ckms ckms2\n%s"
-	    "[stage ckms2]\nexec = telem-egress-ckms\nargs = %s\n", tail, args);
+	char more[256];
+	snprintf(more, sizeof(more), "[stage ckms2]\nexec = telem-egress-ckms\n"
+	    "args = %s\n", args);
+	with_low_out(text, cap, "ckms ckms2", more);
 }
 
 /* A new stage that refuses its arguments (exit 100) is taken back out, as

@@ -141,6 +141,15 @@ sd_start_more(const char *const *eargs)
 	S.egress = spawn_stage(ev, S.out);
 }
 
+/* kill -9 and reap *pid. */
+static void
+kill9_pid(pid_t *pid)
+{
+	kill(*pid, SIGKILL);
+	waitpid(*pid, NULL, 0);
+	*pid = 0;
+}
+
 static void
 stop_pid(pid_t *pid)
 {
@@ -154,9 +163,7 @@ stop_pid(pid_t *pid)
 		}
 		h_nap_ms(10);
 	}
-	kill(*pid, SIGKILL);
-	waitpid(*pid, NULL, 0);
-	*pid = 0;
+	kill9_pid(pid);
 }
 
 static void
@@ -829,8 +836,7 @@ Test(statsd, gauges_survive_a_restart_with_state)
 	cr_expect_eq(out_value(got, "stats.timers.t.histogram.bin_inf"), 1.0);
 	free(got);
 	cr_assert(wait_counter(&S.seg->slot[1].out, 4), "booked once saved");
-	kill(S.egress, SIGKILL);
-	waitpid(S.egress, NULL, 0);
+	kill9_pid(&S.egress);
 	S.egress = spawn_stage(ev, S.out);
 	sd_flush(1000);
 	cr_assert(wait_out("statsd.numStats", 2));
@@ -886,9 +892,7 @@ Test(statsd, records_saved_but_not_booked_are_booked_at_load)
 	cr_assert(wait_in(1, 3));
 	sd_flush(1000);
 	cr_assert(wait_counter(&S.seg->slot[1].out, 3), "booked once saved");
-	kill(S.egress, SIGKILL);
-	waitpid(S.egress, NULL, 0);
-	S.egress = 0;
+	kill9_pid(&S.egress);
 	atomic_store(&S.seg->slot[1].out, 0);
 	atomic_store(&S.seg->slot[1].lost, 3);
 	sd_start_more(NULL);
@@ -897,9 +901,7 @@ Test(statsd, records_saved_but_not_booked_are_booked_at_load)
 	cr_expect_eq(h_count(h_slurp(S.err), "saved but not booked"), 1, "%s",
 	    h_slurp(S.err));
 	/* a file of another run (the segment's run id differs) books nothing */
-	kill(S.egress, SIGKILL);
-	waitpid(S.egress, NULL, 0);
-	S.egress = 0;
+	kill9_pid(&S.egress);
 	atomic_store(&S.seg->slot[1].out, 0);
 	atomic_store(&S.seg->slot[1].lost, 3);
 	S.seg->run++;
@@ -922,9 +924,7 @@ Test(statsd, a_removed_state_file_is_said_at_the_restart)
 	sd_flush(1000);
 	cr_assert(wait_counter(&S.seg->slot[1].out, 2), "booked once saved");
 	cr_assert_eq(unlink(state), 0);
-	kill(S.egress, SIGKILL);
-	waitpid(S.egress, NULL, 0);
-	S.egress = 0;
+	kill9_pid(&S.egress);
 	sd_start_more(NULL);
 	char text[300];
 	snprintf(text, sizeof(text), "state file %s is missing, though it was saved "
