@@ -45,6 +45,17 @@ left_running() {
 	kill -9 $pids 2>/dev/null
 	return 0
 }
+# From a Criterion report: each failed test, and each failed assertion's
+# place with the first line of its message, and what it left behind or
+# running; at most 12 lines.
+why_failed() {
+	awk '/^\[FAIL\]/ { print; next }
+	    /Assertion Failed|Unexpected signal|^left (behind|running)/ {
+		print; want = 1; next }
+	    want && (/^\[----\] +[^ ]/ || !/^\[/) { print; want = 0 }' |
+	    head -n 12
+}
+brief=
 # Unit tests once; end-to-end tests once per transport.
 set --
 for t in "$build"/tests/test_*; do set -- "$@" "$t:"; done
@@ -89,8 +100,16 @@ $running"
 	# All of a failing binary's report; one summary line of a passing one.
 	if [ "$f" -ne 0 ]; then echo "$out" | tail -n 80; else echo "$line"; fi
 	fail=$((fail + f))
-	[ "$f" -eq 0 ] || failed="$failed $(basename "$t")${TELEM_TRANSPORT:+/$TELEM_TRANSPORT}"
+	[ "$f" -eq 0 ] && continue
+	name=$(basename "$t")${TELEM_TRANSPORT:+/$TELEM_TRANSPORT}
+	failed="$failed $name"
+	brief="$brief
+$name:
+$(echo "$out" | why_failed)"
 done
+# Each failure again in brief at the very end, where a log cut to its
+# last lines still shows which test failed and where.
+[ -z "$failed" ] || echo "$brief" | tail -n 40
 [ -z "$failed" ] || echo "failed:$failed"
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
