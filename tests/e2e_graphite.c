@@ -42,6 +42,7 @@ struct carbon_proc {
 static struct pl P;
 static char tmp[128];
 static struct carbon_proc C[3];
+static int away_fd = -1;  /* away_addr */
 
 static void
 setup(void)
@@ -63,6 +64,8 @@ teardown(void)
 {
 	carbon_stop_all();
 	pl_cleanup(&P);
+	if (away_fd != -1)
+		close(away_fd);
 	if (getenv("TELEM_KEEP") == NULL) {
 		char cmd[200];
 		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmp);
@@ -450,13 +453,68 @@ Test(graphite, what_is_sent_while_carbon_is_down_arrives_once_it_is_back)
 	cr_assert_eq(h_find(&s, "carbon")->sink_dropped, 0, "%s", s.raw);
 }
 
+/* "127.0.0.1:PORT" into g, a port nobody listens on: a socket of this
+ * test holds it bound, unlistening, until teardown, so that no carbon of
+ * a test run beside this one can be given it, and a connect is refused. */
+static void
+away_addr(char *g, size_t cap)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET };
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	socklen_t len = sizeof(sa);
+	away_fd = socket(AF_INET, SOCK_STREAM, 0);
+	cr_assert(away_fd != -1 && bind(away_fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
+	    getsockname(away_fd, (struct sockaddr *)&sa, &len) == 0,
+	    "a port to keep: %s", strerror(errno));
+	snprintf(g, cap, "127.0.0.1:%d", ntohs(sa.sin_port));
+}
+
+/* The carbon stage's slot in the instance's stats segment (common/stats.h),
+ * which the supervisor maps and the stage writes. */
+static _Atomic uint64_t *
+carbon_held_word(_Atomic int64_t **pid)
+{
+	char obj[CHAN_NAME_MAX];
+	cr_assert_eq(chan_objname(obj, sizeof(obj), P.instance, "stats"), 0);
+	struct stats_seg *seg = stats_attach(obj);
+	cr_assert_not_null(seg, "attach %s", obj);
+	for (int i = 0; i < STATS_SLOTS; i++)
+		if (strncmp(seg->slot[i].stage, "carbon", STATS_NAME_MAX) == 0) {
+			*pid = &seg->slot[i].pid;
+			return &seg->slot[i].sink_held;
+		}
+	cr_assert_fail("no slot for the stage carbon");
+	return NULL;
+}
+
+/* The built-in pipeline with -g to a port nobody listens on (its
+ * host:port into g), Flush every 200 ms, messages of msg_bytes: the
+ * carbon sink holds every line. */
+static void
+start_carbon_away(const char *msg_bytes, char *g, size_t cap)
+{
+	away_addr(g, cap);
+	START("-f", "200", "-m", msg_bytes, "-g", g);
+}
+
+/* Wait (up to 10 s) until the carbon sink holds `lines` lines. */
+static void
+wait_held(uint64_t lines)
+{
+	_Atomic int64_t *pid_word;
+	_Atomic uint64_t *held = carbon_held_word(&pid_word);
+	for (int i = 0; i < 1000 && atomic_load(held) != lines; i++)
+		h_nap_ms(10);
+	cr_assert_eq(atomic_load(held), lines, "the sink holds %llu lines, not %llu\n%s",
+	    (unsigned long long)atomic_load(held), (unsigned long long)lines,
+	    h_slurp(P.err));
+}
+
 Test(graphite, a_full_buffer_drops_the_oldest_lines_and_status_counts_them)
 {
 	/* Nobody listens: every line waits in a 1024-byte buffer. */
-	int port;
-	h_tcp_ports(&port, 1);
 	char g[32];
-	snprintf(g, sizeof(g), "127.0.0.1:%d", port);
+	away_addr(g, sizeof(g));
 	START("-f", "200", "-m", "1024", "-g", g, "--graphite-buffer", "1024");
 	/* 60 names x 6 quantiles: "telem.nNN.q0 1 T\n" is 26 bytes, the
 	 * other five 27, 161 a name. The newest whole lines that fit in
@@ -496,18 +554,6 @@ Test(graphite, a_full_buffer_drops_the_oldest_lines_and_status_counts_them)
 	}
 }
 
-/* The built-in pipeline with -g to a port nobody listens on (its
- * host:port into g), Flush every 200 ms, messages of msg_bytes: the
- * carbon sink holds every line. */
-static void
-start_carbon_away(const char *msg_bytes, char *g, size_t cap)
-{
-	int port;
-	h_tcp_ports(&port, 1);
-	snprintf(g, cap, "127.0.0.1:%d", port);
-	START("-f", "200", "-m", msg_bytes, "-g", g);
-}
-
 /* Lines still waiting for carbon when the sink stops (here a restart)
  * are dropped: counted in sink_dropped, and said in one log line. */
 Test(graphite, lines_left_at_a_restart_are_counted_and_logged)
@@ -517,7 +563,7 @@ Test(graphite, lines_left_at_a_restart_are_counted_and_logged)
 	pl_nc(&P, "a 1\nb 500\n");
 	WAIT_OUT("[CKMS] a 0.99:1\n");
 	WAIT_OUT("[CMA] b 500\n");
-	h_nap_ms(1000);  /* the sink has read the reports: 6 + 1 lines */
+	wait_held(7);  /* the sink has read the reports: 6 + 1 lines */
 	char reply[512];
 	cr_assert_eq(pl_ctl(&P, reply, sizeof(reply), "restart carbon"), 0,
 	    "%s", reply);
@@ -543,7 +589,7 @@ Test(graphite, lines_held_by_a_killed_sink_are_counted)
 	pl_nc(&P, "a 1\nb 500\n");
 	WAIT_OUT("[CKMS] a 0.99:1\n");
 	WAIT_OUT("[CMA] b 500\n");
-	h_nap_ms(1000);  /* the sink has read the reports: 6 + 1 lines */
+	wait_held(7);  /* the sink has read the reports: 6 + 1 lines */
 	pid_t pid = pl_stage_pid(&P, "carbon");
 	cr_assert_gt(pid, 0);
 	cr_assert_eq(kill(pid, SIGKILL), 0);
@@ -559,24 +605,6 @@ Test(graphite, lines_held_by_a_killed_sink_are_counted)
 	/* Restarted, the sink holds none of them: still 7 after a while. */
 	h_nap_ms(500);
 	cr_assert_eq(pl_stat(&P, "carbon", "sink_dropped"), 7);
-}
-
-/* The carbon stage's slot in the instance's stats segment (common/stats.h),
- * which the supervisor maps and the stage writes. */
-static _Atomic uint64_t *
-carbon_held_word(_Atomic int64_t **pid)
-{
-	char obj[CHAN_NAME_MAX];
-	cr_assert_eq(chan_objname(obj, sizeof(obj), P.instance, "stats"), 0);
-	struct stats_seg *seg = stats_attach(obj);
-	cr_assert_not_null(seg, "attach %s", obj);
-	for (int i = 0; i < STATS_SLOTS; i++)
-		if (strncmp(seg->slot[i].stage, "carbon", STATS_NAME_MAX) == 0) {
-			*pid = &seg->slot[i].pid;
-			return &seg->slot[i].sink_held;
-		}
-	cr_assert_fail("no slot for the stage carbon");
-	return NULL;
 }
 
 /* Run pid (0: this process) on that CPU only. */
