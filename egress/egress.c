@@ -103,8 +103,8 @@ load_state(struct stage *st, struct egress *e)
 	    info.run == stage_books_id(st) ? info.committed : 0, 1);
 	if (rc == 0) {
 		if (gone > 0)
-			log_warnx("state file %s is missing, though %llu records "
-			    "were saved in it in this run: counted lost, starting "
+			log_warnx("state file %s is missing, without the %llu "
+			    "records applied in this run: counted lost, starting "
 			    "empty", e->state_path, (unsigned long long)gone);
 		return;
 	}
@@ -116,8 +116,8 @@ load_state(struct stage *st, struct egress *e)
 		e->dirty = 0;
 		char more[256];
 		if (gone > 0) {
-			snprintf(more, sizeof(more), "%s (%llu records saved in it "
-			    "in this run counted lost)", why, (unsigned long long)gone);
+			snprintf(more, sizeof(more), "%s (%llu records applied in "
+			    "this run counted lost)", why, (unsigned long long)gone);
 			why = more;
 		}
 		state_reject(e->state_path, why);
@@ -125,7 +125,7 @@ load_state(struct stage *st, struct egress *e)
 	}
 	if (gone > 0)
 		log_warnx("state file %s is an older save, without %llu records "
-		    "saved in this run: counted lost", e->state_path,
+		    "applied in this run: counted lost", e->state_path,
 		    (unsigned long long)gone);
 	stage_book_saved(st, e->state_path, info.run, info.committed);
 	log_info("state of %zu names loaded from %s", names_count(e->names),

@@ -314,12 +314,14 @@ sd_init(struct stage *st)
 		long n = statsd_state_load(d->agg, d->state_path, &info);
 		if (n > 0)
 			log_info("gauges loaded from %s", d->state_path);
-		/* No file, though this run saved one: its gauges went with it.
-		 * The records stay booked, written by the flushes that booked
-		 * them (docs/design.md §13). */
+		/* No file, though this run booked records (saved in a file
+		 * since removed, or held by an egress without --state before
+		 * a reload gave it one): their gauges are gone. The records
+		 * stay booked, written by the flushes that booked them
+		 * (docs/design.md §13). */
 		if (n == 0 && info.kind == 0 && stage_book_gone(st, 0, 0) > 0)
-			log_warnx("state file %s is missing, though it was saved in "
-			    "this run: its gauges start afresh", d->state_path);
+			log_warnx("state file %s is missing, though this run has "
+			    "booked records: its gauges start afresh", d->state_path);
 		if (n >= 0)
 			stage_book_saved(st, d->state_path, info.run, info.committed);
 	}

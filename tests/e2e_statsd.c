@@ -927,8 +927,8 @@ Test(statsd, a_removed_state_file_is_said_at_the_restart)
 	kill9_pid(&S.egress);
 	sd_start_more(NULL);
 	char text[300];
-	snprintf(text, sizeof(text), "state file %s is missing, though it was saved "
-	    "in this run: its gauges start afresh\n", state);
+	snprintf(text, sizeof(text), "state file %s is missing, though this run has "
+	    "booked records: its gauges start afresh\n", state);
 	cr_expect_eq(h_count(h_slurp(S.err), text), 1, "%s", h_slurp(S.err));
 	cr_expect_eq(stats_get(&S.seg->slot[1].out), 2);
 	/* a first start without a file says nothing */
