@@ -71,14 +71,17 @@ state_begin(struct state_writer *w, const char *path)
 	w->len = 0;
 	w->n = 0;
 	w->sum = SUM_INIT;
+	w->step = "name";
 	if (snprintf(w->tmp, sizeof(w->tmp), "%s.tmp", path) >= (int)sizeof(w->tmp)) {
 		errno = ENAMETOOLONG;
 		return -1;
 	}
 	/* A fresh file of our own: never one someone else put there (in a
 	 * shared folder such as /dev/shm), never through a symlink. */
+	w->step = "remove";
 	if (unlink(w->tmp) == -1 && errno != ENOENT)
 		return -1;
+	w->step = "create";
 	w->fd = open(w->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
 	    0600);
 	if (w->fd == -1)
@@ -127,6 +130,20 @@ state_abort(struct state_writer *w)
 	}
 }
 
+const char *
+state_failed(const struct state_writer *w, char *buf, size_t cap)
+{
+	int e = errno;  /* for the caller's log_warn */
+	if (strcmp(w->step, "rename") == 0)
+		snprintf(buf, cap, "rename %s over %s", w->tmp, w->path);
+	else if (strcmp(w->step, "name") == 0)
+		snprintf(buf, cap, "name %s.tmp", w->path);
+	else
+		snprintf(buf, cap, "%s %s", w->step, w->tmp);
+	errno = e;
+	return buf;
+}
+
 /* The folder holding path, synced so that the rename itself is kept. */
 static int
 sync_dir(const char *path)
@@ -159,12 +176,17 @@ state_end(struct state_writer *w, const struct state_info *info)
 	memcpy(h + 48, &w->sum, 8);
 	uint64_t hs = sum_words(SUM_INIT, h, 56);
 	memcpy(h + 56, &hs, 8);
+	w->step = "write";
 	if (w->err != 0) {
 		errno = w->err;
 		goto fail;
 	}
-	if (write_all(w->fd, h, sizeof(h), 0) == -1 || fsync(w->fd) == -1)
+	if (write_all(w->fd, h, sizeof(h), 0) == -1)
 		goto fail;
+	w->step = "sync";
+	if (fsync(w->fd) == -1)
+		goto fail;
+	w->step = "close";
 	if (close(w->fd) == -1) {
 		w->fd = -1;
 		int e = errno;
@@ -173,6 +195,7 @@ state_end(struct state_writer *w, const struct state_info *info)
 		return -1;
 	}
 	w->fd = -1;
+	w->step = "rename";
 	if (rename(w->tmp, w->path) == -1) {
 		int e = errno;
 		unlink(w->tmp);

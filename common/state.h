@@ -31,6 +31,7 @@ struct state_info {
 struct state_writer {
 	int fd;
 	int err;                  /* a write failed: errno, or 0 */
+	const char *step;         /* what failed, of tmp (state_failed) */
 	const char *path;
 	char tmp[4096];
 	uint64_t len, sum;        /* body bytes so far and their running sum */
@@ -50,6 +51,9 @@ void state_put(struct state_writer *w, const void *p, size_t n);
 int state_end(struct state_writer *w, const struct state_info *info);
 /* Give a save up: the temporary is removed, path is untouched. */
 void state_abort(struct state_writer *w);
+/* After a failed state_begin or state_end: what failed, naming the file
+ * it failed on ("create PATH.tmp", "rename PATH.tmp over PATH"), in buf. */
+const char *state_failed(const struct state_writer *w, char *buf, size_t cap);
 
 struct state_reader {
 	unsigned char *data;      /* the whole file (malloc'd) */

@@ -326,11 +326,12 @@ egress_save(struct stage *st, struct egress *e)
 	return 0;
 fail:;
 	long long s = log_limit_pass(&e->save_log, 10000);
-	char more[64];
+	char more[64], step[2 * sizeof(e->sw->tmp) + 16];
 	if (s >= 0)
-		log_warn("save state to %s (records stay in flight)%s",
+		log_warn("save state to %s (records stay in flight)%s: %s",
 		    e->state_path, log_more(more, sizeof(more), s,
-		    "failures since the last line"));
+		    "failures since the last line"),
+		    state_failed(e->sw, step, sizeof(step)));
 	/* Tried again by egress_tick an interval later, and spaced by what
 	 * this attempt cost as a save is: not at every report, where a save
 	 * that fails late (a rename refused, a full disk) would write the

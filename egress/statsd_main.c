@@ -590,15 +590,17 @@ sd_tick(struct stage *st)
 static void
 save_commit(struct stage *st, struct sd *d)
 {
-	if (d->state_path != NULL && statsd_state_save(d->agg, d->state_path,
-	    stage_books_id(st),
+	static struct state_writer w;  /* 64 KiB: not on the stack */
+	if (d->state_path != NULL && statsd_state_save(&w, d->agg,
+	    d->state_path, stage_books_id(st),
 	    stats_get(&st->stats->out) + d->pending) == -1) {
 		long long k = log_limit_pass(&d->save_log, 10000);
-		char more[64];
+		char more[64], step[2 * sizeof(w.tmp) + 16];
 		if (k >= 0)
-			log_warn("save state to %s (records stay in flight)%s",
+			log_warn("save state to %s (records stay in flight)%s: %s",
 			    d->state_path, log_more(more, sizeof(more), k,
-			    "failures since the last line"));
+			    "failures since the last line"),
+			    state_failed(&w, step, sizeof(step)));
 		return;
 	}
 	stage_commit(st, d->pending);

@@ -31,19 +31,18 @@ save_one(void *ctx, const char *key, size_t len, void *payload)
 }
 
 int
-statsd_state_save(struct statsd_agg *a, const char *path, uint64_t run,
-    uint64_t committed)
+statsd_state_save(struct state_writer *w, struct statsd_agg *a,
+    const char *path, uint64_t run, uint64_t committed)
 {
-	static struct state_writer w;  /* 64 KiB: not on the stack */
 	uint64_t n = names_count(a->gauges);
-	if (state_begin(&w, path) == -1)
+	if (state_begin(w, path) == -1)
 		return -1;
-	state_put(&w, &n, sizeof(n));
-	names_foreach_sorted(a->gauges, save_one, &w);
+	state_put(w, &n, sizeof(n));
+	names_foreach_sorted(a->gauges, save_one, w);
 	struct state_info info = {
 		.kind = STATE_STATSD, .run = run, .committed = committed,
 	};
-	return state_end(&w, &info);
+	return state_end(w, &info);
 }
 
 static long

@@ -10,12 +10,13 @@
 #include "egress/statsd_agg.h"
 #include "state.h"
 
-/* Save every gauge of a to path (through path.tmp, renamed), with the
- * stage's books id (stage_books_id) and the slot's `out` once this save
- * is booked (common/state.h's state_info). Returns 0, or -1 with errno (not
- * logged; path keeps the previous save). */
-int statsd_state_save(struct statsd_agg *a, const char *path, uint64_t run,
-    uint64_t committed);
+/* Save every gauge of a to path with the writer w (through path.tmp,
+ * renamed), with the stage's books id (stage_books_id) and the slot's
+ * `out` once this save is booked (common/state.h's state_info). Returns 0,
+ * or -1 with errno and state_failed(w) saying what failed (not logged;
+ * path keeps the previous save). */
+int statsd_state_save(struct state_writer *w, struct statsd_agg *a,
+    const char *path, uint64_t run, uint64_t committed);
 /* Load the gauges saved at path into a fresh a, and the file's run and
  * committed into *info (zeros when nothing was loaded). Returns the
  * number loaded, 0 when there is no file, or -1 when the file was

@@ -5,6 +5,7 @@
  * with any byte changed, foreign, or with a well-summed but nonsensical
  * body is refused without a crash. */
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -497,6 +498,40 @@ Test(state, a_failed_save_keeps_the_previous_file)
 	cr_assert_eq(state_begin(&w, "/nonexistent-telem/x.state"), -1);
 	free(b);
 	free(b2);
+}
+
+/* A failed save says what failed, on which file: a folder at PATH.tmp
+ * is not PATH's fault, nor a folder at PATH the temporary's. */
+Test(state, a_failed_save_names_the_step_and_its_file)
+{
+	static struct state_writer w;
+	char tmp[200], want[500], got[600];
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	cr_assert_eq(mkdir(tmp, 0700), 0);
+	cr_assert_eq(state_begin(&w, path), -1);
+	cr_assert_eq(errno, EISDIR, "%s", strerror(errno));
+	snprintf(want, sizeof(want), "remove %s", tmp);
+	cr_assert_str_eq(state_failed(&w, got, sizeof(got)), want);
+	cr_assert_eq(errno, EISDIR, "state_failed kept errno");
+	cr_assert_eq(rmdir(tmp), 0);
+
+	cr_assert_eq(mkdir(path, 0700), 0);
+	char inside[300];
+	snprintf(inside, sizeof(inside), "%s/x", path);
+	cr_assert_eq(mkdir(inside, 0700), 0);  /* not empty: rename refuses */
+	cr_assert_eq(state_begin(&w, path), 0);
+	state_put(&w, "x", 1);
+	struct state_info info = { STATE_CMA, 0, 0, 0 };
+	cr_assert_eq(state_end(&w, &info), -1);
+	snprintf(want, sizeof(want), "rename %s over %s", tmp, path);
+	cr_assert_str_eq(state_failed(&w, got, sizeof(got)), want);
+	cr_assert_eq(access(tmp, F_OK), -1, "temporary left behind");
+	cr_assert_eq(rmdir(inside), 0);
+	cr_assert_eq(rmdir(path), 0);
+
+	cr_assert_eq(state_begin(&w, "/nonexistent-telem/x.state"), -1);
+	cr_assert_str_eq(state_failed(&w, got, sizeof(got)),
+	    "create /nonexistent-telem/x.state.tmp");
 }
 
 /* ---- an egress's whole state (egress/egress.c) ---------------------------- */
