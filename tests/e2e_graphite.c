@@ -646,7 +646,10 @@ Test(graphite, a_sink_killed_in_the_middle_of_a_message_counts_all_its_lines)
 		len += (size_t)snprintf(buf + len, sizeof(buf) - len, "k%02d 1\n", i);
 	pl_sendto(&P, buf, len);
 	WAIT_OUT("[CKMS] k49 0.99:1\n");
-	h_nap_ms(300);  /* the report's end follows its stdout */
+	/* The report's messages follow its stdout. */
+	for (int i = 0; i < 1000 && pl_stat(&P, "carbon", "depth") < 6; i++)
+		h_nap_ms(10);
+	h_nap_ms(300);
 	char *out = h_slurp(P.out);
 	cr_assert_eq(h_count(out, "[CKMS] "), LINES, "not one report:\n%s", out);
 	free(out);
