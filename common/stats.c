@@ -10,9 +10,10 @@
 #include <unistd.h>
 
 #define STATS_MAGIC 0x7473746cU /* "ltst" */
-#define STATS_VERSION 8 /* 2: sink_dropped; 3: run; 4: taken/sent books;
+#define STATS_VERSION 9 /* 2: sink_dropped; 3: run; 4: taken/sent books;
                           * 5: 64 slots, in_queue, "" for a free slot;
-                          * 6: unbooked_out; 7: born; 8: sink_held */
+                          * 6: unbooked_out; 7: born; 8: sink_held;
+                          * 9: save_failing */
 
 static struct stats_seg *
 map(int fd)

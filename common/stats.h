@@ -68,6 +68,11 @@ struct stats_slot {
 	                             * not what it sent, and no sent[] is kept
 	                             * for its readers (written by the stage at
 	                             * its start) */
+	_Atomic uint64_t save_failing; /* 1 while the stage's saves of its
+	                             * state file fail, which keeps its
+	                             * records in flight (written by the
+	                             * stage, cleared by the supervisor when
+	                             * it dies) */
 	_Atomic int64_t pid;
 	_Atomic uint64_t restarts;
 	_Atomic uint64_t taken[STATS_SLOTS]; /* reader: end of the last message

@@ -323,6 +323,7 @@ egress_save(struct stage *st, struct egress *e)
 	e->saved_s = clock_s();
 	e->save_cost_s = e->saved_s - t0;
 	e->save_failed = 0;
+	atomic_store(&st->stats->save_failing, 0);
 	return 0;
 fail:;
 	long long s = log_limit_pass(&e->save_log, 10000);
@@ -340,6 +341,7 @@ fail:;
 	e->saved_s = clock_s();
 	e->save_cost_s = e->saved_s - t0;
 	e->save_failed = 1;
+	atomic_store(&st->stats->save_failing, 1);  /* for `telemctl books` */
 	return -1;
 }
 

@@ -601,8 +601,10 @@ save_commit(struct stage *st, struct sd *d)
 			    d->state_path, log_more(more, sizeof(more), k,
 			    "failures since the last line"),
 			    state_failed(&w, step, sizeof(step)));
+		atomic_store(&st->stats->save_failing, 1);  /* for `telemctl books` */
 		return;
 	}
+	atomic_store(&st->stats->save_failing, 0);
 	stage_commit(st, d->pending);
 	d->pending = 0;
 }

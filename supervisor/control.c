@@ -446,11 +446,13 @@ do_books(struct sup *s, struct ctl_conn *k)
 		    filtered = stats_get(&st->filtered), dropped = stats_get(&st->dropped),
 		    lost = stats_get(&st->lost);
 		int64_t diff = (int64_t)(in - out - filtered - dropped - lost);
-		char verdict[96] = " ok";
+		char verdict[128] = " ok";
 		if (diff != 0) {
 			snprintf(verdict, sizeof(verdict), " MISMATCH (diff %lld%s)",
-			    (long long)diff, diff > 0 && c->pid > 0 ?
-			    ": in flight in a live stage, wait for a drain" : "");
+			    (long long)diff, diff <= 0 || c->pid <= 0 ? "" :
+			    stats_get(&st->save_failing) ? ": in flight in a live "
+			    "stage whose state saves fail, see its log" :
+			    ": in flight in a live stage, wait for a drain");
 			if (blen < sizeof(bad))
 				blen += (size_t)snprintf(bad + blen, sizeof(bad) - blen,
 				    "%sstage %s", blen ? ", " : " ", c->name);

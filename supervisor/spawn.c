@@ -528,6 +528,7 @@ on_exit_of(struct sup *s, struct sup_child *c, int wst)
 	if (lines > 0)
 		log_warnx("stage %s held %llu carbon lines unsent: counted in "
 		    "sink_dropped", c->name, (unsigned long long)lines);
+	atomic_store(&st->save_failing, 0);
 	uint64_t out = stats_get(&st->out);
 	for (int q = 0; q < c->nout && !stats_get(&st->unbooked_out); q++) {
 		int r = stats_reader_of(s->stats, c->out_queue[q]);
