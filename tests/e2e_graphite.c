@@ -42,7 +42,6 @@ struct carbon_proc {
 static struct pl P;
 static char tmp[128];
 static struct carbon_proc C[3];
-static int away_fd = -1;  /* away_addr */
 
 static void
 setup(void)
@@ -64,8 +63,6 @@ teardown(void)
 {
 	carbon_stop_all();
 	pl_cleanup(&P);
-	if (away_fd != -1)
-		close(away_fd);
 	if (getenv("TELEM_KEEP") == NULL) {
 		char cmd[200];
 		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmp);
@@ -453,20 +450,14 @@ Test(graphite, what_is_sent_while_carbon_is_down_arrives_once_it_is_back)
 	cr_assert_eq(h_find(&s, "carbon")->sink_dropped, 0, "%s", s.raw);
 }
 
-/* "127.0.0.1:PORT" into g, a port nobody listens on: a socket of this
- * test holds it bound, unlistening, until teardown, so that no carbon of
- * a test run beside this one can be given it, and a connect is refused. */
+/* "127.0.0.1:PORT" into g, a port nobody listens on (h_tcp_ports holds
+ * it, so no carbon of a test run beside this one can be given it). */
 static void
 away_addr(char *g, size_t cap)
 {
-	struct sockaddr_in sa = { .sin_family = AF_INET };
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	socklen_t len = sizeof(sa);
-	away_fd = socket(AF_INET, SOCK_STREAM, 0);
-	cr_assert(away_fd != -1 && bind(away_fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
-	    getsockname(away_fd, (struct sockaddr *)&sa, &len) == 0,
-	    "a port to keep: %s", strerror(errno));
-	snprintf(g, cap, "127.0.0.1:%d", ntohs(sa.sin_port));
+	int port;
+	h_tcp_ports(&port, 1);
+	snprintf(g, cap, "127.0.0.1:%d", port);
 }
 
 /* The carbon stage's slot in the instance's stats segment (common/stats.h),

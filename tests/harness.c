@@ -678,23 +678,23 @@ pl_cleanup(struct pl *p)
 void
 h_tcp_ports(int *port, int n)
 {
-	int fd[8];
-	if (n > 8)
-		abort();
+	static const int on = 1;
 	for (int i = 0; i < n; i++) {
 		struct sockaddr_in sa = { .sin_family = AF_INET };
 		sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 		socklen_t len = sizeof(sa);
-		fd[i] = socket(AF_INET, SOCK_STREAM, 0);
-		if (fd[i] == -1 || bind(fd[i], (struct sockaddr *)&sa, sizeof(sa)) == -1 ||
-		    getsockname(fd[i], (struct sockaddr *)&sa, &len) == -1) {
+		/* Kept open, never listening, until this process ends. */
+		int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fd == -1 ||
+		    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) == -1 ||
+		    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) == -1 ||
+		    bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == -1 ||
+		    getsockname(fd, (struct sockaddr *)&sa, &len) == -1) {
 			perror("h_tcp_ports");
 			abort();
 		}
 		port[i] = ntohs(sa.sin_port);
 	}
-	for (int i = 0; i < n; i++)
-		close(fd[i]);
 }
 
 void

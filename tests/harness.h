@@ -23,8 +23,14 @@ const char *h_transport(void);
 const char *h_bin(const char *prog, char *buf, size_t cap);
 /* A UDP port free on 127.0.0.1 now. */
 int h_free_port(void);
-/* n (at most 8) distinct TCP ports free on 127.0.0.1 now: all are held
- * until all are known, so none comes twice. */
+/* n distinct TCP ports free on 127.0.0.1, each held by a socket of this
+ * process bound to it, never listening, until the process (one test)
+ * ends: a port asked for here or bound by the kernel for anyone else's
+ * bind to port 0 or connect never comes up again meanwhile, so tests run
+ * side by side cannot be given one another's ports. The socket has
+ * SO_REUSEADDR and SO_REUSEPORT, so the server the test starts there
+ * binds it too (carbon sets both, libmicrohttpd and Go SO_REUSEADDR), and
+ * while none listens a connect is refused. */
 void h_tcp_ports(int *port, int n);
 /* Sleep ms milliseconds. */
 void h_nap_ms(int ms);
