@@ -617,10 +617,11 @@ pin(pid_t pid, int cpu)
  * 2048-byte messages of some 50 entries, which the stopped sink's queue
  * holds whole (so that no egress waits on it: a sink whose receive wakes
  * a waiting writer can lose the CPU before it counts what it took). Each
- * sink, on a CPU of its own, is then killed -9 by this test, spinning on
- * another, at its first store of sink_held, while it makes the lines of
- * the first message it took, up to three times (fewer when a killed sink
- * had taken every message left); all 300 lines are counted in the end. */
+ * sink, stopped as soon as it is started and let go on a CPU of its own,
+ * is then killed -9 by this test, spinning on another, at its first store
+ * of sink_held, while it makes the lines of the first message it took,
+ * up to three times (fewer when a killed sink had taken every message
+ * left); all 300 lines are counted in the end. */
 Test(graphite, a_sink_killed_in_the_middle_of_a_message_counts_all_its_lines)
 {
 	char g[32];
@@ -675,17 +676,26 @@ Test(graphite, a_sink_killed_in_the_middle_of_a_message_counts_all_its_lines)
 		while (((p = atomic_load(pid_word)) <= 0 || p == old) &&
 		    clock_ms() < end)
 			;
-		uint64_t h = atomic_load(held);
 		cr_assert(p > 0 && p != old, "round %d: the sink was not restarted",
 		    round);
 		pid = (pid_t)p;
-		if (h != 0)
-			break;  /* it took a message before we looked: no kill */
-		/* The killed one took every message left (it takes several
-		 * at a time): nothing for another round. */
-		if (pl_stat(&P, "carbon", "depth") == 0 && atomic_load(held) == 0)
+		/* Stopped at once, while it is still starting, so that it
+		 * takes its first message only once it is pinned and this
+		 * test spins again: left running through the looks below, it
+		 * could be well into the messages when the next round began,
+		 * and a kill then can fall between a receive and its store. */
+		cr_assert_eq(kill(pid, SIGSTOP), 0, "round %d: %s", round,
+		    strerror(errno));
+		/* It took a message before it stopped (no kill), or the
+		 * killed one took every message left (it takes several at a
+		 * time): nothing for another round. */
+		if (atomic_load(held) != 0 ||
+		    pl_stat(&P, "carbon", "depth") == 0) {
+			cr_assert_eq(kill(pid, SIGCONT), 0);
 			break;
+		}
 		pin(pid, cpu[1]);
+		cr_assert_eq(kill(pid, SIGCONT), 0);
 	}
 	for (int i = 0; i < 500 && pl_stat(&P, "carbon", "depth") != 0; i++)
 		h_nap_ms(10);
