@@ -473,6 +473,25 @@ stage_book_gone(struct stage *st, uint64_t held, int lose)
 	return d;
 }
 
+void
+stage_save_failed(struct stage *st, const struct state_writer *w,
+    struct log_limit *lim)
+{
+	long long k = log_limit_pass(lim, 10000);
+	char more[64], step[2 * sizeof(w->tmp) + 16];
+	if (k >= 0)
+		log_warn("save state to %s (records stay in flight)%s: %s", w->path,
+		    log_more(more, sizeof(more), k, "failures since the last line"),
+		    state_failed(w, step, sizeof(step)));
+	atomic_store(&st->stats->save_failing, 1);
+}
+
+void
+stage_save_done(struct stage *st)
+{
+	atomic_store(&st->stats->save_failing, 0);
+}
+
 int
 stage_emit(struct stage *st, uint8_t type, const char *name, size_t name_len,
     uint32_t value)

@@ -12,6 +12,7 @@
 
 #include "chan.h"
 #include "log.h"
+#include "state.h"
 #include "stats.h"
 #include "wire.h"
 
@@ -177,6 +178,13 @@ void stage_book_saved(struct stage *st, const char *path, uint64_t run,
  * one): returns how many, and with `lose` moves them from `out` to
  * `lost`, since the aggregates the stage starts from lack them. */
 uint64_t stage_book_gone(struct stage *st, uint64_t held, int lose);
+/* A save of the stage's state file with w failed: one line naming the
+ * step and its file, at most every 10 s by lim, and save_failing set in
+ * its slot so that `telemctl books` says why its records stay in flight;
+ * stage_save_done clears it after a save that succeeded. */
+void stage_save_failed(struct stage *st, const struct state_writer *w,
+    struct log_limit *lim);
+void stage_save_done(struct stage *st);
 /* Announce readiness on --ready-fd by writing "R\n", exactly (once; later
  * calls do nothing). */
 void stage_ready(struct stage *st);

@@ -323,16 +323,10 @@ egress_save(struct stage *st, struct egress *e)
 	e->saved_s = clock_s();
 	e->save_cost_s = e->saved_s - t0;
 	e->save_failed = 0;
-	atomic_store(&st->stats->save_failing, 0);
+	stage_save_done(st);
 	return 0;
-fail:;
-	long long s = log_limit_pass(&e->save_log, 10000);
-	char more[64], step[2 * sizeof(e->sw->tmp) + 16];
-	if (s >= 0)
-		log_warn("save state to %s (records stay in flight)%s: %s",
-		    e->state_path, log_more(more, sizeof(more), s,
-		    "failures since the last line"),
-		    state_failed(e->sw, step, sizeof(step)));
+fail:
+	stage_save_failed(st, e->sw, &e->save_log);
 	/* Tried again by egress_tick an interval later, and spaced by what
 	 * this attempt cost as a save is: not at every report, where a save
 	 * that fails late (a rename refused, a full disk) would write the
@@ -341,7 +335,6 @@ fail:;
 	e->saved_s = clock_s();
 	e->save_cost_s = e->saved_s - t0;
 	e->save_failed = 1;
-	atomic_store(&st->stats->save_failing, 1);  /* for `telemctl books` */
 	return -1;
 }
 

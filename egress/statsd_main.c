@@ -594,17 +594,10 @@ save_commit(struct stage *st, struct sd *d)
 	if (d->state_path != NULL && statsd_state_save(&w, d->agg,
 	    d->state_path, stage_books_id(st),
 	    stats_get(&st->stats->out) + d->pending) == -1) {
-		long long k = log_limit_pass(&d->save_log, 10000);
-		char more[64], step[2 * sizeof(w.tmp) + 16];
-		if (k >= 0)
-			log_warn("save state to %s (records stay in flight)%s: %s",
-			    d->state_path, log_more(more, sizeof(more), k,
-			    "failures since the last line"),
-			    state_failed(&w, step, sizeof(step)));
-		atomic_store(&st->stats->save_failing, 1);  /* for `telemctl books` */
+		stage_save_failed(st, &w, &d->save_log);
 		return;
 	}
-	atomic_store(&st->stats->save_failing, 0);
+	stage_save_done(st);
 	stage_commit(st, d->pending);
 	d->pending = 0;
 }
